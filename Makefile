@@ -1,0 +1,29 @@
+# The targets people type. Every target creates/uses the local virtualenv .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint schema bench bench-quick docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## write a synthetic CT volume to .mla, reopen it memory-mapped, read a patch
+	$(PY) -m mlarray.demo
+
+test: $(STAMP)  ## the whole test suite
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check mlarray tests
+	$(PY) -m mypy mlarray
+
+schema: $(STAMP)  ## regenerate the committed JSON Schema from the models
+	$(PY) -m mlarray.schema --write
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis demo-output

@@ -1,0 +1,82 @@
+"""mlarray: N-dimensional arrays for machine learning, with a validated JSON header, in one Blosc2 file."""
+
+from mlarray._version import __version__
+from mlarray.api import MLArray
+from mlarray.errors import (
+    CorruptFrameError,
+    ForbiddenMetalayerError,
+    FrameMismatchError,
+    HeaderEncodingError,
+    HeaderNotJSONError,
+    HeaderTooLargeError,
+    HeaderValidationError,
+    InvalidArgumentError,
+    LockError,
+    MissingHeaderError,
+    MLArrayError,
+    MLArrayFileNotFoundError,
+    NotAFrameError,
+    Problem,
+    ReadOnlyError,
+    TruncatedFileError,
+    UnsafeLegacyFileError,
+    UnsupportedVersionError,
+    WrongExtensionError,
+)
+from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
+from mlarray.versions import SCHEMA_VERSION
+
+empty = MLArray.empty
+zeros = MLArray.zeros
+ones = MLArray.ones
+full = MLArray.full
+asarray = MLArray.asarray
+empty_like = MLArray.empty_like
+zeros_like = MLArray.zeros_like
+ones_like = MLArray.ones_like
+full_like = MLArray.full_like
+load = MLArray.load
+open = MLArray.open  # noqa: A001 - mirrors MLArray.open
+create = MLArray.create
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BBoxes",
+    "CorruptFrameError",
+    "ForbiddenMetalayerError",
+    "FrameMismatchError",
+    "HeaderEncodingError",
+    "HeaderNotJSONError",
+    "HeaderTooLargeError",
+    "HeaderValidationError",
+    "InvalidArgumentError",
+    "Layout",
+    "LockError",
+    "MLArray",
+    "MLArrayError",
+    "MLArrayFileNotFoundError",
+    "Meta",
+    "MissingHeaderError",
+    "NotAFrameError",
+    "Problem",
+    "ReadOnlyError",
+    "Spatial",
+    "Stats",
+    "TruncatedFileError",
+    "UnsafeLegacyFileError",
+    "UnsupportedVersionError",
+    "WrongExtensionError",
+    "__version__",
+    "asarray",
+    "create",
+    "empty",
+    "empty_like",
+    "full",
+    "full_like",
+    "load",
+    "ones",
+    "ones_like",
+    "open",
+    "zeros",
+    "zeros_like",
+]

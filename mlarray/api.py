@@ -1,0 +1,623 @@
+"""The :class:`MLArray` API: an N-d array with a validated, versioned header.
+
+An ``MLArray`` is either *in memory* (a NumPy array, from ``MLArray(array)``,
+``MLArray(path)`` or ``MLArray.load``) or *file-backed* (a memory-mapped Blosc2
+NDArray, from ``MLArray.open`` or ``MLArray.create``). Indexing follows NumPy. Every
+metadata edit is validated before it is kept, and every save validates the complete
+header before the first byte is written, then replaces the target atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import blosc2
+import numpy as np
+import numpy.typing as npt
+
+from mlarray._version import __version__
+from mlarray.bound import BoundList, bound_matrix
+from mlarray.errors import CorruptFrameError, HeaderValidationError, InvalidArgumentError, Problem, ReadOnlyError
+from mlarray.layout import PatchSize, choose_layout
+from mlarray.models import ArrayInfo, Meta, Writer, compose_affine, parse_header
+from mlarray.models.v1.header import MAX_NDIM
+from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, read_header, write_frame, write_header
+from mlarray.storage.io import (
+    DEFAULT_CLEVEL,
+    DEFAULT_CODEC,
+    DEFAULT_FILTERS,
+    is_read_only,
+    layout_of,
+    make_cparams,
+    normalize_dtype,
+)
+
+_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+MMAP_MODES = ("r", "r+", "c")
+WRITER = "mlarray"
+
+
+def _as_meta(meta: Meta | dict[str, Any] | None) -> Meta:
+    """``meta`` as a fresh :class:`Meta`: a dict is the ``source`` namespace."""
+    if meta is None:
+        return Meta()
+    if isinstance(meta, Meta):
+        return meta.model_copy(deep=True)
+    if isinstance(meta, dict):
+        return Meta(source=meta)
+    raise InvalidArgumentError(f"meta must be a Meta or a dict, got {type(meta).__name__}")
+
+
+def _validated(meta: Meta) -> Meta:
+    """Revalidate ``meta`` as a whole (cross-field rules included); return the validated copy."""
+    return parse_header(meta.model_dump(mode="json"))
+
+
+def _cparams_names(cparams: Any) -> tuple[str, int, list[str]]:
+    from mlarray.storage.io import describe_cparams
+
+    if isinstance(cparams, dict):
+        cparams = blosc2.CParams(**cparams)
+    return describe_cparams(cparams)
+
+
+class MLArray:
+    """An N-dimensional array with spatial geometry and metadata, stored as ``.mla``.
+
+    Parameters
+    ----------
+    array : array-like, path or None
+        The data (any array-like; big-endian data is stored little-endian), a path to
+        an ``.mla`` file to load into memory, or ``None`` for a metadata-only image.
+    spacing, origin, direction, affine, axis_labels
+        Geometry of the spatial axes (see :class:`mlarray.models.Spatial`). Explicit
+        values override ``meta`` and ``copy``.
+    meta : Meta or dict, optional
+        Header contents; a plain dict is taken as ``meta.source``.
+    copy : MLArray, optional
+        Fill every argument not given explicitly from this image: its metadata
+        (except ``stats``, which describe other data) and its layout.
+    patch_size : 'default', int, sequence or None
+        Training patch size the layout is derived from (``'default'`` = 192 per spatial
+        axis). ``None`` with no chunk/block size lets Blosc2 choose the layout.
+    chunk_size, block_size : sequence of int, optional
+        Manual layout; overrides ``patch_size``.
+    cparams, dparams : dict or blosc2.CParams / blosc2.DParams, optional
+        Blosc2 compression / decompression parameters (codec, clevel, filters, nthreads).
+    """
+
+    def __init__(
+        self,
+        array: Any = None,
+        spacing: Sequence[float] | None = None,
+        origin: Sequence[float] | None = None,
+        direction: Sequence[Sequence[float]] | None = None,
+        affine: Any = None,
+        axis_labels: Sequence[str] | None = None,
+        meta: Meta | dict[str, Any] | None = None,
+        copy: MLArray | None = None,
+        patch_size: PatchSize = _UNSET,
+        chunk_size: Sequence[int] | None = None,
+        block_size: Sequence[int] | None = None,
+        cparams: Any = None,
+        dparams: Any = None,
+    ) -> None:
+        self._np: np.ndarray[Any, Any] | None = None
+        self._nd: Any = None
+        self._path: str | None = None
+        self._mode: str | None = None
+        self._closed = False
+        self._dparams = dparams
+        self._persisted: dict[str, Any] | None = None
+        keep_layout = False
+        if isinstance(array, (str, os.PathLike)):
+            loaded = MLArray.load(array, dparams=dparams)
+            self._np, base = loaded._np, loaded._meta
+            keep_layout = True
+        else:
+            if isinstance(array, MLArray):
+                copy = array if copy is None else copy
+                array = array.to_numpy() if array.shape is not None else None
+            if array is not None:
+                self._np = _as_storable(array)
+            base = _as_meta(meta)
+            if copy is not None:
+                if meta is None:
+                    base = copy.meta.model_copy(deep=True)
+                    base.stats = None
+                keep_layout = True
+                base.layout = copy.meta.layout.model_copy() if copy.meta.layout is not None else None
+        if meta is not None and isinstance(array, (str, os.PathLike)):
+            base = _as_meta(meta).model_copy(update={"array": base.array, "layout": base.layout, "writer": base.writer})
+        self._layout_args: dict[str, Any] | None = None
+        if patch_size is not _UNSET or chunk_size is not None or block_size is not None or cparams is not None:
+            keep_layout = False
+        if not keep_layout:
+            base.layout = None
+            self._layout_args = {
+                "patch_size": "default" if patch_size is _UNSET else patch_size,
+                "chunk_size": chunk_size,
+                "block_size": block_size,
+                "cparams": cparams,
+            }
+        spatial = base.spatial.model_dump()
+        given = {"spacing": spacing, "origin": origin, "direction": direction, "axis_labels": axis_labels}
+        for key, value in given.items():
+            if value is not None:
+                spatial[key] = _tolist(value)
+        if affine is not None:
+            spatial["affine"] = _tolist(affine)
+        if self._np is not None and spatial.get("axis_labels") is None:
+            spatial["axis_labels"] = _default_labels(self._np.ndim, spatial)
+        if self._np is not None:
+            base.array = ArrayInfo(shape=list(self._np.shape), dtype=self._np.dtype.str)
+        elif not isinstance(array, (str, os.PathLike)):
+            base.array = None
+            base.layout = None
+        data = base.model_dump(mode="json")
+        data["spatial"] = spatial
+        self._meta = parse_header(data)
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], dparams: Any = None) -> MLArray:
+        """Read a whole ``.mla`` file into memory (decompressing with all cores by default)."""
+        p = check_path(path, must_exist=True)
+        head = read_header(p)
+        obj = cls.__new__(cls)
+        obj._init_empty(head.meta)
+        if head.meta.array is not None:
+            nd = open_frame(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
+            obj._np = _decompress_all(nd, p)
+        return obj
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], mmap_mode: str = "r", dparams: Any = None) -> MLArray:
+        """Open ``path`` memory-mapped: ``'r'`` read-only, ``'r+'`` read/write, ``'c'`` copy-on-write.
+
+        Reads decompress with one thread by default (the data-loader worker case); pass
+        ``dparams={"nthreads": n}`` for more. Call :meth:`close` (or use ``with``) to
+        persist metadata edits of an ``'r+'`` array.
+        """
+        if mmap_mode not in MMAP_MODES:
+            hint = "; use MLArray.create to create a file" if mmap_mode == "w+" else ""
+            raise InvalidArgumentError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}{hint}")
+        p = check_path(path, must_exist=True)
+        if mmap_mode == "r+" and is_read_only(p):
+            raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
+        head = read_header(p)
+        obj = cls.__new__(cls)
+        obj._init_empty(head.meta)
+        obj._nd = open_frame(p, mmap_mode, dparams if dparams is not None else {"nthreads": 1})
+        obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
+        obj._persisted = head.meta.model_dump(mode="json")
+        return obj
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        shape: Sequence[int],
+        dtype: npt.DTypeLike = np.float64,
+        mmap_mode: str = "w+",
+        fill_value: Any = 0,
+        **kwargs: Any,
+    ) -> MLArray:
+        """Create (or overwrite) ``path`` filled with ``fill_value`` and return it open read/write.
+
+        ``kwargs`` are the constructor's metadata and layout arguments. Until the file
+        is complete the previous file at ``path`` (if any) is left untouched.
+        """
+        if mmap_mode != "w+":
+            raise InvalidArgumentError(f"MLArray.create only supports mmap_mode='w+', got {mmap_mode!r}")
+        p = check_path(path, must_exist=False)
+        shape = tuple(int(s) for s in shape)
+        dt = normalize_dtype(dtype)
+        template = cls(_ShapeOnly(shape, dt), **kwargs)
+        with atomic_target(p) as tmp:
+            nd = template._write_to(tmp, source=_ShapeOnly(shape, dt, fill_value))
+            del nd
+        obj = cls.open(p, "r+", dparams=kwargs.get("dparams"))
+        obj._mode = "w+"
+        return obj
+
+    def _init_empty(self, meta: Meta) -> None:
+        self._np = None
+        self._nd = None
+        self._path = None
+        self._mode = None
+        self._closed = False
+        self._dparams = None
+        self._persisted = None
+        self._layout_args = None
+        self._meta = meta
+
+    # ------------------------------------------------------------------ array protocol
+
+    @property
+    def _data(self) -> Any:
+        if self._closed:
+            raise InvalidArgumentError("the array is closed")
+        return self._np if self._np is not None else self._nd
+
+    def _has_array(self) -> bool:
+        return self._meta.array is not None
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Shape of the array (``None`` for a metadata-only image)."""
+        return tuple(self._meta.array.shape) if self._meta.array is not None else None
+
+    @property
+    def dtype(self) -> np.dtype[Any] | None:
+        """Element type of the array (``None`` for a metadata-only image)."""
+        return np.dtype(self._meta.array.dtype) if self._meta.array is not None else None
+
+    @property
+    def ndim(self) -> int:
+        """Number of array dimensions (0 for a metadata-only image)."""
+        return len(self._meta.array.shape) if self._meta.array is not None else 0
+
+    @property
+    def spatial_ndim(self) -> int:
+        """Number of spatial axes."""
+        axes = self._meta.spatial_axes()
+        return 0 if axes is None else len(axes)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape is not None else 0
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a metadata-only MLArray")
+        return self.shape[0]
+
+    def _require_array(self) -> Any:
+        if not self._has_array():
+            raise InvalidArgumentError("this is a metadata-only image: it has no array")
+        return self._data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._require_array()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        data = self._require_array()
+        if self._mode == "r":
+            raise ReadOnlyError("the array was opened with mmap_mode='r'; open it with 'r+' to write", path=self._path)
+        if isinstance(value, MLArray):
+            value = value.to_numpy()
+        data[key] = value
+
+    def to_numpy(self) -> np.ndarray[Any, Any]:
+        """The whole array as a NumPy array (decompressed for a file-backed array)."""
+        data = self._require_array()
+        if isinstance(data, np.ndarray):
+            return data
+        return _decompress_all(data, self._path)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
+        out = self.to_numpy()
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            return out.astype(dtype)
+        return out.copy() if copy else out
+
+    def __repr__(self) -> str:
+        where = f", path={self._path!r}, mmap_mode={self._mode!r}" if self._path else ""
+        if not self._has_array():
+            return f"MLArray(metadata-only{where})"
+        return f"MLArray(shape={self.shape}, dtype={self.dtype}{where})"
+
+    # ------------------------------------------------------------------ metadata
+
+    @property
+    def meta(self) -> Meta:
+        """The header: ``meta.source``, ``meta.extra``, ``meta.spatial``, ``meta.stats``, ``meta.bbox``, ``meta.is_seg``."""
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: Meta | dict[str, Any]) -> None:
+        new = _as_meta(value)
+        new.array, new.layout, new.writer = self._meta.array, self._meta.layout, self._meta.writer
+        self._meta = _validated(new)
+
+    def _set_spatial(self, **changes: Any) -> None:
+        data = self._meta.model_dump(mode="json")
+        data["spatial"].update(changes)
+        validated = parse_header(data)
+        self._meta.spatial = validated.spatial
+
+    def _bound(self, name: str) -> BoundList | None:
+        value = getattr(self._meta.spatial, name)
+        if value is None:
+            return None
+        return BoundList(value, lambda new: self._set_spatial(**{name: new}))
+
+    @property
+    def spacing(self) -> BoundList | None:
+        """Voxel size per spatial axis (mutations are validated)."""
+        if self._meta.spatial.spacing is None and self._meta.spatial.affine is not None:
+            return BoundList(_decompose(self.affine)[0], lambda new: self._set_from_affine(spacing=new))
+        return self._bound("spacing")
+
+    @spacing.setter
+    def spacing(self, value: Sequence[float] | None) -> None:
+        self._set_spatial(spacing=_tolist(value))
+
+    @property
+    def origin(self) -> BoundList | None:
+        """World coordinate of the centre of voxel 0 (mutations are validated)."""
+        if self._meta.spatial.origin is None and self._meta.spatial.affine is not None:
+            return BoundList(_decompose(self.affine)[1], lambda new: self._set_from_affine(origin=new))
+        return self._bound("origin")
+
+    @origin.setter
+    def origin(self, value: Sequence[float] | None) -> None:
+        self._set_spatial(origin=_tolist(value))
+
+    @property
+    def direction(self) -> BoundList | None:
+        """Direction cosines: column k is the world direction of spatial axis k."""
+        value = self._meta.spatial.direction
+        if value is None:
+            if self._meta.spatial.affine is None:
+                return None
+            value = _decompose(self.affine)[2]
+            return bound_matrix([list(r) for r in value], lambda new: self._set_from_affine(direction=new))
+        return bound_matrix([list(r) for r in value], lambda new: self._set_spatial(direction=new))
+
+    @direction.setter
+    def direction(self, value: Sequence[Sequence[float]] | None) -> None:
+        self._set_spatial(direction=_tolist(value))
+
+    @property
+    def axis_labels(self) -> BoundList | None:
+        """One label per array axis (``spatial``, ``channel``, ``temporal``, ... or custom)."""
+        return self._bound("axis_labels")
+
+    @axis_labels.setter
+    def axis_labels(self, value: Sequence[str] | None) -> None:
+        self._set_spatial(axis_labels=_tolist(value))
+
+    @property
+    def affine(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The ``(n+1) x (n+1)`` index-to-world matrix of the spatial axes (a copy)."""
+        s = self._meta.spatial
+        n = self.spatial_ndim
+        if s.affine is not None:
+            return np.asarray(s.affine, dtype=np.float64)
+        return compose_affine(s.spacing, s.origin, s.direction, n)
+
+    @affine.setter
+    def affine(self, value: Any) -> None:
+        matrix = np.asarray(value, dtype=np.float64)
+        spacing, origin, direction = _decompose(matrix)
+        d = np.asarray(direction)
+        if np.allclose(d.T @ d, np.eye(len(d)), atol=1e-6):
+            self._set_spatial(spacing=spacing, origin=origin, direction=direction, affine=None)
+        else:
+            self._set_spatial(spacing=None, origin=None, direction=None, affine=matrix.tolist())
+
+    def _set_from_affine(self, **changes: Any) -> None:
+        spacing, origin, direction = _decompose(self.affine)
+        parts = {"spacing": spacing, "origin": origin, "direction": direction, **changes}
+        n = len(parts["spacing"])
+        self._set_spatial(affine=compose_affine(parts["spacing"], parts["origin"], parts["direction"], n).tolist())
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the image to ``path`` atomically.
+
+        The complete header is validated before anything is written; the data go to a
+        temporary file beside ``path`` that is fsynced and renamed over it, so a failed
+        or killed save leaves any previous file intact. Saving over the file this
+        image was opened from works.
+        """
+        p = check_path(path, must_exist=False)
+        data = self._data if self._has_array() else None
+        header_bytes(self._header_for_save(layout=self._meta.layout))
+        reopen = self._path is not None and os.path.exists(p) and os.path.samefile(p, self._path)
+        with atomic_target(p) as tmp:
+            self._write_to(tmp, source=data)
+        if reopen:
+            mode = "r+" if self._mode == "w+" else self._mode
+            fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
+            self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
+
+    def _header_for_save(self, layout: Any) -> Meta:
+        meta = self._meta.model_copy(deep=True)
+        meta.writer = Writer(name=WRITER, version=__version__)
+        meta.layout = layout
+        return meta
+
+    def _write_to(self, tmp: str, source: Any) -> Any:
+        """Write data and header to ``tmp``; returns the open blosc2 NDArray."""
+        layout_args = self._layout_args
+        recorded = self._meta.layout
+        shape, dtype = self.shape, self.dtype
+        if source is None or shape is None or dtype is None:
+            nd = write_frame(tmp, None, chunks=None, blocks=None, cparams=make_cparams("lz4", 0, [], 1))
+            meta = self._header_for_save(layout=None)
+            write_header(nd, meta)
+            return nd
+        if layout_args is None and recorded is not None:
+            choice_strategy, chunks, blocks = recorded.strategy, recorded.chunk_size, recorded.block_size
+            patch = recorded.patch_size
+            codec, clevel, filters = recorded.codec, recorded.clevel, list(recorded.filters)
+        else:
+            args = layout_args or {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
+            axes = self._meta.spatial_axes() or list(range(len(shape)))
+            try:
+                choice = choose_layout(shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"])
+            except ValueError as exc:
+                raise InvalidArgumentError(str(exc), path=tmp) from None
+            choice_strategy, chunks, blocks, patch = choice.strategy, choice.chunks, choice.blocks, choice.patch_size
+            if args["cparams"] is not None:
+                codec, clevel, filters = _cparams_names(args["cparams"])
+            else:
+                codec, clevel, filters = DEFAULT_CODEC, DEFAULT_CLEVEL, list(DEFAULT_FILTERS)
+        cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
+        if isinstance(source, _ShapeOnly):
+            nd = source.write(tmp, chunks, blocks, cparams)
+        else:
+            nd = write_frame(tmp, source, chunks=chunks, blocks=blocks, cparams=cparams)
+        meta = self._header_for_save(layout=layout_of(nd, choice_strategy, patch))
+        write_header(nd, meta)
+        return nd
+
+    def close(self) -> None:
+        """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent."""
+        if self._closed:
+            return
+        if self._nd is not None and self._mode in ("r+", "w+"):
+            current = self._meta.model_dump(mode="json")
+            if current != self._persisted:
+                write_header(self._nd, self._header_for_save(layout=self._meta.layout))
+        self._nd = None
+        self._np = None
+        self._closed = True
+
+    def __enter__(self) -> MLArray:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ array constructors
+
+    @classmethod
+    def empty(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
+        """An uninitialized in-memory image."""
+        return cls(np.empty(shape, dtype=dtype), **kwargs)
+
+    @classmethod
+    def zeros(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
+        """An in-memory image of zeros."""
+        return cls(np.zeros(shape, dtype=dtype), **kwargs)
+
+    @classmethod
+    def ones(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
+        """An in-memory image of ones."""
+        return cls(np.ones(shape, dtype=dtype), **kwargs)
+
+    @classmethod
+    def full(cls, shape: Sequence[int] | int, fill_value: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+        """An in-memory image filled with ``fill_value``."""
+        return cls(np.full(shape, fill_value, dtype=dtype), **kwargs)
+
+    @classmethod
+    def asarray(cls, obj: Any, **kwargs: Any) -> MLArray:
+        """``obj`` as an MLArray (returned unchanged if it already is one and nothing else is given)."""
+        if isinstance(obj, MLArray) and not kwargs:
+            return obj
+        return cls(obj, **kwargs)
+
+    @classmethod
+    def empty_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+        """Like ``other`` (shape and, for an MLArray, metadata), uninitialized."""
+        return cls._like(np.empty_like, other, dtype, kwargs)
+
+    @classmethod
+    def zeros_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+        """Like ``other`` (shape and, for an MLArray, metadata), filled with zeros."""
+        return cls._like(np.zeros_like, other, dtype, kwargs)
+
+    @classmethod
+    def ones_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+        """Like ``other`` (shape and, for an MLArray, metadata), filled with ones."""
+        return cls._like(np.ones_like, other, dtype, kwargs)
+
+    @classmethod
+    def full_like(cls, other: Any, fill_value: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+        """Like ``other`` (shape and, for an MLArray, metadata), filled with ``fill_value``."""
+        return cls._like(lambda a, dtype=None: np.full_like(a, fill_value, dtype=dtype), other, dtype, kwargs)
+
+    @classmethod
+    def _like(cls, make: Any, other: Any, dtype: Any, kwargs: dict[str, Any]) -> MLArray:
+        if isinstance(other, MLArray):
+            template = np.empty(other.shape or (0,), dtype=other.dtype if dtype is None else dtype)
+            kwargs.setdefault("copy", other)
+            return cls(make(template, dtype=dtype), **kwargs)
+        return cls(make(np.asarray(other), dtype=dtype), **kwargs)
+
+
+class _ShapeOnly:
+    """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], fill_value: Any = 0) -> None:
+        self.shape, self.dtype, self.ndim, self.fill_value = shape, dtype, len(shape), fill_value
+
+    def write(self, tmp: str, chunks: Any, blocks: Any, cparams: Any) -> Any:
+        kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
+        if chunks is not None:
+            kwargs["chunks"] = tuple(chunks)
+        if blocks is not None:
+            kwargs["blocks"] = tuple(blocks)
+        if self.fill_value == 0:
+            return blosc2.zeros(self.shape, dtype=self.dtype, **kwargs)
+        return blosc2.full(self.shape, self.fill_value, dtype=self.dtype, **kwargs)
+
+
+def _as_storable(array: Any) -> np.ndarray[Any, Any]:
+    if isinstance(array, _ShapeOnly):
+        return np.broadcast_to(np.zeros((), dtype=array.dtype), array.shape)
+    if isinstance(array, blosc2.NDArray):
+        array = array[...]
+    out = np.asarray(array)
+    if out.ndim == 0 or out.ndim > MAX_NDIM:
+        raise InvalidArgumentError(f"arrays must have 1 to {MAX_NDIM} dimensions, got {out.ndim}")
+    stored = normalize_dtype(out.dtype)
+    if out.dtype != stored or out.dtype.str != stored.str:
+        out = out.astype(stored)
+    return out
+
+
+def _tolist(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_tolist(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
+    """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not."""
+    n = None
+    for key in ("spacing", "origin", "direction"):
+        if spatial.get(key) is not None:
+            n = len(spatial[key])
+            break
+    if n is None and spatial.get("affine") is not None:
+        n = len(spatial["affine"]) - 1
+    if n is None or n == ndim:
+        return None
+    if n > ndim:
+        raise HeaderValidationError(
+            [Problem("spatial", "rule_violation", f"geometry describes {n} axes but the array has only {ndim}")]
+        )
+    return ["non_spatial"] * (ndim - n) + ["spatial"] * n
+
+
+def _decompose(affine: np.ndarray[Any, Any]) -> tuple[list[float], list[float], list[list[float]]]:
+    """Split an affine into spacing (column norms), origin and (possibly non-orthonormal) direction."""
+    n = affine.shape[0] - 1
+    linear = affine[:n, :n]
+    spacing = np.linalg.norm(linear, axis=0)
+    direction = linear / np.where(spacing == 0, 1, spacing)
+    return spacing.tolist(), affine[:n, n].tolist(), direction.tolist()
+
+
+def _decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
+    try:
+        out = nd[...]
+    except Exception as exc:
+        raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
+    return np.asarray(out)

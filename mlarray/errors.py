@@ -1,0 +1,170 @@
+"""The exception hierarchy of mlarray.
+
+Every error raised for bad input derives from :class:`MLArrayError` and carries a
+stable ``code``: the same codes appear in the specification (``spec/mlarray.md``),
+in ``mlarray validate`` output and in the conformance suite. Each class also
+inherits the builtin exception users would naturally catch (``FileNotFoundError``,
+``ValueError``, ``PermissionError`` ...), so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: where it is, a closed code, and a readable message."""
+
+    loc: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.loc or "<header>"
+        return f"{where}: {self.message} [{self.code}]"
+
+
+class MLArrayError(Exception):
+    """Root of every mlarray error. ``code`` is stable and listed in the spec."""
+
+    code = "MLARRAY_ERROR"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        full = f"{path}: {message}" if path else message
+        super().__init__(full)
+        self.message = full
+
+
+class WrongExtensionError(MLArrayError, ValueError):
+    """The path does not end in ``.mla``."""
+
+    code = "WRONG_EXTENSION"
+
+
+class MLArrayFileNotFoundError(MLArrayError, FileNotFoundError):
+    """The file does not exist."""
+
+    code = "FILE_NOT_FOUND"
+
+
+class NotAFrameError(MLArrayError, ValueError):
+    """The file is not a Blosc2 contiguous frame."""
+
+    code = "NOT_A_FRAME"
+
+
+class TruncatedFileError(MLArrayError, ValueError):
+    """The file is shorter (or longer) than the frame it declares."""
+
+    code = "TRUNCATED_FILE"
+
+
+class CorruptFrameError(MLArrayError, ValueError):
+    """The frame's structure, chunk index or chunk data cannot be decoded."""
+
+    code = "CORRUPT_FRAME"
+
+
+class ForbiddenMetalayerError(MLArrayError, ValueError):
+    """The frame carries a metalayer outside the allowed set (e.g. blosc2's ``b2o``)."""
+
+    code = "FORBIDDEN_METALAYER"
+
+
+class MissingHeaderError(MLArrayError, ValueError):
+    """The frame has no ``mlarray`` header."""
+
+    code = "MISSING_HEADER"
+
+
+class HeaderEncodingError(MLArrayError, ValueError):
+    """The header is not a msgpack string holding UTF-8 text (e.g. pickle, msgpack extension)."""
+
+    code = "HEADER_ENCODING"
+
+
+class HeaderNotJSONError(MLArrayError, ValueError):
+    """The header text is not a JSON object (or contains NaN/Infinity)."""
+
+    code = "HEADER_NOT_JSON"
+
+
+class HeaderTooLargeError(MLArrayError, ValueError):
+    """The header exceeds :data:`mlarray.versions.MAX_HEADER_BYTES`."""
+
+    code = "HEADER_TOO_LARGE"
+
+
+class UnsupportedVersionError(MLArrayError, ValueError):
+    """The header declares a schema major version this reader does not implement."""
+
+    code = "UNSUPPORTED_VERSION"
+
+
+class HeaderValidationError(MLArrayError, ValueError):
+    """The header violates the schema or the semantic rules; ``problems`` lists all of them."""
+
+    code = "HEADER_INVALID"
+
+    def __init__(self, problems: list[Problem], *, path: str | None = None) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        n = len(self.problems)
+        super().__init__(f"invalid header ({n} problem{'s' if n != 1 else ''}):\n{lines}", path=path)
+
+
+class FrameMismatchError(MLArrayError, ValueError):
+    """The header's shape, dtype or layout disagrees with the Blosc2 frame."""
+
+    code = "FRAME_MISMATCH"
+
+
+class ReadOnlyError(MLArrayError, PermissionError):
+    """A write was attempted on an array opened read-only (or a read-only file)."""
+
+    code = "READ_ONLY"
+
+
+class InvalidArgumentError(MLArrayError, ValueError):
+    """An argument to the API is invalid (wrong shape, dtype, mode, ...)."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class UnsafeLegacyFileError(MLArrayError, ValueError):
+    """A legacy (pickle) header tried to load a Python global; it was refused."""
+
+    code = "UNSAFE_LEGACY"
+
+
+class LockError(MLArrayError, BlockingIOError):
+    """Another process holds the write lock of this file."""
+
+    code = "LOCKED"
+
+
+ALL_ERRORS: tuple[type[MLArrayError], ...] = (
+    MLArrayError,
+    WrongExtensionError,
+    MLArrayFileNotFoundError,
+    NotAFrameError,
+    TruncatedFileError,
+    CorruptFrameError,
+    ForbiddenMetalayerError,
+    MissingHeaderError,
+    HeaderEncodingError,
+    HeaderNotJSONError,
+    HeaderTooLargeError,
+    UnsupportedVersionError,
+    HeaderValidationError,
+    FrameMismatchError,
+    ReadOnlyError,
+    InvalidArgumentError,
+    UnsafeLegacyFileError,
+    LockError,
+)
+"""Every error class; their ``code`` values are the closed list of the spec."""
+
+ERROR_CODES: frozenset[str] = frozenset(cls.code for cls in ALL_ERRORS)

@@ -1,0 +1,97 @@
+"""Header models, one subpackage per schema major version, and the one dispatch point.
+
+:func:`parse_header` turns a decoded JSON object into a validated :class:`Meta`,
+dispatching on ``schema_version``. Pure: no file access, no blosc2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from mlarray.errors import HeaderValidationError, Problem, UnsupportedVersionError
+from mlarray.models.base import (
+    PROBLEM_KINDS,
+    JsonList,
+    JsonObject,
+    StrictModel,
+    ignoring_unknown_fields,
+    problems_from,
+    to_json_value,
+)
+from mlarray.models.v1 import (
+    AXIS_VOCABULARY,
+    DTYPES,
+    ArrayInfo,
+    BBoxes,
+    Layout,
+    Meta,
+    Spatial,
+    Stats,
+    Writer,
+    compose_affine,
+    is_spatial_label,
+)
+from mlarray.versions import SCHEMA_VERSION, SUPPORTED_MAJOR, parse_version
+
+__all__ = [
+    "AXIS_VOCABULARY",
+    "DTYPES",
+    "PROBLEM_KINDS",
+    "ArrayInfo",
+    "BBoxes",
+    "JsonList",
+    "JsonObject",
+    "Layout",
+    "Meta",
+    "Spatial",
+    "Stats",
+    "StrictModel",
+    "Writer",
+    "compose_affine",
+    "is_spatial_label",
+    "parse_header",
+    "problems_from",
+    "to_json_value",
+]
+
+def parse_header(data: Any, *, path: str | None = None) -> Meta:
+    """Validate a decoded header object and return it as a :class:`Meta`.
+
+    Raises
+    ------
+    UnsupportedVersionError
+        The major version is not :data:`~mlarray.versions.SUPPORTED_MAJOR`.
+    HeaderValidationError
+        Anything else is wrong; every problem is listed.
+    """
+    if not isinstance(data, dict):
+        raise HeaderValidationError(
+            [Problem("", "wrong_type", f"the header must be a JSON object, got {type(data).__name__}")], path=path
+        )
+    version = data.get("schema_version")
+    if not isinstance(version, str):
+        raise HeaderValidationError(
+            [Problem("schema_version", "missing_field", "schema_version is missing or not a string")], path=path
+        )
+    try:
+        major, minor = parse_version(version)
+    except ValueError as exc:
+        raise HeaderValidationError([Problem("schema_version", "invalid_value", str(exc))], path=path) from None
+    if major != SUPPORTED_MAJOR:
+        raise UnsupportedVersionError(
+            f"schema version {version} is not supported: this reader implements {SUPPORTED_MAJOR}.x "
+            f"(writes {SCHEMA_VERSION}); upgrade mlarray to read this file",
+            path=path,
+        )
+    ours = parse_version(SCHEMA_VERSION)[1]
+    try:
+        if minor > ours:
+            with ignoring_unknown_fields():
+                return Meta.model_validate(data)
+        return Meta.model_validate(data)
+    except ValidationError as exc:
+        raise HeaderValidationError(problems_from(exc), path=path) from None
+    except HeaderValidationError as exc:
+        raise HeaderValidationError(exc.problems, path=path) from None

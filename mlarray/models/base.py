@@ -1,0 +1,262 @@
+"""Shared base of every header model, and the free-form JSON containers.
+
+Rules that hold for every model (spec section "Header"):
+
+* unknown keys are refused, except inside the free-form ``source`` and ``extra``
+  objects, and except when a reader reads a *newer minor* schema version (then
+  unknown keys are dropped, see :func:`mlarray.models.parse_header`);
+* numbers must be finite: JSON has no NaN or Infinity;
+* an assignment is validated on a copy first and only committed when the whole
+  model is still valid, so a rejected edit leaves the model unchanged.
+
+This module must not import blosc2 or anything from :mod:`mlarray.storage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError, model_validator
+from pydantic_core import core_schema
+
+from mlarray.errors import HeaderValidationError, Problem
+
+_LENIENT: ContextVar[bool] = ContextVar("mlarray_ignore_unknown_fields", default=False)
+
+
+@contextlib.contextmanager
+def ignoring_unknown_fields() -> Iterator[None]:
+    """Within this block, validation drops unknown keys instead of refusing them (newer minor versions)."""
+    token = _LENIENT.set(True)
+    try:
+        yield
+    finally:
+        _LENIENT.reset(token)
+
+
+_KIND = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "finite_number": "not_finite",
+    "literal_error": "invalid_value",
+    "enum": "invalid_value",
+    "string_pattern_mismatch": "invalid_value",
+    "value_error": "rule_violation",
+    "assertion_error": "rule_violation",
+}
+_RANGE = ("greater_than", "less_than", "too_short", "too_long", "string_too", "multiple_of")
+
+PROBLEM_KINDS = (
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "not_finite",
+    "out_of_range",
+    "invalid_value",
+    "rule_violation",
+)
+"""Closed list of header problem kinds reported by validation."""
+
+
+def _kind(error_type: str) -> str:
+    if error_type in _KIND:
+        return _KIND[error_type]
+    if error_type.startswith(_RANGE):
+        return "out_of_range"
+    return "wrong_type"
+
+
+def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
+    """Convert a pydantic ``ValidationError`` into mlarray :class:`Problem` records."""
+    out = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        ctx = item.get("ctx") or {}
+        inner = ctx.get("error")
+        kind = _kind(item["type"])
+        if isinstance(inner, HeaderValidationError) and inner.problems:
+            for sub in inner.problems:
+                sub_loc = ".".join(part for part in (loc, sub.loc) if part).replace(".[", "[")
+                out.append(Problem(loc=sub_loc, code=sub.code, message=sub.message))
+            continue
+        out.append(Problem(loc=loc, code=kind, message=message))
+    return out
+
+
+def _bad_json(loc: str, code: str, message: str) -> HeaderValidationError:
+    return HeaderValidationError([Problem(loc, code, message)])
+
+
+def to_json_value(value: Any, loc: str = "") -> Any:
+    """Return ``value`` as a validated, finite JSON value made of mlarray containers.
+
+    Dicts become :class:`JsonObject`, lists and tuples :class:`JsonList`; NumPy
+    scalars and arrays become plain Python values. Raises
+    :class:`~mlarray.errors.HeaderValidationError` (a ``ValueError``) naming the
+    location of the first value JSON cannot represent exactly (NaN, Infinity, bytes,
+    arbitrary objects, non-string keys).
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        return to_json_value(value.item(), loc)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _bad_json(loc, "not_finite", f"{value!r} is not a finite number (JSON has no NaN/Infinity)")
+        return float(value)
+    if isinstance(value, Mapping):
+        return JsonObject(value, _loc=loc)
+    if isinstance(value, np.ndarray):
+        return to_json_value(value.tolist(), loc)
+    if isinstance(value, (list, tuple)):
+        return JsonList(value, _loc=loc)
+    raise _bad_json(loc, "wrong_type", f"{type(value).__name__} is not a JSON value")
+
+
+class JsonObject(dict[str, Any]):
+    """A ``dict`` that only ever holds valid JSON: every insertion is validated.
+
+    It compares, prints and serializes exactly like the plain dict it wraps.
+    """
+
+    def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), *, _loc: str = "") -> None:
+        super().__init__()
+        self._loc = _loc
+        items = data.items() if isinstance(data, Mapping) else data
+        for key, value in items:
+            self[key] = value
+
+    def _child(self, key: str) -> str:
+        return f"{self._loc}.{key}" if self._loc else str(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise _bad_json(self._loc, "wrong_type", f"key {key!r} is not a string (JSON keys are strings)")
+        super().__setitem__(key, to_json_value(value, self._child(key)))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: Any) -> JsonObject:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def copy(self) -> JsonObject:
+        return JsonObject(self, _loc=self._loc)
+
+    def __reduce__(self) -> Any:
+        return (JsonObject, (dict(self),))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def build(value: Any) -> JsonObject:
+            if isinstance(value, JsonObject):
+                return value
+            return JsonObject(value)
+
+        return core_schema.no_info_after_validator_function(
+            build,
+            core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+            serialization=core_schema.plain_serializer_function_ser_schema(_plain, when_used="always"),
+        )
+
+
+class JsonList(list[Any]):
+    """A ``list`` that only ever holds valid JSON: every insertion is validated."""
+
+    def __init__(self, data: Iterable[Any] = (), *, _loc: str = "") -> None:
+        self._loc = _loc
+        super().__init__(to_json_value(v, f"{_loc}[{i}]") for i, v in enumerate(data))
+
+    def _check(self, value: Any) -> Any:
+        return to_json_value(value, f"{self._loc}[]")
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            super().__setitem__(index, [self._check(v) for v in value])
+        else:
+            super().__setitem__(index, self._check(value))
+
+    def append(self, value: Any) -> None:
+        super().append(self._check(value))
+
+    def insert(self, index: Any, value: Any) -> None:
+        super().insert(index, self._check(value))
+
+    def extend(self, values: Iterable[Any]) -> None:
+        super().extend(self._check(v) for v in values)
+
+    def __iadd__(self, values: Iterable[Any]) -> JsonList:  # type: ignore[override,misc]
+        self.extend(values)
+        return self
+
+    def copy(self) -> JsonList:
+        return JsonList(self, _loc=self._loc)
+
+    def __reduce__(self) -> Any:
+        return (JsonList, (list(self),))
+
+
+def _plain(value: Any) -> Any:
+    """Convert mlarray JSON containers back to plain dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base of every header model: closed, finite, validated on every assignment."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        validate_default=False,
+        revalidate_instances="never",
+        arbitrary_types_allowed=False,
+    )
+
+    _free_form: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unknown_when_lenient(cls, data: Any) -> Any:
+        """Newer minor versions may add fields; a reader ignores them (spec: stability policy)."""
+        if _LENIENT.get() and isinstance(data, dict):
+            known = set(cls.model_fields)
+            return {k: v for k, v in data.items() if k in known}
+        return data
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise HeaderValidationError(problems_from(exc)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name not in type(self).model_fields:
+            super().__setattr__(name, value)
+            return
+        data = {key: getattr(self, key) for key in type(self).model_fields if key in self.model_fields_set}
+        data[name] = value
+        try:
+            candidate = type(self).model_validate(data)
+        except ValidationError as exc:
+            raise HeaderValidationError(problems_from(exc)) from None
+        self.__dict__[name] = getattr(candidate, name)
+        self.model_fields_set.add(name)

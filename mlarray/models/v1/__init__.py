@@ -1,0 +1,20 @@
+"""Header models of schema major version 1."""
+
+from mlarray.models.v1.annotations import BBoxes, Layout, Stats
+from mlarray.models.v1.header import DTYPES, ArrayInfo, Meta, Writer
+from mlarray.models.v1.spatial import AXIS_VOCABULARY, SPATIAL_LABELS, Spatial, compose_affine, is_spatial_label
+
+__all__ = [
+    "AXIS_VOCABULARY",
+    "DTYPES",
+    "SPATIAL_LABELS",
+    "ArrayInfo",
+    "BBoxes",
+    "Layout",
+    "Meta",
+    "Spatial",
+    "Stats",
+    "Writer",
+    "compose_affine",
+    "is_spatial_label",
+]

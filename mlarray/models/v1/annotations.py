@@ -1,0 +1,110 @@
+"""Statistics, bounding boxes and layout records of the header (schema 1.x)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from mlarray.models.base import StrictModel
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class Stats(StrictModel):
+    """Intensity statistics of the array.
+
+    ``percentile_*`` values are computed over the voxels between the
+    ``percentile_min_key``-th and ``percentile_max_key``-th percentiles (for example
+    0.5 and 99.5), which is what intensity normalisation in training usually needs.
+    """
+
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    median: float | None = None
+    std: Annotated[float, Field(ge=0)] | None = None
+    percentile_min: float | None = None
+    percentile_max: float | None = None
+    percentile_mean: float | None = None
+    percentile_median: float | None = None
+    percentile_std: Annotated[float, Field(ge=0)] | None = None
+    percentile_min_key: Percent | None = None
+    percentile_max_key: Percent | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Stats:
+        """Spec: ``min <= max``, ``percentile_min <= percentile_max`` and ordered percentile keys."""
+        for low, high in (
+            ("min", "max"),
+            ("percentile_min", "percentile_max"),
+            ("percentile_min_key", "percentile_max_key"),
+        ):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"{low} ({a}) is greater than {high} ({b})")
+        return self
+
+
+class BBoxes(StrictModel):
+    """Axis-aligned boxes in index space: ``bboxes[n][axis] == [min, max]`` over the spatial axes.
+
+    ``scores`` and ``labels``, when given, have one entry per box.
+    """
+
+    bboxes: list[list[Annotated[list[float], Field(min_length=2, max_length=2)]]] = Field(
+        description="Boxes as [n][spatial axes][2] (min, max) in voxel index coordinates."
+    )
+    scores: list[float] | None = None
+    labels: list[str | int] | None = None
+
+    def ndim(self) -> int | None:
+        """Dimensionality of the boxes (``None`` when there are no boxes)."""
+        return len(self.bboxes[0]) if self.bboxes else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BBoxes:
+        """Spec: all boxes share one dimensionality, ``min <= max``, scores/labels align with boxes."""
+        dims = {len(box) for box in self.bboxes}
+        if len(dims) > 1:
+            raise ValueError(f"boxes have different dimensionalities: {sorted(dims)}")
+        if 0 in dims:
+            raise ValueError("a box must have at least one axis")
+        for i, box in enumerate(self.bboxes):
+            for axis, (low, high) in enumerate(box):
+                if low > high:
+                    raise ValueError(f"box {i}, axis {axis}: min {low} is greater than max {high}")
+        for name in ("scores", "labels"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.bboxes):
+                raise ValueError(f"{name} has {len(value)} entries for {len(self.bboxes)} boxes")
+        return self
+
+
+Codec = Literal["blosclz", "lz4", "lz4hc", "zlib", "zstd"]
+FilterName = Literal["shuffle", "bitshuffle", "delta", "trunc_prec", "bytedelta"]
+
+
+class Layout(StrictModel):
+    """How the writer laid the array out: what it chose, so re-saving can keep it."""
+
+    strategy: Literal["patch", "manual", "blosc2"] = Field(
+        description="'patch': derived from patch_size; 'manual': given chunk/block sizes; "
+        "'blosc2': chosen by Blosc2 itself."
+    )
+    chunk_size: list[Annotated[int, Field(ge=1)]]
+    block_size: list[Annotated[int, Field(ge=1)]]
+    patch_size: list[Annotated[int, Field(ge=1)]] | None = None
+    codec: Codec = "lz4"
+    clevel: Annotated[int, Field(ge=0, le=9)] = 5
+    filters: list[FilterName] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Layout:
+        """Spec: chunk and block have the same length; each block fits in its chunk."""
+        if len(self.chunk_size) != len(self.block_size):
+            raise ValueError("chunk_size and block_size must have the same length")
+        for axis, (c, b) in enumerate(zip(self.chunk_size, self.block_size)):
+            if b > c:
+                raise ValueError(f"axis {axis}: block size {b} is larger than chunk size {c}")
+        return self

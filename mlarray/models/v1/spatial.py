@@ -1,0 +1,172 @@
+"""Spatial geometry of an array (schema 1.x).
+
+Geometry is defined per *spatial* array axis, in array order. With ``n`` spatial
+axes, ``i`` the index vector of a voxel along those axes (voxel centres at integer
+indices), ``s`` the spacing, ``o`` the origin and ``D`` the direction matrix whose
+column ``k`` is the world direction of array axis ``k``::
+
+    world = o + D @ diag(s) @ i
+
+``affine`` is the same map as one homogeneous ``(n+1) x (n+1)`` matrix,
+``affine = [[D @ diag(s), o], [0, 1]]``. It may stand alone to describe sheared
+geometry that no orthonormal ``D`` can express.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from mlarray.models.base import StrictModel
+
+SPATIAL_LABELS = frozenset({"spatial", "spatial_x", "spatial_y", "spatial_z"})
+"""Axis labels that mark a spatial axis (geometry applies to these)."""
+
+AXIS_VOCABULARY = (
+    "spatial",
+    "spatial_x",
+    "spatial_y",
+    "spatial_z",
+    "channel",
+    "temporal",
+    "components",
+    "non_spatial",
+)
+"""Standard axis labels. Any other non-empty string is a custom (non-spatial) label."""
+
+STANDARD_COORD_SYSTEMS = ("RAS", "LPS")
+"""RAS: +x right, +y anterior, +z superior (NIfTI). LPS: +x left, +y posterior, +z superior (DICOM/ITK)."""
+
+ORTHONORMAL_TOL = 1e-4
+"""Largest allowed ``|D^T D - I|`` entry for ``direction``; anything less orthonormal goes in ``affine``."""
+
+AFFINE_TOL = 1e-6
+"""Relative tolerance when ``affine`` and ``spacing``/``origin``/``direction`` are both given."""
+
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Unit = Annotated[str, Field(max_length=64)]
+
+
+def is_spatial_label(label: str) -> bool:
+    """Whether ``label`` marks a spatial axis."""
+    return label in SPATIAL_LABELS
+
+
+class Spatial(StrictModel):
+    """World geometry and axis semantics.
+
+    Every field is optional. ``spacing``, ``origin`` and ``shape`` have one entry per
+    spatial axis; ``direction`` is ``n x n`` and ``affine`` ``(n+1) x (n+1)`` with
+    ``n`` spatial axes; ``axis_labels`` and ``axis_units`` have one entry per array
+    axis. Without ``axis_labels`` every array axis is spatial.
+    """
+
+    spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description="Voxel size along each spatial axis, in array order; > 0."
+    )
+    origin: list[float] | None = Field(
+        default=None, description="World position of the centre of voxel index 0 (spatial axes)."
+    )
+    direction: list[list[float]] | None = Field(
+        default=None,
+        description="n x n orthonormal matrix; column k is the world direction of spatial axis k.",
+    )
+    affine: list[list[float]] | None = Field(
+        default=None,
+        description="(n+1) x (n+1) homogeneous index-to-world matrix; last row is [0, ..., 0, 1].",
+    )
+    shape: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="Size of each spatial axis; must match the array."
+    )
+    axis_labels: list[Label] | None = Field(
+        default=None,
+        description="One label per array axis: a standard label (spatial, spatial_x, spatial_y, "
+        "spatial_z, channel, temporal, components, non_spatial) or a custom string.",
+    )
+    axis_units: list[Unit] | None = Field(
+        default=None, description="One unit per array axis (e.g. 'mm', 's', ''); free text."
+    )
+    coord_system: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="World coordinate convention: 'RAS', 'LPS' or a custom name."
+    )
+
+    @field_validator("direction", "affine")
+    @classmethod
+    def _square(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        """Spec: ``direction`` and ``affine`` are square matrices."""
+        if value is not None:
+            n = len(value)
+            if n == 0 or any(len(row) != n for row in value):
+                raise ValueError(f"must be a non-empty square matrix, got rows of lengths {[len(r) for r in value]}")
+        return value
+
+    def spatial_ndim(self) -> int | None:
+        """Number of spatial axes these fields describe, or ``None`` if nothing tells."""
+        if self.axis_labels is not None:
+            return sum(is_spatial_label(label) for label in self.axis_labels)
+        for field in (self.spacing, self.origin, self.direction, self.shape):
+            if field is not None:
+                return len(field)
+        if self.affine is not None:
+            return len(self.affine) - 1
+        return None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spatial:
+        """Spec: lengths agree with the spatial axes; direction orthonormal; affine consistent."""
+        n = self.spatial_ndim()
+        if n is None:
+            return self
+        for name in ("spacing", "origin", "shape"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries but there are {n} spatial axes")
+        if self.axis_labels is not None and self.axis_units is not None:
+            if len(self.axis_units) != len(self.axis_labels):
+                raise ValueError(
+                    f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}"
+                )
+        if self.direction is not None:
+            if len(self.direction) != n:
+                raise ValueError(f"direction is {len(self.direction)}x{len(self.direction)} but there are {n} spatial axes")
+            d = np.asarray(self.direction, dtype=np.float64)
+            error = float(np.abs(d.T @ d - np.eye(n)).max())
+            if error > ORTHONORMAL_TOL:
+                raise ValueError(
+                    f"direction is not orthonormal (max |D^T D - I| = {error:.3g} > {ORTHONORMAL_TOL}); "
+                    "store sheared or scaled geometry in 'affine'"
+                )
+        if self.affine is not None:
+            if len(self.affine) != n + 1:
+                raise ValueError(f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {len(self.affine)}x{len(self.affine)}")
+            a = np.asarray(self.affine, dtype=np.float64)
+            expected_last = np.zeros(n + 1)
+            expected_last[n] = 1.0
+            if not np.array_equal(a[n], expected_last):
+                raise ValueError(f"the last row of affine must be {expected_last.tolist()}")
+            if abs(float(np.linalg.det(a[:n, :n]))) == 0.0:
+                raise ValueError("affine is singular")
+            implied = self._implied_affine(n)
+            if implied is not None and not np.allclose(a, implied, rtol=AFFINE_TOL, atol=AFFINE_TOL):
+                raise ValueError("affine disagrees with spacing/origin/direction")
+        return self
+
+    def _implied_affine(self, n: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
+        if self.spacing is None and self.origin is None and self.direction is None:
+            return None
+        return compose_affine(self.spacing, self.origin, self.direction, n)
+
+
+def compose_affine(
+    spacing: list[float] | None, origin: list[float] | None, direction: list[list[float]] | None, n: int
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Build ``[[D @ diag(s), o], [0, 1]]``; missing parts default to unit spacing, zero origin, identity."""
+    s = np.ones(n) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    o = np.zeros(n) if origin is None else np.asarray(origin, dtype=np.float64)
+    d = np.eye(n) if direction is None else np.asarray(direction, dtype=np.float64)
+    out = np.eye(n + 1)
+    out[:n, :n] = d @ np.diag(s)
+    out[:n, n] = o
+    return out

@@ -1,0 +1,85 @@
+"""Generate the JSON Schema of the header from the models, and check the committed copy.
+
+``python -m mlarray.schema --write`` regenerates ``schema/mlarray-header-<version>.schema.json``;
+a test fails when the committed file differs from what the models generate. The
+output uses only standard draft 2020-12 keywords, so non-Python validators (ajv in
+strict mode) accept it. Rules JSON Schema cannot express (lengths that depend on
+other fields, orthonormality) are stated in ``spec/mlarray.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlarray.models import Meta
+from mlarray.versions import SCHEMA_VERSION
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+
+
+def schema_id(version: str = SCHEMA_VERSION) -> str:
+    """The ``$id`` of the header schema of ``version``."""
+    return f"urn:mlarray:schema:header:{version}"
+
+
+def schema_filename(version: str = SCHEMA_VERSION) -> str:
+    return f"mlarray-header-{version}.schema.json"
+
+
+def _clean(node: Any) -> Any:
+    """Drop pydantic-specific output that strict validators reject or that is noise."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "format" and value not in {"date-time", "uri", "email"}:
+                continue
+            out[key] = _clean(value)
+        return out
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node
+
+
+def header_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the header this package writes."""
+    body = _clean(Meta.model_json_schema(mode="validation"))
+    body["required"] = sorted(set(body.get("required", [])) | {"schema_version"})
+    return {
+        "$schema": DRAFT,
+        "$id": schema_id(),
+        "title": f"mlarray header {SCHEMA_VERSION}",
+        "description": "Header of an .mla file: UTF-8 JSON stored in the Blosc2 vlmetalayer 'mlarray'. "
+        "See spec/mlarray.md for the rules a schema cannot express.",
+        **{k: v for k, v in body.items() if k not in {"title", "description"}},
+    }
+
+
+def render() -> str:
+    """The schema as committed: indented, key order kept, trailing newline."""
+    return json.dumps(header_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def committed_path(version: str = SCHEMA_VERSION) -> Path:
+    return SCHEMA_DIR / schema_filename(version)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print or write the mlarray header JSON Schema.")
+    parser.add_argument("--write", action="store_true", help="write schema/ instead of printing")
+    args = parser.parse_args(argv)
+    if args.write:
+        SCHEMA_DIR.mkdir(exist_ok=True)
+        committed_path().write_text(render(), encoding="utf-8")
+        print(f"wrote {committed_path()}")
+    else:
+        sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""Blosc2 storage of ``.mla`` files. Knows nothing of the CLI or of conversion."""
+
+from mlarray.storage.codec import decode_header, encode_header
+from mlarray.storage.frame import FrameInfo, NDInfo, inspect_frame
+from mlarray.storage.io import (
+    EXTENSION,
+    HeaderRead,
+    atomic_target,
+    check_path,
+    header_bytes,
+    open_frame,
+    read_header,
+    write_frame,
+    write_header,
+)
+
+__all__ = [
+    "EXTENSION",
+    "FrameInfo",
+    "HeaderRead",
+    "NDInfo",
+    "atomic_target",
+    "check_path",
+    "decode_header",
+    "encode_header",
+    "header_bytes",
+    "inspect_frame",
+    "open_frame",
+    "read_header",
+    "write_frame",
+    "write_header",
+]

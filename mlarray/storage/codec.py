@@ -1,0 +1,87 @@
+"""Encode and decode the header bytes: a msgpack string holding UTF-8 JSON.
+
+The header is stored as the content of the ``mlarray`` vlmetalayer. Its exact bytes
+(after Blosc decompression) are one msgpack *str* object (fixstr, str8, str16 or
+str32) whose payload is a UTF-8 JSON object. That keeps python-blosc2's
+``vlmeta["mlarray"]`` returning the JSON text, and lets any reader decode it with
+four lines of code. Decoding is our own code: no msgpack extension hook, no pickle,
+nothing that constructs objects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+from mlarray.errors import HeaderEncodingError, HeaderNotJSONError, HeaderTooLargeError
+from mlarray.versions import MAX_HEADER_BYTES
+
+
+def encode_header(header: dict[str, Any]) -> bytes:
+    """Serialize a header object to its on-disk bytes (refusing NaN/Infinity)."""
+    text = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    data: bytes = msgpack.packb(text, use_bin_type=True)
+    if len(data) > MAX_HEADER_BYTES:
+        raise HeaderTooLargeError(f"the header would be {len(data)} bytes (limit {MAX_HEADER_BYTES})")
+    return data
+
+
+def _str_payload(data: bytes, path: str | None) -> bytes:
+    if not data:
+        raise HeaderEncodingError("the header is empty", path=path)
+    tag = data[0]
+    if 0xA0 <= tag <= 0xBF:
+        start, length = 1, tag & 0x1F
+    elif tag in (0xD9, 0xDA, 0xDB):
+        width = {0xD9: 1, 0xDA: 2, 0xDB: 4}[tag]
+        if len(data) < 1 + width:
+            raise HeaderEncodingError("the header string is truncated", path=path)
+        start, length = 1 + width, int.from_bytes(data[1 : 1 + width], "big")
+    else:
+        kind = "a pickle" if tag == 0x80 else f"msgpack type 0x{tag:02x}"
+        raise HeaderEncodingError(
+            f"the header must be a msgpack string holding JSON, found {kind}; refusing to decode it", path=path
+        )
+    if start + length != len(data):
+        raise HeaderEncodingError("the header string length disagrees with its bytes", path=path)
+    return data[start:]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise HeaderNotJSONError(f"the header contains {name}, which is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise HeaderNotJSONError(f"the header repeats the key {key!r}")
+        out[key] = value
+    return out
+
+
+def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
+    """Decode on-disk header bytes into a JSON object (a ``dict``); nothing else is constructed.
+
+    Raises
+    ------
+    HeaderTooLargeError, HeaderEncodingError, HeaderNotJSONError
+    """
+    if len(data) > MAX_HEADER_BYTES:
+        raise HeaderTooLargeError(f"the header is {len(data)} bytes (limit {MAX_HEADER_BYTES})", path=path)
+    payload = _str_payload(data, path)
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HeaderEncodingError(f"the header is not valid UTF-8 (byte {exc.start})", path=path) from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+    except HeaderNotJSONError as exc:
+        raise HeaderNotJSONError(str(exc), path=path) from None
+    except (ValueError, RecursionError) as exc:
+        raise HeaderNotJSONError(f"the header is not valid JSON ({exc})", path=path) from None
+    if not isinstance(value, dict):
+        raise HeaderNotJSONError(f"the header must be a JSON object, got {type(value).__name__}", path=path)
+    return value

@@ -1,0 +1,278 @@
+"""Read and write ``.mla`` files: Blosc2 NDArray frames with a JSON header.
+
+Every public function here validates before it touches a file and never leaves a
+half-written target: saves go to a temporary file in the target's directory that is
+fsynced and then atomically renamed over the target. Opening a file first inspects
+the frame with our own code (:mod:`mlarray.storage.frame`); python-blosc2 only sees
+files that passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from mlarray.errors import (
+    CorruptFrameError,
+    FrameMismatchError,
+    InvalidArgumentError,
+    MLArrayError,
+    MLArrayFileNotFoundError,
+    ReadOnlyError,
+    WrongExtensionError,
+)
+from mlarray.models import Layout, Meta, parse_header
+from mlarray.storage.codec import decode_header, encode_header
+from mlarray.storage.frame import FrameInfo, inspect_frame
+from mlarray.versions import HEADER_KEY
+
+EXTENSION = ".mla"
+TMP_PREFIX = ".mla-tmp-"
+"""Temporary files of an unfinished save are named ``.mla-tmp-<random>-<target name>``."""
+
+_CODECS = {
+    "blosclz": blosc2.Codec.BLOSCLZ,
+    "lz4": blosc2.Codec.LZ4,
+    "lz4hc": blosc2.Codec.LZ4HC,
+    "zlib": blosc2.Codec.ZLIB,
+    "zstd": blosc2.Codec.ZSTD,
+}
+_FILTERS = {
+    "shuffle": blosc2.Filter.SHUFFLE,
+    "bitshuffle": blosc2.Filter.BITSHUFFLE,
+    "delta": blosc2.Filter.DELTA,
+    "trunc_prec": blosc2.Filter.TRUNC_PREC,
+    "bytedelta": blosc2.Filter.BYTEDELTA,
+}
+DEFAULT_CODEC = "lz4"
+DEFAULT_CLEVEL = 5
+DEFAULT_FILTERS: tuple[str, ...] = ("shuffle",)
+
+
+def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
+    """Return ``path`` as a string after checking its extension (and existence)."""
+    p = os.fspath(path)
+    if not p.endswith(EXTENSION):
+        raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=p)
+    if must_exist:
+        if not os.path.exists(p):
+            raise MLArrayFileNotFoundError("no such file", path=p)
+        if not os.path.isfile(p):
+            raise InvalidArgumentError("not a regular file", path=p)
+    return p
+
+
+def is_read_only(path: str) -> bool:
+    """Whether ``path`` must not be modified: not writable, or with no write permission bit set.
+
+    The permission bits are honoured even for root, so a file a user marked read-only
+    is never replaced or edited in place.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not os.access(path, os.W_OK) or not mode & 0o222
+
+
+def normalize_dtype(dtype: Any) -> np.dtype[Any]:
+    """The little-endian storage dtype for ``dtype``; refuse what the format cannot hold."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "biufc" or dt.fields is not None or dt.subdtype is not None:
+        raise InvalidArgumentError(f"dtype {dt} cannot be stored: use bool, integer, float or complex")
+    stored = dt.newbyteorder("<") if dt.itemsize > 1 else dt
+    if stored.str not in {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"}:
+        raise InvalidArgumentError(f"dtype {dt} cannot be stored (unsupported size)")
+    return stored
+
+
+def make_cparams(codec: str, clevel: int, filters: Sequence[str], typesize: int, nthreads: int | None = None) -> Any:
+    """Build blosc2 compression parameters from the names recorded in the header."""
+    chosen = [_FILTERS[f] for f in filters]
+    kwargs: dict[str, Any] = {
+        "codec": _CODECS[codec],
+        "clevel": clevel,
+        "filters": chosen or [blosc2.Filter.NOFILTER],
+        "filters_meta": [0] * max(len(chosen), 1),
+        "typesize": typesize,
+    }
+    if nthreads is not None:
+        kwargs["nthreads"] = nthreads
+    return blosc2.CParams(**kwargs)
+
+
+def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
+    """Codec name, level and filter names of blosc2 compression parameters."""
+    codec = {v: k for k, v in _CODECS.items()}.get(cparams.codec)
+    if codec is None:
+        raise InvalidArgumentError(f"codec {cparams.codec!r} is not supported by the .mla format")
+    names = {v: k for k, v in _FILTERS.items()}
+    filters = []
+    for f in cparams.filters:
+        if f == blosc2.Filter.NOFILTER:
+            continue
+        if f not in names:
+            raise InvalidArgumentError(f"filter {f!r} is not supported by the .mla format")
+        filters.append(names[f])
+    return codec, int(cparams.clevel), filters
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class HeaderRead:
+    """A validated header together with what the frame says."""
+
+    meta: Meta
+    frame: FrameInfo
+
+
+def check_against_frame(meta: Meta, frame: FrameInfo, path: str) -> None:
+    """Spec: the header's shape, dtype and chunking agree with the b2nd metalayer."""
+    nd = frame.nd
+    if meta.array is None:
+        if nd.shape != (0,):
+            raise FrameMismatchError(f"the header says metadata-only but the frame holds shape {nd.shape}", path=path)
+        return
+    if tuple(meta.array.shape) != nd.shape:
+        raise FrameMismatchError(f"header shape {tuple(meta.array.shape)} != frame shape {nd.shape}", path=path)
+    if np.dtype(meta.array.dtype) != np.dtype(nd.dtype) or np.dtype(nd.dtype).str != meta.array.dtype:
+        raise FrameMismatchError(f"header dtype {meta.array.dtype} != frame dtype {nd.dtype}", path=path)
+    if meta.layout is not None:
+        if tuple(meta.layout.chunk_size) != nd.chunks or tuple(meta.layout.block_size) != nd.blocks:
+            raise FrameMismatchError(
+                f"header layout chunks {meta.layout.chunk_size}/blocks {meta.layout.block_size} != "
+                f"frame {list(nd.chunks)}/{list(nd.blocks)}",
+                path=path,
+            )
+
+
+def read_header(path: str | os.PathLike[str]) -> HeaderRead:
+    """Read and validate the header of ``path`` without touching the array data."""
+    p = check_path(path, must_exist=True)
+    try:
+        frame = inspect_frame(p)
+    except PermissionError as exc:
+        raise ReadOnlyError(f"cannot read the file ({exc.strerror})", path=p) from None
+    meta = parse_header(decode_header(frame.header_bytes, path=p), path=p)
+    check_against_frame(meta, frame, p)
+    return HeaderRead(meta, frame)
+
+
+def open_frame(path: str, mmap_mode: str, dparams: Any = None) -> Any:
+    """Open an already inspected file with blosc2 (memory-mapped)."""
+    kwargs: dict[str, Any] = {"mmap_mode": mmap_mode}
+    if dparams is not None:
+        kwargs["dparams"] = dparams
+    try:
+        nd = blosc2.open(path, **kwargs)
+    except PermissionError as exc:
+        raise ReadOnlyError(f"cannot open the file in mode {mmap_mode!r} ({exc.strerror})", path=path) from None
+    except MLArrayError:
+        raise
+    except Exception as exc:
+        raise CorruptFrameError(f"blosc2 cannot open the frame ({exc})", path=path) from None
+    if not isinstance(nd, blosc2.NDArray):
+        raise CorruptFrameError(f"the frame opened as {type(nd).__name__}, not an NDArray", path=path)
+    return nd
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def header_bytes(meta: Meta) -> bytes:
+    """Validate ``meta`` completely (as a reader would) and return its on-disk bytes."""
+    data = meta.model_dump(mode="json")
+    parse_header(data)
+    return encode_header(data)
+
+
+def write_header(nd: Any, meta: Meta) -> None:
+    """Replace the header of an open, writable frame."""
+    nd.schunk.vlmeta.set_vlmeta(HEADER_KEY, header_bytes(meta), typesize=1)
+
+
+def _fsync_dir(directory: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_target(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success fsync and rename it over ``path``.
+
+    On any failure the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    directory = str(target.parent.resolve()) if str(target.parent) else "."
+    if not os.path.isdir(directory):
+        raise MLArrayFileNotFoundError("the target directory does not exist", path=path)
+    if os.path.exists(path) and is_read_only(path):
+        raise ReadOnlyError("the file is read-only; refusing to replace it", path=path)
+    if not os.access(directory, os.W_OK):
+        raise ReadOnlyError("the target directory is not writable", path=path)
+    tmp = os.path.join(directory, f"{TMP_PREFIX}{secrets.token_hex(4)}-{target.name}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_frame(
+    tmp: str,
+    data: Any,
+    *,
+    chunks: Sequence[int] | None,
+    blocks: Sequence[int] | None,
+    cparams: Any,
+    mmap: bool = False,
+) -> Any:
+    """Write ``data`` (NumPy array, blosc2 NDArray or ``None`` for metadata-only) to ``tmp``."""
+    kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
+    if mmap:
+        kwargs["mmap_mode"] = "w+"
+    if data is None:
+        return blosc2.empty((0,), dtype=np.uint8, **kwargs)
+    if chunks is not None:
+        kwargs["chunks"] = tuple(chunks)
+    if blocks is not None:
+        kwargs["blocks"] = tuple(blocks)
+    if isinstance(data, blosc2.NDArray):
+        return data.copy(**kwargs)
+    return blosc2.asarray(np.ascontiguousarray(data), **kwargs)
+
+
+def layout_of(nd: Any, strategy: str, patch_size: Sequence[int] | None) -> Layout:
+    """The layout record of a written NDArray (what blosc2 actually used)."""
+    codec, clevel, filters = describe_cparams(nd.schunk.cparams)
+    return Layout(
+        strategy=strategy,
+        chunk_size=list(nd.chunks),
+        block_size=list(nd.blocks),
+        patch_size=None if patch_size is None else list(patch_size),
+        codec=codec,
+        clevel=clevel,
+        filters=filters,
+    )

@@ -1,0 +1,83 @@
+"""Check ``.mla`` files against the specification and report every problem.
+
+:func:`validate_file` never raises for a bad file: it returns a :class:`Report`
+listing each problem with its location and its code (the codes of
+:mod:`mlarray.errors`, and for header problems the kinds of
+:data:`mlarray.models.PROBLEM_KINDS`). ``deep=True`` also decompresses every chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlarray.errors import HeaderValidationError, MLArrayError, Problem
+from mlarray.storage import open_frame, read_header
+
+
+@dataclass
+class Report:
+    """Result of validating one file."""
+
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    header: dict[str, Any] | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @property
+    def code(self) -> str | None:
+        """The error code of the first problem (``None`` when valid)."""
+        return self.problems[0].code if self.problems else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "valid": self.valid,
+            "code": self.code,
+            "problems": [{"loc": p.loc, "code": p.code, "message": p.message} for p in self.problems],
+        }
+
+
+def _problems_of(exc: MLArrayError) -> list[Problem]:
+    if isinstance(exc, HeaderValidationError):
+        return [Problem(f"header.{p.loc}" if p.loc else "header", exc.code, f"{p.message} [{p.code}]") for p in exc.problems]
+    return [Problem("file", exc.code, str(exc))]
+
+
+def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report:
+    """Validate one file: frame, header encoding, schema, semantic rules; with ``deep`` every chunk."""
+    p = os.fspath(path)
+    report = Report(path=p)
+    try:
+        head = read_header(p)
+        report.header = head.meta.model_dump(mode="json")
+        if deep and head.meta.array is not None:
+            nd = open_frame(p, "r", {"nthreads": 1})
+            _check_chunks(nd, p)
+    except MLArrayError as exc:
+        report.problems.extend(_problems_of(exc))
+    except OSError as exc:
+        report.problems.append(Problem("file", "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "READ_ONLY", str(exc)))
+    return report
+
+
+def _check_chunks(nd: Any, path: str) -> None:
+    """Decompress every chunk of the frame; any failure is a corrupt frame."""
+    from mlarray.errors import CorruptFrameError
+
+    schunk = nd.schunk
+    for i in range(schunk.nchunks):
+        try:
+            schunk.decompress_chunk(i)
+        except Exception as exc:
+            raise CorruptFrameError(f"chunk {i} cannot be decompressed ({exc})", path=path) from None
+    try:
+        np.asarray(nd[tuple(slice(0, 1) for _ in nd.shape)])
+    except Exception as exc:
+        raise CorruptFrameError(f"the array cannot be read ({exc})", path=path) from None

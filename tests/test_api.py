@@ -1,0 +1,287 @@
+"""The MLArray API: modes, metadata edits, geometry, constructors, errors, atomic saves."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlarray
+from mlarray import (
+    HeaderValidationError,
+    InvalidArgumentError,
+    Meta,
+    MLArray,
+    MLArrayError,
+    MLArrayFileNotFoundError,
+    ReadOnlyError,
+    WrongExtensionError,
+)
+
+
+@pytest.fixture
+def volume() -> np.ndarray:
+    return np.random.default_rng(1).integers(-1024, 2000, size=(20, 33, 41), dtype=np.int16)
+
+
+@pytest.fixture
+def saved(tmp_path: Path, volume: np.ndarray) -> Path:
+    path = tmp_path / "v.mla"
+    MLArray(volume, spacing=(2, 1, 1), origin=(1, 2, 3), meta={"id": "x"}, patch_size=16).save(path)
+    return path
+
+
+def test_load_open_modes_read_the_same_data(saved: Path, volume: np.ndarray) -> None:
+    np.testing.assert_array_equal(MLArray(saved).to_numpy(), volume)
+    np.testing.assert_array_equal(MLArray.load(saved).to_numpy(), volume)
+    for mode in ("r", "r+", "c"):
+        with MLArray.open(saved, mmap_mode=mode) as image:
+            assert image.shape == volume.shape and image.dtype == volume.dtype
+            np.testing.assert_array_equal(image[3:17, 5:30, ::3], volume[3:17, 5:30, ::3])
+            np.testing.assert_array_equal(image[4], volume[4])
+            np.testing.assert_array_equal(np.asarray(image), volume)
+
+
+def test_read_only_mode_refuses_writes(saved: Path) -> None:
+    image = MLArray.open(saved, mmap_mode="r")
+    with pytest.raises(ReadOnlyError) as info:
+        image[0, 0, 0] = 1
+    assert isinstance(info.value, PermissionError) and info.value.code == "READ_ONLY"
+
+
+def test_r_plus_writes_data_and_persists_metadata_on_close(saved: Path, volume: np.ndarray) -> None:
+    image = MLArray.open(saved, mmap_mode="r+")
+    image[2:5, 10:20] *= 2
+    image.meta.source["study_id"] = "new-study"
+    image.spacing[1] = 5.3
+    image.close()
+    expected = volume.copy()
+    expected[2:5, 10:20] *= 2
+    again = MLArray(saved)
+    np.testing.assert_array_equal(again.to_numpy(), expected)
+    assert again.meta.source == {"id": "x", "study_id": "new-study"}
+    assert again.spacing == [2, 5.3, 1]
+
+
+def test_copy_on_write_mode_never_touches_the_file(saved: Path, volume: np.ndarray) -> None:
+    image = MLArray.open(saved, mmap_mode="c")
+    image[0] = 7
+    assert (image[0] == 7).all()
+    image.close()
+    np.testing.assert_array_equal(MLArray(saved).to_numpy(), volume)
+
+
+def test_create_w_plus(tmp_path: Path, volume: np.ndarray) -> None:
+    path = tmp_path / "new.mla"
+    image = MLArray.create(path, shape=volume.shape, dtype=volume.dtype, mmap_mode="w+", spacing=(1, 2, 3))
+    assert (image[...] == 0).all()
+    image[...] = volume
+    image.meta.is_seg = False
+    image.close()
+    again = MLArray(path)
+    np.testing.assert_array_equal(again.to_numpy(), volume)
+    assert again.spacing == [1, 2, 3] and again.meta.is_seg is False
+
+
+def test_metadata_edits_are_validated_before_they_are_kept(volume: np.ndarray) -> None:
+    image = MLArray(volume, spacing=(1, 1, 1.5))
+    image.spacing[1] = 5.3
+    assert image.spacing == [1, 5.3, 1.5]
+    with pytest.raises(HeaderValidationError):
+        image.spacing[1] = -1
+    with pytest.raises(HeaderValidationError):
+        image.spacing.append(2.0)
+    with pytest.raises(HeaderValidationError):
+        image.spacing = (1, 2)
+    with pytest.raises(HeaderValidationError):
+        image.origin = (0, float("nan"), 0)
+    with pytest.raises(HeaderValidationError):
+        image.direction = [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    with pytest.raises(HeaderValidationError):
+        image.meta.source["k"] = float("inf")
+    with pytest.raises(HeaderValidationError):
+        image.meta = Meta(bbox={"bboxes": [[[0, 1], [0, 1]]]})
+    assert image.spacing == [1, 5.3, 1.5] and image.origin is None
+
+
+def test_an_invalid_header_can_never_be_saved(tmp_path: Path, volume: np.ndarray) -> None:
+    path = tmp_path / "keep.mla"
+    MLArray(volume, spacing=(1, 1, 1)).save(path)
+    before = path.read_bytes()
+    image = MLArray(volume, spacing=(1, 1, 1))
+    # Bypass the validated views: mutate the model's plain list directly.
+    image.meta.spatial.spacing.append(3.0)  # type: ignore[union-attr]
+    with pytest.raises(HeaderValidationError):
+        image.save(path)
+    assert path.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p != "keep.mla"], "temporary files left behind"
+
+
+def test_geometry_and_affine(volume: np.ndarray) -> None:
+    c, s = np.cos(0.4), np.sin(0.4)
+    direction = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    image = MLArray(volume, spacing=(2, 3, 4), origin=(10, 20, 30), direction=direction)
+    affine = image.affine
+    index = np.array([3, 5, 7, 1.0])
+    world = np.array(direction) @ np.diag([2, 3, 4]) @ index[:3] + np.array([10, 20, 30])
+    np.testing.assert_allclose(affine @ index, [*world, 1])
+    sheared = np.array([[1, 0.5, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1.0]])
+    image.affine = sheared
+    np.testing.assert_allclose(image.affine, sheared)
+    assert image.meta.spatial.spacing is None
+    assert image.spatial_ndim == 3
+
+
+def test_channel_first_geometry_labels_the_leading_axis() -> None:
+    image = MLArray(np.zeros((4, 8, 9, 10), np.float32), spacing=(1, 1, 2))
+    assert image.axis_labels == ["non_spatial", "spatial", "spatial", "spatial"]
+    assert image.spatial_ndim == 3 and image.ndim == 4
+    labelled = MLArray(np.zeros((4, 8, 9), np.float32), axis_labels=["channel", "spatial_y", "spatial_x"])
+    assert labelled.spatial_ndim == 2
+
+
+def test_metadata_only_image(tmp_path: Path) -> None:
+    path = tmp_path / "boxes.mla"
+    image = MLArray(meta=Meta(bbox={"bboxes": [[[0, 5], [1, 6]]], "labels": [3]}, is_seg=False))
+    image.save(path)
+    again = MLArray(path)
+    assert again.shape is None and again.meta.bbox.labels == [3]  # type: ignore[union-attr]
+    with pytest.raises(InvalidArgumentError):
+        again.to_numpy()
+    with MLArray.open(path, mmap_mode="r+") as opened:
+        opened.meta.extra["note"] = "edited"
+    assert MLArray(path).meta.extra == {"note": "edited"}
+
+
+@pytest.mark.parametrize(
+    "dtype", [bool, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+              np.float16, np.float32, np.float64, np.complex64, np.complex128],
+)
+def test_every_dtype_round_trips(tmp_path: Path, dtype: type) -> None:
+    data = (np.random.default_rng(0).random((7, 9)) * 100).astype(dtype)
+    path = tmp_path / "d.mla"
+    MLArray(data).save(path)
+    out = MLArray(path).to_numpy()
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, data)
+
+
+def test_big_endian_input_is_stored_little_endian(tmp_path: Path) -> None:
+    data = np.arange(24, dtype=">i4").reshape(2, 3, 4)
+    path = tmp_path / "be.mla"
+    MLArray(data).save(path)
+    out = MLArray(path).to_numpy()
+    assert out.dtype.str == "<i4"
+    np.testing.assert_array_equal(out, data)
+
+
+def test_constructors(tmp_path: Path) -> None:
+    base = MLArray(np.ones((3, 4, 5), np.float32), spacing=(1, 2, 3), meta={"a": 1})
+    assert (mlarray.zeros((2, 3)).to_numpy() == 0).all()
+    assert (MLArray.ones((2, 3), dtype=np.uint8).to_numpy() == 1).all()
+    assert (mlarray.full((2, 3), 7, dtype=np.int16).to_numpy() == 7).all()
+    assert mlarray.empty((2, 3)).shape == (2, 3)
+    like = mlarray.zeros_like(base)
+    assert like.shape == (3, 4, 5) and like.spacing == [1, 2, 3] and like.meta.source == {"a": 1}
+    assert (mlarray.full_like(base, 2, dtype=np.int8).to_numpy() == 2).all()
+    assert mlarray.ones_like(np.zeros((2, 2))).shape == (2, 2)
+    assert mlarray.empty_like(base).dtype == np.float32
+    assert mlarray.asarray(base) is base
+    assert mlarray.asarray([[1, 2], [3, 4]]).shape == (2, 2)
+
+
+def test_bad_arguments_and_paths_give_typed_errors(tmp_path: Path) -> None:
+    with pytest.raises(WrongExtensionError):
+        MLArray(np.zeros(3)).save(tmp_path / "x.npy")
+    with pytest.raises(MLArrayFileNotFoundError) as info:
+        MLArray.open(tmp_path / "missing.mla")
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(InvalidArgumentError):
+        MLArray(np.zeros(()))
+    with pytest.raises(InvalidArgumentError):
+        MLArray(np.array(["a", "b"]))
+    with pytest.raises(InvalidArgumentError):
+        MLArray.open(tmp_path / "x.mla", mmap_mode="w+")
+    with pytest.raises(InvalidArgumentError):
+        MLArray(np.zeros((4, 4)), patch_size=(1, 2, 3)).save(tmp_path / "p.mla")
+    with pytest.raises(MLArrayFileNotFoundError):
+        MLArray(np.zeros(3)).save(tmp_path / "no" / "dir.mla")
+
+
+def test_read_only_file_is_refused_and_left_untouched(saved: Path) -> None:
+    before = saved.read_bytes()
+    os.chmod(saved, stat.S_IRUSR)
+    try:
+        with pytest.raises(ReadOnlyError):
+            MLArray.open(saved, mmap_mode="r+")
+        with pytest.raises(ReadOnlyError):
+            MLArray(np.zeros(3)).save(saved)
+        assert saved.read_bytes() == before
+        assert MLArray.open(saved, mmap_mode="r").shape == (20, 33, 41)
+    finally:
+        os.chmod(saved, stat.S_IRUSR | stat.S_IWUSR)
+
+
+def test_saving_over_the_open_file(saved: Path, volume: np.ndarray) -> None:
+    image = MLArray.open(saved, mmap_mode="r+")
+    image.meta.source["again"] = True
+    image.save(saved)
+    np.testing.assert_array_equal(image[...], volume)
+    image[0, 0, 0] = 5
+    image.close()
+    again = MLArray(saved)
+    assert again.meta.source["again"] is True and again[0, 0, 0] == 5
+
+
+def test_save_keeps_layout_and_relayout_on_request(saved: Path, tmp_path: Path) -> None:
+    original = MLArray(saved)
+    original.save(tmp_path / "same.mla")
+    assert MLArray(tmp_path / "same.mla").meta.layout == original.meta.layout
+    relayout = MLArray(saved, patch_size=(8, 8, 8))
+    relayout.save(tmp_path / "other.mla")
+    assert MLArray(tmp_path / "other.mla").meta.layout.patch_size == [8, 8, 8]  # type: ignore[union-attr]
+    codec = MLArray(saved, cparams={"codec": mlarray.storage.io.blosc2.Codec.ZSTD, "clevel": 3})
+    codec.save(tmp_path / "zstd.mla")
+    layout = MLArray(tmp_path / "zstd.mla").meta.layout
+    assert layout is not None and (layout.codec, layout.clevel) == ("zstd", 3)
+
+
+KILL_SCRIPT = """
+import sys, numpy as np
+from mlarray import MLArray
+data = np.random.default_rng(0).random((200, 256, 256))
+MLArray(data, meta={"generation": "new"}).save(sys.argv[1])
+"""
+
+
+def test_a_killed_save_leaves_the_old_file(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    path = tmp_path / "precious.mla"
+    MLArray(np.arange(10), meta={"generation": "old"}).save(path)
+    before = path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(n.startswith(".mla-tmp-") for n in os.listdir(tmp_path)):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    image = MLArray(path)
+    generation = image.meta.source["generation"]
+    if generation == "old":
+        assert path.read_bytes() == before
+    else:
+        assert generation == "new" and image.shape == (200, 256, 256)
+
+
+def test_errors_share_one_root_with_codes() -> None:
+    from mlarray.errors import ALL_ERRORS, ERROR_CODES
+
+    assert all(issubclass(cls, MLArrayError) for cls in ALL_ERRORS)
+    assert len(ERROR_CODES) == len(ALL_ERRORS)

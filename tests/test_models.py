@@ -1,0 +1,132 @@
+"""Header models: every rule of the spec refuses what it must and accepts what it may."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mlarray import HeaderValidationError, Meta, UnsupportedVersionError
+from mlarray.models import PROBLEM_KINDS, parse_header
+from mlarray.models.v1.spatial import ORTHONORMAL_TOL
+
+
+def header(**spatial: object) -> dict[str, object]:
+    return {"schema_version": "1.0", "array": {"shape": [4, 5, 6], "dtype": "<f4"}, "spatial": spatial}
+
+
+@pytest.mark.parametrize(
+    ("spatial", "fragment"),
+    [
+        ({"spacing": [1, 1]}, "describe 2 axes"),
+        ({"spacing": [1, 0, 1]}, "greater than 0"),
+        ({"origin": [0, 0, 0], "spacing": [1, 1]}, "entries"),
+        ({"direction": [[1, 0], [0, 1], [0, 0]]}, "square"),
+        ({"direction": [[1, 0.1, 0], [0, 1, 0], [0, 0, 1]]}, "not orthonormal"),
+        ({"affine": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]}, "last row"),
+        ({"affine": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], "spacing": [1, 1, 1]}, "disagrees"),
+        ({"axis_labels": ["spatial", "spatial"]}, "axis_labels"),
+        ({"shape": [4, 5, 7]}, "spatial.shape"),
+        ({"axis_labels": ["channel", "spatial", "spatial"], "spacing": [1, 1, 1]}, "2 spatial axes"),
+    ],
+)
+def test_spatial_rules_refuse(spatial: dict[str, object], fragment: str) -> None:
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(header(**spatial))
+    assert fragment in str(info.value)
+    assert all(p.code in PROBLEM_KINDS for p in info.value.problems)
+
+
+def test_sheared_affine_alone_is_accepted_and_oblique_direction_too() -> None:
+    sheared = [[1, 0.5, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]]
+    assert parse_header(header(affine=sheared)).spatial.affine == sheared
+    c, s = math.cos(0.3), math.sin(0.3)
+    oblique = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    meta = parse_header(header(direction=oblique, spacing=[1, 2, 3], origin=[4, 5, 6]))
+    assert meta.spatial.direction == oblique
+
+
+def test_orthonormal_tolerance_is_as_stated() -> None:
+    near = [[1, ORTHONORMAL_TOL / 10, 0], [0, 1, 0], [0, 0, 1]]
+    parse_header(header(direction=near))
+    far = [[1, ORTHONORMAL_TOL * 10, 0], [0, 1, 0], [0, 0, 1]]
+    with pytest.raises(HeaderValidationError):
+        parse_header(header(direction=far))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_refused_everywhere(bad: float) -> None:
+    with pytest.raises(HeaderValidationError):
+        parse_header(header(origin=[0, bad, 0]))
+    with pytest.raises(HeaderValidationError):
+        Meta(source={"x": {"y": [1, bad]}})
+    with pytest.raises(HeaderValidationError):
+        Meta(stats={"mean": bad})
+
+
+def test_all_problems_are_reported_at_once_with_locations() -> None:
+    data = header(spacing=[1, -1, 1])
+    data["is_seg"] = "perhaps"
+    data["unknown"] = 1
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(data)
+    locs = {p.loc: p.code for p in info.value.problems}
+    assert locs == {"spatial.spacing.1": "out_of_range", "is_seg": "wrong_type", "unknown": "unknown_field"}
+
+
+def test_bbox_rules() -> None:
+    ok = {"bboxes": [[[0, 1], [2, 3], [4, 5]]], "scores": [0.9], "labels": ["lesion"]}
+    assert parse_header({**header(), "bbox": ok}).bbox.labels == ["lesion"]  # type: ignore[union-attr]
+    for bad in (
+        {"bboxes": [[[0, 1], [2, 3]]]},  # 2-d boxes on a 3-d image
+        {"bboxes": [[[1, 0], [2, 3], [4, 5]]]},  # min > max
+        {"bboxes": [[[0, 1], [2, 3], [4, 5]]], "scores": [0.1, 0.2]},  # misaligned scores
+        {"bboxes": [[[0, 1], [2, 3], [4, 5]], [[0, 1], [2, 3]]]},  # mixed dimensionality
+    ):
+        with pytest.raises(HeaderValidationError):
+            parse_header({**header(), "bbox": bad})
+
+
+def test_stats_rules() -> None:
+    assert parse_header({**header(), "stats": {"min": -1, "max": 2, "percentile_min_key": 0.5}}).stats.max == 2  # type: ignore[union-attr]
+    for bad in ({"min": 3, "max": 2}, {"std": -1}, {"percentile_max_key": 101}):
+        with pytest.raises(HeaderValidationError):
+            parse_header({**header(), "stats": bad})
+
+
+def test_versions() -> None:
+    with pytest.raises(UnsupportedVersionError):
+        parse_header({"schema_version": "2.0"})
+    with pytest.raises(HeaderValidationError):
+        parse_header({"schema_version": "one"})
+    with pytest.raises(HeaderValidationError):
+        parse_header({"schema_version": "1.0", "future_field": 1})
+    # A newer minor version may add fields: this reader ignores them, at every level.
+    meta = parse_header({"schema_version": "1.3", "future_field": 1, "spatial": {"future": 2, "spacing": [1]}})
+    assert meta.spatial.spacing == [1]
+
+
+def test_free_form_namespaces_compare_like_plain_values_and_validate_edits() -> None:
+    meta = Meta(source={"patient_id": "123"}, is_seg=True)
+    assert meta.source == {"patient_id": "123"}
+    assert meta.is_seg == True  # noqa: E712 - the comparison users write
+    meta.source["nested"] = {"a": [1, 2.5, None, True, np.float32(0.5), np.int64(3)]}
+    assert meta.source["nested"] == {"a": [1, 2.5, None, True, 0.5, 3]}
+    for bad in (float("nan"), b"bytes", object(), {1: "non-string key"}):
+        with pytest.raises(HeaderValidationError):
+            meta.source["bad"] = bad
+    with pytest.raises(HeaderValidationError):
+        meta.source["nested"]["a"].append(float("inf"))
+    with pytest.raises(HeaderValidationError):
+        meta.is_seg = "maybe"  # type: ignore[assignment]
+    assert meta.is_seg is True and "bad" not in meta.source
+
+
+def test_rejected_assignment_leaves_model_unchanged() -> None:
+    meta = parse_header(header(spacing=[1, 2, 3], origin=[0, 0, 0]))
+    with pytest.raises(HeaderValidationError):
+        meta.spatial.spacing = [1, 2]
+    with pytest.raises(HeaderValidationError):
+        meta.spatial.spacing = [1, -2, 3]
+    assert meta.spatial.spacing == [1, 2, 3]
