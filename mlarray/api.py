@@ -111,6 +111,7 @@ class MLArray:
         self._closed = False
         self._dparams = dparams
         self._persisted: dict[str, Any] | None = None
+        self._dirty = False
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
@@ -232,6 +233,7 @@ class MLArray:
         self._closed = False
         self._dparams = None
         self._persisted = None
+        self._dirty = False
         self._layout_args = None
         self._meta = meta
 
@@ -291,6 +293,8 @@ class MLArray:
         if isinstance(value, MLArray):
             value = value.to_numpy()
         data[key] = value
+        if self._nd is not None:
+            self._dirty = True
 
     def to_numpy(self) -> np.ndarray[Any, Any]:
         """The whole array as a NumPy array (decompressed for a file-backed array)."""
@@ -427,11 +431,13 @@ class MLArray:
             mode = "r+" if self._mode == "w+" else self._mode
             fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
             self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
+            self._dirty = False
 
     def _header_for_save(self, layout: Any) -> Meta:
         meta = self._meta.model_copy(deep=True)
         meta.writer = Writer(name=WRITER, version=__version__)
         meta.layout = layout
+        meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None
         return meta
 
     def _write_to(self, tmp: str, source: Any) -> Any:
@@ -442,7 +448,7 @@ class MLArray:
         if source is None or shape is None or dtype is None:
             nd = write_frame(tmp, None, chunks=None, blocks=None, cparams=make_cparams("lz4", 0, [], 1))
             meta = self._header_for_save(layout=None)
-            write_header(nd, meta)
+            write_header(nd, meta, digest_of=tmp)
             return nd
         if layout_args is None and recorded is not None:
             choice_strategy, chunks, blocks = recorded.strategy, recorded.chunk_size, recorded.block_size
@@ -466,7 +472,7 @@ class MLArray:
         else:
             nd = write_frame(tmp, source, chunks=chunks, blocks=blocks, cparams=cparams)
         meta = self._header_for_save(layout=layout_of(nd, choice_strategy, patch))
-        write_header(nd, meta)
+        write_header(nd, meta, digest_of=tmp)
         return nd
 
     def close(self) -> None:
@@ -475,8 +481,9 @@ class MLArray:
             return
         if self._nd is not None and self._mode in ("r+", "w+"):
             current = self._meta.model_dump(mode="json")
-            if current != self._persisted:
-                write_header(self._nd, self._header_for_save(layout=self._meta.layout))
+            if current != self._persisted or self._dirty:
+                meta = self._header_for_save(layout=self._meta.layout)
+                write_header(self._nd, meta, digest_of=self._path if self._dirty else None)
         self._nd = None
         self._np = None
         self._closed = True

@@ -121,6 +121,12 @@ class FrameMismatchError(MLArrayError, ValueError):
     code = "FRAME_MISMATCH"
 
 
+class DigestMismatchError(MLArrayError, ValueError):
+    """The frame's data section does not match the digest recorded in the header."""
+
+    code = "DIGEST_MISMATCH"
+
+
 class ReadOnlyError(MLArrayError, PermissionError):
     """A write was attempted on an array opened read-only (or a read-only file)."""
 
@@ -160,6 +166,7 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     UnsupportedVersionError,
     HeaderValidationError,
     FrameMismatchError,
+    DigestMismatchError,
     ReadOnlyError,
     InvalidArgumentError,
     UnsafeLegacyFileError,

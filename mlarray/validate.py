@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.errors import HeaderValidationError, MLArrayError, Problem
-from mlarray.storage import open_frame, read_header
+from mlarray.storage import open_frame, read_header, verify_digest
 
 
 @dataclass
@@ -57,9 +57,11 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
     try:
         head = read_header(p)
         report.header = head.meta.model_dump(mode="json")
-        if deep and head.meta.array is not None:
-            nd = open_frame(p, "r", {"nthreads": 1})
-            _check_chunks(nd, p)
+        if deep:
+            verify_digest(p, head.meta)
+            if head.meta.array is not None:
+                nd = open_frame(p, "r", {"nthreads": 1})
+                _check_chunks(nd, p)
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))
     except OSError as exc:

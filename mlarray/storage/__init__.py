@@ -1,7 +1,7 @@
 """Blosc2 storage of ``.mla`` files. Knows nothing of the CLI or of conversion."""
 
 from mlarray.storage.codec import decode_header, encode_header
-from mlarray.storage.frame import FrameInfo, NDInfo, inspect_frame
+from mlarray.storage.frame import FrameInfo, NDInfo, data_digest, data_section, inspect_frame
 from mlarray.storage.io import (
     EXTENSION,
     HeaderRead,
@@ -10,6 +10,7 @@ from mlarray.storage.io import (
     header_bytes,
     open_frame,
     read_header,
+    verify_digest,
     write_frame,
     write_header,
 )
@@ -21,12 +22,15 @@ __all__ = [
     "NDInfo",
     "atomic_target",
     "check_path",
+    "data_digest",
+    "data_section",
     "decode_header",
     "encode_header",
     "header_bytes",
     "inspect_frame",
     "open_frame",
     "read_header",
+    "verify_digest",
     "write_frame",
     "write_header",
 ]

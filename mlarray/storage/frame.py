@@ -12,6 +12,7 @@ The byte layout checked here is restated in ``spec/mlarray.md`` (section "On-dis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class FrameInfo:
     file_size: int
     header_size: int
     frame_size: int
+    trailer_len: int
     metalayers: tuple[str, ...]
     vlmetalayers: tuple[str, ...]
     nd: NDInfo
@@ -172,6 +174,7 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
         file_size=file_size,
         header_size=header_size,
         frame_size=frame_size,
+        trailer_len=trailer_len,
         metalayers=tuple(layers),
         vlmetalayers=tuple(vlayers),
         nd=nd,
@@ -196,3 +199,35 @@ def _decompress_header(chunk: bytes, path: str) -> bytes:
     if not isinstance(out, bytes) or len(out) != nbytes:
         raise CorruptFrameError("the header chunk decompressed to the wrong size", path=path)
     return out
+
+
+def data_section(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Byte range ``[start, end)`` of the frame's data section (chunks and chunk index).
+
+    Reads only the frame prefix and the trailer's tail; assumes a structurally valid
+    frame (call :func:`inspect_frame` first on untrusted files).
+    """
+    p = os.fspath(path)
+    with open(p, "rb") as f:
+        prefix = f.read(PREFIX_LEN)
+        (header_size,) = struct.unpack(">i", prefix[11:15])
+        (frame_size,) = struct.unpack(">Q", prefix[16:24])
+        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
+    (trailer_len,) = struct.unpack(">I", tail[1:5])
+    return header_size, frame_size - trailer_len
+
+
+def data_digest(path: str | os.PathLike[str], block: int = 4 << 20) -> str:
+    """Lower-case hex SHA-256 of the frame's data section (see :func:`data_section`)."""
+    start, end = data_section(path)
+    digest = hashlib.sha256()
+    with open(os.fspath(path), "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            piece = f.read(min(block, remaining))
+            if not piece:
+                raise TruncatedFileError("the file ends inside the data section", path=os.fspath(path))
+            digest.update(piece)
+            remaining -= len(piece)
+    return digest.hexdigest()

@@ -22,6 +22,7 @@ import numpy as np
 
 from mlarray.errors import (
     CorruptFrameError,
+    DigestMismatchError,
     FrameMismatchError,
     InvalidArgumentError,
     MLArrayError,
@@ -29,9 +30,9 @@ from mlarray.errors import (
     ReadOnlyError,
     WrongExtensionError,
 )
-from mlarray.models import Layout, Meta, parse_header
+from mlarray.models import Integrity, Layout, Meta, parse_header
 from mlarray.storage.codec import decode_header, encode_header
-from mlarray.storage.frame import FrameInfo, inspect_frame
+from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.versions import HEADER_KEY
 
 EXTENSION = ".mla"
@@ -196,9 +197,28 @@ def header_bytes(meta: Meta) -> bytes:
     return encode_header(data)
 
 
-def write_header(nd: Any, meta: Meta) -> None:
-    """Replace the header of an open, writable frame."""
+def write_header(nd: Any, meta: Meta, *, digest_of: str | None = None) -> None:
+    """Replace the header of an open, writable frame.
+
+    With ``digest_of`` (the frame's file path), ``meta.integrity`` is first set to the
+    digest of that file's data section, so the header describes the data it sits beside.
+    """
+    if digest_of is not None:
+        meta.integrity = Integrity(digest=data_digest(digest_of))
     nd.schunk.vlmeta.set_vlmeta(HEADER_KEY, header_bytes(meta), typesize=1)
+
+
+def verify_digest(path: str, meta: Meta) -> None:
+    """Raise :class:`DigestMismatchError` if the data section disagrees with ``meta.integrity``."""
+    if meta.integrity is None:
+        return
+    actual = data_digest(path)
+    if actual != meta.integrity.digest:
+        raise DigestMismatchError(
+            f"the data section's SHA-256 is {actual[:16]}..., the header records "
+            f"{meta.integrity.digest[:16]}...: the data were corrupted or changed without updating the header",
+            path=path,
+        )
 
 
 def _fsync_dir(directory: str) -> None:

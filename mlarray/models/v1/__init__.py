@@ -1,6 +1,6 @@
 """Header models of schema major version 1."""
 
-from mlarray.models.v1.annotations import BBoxes, Layout, Stats
+from mlarray.models.v1.annotations import BBoxes, Integrity, Layout, Stats
 from mlarray.models.v1.header import DTYPES, ArrayInfo, Meta, Writer
 from mlarray.models.v1.spatial import AXIS_VOCABULARY, SPATIAL_LABELS, Spatial, compose_affine, is_spatial_label
 
@@ -10,6 +10,7 @@ __all__ = [
     "SPATIAL_LABELS",
     "ArrayInfo",
     "BBoxes",
+    "Integrity",
     "Layout",
     "Meta",
     "Spatial",

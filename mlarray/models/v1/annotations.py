@@ -108,3 +108,18 @@ class Layout(StrictModel):
             if b > c:
                 raise ValueError(f"axis {axis}: block size {b} is larger than chunk size {c}")
         return self
+
+
+class Integrity(StrictModel):
+    """Digest of the frame's data section, written on save and refreshed on ``close()``.
+
+    The data section is every byte of the file from the end of the Blosc2 frame header
+    (``header_size``) to the start of the frame trailer (``frame_size - trailer_len``):
+    the compressed chunks and the chunk index. It does not contain the mlarray header,
+    so rewriting the header never invalidates it; any change to the array data does.
+    """
+
+    algorithm: Literal["sha256"] = "sha256"
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="Lower-case hex SHA-256 of the frame's data section."
+    )

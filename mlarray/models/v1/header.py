@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from mlarray.models.base import JsonObject, StrictModel
-from mlarray.models.v1.annotations import BBoxes, Layout, Stats
+from mlarray.models.v1.annotations import BBoxes, Integrity, Layout, Stats
 from mlarray.models.v1.spatial import Spatial, is_spatial_label
 from mlarray.versions import SCHEMA_VERSION
 
@@ -45,7 +45,7 @@ class Meta(StrictModel):
     Namespaces: ``spatial`` (geometry and axes), ``stats``, ``bbox``, ``is_seg``,
     ``source`` (the original format's header, free-form JSON), ``extra``
     (application data, free-form JSON); and, owned by the writer, ``writer``,
-    ``array`` (``null`` for a metadata-only file) and ``layout``.
+    ``array`` (``null`` for a metadata-only file), ``layout`` and ``integrity``.
     """
 
     schema_version: Annotated[str, Field(pattern=r"^1\.(0|[1-9][0-9]*)$")] = Field(
@@ -54,6 +54,7 @@ class Meta(StrictModel):
     writer: Writer | None = None
     array: ArrayInfo | None = Field(default=None, description="null for a metadata-only file.")
     layout: Layout | None = None
+    integrity: Integrity | None = Field(default=None, description="Digest of the frame's data section.")
     spatial: Spatial = Field(default_factory=Spatial)
     stats: Stats | None = None
     bbox: BBoxes | None = None

@@ -1,0 +1,174 @@
+"""Hostile and broken files: opening never runs code, never follows other paths, and fails typed."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import msgpack
+import numpy as np
+import pytest
+
+import mlarray
+from mlarray import MLArray
+from mlarray.errors import (
+    CorruptFrameError,
+    ForbiddenMetalayerError,
+    FrameMismatchError,
+    HeaderEncodingError,
+    HeaderNotJSONError,
+    HeaderTooLargeError,
+    HeaderValidationError,
+    MissingHeaderError,
+    MLArrayError,
+    NotAFrameError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+from mlarray.storage import encode_header, read_header
+from mlarray.versions import MAX_HEADER_BYTES
+
+MARKER_ENV = "MLARRAY_HOSTILE_MARKER"
+
+
+class _Exploit:
+    """Unpickling this runs code: it would create the marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (open, (self.marker, "w"))
+
+
+def _frame(path: Path, vlmeta: dict[str, bytes] | None = None, meta: dict[str, bytes] | None = None) -> Path:
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    nd = blosc2.asarray(data, urlpath=str(path), mode="w", meta=meta)
+    for key, raw in (vlmeta or {}).items():
+        nd.schunk.vlmeta.set_vlmeta(key, raw, typesize=1)
+    del nd
+    return path
+
+
+def _valid_header(**changes: Any) -> dict[str, Any]:
+    header: dict[str, Any] = {"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<i2"}}
+    header.update(changes)
+    return header
+
+
+def _expect(path: Path, error: type[MLArrayError]) -> MLArrayError:
+    for call in (read_header, MLArray.open, MLArray.load, MLArray):
+        with pytest.raises(error) as info:
+            call(path)
+        assert info.value.code == error.code
+    from mlarray.validate import validate_file
+
+    report = validate_file(path)
+    assert not report.valid and report.code == error.code
+    return info.value
+
+
+def test_a_plain_header_file_opens(tmp_path: Path) -> None:
+    path = _frame(tmp_path / "ok.mla", {"mlarray": encode_header(_valid_header())})
+    np.testing.assert_array_equal(MLArray(path).to_numpy(), np.arange(60).reshape(3, 4, 5))
+
+
+def test_pickle_header_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(str(marker)))
+    for raw in (payload, gzip.compress(payload), msgpack.packb(gzip.compress(payload))):
+        path = _frame(tmp_path / "pickle.mla", {"mlarray": raw})
+        _expect(path, HeaderEncodingError)
+    assert not marker.exists()
+
+
+def test_msgpack_extension_object_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    ext = msgpack.packb(msgpack.ExtType(42, pickle.dumps(_Exploit(str(marker)))))
+    _expect(_frame(tmp_path / "ext.mla", {"mlarray": ext}), HeaderEncodingError)
+    # blosc2's own msgpack encoding of a tuple or a map are also not a JSON string header
+    _expect(_frame(tmp_path / "map.mla", {"mlarray": msgpack.packb({"schema_version": "1.0"})}), HeaderEncodingError)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("layer", ["b2o", "proxy-source", "anything"])
+def test_foreign_metalayers_are_refused_before_blosc2_sees_the_file(tmp_path: Path, layer: str) -> None:
+    other = tmp_path / "other.b2nd"
+    blosc2.asarray(np.ones(3), urlpath=str(other), mode="w")
+    value = msgpack.packb({"kind": "proxy", "urlpath": str(other)})
+    path = _frame(tmp_path / "meta.mla", {"mlarray": encode_header(_valid_header())}, meta={layer: value})
+    atimes = os.stat(other).st_atime_ns
+    _expect(path, ForbiddenMetalayerError)
+    assert os.stat(other).st_atime_ns == atimes
+
+
+def test_oversized_header_is_refused(tmp_path: Path) -> None:
+    big = msgpack.packb(" " * (MAX_HEADER_BYTES + 10))
+    _expect(_frame(tmp_path / "big.mla", {"mlarray": big}), HeaderTooLargeError)
+
+
+def test_missing_header_and_plain_blosc2_files(tmp_path: Path) -> None:
+    _expect(_frame(tmp_path / "none.mla"), MissingHeaderError)
+    _expect(_frame(tmp_path / "other-key.mla", {"other": encode_header(_valid_header())}), MissingHeaderError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (msgpack.packb("not json"), HeaderNotJSONError),
+        (msgpack.packb("[1, 2]"), HeaderNotJSONError),
+        (msgpack.packb('{"schema_version": "1.0", "x": NaN}'), HeaderNotJSONError),
+        (msgpack.packb('{"a": 1, "a": 2}'), HeaderNotJSONError),
+        (b"\xa3\xff\xfe\xfd", HeaderEncodingError),
+        (b"\xa5abc", HeaderEncodingError),
+        (msgpack.packb('{"schema_version": "2.0"}'), UnsupportedVersionError),
+        (msgpack.packb('{"schema_version": "1.0", "spatial": {"spacing": [-1, 1, 1]}}'), HeaderValidationError),
+        (msgpack.packb('{"schema_version": "1.0", "array": {"shape": [3, 4, 6], "dtype": "<i2"}}'), FrameMismatchError),
+        (msgpack.packb('{"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<u2"}}'), FrameMismatchError),
+        (msgpack.packb('{"schema_version": "1.0", "array": null}'), FrameMismatchError),
+    ],
+)
+def test_header_decoding_errors(tmp_path: Path, raw: bytes, error: type[MLArrayError]) -> None:
+    _expect(_frame(tmp_path / "h.mla", {"mlarray": raw}), error)
+
+
+def test_not_a_frame_truncated_and_trailing_bytes(tmp_path: Path) -> None:
+    good = tmp_path / "good.mla"
+    MLArray(np.arange(1000, dtype=np.float32).reshape(10, 100)).save(good)
+    data = good.read_bytes()
+    cases = {
+        "empty.mla": (b"", NotAFrameError),
+        "text.mla": (b"hello world, this is not a blosc2 frame at all", NotAFrameError),
+        "npy.mla": (b"\x93NUMPY" + bytes(200), NotAFrameError),
+        "pickle.mla": (pickle.dumps({"a": 1}), NotAFrameError),
+        "half.mla": (data[: len(data) // 2], TruncatedFileError),
+        "tail.mla": (data[:-1], TruncatedFileError),
+        "extra.mla": (data + b"\0", CorruptFrameError),
+    }
+    for name, (content, error) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        _expect(path, error)
+
+
+def test_every_truncation_fails_typed(tmp_path: Path) -> None:
+    good = tmp_path / "good.mla"
+    MLArray(np.arange(600, dtype=np.int16).reshape(6, 100), chunk_size=(2, 100), block_size=(1, 50)).save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "cut.mla"
+    for length in range(0, len(data), 7):
+        bad.write_bytes(data[:length])
+        with pytest.raises(MLArrayError):
+            MLArray(bad)
+
+
+def test_errors_subclass_the_builtins_users_catch(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        MLArray(tmp_path / "absent.mla")
+    with pytest.raises(ValueError):
+        MLArray(tmp_path / "wrong.nii")
+    assert issubclass(mlarray.ReadOnlyError, PermissionError)
