@@ -21,7 +21,7 @@ from mlarray._version import __version__
 from mlarray.bound import BoundList, bound_matrix
 from mlarray.errors import CorruptFrameError, HeaderValidationError, InvalidArgumentError, Problem, ReadOnlyError
 from mlarray.layout import PatchSize, choose_layout
-from mlarray.models import ArrayInfo, Meta, Writer, compose_affine, parse_header
+from mlarray.models import Meta, Writer, compose_affine, parse_header
 from mlarray.models.v1.header import MAX_NDIM
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, read_header, write_frame, write_header
 from mlarray.storage.io import (
@@ -135,30 +135,29 @@ class MLArray:
         self._layout_args: dict[str, Any] | None = None
         if patch_size is not _UNSET or chunk_size is not None or block_size is not None or cparams is not None:
             keep_layout = False
+        data = base.model_dump(mode="json")
         if not keep_layout:
-            base.layout = None
+            data["layout"] = None
             self._layout_args = {
                 "patch_size": "default" if patch_size is _UNSET else patch_size,
                 "chunk_size": chunk_size,
                 "block_size": block_size,
                 "cparams": cparams,
             }
-        spatial = base.spatial.model_dump()
+        spatial = data["spatial"]
         given = {"spacing": spacing, "origin": origin, "direction": direction, "axis_labels": axis_labels}
         for key, value in given.items():
             if value is not None:
                 spatial[key] = _tolist(value)
         if affine is not None:
             spatial["affine"] = _tolist(affine)
-        if self._np is not None and spatial.get("axis_labels") is None:
-            spatial["axis_labels"] = _default_labels(self._np.ndim, spatial)
         if self._np is not None:
-            base.array = ArrayInfo(shape=list(self._np.shape), dtype=self._np.dtype.str)
+            if spatial.get("axis_labels") is None:
+                spatial["axis_labels"] = _default_labels(self._np.ndim, spatial)
+            data["array"] = {"shape": list(self._np.shape), "dtype": self._np.dtype.str}
         elif not isinstance(array, (str, os.PathLike)):
-            base.array = None
-            base.layout = None
-        data = base.model_dump(mode="json")
-        data["spatial"] = spatial
+            data["array"] = None
+            data["layout"] = None
         self._meta = parse_header(data)
 
     # ------------------------------------------------------------------ constructors
@@ -319,7 +318,7 @@ class MLArray:
 
     @property
     def meta(self) -> Meta:
-        """The header: ``meta.source``, ``meta.extra``, ``meta.spatial``, ``meta.stats``, ``meta.bbox``, ``meta.is_seg``."""
+        """The header (``source``, ``extra``, ``spatial``, ``stats``, ``bbox``, ``is_seg``, ...)."""
         return self._meta
 
     @meta.setter
@@ -458,7 +457,9 @@ class MLArray:
             args = layout_args or {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
             axes = self._meta.spatial_axes() or list(range(len(shape)))
             try:
-                choice = choose_layout(shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"])
+                choice = choose_layout(
+                    shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"]
+                )
             except ValueError as exc:
                 raise InvalidArgumentError(str(exc), path=tmp) from None
             choice_strategy, chunks, blocks, patch = choice.strategy, choice.chunks, choice.blocks, choice.patch_size

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlarray import MLArray, Meta
+from mlarray import Meta, MLArray
 from mlarray.validate import validate_file
 
 
@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     image.save(path)
     seconds = time.perf_counter() - start
     ratio = volume.nbytes / path.stat().st_size
-    print(f"wrote {path}: shape {volume.shape} {volume.dtype}, {path.stat().st_size / 1e6:.1f} MB "
-          f"(compression {ratio:.2f}x) in {seconds:.2f} s")
+    print(
+        f"wrote {path}: shape {volume.shape} {volume.dtype}, {path.stat().st_size / 1e6:.1f} MB "
+        f"(compression {ratio:.2f}x) in {seconds:.2f} s"
+    )
 
     with MLArray.open(path, mmap_mode="r") as mapped:
         z, y, x = 32, 80, 100

@@ -46,7 +46,9 @@ class Report:
 
 def _problems_of(exc: MLArrayError) -> list[Problem]:
     if isinstance(exc, HeaderValidationError):
-        return [Problem(f"header.{p.loc}" if p.loc else "header", exc.code, f"{p.message} [{p.code}]") for p in exc.problems]
+        return [
+            Problem(f"header.{p.loc}" if p.loc else "header", exc.code, f"{p.message} [{p.code}]") for p in exc.problems
+        ]
     return [Problem("file", exc.code, str(exc))]
 
 
@@ -65,7 +67,9 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))
     except OSError as exc:
-        report.problems.append(Problem("file", "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "READ_ONLY", str(exc)))
+        report.problems.append(
+            Problem("file", "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "READ_ONLY", str(exc))
+        )
     return report
 
 

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from mlarray import MLArray, Meta
+from mlarray import Meta, MLArray
 from mlarray.schema import committed_path, header_schema, render, schema_id
 from mlarray.versions import SCHEMA_VERSION
 
@@ -44,10 +44,33 @@ def test_schema_uses_only_standard_keywords() -> None:
     found: set[str] = set()
     _keywords(header_schema(), found)
     standard = {
-        "$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties", "required",
-        "additionalProperties", "items", "prefixItems", "minItems", "maxItems", "minimum", "maximum",
-        "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "enum", "const",
-        "anyOf", "oneOf", "allOf", "default",
+        "$schema",
+        "$id",
+        "$defs",
+        "$ref",
+        "title",
+        "description",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "prefixItems",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "enum",
+        "const",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "default",
     }
     assert found <= standard, f"non-standard keywords: {found - standard}"
     assert "format" not in found
@@ -57,7 +80,9 @@ def test_written_headers_validate_against_the_schema(tmp_path: pytest.TempPathFa
     import numpy as np
 
     path = tmp_path / "a.mla"  # type: ignore[operator]
-    MLArray(np.zeros((4, 5, 6), np.uint8), spacing=(1, 2, 3), meta=Meta(source={"a": [1, {"b": None}]}, is_seg=True)).save(path)
+    MLArray(
+        np.zeros((4, 5, 6), np.uint8), spacing=(1, 2, 3), meta=Meta(source={"a": [1, {"b": None}]}, is_seg=True)
+    ).save(path)
     header = MLArray.open(path).meta.model_dump(mode="json")
     jsonschema.validate(header, header_schema())
     bad = json.loads(json.dumps(header))

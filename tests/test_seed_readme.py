@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-
 from seed_examples import SEED_README, examples, with_checks
 
 from mlarray import MLArray

@@ -58,6 +58,7 @@ __all__ = [
     "to_json_value",
 ]
 
+
 def parse_header(data: Any, *, path: str | None = None) -> Meta:
     """Validate a decoded header object and return it as a :class:`Meta`.
 

@@ -81,7 +81,7 @@ def _layers(section: Any, what: str, path: str) -> dict[str, bytes]:
     if not isinstance(names, dict) or not isinstance(contents, list) or len(names) != len(contents):
         raise CorruptFrameError(f"the frame {what} metalayer section is malformed", path=path)
     out: dict[str, bytes] = {}
-    for name, content in zip(names, contents):
+    for name, content in zip(names, contents, strict=True):
         if not isinstance(name, bytes) or not isinstance(content, bytes):
             raise CorruptFrameError(f"the frame {what} metalayer section is malformed", path=path)
         out[name.decode("utf-8", errors="replace")] = content

@@ -90,7 +90,22 @@ def normalize_dtype(dtype: Any) -> np.dtype[Any]:
     if dt.kind not in "biufc" or dt.fields is not None or dt.subdtype is not None:
         raise InvalidArgumentError(f"dtype {dt} cannot be stored: use bool, integer, float or complex")
     stored = dt.newbyteorder("<") if dt.itemsize > 1 else dt
-    if stored.str not in {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"}:
+    if stored.str not in {
+        "|b1",
+        "|i1",
+        "|u1",
+        "<i2",
+        "<u2",
+        "<i4",
+        "<u4",
+        "<i8",
+        "<u8",
+        "<f2",
+        "<f4",
+        "<f8",
+        "<c8",
+        "<c16",
+    }:
         raise InvalidArgumentError(f"dtype {dt} cannot be stored (unsupported size)")
     return stored
 
@@ -148,13 +163,13 @@ def check_against_frame(meta: Meta, frame: FrameInfo, path: str) -> None:
         raise FrameMismatchError(f"header shape {tuple(meta.array.shape)} != frame shape {nd.shape}", path=path)
     if np.dtype(meta.array.dtype) != np.dtype(nd.dtype) or np.dtype(nd.dtype).str != meta.array.dtype:
         raise FrameMismatchError(f"header dtype {meta.array.dtype} != frame dtype {nd.dtype}", path=path)
-    if meta.layout is not None:
-        if tuple(meta.layout.chunk_size) != nd.chunks or tuple(meta.layout.block_size) != nd.blocks:
-            raise FrameMismatchError(
-                f"header layout chunks {meta.layout.chunk_size}/blocks {meta.layout.block_size} != "
-                f"frame {list(nd.chunks)}/{list(nd.blocks)}",
-                path=path,
-            )
+    layout = meta.layout
+    if layout is not None and (tuple(layout.chunk_size) != nd.chunks or tuple(layout.block_size) != nd.blocks):
+        raise FrameMismatchError(
+            f"header layout chunks {layout.chunk_size}/blocks {layout.block_size} != "
+            f"frame {list(nd.chunks)}/{list(nd.blocks)}",
+            path=path,
+        )
 
 
 def read_header(path: str | os.PathLike[str]) -> HeaderRead:

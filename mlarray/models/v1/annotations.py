@@ -104,7 +104,7 @@ class Layout(StrictModel):
         """Spec: chunk and block have the same length; each block fits in its chunk."""
         if len(self.chunk_size) != len(self.block_size):
             raise ValueError("chunk_size and block_size must have the same length")
-        for axis, (c, b) in enumerate(zip(self.chunk_size, self.block_size)):
+        for axis, (c, b) in enumerate(zip(self.chunk_size, self.block_size, strict=True)):
             if b > c:
                 raise ValueError(f"axis {axis}: block size {b} is larger than chunk size {c}")
         return self

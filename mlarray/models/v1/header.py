@@ -95,9 +95,7 @@ class Meta(StrictModel):
             axes = self.spatial_axes() or []
             n_spatial = len(axes)
             if self.spatial.shape is not None and self.spatial.shape != [shape[i] for i in axes]:
-                raise ValueError(
-                    f"spatial.shape {self.spatial.shape} disagrees with the spatial axes of shape {shape}"
-                )
+                raise ValueError(f"spatial.shape {self.spatial.shape} disagrees with the spatial axes of shape {shape}")
             if self.layout is not None and len(self.layout.chunk_size) != ndim:
                 raise ValueError(f"layout.chunk_size has {len(self.layout.chunk_size)} entries for a {ndim}-d array")
         elif self.layout is not None:

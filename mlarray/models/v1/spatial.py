@@ -123,14 +123,19 @@ class Spatial(StrictModel):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries but there are {n} spatial axes")
-        if self.axis_labels is not None and self.axis_units is not None:
-            if len(self.axis_units) != len(self.axis_labels):
-                raise ValueError(
-                    f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}"
-                )
+        if (
+            self.axis_labels is not None
+            and self.axis_units is not None
+            and len(self.axis_units) != len(self.axis_labels)
+        ):
+            raise ValueError(
+                f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}"
+            )
         if self.direction is not None:
             if len(self.direction) != n:
-                raise ValueError(f"direction is {len(self.direction)}x{len(self.direction)} but there are {n} spatial axes")
+                raise ValueError(
+                    f"direction is {len(self.direction)}x{len(self.direction)} but there are {n} spatial axes"
+                )
             d = np.asarray(self.direction, dtype=np.float64)
             error = float(np.abs(d.T @ d - np.eye(n)).max())
             if error > ORTHONORMAL_TOL:
@@ -140,7 +145,9 @@ class Spatial(StrictModel):
                 )
         if self.affine is not None:
             if len(self.affine) != n + 1:
-                raise ValueError(f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {len(self.affine)}x{len(self.affine)}")
+                raise ValueError(
+                    f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {len(self.affine)}x{len(self.affine)}"
+                )
             a = np.asarray(self.affine, dtype=np.float64)
             expected_last = np.zeros(n + 1)
             expected_last[n] = 1.0
