@@ -18,6 +18,7 @@ from mlarray.models.base import (
     StrictModel,
     ignoring_unknown_fields,
     problems_from,
+    strict_json_types,
     to_json_value,
 )
 from mlarray.models.v1 import (
@@ -90,10 +91,11 @@ def parse_header(data: Any, *, path: str | None = None) -> Meta:
         )
     ours = parse_version(SCHEMA_VERSION)[1]
     try:
-        if minor > ours:
-            with ignoring_unknown_fields():
-                return Meta.model_validate(data)
-        return Meta.model_validate(data)
+        with strict_json_types():
+            if minor > ours:
+                with ignoring_unknown_fields():
+                    return Meta.model_validate(data)
+            return Meta.model_validate(data)
     except ValidationError as exc:
         raise HeaderValidationError(problems_from(exc), path=path) from None
     except HeaderValidationError as exc:

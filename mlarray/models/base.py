@@ -39,6 +39,24 @@ def ignoring_unknown_fields() -> Iterator[None]:
         _LENIENT.reset(token)
 
 
+_STRICT: ContextVar[bool] = ContextVar("mlarray_strict_json_types", default=False)
+
+
+@contextlib.contextmanager
+def strict_json_types() -> Iterator[None]:
+    """Within this block, values must have their exact JSON type: no ``"3"`` for 3, no ``1`` for true.
+
+    :func:`mlarray.models.parse_header` validates decoded headers this way (spec: a value of
+    the wrong JSON type is ``HEADER_INVALID``); Python callers building models keep the
+    usual conversions (tuples, NumPy scalars).
+    """
+    token = _STRICT.set(True)
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
 _KIND = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
@@ -244,7 +262,10 @@ class StrictModel(BaseModel):
 
     def __init__(self, /, **data: Any) -> None:
         try:
-            super().__init__(**data)
+            if _STRICT.get():
+                self.__pydantic_validator__.validate_python(data, self_instance=self, strict=True)
+            else:
+                super().__init__(**data)
         except ValidationError as exc:
             raise HeaderValidationError(problems_from(exc)) from None
 
