@@ -10,6 +10,7 @@ header before the first byte is written, then replaces the target atomically.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +20,18 @@ import numpy.typing as npt
 
 from mlarray._version import __version__
 from mlarray.bound import BoundList, bound_matrix
-from mlarray.errors import CorruptFrameError, HeaderValidationError, InvalidArgumentError, Problem, ReadOnlyError
+from mlarray.errors import (
+    CorruptFrameError,
+    HeaderValidationError,
+    InvalidArgumentError,
+    Problem,
+    ReadOnlyError,
+    ResourceLimitError,
+)
 from mlarray.layout import PatchSize, choose_layout
 from mlarray.models import Meta, Writer, compose_affine, parse_header
 from mlarray.models.v1.header import MAX_NDIM
-from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, read_header, write_frame, write_header
+from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.io import (
     DEFAULT_CLEVEL,
     DEFAULT_CODEC,
@@ -32,7 +40,9 @@ from mlarray.storage.io import (
     layout_of,
     make_cparams,
     normalize_dtype,
+    open_checked,
 )
+from mlarray.storage.locking import FileLock, ensure_unlocked
 
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 MMAP_MODES = ("r", "r+", "c")
@@ -112,6 +122,7 @@ class MLArray:
         self._dparams = dparams
         self._persisted: dict[str, Any] | None = None
         self._dirty = False
+        self._lock: FileLock | None = None
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
@@ -166,11 +177,10 @@ class MLArray:
     def load(cls, path: str | os.PathLike[str], dparams: Any = None) -> MLArray:
         """Read a whole ``.mla`` file into memory (decompressing with all cores by default)."""
         p = check_path(path, must_exist=True)
-        head = read_header(p)
+        head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         if head.meta.array is not None:
-            nd = open_frame(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
             obj._np = _decompress_all(nd, p)
         return obj
 
@@ -188,10 +198,21 @@ class MLArray:
         p = check_path(path, must_exist=True)
         if mmap_mode == "r+" and is_read_only(p):
             raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
-        head = read_header(p)
+        for _ in range(8):
+            lock = FileLock(p) if mmap_mode == "r+" else None
+            try:
+                head, nd = open_checked(p, mmap_mode, dparams if dparams is not None else {"nthreads": 1})
+            except BaseException:
+                if lock is not None:
+                    lock.release()
+                raise
+            if lock is None or lock.holds(p):
+                break
+            lock.release()  # the file was replaced after we locked it: lock the new one
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
-        obj._nd = open_frame(p, mmap_mode, dparams if dparams is not None else {"nthreads": 1})
+        obj._nd = nd
+        obj._lock = lock
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
         obj._persisted = head.meta.model_dump(mode="json")
         return obj
@@ -233,6 +254,7 @@ class MLArray:
         self._dparams = None
         self._persisted = None
         self._dirty = False
+        self._lock: FileLock | None = None
         self._layout_args = None
         self._meta = meta
 
@@ -283,7 +305,10 @@ class MLArray:
         return self._data
 
     def __getitem__(self, key: Any) -> Any:
-        return self._require_array()[key]
+        data = self._require_array()
+        if self._nd is not None:
+            _check_result_size(self.shape or (), self.dtype, key, self._path)
+        return data[key]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         data = self._require_array()
@@ -424,12 +449,17 @@ class MLArray:
         data = self._data if self._has_array() else None
         header_bytes(self._header_for_save(layout=self._meta.layout))
         reopen = self._path is not None and os.path.exists(p) and os.path.samefile(p, self._path)
+        if not (self._lock is not None and self._lock.holds(p)):
+            ensure_unlocked(p)
         with atomic_target(p) as tmp:
             self._write_to(tmp, source=data)
         if reopen:
             mode = "r+" if self._mode == "w+" else self._mode
             fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
+            if self._lock is not None:
+                self._lock.release()
             self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
+            self._lock, fresh._lock = fresh._lock, None
             self._dirty = False
 
     def _header_for_save(self, layout: Any) -> Meta:
@@ -477,17 +507,42 @@ class MLArray:
         return nd
 
     def close(self) -> None:
-        """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent."""
+        """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent.
+
+        The new header (and, after data writes, the refreshed integrity digest) is
+        written to a copy of the file that atomically replaces it, so a crash during
+        ``close`` leaves the previous, complete file. This costs one copy of the file.
+        """
         if self._closed:
             return
-        if self._nd is not None and self._mode in ("r+", "w+"):
-            current = self._meta.model_dump(mode="json")
-            if current != self._persisted or self._dirty:
-                meta = self._header_for_save(layout=self._meta.layout)
-                write_header(self._nd, meta, digest_of=self._path if self._dirty else None)
-        self._nd = None
-        self._np = None
-        self._closed = True
+        try:
+            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None:
+                current = self._meta.model_dump(mode="json")
+                if current != self._persisted or self._dirty:
+                    meta = self._header_for_save(layout=self._meta.layout)
+                    header_bytes(meta)  # validate before touching anything
+                    self._nd = None  # release the mapping: every write is in the file now
+                    _rewrite_header(self._path, meta, refresh_digest=self._dirty)
+        finally:
+            self._nd = None
+            self._np = None
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support for data loaders: a read-only handle reopens the file; in-memory copies data."""
+        if self._closed:
+            raise TypeError("cannot pickle a closed MLArray")
+        if self._nd is not None:
+            if self._mode != "r":
+                raise TypeError(
+                    f"an MLArray opened with mmap_mode={self._mode!r} cannot be pickled; "
+                    "open the file in each process instead (only one writer may hold it)"
+                )
+            return (MLArray.open, (self._path, "r", self._dparams))
+        return (_restore, (self._np, self._meta.model_dump(mode="json"), self._layout_args))
 
     def __enter__(self) -> MLArray:
         return self
@@ -551,6 +606,24 @@ class MLArray:
             kwargs.setdefault("copy", other)
             return cls(make(template, dtype=dtype), **kwargs)
         return cls(make(np.asarray(other), dtype=dtype), **kwargs)
+
+
+def _restore(data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None) -> MLArray:
+    """Rebuild a pickled in-memory MLArray (the header is revalidated)."""
+    obj = MLArray.__new__(MLArray)
+    obj._init_empty(parse_header(header))
+    obj._np = data
+    obj._layout_args = layout_args
+    return obj
+
+
+def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
+    """Replace the header of ``path`` by writing a copy and renaming it over the original."""
+    with atomic_target(path) as tmp:
+        shutil.copyfile(path, tmp)
+        nd = open_frame(tmp, "r+")
+        write_header(nd, meta, digest_of=tmp if refresh_digest else None)
+        del nd
 
 
 class _ShapeOnly:
@@ -623,7 +696,28 @@ def _decompose(affine: np.ndarray[Any, Any]) -> tuple[list[float], list[float], 
     return spacing.tolist(), affine[:n, n].tolist(), direction.tolist()
 
 
+def _memory_limit() -> int:
+    """Bytes of physical memory: no single read may need more."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 40
+
+
+def _check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
+    """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
+    try:
+        probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
+        result = probe[key]
+    except (IndexError, TypeError, ValueError):
+        return  # let the array itself report the bad key
+    nbytes = int(np.prod(np.shape(result), dtype=np.float64)) * np.dtype(dtype).itemsize
+    if nbytes > _memory_limit():
+        raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
+
+
 def _decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
+    _check_result_size(tuple(nd.shape), nd.dtype, ..., path)
     try:
         out = nd[...]
     except Exception as exc:

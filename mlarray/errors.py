@@ -145,10 +145,39 @@ class UnsafeLegacyFileError(MLArrayError, ValueError):
     code = "UNSAFE_LEGACY"
 
 
+class ResourceLimitError(MLArrayError, MemoryError):
+    """The request or the file declares more memory or chunks than the limits allow."""
+
+    code = "RESOURCE_LIMIT"
+
+
 class LockError(MLArrayError, BlockingIOError):
     """Another process holds the write lock of this file."""
 
     code = "LOCKED"
+
+
+class MissingDependencyError(MLArrayError, ModuleNotFoundError):
+    """An optional dependency is not installed (NIfTI/NRRD conversion needs the ``convert`` extra)."""
+
+    code = "MISSING_DEPENDENCY"
+
+    def __init__(self, message: str, *, module: str, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.path = path  # ImportError.__init__ resets it
+        self.name = module
+
+
+class SourceFormatError(MLArrayError, ValueError):
+    """A file to convert (NIfTI, NRRD) cannot be read: damaged, or a variant the reader does not support."""
+
+    code = "INVALID_SOURCE"
+
+
+class NotRepresentableError(MLArrayError, ValueError):
+    """A conversion would lose information: the target format cannot represent part of the image."""
+
+    code = "NOT_REPRESENTABLE"
 
 
 ALL_ERRORS: tuple[type[MLArrayError], ...] = (
@@ -170,7 +199,11 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     ReadOnlyError,
     InvalidArgumentError,
     UnsafeLegacyFileError,
+    ResourceLimitError,
     LockError,
+    MissingDependencyError,
+    SourceFormatError,
+    NotRepresentableError,
 )
 """Every error class; their ``code`` values are the closed list of the spec."""
 

@@ -19,6 +19,12 @@ HEADER_KEY = "mlarray"
 ALLOWED_METALAYERS = frozenset({"b2nd"})
 """Fixed-length metalayers a valid file may carry (nothing that makes blosc2 open other objects)."""
 
+MAX_CHUNKS = 1 << 24
+"""Most chunks a frame may declare (a 1 TB array with 64 KiB chunks); bounds the chunk index a reader loads."""
+
+MAX_CHUNK_BYTES = (1 << 31) - 1
+"""Blosc2's own limit on the uncompressed size of one chunk."""
+
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 """Largest header (encoded) a reader accepts: hostile files cannot exhaust memory through it."""
 

@@ -27,9 +27,10 @@ from mlarray.errors import (
     HeaderTooLargeError,
     MissingHeaderError,
     NotAFrameError,
+    ResourceLimitError,
     TruncatedFileError,
 )
-from mlarray.versions import ALLOWED_METALAYERS, HEADER_KEY, MAX_HEADER_BYTES
+from mlarray.versions import ALLOWED_METALAYERS, HEADER_KEY, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_HEADER_BYTES
 
 MAGIC = b"b2frame\x00"
 PREFIX_LEN = 24
@@ -103,6 +104,46 @@ def _nd_info(content: bytes, path: str) -> NDInfo:
     return NDInfo(dims[0], dims[1], dims[2], dtype.decode("ascii", errors="replace"))
 
 
+def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
+    """Spec: the frame header's byte sizes agree with the b2nd shapes; declared sizes stay within limits.
+
+    This keeps a hostile file from making a reader allocate from sizes it declares but
+    does not contain.
+    """
+    try:
+        nbytes, typesize, blocksize, chunksize = (int(header[i]) for i in (4, 6, 7, 8))
+        itemsize = int(nd.dtype.lstrip("<>|=")[1:]) if nd.dtype[-1:].isdigit() else -1
+    except (IndexError, TypeError, ValueError):
+        raise CorruptFrameError("the frame header's size fields are malformed", path=path) from None
+    if itemsize != typesize:
+        raise CorruptFrameError(f"type size {typesize} disagrees with dtype {nd.dtype}", path=path)
+    if len(nd.shape) == 0 or len(nd.shape) > 8:
+        raise CorruptFrameError(f"the array has {len(nd.shape)} dimensions (1 to 8 allowed)", path=path)
+    if nd.shape == (0,) and nd.chunks == (0,):  # metadata-only frame
+        return
+    if any(c < 1 or b < 1 or b > c for c, b in zip(nd.chunks, nd.blocks, strict=True)):
+        raise CorruptFrameError(f"invalid chunk {nd.chunks} / block {nd.blocks} shapes", path=path)
+    chunk_items = 1
+    for c in nd.chunks:
+        chunk_items *= c
+    block_items = 1
+    for b in nd.blocks:
+        block_items *= b
+    if chunk_items * typesize > MAX_CHUNK_BYTES:
+        raise ResourceLimitError(f"chunks of {chunk_items * typesize} bytes exceed the limit", path=path)
+    nchunks = 1
+    for s, c in zip(nd.shape, nd.chunks, strict=True):
+        nchunks *= -(-s // c)
+    if nchunks > MAX_CHUNKS:
+        raise ResourceLimitError(f"the frame declares {nchunks} chunks (limit {MAX_CHUNKS})", path=path)
+    if chunksize != chunk_items * typesize or blocksize != block_items * typesize:
+        raise CorruptFrameError("the frame's chunk/block byte sizes disagree with the b2nd shapes", path=path)
+    if nbytes != nchunks * chunksize:
+        raise CorruptFrameError(
+            f"the frame declares {nbytes} uncompressed bytes but its shape needs {nchunks * chunksize}", path=path
+        )
+
+
 def _read_exact(f: BinaryIO, offset: int, size: int, path: str) -> bytes:
     f.seek(offset)
     data = f.read(size)
@@ -152,6 +193,7 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
         if "b2nd" not in layers:
             raise NotAFrameError("the frame is not a Blosc2 NDArray (no 'b2nd' metalayer)", path=p)
         nd = _nd_info(layers["b2nd"], p)
+        _check_sizes(header, nd, p)
 
         tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
         if tail[0] != 0xCE or tail[5] != 0xD8:

@@ -202,6 +202,31 @@ def open_frame(path: str, mmap_mode: str, dparams: Any = None) -> Any:
     return nd
 
 
+def _identity(path: str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def open_checked(path: str, mmap_mode: str, dparams: Any = None, attempts: int = 8) -> tuple[HeaderRead, Any]:
+    """Read the header and open the frame *of the same file*.
+
+    An atomic save by another process may replace ``path`` between reading the header
+    and mapping the data; the file's identity is compared before and after, and the
+    open is retried, so header and data always come from one file.
+    """
+    for _ in range(attempts):
+        before = _identity(path)
+        head = read_header(path)
+        nd = open_frame(path, mmap_mode, dparams)
+        try:
+            if _identity(path) == before:
+                return head, nd
+        except FileNotFoundError:
+            pass
+        del nd
+    raise CorruptFrameError(f"the file kept being replaced while opening it ({attempts} attempts)", path=path)
+
+
 # --------------------------------------------------------------------------- writing
 
 
