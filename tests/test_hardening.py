@@ -77,7 +77,7 @@ def test_save_killed_at_random_moments_never_leaves_a_partial_file(tmp_path: Pat
     path = tmp_path / "target.mla"
     MLArray(np.zeros((8, 64, 64), np.int16), meta={"generation": 0}).save(path)
     seen = set()
-    for trial in range(50):
+    for _trial in range(50):
         size = rng.choice([8, 40, 160])
         _run_and_kill(SAVER, [str(path), str(size)], delay=rng.uniform(0.0, 0.3))
         seen.add(_check_consistent(path))
