@@ -1,0 +1,392 @@
+"""The ``mlarray`` command line: thin typer commands over the public library.
+
+Each command calls library functions that are public in Python
+(:func:`mlarray.validate.validate_file`, :func:`mlarray.storage.read_header`,
+:func:`mlarray.schema.render`, :func:`mlarray.legacy.migrate_file`,
+``mlarray.convert.convert_file``) and only formats what they return
+(:mod:`mlarray.cli_format`). Conventions:
+
+* exit status 0 on success, 1 when a file is invalid or an operation failed,
+  2 on usage errors (typer's convention);
+* errors are one line on stderr (plus one line per header problem), never a
+  traceback, unless ``--verbose`` is given;
+* ``-h`` and ``--help`` on every command.
+
+typer and rich are imported only by ``mlarray/cli*.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlarray._version import __version__
+from mlarray.cli_convert import FORMATS, Codec, Job, convert_one, parse_patch_size, plan, run_batch
+from mlarray.cli_format import (
+    describe,
+    dumps,
+    error_lines,
+    get_field,
+    job_line,
+    print_info,
+    report_lines,
+    summary_line,
+)
+from mlarray.legacy import migrate_file
+from mlarray.storage import decode_header, read_header
+from mlarray.storage.io import make_cparams
+from mlarray.validate import Report, validate_file
+from mlarray.versions import SCHEMA_VERSION
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+_APP_OPTIONS: dict[str, Any] = {
+    "context_settings": CONTEXT,
+    "add_completion": False,
+    "pretty_exceptions_show_locals": False,
+}
+
+app = typer.Typer(
+    name="mlarray",
+    help="Validate, inspect, convert and migrate .mla files (N-d arrays with a JSON header in one Blosc2 file).",
+    no_args_is_help=True,
+    **_APP_OPTIONS,
+)
+
+# --------------------------------------------------------------------------- shared options
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the full traceback when something fails.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")]
+
+
+def _patch_size_option(value: str | None) -> Any:
+    try:
+        return parse_patch_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _format_option(value: str) -> str:
+    ext = value if value.startswith(".") else f".{value}"
+    if ext not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not a format: use one of {', '.join(f[1:] for f in FORMATS)}")
+    return ext
+
+
+PatchSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--patch-size",
+        help="Training patch size the chunking is derived from: an int (every spatial axis), "
+        "a comma list like 128,128,64, or 'default' (192).",
+        callback=_patch_size_option,
+    ),
+]
+CodecOpt = Annotated[Codec | None, typer.Option("--codec", help="Blosc2 codec.", case_sensitive=False)]
+ClevelOpt = Annotated[int | None, typer.Option("--clevel", min=0, max=9, help="Compression level 0-9.")]
+
+
+@contextlib.contextmanager
+def _errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
+    """Turn any failure into one clear line on stderr and exit status 1 (or re-raise with --verbose)."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.BadParameter):
+        raise
+    except Exception as exc:
+        root = ctx.find_root().obj
+        if verbose or (isinstance(root, dict) and root.get("verbose")):
+            raise
+        for line in error_lines(exc):
+            typer.echo(line, err=True)
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlarray {__version__} (header schema {SCHEMA_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: Verbose = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Validate, inspect, convert and migrate .mla files."""
+    ctx.obj = {"verbose": verbose}
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def collect_mla(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files to validate: given files as they are, directories walked for ``*.mla``.
+
+    Returns the files and the directories in which no ``.mla`` file was found.
+    """
+    files: list[Path] = []
+    empty: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.mla") if p.is_file())
+            files += found
+            if not found:
+                empty.append(path)
+        else:
+            files.append(path)
+    return files, empty
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files to check; directories are searched for *.mla.")
+    ],
+    deep: Annotated[bool, typer.Option("--deep", help="Also decompress every chunk and check the digest.")] = False,
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """Check files against the specification; list every problem with its location and code.
+
+    Exit status: 0 when every file is valid, 1 when any is invalid, 2 on usage errors.
+    """
+    with _errors(ctx, verbose):
+        files, empty = collect_mla(paths)
+        for directory in empty:
+            typer.echo(f"warning: no .mla files under {directory}", err=True)
+        if not files:
+            raise typer.BadParameter("no .mla files to validate", param_hint="PATH")
+        reports: list[Report] = [validate_file(f, deep=deep) for f in files]
+        if as_json:
+            typer.echo(dumps([r.to_json() for r in reports]))
+        else:
+            for report in reports:
+                for line in report_lines(report):
+                    typer.echo(line)
+            typer.echo(summary_line(reports))
+        if not all(r.valid for r in reports):
+            raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- header, info, schema
+
+
+def header_json(path: Path) -> dict[str, Any]:
+    """The stored header of ``path`` as a JSON object, after full validation; the array is not read."""
+    head = read_header(path)
+    return decode_header(head.frame.header_bytes, path=str(path))
+
+
+def header(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An .mla file.")],
+    field: Annotated[
+        str | None,
+        typer.Option(
+            "--field", "-f", help="Print only this value: a dotted path like spatial.spacing or spatial.spacing.0."
+        ),
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Print the header of an .mla file as JSON (the array data is not read)."""
+    with _errors(ctx, verbose):
+        data = header_json(file)
+        typer.echo(dumps(data if field is None else get_field(data, field)))
+
+
+app.command("header")(header)
+
+
+@app.command()
+def info(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An .mla file.")],
+    as_json: AsJson = False,
+    verbose: Verbose = False,
+) -> None:
+    """Show shape, dtype, size on disk, compression ratio, layout and geometry (from the header only)."""
+    with _errors(ctx, verbose):
+        details = describe(str(file), read_header(file))
+        if as_json:
+            typer.echo(dumps(details))
+        else:
+            print_info(details, Console(highlight=False))
+
+
+def schema_versions() -> list[str]:
+    """Schema versions this package can print: the current one and any committed schema file."""
+    from mlarray.schema import SCHEMA_DIR
+
+    found = {SCHEMA_VERSION}
+    if SCHEMA_DIR.is_dir():
+        prefix, suffix = "mlarray-header-", ".schema.json"
+        found |= {p.name[len(prefix) : -len(suffix)] for p in SCHEMA_DIR.glob(f"{prefix}*{suffix}")}
+    return sorted(found)
+
+
+@app.command()
+def schema(
+    version: Annotated[
+        str | None, typer.Option("--version", help=f"Schema version to print (default {SCHEMA_VERSION}).")
+    ] = None,
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of the header."""
+    from mlarray.schema import committed_path, render
+
+    if version is None or version == SCHEMA_VERSION:
+        sys.stdout.write(render())
+        return
+    if version not in schema_versions():
+        raise typer.BadParameter(
+            f"unknown schema version {version!r}; available: {', '.join(schema_versions())}", param_hint="--version"
+        )
+    sys.stdout.write(committed_path(version).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- convert
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _run_jobs(jobs: list[Job], options: dict[str, Any], as_json: bool) -> None:
+    """Run a batch with a progress bar, then print the per-file report; exit 1 if any failed."""
+    with _progress(Console(stderr=True)) as progress:
+        task = progress.add_task("converting", total=len(jobs))
+        run_batch(jobs, lambda job: progress.update(task, advance=1, description=job.src.name), **options)
+    if as_json:
+        typer.echo(dumps([job.to_json() for job in jobs]))
+    else:
+        for job in jobs:
+            typer.echo(job_line(str(job.src), str(job.dst), job.ok, job.code, job.error))
+        failed = sum(not job.ok for job in jobs)
+        typer.echo(
+            f"converted {len(jobs) - failed} of {len(jobs)} file{'s' if len(jobs) != 1 else ''}, {failed} failed"
+        )
+    if not all(job.ok for job in jobs):
+        raise typer.Exit(1)
+
+
+def convert(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(metavar="PATH", help="IN OUT, DIR OUTDIR, or several inputs with --out-dir."),
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out-dir", "-o", help="Convert every input (files or directories) into this directory."),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Output format in batch mode: mla, nii, nii.gz, nrrd or nhdr.", callback=_format_option
+        ),
+    ] = "mla",
+    patch_size: PatchSizeOpt = None,
+    codec: CodecOpt = None,
+    clevel: ClevelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Convert NIfTI (.nii, .nii.gz) and NRRD (.nrrd, .nhdr) to .mla and back, or relayout .mla files.
+
+    Formats are told by the file endings. A directory input converts every file in it, recursively.
+    In batch mode one failing file does not stop the others; the exit status is 1 if any failed.
+    """
+    options: dict[str, Any] = {"patch_size": patch_size, "codec": codec.value if codec else None, "clevel": clevel}
+    with _errors(ctx, verbose):
+        if out_dir is None:
+            if len(paths) != 2:
+                raise typer.BadParameter("give IN OUT, DIR OUTDIR, or several inputs with --out-dir", param_hint="PATH")
+            src, dst = paths
+            if not src.is_dir() and not dst.is_dir():
+                convert_one(src, dst, **options)
+                if as_json:
+                    typer.echo(dumps([Job(src, dst, ok=True).to_json()]))
+                else:
+                    typer.echo(f"ok      {src} -> {dst}")
+                return
+            paths, out_dir = [src], dst
+        jobs = plan(paths, out_dir, to)
+        if not jobs:
+            raise typer.BadParameter("no convertible files found in the inputs", param_hint="PATH")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _run_jobs(jobs, options, as_json)
+
+
+app.command("convert")(convert)
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+@app.command()
+def migrate(
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(metavar="OLD", help="A file written by the earlier implementation.")],
+    dst: Annotated[Path, typer.Argument(metavar="NEW", help="Where to write the current-format file.")],
+    patch_size: PatchSizeOpt = None,
+    codec: CodecOpt = None,
+    clevel: ClevelOpt = None,
+    verbose: Verbose = False,
+) -> None:
+    """Rewrite a legacy .mla file (pickled header) in the current format.
+
+    The legacy header is read by an unpickler that refuses every Python global: no code from the file can run.
+    """
+    with _errors(ctx, verbose):
+        cparams = None
+        if codec is not None or clevel is not None:
+            cparams = make_cparams(codec.value if codec else "lz4", 5 if clevel is None else clevel, ["shuffle"], 1)
+        mapping = migrate_file(src, dst, patch_size=patch_size or "default", cparams=cparams)
+        typer.echo(f"ok      {src} -> {dst}")
+        if mapping.mapped:
+            typer.echo(f"  mapped: {', '.join(mapping.mapped)}")
+        if mapping.kept:
+            typer.echo(f"  kept under extra.legacy: {', '.join(mapping.kept)}")
+        if mapping.dropped:
+            typer.echo(f"  left out (not representable in JSON): {', '.join(mapping.dropped)}")
+
+
+# --------------------------------------------------------------------------- entry points
+
+header_app = typer.Typer(help="Print the header of an .mla file as JSON.", **_APP_OPTIONS)
+header_app.command()(header)
+convert_app = typer.Typer(help="Convert between .mla, NIfTI and NRRD files.", **_APP_OPTIONS)
+convert_app.command()(convert)
+
+
+def main() -> None:
+    """Entry point of ``mlarray`` and ``python -m mlarray``."""
+    app(prog_name="mlarray")
+
+
+def legacy_header() -> None:
+    """Entry point of ``mlarray_header FILE`` (same as ``mlarray header FILE``)."""
+    header_app(prog_name="mlarray_header")
+
+
+def legacy_convert() -> None:
+    """Entry point of ``mlarray_convert IN OUT`` (same as ``mlarray convert IN OUT``)."""
+    convert_app(prog_name="mlarray_convert")
