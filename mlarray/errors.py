@@ -145,6 +145,12 @@ class UnsafeLegacyFileError(MLArrayError, ValueError):
     code = "UNSAFE_LEGACY"
 
 
+class WriteFailedError(MLArrayError, OSError):
+    """Writing failed (disk full, I/O error); the previous file, if any, is untouched."""
+
+    code = "WRITE_FAILED"
+
+
 class ResourceLimitError(MLArrayError, MemoryError):
     """The request or the file declares more memory or chunks than the limits allow."""
 
@@ -200,6 +206,7 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     InvalidArgumentError,
     UnsafeLegacyFileError,
     ResourceLimitError,
+    WriteFailedError,
     LockError,
     MissingDependencyError,
     SourceFormatError,

@@ -172,3 +172,92 @@ def test_errors_subclass_the_builtins_users_catch(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         MLArray(tmp_path / "wrong.nii")
     assert issubclass(mlarray.ReadOnlyError, PermissionError)
+
+
+def _patch_b2nd(path: Path, old: bytes, new: bytes) -> None:
+    data = path.read_bytes()
+    start = data.index(b"b2nd")
+    at = data.index(old, start)
+    path.write_bytes(data[:at] + new + data[at + len(old) :])
+
+
+def test_hostile_declared_shapes_and_chunks_are_refused_before_allocation(tmp_path: Path) -> None:
+    import struct
+
+    from mlarray.errors import ResourceLimitError
+
+    for shape_value, error in ((10**15, (ResourceLimitError, CorruptFrameError)), (7, (CorruptFrameError,))):
+        path = tmp_path / "big.mla"
+        MLArray(np.zeros((3, 4, 5), np.int16), chunk_size=(3, 4, 5), block_size=(3, 4, 5)).save(path)
+        # b2nd stores the first dimension as msgpack int64 (0xd3 + 8 bytes big-endian)
+        _patch_b2nd(path, b"\xd3" + struct.pack(">q", 3), b"\xd3" + struct.pack(">q", shape_value))
+        for call in (read_header, MLArray.open, MLArray):
+            with pytest.raises(error):
+                call(path)
+    path = tmp_path / "chunks.mla"
+    MLArray(np.zeros((3, 4, 5), np.int16), chunk_size=(3, 4, 5), block_size=(3, 4, 5)).save(path)
+    _patch_b2nd(path, b"\xd2" + struct.pack(">i", 4), b"\xd2" + struct.pack(">i", 2**30))
+    with pytest.raises((ResourceLimitError, CorruptFrameError)):
+        read_header(path)
+
+
+def test_reads_larger_than_memory_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlarray import api
+    from mlarray.errors import ResourceLimitError
+
+    path = tmp_path / "m.mla"
+    MLArray(np.zeros((50, 50, 50), np.float64)).save(path)
+    monkeypatch.setattr(api, "_memory_limit", lambda: 100_000)  # pretend the machine has 100 kB
+    image = MLArray.open(path)
+    assert image[0:2, 0:2, 0:2].shape == (2, 2, 2)
+    with pytest.raises(ResourceLimitError) as info:
+        image[...]
+    assert isinstance(info.value, MemoryError) and info.value.code == "RESOURCE_LIMIT"
+    with pytest.raises(ResourceLimitError):
+        MLArray.load(path)
+
+
+def test_a_failing_write_is_typed_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mlarray.errors import WriteFailedError
+    from mlarray.storage import io
+
+    path = tmp_path / "keep.mla"
+    MLArray(np.arange(10)).save(path)
+    before = path.read_bytes()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.blosc2, "asarray", full_disk)
+    with pytest.raises(WriteFailedError) as info:
+        MLArray(np.arange(1000)).save(path)
+    assert isinstance(info.value, OSError) and "No space left" in str(info.value)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["keep.mla"]
+
+
+def test_a_really_full_disk(tmp_path: Path) -> None:
+    """On a 256 kB tmpfs (needs root's mount; the simulated test above always runs)."""
+    import subprocess
+
+    from mlarray.errors import WriteFailedError
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root); the simulated full-disk test covers the behaviour")
+    try:
+        path = mount / "a.mla"
+        MLArray(np.arange(100)).save(path)
+        before = path.read_bytes()
+        noise = np.random.default_rng(0).random((200, 200, 20))
+        with pytest.raises(WriteFailedError):
+            MLArray(noise).save(path)
+        assert path.read_bytes() == before and os.listdir(mount) == ["a.mla"]
+    finally:
+        import gc
+
+        gc.collect()
+        subprocess.run(["umount", "-l", str(mount)], check=True)

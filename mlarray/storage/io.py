@@ -28,6 +28,7 @@ from mlarray.errors import (
     MLArrayError,
     MLArrayFileNotFoundError,
     ReadOnlyError,
+    WriteFailedError,
     WrongExtensionError,
 )
 from mlarray.models import Integrity, Layout, Meta, parse_header
@@ -294,10 +295,21 @@ def atomic_target(path: str) -> Iterator[str]:
             os.close(fd)
         os.replace(tmp, path)
         _fsync_dir(directory)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except MLArrayError:
+        _discard(tmp)
         raise
+    except Exception as exc:
+        _discard(tmp)
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        raise WriteFailedError(f"writing failed ({reason}); the previous file is untouched", path=path) from exc
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
 
 
 def write_frame(
