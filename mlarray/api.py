@@ -126,7 +126,8 @@ class MLArray:
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
-            self._np, base = loaded._np, loaded._meta
+            base: Meta = loaded.meta
+            self._np = loaded._np
             keep_layout = True
         else:
             if isinstance(array, MLArray):
@@ -254,7 +255,7 @@ class MLArray:
         self._dparams = None
         self._persisted = None
         self._dirty = False
-        self._lock: FileLock | None = None
+        self._lock = None
         self._layout_args = None
         self._meta = meta
 
@@ -479,6 +480,13 @@ class MLArray:
             meta = self._header_for_save(layout=None)
             write_header(nd, meta, digest_of=tmp)
             return nd
+        choice_strategy: str
+        chunks: Sequence[int] | None
+        blocks: Sequence[int] | None
+        patch: Sequence[int] | None
+        codec: str
+        clevel: int
+        filters: list[str]
         if layout_args is None and recorded is not None:
             choice_strategy, chunks, blocks = recorded.strategy, recorded.chunk_size, recorded.block_size
             patch = recorded.patch_size
@@ -568,7 +576,9 @@ class MLArray:
         return cls(np.ones(shape, dtype=dtype), **kwargs)
 
     @classmethod
-    def full(cls, shape: Sequence[int] | int, fill_value: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+    def full(
+        cls, shape: Sequence[int] | int, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any
+    ) -> MLArray:
         """An in-memory image filled with ``fill_value``."""
         return cls(np.full(shape, fill_value, dtype=dtype), **kwargs)
 
@@ -580,22 +590,22 @@ class MLArray:
         return cls(obj, **kwargs)
 
     @classmethod
-    def empty_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+    def empty_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """Like ``other`` (shape and, for an MLArray, metadata), uninitialized."""
         return cls._like(np.empty_like, other, dtype, kwargs)
 
     @classmethod
-    def zeros_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+    def zeros_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """Like ``other`` (shape and, for an MLArray, metadata), filled with zeros."""
         return cls._like(np.zeros_like, other, dtype, kwargs)
 
     @classmethod
-    def ones_like(cls, other: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+    def ones_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """Like ``other`` (shape and, for an MLArray, metadata), filled with ones."""
         return cls._like(np.ones_like, other, dtype, kwargs)
 
     @classmethod
-    def full_like(cls, other: Any, fill_value: Any, dtype: npt.DTypeLike = None, **kwargs: Any) -> MLArray:
+    def full_like(cls, other: Any, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """Like ``other`` (shape and, for an MLArray, metadata), filled with ``fill_value``."""
         return cls._like(lambda a, dtype=None: np.full_like(a, fill_value, dtype=dtype), other, dtype, kwargs)
 

@@ -57,11 +57,11 @@ class BoundList(list[Any]):
     def sort(self, *args: Any, **kwargs: Any) -> None:
         self._apply(lambda c: c.sort(*args, **kwargs))
 
-    def __iadd__(self, values: Iterable[Any]) -> BoundList:  # type: ignore[override,misc]
+    def __iadd__(self, values: Iterable[Any]) -> BoundList:  # type: ignore[misc]
         self.extend(values)
         return self
 
-    def __imul__(self, n: SupportsIndex) -> BoundList:  # type: ignore[override,misc]
+    def __imul__(self, n: SupportsIndex) -> BoundList:
         self._apply(lambda c: c.__imul__(n))
         return self
 

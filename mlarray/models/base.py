@@ -160,11 +160,11 @@ class JsonObject(dict[str, Any]):
             raise _bad_json(self._loc, "wrong_type", f"key {key!r} is not a string (JSON keys are strings)")
         super().__setitem__(key, to_json_value(value, self._child(key)))
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         for key, value in dict(*args, **kwargs).items():
             self[key] = value
 
-    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: str, default: Any = None) -> Any:
         if key not in self:
             self[key] = default
         return self[key]
@@ -218,7 +218,7 @@ class JsonList(list[Any]):
     def extend(self, values: Iterable[Any]) -> None:
         super().extend(self._check(v) for v in values)
 
-    def __iadd__(self, values: Iterable[Any]) -> JsonList:  # type: ignore[override,misc]
+    def __iadd__(self, values: Iterable[Any]) -> JsonList:  # type: ignore[misc]
         self.extend(values)
         return self
 

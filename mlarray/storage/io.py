@@ -90,7 +90,7 @@ def normalize_dtype(dtype: Any) -> np.dtype[Any]:
     dt = np.dtype(dtype)
     if dt.kind not in "biufc" or dt.fields is not None or dt.subdtype is not None:
         raise InvalidArgumentError(f"dtype {dt} cannot be stored: use bool, integer, float or complex")
-    stored = dt.newbyteorder("<") if dt.itemsize > 1 else dt
+    stored: np.dtype[Any] = dt.newbyteorder("<") if dt.itemsize > 1 else dt
     if stored.str not in {
         "|b1",
         "|i1",
