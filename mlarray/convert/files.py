@@ -1,0 +1,142 @@
+"""One entry point for file conversion, dispatching on the file name endings.
+
+``convert_file`` is what ``mlarray convert`` calls. It pairs a reader with a
+writer: NIfTI or NRRD into ``.mla`` (with the layout and compression asked for),
+``.mla`` into NIfTI or NRRD, NIfTI and NRRD into each other (through an in-memory
+image, so the same geometry rules apply), and ``.mla`` into ``.mla`` (a relayout
+that keeps every header field).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, get_args
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.convert._common import MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
+from mlarray.convert.nifti import read_nifti_parts, write_nifti
+from mlarray.convert.nrrd import read_nrrd_parts, write_nrrd
+from mlarray.errors import InvalidArgumentError, WrongExtensionError
+from mlarray.layout import PatchSize
+from mlarray.models import Meta
+from mlarray.models.v1.annotations import Codec
+from mlarray.storage.io import DEFAULT_CLEVEL, DEFAULT_CODEC, DEFAULT_FILTERS, make_cparams
+
+CODECS: tuple[str, ...] = get_args(Codec)
+
+Reader = Callable[[str | os.PathLike[str]], tuple[np.ndarray[Any, Any], Meta]]
+Writer = Callable[[MLArray, str | os.PathLike[str]], None]
+
+READERS: dict[str, Reader] = {
+    **dict.fromkeys(NIFTI_EXTENSIONS, read_nifti_parts),
+    **dict.fromkeys(NRRD_EXTENSIONS, read_nrrd_parts),
+}
+WRITERS: dict[str, Writer] = {
+    **dict.fromkeys(NIFTI_EXTENSIONS, write_nifti),
+    **dict.fromkeys(NRRD_EXTENSIONS, write_nrrd),
+}
+ENDINGS = (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, MLA_EXTENSION)
+
+
+def convert_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    patch_size: PatchSize | None = None,
+    codec: str | None = None,
+    clevel: int | None = None,
+) -> None:
+    """Convert ``src`` to ``dst``; the endings tell the formats (``.nii[.gz]``, ``.nrrd``, ``.nhdr``, ``.mla``).
+
+    Parameters
+    ----------
+    src, dst : path
+        Input and output files. ``dst`` is replaced atomically.
+    patch_size : int, sequence of int or 'default', optional
+        Layout of a written ``.mla`` (see :class:`~mlarray.MLArray`). ``None`` means
+        the default layout for a new ``.mla`` and the recorded one for ``.mla`` -> ``.mla``.
+    codec, clevel : optional
+        Blosc2 codec name (``lz4``, ``zstd``, ...) and level 0-9 of a written ``.mla``;
+        ``None`` keeps the recorded (or default) value.
+
+    Raises
+    ------
+    WrongExtensionError
+        An ending is not one of the formats above.
+    InvalidArgumentError
+        Layout options given for a NIfTI/NRRD target, or an unknown codec or level.
+    MissingDependencyError, SourceFormatError, NotRepresentableError
+        See :func:`~mlarray.convert.read_nifti` and the other readers and writers.
+    """
+    s, d = suffix_of(src), suffix_of(dst)
+    for path, ending in ((src, s), (dst, d)):
+        if ending is None:
+            message = f"unknown format; convertible files end in {', '.join(ENDINGS)}"
+            raise WrongExtensionError(message, path=os.fspath(path))
+    layout_given = patch_size is not None or codec is not None or clevel is not None
+    if d == MLA_EXTENSION:
+        if s == MLA_EXTENSION:
+            _relayout(src, dst, patch_size, codec, clevel)
+            return
+        assert s is not None
+        data, meta = READERS[s](src)
+        image = MLArray(
+            data,
+            meta=meta,
+            patch_size="default" if patch_size is None else patch_size,
+            cparams=_cparams(codec, clevel, data.dtype.itemsize),
+        )
+        image.save(dst)
+        return
+    if layout_given:
+        raise InvalidArgumentError("patch_size, codec and clevel only apply when writing .mla", path=os.fspath(dst))
+    assert d is not None
+    if s == MLA_EXTENSION:
+        image = MLArray.load(src)
+    else:
+        assert s is not None
+        data, meta = READERS[s](src)
+        image = MLArray(data, meta=meta, patch_size=None)
+    WRITERS[d](image, dst)
+
+
+def _cparams(codec: str | None, clevel: int | None, itemsize: int, filters: Sequence[str] = DEFAULT_FILTERS) -> Any:
+    if codec is not None and codec not in CODECS:
+        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
+    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
+        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
+    return make_cparams(codec or DEFAULT_CODEC, DEFAULT_CLEVEL if clevel is None else clevel, list(filters), itemsize)
+
+
+def _relayout(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    patch_size: PatchSize | None,
+    codec: str | None,
+    clevel: int | None,
+) -> None:
+    """Rewrite an ``.mla`` with a new layout or compression; every header field but ``layout`` is kept."""
+    image = MLArray.load(src)
+    old = image.meta.layout
+    if image.shape is None or (patch_size is None and codec is None and clevel is None):
+        image.save(dst)
+        return
+    kwargs: dict[str, Any] = {}
+    if patch_size is not None:
+        kwargs["patch_size"] = patch_size
+    elif old is not None and old.strategy == "manual":
+        kwargs.update(chunk_size=old.chunk_size, block_size=old.block_size)
+    else:
+        kwargs["patch_size"] = None if old is None or old.strategy == "blosc2" else old.patch_size
+    dtype = image.dtype
+    assert dtype is not None
+    kwargs["cparams"] = _cparams(
+        codec or (old.codec if old else None),
+        clevel if clevel is not None else (old.clevel if old else None),
+        dtype.itemsize,
+        list(old.filters) if old else DEFAULT_FILTERS,
+    )
+    MLArray(image.to_numpy(), meta=image.meta, **kwargs).save(dst)

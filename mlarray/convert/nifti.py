@@ -1,0 +1,430 @@
+"""NIfTI-1 and NIfTI-2 (``.nii``, ``.nii.gz``) to and from :class:`~mlarray.MLArray`, exactly.
+
+nibabel is the reader: it reads NIfTI-2 and sheared affines (which ITK refuses) and
+gives the stored array in the file's own axis order ``(i, j, k, t, ...)``. Nothing
+is reoriented or rescaled:
+
+* the array holds the *raw stored* values in their stored type; ``scl_slope`` and
+  ``scl_inter`` stay in ``meta.source`` (``physical = raw * slope + inter``) and are
+  written back unchanged, so a scaled ``int16`` file round-trips bit for bit;
+* the geometry is the header's own index-to-world map (sform if its code is set,
+  else qform, else NIfTI "method 1": spacing only) in NIfTI's RAS+ world;
+* every header field and extension is kept in ``meta.source`` and is the base of
+  the header written back; only what the array and ``meta.spatial`` determine
+  is recomputed.
+
+What a NIfTI file cannot hold (``float16``, ``bool``, a channel-first axis order,
+units NIfTI has no code for ...) raises :class:`~mlarray.errors.NotRepresentableError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.convert._common import (
+    NIFTI_EXTENSIONS,
+    atomic_output,
+    b64decode,
+    b64encode,
+    check_source,
+    check_target,
+    from_json_number,
+    json_number,
+    require,
+)
+from mlarray.convert._geometry import (
+    GeometryError,
+    Matrix,
+    affine_of,
+    change_frame,
+    embed_world,
+    is_orthonormal,
+    reduce_world,
+    same_geometry,
+    spatial_fields,
+)
+from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
+from mlarray.models import Meta, Spatial, is_spatial_label
+from mlarray.storage.io import normalize_dtype
+
+FORMAT = "nifti"
+"""Value of ``meta.source["format"]`` for images read from NIfTI."""
+
+STRUCTURAL = frozenset({"sizeof_hdr", "magic", "eol_check", "vox_offset", "dim", "datatype", "bitpix"})
+"""Header fields computed from the array and the file layout, never copied from ``meta.source``."""
+
+SCALING_FIELDS = ("scl_slope", "scl_inter")
+
+SPACE_UNITS = {1: "m", 2: "mm", 3: "um"}
+TIME_UNITS = {8: "s", 16: "ms", 24: "us", 32: "Hz", 40: "ppm", 48: "rad/s"}
+RGB_CODES = {128: 3, 2304: 4}
+"""NIfTI RGB24 / RGBA32 datatypes: stored in mlarray as uint8 with a trailing ``channel`` axis."""
+
+EXTRA_AXIS_LABELS = ("temporal", "components", "non_spatial", "non_spatial")
+"""Labels of NIfTI dimensions 4 to 7: time, then the 5th (vector/intent) dimension, then the rest."""
+
+NIFTI1_MAX_DIM = 32767
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_nifti(path: str | os.PathLike[str]) -> MLArray:
+    """Read a NIfTI-1 or NIfTI-2 file into an in-memory :class:`~mlarray.MLArray`.
+
+    The array keeps the stored values, type and axis order; ``meta.spatial`` gets
+    the index-to-world map (``coord_system='RAS'``), axis labels and units;
+    ``meta.source`` keeps the whole header (see ``docs/conversion.md``).
+
+    Raises
+    ------
+    MissingDependencyError
+        nibabel is not installed.
+    SourceFormatError
+        The file is not a NIfTI file nibabel can read.
+    NotRepresentableError
+        The file holds something mlarray cannot store exactly (e.g. ``float128``).
+    """
+    data, meta = read_nifti_parts(path)
+    return MLArray(data, meta=meta)
+
+
+def read_nifti_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Meta]:
+    """The array and header :class:`~mlarray.Meta` :func:`read_nifti` builds its image from."""
+    p = check_source(path, NIFTI_EXTENSIONS, "NIfTI")
+    nib = require("nibabel", p)
+    version = _version(p)
+    image_class = nib.Nifti2Image if version == 2 else nib.Nifti1Image
+    try:
+        from nibabel.openers import ImageOpener
+
+        with ImageOpener(p, "rb") as f:
+            raw_header = image_class.header_class.from_fileobj(f, check=False)
+        image = image_class.from_filename(p, mmap=False)
+        raw = np.asarray(image.dataobj.get_unscaled())
+        slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
+    except MLArrayError:
+        raise
+    except Exception as exc:
+        raise SourceFormatError(f"nibabel cannot read this NIfTI-{version} file: {exc}", path=p) from None
+    header = image.header
+    code = int(raw_header["datatype"])
+    nifti_ndim = raw.ndim
+    labels = ["spatial"] * min(raw.ndim, 3) + list(EXTRA_AXIS_LABELS[: max(raw.ndim - 3, 0)])
+    if code in RGB_CODES:
+        raw = np.ascontiguousarray(raw).view(np.uint8).reshape(raw.shape + (RGB_CODES[code],))
+        labels.append("channel")
+    try:
+        normalize_dtype(raw.dtype)
+    except InvalidArgumentError:
+        raise NotRepresentableError(
+            f"NIfTI data type {raw.dtype} (datatype code {code}) has no .mla equivalent", path=p
+        ) from None
+    try:
+        geometry = nifti_geometry(header, nifti_ndim)
+    except GeometryError as exc:
+        raise NotRepresentableError(f"the NIfTI geometry cannot be stored: {exc}", path=p) from None
+    spatial = Spatial(**geometry, axis_labels=labels, axis_units=nifti_units(header, labels))
+    source = {
+        "format": FORMAT,
+        "nifti_version": version,
+        "file": Path(p).name,
+        "endianness": raw_header.endianness,
+        "header": header_to_json(raw_header),
+        "extensions": [
+            {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
+        ],
+        "scaling": None if (slope, inter) == (1.0, 0.0) else {"slope": json_number(slope), "inter": json_number(inter)},
+        "sform": _coded(header, "sform"),
+        "qform": _coded(header, "qform"),
+    }
+    return raw, Meta(spatial=spatial, source=source)
+
+
+def _version(path: str) -> int:
+    """1 or 2, from the ``sizeof_hdr`` field (348 or 540, in either byte order)."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(path, "rb") as f:
+            head = f.read(4)
+    except Exception as exc:
+        raise SourceFormatError(f"cannot read the file: {exc}", path=path) from None
+    for order in ("little", "big"):
+        size = int.from_bytes(head, order) if len(head) == 4 else -1
+        if size in (348, 540):
+            return 1 if size == 348 else 2
+    raise SourceFormatError("not a NIfTI file (its header size field is neither 348 nor 540)", path=path)
+
+
+def _coded(header: Any, which: str) -> list[list[float]] | None:
+    """The sform or qform matrix as JSON when its code is set (informational copy)."""
+    try:
+        matrix, code = getattr(header, f"get_{which}")(coded=True)
+    except Exception:
+        return None
+    return None if code == 0 else [[json_number(v) for v in row] for row in matrix]
+
+
+def nifti_geometry(header: Any, n_dims: int) -> dict[str, Any]:
+    """``meta.spatial`` geometry fields of a NIfTI header for an image of ``n_dims`` NIfTI dimensions.
+
+    sform when ``sform_code > 0``, else qform when ``qform_code > 0`` (the choice
+    nibabel makes), both in RAS+; with both codes 0 only the voxel size
+    ``pixdim`` is known (NIfTI method 1) and ``coord_system`` stays unset.
+    """
+    n = min(n_dims, 3)
+    if int(header["sform_code"]) > 0:
+        world = header.get_sform()
+    elif int(header["qform_code"]) > 0:
+        try:
+            world = header.get_qform()
+        except Exception as exc:
+            raise GeometryError(f"the qform cannot be decoded ({exc})") from None
+    else:
+        zooms = np.asarray(header["pixdim"][1 : n + 1], dtype=np.float64)
+        if np.all(np.isfinite(zooms)) and np.all(zooms > 0):
+            return {"spacing": zooms.tolist(), "coord_system": None}
+        return {"coord_system": None}
+    return {**spatial_fields(reduce_world(np.asarray(world, dtype=np.float64), n)), "coord_system": "RAS"}
+
+
+def nifti_units(header: Any, labels: list[str]) -> list[str] | None:
+    """One unit per array axis from ``xyzt_units`` (spatial unit, time unit on the temporal axis)."""
+    code = int(header["xyzt_units"])
+    space, time = SPACE_UNITS.get(code & 0x07, ""), TIME_UNITS.get(code & 0x38, "")
+    units = [space if is_spatial_label(x) else time if x == "temporal" else "" for x in labels]
+    return units if any(units) else None
+
+
+def header_to_json(header: Any) -> dict[str, Any]:
+    """Every field of a nibabel NIfTI header as JSON (text fields decoded, NaN as ``null``)."""
+    out: dict[str, Any] = {}
+    for key in header:
+        value = header[key]
+        if value.dtype.kind == "S":
+            out[key] = _text(bytes(value.item()))
+        elif value.ndim:
+            out[key] = [json_number(v) for v in value.tolist()]
+        else:
+            out[key] = json_number(value.item())
+    return out
+
+
+def _text(raw: bytes) -> Any:
+    """A header text field: a string when it is UTF-8, else ``{"base64": ...}`` so no byte is lost."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": b64encode(raw)}
+
+
+def _untext(value: Any) -> bytes:
+    if isinstance(value, dict):
+        return b64decode(str(value["base64"]))
+    return str(value).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
+    """Write ``image`` as a NIfTI file (``.nii`` or ``.nii.gz``), atomically.
+
+    If ``meta.source`` is a NIfTI header (the image was read from NIfTI) it is the
+    base of the new header: every field, the extensions, the byte order and the
+    NIfTI version are kept; the data type, shape, geometry and units are then set
+    from the image wherever they differ. Otherwise the header is built from
+    ``meta.spatial`` alone.
+
+    Raises
+    ------
+    NotRepresentableError
+        NIfTI cannot hold the data type, axis order, geometry frame or units.
+    """
+    p = check_target(path, NIFTI_EXTENSIONS, "NIfTI")
+    nib = require("nibabel", p)
+    if image.shape is None:
+        raise NotRepresentableError("a metadata-only image has no array to write", path=p)
+    data = image.to_numpy()
+    meta = image.meta
+    labels = list(meta.spatial.axis_labels or ["spatial"] * data.ndim)
+    is_nifti = meta.source.get("format") == FORMAT and isinstance(meta.source.get("header"), dict)
+    source = meta.source if is_nifti else None
+    fields: dict[str, Any] = dict(source["header"]) if source else {}
+    code = fields.get("datatype")
+    if isinstance(code, int) and code in RGB_CODES and _is_rgb(data, labels, RGB_CODES[code]):
+        names = "RGBA"[: RGB_CODES[code]]
+        rgb = np.dtype([(c, "u1") for c in names])
+        data = np.ascontiguousarray(data).view(rgb)[..., 0]
+        labels = labels[:-1]
+    n = _check_axes(labels, data.shape, p)
+    version = int(source.get("nifti_version", 1)) if source else 1
+    if max(data.shape) > NIFTI1_MAX_DIM:
+        version = 2
+    header_class = nib.Nifti2Header if version == 2 else nib.Nifti1Header
+    header = header_class(endianness=source.get("endianness", "<") if source else "<")
+    try:
+        header.set_data_dtype(data.dtype)
+    except Exception:
+        raise NotRepresentableError(
+            f"NIfTI has no data type for {data.dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)",
+            path=p,
+        ) from None
+    header.set_data_shape(data.shape)
+    if source:
+        same_type = fields.get("datatype") == int(header["datatype"])
+        for key, value in fields.items():
+            if key in STRUCTURAL or key not in header or (key in SCALING_FIELDS and not same_type):
+                continue
+            _set_field(header, key, value, p)
+        header.extensions = nib.nifti1.Nifti1Extensions(
+            nib.nifti1.Nifti1Extension(int(e["code"]), b64decode(str(e["content_base64"])))
+            for e in source.get("extensions", [])
+        )
+    _write_geometry(header, meta.spatial, n, data.ndim, p)
+    _write_units(header, meta.spatial.axis_units, labels, p)
+    with atomic_output(p) as tmp:
+        _write_file(header, data, tmp)
+
+
+def _is_rgb(data: np.ndarray[Any, Any], labels: list[str], components: int) -> bool:
+    return data.dtype == np.uint8 and data.ndim >= 2 and data.shape[-1] == components and labels[-1] == "channel"
+
+
+def _check_axes(labels: list[str], shape: tuple[int, ...], path: str) -> int:
+    """Number of spatial axes, after checking NIfTI's order: up to 3 spatial axes first, then the others."""
+    spatial = [i for i, label in enumerate(labels) if is_spatial_label(label)]
+    n = len(spatial)
+    if len(shape) > 7:
+        raise NotRepresentableError(f"NIfTI holds at most 7 dimensions, the array has {len(shape)}", path=path)
+    if n == 0 or n > 3 or spatial != list(range(n)):
+        raise NotRepresentableError(
+            f"NIfTI stores 1 to 3 spatial axes first, then time and other axes; this image's axes are {labels} "
+            "(move the axes, e.g. channel-last, before converting)",
+            path=path,
+        )
+    if n < 3 and len(shape) > n:
+        raise NotRepresentableError(
+            f"NIfTI puts time and other axes after three spatial ones; this image has {n} spatial axes and "
+            f"{len(shape) - n} others ({labels}): add singleton spatial axes first",
+            path=path,
+        )
+    return n
+
+
+def _set_field(header: Any, key: str, value: Any, path: str) -> None:
+    current = header[key]
+    try:
+        if current.dtype.kind == "S":
+            header[key] = _untext(value)
+        elif current.dtype.kind == "f":
+            header[key] = [from_json_number(v) for v in value] if current.ndim else from_json_number(value)
+        else:
+            header[key] = value
+    except Exception as exc:
+        message = f"meta.source.header.{key} = {value!r} does not fit NIfTI: {exc}"
+        raise NotRepresentableError(message, path=path) from None
+
+
+def _source_world(header: Any) -> Matrix | None:
+    """The source header's full 4x4 map (sform, else qform), used to fill world axes a 2-d image lacks."""
+    try:
+        if int(header["sform_code"]) > 0:
+            return np.asarray(header.get_sform(), dtype=np.float64)
+        if int(header["qform_code"]) > 0:
+            return np.asarray(header.get_qform(), dtype=np.float64)
+    except Exception:
+        return None
+    return None
+
+
+def _write_geometry(header: Any, spatial: Spatial, n: int, ndim: int, path: str) -> None:
+    """Set sform/qform/pixdim so that reading ``header`` back gives ``spatial``'s geometry.
+
+    A header copied from the source that already says the same is left untouched, so
+    its sform, qform and codes survive bit for bit.
+    """
+    wanted = affine_of(spatial, n)
+    try:
+        current = nifti_geometry(header, n)
+        if same_geometry(affine_of(current, n), current["coord_system"], wanted, spatial.coord_system):
+            return
+    except GeometryError:
+        pass
+    base = _source_world(header)
+    if wanted is None:
+        header.set_sform(None, code=0)
+        header.set_qform(None, code=0)
+        return
+    frame = spatial.coord_system
+    linear, origin = wanted[:n, :n], wanted[:n, n]
+    diagonal = np.all(linear == np.diag(np.diag(linear))) and np.all(np.diag(linear) > 0)
+    if frame is None and diagonal and np.all(origin == 0):
+        header.set_sform(None, code=0)
+        header.set_qform(None, code=0)
+        header["pixdim"][1 : n + 1] = np.diag(linear)
+        return
+    if frame is not None and frame != "RAS":
+        try:
+            wanted = change_frame(wanted, frame, "RAS")
+        except GeometryError as exc:
+            raise NotRepresentableError(
+                f"coord_system {frame!r} cannot be converted to NIfTI's RAS+ world: {exc}", path=path
+            ) from None
+    world = embed_world(wanted, 3, base if base is not None and n < 3 else None)
+    s_code = int(header["sform_code"]) or 1
+    q_code = int(header["qform_code"]) or 1
+    header.set_sform(world, code=s_code)
+    zooms = np.linalg.norm(world[:3, :3], axis=0)
+    if is_orthonormal(world[:3, :3] / zooms):
+        header.set_qform(world, code=q_code)
+    else:
+        header.set_qform(None, code=0)
+        header["pixdim"][1:4] = zooms
+
+
+def _write_units(header: Any, units: list[str] | None, labels: list[str], path: str) -> None:
+    """Set ``xyzt_units`` from ``axis_units`` unless the copied header already says the same."""
+    if nifti_units(header, labels) == (list(units) if units is not None else None):
+        return
+    if units is None:
+        header["xyzt_units"] = 0
+        return
+    pairs = [(u, label) for u, label in zip(units, labels, strict=True) if u]
+    space = {u for u, label in pairs if is_spatial_label(label)}
+    time = {u for u, label in pairs if label == "temporal"}
+    other = [u for u, label in pairs if not is_spatial_label(label) and label != "temporal"]
+    codes = {v: k for k, v in SPACE_UNITS.items()} | {"µm": 3, "micron": 3}
+    time_codes = {v: k for k, v in TIME_UNITS.items()}
+    if len(space) > 1 or len(time) > 1 or other or not space <= set(codes) or not time <= set(time_codes):
+        raise NotRepresentableError(
+            f"NIfTI cannot record the axis units {units}: it has one spatial unit ({', '.join(SPACE_UNITS.values())}) "
+            f"and one time unit ({', '.join(TIME_UNITS.values())})",
+            path=path,
+        )
+    header["xyzt_units"] = (codes[space.pop()] if space else 0) | (time_codes[time.pop()] if time else 0)
+
+
+def _write_file(header: Any, data: np.ndarray[Any, Any], target: str) -> None:
+    """Header, extensions and voxels (Fortran order, in the header's byte order) to ``target``."""
+    from nibabel.openers import ImageOpener
+
+    out_dtype = header.get_data_dtype()
+    header["vox_offset"] = 0  # let nibabel place the data right after the extensions
+    with ImageOpener(target, "wb") as f:
+        header.write_to(f)
+        offset = int(header["vox_offset"])
+        position = f.tell()
+        if position < offset:
+            f.write(b"\x00" * (offset - position))
+        if data.ndim == 0 or data.shape[-1] == 0:
+            return
+        # Fortran order = the last axis slowest: write one last-axis slice at a time.
+        for k in range(data.shape[-1]):
+            f.write(np.asarray(data[..., k], dtype=out_dtype).tobytes(order="F"))

@@ -1,0 +1,458 @@
+"""NRRD (``.nrrd``, ``.nhdr`` + data file) to and from :class:`~mlarray.MLArray`, exactly.
+
+pynrrd is the reader: it returns every header field, custom ``key:=value`` fields
+included, reads detached headers and all standard encodings. We keep pynrrd's
+default ``index_order='F'``: array axis ``k`` *is* NRRD axis ``k`` (the fastest
+axis first), so ``sizes``, ``kinds``, ``space directions`` and every other
+per-axis field line up with the array axes, the same ``(i, j, k)`` convention as
+NIfTI through nibabel. The array comes back identical when written with the same
+order.
+
+Geometry: axes with a ``space directions`` vector are spatial; the matrix is kept
+in the file's own ``space`` (``left-posterior-superior`` -> ``coord_system='LPS'``,
+``right-anterior-superior`` -> ``'RAS'``, other spaces verbatim). Without
+``space directions``, ``spacings`` give the voxel size of the ``domain`` axes.
+Other axes are labelled from their ``kind``. The whole header is kept in
+``meta.source`` and is the base of the header written back.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.convert._common import (
+    NRRD_EXTENSIONS,
+    atomic_output,
+    check_source,
+    check_target,
+    from_json_number,
+    json_value,
+    require,
+    suffix_of,
+)
+from mlarray.convert._geometry import (
+    GeometryError,
+    Matrix,
+    affine_of,
+    change_frame,
+    embed_world,
+    orientation_matrix,
+    reduce_world,
+    same_geometry,
+    spatial_fields,
+)
+from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
+from mlarray.models import Meta, Spatial, is_spatial_label
+from mlarray.storage.io import normalize_dtype
+
+FORMAT = "nrrd"
+"""Value of ``meta.source["format"]`` for images read from NRRD."""
+
+STANDARD_FIELDS = frozenset(
+    {
+        "type", "dimension", "space dimension", "space", "sizes", "space directions", "kinds", "endian",
+        "encoding", "min", "max", "oldmin", "old min", "oldmax", "old max", "content", "sample units",
+        "spacings", "thicknesses", "axis mins", "axismins", "axis maxs", "axismaxs", "centers", "centerings",
+        "labels", "units", "space units", "space origin", "measurement frame", "data file", "datafile",
+        "line skip", "lineskip", "byte skip", "byteskip", "number",
+    }
+)  # fmt: skip
+"""Field names of the NRRD format; anything else pynrrd returns is a custom ``key:=value`` field."""
+
+STRUCTURAL = frozenset(
+    {"type", "dimension", "sizes", "endian", "data file", "datafile", "line skip", "lineskip", "byte skip", "byteskip"}
+)
+"""Fields that describe the array or the file layout: recomputed on writing, never copied."""
+
+PER_AXIS = frozenset(
+    {
+        "sizes", "space directions", "kinds", "spacings", "thicknesses", "axis mins", "axismins", "axis maxs",
+        "axismaxs", "centers", "centerings", "labels", "units",
+    }
+)  # fmt: skip
+"""Fields with one entry per axis: dropped from the copied header if the number of axes changed."""
+
+GEOMETRY = ("space", "space dimension", "space directions", "space origin", "spacings")
+
+DOUBLE_LISTS = frozenset({"spacings", "thicknesses", "axis mins", "axismins", "axis maxs", "axismaxs"})
+DOUBLES = frozenset({"min", "max", "oldmin", "old min", "oldmax", "old max"})
+INTS = frozenset({"dimension", "space dimension", "line skip", "lineskip", "byte skip", "byteskip"})
+
+SPACE_TO_FRAME = {
+    "right-anterior-superior": "RAS",
+    "left-anterior-superior": "LAS",
+    "left-posterior-superior": "LPS",
+    "RAS": "RAS",
+    "LAS": "LAS",
+    "LPS": "LPS",
+}
+FRAME_TO_SPACE = {"RAS": "right-anterior-superior", "LAS": "left-anterior-superior", "LPS": "left-posterior-superior"}
+OTHER_SPACES = {
+    "right-anterior-superior-time": 4,
+    "left-anterior-superior-time": 4,
+    "left-posterior-superior-time": 4,
+    "RAST": 4,
+    "LAST": 4,
+    "LPST": 4,
+    "scanner-xyz": 3,
+    "scanner-xyz-time": 4,
+    "3D-right-handed": 3,
+    "3D-left-handed": 3,
+    "3D-right-handed-time": 4,
+    "3D-left-handed-time": 4,
+}
+"""NRRD spaces kept verbatim as ``coord_system``, with their world dimension."""
+
+SPATIAL_KINDS = frozenset({"domain", "space"})
+KIND_LABELS = {
+    "time": "temporal",
+    **dict.fromkeys(("RGB-color", "RGBA-color", "HSV-color", "XYZ-color", "3-color", "4-color", "list"), "channel"),
+    **dict.fromkeys(
+        (
+            "vector", "covariant-vector", "normal", "point", "scalar", "complex", "stub", "2-vector", "3-vector",
+            "4-vector", "3-gradient", "3-normal", "quaternion", "2D-symmetric-matrix", "2D-masked-symmetric-matrix",
+            "2D-matrix", "2D-masked-matrix", "3D-symmetric-matrix", "3D-masked-symmetric-matrix", "3D-matrix",
+            "3D-masked-matrix",
+        ),
+        "components",
+    ),
+}  # fmt: skip
+"""NRRD ``kinds`` of non-spatial axes and the mlarray axis label each becomes (else ``non_spatial``)."""
+
+LABEL_KINDS = {"spatial": "domain", "temporal": "time", "channel": "list", "components": "vector"}
+"""The kind written for an axis label when there is no source header to copy."""
+
+ENCODINGS = frozenset({"raw", "gzip", "gz", "bzip2", "bz2", "ascii", "text", "txt"})
+"""Encodings pynrrd can write; any other source encoding is written as gzip."""
+
+NRRD_TYPES = frozenset({"|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8"})
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_nrrd(path: str | os.PathLike[str]) -> MLArray:
+    """Read an NRRD file (attached ``.nrrd`` or detached ``.nhdr``) into an in-memory :class:`~mlarray.MLArray`.
+
+    Raises
+    ------
+    MissingDependencyError
+        pynrrd is not installed.
+    SourceFormatError
+        pynrrd cannot read the file.
+    NotRepresentableError
+        The file holds something mlarray cannot store exactly (``block`` data, a geometry
+        whose axes leave the image's own world axes).
+    """
+    data, meta = read_nrrd_parts(path)
+    return MLArray(data, meta=meta)
+
+
+def read_nrrd_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Meta]:
+    """The array and header :class:`~mlarray.Meta` :func:`read_nrrd` builds its image from."""
+    p = check_source(path, NRRD_EXTENSIONS, "NRRD")
+    nrrd = require("nrrd", p)
+    try:
+        data, header = nrrd.read(p, index_order="F")
+    except Exception as exc:
+        raise SourceFormatError(f"pynrrd cannot read this NRRD file: {exc}", path=p) from None
+    try:
+        normalize_dtype(data.dtype)
+    except InvalidArgumentError:
+        raise NotRepresentableError(f"NRRD type {header.get('type')!r} has no .mla equivalent", path=p) from None
+    try:
+        geometry = nrrd_geometry(header, data.ndim)
+    except GeometryError as exc:
+        raise NotRepresentableError(f"the NRRD geometry cannot be stored: {exc}", path=p) from None
+    labels = nrrd_labels(header, data.ndim)
+    spatial = Spatial(**geometry, axis_labels=labels, axis_units=nrrd_units(header, labels))
+    source = {
+        "format": FORMAT,
+        "file": Path(p).name,
+        "header": {key: _field_to_json(key, value) for key, value in header.items() if key in STANDARD_FIELDS},
+        "custom": {key: _custom_to_json(value) for key, value in header.items() if key not in STANDARD_FIELDS},
+    }
+    try:
+        meta = Meta(spatial=spatial, source=source)
+    except MLArrayError as exc:
+        raise NotRepresentableError(f"the NRRD header cannot be stored: {exc}", path=p) from None
+    return data, meta
+
+
+def _rows(directions: Any) -> list[list[float] | None]:
+    """``space directions`` as one vector (or ``None`` for ``none``) per axis, whatever pynrrd's representation."""
+    rows: list[list[float] | None] = []
+    for row in directions:
+        if row is None:
+            rows.append(None)
+            continue
+        vector = np.asarray(row, dtype=np.float64)
+        rows.append(None if np.all(np.isnan(vector)) else vector.tolist())
+    return rows
+
+
+def _spatial_axes(header: dict[str, Any], ndim: int) -> list[int]:
+    """Axes with a space direction; without ``space directions``, the ``domain``/``space`` axes (all if no kinds)."""
+    directions = header.get("space directions")
+    if directions is not None:
+        return [k for k, row in enumerate(_rows(directions)) if row is not None]
+    kinds = header.get("kinds")
+    if kinds is None:
+        return list(range(ndim))
+    return [k for k, kind in enumerate(kinds) if str(kind) in SPATIAL_KINDS]
+
+
+def nrrd_geometry(header: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """``meta.spatial`` geometry fields (in the file's own space) of a pynrrd header."""
+    space = header.get("space")
+    frame = None if space is None else SPACE_TO_FRAME.get(str(space), str(space))
+    directions = header.get("space directions")
+    axes = _spatial_axes(header, ndim)
+    if directions is None:
+        spacings = header.get("spacings")
+        if spacings is None or not axes:
+            return {"coord_system": frame}
+        values = np.asarray([spacings[k] for k in axes], dtype=np.float64)
+        if np.all(np.isfinite(values)) and np.all(values > 0):
+            return {"spacing": values.tolist(), "coord_system": frame}
+        return {"coord_system": frame}
+    rows = _rows(directions)
+    if not axes:
+        return {"coord_system": frame}
+    linear = np.asarray([rows[k] for k in axes], dtype=np.float64).T
+    m, n = linear.shape
+    origin = header.get("space origin")
+    origin_vec = None if origin is None else np.asarray(origin, dtype=np.float64)
+    if origin_vec is not None and (origin_vec.shape != (m,) or np.any(np.isnan(origin_vec))):
+        origin_vec = None
+    if m < n:
+        raise GeometryError(f"{n} axes have space directions in a {m}-d space")
+    full = np.eye(m + 1)
+    full[:m, :n] = linear
+    if origin_vec is not None:
+        full[:m, m] = origin_vec
+    fields = spatial_fields(reduce_world(full, n), with_origin=origin_vec is not None)
+    return {**fields, "coord_system": frame}
+
+
+def nrrd_labels(header: dict[str, Any], ndim: int) -> list[str]:
+    """One mlarray axis label per axis: ``spatial`` for spatial axes, else from the axis kind."""
+    axes = set(_spatial_axes(header, ndim))
+    kinds = header.get("kinds") or [None] * ndim
+    return ["spatial" if k in axes else KIND_LABELS.get(str(kinds[k]), "non_spatial") for k in range(ndim)]
+
+
+def nrrd_units(header: dict[str, Any], labels: list[str]) -> list[str] | None:
+    """Per-axis units: ``space units`` (when one unit for the whole space) on spatial axes, ``units`` elsewhere."""
+    per_axis = [str(u) for u in header.get("units") or []]
+    space_units = {str(u) for u in header.get("space units") or []}
+    space_unit = space_units.pop() if len(space_units) == 1 and header.get("space directions") is not None else None
+    units = []
+    for k, label in enumerate(labels):
+        if is_spatial_label(label) and space_unit is not None:
+            units.append(space_unit)
+        else:
+            units.append(per_axis[k] if k < len(per_axis) and per_axis[k] != "???" else "")
+    return units if any(units) else None
+
+
+def _field_to_json(key: str, value: Any) -> Any:
+    if key == "space directions":
+        return [None if row is None else json_value(row) for row in _rows(value)]
+    return json_value(value)
+
+
+def _custom_to_json(value: Any) -> Any:
+    return value if isinstance(value, str) else json_value(value)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
+    """Write ``image`` as NRRD, atomically: ``.nrrd`` (attached) or ``.nhdr`` (detached header + data file).
+
+    If ``meta.source`` is an NRRD header it is the base of the new one (custom fields,
+    kinds, measurement frame, encoding, byte order ...); geometry, kinds and units
+    are then set from ``meta.spatial`` wherever they differ. Otherwise the header is
+    built from ``meta.spatial``: ``RAS``/``LPS``/``LAS`` become the matching NRRD
+    ``space``, other orientation codes are converted to RAS, and an image without
+    ``coord_system`` gets a plain ``space dimension``.
+
+    Raises
+    ------
+    NotRepresentableError
+        NRRD cannot hold the data type (bool, float16, complex) or the geometry frame.
+    """
+    p = check_target(path, NRRD_EXTENSIONS, "NRRD")
+    nrrd = require("nrrd", p)
+    if image.shape is None:
+        raise NotRepresentableError("a metadata-only image has no array to write", path=p)
+    data = image.to_numpy()
+    if data.dtype.str not in NRRD_TYPES:
+        raise NotRepresentableError(
+            f"NRRD has no type for {data.dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)", path=p
+        )
+    spatial = image.meta.spatial
+    labels = list(spatial.axis_labels or ["spatial"] * data.ndim)
+    source = image.meta.source if image.meta.source.get("format") == FORMAT else None
+    header = _copied_header(source, data.ndim) if source else {}
+    if (source is None and "kinds" not in header) or nrrd_labels(header, data.ndim) != labels:
+        header["kinds"] = [LABEL_KINDS.get(label, "???") for label in labels]
+    try:
+        _write_geometry(header, spatial, labels, p)
+    except GeometryError as exc:
+        raise NotRepresentableError(f"the geometry cannot be written as NRRD: {exc}", path=p) from None
+    _write_units(header, spatial.axis_units, labels)
+    if source and header.get("endian") == "big" and data.dtype.itemsize > 1:
+        data = data.astype(data.dtype.newbyteorder(">"))
+    header.pop("endian", None)
+    if str(header.get("encoding", "gzip")).lower() not in ENCODINGS:
+        header["encoding"] = "gzip"
+    header.setdefault("encoding", "gzip")
+    with atomic_output(p) as tmp, warnings.catch_warnings():
+        # pynrrd stamps the header with datetime.utcnow(), deprecated since Python 3.12.
+        warnings.filterwarnings("ignore", message=r".*utcnow", category=DeprecationWarning)
+        try:
+            nrrd.write(tmp, data, header, detached_header=suffix_of(p) == ".nhdr", index_order="F")
+        except Exception as exc:
+            raise NotRepresentableError(f"pynrrd cannot write this header: {exc}", path=p) from None
+
+
+def _copied_header(source: dict[str, Any], ndim: int) -> dict[str, Any]:
+    """The source header as pynrrd values, without what the new array and file determine."""
+    fields = source.get("header")
+    fields = fields if isinstance(fields, dict) else {}
+    same_axes = fields.get("dimension") == ndim
+    header: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in STRUCTURAL and key != "endian":
+            continue
+        if key in PER_AXIS and not same_axes:
+            continue
+        header[key] = _field_from_json(key, value)
+    custom = source.get("custom")
+    custom = custom if isinstance(custom, dict) else {}
+    for key, value in custom.items():
+        header[key] = value if isinstance(value, str) else str(value)
+    return header
+
+
+def _field_from_json(key: str, value: Any) -> Any:
+    """A JSON field value back in the form pynrrd's writer formats."""
+    if value is None:
+        return None
+    if key == "space directions":
+        width = max((len(row) for row in value if row is not None), default=0)
+        return np.asarray([[np.nan] * width if row is None else row for row in value], dtype=np.float64)
+    if key in ("space origin", "measurement frame"):
+        return np.asarray(_nan(value), dtype=np.float64)
+    if key in DOUBLE_LISTS:
+        return np.asarray([from_json_number(v) for v in value], dtype=np.float64)
+    if key in DOUBLES:
+        return from_json_number(value)
+    if key in INTS:
+        return int(value)
+    return value
+
+
+def _nan(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_nan(v) for v in value]
+    return from_json_number(value)
+
+
+def _source_world(header: dict[str, Any]) -> Matrix | None:
+    """The copied header's full world map over its spatial axes (to refill world axes an image lacks)."""
+    directions = header.get("space directions")
+    if directions is None:
+        return None
+    rows = [row for row in _rows(directions) if row is not None]
+    if not rows:
+        return None
+    m = len(rows[0])
+    out = np.eye(m + 1)
+    out[:m, : len(rows)] = np.asarray(rows, dtype=np.float64).T[:, :m]
+    origin = header.get("space origin")
+    if origin is not None and not np.any(np.isnan(np.asarray(origin, dtype=np.float64))):
+        out[:m, m] = np.asarray(origin, dtype=np.float64)
+    return out
+
+
+def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str], path: str) -> None:
+    """Set the geometry fields so that reading ``header`` back gives ``spatial``'s geometry.
+
+    A copied source header that already reads back the same keeps its fields verbatim.
+    """
+    ndim = len(labels)
+    axes = [k for k, label in enumerate(labels) if is_spatial_label(label)]
+    n = len(axes)
+    wanted = affine_of(spatial, n)
+    try:
+        current = nrrd_geometry(header, ndim)
+        if _spatial_axes(header, ndim) == axes and same_geometry(
+            affine_of(current, n), current["coord_system"], wanted, spatial.coord_system
+        ):
+            return
+    except GeometryError:
+        pass
+    base = _source_world(header)
+    for key in GEOMETRY:
+        header.pop(key, None)
+    frame = spatial.coord_system
+    if wanted is None or n == 0:
+        if frame is not None:
+            raise GeometryError(f"coord_system {frame!r} without spacing/origin/direction has no NRRD form")
+        return
+    linear, origin = wanted[:n, :n], wanted[:n, n]
+    diagonal = np.all(linear == np.diag(np.diag(linear))) and np.all(np.diag(linear) > 0)
+    if frame is None and diagonal and np.all(origin == 0):
+        spacings = np.full(ndim, np.nan)
+        spacings[axes] = np.diag(linear)
+        header["spacings"] = spacings
+        return
+    if frame is None:
+        header["space dimension"], m = n, n
+    elif frame in FRAME_TO_SPACE:
+        header["space"], m = FRAME_TO_SPACE[frame], 3
+    elif frame in OTHER_SPACES:
+        header["space"], m = frame, OTHER_SPACES[frame]
+    elif orientation_matrix(frame) is not None:
+        wanted = change_frame(wanted, frame, "RAS")
+        header["space"], m = FRAME_TO_SPACE["RAS"], 3
+    else:
+        raise GeometryError(f"coord_system {frame!r} is neither an orientation code like 'LPS' nor an NRRD space")
+    if m < n:
+        raise GeometryError(f"{n} spatial axes do not fit the {m}-d space {frame!r}")
+    reuse = base is not None and base.shape == (m + 1, m + 1) and n < m
+    world = embed_world(wanted, m, base if reuse else None)
+    directions = np.full((ndim, m), np.nan)
+    for column, k in enumerate(axes):
+        directions[k] = world[:m, column]
+    header["space directions"] = directions
+    header["space origin"] = world[:m, m].copy()
+
+
+def _write_units(header: dict[str, Any], units: list[str] | None, labels: list[str]) -> None:
+    """Set ``space units`` / ``units`` from ``axis_units`` unless the copied header already reads back the same."""
+    if nrrd_units(header, labels) == (list(units) if units is not None else None):
+        return
+    header.pop("units", None)
+    header.pop("space units", None)
+    if units is None:
+        return
+    spatial = {u for u, label in zip(units, labels, strict=True) if is_spatial_label(label)}
+    if header.get("space directions") is not None and len(spatial) == 1 and "" not in spatial:
+        width = np.asarray(header["space directions"]).shape[1]
+        header["space units"] = [spatial.pop()] * width
+        others = [u if not is_spatial_label(label) else "" for u, label in zip(units, labels, strict=True)]
+    else:
+        others = list(units)
+    if any(others):
+        header["units"] = others
