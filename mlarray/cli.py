@@ -273,7 +273,12 @@ def _run_jobs(jobs: list[Job], options: dict[str, Any], as_json: bool) -> None:
     """Run a batch with a progress bar, then print the per-file report; exit 1 if any failed."""
     with _progress(Console(stderr=True)) as progress:
         task = progress.add_task("converting", total=len(jobs))
-        run_batch(jobs, lambda job: progress.update(task, advance=1, description=job.src.name), **options)
+        run_batch(
+            jobs,
+            on_start=lambda job: progress.update(task, description=job.src.name),
+            on_done=lambda job: progress.advance(task),
+            **options,
+        )
     if as_json:
         typer.echo(dumps([job.to_json() for job in jobs]))
     else:
@@ -321,11 +326,11 @@ def convert(
                 raise typer.BadParameter("give IN OUT, DIR OUTDIR, or several inputs with --out-dir", param_hint="PATH")
             src, dst = paths
             if not src.is_dir() and not dst.is_dir():
+                if as_json:  # the report, even for a failure
+                    _run_jobs([Job(src, dst)], options, as_json=True)
+                    return
                 convert_one(src, dst, **options)
-                if as_json:
-                    typer.echo(dumps([Job(src, dst, ok=True).to_json()]))
-                else:
-                    typer.echo(f"ok      {src} -> {dst}")
+                typer.echo(f"ok      {src} -> {dst}")
                 return
             paths, out_dir = [src], dst
         jobs = plan(paths, out_dir, to)

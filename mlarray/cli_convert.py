@@ -210,10 +210,16 @@ def run_job(job: Job, **options: Any) -> Job:
     return job
 
 
-def run_batch(jobs: Iterable[Job], advance: Callable[[Job], None], **options: Any) -> list[Job]:
-    """Run every job in order, calling ``advance`` after each; one failure does not stop the rest."""
+def run_batch(
+    jobs: Iterable[Job],
+    on_start: Callable[[Job], None],
+    on_done: Callable[[Job], None],
+    **options: Any,
+) -> list[Job]:
+    """Run every job in order, with callbacks around each; one failure does not stop the rest."""
     done = []
     for job in jobs:
+        on_start(job)
         done.append(run_job(job, **options))
-        advance(job)
+        on_done(job)
     return done

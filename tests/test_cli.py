@@ -372,7 +372,11 @@ def test_convert_codec_only_keeps_the_chunking(tmp_path: Path, sample: Path) -> 
 
 
 def test_convert_in_place_and_single_int_patch(sample: Path, volume: np.ndarray) -> None:
-    assert run("convert", sample, sample, "--patch-size", "6", "--json").exit_code == 0
+    result = run("convert", sample, sample, "--patch-size", "6", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [
+        {"src": str(sample), "dst": str(sample), "ok": True, "code": None, "error": None}
+    ]
     image = MLArray(sample)
     assert image.meta.layout is not None and image.meta.layout.patch_size == [6, 6, 6]
     np.testing.assert_array_equal(image.to_numpy(), volume)
@@ -413,6 +417,10 @@ def test_convert_unknown_extension(tmp_path: Path, sample: Path) -> None:
     result = run("convert", sample, tmp_path / "out.png")
     assert result.exit_code == 1
     assert "unknown format" in result.stderr
+    as_json = run("convert", sample, tmp_path / "out.png", "--json")
+    assert as_json.exit_code == 1
+    [job] = json.loads(as_json.stdout)
+    assert (job["ok"], job["code"]) == (False, "WRONG_EXTENSION")
 
 
 @pytest.fixture
