@@ -25,5 +25,9 @@ lint: $(STAMP)
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the models
 	$(PY) -m mlarray.schema --write
 
+docs: $(STAMP)  ## build the documentation site into site/; any warning fails the build
+	$(PY) docs/gen_reference.py --check
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis demo-output
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis demo-output site
