@@ -1,0 +1,364 @@
+"""The invalid cases of the conformance suite: files every reader must refuse with a given code.
+
+Like PngSuite's broken files, each case breaks exactly one rule of ``spec/mlarray.md``;
+the expected code is the one the reader algorithm (spec section 8) reaches first. Ids are
+permanent: a released case is never changed.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from casekit import (
+    InvalidCase,
+    edit_header,
+    frame_sizes,
+    json_header,
+    patch,
+    patch_b2nd,
+    raw_frame,
+    rng,
+    set_header_bytes,
+    stored_header,
+    text_header,
+    valid_base,
+)
+
+_DATA = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+_HEADER = {"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<i2"}}
+
+
+def _bytes(content: bytes) -> Any:
+    def build(path: Path) -> None:
+        path.write_bytes(content)
+
+    return build
+
+
+def _header_bytes(raw: bytes) -> Any:
+    """A valid frame whose header bytes are ``raw``."""
+
+    def build(path: Path) -> None:
+        raw_frame(path, _DATA, raw)
+
+    return build
+
+
+def _header_text(text: str | bytes) -> Any:
+    return _header_bytes(text_header(text))
+
+
+def _edit(change: Any, **base: Any) -> Any:
+    """A valid file whose header object is then changed by ``change`` (data and digest untouched)."""
+
+    def build(path: Path) -> None:
+        valid_base(path, **base)
+        edit_header(path, change)
+
+    return build
+
+
+def _set(dotted: str, value: Any) -> Any:
+    def change(header: dict[str, Any]) -> None:
+        *parents, last = dotted.split(".")
+        node = header
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return _edit(change)
+
+
+def _truncate(keep: Any) -> Any:
+    """A valid file cut to ``keep(size)`` bytes."""
+
+    def build(path: Path) -> None:
+        valid_base(path)
+        raw = path.read_bytes()
+        path.write_bytes(raw[: keep(len(raw))])
+
+    return build
+
+
+def _append(extra: bytes) -> Any:
+    def build(path: Path) -> None:
+        valid_base(path)
+        path.write_bytes(path.read_bytes() + extra)
+
+    return build
+
+
+def _patched(offset_of: Any, data: bytes) -> Any:
+    def build(path: Path) -> None:
+        valid_base(path)
+        patch(path, offset_of(path), data)
+
+    return build
+
+
+def _meta(meta: dict[str, bytes]) -> Any:
+    def build(path: Path) -> None:
+        raw_frame(path, _DATA, json_header(_HEADER), meta=meta)
+
+    return build
+
+
+def _schunk(path: Path) -> None:
+    import blosc2
+
+    schunk = blosc2.SChunk(chunksize=40, data=_DATA.tobytes(), urlpath=str(path), mode="w", cparams={"typesize": 2})
+    schunk.vlmeta.set_vlmeta("mlarray", json_header(_HEADER), typesize=1)
+    del schunk
+
+
+def _no_header(vlmeta: dict[str, bytes]) -> Any:
+    def build(path: Path) -> None:
+        raw_frame(path, _DATA, None, vlmeta=vlmeta)
+
+    return build
+
+
+def _header_chunk_padded(path: Path) -> None:
+    """The header chunk followed by bytes its Blosc header does not account for."""
+    import blosc2
+
+    raw_frame(path, _DATA, None)
+    chunk = blosc2.compress2(json_header(_HEADER), typesize=1)
+    _store_vlmeta_content(path, chunk + b"\x00\x00\x00\x00")
+
+
+def _store_vlmeta_content(path: Path, content: bytes) -> None:
+    """Rewrite the frame trailer so the ``mlarray`` vlmetalayer content is exactly ``content``."""
+    raw = bytearray(path.read_bytes())
+    header_size, frame_size, trailer_len = frame_sizes(path)
+    trailer = msgpack.unpackb(bytes(raw[frame_size - trailer_len :]), raw=True, strict_map_key=False)
+    version, fingerprint = trailer[0], trailer[3]
+    body = msgpack.packb([version, [0, {"mlarray": 0}, [content]]], use_bin_type=True)
+    # [version, vlmeta, trailer_len, fingerprint]: rebuild the array header for 4 elements
+    items = body[1:]  # drop the fixarray(2) marker
+    fp = msgpack.packb(fingerprint, use_bin_type=True)
+    new_len = 1 + len(items) + 5 + len(fp)
+    new_trailer = b"\x94" + items + b"\xce" + struct.pack(">I", new_len) + fp
+    out = bytes(raw[: frame_size - trailer_len]) + new_trailer
+    out = out[:16] + struct.pack(">Q", len(out)) + out[24:]
+    path.write_bytes(out)
+
+
+def _corrupt_first_chunk(offset: int, value: bytes) -> Any:
+    """Break the Blosc header of the first data chunk of a file without ``integrity``."""
+
+    def build(path: Path) -> None:
+        data = rng(5).integers(0, 1000, size=(40, 100)).astype(np.int32)
+        raw_frame(path, data, json_header({"schema_version": "1.0", "array": {"shape": [40, 100], "dtype": "<i4"}}),
+                  chunks=(20, 50), blocks=(10, 25))
+        header_size, _, _ = frame_sizes(path)
+        patch(path, header_size + offset, value)
+
+    return build
+
+
+def _wrong_digest(path: Path) -> None:
+    valid_base(path)
+    header = stored_header(path)
+    digest = header["integrity"]["digest"]
+    header["integrity"]["digest"] = ("0" if digest[0] != "0" else "1") + digest[1:]
+    set_header_bytes(path, json_header(header))
+
+
+def _metadata_claim_with_data(path: Path) -> None:
+    raw_frame(path, _DATA, json_header({"schema_version": "1.0", "array": None}))
+
+
+def _b2nd(change: Any) -> Any:
+    def build(path: Path) -> None:
+        valid_base(path)
+        patch_b2nd(path, change)
+
+    return build
+
+
+def _big_header(path: Path) -> None:
+    text = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"pad":"' + " " * (17 << 20) + '"}}'
+    raw_frame(path, _DATA, text_header(text))
+
+
+def _del(dotted: str) -> Any:
+    def change(header: dict[str, Any]) -> None:
+        *parents, last = dotted.split(".")
+        node = header
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return _edit(change)
+
+
+_HEADER_NAN = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"spatial":{"spacing":[NaN,1.0,1.0]}}'
+_HEADER_INF = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"source":{"max":Infinity}}'
+_HEADER_DUP = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"is_seg":true,"is_seg":false}'
+_HEADER_OVERFLOW = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"spatial":{"spacing":[1e400,1,1]}}'
+_PICKLE = pickle.dumps(_HEADER, protocol=4)
+_ROT = [[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def _prefix_field(offset: int) -> Any:
+    return lambda path: offset
+
+
+INVALID: list[InvalidCase] = [
+    # --- not a frame / broken frame structure (sections 4.1, 4.2, 4.5)
+    InvalidCase("not-a-frame-empty", "4.1", "An empty file.", "NOT_A_FRAME", _bytes(b"")),
+    InvalidCase("not-a-frame-text", "4.1", "A text file.", "NOT_A_FRAME", _bytes(b"This is not an mlarray file.\n" * 3)),
+    InvalidCase("not-a-frame-npy", "4.1", "A NumPy .npy file.", "NOT_A_FRAME",
+                _bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }" + b" " * 60)),
+    InvalidCase("not-a-frame-bad-magic", "4.1", "A valid file with one byte of the magic changed.", "NOT_A_FRAME",
+                _patched(_prefix_field(2), b"B")),
+    InvalidCase("not-a-frame-schunk", "4.2", "A Blosc2 super-chunk frame without the b2nd metalayer.", "NOT_A_FRAME",
+                _schunk),
+    InvalidCase("truncated-half", "4.1", "A valid file cut in half.", "TRUNCATED_FILE", _truncate(lambda n: n // 2)),
+    InvalidCase("truncated-last-byte", "4.1", "A valid file missing its last byte.", "TRUNCATED_FILE", _truncate(lambda n: n - 1)),
+    InvalidCase("truncated-prefix-only", "4.1", "Only the first 30 bytes of a valid file.", "TRUNCATED_FILE",
+                _truncate(lambda n: 30)),
+    InvalidCase("corrupt-trailing-bytes", "4.1", "A valid file followed by extra bytes.", "CORRUPT_FRAME",
+                _append(b"\x00extra")),
+    InvalidCase("corrupt-prefix-marker", "4.1", "The int32 marker before header_size is wrong.", "CORRUPT_FRAME",
+                _patched(_prefix_field(10), b"\xd3")),
+    InvalidCase("corrupt-header-size", "4.1", "header_size smaller than the prefix.", "CORRUPT_FRAME",
+                _patched(_prefix_field(11), struct.pack(">i", 10))),
+    InvalidCase("corrupt-trailer-marker", "4.5", "The uint32 marker of trailer_len is wrong.", "CORRUPT_FRAME",
+                _patched(lambda p: frame_sizes(p)[1] - 23, b"\xcd")),
+    InvalidCase("corrupt-trailer-len", "4.5", "trailer_len larger than the frame.", "CORRUPT_FRAME",
+                _patched(lambda p: frame_sizes(p)[1] - 22, struct.pack(">I", 1 << 20))),
+    InvalidCase("corrupt-b2nd-shape-length", "4.3", "b2nd ndim disagrees with the length of its shape.", "CORRUPT_FRAME",
+                _b2nd(lambda v: v.__setitem__(1, 2))),
+    InvalidCase("corrupt-b2nd-typesize", "4.3", "The b2nd dtype (<i4) disagrees with the frame's type size (2).",
+                "CORRUPT_FRAME", _b2nd(lambda v: v.__setitem__(6, "<i4"))),
+    InvalidCase("corrupt-b2nd-nbytes", "4.3", "The b2nd shape needs more chunks than the frame's nbytes holds.",
+                "CORRUPT_FRAME", _b2nd(lambda v: v[2].__setitem__(0, 9))),
+    InvalidCase("resource-too-many-chunks", "4.3", "The b2nd shape declares 2^27 chunks (limit 2^24).", "RESOURCE_LIMIT",
+                _b2nd(lambda v: v[2].__setitem__(0, 1 << 27))),
+    InvalidCase("corrupt-header-chunk-size", "4.6", "Header chunk followed by bytes its Blosc header does not count.",
+                "CORRUPT_FRAME", _header_chunk_padded),
+    InvalidCase("corrupt-chunk-nbytes", "4.4", "The first data chunk's Blosc header declares a wrong nbytes.",
+                "CORRUPT_FRAME", _corrupt_first_chunk(4, struct.pack("<i", 123))),
+    InvalidCase("corrupt-chunk-cbytes", "4.4", "The first data chunk's Blosc header declares a wrong cbytes.",
+                "CORRUPT_FRAME", _corrupt_first_chunk(12, struct.pack("<i", 99999))),
+    # --- metalayers (section 4.2)
+    InvalidCase("forbidden-metalayer-b2o", "4.2", "An extra fixed metalayer 'b2o' (python-blosc2 object rebuild).",
+                "FORBIDDEN_METALAYER", _meta({"b2o": msgpack.packb(["LazyExpr", {}])})),
+    InvalidCase("forbidden-metalayer-proxy", "4.2", "An extra fixed metalayer 'proxy-source' naming another file.",
+                "FORBIDDEN_METALAYER", _meta({"proxy-source": msgpack.packb({"urlpath": "/etc/passwd", "caterva2": False})})),
+    InvalidCase("forbidden-metalayer-custom", "4.2", "An extra fixed metalayer with an arbitrary name.",
+                "FORBIDDEN_METALAYER", _meta({"mymeta": b"\x01\x02\x03"})),
+    # --- the header chunk and its encoding (sections 4.5 to 4.7)
+    InvalidCase("missing-header", "4.5", "A Blosc2 NDArray without any variable-length metalayer.", "MISSING_HEADER",
+                _no_header({})),
+    InvalidCase("missing-header-other-vlmeta", "4.5", "A Blosc2 NDArray whose only vlmetalayer is not 'mlarray'.",
+                "MISSING_HEADER", _no_header({"meta": json_header(_HEADER)})),
+    InvalidCase("header-too-large", "4.6", "A header of 17 MiB (it compresses to a few KB).", "HEADER_TOO_LARGE",
+                _big_header),
+    InvalidCase("header-trailer-too-large", "4.5", "trailer_len beyond the 17 MiB limit.", "HEADER_TOO_LARGE",
+                _patched(lambda p: frame_sizes(p)[1] - 22, struct.pack(">I", 20_000_000))),
+    InvalidCase("header-pickle", "4.7", "The header is a pickle of the header dict (never unpickled).", "HEADER_ENCODING",
+                _header_bytes(_PICKLE)),
+    InvalidCase("header-msgpack-ext", "4.7", "The header is a msgpack extension object.", "HEADER_ENCODING",
+                _header_bytes(msgpack.packb(msgpack.ExtType(42, b"{}")))),
+    InvalidCase("header-msgpack-map", "4.7", "The header is a msgpack map instead of a JSON string.", "HEADER_ENCODING",
+                _header_bytes(msgpack.packb(_HEADER))),
+    InvalidCase("header-msgpack-bin", "4.7", "The header JSON is stored as msgpack bin, not str.", "HEADER_ENCODING",
+                _header_bytes(msgpack.packb(json_header(_HEADER)[2:], use_bin_type=True))),
+    InvalidCase("header-not-utf8", "4.7", "The header string is Latin-1, not UTF-8.", "HEADER_ENCODING",
+                _header_text('{"schema_version":"1.0","source":{"name":"Müller"}}'.encode("latin-1"))),
+    InvalidCase("header-length-mismatch", "4.7", "The msgpack str length is shorter than the bytes stored.",
+                "HEADER_ENCODING", _header_bytes(b"\xd9\x05" + json_header(_HEADER)[2:])),
+    InvalidCase("header-not-json", "4.7", "The header string is not JSON.", "HEADER_NOT_JSON",
+                _header_text("schema_version = 1.0")),
+    InvalidCase("header-json-truncated", "4.7", "The header JSON text ends early.", "HEADER_NOT_JSON",
+                _header_text('{"schema_version":"1.0","array":{"shape":[3,4,5]')),
+    InvalidCase("header-json-array", "4.7", "The header JSON is an array, not an object.", "HEADER_NOT_JSON",
+                _header_text('["schema_version", "1.0"]')),
+    InvalidCase("header-nan", "4.7", "The header contains NaN.", "HEADER_NOT_JSON", _header_text(_HEADER_NAN)),
+    InvalidCase("header-infinity", "4.7", "The header contains Infinity (in source).", "HEADER_NOT_JSON",
+                _header_text(_HEADER_INF)),
+    InvalidCase("header-duplicate-key", "4.7", "The header repeats a member name.", "HEADER_NOT_JSON",
+                _header_text(_HEADER_DUP)),
+    # --- versions (section 2.2)
+    InvalidCase("version-major-2", "2.2", "schema_version 2.0: an unknown major version.", "UNSUPPORTED_VERSION",
+                _set("schema_version", "2.0")),
+    InvalidCase("version-major-0", "2.2", "schema_version 0.9: an unknown major version.", "UNSUPPORTED_VERSION",
+                _set("schema_version", "0.9")),
+    InvalidCase("version-missing", "2.2", "No schema_version.", "HEADER_INVALID", _del("schema_version")),
+    InvalidCase("version-malformed", "2.2", "schema_version '1.0.0' is not MAJOR.MINOR.", "HEADER_INVALID",
+                _set("schema_version", "1.0.0")),
+    InvalidCase("version-number", "2.2", "schema_version is a number, not a string.", "HEADER_INVALID",
+                _set("schema_version", 1.0)),
+    # --- header rules (sections 5 and 6)
+    InvalidCase("schema-unknown-member", "2.2", "An unknown top-level member in a 1.0 header.", "HEADER_INVALID",
+                _set("colour", "blue")),
+    InvalidCase("schema-unknown-nested", "2.2", "An unknown member inside spatial.", "HEADER_INVALID",
+                _set("spatial.thickness", 2.0)),
+    InvalidCase("schema-shape-strings", "5.1", "array.shape holds strings instead of integers.", "HEADER_INVALID",
+                _set("array.shape", ["6", "10", "12"])),
+    InvalidCase("schema-is-seg-string", "5.1", "is_seg is the string 'yes', not a boolean.", "HEADER_INVALID",
+                _set("is_seg", "yes")),
+    InvalidCase("schema-spacing-bool", "5.1", "A spacing entry is a boolean, not a number.", "HEADER_INVALID",
+                _set("spatial.spacing", [True, 1.0, 1.0])),
+    InvalidCase("schema-dtype-big-endian", "5.4", "array.dtype '>i2' (only little-endian types are allowed).",
+                "HEADER_INVALID", _set("array.dtype", ">i2")),
+    InvalidCase("schema-shape-9-dims", "5.4", "array.shape with 9 entries.", "HEADER_INVALID",
+                _set("array.shape", [1, 1, 1, 1, 1, 1, 6, 10, 12])),
+    InvalidCase("schema-spatial-null", "5.1", "spatial is null (it is not nullable).", "HEADER_INVALID",
+                _set("spatial", None)),
+    InvalidCase("schema-digest-uppercase", "5.6", "integrity.digest in upper case.", "HEADER_INVALID",
+                _edit(lambda h: h["integrity"].update(digest=h["integrity"]["digest"].upper()))),
+    InvalidCase("number-overflow", "5.1", "A number literal that overflows binary64 (1e400).", "HEADER_INVALID",
+                _header_text(_HEADER_OVERFLOW)),
+    InvalidCase("spacing-negative", "6.5", "A negative spacing.", "HEADER_INVALID", _set("spatial.spacing", [2.0, -1.0, 1.0])),
+    InvalidCase("spacing-length", "6.5", "spacing has 2 entries for 3 spatial axes.", "HEADER_INVALID",
+                _set("spatial.spacing", [1.0, 1.0])),
+    InvalidCase("direction-not-orthonormal", "6.5", "direction with a shear of 0.1.", "HEADER_INVALID",
+                _set("spatial.direction", _ROT)),
+    InvalidCase("direction-not-square", "6.5", "direction is 3x2.", "HEADER_INVALID",
+                _set("spatial.direction", [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])),
+    InvalidCase("affine-disagrees", "6.4", "affine disagrees with spacing.", "HEADER_INVALID",
+                _set("spatial.affine", [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])),
+    InvalidCase("affine-last-row", "6.5", "affine's last row is not [0, 0, 0, 1].", "HEADER_INVALID",
+                _edit(lambda h: h["spatial"].update(spacing=None, affine=[[2.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0],
+                                                                           [0, 0, 0.5, 1.0]]))),
+    InvalidCase("affine-singular", "6.5", "A singular affine.", "HEADER_INVALID",
+                _edit(lambda h: h["spatial"].update(spacing=None, affine=[[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 1.0, 0, 0],
+                                                                           [0, 0, 0, 1.0]]))),
+    InvalidCase("axis-labels-length", "5.9", "axis_labels has 2 entries for a 3-D array.", "HEADER_INVALID",
+                _set("spatial.axis_labels", ["spatial", "spatial"])),
+    InvalidCase("axis-labels-geometry", "6.2", "Labels mark 2 spatial axes but spacing has 3 entries.", "HEADER_INVALID",
+                _set("spatial.axis_labels", ["channel", "spatial", "spatial"])),
+    InvalidCase("spatial-shape-mismatch", "5.9", "spatial.shape disagrees with array.shape.", "HEADER_INVALID",
+                _set("spatial.shape", [6, 10, 13])),
+    InvalidCase("stats-min-above-max", "5.7", "stats.min greater than stats.max.", "HEADER_INVALID",
+                _set("stats", {"min": 5.0, "max": 1.0})),
+    InvalidCase("bbox-min-above-max", "5.8", "A bounding box whose min is above its max.", "HEADER_INVALID",
+                _set("bbox", {"bboxes": [[[4, 2], [0, 1], [0, 1]]]})),
+    InvalidCase("layout-block-above-chunk", "5.5", "layout.block_size larger than chunk_size.", "HEADER_INVALID",
+                _edit(lambda h: h["layout"].update(block_size=[8, 8, 8]))),
+    InvalidCase("layout-without-array", "5.9", "A metadata-only header with a layout.", "HEADER_INVALID",
+                _edit(lambda h: h.update(array=None))),
+    # --- header against the frame (section 5.9)
+    InvalidCase("mismatch-shape", "5.9", "array.shape differs from the frame's shape.", "FRAME_MISMATCH",
+                _set("array.shape", [6, 10, 11])),
+    InvalidCase("mismatch-dtype", "5.9", "array.dtype <u2 but the frame holds <i2.", "FRAME_MISMATCH",
+                _set("array.dtype", "<u2")),
+    InvalidCase("mismatch-layout", "5.9", "layout.chunk_size differs from the frame's chunk shape.", "FRAME_MISMATCH",
+                _edit(lambda h: h["layout"].update(chunk_size=[4, 8, 4], block_size=[2, 4, 4]))),
+    InvalidCase("mismatch-metadata-only", "5.9", "array is null but the frame holds data.", "FRAME_MISMATCH",
+                _metadata_claim_with_data),
+    # --- integrity (section 4.9)
+    InvalidCase("digest-mismatch", "4.9", "integrity.digest differs from the data section's SHA-256.", "DIGEST_MISMATCH",
+                _wrong_digest, requirement="should"),
+]
