@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
@@ -188,6 +188,7 @@ def test_method_1_geometry_has_no_frame(tmp_path: Path) -> None:
     assert out.read_bytes() == src.read_bytes()
 
 
+@settings(max_examples=20)  # each example writes and reads three files
 @given(
     angles=st.tuples(*[st.floats(-np.pi, np.pi)] * 3),
     spacing=st.tuples(*[st.floats(0.05, 20)] * 3),
