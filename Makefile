@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint schema bench bench-quick docs clean
+.PHONY: demo test fuzz lint schema bench bench-quick docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)  ## write a synthetic CT volume to .mla, reopen it memory-mapped,
 
 test: $(STAMP)  ## the whole test suite
 	$(PY) -m pytest -q
+
+fuzz: $(STAMP)  ## dedicated fuzz run: 10,000 mutated files (report in fuzz-report.json, files in tools/fuzz-findings/)
+	$(PY) tools/fuzz.py --count 10000 --seed 1 --out fuzz-report.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check mlarray tests
