@@ -18,6 +18,7 @@ const char *mla_code_name(mla_code code) {
         "UNSUPPORTED_VERSION",
         "HEADER_INVALID",
         "FRAME_MISMATCH",
+        "RESOURCE_LIMIT",
         "DIGEST_MISMATCH",
     };
     return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "UNKNOWN";

@@ -89,12 +89,13 @@ static int read_b2nd(const uint8_t *data, size_t len, mla_frame *f) {
     mp_init(&r, data, len);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len != 7) return -1;
     if (mp_skip(&r) != 0) return -1; /* version */
-    if (mp_next(&r, &it) != 0 || mp_as_int64(&it, &ndim) != 0 || ndim < 1 || ndim > MLA_MAX_DIM) return -1;
+    if (mp_next(&r, &it) != 0 || mp_as_int64(&it, &ndim) != 0 || ndim < 0 || ndim > MLA_MAX_DIM) return -1;
     f->ndim = (int)ndim;
     if (read_dims(&r, f->ndim, f->shape) != 0 || read_dims(&r, f->ndim, f->chunks) != 0 ||
         read_dims(&r, f->ndim, f->blocks) != 0)
         return -1;
-    if (mp_skip(&r) != 0) return -1; /* dtype format */
+    int64_t format;
+    if (mp_next(&r, &it) != 0 || mp_as_int64(&it, &format) != 0 || format != 0) return -1; /* 0: NumPy type string */
     if (mp_next(&r, &it) != 0 || !is_bytes(&it) || it.len >= sizeof f->dtype) return -1;
     memcpy(f->dtype, it.data, it.len);
     f->dtype[it.len] = '\0';
@@ -102,25 +103,90 @@ static int read_b2nd(const uint8_t *data, size_t len, mla_frame *f) {
     return r.pos == len ? 0 : -1;
 }
 
+/* Frame header elements 4, 6, 7, 8: nbytes, typesize, blocksize, chunksize (spec 4.3 "Sizes"). */
+typedef struct {
+    int64_t value[4]; /* -1 when the integer does not fit in int64 */
+    unsigned seen;    /* bit i set when element i is an integer */
+} frame_sizes;
+
+static void record_size(frame_sizes *s, uint32_t index, const mp_item *field) {
+    static const int slot[9] = {-1, -1, -1, -1, 0, -1, 1, 2, 3};
+    if (index > 8 || slot[index] < 0 || (field->kind != MP_UINT && field->kind != MP_INT)) return;
+    int64_t v;
+    s->value[slot[index]] = mp_as_int64(field, &v) == 0 ? v : -1;
+    s->seen |= 1u << slot[index];
+}
+
+/* a * b, saturating at UINT64_MAX */
+static uint64_t mul_sat(uint64_t a, uint64_t b) {
+    if (a != 0 && b > UINT64_MAX / a) return UINT64_MAX;
+    return a * b;
+}
+
+static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error *err) {
+    /* 1. the four elements are integers and dtype ends in a decimal number */
+    size_t len = strlen(f->dtype), digits = 0;
+    while (digits < len && f->dtype[len - 1 - digits] >= '0' && f->dtype[len - 1 - digits] <= '9') digits++;
+    if (s->seen != 0xf || digits == 0 || digits > 6)
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header's size fields or the b2nd dtype are malformed");
+    int64_t itemsize = strtol(f->dtype + len - digits, NULL, 10);
+    int64_t nbytes = s->value[0], typesize = s->value[1], blocksize = s->value[2], chunksize = s->value[3];
+    /* 2. */
+    if (typesize != itemsize)
+        return mla_fail(err, MLA_CORRUPT_FRAME, "type size %lld disagrees with dtype %s", (long long)typesize, f->dtype);
+    /* 3. */
+    if (f->ndim < 1 || f->ndim > 8)
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the array has %d dimensions (1 to 8 allowed)", f->ndim);
+    /* 4. metadata-only frame */
+    if (f->ndim == 1 && f->shape[0] == 0 && f->chunks[0] == 0) return MLA_OK;
+    /* 5. */
+    for (int a = 0; a < f->ndim; a++) {
+        if (f->blocks[a] < 1 || f->blocks[a] > f->chunks[a])
+            return mla_fail(err, MLA_CORRUPT_FRAME, "axis %d: invalid chunk/block shape", a);
+    }
+    uint64_t chunk_items = 1, block_items = 1, nchunks = 1;
+    for (int a = 0; a < f->ndim; a++) {
+        chunk_items = mul_sat(chunk_items, (uint64_t)f->chunks[a]);
+        block_items = mul_sat(block_items, (uint64_t)f->blocks[a]);
+        uint64_t along = ((uint64_t)f->shape[a] + (uint64_t)f->chunks[a] - 1) / (uint64_t)f->chunks[a];
+        nchunks = mul_sat(nchunks, along);
+    }
+    uint64_t chunk_bytes = mul_sat(chunk_items, (uint64_t)typesize);
+    /* 6. */
+    if (chunk_bytes > 2147483647u)
+        return mla_fail(err, MLA_RESOURCE_LIMIT, "chunks of %llu bytes exceed C-Blosc2's limit",
+                        (unsigned long long)chunk_bytes);
+    /* 7. */
+    if (nchunks > 16777216u)
+        return mla_fail(err, MLA_RESOURCE_LIMIT, "the frame declares %llu chunks (limit 16777216)",
+                        (unsigned long long)nchunks);
+    /* 8. */
+    if (chunksize < 0 || (uint64_t)chunksize != chunk_bytes || blocksize < 0 ||
+        (uint64_t)blocksize != mul_sat(block_items, (uint64_t)typesize))
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the frame's chunk/block byte sizes disagree with the b2nd shapes");
+    /* 9. */
+    if (nbytes < 0 || (uint64_t)nbytes != mul_sat(nchunks, chunk_bytes))
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the frame's uncompressed size disagrees with its shape");
+    return MLA_OK;
+}
+
 static mla_code decompress_header(const uint8_t *chunk, size_t len, mla_frame *f, mla_error *err) {
-    /* Blosc chunk header: version, versionlz, flags, typesize, then little-endian int32
-     * nbytes, blocksize and cbytes. Read them here so no library call sees a short buffer. */
-    if (len < BLOSC_EXTENDED_HEADER_LENGTH)
-        return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk is too short to be a Blosc chunk");
-    uint32_t nbytes = (uint32_t)chunk[4] | (uint32_t)chunk[5] << 8 | (uint32_t)chunk[6] << 16 |
-                      (uint32_t)chunk[7] << 24;
-    uint32_t cbytes = (uint32_t)chunk[12] | (uint32_t)chunk[13] << 8 | (uint32_t)chunk[14] << 16 |
-                      (uint32_t)chunk[15] << 24;
-    if (nbytes > MLA_MAX_HEADER_BYTES)
-        return mla_fail(err, MLA_HEADER_TOO_LARGE, "the header is %u bytes (limit %u)", nbytes,
-                        MLA_MAX_HEADER_BYTES);
-    if (cbytes != len) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk's size disagrees with its container");
-    f->header = malloc(nbytes ? nbytes : 1);
+    /* blosc2_cbuffer_sizes reads up to 32 header bytes without a length: give it a padded copy. */
+    uint8_t head[BLOSC_EXTENDED_HEADER_LENGTH] = {0};
+    memcpy(head, chunk, len < sizeof head ? len : sizeof head);
+    int32_t nbytes, cbytes;
+    if (len < BLOSC_MIN_HEADER_LENGTH || blosc2_cbuffer_sizes(head, &nbytes, &cbytes, NULL) < 0 || nbytes < 0 ||
+        cbytes < 0)
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk is not a valid Blosc chunk");
+    if ((uint32_t)nbytes > MLA_MAX_HEADER_BYTES)
+        return mla_fail(err, MLA_HEADER_TOO_LARGE, "the header is %d bytes (limit %u)", nbytes, MLA_MAX_HEADER_BYTES);
+    if ((size_t)cbytes != len) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk's size disagrees with its container");
+    f->header = malloc(nbytes ? (size_t)nbytes : 1);
     if (f->header == NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "out of memory");
     blosc2_context *ctx = blosc2_create_dctx(BLOSC2_DPARAMS_DEFAULTS);
     int got = ctx ? blosc2_decompress_ctx(ctx, chunk, (int32_t)len, f->header, (int32_t)nbytes) : -1;
     if (ctx) blosc2_free_ctx(ctx);
-    if (got < 0 || (uint32_t)got != nbytes)
+    if (got != nbytes)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk cannot be decompressed");
     f->header_len = nbytes;
     return MLA_OK;
@@ -156,8 +222,13 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     mp_init(&r, *hbuf, f->header_size);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len == 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header is malformed");
+    frame_sizes sizes = {{0, 0, 0, 0}, 0};
     for (uint32_t k = 0; k + 1 < it.len; k++) {
-        if (mp_skip(&r) != 0) return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header cannot be decoded");
+        mp_reader peek = r;
+        mp_item field;
+        if (mp_next(&peek, &field) != 0 || mp_skip(&r) != 0)
+            return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header cannot be decoded");
+        record_size(&sizes, k, &field);
     }
     if (read_layers(&r, &layers) != 0 || r.pos != r.len)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header metalayer section is malformed");
@@ -170,6 +241,7 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     if (b2nd < 0) return mla_fail(err, MLA_NOT_A_FRAME, "the frame is not a Blosc2 NDArray (no 'b2nd' metalayer)");
     if (read_b2nd(layers.content[b2nd], layers.content_len[b2nd], f) != 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the b2nd metalayer is malformed");
+    if (check_sizes(&sizes, f, err) != MLA_OK) return err->code;
 
     /* Trailer: its last 23 bytes give its length. */
     uint8_t tail[TRAILER_TAIL];

@@ -136,6 +136,28 @@ static int same_ints(const json_value *v, const int64_t *want, int n) {
     return 1;
 }
 
+/* Spelling of a b2nd dtype string as the header writes it: "[order]<kind><size>" where the byte
+ * order of a 1-byte type does not matter ("|") and "=" or no order means this machine's order.
+ * Returns 0 when the string is not of that form. */
+static int canonical_dtype(const char *in, char *out, size_t cap) {
+    char order = '=';
+    if (*in == '<' || *in == '>' || *in == '|' || *in == '=') order = *in++;
+    if (*in == '\0' || strchr("biufc", *in) == NULL) return 0;
+    char kind = *in++;
+    if (*in < '1' || *in > '9' || strspn(in, "0123456789") != strlen(in) || strlen(in) > 2) return 0;
+    if (strcmp(in, "1") == 0) {
+        order = '|';
+    } else if (order == '=' || order == '|') {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        order = order == '|' ? '|' : '>';
+#else
+        order = order == '|' ? '|' : '<';
+#endif
+    }
+    snprintf(out, cap, "%c%c%s", order, kind, in);
+    return 1;
+}
+
 mla_code mla_header_match_frame(const json_value *header, const mla_frame *f, mla_error *err) {
     const json_value *array = json_get(header, "array");
     if (array == NULL || array->type == JSON_NULL) {
@@ -145,7 +167,8 @@ mla_code mla_header_match_frame(const json_value *header, const mla_frame *f, ml
     }
     if (!same_ints(json_get(array, "shape"), f->shape, f->ndim))
         return mla_fail(err, MLA_FRAME_MISMATCH, "header array.shape disagrees with the frame shape");
-    if (!json_str_is(json_get(array, "dtype"), f->dtype))
+    char frame_dtype[64];
+    if (!canonical_dtype(f->dtype, frame_dtype, sizeof frame_dtype) || !json_str_is(json_get(array, "dtype"), frame_dtype))
         return mla_fail(err, MLA_FRAME_MISMATCH, "header array.dtype disagrees with the frame dtype '%s'", f->dtype);
     const json_value *layout = json_get(header, "layout");
     if (layout != NULL && layout->type == JSON_OBJECT &&

@@ -118,13 +118,35 @@ static mla_code slice_digest(const b2nd_array_t *arr, const mla_frame *f, const 
     return MLA_OK;
 }
 
+/* Deep validation (spec step 11): every chunk of the frame must decompress completely. */
+static mla_code check_chunks(const b2nd_array_t *arr, mla_error *err) {
+    blosc2_schunk *sc = arr->sc;
+    if (sc->nchunks == 0) return MLA_OK;
+    if (sc->chunksize <= 0) return mla_fail(err, MLA_CORRUPT_FRAME, "the frame's chunk size is invalid");
+    uint8_t *buf = malloc((size_t)sc->chunksize);
+    if (buf == NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "out of memory");
+    for (int64_t i = 0; i < sc->nchunks; i++) {
+        int got = blosc2_schunk_decompress_chunk(sc, i, buf, sc->chunksize);
+        if (got != sc->chunksize) {
+            free(buf);
+            return mla_fail(err, MLA_CORRUPT_FRAME, "chunk %lld cannot be decompressed", (long long)i);
+        }
+    }
+    free(buf);
+    return MLA_OK;
+}
+
 static void print_ints(const int64_t *v, int n) {
     putchar('[');
     for (int k = 0; k < n; k++) printf(k ? ",%lld" : "%lld", (long long)v[k]);
     putchar(']');
 }
 
-static int report_error(const mla_error *err) {
+static int report_error(mla_error *err) {
+    /* messages may quote bytes from the file: keep the output ASCII (and so valid JSON) */
+    for (char *p = err->message; *p; p++) {
+        if ((unsigned char)*p >= 0x80) *p = '?';
+    }
     printf("{\"valid\":false,\"error\":\"%s\",\"message\":", mla_code_name(err->code));
     json_write_string(stdout, err->message, strlen(err->message));
     printf("}\n");
@@ -189,6 +211,7 @@ int main(int argc, char **argv) {
         mla_fail(&err, MLA_CORRUPT_FRAME, "C-Blosc2 cannot open the frame");
         goto done;
     }
+    if (check_chunks(arr, &err) != MLA_OK) goto done;
     int64_t zero[MLA_MAX_DIM] = {0};
     if (slice_digest(arr, &f, zero, f.shape, data_hex, &err) != MLA_OK) goto done;
     for (size_t k = 0; k < nprobes; k++) {

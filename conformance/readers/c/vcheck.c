@@ -155,7 +155,7 @@ void check_free_form(vctx *c, const char *loc, const json_value *v) {
     char sub[LOC];
     switch (v->type) {
     case JSON_NUMBER:
-        if (!v->is_integer_literal && !isfinite(v->num)) problem(c, loc, "not_finite", "%.40s is not a finite number", v->text);
+        if (!isfinite(v->num)) problem(c, loc, "not_finite", "%.40s overflows binary64", v->text);
         break;
     case JSON_ARRAY:
         for (size_t k = 0; k < v->n; k++) {
