@@ -187,3 +187,20 @@ def test_the_generator_never_rewrites_a_released_case(tmp_path: Path) -> None:
     with pytest.raises(generate.ReleasedCaseError):
         generate.build_case(released, root=tmp_path)
     assert (tmp_path / entry["path"]).read_bytes() == before
+
+
+def test_schema_valid_flags_agree_with_the_committed_schema(tmp_path: Path) -> None:
+    """The flags ajv-check.sh relies on: every decodable header's schema verdict, recomputed."""
+    from mlarray.schema import committed_path
+
+    validator = jsonschema.Draft202012Validator(json.loads(committed_path().read_text(encoding="utf-8")))
+    flagged = [c for c in CASES if "schema_valid" in c]
+    assert len(flagged) >= 50
+    for case in flagged:
+        header = case["expected"]["header"] if case["kind"] == "valid" else case["header"]
+        assert validator.is_valid(header) is case["schema_valid"], case["id"]
+    result = subprocess.run(
+        [sys.executable, str(SUITE / "extract_headers.py"), str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    written = sorted(p.stem for p in tmp_path.rglob("*.json"))
+    assert written == sorted(c["id"] for c in flagged), result.stdout
