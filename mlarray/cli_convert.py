@@ -1,11 +1,10 @@
-"""Conversion dispatch and batch planning behind ``mlarray convert`` and ``mlarray migrate``.
+"""What ``mlarray convert`` needs besides the command itself: dispatch and batch planning.
 
-``.mla`` -> ``.mla`` (a relayout) is done here with the public API; every other
-pair of formats goes to :func:`mlarray.convert.convert_file`, imported only when
-needed because its readers (nibabel, pynrrd, SimpleITK) are the optional extra
-``mlarray[convert]``. Batch planning (which inputs, which output names) is kept
-apart from running, so it is easy to test. No typer here; rich is used only by
-the caller for the progress bar.
+Every conversion, ``.mla`` -> ``.mla`` relayouts included, is done by
+:func:`mlarray.convert.convert_file`, imported when a conversion runs so that a
+broken or missing optional reader (the ``mlarray[convert]`` extra) gives one clear
+line instead of a failing ``mlarray`` command. Batch planning (which inputs, which
+output names) is kept apart from running, so it is easy to test. No typer or rich here.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlarray.api import MLArray
 from mlarray.cli_format import CLIError
 from mlarray.errors import MLArrayError
 from mlarray.layout import PatchSize
-from mlarray.storage.io import make_cparams
 
 FORMATS = (".mla", ".nii.gz", ".nii", ".nrrd", ".nhdr")
 """File name endings ``mlarray convert`` understands (longest first where they overlap)."""
@@ -70,44 +67,7 @@ def stem_of(path: Path) -> str:
     return path.name[: -len(ext)] if ext else path.stem
 
 
-def relayout(
-    src: Path | str,
-    dst: Path | str,
-    *,
-    patch_size: PatchSize | None = None,
-    codec: str | None = None,
-    clevel: int | None = None,
-) -> None:
-    """Rewrite the ``.mla`` file ``src`` as ``dst`` with a new layout or compression.
-
-    Options left at ``None`` keep what ``src`` records: with only ``codec``/``clevel``
-    the chunking is kept, with only ``patch_size`` the compression is kept. ``src``
-    and ``dst`` may be the same file (the write is atomic).
-    """
-    image = MLArray.load(src)
-    old = image.meta.layout
-    if image.shape is None or (patch_size is None and codec is None and clevel is None):
-        image.save(dst)
-        return
-    kwargs: dict[str, Any] = {}
-    if patch_size is not None:
-        kwargs["patch_size"] = patch_size
-    elif old is not None and old.strategy == "manual":
-        kwargs.update(chunk_size=old.chunk_size, block_size=old.block_size)
-    elif old is not None:
-        kwargs["patch_size"] = None if old.strategy == "blosc2" else old.patch_size
-    dtype = image.dtype
-    assert dtype is not None
-    kwargs["cparams"] = make_cparams(
-        codec or (old.codec if old else "lz4"),
-        clevel if clevel is not None else (old.clevel if old else 5),
-        list(old.filters) if old else ["shuffle"],
-        dtype.itemsize,
-    )
-    MLArray(image.to_numpy(), meta=image.meta, **kwargs).save(dst)
-
-
-def _external_converter() -> Callable[..., None]:
+def _converter() -> Callable[..., None]:
     try:
         from mlarray.convert import convert_file
     except ImportError as exc:
@@ -123,20 +83,16 @@ def convert_one(
     codec: str | None = None,
     clevel: int | None = None,
 ) -> None:
-    """Convert one file; the formats are told by the file name endings."""
-    src_fmt, dst_fmt = format_of(src), format_of(dst)
-    if src_fmt is None or dst_fmt is None:
-        bad = src if src_fmt is None else dst
-        raise CLIError(f"{bad}: unknown format; use one of {', '.join(FORMATS)}", code="WRONG_EXTENSION")
-    if not src.is_file():
-        raise CLIError(f"{src}: no such file", code="FILE_NOT_FOUND")
-    if src_fmt == ".mla" and dst_fmt == ".mla":
-        relayout(src, dst, patch_size=patch_size, codec=codec, clevel=clevel)
-        return
-    convert_file = _external_converter()
+    """Convert one file with :func:`mlarray.convert.convert_file` (the endings tell the formats).
+
+    ``.mla`` -> ``.mla`` is a relayout: options left at ``None`` keep what the file records.
+    """
+    convert_file = _converter()
     try:
         convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel)
     except ModuleNotFoundError as exc:
+        if isinstance(exc, MLArrayError):  # already says what to install
+            raise
         raise CLIError(f"{INSTALL_HINT} (missing module {exc.name!r})", code="MISSING_DEPENDENCY") from None
 
 

@@ -24,7 +24,7 @@ from mlarray import MLArray
 from mlarray.cli import app, convert_app, header_app
 from mlarray.cli_convert import Codec, parse_patch_size
 from mlarray.cli_format import dumps
-from mlarray.errors import MLArrayFileNotFoundError
+from mlarray.errors import MissingDependencyError, MLArrayFileNotFoundError
 from mlarray.models.v1.annotations import Codec as CodecLiteral
 from mlarray.schema import render
 from mlarray.storage import encode_header, inspect_frame
@@ -426,13 +426,20 @@ def test_convert_unknown_extension(tmp_path: Path, sample: Path) -> None:
 @pytest.fixture
 def fake_converter(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Stand in for mlarray.convert.convert_file, recording its calls (fails for names containing 'bad')."""
+    from mlarray.convert import convert_file as real_convert_file
+
     calls: list[tuple[Any, ...]] = []
 
     def convert_file(src: Path, dst: Path, *, patch_size: Any = None, codec: Any = None, clevel: Any = None) -> None:
         calls.append((src, dst, patch_size, codec, clevel))
         if "bad" in src.name:
             raise mlarray.InvalidArgumentError("cannot represent this image", path=str(src))
-        dst.write_bytes(b"converted")
+        if "nodeps" in src.name:
+            raise MissingDependencyError('install the extra: pip install "mlarray[convert]"', module="nibabel")
+        if src.suffix == dst.suffix == ".mla":
+            real_convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel)
+        else:
+            dst.write_bytes(b"converted")
 
     monkeypatch.setitem(sys.modules, "mlarray.convert", types.SimpleNamespace(convert_file=convert_file))
     return calls
@@ -447,6 +454,41 @@ def test_convert_delegates_other_formats(tmp_path: Path, fake_converter: list[tu
     compat = run(src, tmp_path / "back.nrrd", target=convert_app)
     assert compat.exit_code == 0
     assert fake_converter[-1] == (src, tmp_path / "back.nrrd", None, None, None)
+
+
+def test_convert_missing_reader_is_one_line(tmp_path: Path, fake_converter: list[tuple[Any, ...]]) -> None:
+    src = tmp_path / "nodeps.nii"
+    src.write_bytes(b"x")
+    result = run("convert", src, tmp_path / "out.mla")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        'error: install the extra: pip install "mlarray[convert]" [MISSING_DEPENDENCY]'
+    ]
+
+
+def test_convert_nifti_through_the_cli_and_back(tmp_path: Path) -> None:
+    """The seed README's `mlarray_convert sample.nii.gz output.mla` and `mlarray_convert sample.mla out.nii.gz`."""
+    import nibabel as nib
+
+    data = np.random.default_rng(0).integers(0, 500, size=(10, 12, 7), dtype=np.int16)
+    theta = np.deg2rad(20)
+    affine = np.array(
+        [
+            [0.9 * np.cos(theta), -1.1 * np.sin(theta), 0, 12.0],
+            [0.9 * np.sin(theta), 1.1 * np.cos(theta), 0, -30.0],
+            [0, 0, 2.5, 4.0],
+            [0, 0, 0, 1],
+        ]
+    )
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "sample.nii.gz")
+    to_mla = run(tmp_path / "sample.nii.gz", tmp_path / "output.mla", target=convert_app)
+    assert to_mla.exit_code == 0, to_mla.output
+    assert run("validate", tmp_path / "output.mla", "--deep").exit_code == 0
+    back = run(tmp_path / "output.mla", tmp_path / "back.nii.gz", target=convert_app)
+    assert back.exit_code == 0, back.output
+    again = nib.load(tmp_path / "back.nii.gz")
+    np.testing.assert_array_equal(np.asarray(again.dataobj), data)
+    np.testing.assert_allclose(again.affine, affine, atol=1e-5)
 
 
 def test_convert_batch_directory(tmp_path: Path, sample: Path, fake_converter: list[tuple[Any, ...]]) -> None:
@@ -469,7 +511,7 @@ def test_convert_batch_directory(tmp_path: Path, sample: Path, fake_converter: l
     assert (out / "sub" / "c.mla").read_bytes() == b"converted"
     relayout = MLArray(out / "sub" / "d.mla")
     assert relayout.meta.layout is not None and relayout.meta.layout.clevel == 1
-    assert sorted(call[0].name for call in fake_converter) == ["a.nii.gz", "bad.nrrd", "c.nhdr"]
+    assert sorted(call[0].name for call in fake_converter) == ["a.nii.gz", "bad.nrrd", "c.nhdr", "d.mla"]
 
 
 def test_convert_batch_inputs_with_out_dir_json(
