@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -130,11 +132,7 @@ def test_skipped_blocks_are_few_and_explained() -> None:
 
 
 def run_page(page: Path) -> int:
-    """Execute the Python blocks of ``page`` in order in one namespace; return how many ran.
-
-    Called in a fresh interpreter by :func:`test_examples_run`, so an example that
-    crashes the interpreter fails its page instead of the whole test session.
-    """
+    """Execute the Python blocks of ``page`` in order in one namespace; return how many ran."""
     namespace: dict[str, Any] = {"__name__": "__docs__", "__print_and_check__": _print_and_check}
     executed = 0
     for block in python_blocks(page):
@@ -143,31 +141,60 @@ def run_page(page: Path) -> int:
         code, _ = _with_print_checks(block.code)
         # Pad with blank lines so tracebacks point at the line of the Markdown file.
         source = "\n" * (block.line - 1) + code
-        exec(compile(source, str(page.relative_to(ROOT)), "exec"), namespace)
+        name = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+        exec(compile(source, str(name), "exec"), namespace)
         executed += 1
     return executed
 
 
-@pytest.mark.parametrize("page", EXECUTED_PAGES, ids=[str(p.relative_to(ROOT)) for p in EXECUTED_PAGES])
-def test_examples_run(page: Path, tmp_path: Path) -> None:
+def run_pages(workdir: Path, pages: list[Path]) -> None:
+    """Run every page in its own empty folder of ``workdir``; append one JSON result per page to results.jsonl.
+
+    This runs in a separate interpreter (see :func:`example_results`): mlarray is
+    imported once for all pages, and an example that crashes the interpreter fails the
+    pages from there on instead of the whole test session.
+    """
+    workdir, pages = workdir.resolve(), [page.resolve() for page in pages]
+    results = workdir / "results.jsonl"
+    for number, page in enumerate(pages):
+        folder = workdir / f"page{number}"
+        folder.mkdir()
+        os.chdir(folder)
+        try:
+            record = {"page": str(page), "executed": run_page(page)}
+        except BaseException:
+            record = {"page": str(page), "error": traceback.format_exc()}
+        with results.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+@pytest.fixture(scope="module")
+def example_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Run the examples of every page, once, in one fresh interpreter that turns warnings into errors."""
+    workdir = tmp_path_factory.mktemp("docs-examples")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-W", "error", "-X", "faulthandler", __file__, str(workdir)]
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-X", "faulthandler", __file__, str(page)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+        [*command, *map(str, EXECUTED_PAGES)], cwd=workdir, capture_output=True, text=True, env=env, timeout=900
     )
-    if result.returncode < 0:
-        pytest.fail(
-            f"the examples of {page.relative_to(ROOT)} crashed the interpreter "
-            f"({signal.Signals(-result.returncode).name}):\n{result.stderr}"
-        )
-    assert result.returncode == 0, f"examples of {page.relative_to(ROOT)} failed:\n{result.stdout}\n{result.stderr}"
-    ran = int(result.stdout.strip().splitlines()[-1].removeprefix("executed "))
+    results_file = workdir / "results.jsonl"
+    lines = results_file.read_text(encoding="utf-8").splitlines() if results_file.exists() else []
+    found = {record["page"]: record for record in map(json.loads, lines)}
+    if result.returncode != 0:
+        how = signal.Signals(-result.returncode).name if result.returncode < 0 else f"exit code {result.returncode}"
+        for page in EXECUTED_PAGES:
+            found.setdefault(
+                str(page), {"error": f"the interpreter running the examples died ({how}):\n{result.stderr}"}
+            )
+    return found
+
+
+@pytest.mark.parametrize("page", EXECUTED_PAGES, ids=[str(p.relative_to(ROOT)) for p in EXECUTED_PAGES])
+def test_examples_run(page: Path, example_results: dict[str, dict[str, Any]]) -> None:
+    record = example_results[str(page)]
+    assert "error" not in record, f"an example of {page.relative_to(ROOT)} failed:\n{record['error']}"
     expected = sum(1 for b in python_blocks(page) if b.skip_reason is None)
-    assert ran == expected > 0
+    assert record["executed"] == expected > 0
 
 
 def test_print_checks_are_used() -> None:
@@ -279,4 +306,4 @@ def test_included_links_are_rewritten_for_the_site(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    print(f"executed {run_page(Path(sys.argv[1]).resolve())}")
+    run_pages(Path(sys.argv[1]), [Path(arg) for arg in sys.argv[2:]])
