@@ -356,6 +356,8 @@ INVALID: list[InvalidCase] = [
                 _set("array.dtype", "<u2")),
     InvalidCase("mismatch-layout", "5.9", "layout.chunk_size differs from the frame's chunk shape.", "FRAME_MISMATCH",
                 _edit(lambda h: h["layout"].update(chunk_size=[4, 8, 4], block_size=[2, 4, 4]))),
+    InvalidCase("mismatch-b2nd-dtype-unknown", "5.9", "The b2nd dtype '<x2' is not a type string (sizes agree).",
+                "FRAME_MISMATCH", _b2nd(lambda v: v.__setitem__(6, "<x2"))),
     InvalidCase("mismatch-metadata-only", "5.9", "array is null but the frame holds data.", "FRAME_MISMATCH",
                 _metadata_claim_with_data),
     # --- integrity (section 4.9)
