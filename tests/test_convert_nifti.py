@@ -384,6 +384,10 @@ def test_unreadable_and_misnamed_files(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00" * 400)
     with pytest.raises(SourceFormatError, match="bad.nii"):
         read_nifti(bad)
+    good = write_nib(tmp_path / "good.nii", np.zeros((10, 10, 10), np.float32), np.eye(4))
+    (tmp_path / "short.nii").write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(SourceFormatError, match="short.nii"):
+        read_nifti(tmp_path / "short.nii")
     with pytest.raises(MLArrayFileNotFoundError):
         read_nifti(tmp_path / "missing.nii")
     with pytest.raises(WrongExtensionError):
