@@ -3,9 +3,9 @@
 #
 # It links the C-Blosc2 library shipped inside the python-blosc2 wheel (headers, shared
 # library and blosc2.pc live in <site-packages>/blosc2/{include,lib}). Everything else
-# (msgpack, JSON, SHA-256, UTF-8) is this reader's own code, so the only build tools needed
-# are a C compiler and, optionally, pkg-config; on a fresh Debian/Ubuntu machine running as
-# root they are installed with apt-get when missing.
+# (msgpack, JSON, SHA-256, UTF-8) is this reader's own code, so the only build tool needed
+# is a C compiler (pkg-config is used when present); on a fresh Debian/Ubuntu machine
+# running as root, gcc is installed with apt-get when no compiler is found.
 #
 # Environment:
 #   PYTHON      python whose blosc2 package to link (default: <repo>/.venv/bin/python, then python3)
@@ -18,16 +18,13 @@ repo="$(cd "$here/../../.." && pwd)"
 out="$here/build"
 CC="${CC:-cc}"
 
-need_apt=()
-command -v "$CC" >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
-command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
-if [ ${#need_apt[@]} -gt 0 ]; then
+if ! command -v "$CC" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "build.sh: installing ${need_apt[*]}" >&2
+        echo "build.sh: no C compiler; installing gcc with apt-get" >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-        command -v "$CC" >/dev/null 2>&1 || CC=gcc
-    elif ! command -v "$CC" >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+        CC=gcc
+    else
         echo "build.sh: no C compiler ($CC) found; install gcc" >&2
         exit 1
     fi
@@ -37,7 +34,10 @@ if [ -z "${BLOSC2_DIR:-}" ]; then
     if [ -z "${PYTHON:-}" ]; then
         if [ -x "$repo/.venv/bin/python" ]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
     fi
-    BLOSC2_DIR="$("$PYTHON" -c 'import blosc2, os; print(os.path.dirname(blosc2.__file__))')"
+    if ! BLOSC2_DIR="$("$PYTHON" -c 'import blosc2, os; print(os.path.dirname(blosc2.__file__))')"; then
+        echo "build.sh: $PYTHON cannot import blosc2; run 'make test' first or set PYTHON/BLOSC2_DIR" >&2
+        exit 1
+    fi
 fi
 if [ ! -f "$BLOSC2_DIR/include/b2nd.h" ]; then
     echo "build.sh: $BLOSC2_DIR has no include/b2nd.h (is python-blosc2 installed from a wheel?)" >&2

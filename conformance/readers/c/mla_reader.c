@@ -164,6 +164,7 @@ int main(int argc, char **argv) {
     json_doc *doc = NULL;
     b2nd_array_t *arr = NULL;
     char **probe_hex = calloc(nprobes ? nprobes : 1, sizeof *probe_hex);
+    if (probe_hex == NULL) usage_error("out of memory");
     char data_hex[65] = "";
     int metadata_only = 0;
     int blosc_ready = 0;
@@ -231,7 +232,9 @@ done:
         } else {
             printf(",\"shape\":");
             print_ints(f.shape, f.ndim);
-            printf(",\"dtype\":\"%s\",\"sha256\":\"%s\",\"probes\":[", f.dtype, data_hex);
+            printf(",\"dtype\":"); /* as the header spells it (step 9 made it agree with the frame) */
+            json_write(stdout, json_get(json_get(json_root(doc), "array"), "dtype"));
+            printf(",\"sha256\":\"%s\",\"probes\":[", data_hex);
             for (size_t k = 0; k < nprobes; k++) printf(k ? ",\"%s\"" : "\"%s\"", probe_hex[k]);
             printf("]}\n");
         }
