@@ -284,6 +284,8 @@ INVALID: list[InvalidCase] = [
                 _header_text('{"schema_version":"1.0","array":{"shape":[3,4,5]')),
     InvalidCase("header-json-array", "4.7", "The header JSON is an array, not an object.", "HEADER_NOT_JSON",
                 _header_text('["schema_version", "1.0"]')),
+    InvalidCase("header-bom", "4.7", "The header JSON text starts with a byte order mark.", "HEADER_NOT_JSON",
+                _header_text("\ufeff" + json_header(_HEADER)[2:].decode("utf-8"))),
     InvalidCase("header-nan", "4.7", "The header contains NaN.", "HEADER_NOT_JSON", _header_text(_HEADER_NAN)),
     InvalidCase("header-infinity", "4.7", "The header contains Infinity (in source).", "HEADER_NOT_JSON",
                 _header_text(_HEADER_INF)),
@@ -297,6 +299,8 @@ INVALID: list[InvalidCase] = [
     InvalidCase("version-missing", "2.2", "No schema_version.", "HEADER_INVALID", _del("schema_version")),
     InvalidCase("version-malformed", "2.2", "schema_version '1.0.0' is not MAJOR.MINOR.", "HEADER_INVALID",
                 _set("schema_version", "1.0.0")),
+    InvalidCase("version-non-ascii-digit", "2.2", "schema_version '\u0662.0' uses an Arabic-Indic digit.", "HEADER_INVALID",
+                _set("schema_version", "\u0662.0")),
     InvalidCase("version-number", "2.2", "schema_version is a number, not a string.", "HEADER_INVALID",
                 _set("schema_version", 1.0)),
     # --- header rules (sections 5 and 6)

@@ -32,6 +32,6 @@ MAX_HEADER_BYTES = 16 * 1024 * 1024
 def parse_version(version: str) -> tuple[int, int]:
     """Split ``"MAJOR.MINOR"`` into integers; raise ``ValueError`` if malformed."""
     parts = version.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError(f"schema_version must look like 'MAJOR.MINOR', got {version!r}")
     return int(parts[0]), int(parts[1])
