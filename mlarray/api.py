@@ -202,7 +202,9 @@ class MLArray:
         for _ in range(8):
             lock = FileLock(p) if mmap_mode == "r+" else None
             try:
-                head, nd = open_checked(p, mmap_mode, dparams if dparams is not None else {"nthreads": 1})
+                # 'c' maps read-only; the first write switches to an in-memory copy (see __setitem__).
+                frame_mode = "r" if mmap_mode == "c" else mmap_mode
+                head, nd = open_checked(p, frame_mode, dparams if dparams is not None else {"nthreads": 1})
             except BaseException:
                 if lock is not None:
                     lock.release()
@@ -240,7 +242,7 @@ class MLArray:
         dt = normalize_dtype(dtype)
         template = cls(_ShapeOnly(shape, dt), **kwargs)
         with atomic_target(p) as tmp:
-            nd = template._write_to(tmp, source=_ShapeOnly(shape, dt, fill_value))
+            nd = template._write_to(tmp, source=_ShapeOnly(shape, dt, fill_value), target=p)
             del nd
         obj = cls.open(p, "r+", dparams=kwargs.get("dparams"))
         obj._mode = "w+"
@@ -317,6 +319,8 @@ class MLArray:
             raise ReadOnlyError("the array was opened with mmap_mode='r'; open it with 'r+' to write", path=self._path)
         if isinstance(value, MLArray):
             value = value.to_numpy()
+        if self._mode == "c" and not self._dirty:
+            data = self._nd = _private_copy(self._nd, self._path)
         data[key] = value
         if self._nd is not None:
             self._dirty = True
@@ -453,7 +457,7 @@ class MLArray:
         if not (self._lock is not None and self._lock.holds(p)):
             ensure_unlocked(p)
         with atomic_target(p) as tmp:
-            self._write_to(tmp, source=data)
+            self._write_to(tmp, source=data, target=p)
         if reopen:
             mode = "r+" if self._mode == "w+" else self._mode
             fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
@@ -470,7 +474,7 @@ class MLArray:
         meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None
         return meta
 
-    def _write_to(self, tmp: str, source: Any) -> Any:
+    def _write_to(self, tmp: str, source: Any, target: str | None = None) -> Any:
         """Write data and header to ``tmp``; returns the open blosc2 NDArray."""
         layout_args = self._layout_args
         recorded = self._meta.layout
@@ -499,7 +503,7 @@ class MLArray:
                     shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"]
                 )
             except ValueError as exc:
-                raise InvalidArgumentError(str(exc), path=tmp) from None
+                raise InvalidArgumentError(str(exc), path=target or tmp) from None
             choice_strategy, chunks, blocks, patch = choice.strategy, choice.chunks, choice.blocks, choice.patch_size
             if args["cparams"] is not None:
                 codec, clevel, filters = _cparams_names(args["cparams"])
@@ -616,6 +620,18 @@ class MLArray:
             kwargs.setdefault("copy", other)
             return cls(make(template, dtype=dtype), **kwargs)
         return cls(make(np.asarray(other), dtype=dtype), **kwargs)
+
+
+def _private_copy(nd: Any, path: str | None) -> Any:
+    """An in-memory, writable copy of a mapped frame (its compressed bytes; nothing is decompressed).
+
+    This is how ``mmap_mode='c'`` writes: C-Blosc2's own copy-on-write mapping cannot grow
+    past the file's size and crashes the process when a write needs more room.
+    """
+    try:
+        return blosc2.ndarray_from_cframe(nd.schunk.to_cframe(), copy=True)
+    except Exception as exc:
+        raise CorruptFrameError(f"cannot make a private copy of the frame ({exc})", path=path) from None
 
 
 def _restore(data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None) -> MLArray:

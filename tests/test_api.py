@@ -69,11 +69,25 @@ def test_r_plus_writes_data_and_persists_metadata_on_close(saved: Path, volume: 
 
 
 def test_copy_on_write_mode_never_touches_the_file(saved: Path, volume: np.ndarray) -> None:
+    before = saved.read_bytes()
     image = MLArray.open(saved, mmap_mode="c")
     image[0] = 7
     assert (image[0] == 7).all()
     image.close()
     np.testing.assert_array_equal(MLArray(saved).to_numpy(), volume)
+    assert saved.read_bytes() == before
+
+
+def test_copy_on_write_writes_that_grow_the_data(tmp_path: Path) -> None:
+    """Writes needing more room than the file once crashed the process (SIGBUS) in blosc2's 'c' mapping."""
+    path = tmp_path / "zeros.mla"
+    MLArray(np.zeros((80, 120, 120), np.int16), patch_size=48).save(path)
+    before = path.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 30000, (80, 120, 120), dtype=np.int16)
+    with MLArray.open(path, mmap_mode="c") as image:
+        image[...] = noise
+        np.testing.assert_array_equal(image[...], noise)
+    assert path.read_bytes() == before
 
 
 def test_create_w_plus(tmp_path: Path, volume: np.ndarray) -> None:
@@ -222,8 +236,9 @@ def test_bad_arguments_and_paths_give_typed_errors(tmp_path: Path) -> None:
         MLArray(np.array(["a", "b"]))
     with pytest.raises(InvalidArgumentError):
         MLArray.open(tmp_path / "x.mla", mmap_mode="w+")
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(InvalidArgumentError) as info:
         MLArray(np.zeros((4, 4)), patch_size=(1, 2, 3)).save(tmp_path / "p.mla")
+    assert info.value.path == str(tmp_path / "p.mla")
     with pytest.raises(MLArrayFileNotFoundError):
         MLArray(np.zeros(3)).save(tmp_path / "no" / "dir.mla")
 
@@ -300,3 +315,18 @@ def test_errors_share_one_root_with_codes() -> None:
 
     assert all(issubclass(cls, MLArrayError) for cls in ALL_ERRORS)
     assert len(ERROR_CODES) == len(ALL_ERRORS)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "blocks"),
+    [((4, 300, 260), (1, 300, 260), (1, 64, 64)), ((7, 9), (5, 5), (2, 3)), ((10,), (10,), (3,))],
+)
+def test_blocks_that_do_not_divide_chunks_round_trip(
+    tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], blocks: tuple[int, ...]
+) -> None:
+    data = np.random.default_rng(5).integers(0, 99, shape, dtype=np.int16)
+    path = tmp_path / "pad.mla"
+    MLArray(data, chunk_size=chunks, block_size=blocks).save(path)
+    with MLArray.open(path) as image:
+        np.testing.assert_array_equal(image[...], data)
+        assert image.meta.layout is not None and image.meta.layout.chunk_size == list(chunks)

@@ -123,9 +123,10 @@ def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
         return
     if any(c < 1 or b < 1 or b > c for c, b in zip(nd.chunks, nd.blocks, strict=True)):
         raise CorruptFrameError(f"invalid chunk {nd.chunks} / block {nd.blocks} shapes", path=path)
+    # Blosc2 stores each chunk padded to whole blocks: the "extended" chunk shape.
     chunk_items = 1
-    for c in nd.chunks:
-        chunk_items *= c
+    for c, b in zip(nd.chunks, nd.blocks, strict=True):
+        chunk_items *= -(-c // b) * b
     block_items = 1
     for b in nd.blocks:
         block_items *= b
@@ -137,7 +138,11 @@ def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
     if nchunks > MAX_CHUNKS:
         raise ResourceLimitError(f"the frame declares {nchunks} chunks (limit {MAX_CHUNKS})", path=path)
     if chunksize != chunk_items * typesize or blocksize != block_items * typesize:
-        raise CorruptFrameError("the frame's chunk/block byte sizes disagree with the b2nd shapes", path=path)
+        raise CorruptFrameError(
+            "the frame's chunk/block byte sizes disagree with the b2nd shapes "
+            "(chunk bytes must be the chunk shape rounded up to whole blocks, times the type size)",
+            path=path,
+        )
     if nbytes != nchunks * chunksize:
         raise CorruptFrameError(
             f"the frame declares {nbytes} uncompressed bytes but its shape needs {nchunks * chunksize}", path=path
