@@ -32,6 +32,8 @@ from mlarray.errors import (
 from mlarray.storage.io import TMP_PREFIX, is_read_only
 
 INSTALL_HINT = 'install the conversion extra: pip install "mlarray[convert]"'
+PACKAGES = {"nrrd": "pynrrd", "nibabel": "nibabel"}
+"""Distribution name of each optional module, for the error message."""
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 NRRD_EXTENSIONS = (".nrrd", ".nhdr")
@@ -43,8 +45,9 @@ def require(module: str, path: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        package = PACKAGES.get(module, module)
         raise MissingDependencyError(
-            f"{module} is needed to convert this file ({exc}); {INSTALL_HINT}", module=module, path=path
+            f"{package} is needed to convert this file ({exc}); {INSTALL_HINT}", module=module, path=path
         ) from None
 
 
