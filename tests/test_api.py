@@ -330,3 +330,11 @@ def test_blocks_that_do_not_divide_chunks_round_trip(
     with MLArray.open(path) as image:
         np.testing.assert_array_equal(image[...], data)
         assert image.meta.layout is not None and image.meta.layout.chunk_size == list(chunks)
+
+
+def test_every_error_class_is_exported_from_the_package() -> None:
+    from mlarray.errors import ALL_ERRORS
+
+    for cls in ALL_ERRORS:
+        assert getattr(mlarray, cls.__name__) is cls
+        assert cls.__name__ in mlarray.__all__
