@@ -30,7 +30,6 @@ sys.path.insert(1, str(HERE / "readers"))
 
 import jsonschema  # noqa: E402
 import numpy as np  # noqa: E402
-
 from casekit import InvalidCase, ValidCase  # noqa: E402
 from invalid_cases import INVALID  # noqa: E402
 from python_reader import read, sha256  # noqa: E402
@@ -70,9 +69,9 @@ def probes_for(shape: Sequence[int], chunks: Sequence[int], blocks: Sequence[int
     """2 to 4 slices that cross chunk edges, block edges and reach into the last (partial) chunk."""
     candidates = [
         # across the first chunk edge of every axis that has one
-        [[c - 1, min(s, c + 2)] if c < s else [0, s] for s, c in zip(shape, chunks)],
+        [[c - 1, min(s, c + 2)] if c < s else [0, s] for s, c in zip(shape, chunks, strict=True)],
         # across the first block edge, inside the first chunk
-        [[b - 1, min(s, b + 1)] if b < s else [max(0, s - 2), s] for s, b in zip(shape, blocks)],
+        [[b - 1, min(s, b + 1)] if b < s else [max(0, s - 2), s] for s, b in zip(shape, blocks, strict=True)],
         # the far corner: the partial edge chunks
         [[max(0, s - 3), s] for s in shape],
         # a slab through the middle of axis 0, whole along the others
@@ -94,8 +93,15 @@ def _expected_valid(case: ValidCase, path: Path, array: np.ndarray[Any, Any] | N
     frame = inspect_frame(path)
     header = decode_header(frame.header_bytes)
     if array is None:
-        expected = {"valid": True, "error": None, "header": header, "shape": None, "dtype": None, "sha256": None,
-                    "probes": []}
+        expected = {
+            "valid": True,
+            "error": None,
+            "header": header,
+            "shape": None,
+            "dtype": None,
+            "sha256": None,
+            "probes": [],
+        }
     else:
         shape = list(array.shape)
         probes = probes_for(shape, frame.nd.chunks, frame.nd.blocks)
@@ -166,7 +172,9 @@ def build_case(case: ValidCase | InvalidCase, root: Path = HERE) -> dict[str, An
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    expected_path.write_text(json.dumps(expected, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    expected_path.write_text(
+        json.dumps(expected, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
     entry = _entry(case, expected, path, root)
     if kind == "invalid" and schema_valid is not None:
         entry["header"] = _header_of(path)

@@ -19,7 +19,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 LEVELS = ("must", "should", "may")
@@ -34,11 +34,11 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))  # noqa: B905 (lengths checked; Python 3.8)
     return type(a) is type(b) and a == b
 
 
-def check(expected: Dict[str, Any], answer: Any) -> Optional[str]:
+def check(expected: dict[str, Any], answer: Any) -> str | None:
     """``None`` when ``answer`` matches ``expected``, else the reason it does not."""
     if not isinstance(answer, dict):
         return "the reader did not print a JSON object"
@@ -51,7 +51,7 @@ def check(expected: Dict[str, Any], answer: Any) -> Optional[str]:
             return f"expected error {expected['error']}, got {answer.get('error')}"
         return None
     if answer.get("error") is not None:
-        return f"a valid answer must have \"error\": null, got {answer.get('error')!r}"
+        return f'a valid answer must have "error": null, got {answer.get("error")!r}'
     for key in ("shape", "dtype", "sha256"):
         if not same(answer.get(key), expected[key]):
             return f"{key}: expected {expected[key]!r}, got {answer.get(key)!r}"
@@ -61,13 +61,13 @@ def check(expected: Dict[str, Any], answer: Any) -> Optional[str]:
     got_probes = answer.get("probes")
     if not isinstance(got_probes, list) or len(got_probes) != len(want_probes):
         return f"probes: expected {len(want_probes)} hashes, got {got_probes!r}"
-    for i, (want, got) in enumerate(zip(want_probes, got_probes)):
+    for i, (want, got) in enumerate(zip(want_probes, got_probes)):  # noqa: B905
         if got != want:
             return f"probe {i} {expected['probes'][i]['slices']}: sha256 differs"
     return None
 
 
-def run_case(entry: Dict[str, Any], reader: List[str], root: Path, timeout: float) -> Optional[str]:
+def run_case(entry: dict[str, Any], reader: list[str], root: Path, timeout: float) -> str | None:
     """Run the reader on one case; ``None`` when it passes, else why it failed."""
     expected = entry["expected"]
     probes = [p["slices"] for p in expected.get("probes", [])] if expected["valid"] else []
@@ -75,8 +75,7 @@ def run_case(entry: Dict[str, Any], reader: List[str], root: Path, timeout: floa
     try:
         proc = subprocess.run(
             [*reader, str(path), json.dumps(probes)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             timeout=timeout,
             check=False,
         )
@@ -94,7 +93,7 @@ def run_case(entry: Dict[str, Any], reader: List[str], root: Path, timeout: floa
     return check(expected, answer)
 
 
-def select(cases: List[Dict[str, Any]], levels: List[str], ids: List[str], kind: Optional[str]) -> List[Dict[str, Any]]:
+def select(cases: list[dict[str, Any]], levels: list[str], ids: list[str], kind: str | None) -> list[dict[str, Any]]:
     chosen = [c for c in cases if c["requirement"] in levels and (kind is None or c["kind"] == kind)]
     if ids:
         known = {c["id"] for c in cases}
@@ -105,7 +104,7 @@ def select(cases: List[Dict[str, Any]], levels: List[str], ids: List[str], kind:
     return chosen
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run the mlarray conformance suite against a reader executable.",
         usage="%(prog)s [options] -- READER_CMD [ARGS...]",

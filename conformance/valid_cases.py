@@ -12,7 +12,6 @@ from typing import Any
 
 import blosc2
 import numpy as np
-
 from casekit import ValidCase, json_header, raw_frame, rng, save, text_header
 
 Array = np.ndarray[Any, Any]
@@ -133,10 +132,23 @@ def _all_namespaces(path: Path) -> Array | None:
 
     data = rng(25).integers(0, 3, size=(8, 16, 16), dtype=np.uint8)
     meta = Meta(
-        stats=Stats(min=0.0, max=2.0, mean=0.98, median=1.0, std=0.81, percentile_min_key=0.5, percentile_max_key=99.5,
-                    percentile_min=0.0, percentile_max=2.0, percentile_mean=0.98, percentile_median=1.0,
-                    percentile_std=0.8),
-        bbox=BBoxes(bboxes=[[[1, 5], [2, 10], [3, 12]], [[0, 7], [0, 15], [4, 4]]], scores=[0.9, 0.5], labels=["lesion", 2]),
+        stats=Stats(
+            min=0.0,
+            max=2.0,
+            mean=0.98,
+            median=1.0,
+            std=0.81,
+            percentile_min_key=0.5,
+            percentile_max_key=99.5,
+            percentile_min=0.0,
+            percentile_max=2.0,
+            percentile_mean=0.98,
+            percentile_median=1.0,
+            percentile_std=0.8,
+        ),
+        bbox=BBoxes(
+            bboxes=[[[1, 5], [2, 10], [3, 12]], [[0, 7], [0, 15], [4, 4]]], scores=[0.9, 0.5], labels=["lesion", 2]
+        ),
         is_seg=True,
         source={"format": "nifti", "descrip": "synthetic label map", "pixdim": [1.0, 1.5, 0.9, 0.9]},
         extra={"case": "all-namespaces", "nested": {"list": [1, 2.5, None, True, "x"], "empty": {}}},
@@ -147,8 +159,14 @@ def _all_namespaces(path: Path) -> Array | None:
     meta.spatial.axis_units = ["mm", "mm", "mm"]
     meta.spatial.coord_system = "RAS"
     meta.spatial.shape = [8, 16, 16]
-    return save(path, data, meta=meta, axis_labels=["spatial_z", "spatial_y", "spatial_x"],
-                chunk_size=(4, 8, 16), block_size=(2, 8, 8))
+    return save(
+        path,
+        data,
+        meta=meta,
+        axis_labels=["spatial_z", "spatial_y", "spatial_x"],
+        chunk_size=(4, 8, 16),
+        block_size=(2, 8, 8),
+    )
 
 
 def _zero_chunks_first(path: Path) -> Array | None:
@@ -216,7 +234,7 @@ def _str32(path: Path) -> Array | None:
     from mlarray.models import Meta
 
     data = rng(30).integers(0, 100, size=(5, 9), dtype=np.int16)
-    extra = {"notes": ["voxel note %05d" % i for i in range(4500)]}  # more than 65535 bytes of JSON
+    extra = {"notes": [f"voxel note {i:05d}" for i in range(4500)]}  # more than 65535 bytes of JSON
     return save(path, data, meta=Meta(extra=extra), chunk_size=(4, 4), block_size=(2, 2))
 
 
@@ -251,74 +269,183 @@ F = blosc2.Filter
 
 VALID: list[ValidCase] = [
     # --- every element type (section 5.4), over 1 to 6 dimensions
-    ValidCase("dtype-bool-2d", "5.4", "Boolean 2-D array (|b1), stored as one byte 0/1 per element.",
-              _dtype_case(1, "|b1", (13, 21), (8, 16), (4, 8))),
-    ValidCase("dtype-int8-1d", "5.4", "int8 1-D array with the extreme values, several chunks.",
-              _dtype_case(2, "|i1", (300,), (128,), (32,))),
-    ValidCase("dtype-uint8-2d", "5.4", "uint8 2-D array, shape not divisible by the chunks.",
-              _dtype_case(3, "|u1", (30, 50), (16, 32), (8, 8))),
-    ValidCase("dtype-int16-3d", "5.4", "int16 3-D array (little-endian).",
-              _dtype_case(4, "<i2", (9, 10, 11), (4, 8, 8), (2, 4, 4))),
+    ValidCase(
+        "dtype-bool-2d",
+        "5.4",
+        "Boolean 2-D array (|b1), stored as one byte 0/1 per element.",
+        _dtype_case(1, "|b1", (13, 21), (8, 16), (4, 8)),
+    ),
+    ValidCase(
+        "dtype-int8-1d",
+        "5.4",
+        "int8 1-D array with the extreme values, several chunks.",
+        _dtype_case(2, "|i1", (300,), (128,), (32,)),
+    ),
+    ValidCase(
+        "dtype-uint8-2d",
+        "5.4",
+        "uint8 2-D array, shape not divisible by the chunks.",
+        _dtype_case(3, "|u1", (30, 50), (16, 32), (8, 8)),
+    ),
+    ValidCase(
+        "dtype-int16-3d",
+        "5.4",
+        "int16 3-D array (little-endian).",
+        _dtype_case(4, "<i2", (9, 10, 11), (4, 8, 8), (2, 4, 4)),
+    ),
     ValidCase("dtype-uint16-3d", "5.4", "uint16 3-D array.", _dtype_case(5, "<u2", (7, 12, 5), (4, 8, 5), (2, 4, 5))),
-    ValidCase("dtype-int32-4d", "5.4", "int32 4-D array.", _dtype_case(6, "<i4", (3, 5, 6, 7), (2, 4, 4, 4), (1, 2, 2, 4))),
+    ValidCase(
+        "dtype-int32-4d", "5.4", "int32 4-D array.", _dtype_case(6, "<i4", (3, 5, 6, 7), (2, 4, 4, 4), (1, 2, 2, 4))
+    ),
     ValidCase("dtype-uint32-2d", "5.4", "uint32 2-D array.", _dtype_case(7, "<u4", (17, 19), (8, 8), (4, 4))),
-    ValidCase("dtype-int64-1d", "5.4", "int64 1-D array including -2^63 and 2^63-1.", _dtype_case(8, "<i8", (50,), (16,), (8,))),
-    ValidCase("dtype-uint64-2d", "5.4", "uint64 2-D array including 2^64-1.", _dtype_case(9, "<u8", (6, 11), (4, 8), (2, 4))),
-    ValidCase("dtype-float16-2d", "5.4", "float16 2-D array including 0, -0, +inf, -inf and NaN.",
-              _dtype_case(10, "<f2", (10, 14), (8, 8), (4, 4))),
-    ValidCase("dtype-float32-3d", "5.4", "float32 3-D array including 0, -0, +inf, -inf and NaN.",
-              _dtype_case(11, "<f4", (5, 9, 13), (4, 8, 8), (2, 4, 8))),
-    ValidCase("dtype-float64-3d", "5.4", "float64 3-D array including 0, -0, +inf, -inf and NaN.",
-              _dtype_case(12, "<f8", (6, 7, 8), (4, 4, 8), (2, 4, 4))),
-    ValidCase("dtype-complex64-2d", "5.4", "complex64 2-D array (real then imaginary float32).",
-              _dtype_case(13, "<c8", (9, 10), (8, 8), (4, 4))),
-    ValidCase("dtype-complex128-1d", "5.4", "complex128 1-D array (real then imaginary float64).",
-              _dtype_case(14, "<c16", (40,), (16,), (8,))),
-    ValidCase("ndim-5", "5.4", "5-D int16 array with partial edge chunks.",
-              _many_dims(15, (3, 4, 5, 3, 4), (2, 2, 4, 2, 4), (1, 2, 2, 2, 2), np.int16)),
-    ValidCase("ndim-6", "5.4", "6-D int8 array with partial edge chunks.",
-              _many_dims(16, (2, 3, 2, 3, 4, 5), (2, 2, 2, 2, 4, 4), (1, 1, 2, 2, 2, 4), np.int8)),
+    ValidCase(
+        "dtype-int64-1d",
+        "5.4",
+        "int64 1-D array including -2^63 and 2^63-1.",
+        _dtype_case(8, "<i8", (50,), (16,), (8,)),
+    ),
+    ValidCase(
+        "dtype-uint64-2d", "5.4", "uint64 2-D array including 2^64-1.", _dtype_case(9, "<u8", (6, 11), (4, 8), (2, 4))
+    ),
+    ValidCase(
+        "dtype-float16-2d",
+        "5.4",
+        "float16 2-D array including 0, -0, +inf, -inf and NaN.",
+        _dtype_case(10, "<f2", (10, 14), (8, 8), (4, 4)),
+    ),
+    ValidCase(
+        "dtype-float32-3d",
+        "5.4",
+        "float32 3-D array including 0, -0, +inf, -inf and NaN.",
+        _dtype_case(11, "<f4", (5, 9, 13), (4, 8, 8), (2, 4, 8)),
+    ),
+    ValidCase(
+        "dtype-float64-3d",
+        "5.4",
+        "float64 3-D array including 0, -0, +inf, -inf and NaN.",
+        _dtype_case(12, "<f8", (6, 7, 8), (4, 4, 8), (2, 4, 4)),
+    ),
+    ValidCase(
+        "dtype-complex64-2d",
+        "5.4",
+        "complex64 2-D array (real then imaginary float32).",
+        _dtype_case(13, "<c8", (9, 10), (8, 8), (4, 4)),
+    ),
+    ValidCase(
+        "dtype-complex128-1d",
+        "5.4",
+        "complex128 1-D array (real then imaginary float64).",
+        _dtype_case(14, "<c16", (40,), (16,), (8,)),
+    ),
+    ValidCase(
+        "ndim-5",
+        "5.4",
+        "5-D int16 array with partial edge chunks.",
+        _many_dims(15, (3, 4, 5, 3, 4), (2, 2, 4, 2, 4), (1, 2, 2, 2, 2), np.int16),
+    ),
+    ValidCase(
+        "ndim-6",
+        "5.4",
+        "6-D int8 array with partial edge chunks.",
+        _many_dims(16, (2, 3, 2, 3, 4, 5), (2, 2, 2, 2, 4, 4), (1, 1, 2, 2, 2, 4), np.int8),
+    ),
     # --- geometry and axes (section 6)
-    ValidCase("geometry-2d-rotated", "6.3", "2-D image with spacing, origin and a rotated direction matrix.", _geometry_2d),
-    ValidCase("geometry-3d-ct", "6.3", "3-D CT-like volume: permuted direction, spatial_z/y/x labels, source header.",
-              _ct_3d),
+    ValidCase(
+        "geometry-2d-rotated", "6.3", "2-D image with spacing, origin and a rotated direction matrix.", _geometry_2d
+    ),
+    ValidCase(
+        "geometry-3d-ct", "6.3", "3-D CT-like volume: permuted direction, spatial_z/y/x labels, source header.", _ct_3d
+    ),
     ValidCase("axes-4d-channel", "6.1", "4-D image with a channel axis and three spatial axes.", _channels_4d),
     ValidCase("axes-4d-time", "6.1", "4-D time series: a temporal axis and three spatial axes.", _time_4d),
     ValidCase("geometry-affine-sheared", "6.4", "Sheared geometry stored as a standalone affine.", _affine_sheared),
-    ValidCase("geometry-affine-and-parts", "6.4", "Affine given together with matching spacing, origin and direction.",
-              _affine_with_parts),
+    ValidCase(
+        "geometry-affine-and-parts",
+        "6.4",
+        "Affine given together with matching spacing, origin and direction.",
+        _affine_with_parts,
+    ),
     # --- header contents (section 5)
     ValidCase("metadata-only", "4.8", "Metadata-only file: header without array (b2nd shape [0]).", _metadata_only),
-    ValidCase("metadata-only-fixstr", "4.7", "Smallest header {\"schema_version\":\"1.0\"}: a msgpack fixstr, metadata-only.",
-              _fixstr_metadata_only),
-    ValidCase("header-all-namespaces", "5.2",
-              "Every namespace populated: writer, array, layout, integrity, spatial, stats, bbox, is_seg, source, extra.",
-              _all_namespaces),
-    ValidCase("header-minimal", "5.2", "Hand-written minimal header: only schema_version and array (no writer, layout, "
-              "integrity).", _raw_case(_MINIMAL)),
-    ValidCase("header-newer-minor", "2.2", "schema_version 1.7 with unknown members at several levels: they are ignored.",
-              _raw_case(_NEWER_MINOR)),
-    ValidCase("header-json-whitespace", "4.7", "Header JSON with whitespace, exponents and unusual member order.",
-              _raw_case(None, text=_PRETTY)),
-    ValidCase("header-json-escapes", "4.7", "Header JSON with \\u escapes (including a surrogate pair) and escaped characters.",
-              _raw_case(None, text=_ESCAPES)),
+    ValidCase(
+        "metadata-only-fixstr",
+        "4.7",
+        'Smallest header {"schema_version":"1.0"}: a msgpack fixstr, metadata-only.',
+        _fixstr_metadata_only,
+    ),
+    ValidCase(
+        "header-all-namespaces",
+        "5.2",
+        "Every namespace populated: writer, array, layout, integrity, spatial, stats, bbox, is_seg, source, extra.",
+        _all_namespaces,
+    ),
+    ValidCase(
+        "header-minimal",
+        "5.2",
+        "Hand-written minimal header: only schema_version and array (no writer, layout, integrity).",
+        _raw_case(_MINIMAL),
+    ),
+    ValidCase(
+        "header-newer-minor",
+        "2.2",
+        "schema_version 1.7 with unknown members at several levels: they are ignored.",
+        _raw_case(_NEWER_MINOR),
+    ),
+    ValidCase(
+        "header-json-whitespace",
+        "4.7",
+        "Header JSON with whitespace, exponents and unusual member order.",
+        _raw_case(None, text=_PRETTY),
+    ),
+    ValidCase(
+        "header-json-escapes",
+        "4.7",
+        "Header JSON with \\u escapes (including a surrogate pair) and escaped characters.",
+        _raw_case(None, text=_ESCAPES),
+    ),
     ValidCase("header-str32", "4.7", "Header larger than 65535 bytes, stored as a msgpack str32.", _str32),
     ValidCase("header-unicode", "5.1", "Non-ASCII text in source, extra and axis_units (UTF-8, multi-byte).", _unicode),
     # --- layouts and compression (sections 4.4 and 5.5)
-    ValidCase("layout-manual", "5.5", "Manual chunk and block shapes that do not divide the shape.",
-              _layout_case(17, chunk_size=(8, 16, 16), block_size=(4, 8, 8))),
-    ValidCase("layout-patch", "5.5", "Layout derived from a training patch size.", _layout_case(18, patch_size=(8, 16, 16))),
+    ValidCase(
+        "layout-manual",
+        "5.5",
+        "Manual chunk and block shapes that do not divide the shape.",
+        _layout_case(17, chunk_size=(8, 16, 16), block_size=(4, 8, 8)),
+    ),
+    ValidCase(
+        "layout-patch", "5.5", "Layout derived from a training patch size.", _layout_case(18, patch_size=(8, 16, 16))
+    ),
     ValidCase("layout-blosc2", "5.5", "Layout chosen by Blosc2 itself.", _layout_case(19, patch_size=None)),
-    ValidCase("data-zero-chunks-first", "4.4", "All-zero chunks (Blosc2 special chunks) before the data chunks.",
-              _zero_chunks_first),
-    ValidCase("codec-zstd-bitshuffle", "4.4", "zstd codec with the bitshuffle filter.",
-              _codec_case(32, C.ZSTD, [F.BITSHUFFLE], clevel=7)),
+    ValidCase(
+        "data-zero-chunks-first",
+        "4.4",
+        "All-zero chunks (Blosc2 special chunks) before the data chunks.",
+        _zero_chunks_first,
+    ),
+    ValidCase(
+        "codec-zstd-bitshuffle",
+        "4.4",
+        "zstd codec with the bitshuffle filter.",
+        _codec_case(32, C.ZSTD, [F.BITSHUFFLE], clevel=7),
+    ),
     ValidCase("codec-zlib-shuffle", "4.4", "zlib codec with the shuffle filter.", _codec_case(33, C.ZLIB, [F.SHUFFLE])),
-    ValidCase("codec-lz4hc-shuffle", "4.4", "lz4hc codec at level 9 with the shuffle filter.",
-              _codec_case(34, C.LZ4HC, [F.SHUFFLE], clevel=9)),
+    ValidCase(
+        "codec-lz4hc-shuffle",
+        "4.4",
+        "lz4hc codec at level 9 with the shuffle filter.",
+        _codec_case(34, C.LZ4HC, [F.SHUFFLE], clevel=9),
+    ),
     ValidCase("codec-blosclz-nofilter", "4.4", "blosclz codec without filters.", _codec_case(35, C.BLOSCLZ, [])),
-    ValidCase("codec-lz4-bytedelta", "4.4", "lz4 codec with shuffle then bytedelta filters.",
-              _codec_case(36, C.LZ4, [F.SHUFFLE, F.BYTEDELTA])),
-    ValidCase("codec-uncompressed", "4.4", "Compression level 0 (chunks stored uncompressed).",
-              _codec_case(37, C.LZ4, [], clevel=0)),
+    ValidCase(
+        "codec-lz4-bytedelta",
+        "4.4",
+        "lz4 codec with shuffle then bytedelta filters.",
+        _codec_case(36, C.LZ4, [F.SHUFFLE, F.BYTEDELTA]),
+    ),
+    ValidCase(
+        "codec-uncompressed",
+        "4.4",
+        "Compression level 0 (chunks stored uncompressed).",
+        _codec_case(37, C.LZ4, [], clevel=0),
+    ),
 ]

@@ -101,10 +101,13 @@ def test_probes_cross_chunk_edges() -> None:
             continue
         assert 2 <= len(expected["probes"]) <= 4, case["id"]
         chunks = case["expected"]["header"].get("layout", {}) or {}
-        if chunks.get("chunk_size") and any(c < s for c, s in zip(chunks["chunk_size"], expected["shape"])):
+        if chunks.get("chunk_size") and any(
+            c < s for c, s in zip(chunks["chunk_size"], expected["shape"], strict=True)
+        ):
             crossing = [
-                p for p in expected["probes"]
-                if any(a < c <= b - 1 for (a, b), c in zip(p["slices"], chunks["chunk_size"]))
+                p
+                for p in expected["probes"]
+                if any(a < c <= b - 1 for (a, b), c in zip(p["slices"], chunks["chunk_size"], strict=True))
             ]
             assert crossing, case["id"]
 

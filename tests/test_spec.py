@@ -105,7 +105,7 @@ def test_limits_and_constants_match() -> None:
     assert float(ortho) == ORTHONORMAL_TOL
     (atol, rtol) = re.findall(r"<= ([0-9e.-]+) \+ ([0-9e.-]+) · \|B\[r\]\[c\]\|`", text)[0]
     assert float(atol) == float(rtol) == AFFINE_TOL
-    assert ALLOWED_METALAYERS == {"b2nd"} and "exactly one** fixed metalayer, named `b2nd`" in text
+    assert {"b2nd"} == ALLOWED_METALAYERS and "exactly one** fixed metalayer, named `b2nd`" in text
     assert f"named `{HEADER_KEY}`" in text
     assert f"version **{SCHEMA_VERSION}**" in text
 

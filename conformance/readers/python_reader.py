@@ -39,8 +39,15 @@ def read(path: str, probes: list[list[list[int]]]) -> dict[str, Any]:
         header = decode_header(head.frame.header_bytes, path=path)
         verify_digest(path, head.meta)
         if head.meta.array is None:
-            return {"valid": True, "error": None, "header": header, "shape": None, "dtype": None, "sha256": None,
-                    "probes": []}
+            return {
+                "valid": True,
+                "error": None,
+                "header": header,
+                "shape": None,
+                "dtype": None,
+                "sha256": None,
+                "probes": [],
+            }
         with MLArray.open(path, mmap_mode="r") as image:
             try:
                 whole = np.asarray(image[...])
