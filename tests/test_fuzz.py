@@ -71,8 +71,6 @@ KNOWN_FINDINGS: dict[str, str] = {
     "r6/58/i16_2d/patch_int": "exception: RuntimeError at mlarray/api.py in __getitem__",
     # a flipped byte in the header chunk's block-offset table: blosc2.decompress segfaults
     "r6/159/f64_4d_channels/flip": "crash: SIGSEGV during read_header",
-    # a garbage dtype string in the b2nd metalayer reaches np.dtype() unchecked
-    "r6/66/u16_zeros/flip": "exception: TypeError at mlarray/storage/io.py in check_against_frame",
 }
 """Case id -> finding class, for findings of the sample not fixed yet (delete ids as they are fixed)."""
 

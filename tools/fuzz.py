@@ -266,6 +266,9 @@ class Summary:
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
     undetected_corruption: list[str] = field(default_factory=list)
+    """Deep validation said valid, yet a read returned data other than the seed's."""
+    validate_gaps: list[str] = field(default_factory=list)
+    """Deep validation said valid, yet open, a slice or load failed with an MLArrayError."""
     max_rss_mb: float = 0.0
     by_case: dict[str, Result] = field(default_factory=dict)
     """Every result by case id (not in the JSON report)."""
@@ -278,8 +281,12 @@ class Summary:
         self.max_rss_mb = max(self.max_rss_mb, r.rss_mb)
         for op, value in r.ops.items():
             self.per_op.setdefault(op, Counter())[value] += 1
-        if r.ops.get("validate_deep") == "valid" and "ok_differs" in (r.ops.get("load"), r.ops.get("getitem_all")):
-            self.undetected_corruption.append(r.case.id)
+        if r.ops.get("validate_deep") == "valid":
+            reads = [r.ops.get(op, "") for op in ("open", "getitem_small", "getitem_all", "load")]
+            if "ok_differs" in reads:
+                self.undetected_corruption.append(r.case.id)
+            elif any(v.isupper() and v not in ("INVALID_ARGUMENT", "FINDING", "CRASH", "HANG") for v in reads):
+                self.validate_gaps.append(r.case.id)
         seen: set[str] = set()
         for f in r.findings:
             key = finding_class(f)
@@ -308,6 +315,7 @@ class Summary:
             },
             "findings": self.findings,
             "undetected_corruption": self.undetected_corruption,
+            "validate_gaps": self.validate_gaps,
             "max_worker_rss_mb": round(self.max_rss_mb, 1),
         }
 
@@ -319,10 +327,10 @@ def _safe(text: str) -> str:
 def save_finding(directory: Path, case: Case, record: dict[str, Any]) -> str:
     """Write the finding's file and its description; return the file's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / _safe(case.id)
-    path = stem.with_suffix(".mla")
+    stem = _safe(case.id)
+    path = directory / f"{stem}.mla"
     path.write_bytes(case.data)
-    info = stem.with_suffix(".json")
+    info = directory / f"{stem}.json"
     existing = json.loads(info.read_text()) if info.exists() else {"id": case.id, "desc": case.desc, "findings": []}
     existing["findings"].append(record)
     info.write_text(json.dumps(existing, indent=2))
@@ -465,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
 def _text_summary(report: dict[str, Any]) -> str:
     lines = [f"{report['cases']} mutated files in {report['seconds']} s", "outcomes:"]
     lines += [f"  {k:28s} {v}" for k, v in report["outcomes"].items()]
+    lines.append(f"deep validation 'valid' but a read failed: {len(report['validate_gaps'])} files")
+    lines.append(f"deep validation 'valid' but data differ: {len(report['undetected_corruption'])} files")
     lines.append(f"finding classes: {len(report['finding_classes'])}")
     for key, entry in report["finding_classes"].items():
         lines.append(f"  {entry['cases']:6d} files  {key}   e.g. {entry['examples'][0]}")
