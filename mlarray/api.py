@@ -309,9 +309,13 @@ class MLArray:
 
     def __getitem__(self, key: Any) -> Any:
         data = self._require_array()
-        if self._nd is not None:
-            _check_result_size(self.shape or (), self.dtype, key, self._path)
-        return data[key]
+        if self._nd is None:
+            return data[key]
+        _check_result_size(self.shape or (), self.dtype, key, self._path)
+        try:
+            return data[key]
+        except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
+            raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=self._path) from None
 
     def __setitem__(self, key: Any, value: Any) -> None:
         data = self._require_array()
@@ -319,6 +323,8 @@ class MLArray:
             raise ReadOnlyError("the array was opened with mmap_mode='r'; open it with 'r+' to write", path=self._path)
         if isinstance(value, MLArray):
             value = value.to_numpy()
+        if self._nd is not None and isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)  # blosc2 only accepts C-contiguous buffers
         if self._mode == "c" and not self._dirty:
             data = self._nd = _private_copy(self._nd, self._path)
         data[key] = value

@@ -338,3 +338,39 @@ def test_every_error_class_is_exported_from_the_package() -> None:
     for cls in ALL_ERRORS:
         assert getattr(mlarray, cls.__name__) is cls
         assert cls.__name__ in mlarray.__all__
+
+
+def test_writing_non_contiguous_values_to_a_file(saved: Path, volume: np.ndarray) -> None:
+    source = np.asfortranarray(np.arange(8 * 24 * 41, dtype=np.int16).reshape(8, 24, 41))
+    with MLArray.open(saved, mmap_mode="r+") as image:
+        image[12:, 9:, :] = source
+        image[0, :, ::2] = volume[1, :, ::2][:, ::-1]
+    expected = volume.copy()
+    expected[12:, 9:, :] = source
+    expected[0, :, ::2] = volume[1, :, ::2][:, ::-1]
+    np.testing.assert_array_equal(MLArray(saved).to_numpy(), expected)
+
+
+def test_corrupt_chunks_raise_corrupt_frame_on_read(saved: Path) -> None:
+    from mlarray import CorruptFrameError
+    from mlarray.storage import data_section
+
+    start, end = data_section(saved)
+    raw = bytearray(saved.read_bytes())
+    raw[start + 40 : start + 400] = bytes(360)  # wipe the inside of the first chunk
+    saved.write_bytes(bytes(raw))
+    image = MLArray.open(saved)
+    with pytest.raises(CorruptFrameError):
+        image[...]
+
+
+@pytest.mark.parametrize("bad", ["DELTA", "TRUNC_PREC"])
+def test_filters_that_break_partial_reads_or_lose_data_are_refused(tmp_path: Path, bad: str) -> None:
+    import blosc2
+
+    cparams = {"filters": [getattr(blosc2.Filter, bad)], "filters_meta": [0]}
+    with pytest.raises(InvalidArgumentError):
+        MLArray(np.arange(100, dtype=np.int16), cparams=cparams).save(tmp_path / "f.mla")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(HeaderValidationError):
+        mlarray.Layout(strategy="manual", chunk_size=[4], block_size=[2], filters=[bad.lower()])

@@ -50,8 +50,6 @@ _CODECS = {
 _FILTERS = {
     "shuffle": blosc2.Filter.SHUFFLE,
     "bitshuffle": blosc2.Filter.BITSHUFFLE,
-    "delta": blosc2.Filter.DELTA,
-    "trunc_prec": blosc2.Filter.TRUNC_PREC,
     "bytedelta": blosc2.Filter.BYTEDELTA,
 }
 DEFAULT_CODEC = "lz4"

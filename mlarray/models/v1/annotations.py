@@ -82,7 +82,10 @@ class BBoxes(StrictModel):
 
 
 Codec = Literal["blosclz", "lz4", "lz4hc", "zlib", "zstd"]
-FilterName = Literal["shuffle", "bitshuffle", "delta", "trunc_prec", "bytedelta"]
+FilterName = Literal["shuffle", "bitshuffle", "bytedelta"]
+"""Lossless filters whose partial (block-wise) reads are exact. Blosc2's ``delta`` references the
+chunk's first block, and partial reads of such chunks crash or return wrong values; ``trunc_prec``
+is lossy by design. Neither may be written."""
 
 
 class Layout(StrictModel):
