@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz lint schema bench bench-quick docs clean
+.PHONY: demo test fuzz lint schema conformance bench bench-quick docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,23 @@ lint: $(STAMP)
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the models
 	$(PY) -m mlarray.schema --write
+
+conformance: $(STAMP)  ## ajv checks the schema; the independent C reader runs the conformance suite
+	conformance/ajv-check.sh
+	PYTHON=$(PY) conformance/readers/c/build.sh
+	$(PY) conformance/run.py --require must -- conformance/readers/c/build/mla_reader
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## full benchmark against npy/blosc2/zarr/h5py/NIfTI (about 15 minutes); see docs/performance.md
+	$(PY) -m benchmarks.run
+
+bench-quick: $(BENCH_STAMP)  ## smaller volumes and fewer samples (under 3 minutes)
+	$(PY) -m benchmarks.run --quick
 
 docs: $(STAMP)  ## build the documentation site into site/; any warning fails the build
 	$(PY) docs/gen_reference.py --check
