@@ -39,7 +39,7 @@ ROOT = TOOLS.parent
 if str(TOOLS) not in sys.path:
     sys.path.insert(0, str(TOOLS))
 
-from fuzz_mutators import Case, Seed, make_seeds, random_case, structured_cases  # noqa: E402
+from fuzz_mutators import Case, Seed, make_seeds, random_case, regression_cases, structured_cases  # noqa: E402
 from fuzz_worker import OPS  # noqa: E402
 
 DEFAULT_FINDINGS = TOOLS / "fuzz-findings"
@@ -340,12 +340,14 @@ def save_finding(directory: Path, case: Case, record: dict[str, Any]) -> str:
 def build_cases(
     seeds: list[Seed], count: int, run_seed: int, *, full: bool = True, pool: list[str] | None = None
 ) -> list[Case]:
-    """``count`` cases: the structured ones first (at most 40 %, evenly thinned), then random ones."""
-    structured = list(structured_cases(seeds, full=full))
-    budget = min(len(structured), count * 2 // 5)
+    """``count`` cases: regression and structured ones first (at most 40 %, evenly thinned), then random ones."""
+    regressions = list(regression_cases(seeds))
+    structured = list(structured_cases(seeds, full=full))[len(regressions) :]
+    budget = min(len(structured), count * 2 // 5 - len(regressions))
     if budget < len(structured):
         step = len(structured) / max(budget, 1)
         structured = [structured[int(i * step)] for i in range(budget)]
+    structured = regressions + structured
     randoms = [random_case(seeds, run_seed, k, pool) for k in range(count - len(structured))]
     return structured + randoms
 

@@ -129,30 +129,31 @@ def type_change(header: dict[str, Any], rng: random.Random) -> tuple[Any, str]:
 # --------------------------------------------------------------------------- splice kinds
 
 
-def _nested(depth: int, kind: str) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value] if kind == "list" else {"a": value}
-    return value
+def _nested_text(depth: int, kind: str) -> str:
+    if kind == "list":
+        return "[" * depth + "1" + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
 
 
 def _deep(rng: random.Random, header: dict[str, Any]) -> tuple[bytes, str]:
-    depth = rng.choice([50, 400, 900, 990, 1000, 1100, 3000, 20000])
+    """Deeply nested arrays or objects, at the top level or inside one header member."""
+    depth = rng.choice([50, 150, 250, 400, 900, 990, 1000, 3000, 20000])
     kind = rng.choice(["list", "dict"])
     where = rng.choice(["top", "source", "extra", "spatial.spacing", "array.shape", "bbox.bboxes"])
+    nested = _nested_text(depth, kind)
     if where == "top":
-        text = ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
-        return pack_str(text), f"deep {kind} x{depth} at top level"
+        return pack_str(nested), f"deep {kind} x{depth} at top level"
     out = copy.deepcopy(header)
     section, _, key = where.partition(".")
-    target = out.setdefault(section, {}) if key else out
-    if not isinstance(target, dict):
-        target = out[section] = {}
-    try:
-        target[key or section] = _nested(depth, kind)
-        text = dumps(out)
-    except RecursionError:
-        text = dumps(header)[:-1] + ',"extra":' + ("[" * depth + "]" * depth) + "}"
+    marker = "\x00NESTED\x00"
+    if key:
+        target = out.get(section)
+        if not isinstance(target, dict):
+            target = out[section] = {}
+        target[key] = marker
+    else:  # inside the free-form object: {"source": {"deep": [[[...]]]}}
+        out[section] = {"deep": marker}
+    text = dumps(out).replace(json.dumps(marker), nested)
     return pack_str(text), f"deep {kind} x{depth} in {where}"
 
 

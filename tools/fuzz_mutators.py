@@ -591,12 +591,32 @@ def random_case(seeds: list[Seed], run_seed: int, k: int, pool: list[str] | None
     return Case(f"r{run_seed}/{k}/{seed.name}/{kind}", seed.name, kind, desc, data)
 
 
+def regression_cases(seeds: list[Seed]) -> Iterator[Case]:
+    """Minimal files for findings of earlier runs (minimized by hand), kept in every sample."""
+    seed = next(s for s in seeds if s.name == "bool_3d_seg")
+    fm = seed.fm
+    data = bytearray(seed.data)
+    data[fm.vlmeta_content().body + 35] = 0x09  # the header chunk's first block offset, high byte
+    desc = "header chunk: first block offset 0x09xxxxxx (far past the chunk)"
+    yield Case(f"{seed.name}/regress/header-block-offset", seed.name, "regress", desc, bytes(data))
+    data = bytearray(seed.data)
+    start = fm.chunks[0].start
+    data[start + 6], data[start + 15] = 0x34, 0x6D  # nbytes and cbytes (little-endian int32 at 4 and 12)
+    desc = "chunk0: nbytes and cbytes both raised (0x0034xxxx, 0x6d0000xx)"
+    yield Case(f"{seed.name}/regress/chunk0-nbytes-cbytes", seed.name, "regress", desc, bytes(data))
+    nested = '{"a":' * 300 + "1" + "}" * 300
+    text = dumps(dict(seed.header, extra={"deep": "\x00"})).replace(json.dumps("\x00"), nested)
+    desc = "extra.deep nested 300 objects deep"
+    yield Case(f"{seed.name}/regress/deep-extra", seed.name, "regress", desc, with_header(seed, pack_str(text)))
+
+
 def structured_cases(seeds: list[Seed], *, full: bool = True) -> Iterator[Case]:
     """Systematic cases: boundaries, size fields, metalayer variants, index variants, splice kinds.
 
     The per-field patches cover the first four seeds (``full=False``: the first one, and
-    fewer splices: the normal test suite's sample).
+    fewer splices: the normal test suite's sample). The regression cases come first.
     """
+    yield from regression_cases(seeds)
     for seed in seeds:
         for name, cut in sorted(seed.fm.boundaries().items(), key=lambda kv: kv[1]):
             yield Case(f"{seed.name}/truncate/{name}", seed.name, "truncate", f"cut at {name} ({cut})", seed.data[:cut])
