@@ -124,12 +124,14 @@ static uint64_t mul_sat(uint64_t a, uint64_t b) {
 }
 
 static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error *err) {
-    /* 1. the four elements are integers and dtype ends in a decimal number */
-    size_t len = strlen(f->dtype), digits = 0;
-    while (digits < len && f->dtype[len - 1 - digits] >= '0' && f->dtype[len - 1 - digits] <= '9') digits++;
-    if (s->seen != 0xf || digits == 0 || digits > 6)
+    /* 1. the four elements are integers and itemsize can be read from dtype: drop the leading
+     * byte-order characters and the type code, the rest must be a decimal number */
+    const char *size = f->dtype + strspn(f->dtype, "<>|=");
+    size += *size != '\0';
+    size_t digits = strspn(size, "0123456789");
+    if (s->seen != 0xf || digits == 0 || digits != strlen(size) || digits > 9)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header's size fields or the b2nd dtype are malformed");
-    int64_t itemsize = strtol(f->dtype + len - digits, NULL, 10);
+    int64_t itemsize = strtol(size, NULL, 10);
     int64_t nbytes = s->value[0], typesize = s->value[1], blocksize = s->value[2], chunksize = s->value[3];
     /* 2. */
     if (typesize != itemsize)
@@ -146,7 +148,9 @@ static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error 
     }
     uint64_t chunk_items = 1, block_items = 1, nchunks = 1;
     for (int a = 0; a < f->ndim; a++) {
-        chunk_items = mul_sat(chunk_items, (uint64_t)f->chunks[a]);
+        /* C-Blosc2 pads each chunk to whole blocks: the extended chunk shape (spec 4.3, checks 6, 8) */
+        uint64_t ext = ((uint64_t)f->chunks[a] + (uint64_t)f->blocks[a] - 1) / (uint64_t)f->blocks[a];
+        chunk_items = mul_sat(chunk_items, mul_sat(ext, (uint64_t)f->blocks[a]));
         block_items = mul_sat(block_items, (uint64_t)f->blocks[a]);
         uint64_t along = ((uint64_t)f->shape[a] + (uint64_t)f->chunks[a] - 1) / (uint64_t)f->chunks[a];
         nchunks = mul_sat(nchunks, along);
@@ -181,7 +185,8 @@ static mla_code decompress_header(const uint8_t *chunk, size_t len, mla_frame *f
     if ((uint32_t)nbytes > MLA_MAX_HEADER_BYTES)
         return mla_fail(err, MLA_HEADER_TOO_LARGE, "the header is %d bytes (limit %u)", nbytes, MLA_MAX_HEADER_BYTES);
     if ((size_t)cbytes != len) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk's size disagrees with its container");
-    f->header = malloc(nbytes ? (size_t)nbytes : 1);
+    /* zeroed: C-Blosc2 reports success for a 'special uninitialized' chunk without writing */
+    f->header = calloc(nbytes ? (size_t)nbytes : 1, 1);
     if (f->header == NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "out of memory");
     blosc2_context *ctx = blosc2_create_dctx(BLOSC2_DPARAMS_DEFAULTS);
     int got = ctx ? blosc2_decompress_ctx(ctx, chunk, (int32_t)len, f->header, (int32_t)nbytes) : -1;

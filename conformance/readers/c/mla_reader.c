@@ -105,6 +105,7 @@ static mla_code slice_digest(const b2nd_array_t *arr, const mla_frame *f, const 
             s1[0] = i + step < stop[0] ? i + step : stop[0];
             bshape[0] = s1[0] - s0[0];
             int64_t nbytes = bshape[0] * row;
+            memset(buf, 0, (size_t)nbytes); /* deterministic even for 'uninitialized' special chunks */
             if (b2nd_get_slice_cbuffer(arr, s0, s1, buf, bshape, nbytes) < 0) {
                 free(buf);
                 return mla_fail(err, MLA_CORRUPT_FRAME, "array data cannot be decompressed");
@@ -208,8 +209,17 @@ int main(int argc, char **argv) {
     }
     blosc2_init();
     blosc_ready = 1;
-    if (b2nd_open(path, &arr) < 0 || arr == NULL) {
+    /* b2nd_open would leak the super-chunk when the b2nd metalayer does not decode: open in two
+     * steps and free it ourselves. */
+    blosc2_schunk *sc = blosc2_schunk_open(path);
+    if (sc == NULL) {
         mla_fail(&err, MLA_CORRUPT_FRAME, "C-Blosc2 cannot open the frame");
+        goto done;
+    }
+    if (b2nd_from_schunk(sc, &arr) < 0 || arr == NULL) {
+        blosc2_schunk_free(sc);
+        arr = NULL;
+        mla_fail(&err, MLA_CORRUPT_FRAME, "C-Blosc2 cannot read the frame as an NDArray");
         goto done;
     }
     if (check_chunks(arr, &err) != MLA_OK) goto done;
