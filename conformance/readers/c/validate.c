@@ -47,7 +47,7 @@ static int check_layout(vctx *c, const json_value *v) {
                                         "codec",    "clevel",     "filters",    NULL};
     static const char *const strategies[] = {"patch", "manual", "blosc2", NULL};
     static const char *const codecs[] = {"blosclz", "lz4", "lz4hc", "zlib", "zstd", NULL};
-    static const char *const filters[] = {"shuffle", "bitshuffle", "delta", "trunc_prec", "bytedelta", NULL};
+    static const char *const filters[] = {"shuffle", "bitshuffle", "bytedelta", NULL};
     if (!check_type(c, "layout", v, JSON_OBJECT, "an object or null")) return 0;
     check_members(c, "layout", v, known);
     int ok = require(c, "layout", v, "strategy") & require(c, "layout", v, "chunk_size") &
