@@ -276,7 +276,7 @@ def m_truncate(seed: Seed, rng: random.Random) -> tuple[bytes, str]:
     else:
         cut = rng.randrange(len(seed.data))
         where = f"random@{cut}"
-    data = seed.data[: max(cut, 0)]
+    data = seed.data[: min(max(cut, 0), len(seed.data) - 1)]  # always lose at least one byte
     if rng.random() < 0.5:
         return _set_frame_size(data), f"truncate at {where}, frame_size fixed"
     return data, f"truncate at {where}"
