@@ -25,6 +25,9 @@ MAX_CHUNKS = 1 << 24
 MAX_CHUNK_BYTES = (1 << 31) - 1
 """Blosc2's own limit on the uncompressed size of one chunk."""
 
+MAX_NESTING = 64
+"""Deepest nesting of arrays/objects in a header (the header object is level 1)."""
+
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 """Largest header (encoded) a reader accepts: hostile files cannot exhaust memory through it."""
 

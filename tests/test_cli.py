@@ -202,11 +202,15 @@ def test_validate_usage_errors(tmp_path: Path) -> None:
 
 
 def corrupt_first_chunk(path: Path) -> None:
-    """Overwrite the first chunk's sizes: the frame structure and header stay intact."""
+    """Overwrite compressed bytes inside the first chunk: the frame structure and header stay intact.
+
+    (The first chunk's size fields are checked when the frame is inspected, so the damage
+    goes into its payload, which only decompression notices.)
+    """
     start = inspect_frame(path).header_size
     with open(path, "r+b") as f:
-        f.seek(start + 4)
-        f.write(b"\xff" * 12)
+        f.seek(start + 300)
+        f.write(b"\xff" * 64)
 
 
 def test_deep_validation_decompresses_the_chunks(sample: Path) -> None:

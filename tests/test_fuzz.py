@@ -38,17 +38,7 @@ from mlarray.validate import validate_file  # noqa: E402
 SAMPLE_SEED = 6
 SAMPLE_SIZE = 500
 
-KNOWN_FINDINGS: dict[str, str] = {
-    # objects or arrays nested ~200+ deep in source/extra: RecursionError escapes models/base.py (JsonObject)
-    "bool_3d_seg/regress/deep-extra": "exception: RecursionError at mlarray/models/base.py in __init__",
-    "r6/59/bool_3d_seg/splice": "exception: RecursionError at mlarray/models/base.py in __init__",
-    # the header chunk's block-offset table points outside the chunk: blosc2.decompress segfaults
-    # (storage/frame.py _decompress_header)
-    "bool_3d_seg/regress/header-block-offset": "crash: SIGSEGV during read_header",
-    "r6/159/f64_4d_channels/flip": "crash: SIGSEGV during read_header",
-    # first data chunk declares nbytes ~3.4 MB and cbytes ~1.8 GB: blosc2.open segfaults (storage/io.py open_frame)
-    "bool_3d_seg/regress/chunk0-nbytes-cbytes": "crash: SIGSEGV during open",
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 """Case id -> finding class, for findings of the sample not fixed yet (delete ids as they are fixed)."""
 
 KNOWN_FLAKY: dict[str, str] = {}

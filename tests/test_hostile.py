@@ -261,3 +261,103 @@ def test_a_really_full_disk(tmp_path: Path) -> None:
 
         gc.collect()
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_nesting_deeper_than_the_limit_is_not_json(tmp_path: Path) -> None:
+    from mlarray.versions import MAX_NESTING
+
+    ok = '{"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<i2"}, "extra": {"a": %s}}'
+    # the header object is level 1, "extra" level 2, so MAX_NESTING - 2 more arrays are allowed
+    deepest = "[" * (MAX_NESTING - 2) + "]" * (MAX_NESTING - 2)
+    path = _frame(tmp_path / "deep-ok.mla", {"mlarray": msgpack.packb(ok % deepest)})
+    assert read_header(path).meta.extra["a"] is not None
+    too_deep = "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1)
+    _expect(_frame(tmp_path / "deep.mla", {"mlarray": msgpack.packb(ok % too_deep)}), HeaderNotJSONError)
+    hostile = "[" * 100_000 + "]" * 100_000
+    _expect(_frame(tmp_path / "hostile.mla", {"mlarray": msgpack.packb(ok % hostile)}), HeaderNotJSONError)
+
+
+def test_lone_surrogates_and_overflowing_integers(tmp_path: Path) -> None:
+    base = '{"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<i2"}, %s}'
+    for body in ('"extra": {"a": "\\ud800"}', '"source": {"\\udc00": 1}'):
+        _expect(_frame(tmp_path / "s.mla", {"mlarray": msgpack.packb(base % body)}), HeaderNotJSONError)
+    paired = _frame(tmp_path / "pair.mla", {"mlarray": msgpack.packb(base % '"extra": {"a": "\\ud83d\\ude00"}')})
+    assert read_header(paired).meta.extra["a"] == "\U0001f600"
+    huge = '"extra": {"a": 1' + "0" * 400 + "}"
+    error = _expect(_frame(tmp_path / "int.mla", {"mlarray": msgpack.packb(base % huge)}), HeaderValidationError)
+    assert isinstance(error, HeaderValidationError) and error.problems[0].code == "not_finite"
+
+
+def _b2nd_patched(path: Path, old: bytes, new: bytes) -> Path:
+    data = path.read_bytes()
+    at = data.index(old, data.index(b"b2nd"))
+    path.write_bytes(data[:at] + new + data[at + len(old) :])
+    return path
+
+
+def test_b2nd_metalayer_rules(tmp_path: Path) -> None:
+    import struct
+
+    def fresh(name: str) -> Path:
+        path = tmp_path / name
+        MLArray(np.zeros((3, 4, 5), np.int16), chunk_size=(3, 4, 5), block_size=(3, 4, 5)).save(path)
+        return path
+
+    # dtype_format 1 instead of 0 (the byte before the dtype string's str32 marker)
+    _expect(
+        _b2nd_patched(fresh("fmt.mla"), b"\x00\xdb\x00\x00\x00\x03<i2", b"\x01\xdb\x00\x00\x00\x03<i2"),
+        CorruptFrameError,
+    )
+    # a float (msgpack float64, same width as int64) instead of an integer shape entry
+    float_shape = b"\xcb" + struct.pack(">d", 3.0)
+    _expect(_b2nd_patched(fresh("float.mla"), b"\xd3" + struct.pack(">q", 3), float_shape), CorruptFrameError)
+    for bad in (b"< 2", b"<i+", b"<\xd9\xa2"):
+        _expect(
+            _b2nd_patched(fresh("dtype.mla"), b"\xdb\x00\x00\x00\x03<i2", b"\xdb\x00\x00\x00\x03" + bad),
+            CorruptFrameError,
+        )
+
+
+def test_trailer_fingerprint_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "fp.mla"
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    MLArray(data).save(path)
+    raw = bytearray(path.read_bytes())
+    assert raw[-18] == 0xD8
+    raw[-17] = 0xFF  # the fingerprint type byte: a msgpack timestamp to a naive decoder
+    path.write_bytes(bytes(raw))
+    np.testing.assert_array_equal(MLArray(path).to_numpy(), data)
+
+
+def test_special_value_header_chunks_are_corrupt(tmp_path: Path) -> None:
+    import blosc2
+
+    for fill in ("zeros", "value"):
+        holder = blosc2.zeros((50,), dtype="u1") if fill == "zeros" else blosc2.full((50,), 7, dtype="u1")
+        special = holder.schunk.get_chunk(0)
+        path = tmp_path / f"{fill}.mla"
+        MLArray(np.arange(60, dtype=np.int16).reshape(3, 4, 5)).save(path)
+        nd = blosc2.open(str(path), mode="a")
+        nd.schunk.vlmeta.set_vlmeta("mlarray", b"\0", typesize=1)
+        del nd
+        data = path.read_bytes()
+        regular = blosc2.compress2(b"\0", typesize=1)
+        assert data.count(regular) == 1
+        # swap the header chunk for a special-value chunk, fixing the bin32 length and frame sizes
+        path.write_bytes(data)
+        _swap_header_chunk(path, regular, special)
+        assert "special-value" in str(_expect(path, CorruptFrameError))
+
+
+def _swap_header_chunk(path: Path, old: bytes, new: bytes) -> None:
+    import struct
+
+    data = path.read_bytes()
+    at = data.index(b"\xc6" + struct.pack(">I", len(old)) + old)
+    delta = len(new) - len(old)
+    data = data[:at] + b"\xc6" + struct.pack(">I", len(new)) + new + data[at + 5 + len(old) :]
+    frame_size = struct.unpack(">Q", data[16:24])[0] + delta
+    data = data[:16] + struct.pack(">Q", frame_size) + data[24:]
+    trailer_len = struct.unpack(">I", data[-22:-18])[0] + delta
+    data = data[:-22] + struct.pack(">I", trailer_len) + data[-18:]
+    path.write_bytes(data)

@@ -17,6 +17,7 @@ from mlarray.models.base import (
     JsonObject,
     StrictModel,
     ignoring_unknown_fields,
+    overflowing_integers,
     problems_from,
     strict_json_types,
     to_json_value,
@@ -89,6 +90,9 @@ def parse_header(data: Any, *, path: str | None = None) -> Meta:
             f"(writes {SCHEMA_VERSION}); upgrade mlarray to read this file",
             path=path,
         )
+    overflow = overflowing_integers(data)
+    if overflow:
+        raise HeaderValidationError(overflow, path=path)
     ours = parse_version(SCHEMA_VERSION)[1]
     try:
         with strict_json_types():

@@ -107,6 +107,29 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
     return out
 
 
+def _fits_binary64(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
+    """Problems for every integer in decoded JSON whose magnitude overflows binary64 (iterative)."""
+    out: list[Problem] = []
+    stack: list[tuple[Any, str]] = [(value, loc)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}.{i}") for i, v in enumerate(node))
+        elif isinstance(node, int) and not isinstance(node, bool) and not _fits_binary64(node):
+            out.append(Problem(where, "not_finite", "the integer is beyond the binary64 range"))
+    return out
+
+
 def _bad_json(loc: str, code: str, message: str) -> HeaderValidationError:
     return HeaderValidationError([Problem(loc, code, message)])
 
@@ -120,11 +143,19 @@ def to_json_value(value: Any, loc: str = "") -> Any:
     location of the first value JSON cannot represent exactly (NaN, Infinity, bytes,
     arbitrary objects, non-string keys).
     """
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_json(loc, "invalid_value", "the string holds a lone surrogate (not valid UTF-8)") from None
         return value
     if isinstance(value, np.generic):
         return to_json_value(value.item(), loc)
     if isinstance(value, int):
+        if not _fits_binary64(value):
+            raise _bad_json(loc, "not_finite", "the integer is beyond the binary64 range (JSON numbers must be finite)")
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -15,12 +15,48 @@ from typing import Any
 
 import msgpack
 
-from mlarray.errors import HeaderEncodingError, HeaderNotJSONError, HeaderTooLargeError
-from mlarray.versions import MAX_HEADER_BYTES
+from mlarray.errors import HeaderEncodingError, HeaderNotJSONError, HeaderTooLargeError, HeaderValidationError, Problem
+from mlarray.versions import MAX_HEADER_BYTES, MAX_NESTING
+
+_UNSET = object()
+
+
+def json_problem(value: Any) -> str | None:
+    """Why ``value`` (decoded JSON) breaks the header's text rules, or ``None``.
+
+    Spec: arrays/objects nest at most :data:`~mlarray.versions.MAX_NESTING` levels (the
+    header object is level 1) and no string or key holds a lone surrogate. Iterative, so
+    hostile nesting cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_NESTING:
+                return f"the header nests deeper than {MAX_NESTING} levels"
+            items = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            for key, child in items:
+                if key is not None and not _encodable(key):
+                    return f"the key {key!r} holds a lone surrogate"
+                stack.append((child, depth + 1))
+        elif isinstance(node, str) and not _encodable(node):
+            return f"the string {node!r} holds a lone surrogate"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_header(header: dict[str, Any]) -> bytes:
-    """Serialize a header object to its on-disk bytes (refusing NaN/Infinity)."""
+    """Serialize a header object to its on-disk bytes (refusing NaN/Infinity, deep nesting, lone surrogates)."""
+    problem = json_problem(header)
+    if problem is not None:
+        raise HeaderValidationError([Problem("", "invalid_value", problem)])
     text = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     data: bytes = msgpack.packb(text, use_bin_type=True)
     if len(data) > MAX_HEADER_BYTES:
@@ -84,4 +120,7 @@ def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
         raise HeaderNotJSONError(f"the header is not valid JSON ({exc})", path=path) from None
     if not isinstance(value, dict):
         raise HeaderNotJSONError(f"the header must be a JSON object, got {type(value).__name__}", path=path)
+    problem = json_problem(value)
+    if problem is not None:
+        raise HeaderNotJSONError(problem, path=path)
     return value

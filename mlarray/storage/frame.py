@@ -13,7 +13,9 @@ The byte layout checked here is restated in ``spec/mlarray.md`` (section "On-dis
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -93,7 +95,11 @@ def _nd_info(content: bytes, path: str) -> NDInfo:
     """Decode the b2nd metalayer: ``[version, ndim, shape, chunks, blocks, dtype_format, dtype]``."""
     value = _unpack(content, "b2nd metalayer", path)
     try:
-        _version, ndim, shape, chunks, blocks, _fmt, dtype = value
+        _version, ndim, shape, chunks, blocks, dtype_format, dtype = value
+        if dtype_format != 0 or isinstance(dtype_format, bool):
+            raise ValueError  # spec: 0 = a NumPy type string, the only format allowed
+        if not all(_is_int(x) for v in (shape, chunks, blocks) for x in v):
+            raise ValueError  # msgpack integers only: no floats, no booleans
         dims = [tuple(int(x) for x in v) for v in (shape, chunks, blocks)]
         if not all(len(d) == ndim for d in dims) or not isinstance(dtype, bytes):
             raise ValueError
@@ -104,6 +110,21 @@ def _nd_info(content: bytes, path: str) -> NDInfo:
     return NDInfo(dims[0], dims[1], dims[2], dtype.decode("ascii", errors="replace"))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_DTYPE = re.compile(rb"[<>|=][A-Za-z]([0-9]+)", re.ASCII)
+"""A b2nd dtype: byte order, one ASCII letter, the item size in ASCII digits (spec 4.3, check 1)."""
+
+
+def _itemsize(dtype: str) -> int:
+    match = _DTYPE.fullmatch(dtype.encode("utf-8", errors="replace"))
+    if match is None:
+        raise ValueError(dtype)
+    return int(match.group(1))
+
+
 def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
     """Spec: the frame header's byte sizes agree with the b2nd shapes; declared sizes stay within limits.
 
@@ -112,7 +133,7 @@ def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
     """
     try:
         nbytes, typesize, blocksize, chunksize = (int(header[i]) for i in (4, 6, 7, 8))
-        itemsize = int(nd.dtype.lstrip("<>|=")[1:]) if nd.dtype[-1:].isdigit() else -1
+        itemsize = _itemsize(nd.dtype)
     except (IndexError, TypeError, ValueError):
         raise CorruptFrameError("the frame header's size fields are malformed", path=path) from None
     if itemsize != typesize:
@@ -208,15 +229,16 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
             raise HeaderTooLargeError(f"the frame trailer is {trailer_len} bytes (limit {MAX_TRAILER})", path=p)
         if not TRAILER_TAIL < trailer_len <= frame_size - header_size:
             raise CorruptFrameError(f"implausible trailer length {trailer_len}", path=p)
-        trailer = _unpack(_read_exact(f, frame_size - trailer_len, trailer_len, p), "trailer", p)
-    if not isinstance(trailer, list) or len(trailer) < 2:
-        raise CorruptFrameError("the frame trailer is malformed", path=p)
-    vlayers = _layers(trailer[1], "trailer", p)
+        trailer = _read_exact(f, frame_size - trailer_len, trailer_len, p)
+        section = frame_size - trailer_len - header_size
+        first = _read_exact(f, header_size, 16, p) if section >= 16 else b""
+    vlayers = _layers(_trailer_layers(trailer, p), "trailer", p)
     if HEADER_KEY not in vlayers:
         raise MissingHeaderError(
             f"the frame has no '{HEADER_KEY}' header; it is a Blosc2 array but not an .mla file", path=p
         )
     header_bytes = _decompress_header(vlayers[HEADER_KEY], p)
+    _check_first_chunk(first, section, header, nd, p)
     return FrameInfo(
         file_size=file_size,
         header_size=header_size,
@@ -229,8 +251,90 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
     )
 
 
+def _check_first_chunk(first: bytes, section: int, header: list[Any], nd: NDInfo, path: str) -> None:
+    """The data section starts with a Blosc chunk (the first stored chunk, or the chunk index).
+
+    C-Blosc2 reads that chunk's header when it opens a frame and trusts its sizes; a
+    hostile pair of sizes there crashed it (found by fuzzing). Its compressed size must
+    fit the data section and its uncompressed size must be a data chunk's or the index's.
+    """
+    if not first:
+        return
+    nbytes, _blocksize, cbytes = struct.unpack("<iii", first[4:16])
+    nchunks = int(header[4]) // int(header[8]) if int(header[8]) > 0 else 0
+    largest = max(int(header[8]), 8 * max(nchunks, 1))
+    if not 16 <= cbytes <= section or not 0 <= nbytes <= largest:
+        raise CorruptFrameError("the first chunk of the data section declares impossible sizes", path=path)
+
+
+def _trailer_layers(trailer: bytes, path: str) -> Any:
+    """The vlmetalayer section of the trailer ``[version, layers, trailer_len, fingerprint]``.
+
+    Only the first two elements are decoded: readers ignore the fingerprint (spec), whose
+    type byte a msgpack library may otherwise try to interpret (e.g. as a timestamp).
+    """
+    unpacker = msgpack.Unpacker(io.BytesIO(trailer), raw=True, strict_map_key=False, use_list=True)
+    try:
+        if unpacker.read_array_header() < 2:
+            raise ValueError
+        unpacker.skip()  # trailer version
+        return unpacker.unpack()
+    except Exception:
+        raise CorruptFrameError("the frame trailer is malformed", path=path) from None
+
+
+SPECIAL_CHUNK_MASK = 0x70
+"""Bits 4-6 of byte 31 of an extended Blosc chunk header: a special-value chunk (zeros, NaN, value, uninit)."""
+
+
+def _chunk_structure_problem(chunk: bytes) -> str | None:
+    """Check the offsets inside a Blosc chunk before C-Blosc2 follows them.
+
+    C-Blosc2 4.x trusts a chunk's block-start table and stream sizes; a hostile value
+    there made it read outside the buffer (a crash found by fuzzing). Layout: a 16- or
+    32-byte header (nbytes, blocksize, cbytes as little-endian int32 at bytes 4, 8, 12),
+    then, unless the chunk is stored uncompressed, one int32 start offset per block; at
+    each block start, one int32 compressed size per stream followed by that many bytes.
+    """
+    if len(chunk) < 16:
+        return "shorter than a chunk header"
+    flags, typesize = chunk[2], chunk[3]
+    nbytes, blocksize, cbytes = struct.unpack("<iii", chunk[4:16])
+    header_len = 32 if flags & 0x05 == 0x05 else 16
+    if nbytes < 0 or cbytes != len(chunk) or len(chunk) < header_len:
+        return "inconsistent sizes"
+    if flags & 0x02:  # stored uncompressed ("memcpyed")
+        return None if cbytes == header_len + nbytes else "uncompressed size mismatch"
+    if nbytes == 0:
+        return None
+    if blocksize <= 0:
+        return "invalid block size"
+    nblocks = -(-nbytes // blocksize)
+    table_end = header_len + 4 * nblocks
+    if table_end > cbytes:
+        return "block table outside the chunk"
+    starts = struct.unpack(f"<{nblocks}i", chunk[header_len:table_end])
+    streams = typesize if typesize > 1 and not flags & 0x10 else 1
+    for start in starts:
+        pos = start
+        for _ in range(streams):
+            if not table_end <= pos <= cbytes - 4:
+                return "block offset outside the chunk"
+            (csize,) = struct.unpack("<i", chunk[pos : pos + 4])
+            if csize > 0 and pos + 4 + csize > cbytes:
+                return "compressed stream outside the chunk"
+            pos += 4 + max(csize, 0)
+    return None
+
+
 def _decompress_header(chunk: bytes, path: str) -> bytes:
-    """Decompress the header's Blosc chunk after checking its declared size."""
+    """Decompress the header's Blosc chunk after checking its declared size and kind."""
+    extended = len(chunk) >= 3 and chunk[2] & 0x05 == 0x05
+    if extended and (len(chunk) < 32 or chunk[31] & SPECIAL_CHUNK_MASK):
+        raise CorruptFrameError(
+            "the header chunk is a special-value chunk (zeros, NaN, repeated or uninitialized): it holds no header",
+            path=path,
+        )
     try:
         nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(chunk)
     except Exception:
@@ -239,6 +343,9 @@ def _decompress_header(chunk: bytes, path: str) -> bytes:
         raise HeaderTooLargeError(f"the header is {nbytes} bytes (limit {MAX_HEADER_BYTES})", path=path)
     if cbytes != len(chunk):
         raise CorruptFrameError("the header chunk's size disagrees with its container", path=path)
+    problem = _chunk_structure_problem(chunk)
+    if problem is not None:
+        raise CorruptFrameError(f"the header chunk is malformed ({problem})", path=path)
     try:
         out = blosc2.decompress(chunk)
     except Exception:
