@@ -61,8 +61,8 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
         report.header = head.meta.model_dump(mode="json")
         if deep:
             verify_digest(p, head.meta)
+            nd = open_frame(p, "r", {"nthreads": 1})  # metadata-only frames too: what open() would do
             if head.meta.array is not None:
-                nd = open_frame(p, "r", {"nthreads": 1})
                 _check_chunks(nd, p)
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))

@@ -64,3 +64,19 @@ def test_write_without_close_leaves_a_detectably_stale_digest(saved: Path) -> No
     del image  # never closed: the documented "stale" state
     report = validate_file(saved, deep=True)
     assert report.code == "DIGEST_MISMATCH"
+
+
+def test_deep_validation_and_open_agree_on_metadata_only_frames(tmp_path: Path) -> None:
+    import struct
+
+    from mlarray import CorruptFrameError, Meta
+
+    path = tmp_path / "meta.mla"
+    MLArray(meta=Meta(extra={"a": 1})).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[30:38] = struct.pack(">q", 4294967297)  # the frame header's uncompressed size
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFrameError):
+        MLArray.open(path)
+    report = validate_file(path, deep=True)
+    assert not report.valid and report.code == "CORRUPT_FRAME"
