@@ -72,6 +72,8 @@ static int find_layer(const layer_list *l, const char *name) {
     return -1;
 }
 
+/* shape, chunkshape or blockshape: ndim msgpack integers >= 0 (mp_as_int64 refuses floats and
+ * booleans, even integral ones: spec 4.3). */
 static int read_dims(mp_reader *r, int ndim, int64_t *out) {
     mp_item it;
     if (mp_next(r, &it) != 0 || it.kind != MP_ARRAY || it.len != (uint32_t)ndim) return -1;
@@ -94,8 +96,8 @@ static int read_b2nd(const uint8_t *data, size_t len, mla_frame *f) {
     if (read_dims(&r, f->ndim, f->shape) != 0 || read_dims(&r, f->ndim, f->chunks) != 0 ||
         read_dims(&r, f->ndim, f->blocks) != 0)
         return -1;
-    int64_t format;
-    if (mp_next(&r, &it) != 0 || mp_as_int64(&it, &format) != 0 || format != 0) return -1; /* 0: NumPy type string */
+    int64_t format; /* the integer 0 (a NumPy type string) is the only format: spec 4.3 */
+    if (mp_next(&r, &it) != 0 || mp_as_int64(&it, &format) != 0 || format != 0) return -1;
     if (mp_next(&r, &it) != 0 || !is_bytes(&it) || it.len >= sizeof f->dtype) return -1;
     memcpy(f->dtype, it.data, it.len);
     f->dtype[it.len] = '\0';
@@ -123,15 +125,25 @@ static uint64_t mul_sat(uint64_t a, uint64_t b) {
     return a * b;
 }
 
+/* The item size of a b2nd dtype (spec 4.3): exactly one of "<>|=", one ASCII letter, then one or
+ * more ASCII digits and nothing else. -1 when the string has another form; sizes of more than 9
+ * digits are reported as -2 (never equal to a frame's type size, which is at most 255). */
+static int64_t dtype_itemsize(const char *dtype) {
+    if (dtype[0] == '\0' || strchr("<>|=", dtype[0]) == NULL) return -1;
+    char code = dtype[1];
+    if (!((code >= 'A' && code <= 'Z') || (code >= 'a' && code <= 'z'))) return -1;
+    const char *digits = dtype + 2;
+    size_t n = strspn(digits, "0123456789");
+    if (n == 0 || digits[n] != '\0') return -1;
+    if (n > 9) return -2;
+    return strtol(digits, NULL, 10);
+}
+
 static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error *err) {
-    /* 1. the four elements are integers and itemsize can be read from dtype: drop the leading
-     * byte-order characters and the type code, the rest must be a decimal number */
-    const char *size = f->dtype + strspn(f->dtype, "<>|=");
-    size += *size != '\0';
-    size_t digits = strspn(size, "0123456789");
-    if (s->seen != 0xf || digits == 0 || digits != strlen(size) || digits > 9)
+    /* 1. the four elements are integers and the dtype has the form that gives an itemsize */
+    int64_t itemsize = dtype_itemsize(f->dtype);
+    if (s->seen != 0xf || itemsize == -1)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header's size fields or the b2nd dtype are malformed");
-    int64_t itemsize = strtol(size, NULL, 10);
     int64_t nbytes = s->value[0], typesize = s->value[1], blocksize = s->value[2], chunksize = s->value[3];
     /* 2. */
     if (typesize != itemsize)
@@ -174,18 +186,31 @@ static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error 
     return MLA_OK;
 }
 
+/* Spec 4.6: a chunk with the extended (32-byte) header names a special value in bits 4-6 of
+ * its byte 31 (zeros, NaN, a repeated value, uninitialized); such a chunk holds no header. */
+#define SPECIAL_VALUE_BITS 0x70
+
+static int is_extended(const uint8_t *chunk) {
+    return (chunk[BLOSC2_CHUNK_FLAGS] & (BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE)) == (BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE);
+}
+
 static mla_code decompress_header(const uint8_t *chunk, size_t len, mla_frame *f, mla_error *err) {
+    if (len < BLOSC_MIN_HEADER_LENGTH || (is_extended(chunk) && len < BLOSC_EXTENDED_HEADER_LENGTH))
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk is shorter than its Blosc header");
+    if (is_extended(chunk) && (chunk[BLOSC2_CHUNK_BLOSC2_FLAGS] & SPECIAL_VALUE_BITS) != 0)
+        return mla_fail(err, MLA_CORRUPT_FRAME,
+                        "the header chunk is a special-value chunk (special value %d): it holds no header",
+                        (chunk[BLOSC2_CHUNK_BLOSC2_FLAGS] & SPECIAL_VALUE_BITS) >> 4);
     /* blosc2_cbuffer_sizes reads up to 32 header bytes without a length: give it a padded copy. */
     uint8_t head[BLOSC_EXTENDED_HEADER_LENGTH] = {0};
     memcpy(head, chunk, len < sizeof head ? len : sizeof head);
     int32_t nbytes, cbytes;
-    if (len < BLOSC_MIN_HEADER_LENGTH || blosc2_cbuffer_sizes(head, &nbytes, &cbytes, NULL) < 0 || nbytes < 0 ||
-        cbytes < 0)
+    if (blosc2_cbuffer_sizes(head, &nbytes, &cbytes, NULL) < 0 || nbytes < 0 || cbytes < 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk is not a valid Blosc chunk");
     if ((uint32_t)nbytes > MLA_MAX_HEADER_BYTES)
         return mla_fail(err, MLA_HEADER_TOO_LARGE, "the header is %d bytes (limit %u)", nbytes, MLA_MAX_HEADER_BYTES);
     if ((size_t)cbytes != len) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk's size disagrees with its container");
-    /* zeroed: C-Blosc2 reports success for a 'special uninitialized' chunk without writing */
+    /* zeroed all the same (special-value chunks are refused above; this is defence in depth) */
     f->header = calloc(nbytes ? (size_t)nbytes : 1, 1);
     if (f->header == NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "out of memory");
     blosc2_context *ctx = blosc2_create_dctx(BLOSC2_DPARAMS_DEFAULTS);

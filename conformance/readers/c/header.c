@@ -65,7 +65,8 @@ mla_code mla_header_decode(const uint8_t *h, size_t len, json_doc **doc, mla_err
     size_t where;
     *doc = json_parse((const char *)text, (size_t)payload, MLA_JSON_MAX_DEPTH, &status, &where);
     if (*doc == NULL) {
-        static const char *const why[] = {"", "syntax error", "repeated key", "nesting too deep", "out of memory"};
+        static const char *const why[] = {"",         "syntax error",  "repeated key",
+                                          "nesting too deep", "out of memory", "lone surrogate escape"};
         return mla_fail(err, MLA_HEADER_NOT_JSON, "the header is not valid JSON (%s at byte %zu)", why[status], where);
     }
     if (json_root(*doc)->type != JSON_OBJECT) {

@@ -15,7 +15,8 @@
 #include "frame.h"
 #include "json.h"
 
-#define MLA_JSON_MAX_DEPTH 512
+/* Arrays and objects nest at most 64 levels in a header, the header object being level 1 (spec 4.7). */
+#define MLA_JSON_MAX_DEPTH 64
 
 mla_code mla_header_decode(const uint8_t *h, size_t len, json_doc **doc, mla_error *err);
 

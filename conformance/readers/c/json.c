@@ -211,8 +211,12 @@ static int parse_string(parser *p, const char **out, size_t *out_len) {
             unsigned cp, lo;
             if (end - i < 4 || hex4(s + i, &cp) != 0) goto bad;
             i += 4;
-            if (cp >= 0xd800 && cp <= 0xdbff && end - i >= 6 && s[i] == '\\' && s[i + 1] == 'u' &&
-                hex4(s + i + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+            if (cp >= 0xdc00 && cp <= 0xdfff) goto lone; /* a low surrogate without a high one */
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                /* a high surrogate must be followed by a low one (mlarray spec 4.7) */
+                if (end - i < 6 || s[i] != '\\' || s[i + 1] != 'u' || hex4(s + i + 2, &lo) != 0 || lo < 0xdc00 ||
+                    lo > 0xdfff)
+                    goto lone;
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 i += 6;
             }
@@ -229,6 +233,9 @@ static int parse_string(parser *p, const char **out, size_t *out_len) {
     return 0;
 bad:
     fail(p, JSON_SYNTAX);
+    return -1;
+lone:
+    fail(p, JSON_LONE_SURROGATE);
     return -1;
 }
 
@@ -380,17 +387,19 @@ fail:
     return NULL;
 }
 
+/* depth = number of arrays/objects enclosing the value; a container opened here is at nesting
+ * level depth + 1, which must not exceed max_depth (scalars add no level). */
 static json_value *parse_value(parser *p, int depth) {
-    if (depth > p->max_depth) {
-        fail(p, JSON_TOO_DEEP);
-        return NULL;
-    }
     skip_ws(p);
     if (p->pos >= p->len) {
         fail(p, JSON_SYNTAX);
         return NULL;
     }
     char c = p->s[p->pos];
+    if ((c == '{' || c == '[') && depth >= p->max_depth) {
+        fail(p, JSON_TOO_DEEP);
+        return NULL;
+    }
     if (c == '{') return parse_object(p, depth);
     if (c == '[') return parse_array(p, depth);
     if (c == '"') {
@@ -459,11 +468,6 @@ void json_write_string(FILE *out, const char *s, size_t len) {
             fputc(c, out);
         } else if (c < 0x20) {
             fprintf(out, "\\u%04x", c);
-        } else if (c == 0xed && i + 2 < len && ((unsigned char)s[i + 1] & 0xe0) == 0xa0) {
-            /* A lone surrogate (only possible from a \u escape): write it back as an escape. */
-            unsigned cp = 0xd000 | ((unsigned)s[i + 1] & 0x3f) << 6 | ((unsigned)s[i + 2] & 0x3f);
-            fprintf(out, "\\u%04x", cp);
-            i += 2;
         } else {
             fputc(c, out);
         }

@@ -2,7 +2,9 @@
  *
  * Strict means: no NaN/Infinity, no comments, no trailing commas, no control characters
  * in strings, no bytes after the value but JSON whitespace, and (as the mlarray header
- * requires) no repeated key in any object. Input must already be valid UTF-8.
+ * requires) no repeated key in any object, no \u escape of a lone surrogate, and arrays and
+ * objects nested at most max_depth levels (the top-level value is level 1). Input must
+ * already be valid UTF-8, so decoded strings are valid UTF-8 too.
  * All nodes live in one arena freed with json_free().
  */
 #ifndef MLA_JSON_H
@@ -28,7 +30,7 @@ struct json_value {
     double num;             /* nearest double; +-inf when the literal overflows */
     int is_integer_literal; /* literal has neither fraction nor exponent */
     const char *text;       /* the literal as written (NUL-terminated) */
-    /* JSON_STRING: decoded bytes (UTF-8; a lone \uD800-\uDFFF escape is kept as its 3-byte form) */
+    /* JSON_STRING: decoded bytes (valid UTF-8; may contain NUL from a \u0000 escape) */
     const char *str;
     size_t len;
     /* JSON_ARRAY (items) and JSON_OBJECT (members, in file order) */
@@ -37,11 +39,18 @@ struct json_value {
     json_member *members;
 };
 
-typedef enum { JSON_OK, JSON_SYNTAX, JSON_DUPLICATE_KEY, JSON_TOO_DEEP, JSON_NO_MEMORY } json_status;
+typedef enum {
+    JSON_OK,
+    JSON_SYNTAX,
+    JSON_DUPLICATE_KEY,
+    JSON_TOO_DEEP,
+    JSON_NO_MEMORY,
+    JSON_LONE_SURROGATE,
+} json_status;
 
 typedef struct json_doc json_doc;
 
-/* Parse text[0..len). On success returns the document (root via json_root); on failure NULL,
+/* Parse text[0..len), refusing arrays/objects nested deeper than max_depth levels. On success returns the document (root via json_root); on failure NULL,
  * with *status and *where (byte offset) telling what went wrong. */
 json_doc *json_parse(const char *text, size_t len, int max_depth, json_status *status, size_t *where);
 const json_value *json_root(const json_doc *doc);

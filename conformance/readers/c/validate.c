@@ -214,6 +214,9 @@ mla_code mla_header_validate(const json_value *header, int lenient, mla_error *e
     static const char *const known[] = {"schema_version", "writer", "array", "layout", "integrity", "spatial", "stats",
                                         "bbox", "is_seg", "source", "extra", NULL};
     vctx c = {lenient, 0, ""};
+    /* Numbers must be finite everywhere, in source/extra and in ignored unknown members too
+     * (spec 5.1); the per-member checks below then skip them. */
+    check_finite_tree(&c, "", header);
     check_members(&c, "", header, known);
     const json_value *x = json_get(header, "schema_version");
     /* schema_version: "1." followed by 0 or a number without leading zero */
@@ -233,7 +236,7 @@ mla_code mla_header_validate(const json_value *header, int lenient, mla_error *e
     static const char *const free_form[] = {"source", "extra"};
     for (size_t k = 0; k < 2; k++) {
         if ((x = json_get(header, free_form[k])) == NULL) continue;
-        if (check_type(&c, free_form[k], x, JSON_OBJECT, "an object")) check_free_form(&c, free_form[k], x);
+        check_type(&c, free_form[k], x, JSON_OBJECT, "an object");
     }
     spatial_info sp;
     int spatial_ok = check_spatial(&c, json_get(header, "spatial"), &sp);

@@ -41,11 +41,7 @@ int check_number(vctx *c, const char *loc, const json_value *v) {
         problem(c, loc, "wrong_type", "expected a number");
         return 0;
     }
-    if (!isfinite(v->num)) {
-        problem(c, loc, "not_finite", "%s is not a finite number", v->text);
-        return 0;
-    }
-    return 1;
+    return isfinite(v->num) != 0; /* a non-finite number is reported by check_finite_tree */
 }
 
 int check_int(vctx *c, const char *loc, const json_value *v, double min, double max) {
@@ -53,6 +49,7 @@ int check_int(vctx *c, const char *loc, const json_value *v, double min, double 
         problem(c, loc, "wrong_type", "expected an integer");
         return 0;
     }
+    if (!isfinite(v->num)) return 0; /* reported by check_finite_tree */
     if (!(v->num >= min && v->num <= max)) {
         problem(c, loc, "out_of_range", "%s is outside [%g, %g]", v->text, min, max);
         return 0;
@@ -150,8 +147,10 @@ int require(vctx *c, const char *loc, const json_value *obj, const char *name) {
     return 0;
 }
 
-/* Every number in a free-form value must be finite (JSON has no NaN/Infinity). */
-void check_free_form(vctx *c, const char *loc, const json_value *v) {
+/* Every number anywhere in v must be finite: strtod gives +-inf for a literal, integer or not,
+ * whose magnitude rounds beyond binary64 (spec 5.1). Recursion is bounded by the parser's
+ * nesting limit. */
+void check_finite_tree(vctx *c, const char *loc, const json_value *v) {
     char sub[LOC];
     switch (v->type) {
     case JSON_NUMBER:
@@ -159,14 +158,15 @@ void check_free_form(vctx *c, const char *loc, const json_value *v) {
         break;
     case JSON_ARRAY:
         for (size_t k = 0; k < v->n; k++) {
-            join_index(sub, loc, k);
-            check_free_form(c, sub, v->items[k]);
+            snprintf(sub, sizeof sub, "%s%s%zu", loc, *loc ? "." : "", k);
+            check_finite_tree(c, sub, v->items[k]);
         }
         break;
     case JSON_OBJECT:
         for (size_t k = 0; k < v->n; k++) {
-            snprintf(sub, sizeof sub, "%s.%.*s", loc, (int)(v->members[k].klen > 64 ? 64 : v->members[k].klen), v->members[k].key);
-            check_free_form(c, sub, v->members[k].value);
+            snprintf(sub, sizeof sub, "%s%s%.*s", loc, *loc ? "." : "",
+                     (int)(v->members[k].klen > 64 ? 64 : v->members[k].klen), v->members[k].key);
+            check_finite_tree(c, sub, v->members[k].value);
         }
         break;
     default:

@@ -1,7 +1,9 @@
 /* Building blocks of header validation: the problem collector and per-value checks.
  *
  * Each check_* function reports a problem (location, kind of spec section 7.3, message)
- * and returns 0 when the value breaks its rule, 1 when it is acceptable.
+ * and returns 0 when the value breaks its rule, 1 when it is acceptable. Non-finite numbers
+ * are the exception: check_finite_tree reports them once for the whole header, and the
+ * number checks only return 0 for them.
  */
 #ifndef MLA_VCHECK_H
 #define MLA_VCHECK_H
@@ -36,6 +38,7 @@ int check_string_list(vctx *c, const char *loc, const json_value *v, size_t min_
 int check_matrix(vctx *c, const char *loc, const json_value *v);
 void check_members(vctx *c, const char *loc, const json_value *obj, const char *const *known);
 int require(vctx *c, const char *loc, const json_value *obj, const char *name);
-void check_free_form(vctx *c, const char *loc, const json_value *v);
+/* Report every non-finite number in v and below it (kind not_finite). */
+void check_finite_tree(vctx *c, const char *loc, const json_value *v);
 
 #endif
