@@ -152,32 +152,75 @@ def patch(path: Path, offset: int, data: bytes) -> None:
     path.write_bytes(bytes(raw))
 
 
-def patch_b2nd(path: Path, change: Callable[[list[Any]], None]) -> None:
-    """Rewrite the ``b2nd`` metalayer in place; the new content must keep its length."""
-    raw = bytearray(path.read_bytes())
+def _b2nd_content(raw: bytes) -> tuple[list[Any], int, int]:
+    """The decoded ``b2nd`` metalayer of a frame and where its content starts and ends."""
     header_size = struct.unpack(">i", raw[11:15])[0]
-    header = msgpack.unpackb(bytes(raw[:header_size]), raw=True, strict_map_key=False)
+    header = msgpack.unpackb(raw[:header_size], raw=True, strict_map_key=False)
     content = header[-1][2][list(header[-1][1]).index(b"b2nd")]
-    value = msgpack.unpackb(content, raw=False)
+    start = raw.index(content)
+    return msgpack.unpackb(content, raw=False), start, start + len(content)
+
+
+def patch_b2nd(path: Path, change: Callable[[list[Any]], None]) -> None:
+    """Rewrite the ``b2nd`` metalayer in place; the new content must keep its length.
+
+    ``change`` edits the decoded ``[version, ndim, shape, chunks, blocks, dtype_format, dtype]``
+    (a shape entry may become a float: it is then packed as a msgpack float of the same width).
+    """
+    raw = bytearray(path.read_bytes())
+    value, start, end = _b2nd_content(bytes(raw))
     change(value)
     packed = _pack_b2nd(value)
-    if len(packed) != len(content):
+    if len(packed) != end - start:
         raise ValueError("the patched b2nd content changed length")
-    start = raw.index(content)
-    raw[start : start + len(content)] = packed
+    raw[start:end] = packed
     path.write_bytes(bytes(raw))
 
 
+def resize_b2nd(path: Path, change: Callable[[list[Any]], None]) -> None:
+    """Rewrite the ``b2nd`` metalayer with content of another length (e.g. a longer ``dtype``).
+
+    C-Blosc2 writes the ``b2nd`` content (a ``bin32``) last in the frame header, so only its
+    length, ``header_size`` and ``frame_size`` change; the data section and the trailer move
+    unchanged (chunk offsets count from the start of the data section, and the integrity
+    digest covers the data section only).
+    """
+    raw = path.read_bytes()
+    header_size = struct.unpack(">i", raw[11:15])[0]
+    value, start, end = _b2nd_content(raw)
+    if end != header_size or raw[start - 5] != 0xC6:
+        raise ValueError("the b2nd content is not the bin32 at the end of the frame header")
+    change(value)
+    packed = _pack_b2nd(value)
+    out = bytearray(raw[: start - 5] + b"\xc6" + struct.pack(">I", len(packed)) + packed + raw[end:])
+    out[11:15] = struct.pack(">i", header_size + len(packed) - (end - start))
+    out[16:24] = struct.pack(">Q", len(out))
+    path.write_bytes(bytes(out))
+
+
+def _pack_dims(dims: Sequence[Any], int_form: tuple[bytes, str], float_form: tuple[bytes, str]) -> bytes:
+    """A fixarray of fixed-width msgpack numbers: integers as C-Blosc2 writes them, floats as floats."""
+    out = bytearray([0x90 | len(dims)])
+    for d in dims:
+        marker, fmt = float_form if isinstance(d, float) else int_form
+        out += marker + struct.pack(fmt, d)
+    return bytes(out)
+
+
 def _pack_b2nd(value: list[Any]) -> bytes:
-    """Pack a b2nd metalayer the way C-Blosc2 does: fixed-width int64 shape and int32 chunk/block shapes."""
+    """Pack a b2nd metalayer the way C-Blosc2 does: fixed-width int64 shape and int32 chunk/block shapes.
+
+    Float entries are packed as float64 (shape) or float32 (chunk and block shapes), the same
+    widths; ``dtype`` may be raw bytes (e.g. not ASCII).
+    """
     version, ndim, shape, chunks, blocks, fmt, dtype = value
     out = bytearray([0x97])
     out += msgpack.packb(version) + msgpack.packb(ndim)
-    out += bytes([0x90 | len(shape)]) + b"".join(b"\xd3" + struct.pack(">q", s) for s in shape)
+    out += _pack_dims(shape, (b"\xd3", ">q"), (b"\xcb", ">d"))
     for dims in (chunks, blocks):
-        out += bytes([0x90 | len(dims)]) + b"".join(b"\xd2" + struct.pack(">i", d) for d in dims)
+        out += _pack_dims(dims, (b"\xd2", ">i"), (b"\xca", ">f"))
     out += msgpack.packb(fmt)
-    text = dtype.encode("ascii")
+    text = dtype if isinstance(dtype, bytes) else dtype.encode("ascii")
     out += b"\xdb" + struct.pack(">I", len(text)) + text  # C-Blosc2 writes the dtype as a str32
     return bytes(out)
 
@@ -192,6 +235,7 @@ __all__ = [
     "patch",
     "patch_b2nd",
     "raw_frame",
+    "resize_b2nd",
     "rng",
     "save",
     "set_header_bytes",

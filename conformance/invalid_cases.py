@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import blosc2
 import msgpack
 import numpy as np
 from casekit import (
@@ -22,6 +23,7 @@ from casekit import (
     patch,
     patch_b2nd,
     raw_frame,
+    resize_b2nd,
     rng,
     set_header_bytes,
     stored_header,
@@ -187,6 +189,16 @@ def _b2nd(change: Any) -> Any:
     return build
 
 
+def _b2nd_dtype(dtype: bytes) -> Any:
+    """A valid file whose b2nd dtype is ``dtype`` (any length: the frame header grows or shrinks)."""
+
+    def build(path: Path) -> None:
+        valid_base(path)
+        resize_b2nd(path, lambda v: v.__setitem__(6, dtype))
+
+    return build
+
+
 def _big_header(path: Path) -> None:
     text = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"pad":"' + " " * (17 << 20) + '"}}'
     raw_frame(path, _DATA, text_header(text))
@@ -203,10 +215,41 @@ def _del(dotted: str) -> Any:
     return _edit(change)
 
 
+def _special_header_chunk(value: Any) -> Any:
+    """A frame whose header chunk is a Blosc2 special-value chunk (made by C-Blosc2 itself)."""
+
+    def build(path: Path) -> None:
+        schunk = blosc2.SChunk(chunksize=64, cparams={"typesize": 1})
+        schunk.fill_special(64, value)
+        chunk = schunk.get_chunk(0)
+        if len(chunk) != 32 or chunk[31] & 0x70 == 0:
+            raise AssertionError("C-Blosc2 did not make a special-value chunk")
+        raw_frame(path, _DATA, None)
+        _store_vlmeta_content(path, chunk)
+
+    return build
+
+
+def _nested_extra(levels: int) -> str:
+    """A header whose deepest container, an object inside ``extra``, is at nesting level ``levels``.
+
+    The header object is level 1, ``extra`` level 2, then ``levels - 3`` arrays, then the object.
+    """
+    inner = "[" * (levels - 3) + '{"leaf":1}' + "]" * (levels - 3)
+    return '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"deep":' + inner + "}}"
+
+
 _HEADER_NAN = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"spatial":{"spacing":[NaN,1.0,1.0]}}'
 _HEADER_INF = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"source":{"max":Infinity}}'
 _HEADER_DUP = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"is_seg":true,"is_seg":false}'
 _HEADER_OVERFLOW = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"spatial":{"spacing":[1e400,1,1]}}'
+_HEADER_BIG_INT = (
+    '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"count":1' + "0" * 400 + "}}"
+)
+_HEADER_LONE_HIGH = (
+    '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"note":"before \\ud800\\u0041 after"}}'
+)
+_HEADER_LONE_LOW = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"source":{"\\udc00":"name"}}'
 _PICKLE = pickle.dumps(_HEADER, protocol=4)
 _ROT = [[1.0, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 
@@ -702,6 +745,91 @@ INVALID: list[InvalidCase] = [
         "array is null but the frame holds data.",
         "FRAME_MISMATCH",
         _metadata_claim_with_data,
+    ),
+    # --- rules made exact after readers disagreed (spec change log)
+    InvalidCase(
+        "corrupt-header-chunk-uninit",
+        "4.6",
+        "The header chunk is a Blosc2 special-value chunk of 'uninitialized' bytes.",
+        "CORRUPT_FRAME",
+        _special_header_chunk(blosc2.SpecialValue.UNINIT),
+    ),
+    InvalidCase(
+        "corrupt-header-chunk-zeros",
+        "4.6",
+        "The header chunk is a Blosc2 special-value chunk of zeros.",
+        "CORRUPT_FRAME",
+        _special_header_chunk(blosc2.SpecialValue.ZERO),
+    ),
+    InvalidCase(
+        "header-nesting-65",
+        "4.7",
+        "Arrays and objects nested 65 levels deep (inside extra); the limit is 64.",
+        "HEADER_NOT_JSON",
+        _header_text(_nested_extra(65)),
+    ),
+    InvalidCase(
+        "header-lone-high-surrogate",
+        "4.7",
+        "A \\ud800 escape followed by \\u0041, not by a low surrogate (in extra).",
+        "HEADER_NOT_JSON",
+        _header_text(_HEADER_LONE_HIGH),
+    ),
+    InvalidCase(
+        "header-lone-low-surrogate",
+        "4.7",
+        "A member name of source that is a lone \\udc00 escape.",
+        "HEADER_NOT_JSON",
+        _header_text(_HEADER_LONE_LOW),
+    ),
+    InvalidCase(
+        "number-overflow-integer",
+        "5.1",
+        "An integer literal of 401 digits in extra (beyond binary64, written without exponent).",
+        "HEADER_INVALID",
+        _header_text(_HEADER_BIG_INT),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-dtype-format",
+        "4.3",
+        "The b2nd dtype_format is 1 (only 0, a NumPy type string, is defined).",
+        "CORRUPT_FRAME",
+        _b2nd(lambda v: v.__setitem__(5, 1)),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-shape-float",
+        "4.3",
+        "The b2nd shape entries are msgpack float64 values (6.0, 10.0, 12.0), not integers.",
+        "CORRUPT_FRAME",
+        _b2nd(lambda v: v.__setitem__(2, [float(s) for s in v[2]])),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-dtype-space",
+        "4.3",
+        "The b2nd dtype '<i 2': a space before the item size (NumPy reads it as int16).",
+        "CORRUPT_FRAME",
+        _b2nd_dtype(b"<i 2"),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-dtype-sign",
+        "4.3",
+        "The b2nd dtype '<i+2': a sign before the item size (NumPy reads it as int16).",
+        "CORRUPT_FRAME",
+        _b2nd_dtype(b"<i+2"),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-dtype-non-ascii-digit",
+        "4.3",
+        "The b2nd dtype '<i\u0662': the item size is an Arabic-Indic digit two.",
+        "CORRUPT_FRAME",
+        _b2nd_dtype("<i\u0662".encode()),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-dtype-no-byte-order",
+        "4.3",
+        "The b2nd dtype 'i2' has no byte-order character (NumPy reads it as int16).",
+        "CORRUPT_FRAME",
+        _b2nd_dtype(b"i2"),
     ),
     # --- integrity (section 4.9)
     InvalidCase(

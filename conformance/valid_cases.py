@@ -12,7 +12,7 @@ from typing import Any
 
 import blosc2
 import numpy as np
-from casekit import ValidCase, json_header, raw_frame, rng, save, text_header
+from casekit import ValidCase, frame_sizes, json_header, patch, raw_frame, rng, save, text_header, valid_base
 
 Array = np.ndarray[Any, Any]
 
@@ -256,6 +256,27 @@ def _fixstr_metadata_only(path: Path) -> Array | None:
     return None
 
 
+def _nested_64(path: Path) -> Array | None:
+    """The deepest nesting a header may have: an object at level 64 inside ``extra``.
+
+    The header object is level 1, ``extra`` level 2, then 61 arrays (levels 3 to 63), then
+    an object at level 64 holding a number (numbers add no level).
+    """
+    inner = "[" * 61 + '{"leaf":1}' + "]" * 61
+    text = '{"schema_version":"1.0","array":{"shape":[5,9],"dtype":"<i2"},"extra":{"deep":' + inner + "}}"
+    return _raw_case(None, text=text, seed=38)(path)
+
+
+def _fingerprint_ff(path: Path) -> Array | None:
+    """A valid file whose trailer fingerprint has type byte 0xff and arbitrary bytes (readers ignore it)."""
+    data = valid_base(path, seed=39)
+    _, frame_size, _ = frame_sizes(path)
+    if path.read_bytes()[frame_size - 18] != 0xD8:
+        raise AssertionError("the trailer does not end in a fixext16 fingerprint")
+    patch(path, frame_size - 17, b"\xff" + bytes(range(0xF0, 0x100)))
+    return data
+
+
 def _many_dims(seed: int, shape: tuple[int, ...], chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: Any) -> Any:
     def build(path: Path) -> Array | None:
         data = rng(seed).integers(-100, 100, size=shape).astype(dtype)
@@ -447,5 +468,17 @@ VALID: list[ValidCase] = [
         "4.4",
         "Compression level 0 (chunks stored uncompressed).",
         _codec_case(37, C.LZ4, [], clevel=0),
+    ),
+    ValidCase(
+        "header-nesting-64",
+        "4.7",
+        "Arrays and objects nested exactly 64 levels deep inside extra (the limit).",
+        _nested_64,
+    ),
+    ValidCase(
+        "fingerprint-type-ff",
+        "4.5",
+        "The trailer fingerprint has type byte 0xff and 16 arbitrary bytes.",
+        _fingerprint_ff,
     ),
 ]
