@@ -42,7 +42,9 @@ def _grid(n: int) -> np.ndarray[Any, Any]:
     return np.linspace(-1.0, 1.0, n, dtype=F32)
 
 
-def _smooth(shape: tuple[int, ...], rng: np.random.Generator, terms: int = 6, freq: float = 6.0) -> np.ndarray[Any, Any]:
+def _smooth(
+    shape: tuple[int, ...], rng: np.random.Generator, terms: int = 6, freq: float = 6.0
+) -> np.ndarray[Any, Any]:
     """A smooth random field in about [-1, 1]: a sum of separable cosines."""
     out = np.zeros(shape, dtype=F32)
     for _ in range(terms):
@@ -61,7 +63,7 @@ def _smooth(shape: tuple[int, ...], rng: np.random.Generator, terms: int = 6, fr
 def _ellipsoid(shape: tuple[int, ...], centre: tuple[float, ...], radii: tuple[float, ...]) -> np.ndarray[Any, Any]:
     """Normalized squared distance ``sum(((u - c) / r) ** 2)`` (< 1 inside) on the whole grid."""
     out = np.zeros(shape, dtype=F32)
-    for axis, (n, c, r) in enumerate(zip(shape, centre, radii)):
+    for axis, (n, c, r) in enumerate(zip(shape, centre, radii, strict=True)):
         d = ((_grid(n) - F32(c)) / F32(r)) ** 2
         index = [None] * len(shape)
         index[axis] = slice(None)  # type: ignore[call-overload]
@@ -100,7 +102,9 @@ def ct(shape: tuple[int, int, int] = (512, 512, 320), seed: int = 1) -> Dataset:
     hu += rng.standard_normal(shape, dtype=F32) * F32(20.0)
     out = np.clip(np.rint(hu), -1000, 3000).astype(np.int16)
     out[~np.broadcast_to(body, shape)] = -1024
-    return Dataset("ct", f"CT-like int16 {_dims(shape)}, air = -1024 outside a body ellipse", out, spacing=[0.8, 0.8, 1.5])
+    return Dataset(
+        "ct", f"CT-like int16 {_dims(shape)}, air = -1024 outside a body ellipse", out, spacing=[0.8, 0.8, 1.5]
+    )
 
 
 def seg(shape: tuple[int, int, int] = (512, 512, 320), seed: int = 2) -> Dataset:
@@ -110,12 +114,12 @@ def seg(shape: tuple[int, int, int] = (512, 512, 320), seed: int = 2) -> Dataset
     for label in range(1, 9):
         centre = tuple(rng.uniform(-0.5, 0.5) for _ in shape)
         radii = tuple(rng.uniform(0.15, 0.4) for _ in shape)
-        lo = [max(0, int((c - 1.3 * r + 1) / 2 * n)) for c, r, n in zip(centre, radii, shape)]
-        hi = [min(n, int((c + 1.3 * r + 1) / 2 * n) + 1) for c, r, n in zip(centre, radii, shape)]
-        sub = tuple(h - lo_ for lo_, h in zip(lo, hi))
+        lo = [max(0, int((c - 1.3 * r + 1) / 2 * n)) for c, r, n in zip(centre, radii, shape, strict=True)]
+        hi = [min(n, int((c + 1.3 * r + 1) / 2 * n) + 1) for c, r, n in zip(centre, radii, shape, strict=True)]
+        sub = tuple(h - lo_ for lo_, h in zip(lo, hi, strict=True))
         # Distances on the sub-box, expressed in whole-volume normalized coordinates.
         d = np.zeros(sub, dtype=F32)
-        for axis, (n, c, r, a, b) in enumerate(zip(shape, centre, radii, lo, hi)):
+        for axis, (n, c, r, a, b) in enumerate(zip(shape, centre, radii, lo, hi, strict=True)):
             index = [None] * 3
             index[axis] = slice(None)  # type: ignore[call-overload]
             d += (((_grid(n)[a:b] - F32(c)) / F32(r)) ** 2)[tuple(index)]

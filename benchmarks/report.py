@@ -102,35 +102,105 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         mine = get("ct", OURS, key)
         other, value = _best_other(data.get("ct", {}).get("formats", {}), key)
         cpu = f"patch{edge}_cpu_ms"
-        out.append(_target(f"ct-{edge}-npy", f"CT {edge}³ patch, open handle: mlarray / npy-mmap", div(mine, get("ct", CEILING, key)), "<=", 3.0, cpu_note("ct", cpu, CEILING)))
+        out.append(
+            _target(
+                f"ct-{edge}-npy",
+                f"CT {edge}³ patch, open handle: mlarray / npy-mmap",
+                div(mine, get("ct", CEILING, key)),
+                "<=",
+                3.0,
+                cpu_note("ct", cpu, CEILING),
+            )
+        )
         peer_cpu = div(get("ct", other, cpu), get("ct", OURS, cpu)) if other else None
         note = f"fastest other: {other}" + ("" if peer_cpu is None else f"; CPU-time ratio {peer_cpu:.2f}")
-        out.append(_target(f"ct-{edge}-peers", f"CT {edge}³ patch: fastest other compressed / mlarray", div(value, mine), ">=", 3.0, note))
+        out.append(
+            _target(
+                f"ct-{edge}-peers",
+                f"CT {edge}³ patch: fastest other compressed / mlarray",
+                div(value, mine),
+                ">=",
+                3.0,
+                note,
+            )
+        )
     for edge in (128, 192):
         mine = get("ct", OURS, f"patch{edge}_ms")
         cpu = div(get("ct", OURS, f"openread{edge}_cpu_ms"), get("ct", OURS, f"patch{edge}_cpu_ms"))
         note = "" if cpu is None else f"CPU-time ratio {cpu:.2f}"
-        out.append(_target(f"ct-openread-{edge}", f"CT open+read {edge}³ / open-handle read", div(get("ct", OURS, f"openread{edge}_ms"), mine), "<=", 2.0, note))
+        out.append(
+            _target(
+                f"ct-openread-{edge}",
+                f"CT open+read {edge}³ / open-handle read",
+                div(get("ct", OURS, f"openread{edge}_ms"), mine),
+                "<=",
+                2.0,
+                note,
+            )
+        )
     cost = results.get("header_cost", {})
     small = cost.get("10MB", {})
-    out.append(_target("header-ms", "read + validate the header (ms, 10 MB file)", small.get("read_header_ms"), "<=", 1.0, "'well under 1 ms'"))
+    out.append(
+        _target(
+            "header-ms",
+            "read + validate the header (ms, 10 MB file)",
+            small.get("read_header_ms"),
+            "<=",
+            1.0,
+            "'well under 1 ms'",
+        )
+    )
     # Only 128³: the 4-channel volume is 160x192x160, so a 192³ patch would be the whole array.
     key = "patch128_ms"
-    out.append(_target("4ch-128-npy", "4-channel 128³ patch over all channels: mlarray / npy-mmap", div(get("4ch", OURS, key), get("4ch", CEILING, key)), "<=", 1.6, cpu_note("4ch", "patch128_cpu_ms", CEILING)))
+    out.append(
+        _target(
+            "4ch-128-npy",
+            "4-channel 128³ patch over all channels: mlarray / npy-mmap",
+            div(get("4ch", OURS, key), get("4ch", CEILING, key)),
+            "<=",
+            1.6,
+            cpu_note("4ch", "patch128_cpu_ms", CEILING),
+        )
+    )
     for ds in data:
-        out.append(_target(f"{ds}-load", f"{ds} full load: 2 threads / 1 thread", div(get(ds, OURS, "load2_s"), get(ds, OURS, "load1_s")), "<=", 0.6))
+        out.append(
+            _target(
+                f"{ds}-load",
+                f"{ds} full load: 2 threads / 1 thread",
+                div(get(ds, OURS, "load2_s"), get(ds, OURS, "load1_s")),
+                "<=",
+                0.6,
+            )
+        )
     write_cpu = get("ct", OURS, "write_cpu_s")
     note = "" if write_cpu is None else f"CPU time of all threads {write_cpu:.2f} s"
     out.append(_target("ct-write", "CT write time (s)", get("ct", OURS, "write_s"), "<=", 0.3, note))
     out.append(_target("ct-ratio", "CT compression ratio", get("ct", OURS, "compression_ratio"), ">=", 2.8))
     for peer in ("zarr-v3", "h5py-gzip"):
         for ds in data:
-            out.append(_target(f"{ds}-size-{peer}", f"{ds} file size: mlarray / {peer}", div(get(ds, OURS, "size_bytes"), get(ds, peer, "size_bytes")), "<=", 1.0))
+            out.append(
+                _target(
+                    f"{ds}-size-{peer}",
+                    f"{ds} file size: mlarray / {peer}",
+                    div(get(ds, OURS, "size_bytes"), get(ds, peer, "size_bytes")),
+                    "<=",
+                    1.0,
+                )
+            )
     names = sorted(cost, key=lambda k: int(k.rstrip("MB")))
     if len(names) >= 2:
         lo, hi = cost[names[0]], cost[names[-1]]
         for key in ("read_header_ms", "validate_ms"):
-            out.append(_target(f"header-scale-{key}", f"{key[:-3]}: {names[-1]} file / {names[0]} file", div(hi.get(key), lo.get(key)), "<=", 1.5, f"{lo.get(key, 0):.3f} ms vs {hi.get(key, 0):.3f} ms"))
+            out.append(
+                _target(
+                    f"header-scale-{key}",
+                    f"{key[:-3]}: {names[-1]} file / {names[0]} file",
+                    div(hi.get(key), lo.get(key)),
+                    "<=",
+                    1.5,
+                    f"{lo.get(key, 0):.3f} ms vs {hi.get(key, 0):.3f} ms",
+                )
+            )
     return out
 
 
@@ -182,7 +252,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"## {name}: {entry['description']} ({entry['raw_bytes'] / 2**20:.0f} MB raw, shape {shape})", ""]
         rows = [[fmt] + [_fmt(v.get(key), scale) for key, _, scale in METRICS] for fmt, v in entry["formats"].items()]
         lines += _table(["format"] + [title for _, title, _ in METRICS], rows) + [""]
-        rows = [[fmt] + [_fmt(v.get(key), scale) for key, _, scale in CPU_METRICS] for fmt, v in entry["formats"].items()]
+        rows = [
+            [fmt] + [_fmt(v.get(key), scale) for key, _, scale in CPU_METRICS] for fmt, v in entry["formats"].items()
+        ]
         lines += ["CPU time of the reading thread (writes: all threads of the process):", ""]
         lines += _table(["format"] + [title for _, title, _ in CPU_METRICS], rows) + [""]
         ratio_rows = []
@@ -196,11 +268,17 @@ def markdown(results: dict[str, Any]) -> str:
     cost = results.get("header_cost")
     if cost:
         lines += ["## Header cost (mlarray)", ""]
-        rows = [[k, _fmt(v["file_mb"]), _fmt(v["read_header_ms"]), _fmt(v["validate_ms"]), _fmt(v["open_ms"])] for k, v in cost.items()]
+        rows = [
+            [k, _fmt(v["file_mb"]), _fmt(v["read_header_ms"]), _fmt(v["validate_ms"]), _fmt(v["open_ms"])]
+            for k, v in cost.items()
+        ]
         lines += _table(["file", "size MB", "read header ms", "validate ms", "MLArray.open ms"], rows) + [""]
     lines += ["## Targets", ""]
     verdict = {True: "met", False: "**missed**", None: "not measured"}
-    rows = [[t["target"], f"{t['op']} {t['limit']:g}", _fmt(t["measured"]), verdict[t["passed"]], t["detail"]] for t in summary["targets"]]
+    rows = [
+        [t["target"], f"{t['op']} {t['limit']:g}", _fmt(t["measured"]), verdict[t["passed"]], t["detail"]]
+        for t in summary["targets"]
+    ]
     lines += _table(["target", "limit", "measured", "verdict", "note"], rows) + [""]
     return "\n".join(lines)
 
@@ -219,4 +297,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

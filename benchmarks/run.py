@@ -14,6 +14,7 @@ Timing numbers come from a shared machine: rerun and compare before concluding.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -195,7 +196,7 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
         loads = []
         for i in range(1 if slow else cfg.load_repeats):
             gc.collect()
-            dt, arr = _timed(lambda: fmt.load(path, threads))
+            dt, arr = _timed(functools.partial(fmt.load, path, threads))
             loads.append(dt)
             if i == 0:
                 _check(fmt, ds, (Ellipsis,), arr)
@@ -222,15 +223,21 @@ def header_cost(workdir: str, sizes_mb: list[int], repeats: int = 200) -> dict[s
         warm(path)
         row: dict[str, float] = {"file_mb": os.path.getsize(path) / 2**20}
         for name, fn in (
-            ("read_header_ms", lambda: read_header(path)),
-            ("validate_ms", lambda: validate_file(path)),
-            ("open_ms", lambda: MLArray.open(path).close()),
+            ("read_header_ms", functools.partial(read_header, path)),
+            ("validate_ms", functools.partial(validate_file, path)),
+            ("open_ms", functools.partial(_open_close, path)),
         ):
             fn()
             row[name] = 1e3 * statistics.median(_timed(fn)[0] for _ in range(repeats))
         results[f"{mb}MB"] = row
         os.remove(path)
     return results
+
+
+def _open_close(path: str) -> None:
+    from mlarray import MLArray
+
+    MLArray.open(path).close()
 
 
 def _stored_cparams() -> Any:
@@ -328,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             results["datasets"][name] = entry
             _log(f"{name}: {ds.description} (generated in {t_gen:.1f} s)")
             for fmt in formats:
-                t_fmt, entry["formats"][fmt.name] = _timed(lambda: bench_format(fmt, ds, workdir, cfg))
+                t_fmt, entry["formats"][fmt.name] = _timed(functools.partial(bench_format, fmt, ds, workdir, cfg))
                 _log(f"  {fmt.name:9s} done in {t_fmt:.1f} s")
             del ds
         if "mlarray" in cfg.formats:

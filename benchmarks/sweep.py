@@ -93,7 +93,8 @@ def layout_sweep(ds: datasets.Dataset, blocks: list[tuple[int, ...]], chunks: li
     not a multiple of the block edge are skipped (Blosc2 would pad every chunk).
     """
     spatial = ds.spatial_axes
-    print("npy-mmap ceiling (128³, 192³ ms): %.2f, %.2f" % _npy_times(ds, workdir, n))
+    ceiling = _npy_times(ds, workdir, n)
+    print(f"npy-mmap ceiling (128³, 192³ ms): {ceiling[0]:.2f}, {ceiling[1]:.2f}")
     print("| chunk | block | block KB | chunk MB | size MB | write s | 128³ ms | 192³ ms |")
     print("|---|---|---|---|---|---|---|---|")
     for chunk_edge, bshape in itertools.product(chunks, blocks):
@@ -110,20 +111,24 @@ def layout_sweep(ds: datasets.Dataset, blocks: list[tuple[int, ...]], chunks: li
         bkb = np.prod(block) * ds.array.itemsize / 1024
         cmb = np.prod(chunk) * ds.array.itemsize / 2**20
         size = os.path.getsize(path) / 2**20
-        print(f"| {chunk} | {block} | {bkb:.0f} | {cmb:.1f} | {size:.1f} | {dt:.2f} | {t128:.2f} | {t192:.2f} |", flush=True)
+        print(
+            f"| {chunk} | {block} | {bkb:.0f} | {cmb:.1f} | {size:.1f} | {dt:.2f} | {t128:.2f} | {t192:.2f} |",
+            flush=True,
+        )
         os.remove(path)
 
 
 CODECS = [
-    ("lz4", 1, ["shuffle"]),
     ("lz4", 5, ["shuffle"]),
-    ("lz4", 9, ["shuffle"]),
     ("lz4", 5, ["bitshuffle"]),
-    ("lz4hc", 5, ["shuffle"]),
+    ("lz4hc", 1, ["shuffle"]),
+    ("lz4hc", 1, ["bitshuffle"]),
+    ("lz4hc", 3, ["shuffle"]),
+    ("lz4hc", 9, ["shuffle"]),
     ("blosclz", 5, ["shuffle"]),
     ("zstd", 1, ["shuffle"]),
-    ("zstd", 3, ["shuffle"]),
     ("zstd", 1, ["bitshuffle"]),
+    ("zstd", 3, ["shuffle"]),
     ("zstd", 1, ["shuffle", "bytedelta"]),
 ]
 

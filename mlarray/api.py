@@ -28,14 +28,11 @@ from mlarray.errors import (
     ReadOnlyError,
     ResourceLimitError,
 )
-from mlarray.layout import PatchSize, choose_layout
+from mlarray.layout import PatchSize, choose_layout, default_compression
 from mlarray.models import Meta, Writer, compose_affine, parse_header
 from mlarray.models.v1.header import MAX_NDIM
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.io import (
-    DEFAULT_CLEVEL,
-    DEFAULT_CODEC,
-    DEFAULT_FILTERS,
     is_read_only,
     layout_of,
     make_cparams,
@@ -514,7 +511,7 @@ class MLArray:
             if args["cparams"] is not None:
                 codec, clevel, filters = _cparams_names(args["cparams"])
             else:
-                codec, clevel, filters = DEFAULT_CODEC, DEFAULT_CLEVEL, list(DEFAULT_FILTERS)
+                codec, clevel, filters = default_compression(dtype.itemsize)
         cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
         if isinstance(source, _ShapeOnly):
             nd = source.write(tmp, chunks, blocks, cparams)

@@ -1,33 +1,78 @@
-"""Choose Blosc2 chunk and block shapes from the training patch size.
+"""Choose Blosc2 chunk and block shapes, and the default codec, for fast random patch reads.
 
 A random patch read decompresses every *block* it touches, inside every *chunk* it
-touches. So blocks are sized to sit in the CPU cache and chunks to hold about one
-patch, with bounded padding at the array edges. Axes that are not spatial (channels,
-time) are kept whole inside a block when small, so a patch over all channels does not
-touch one block per channel.
+touches, into a chunk-sized scratch buffer, then copies the patch out block by block.
+Measured on the benchmark volumes (``docs/performance.md``), that gives the rules here:
 
-Pure functions of shapes and sizes: no I/O, no blosc2.
+- **Blocks** are small (a fraction of L2; 16-64 KiB), so a patch that does not line up
+  with the block grid decompresses little it does not need, and the decompression
+  buffers stay in cache. Block edges never exceed the patch.
+- **Chunks** are a few MiB (a few L2 sizes), whatever the patch: the scratch buffer
+  stays in cache and a patch still touches few chunks. Bigger chunks (>= 8 MiB)
+  measurably slow patch reads down; smaller ones only add per-chunk overhead.
+- **Bounded edge padding**: an axis is cut so that the padding Blosc2 adds at the array
+  edge stays under 1/8 of the axis (or one block, when that is unavoidable).
+- **Non-spatial axes** (channels, time) of up to ``WHOLE_AXIS_LIMIT`` entries are kept
+  whole inside every block and chunk: a patch over all channels touches each block once.
+- **Codec**: LZ4HC at a low level with byte shuffle decompresses fastest and compresses
+  better than LZ4; 1-byte data (label maps, masks) use bit shuffle instead.
+
+Everything but :func:`detect_caches` is a pure function of shapes and sizes. The cache
+sizes are read once from the operating system (Linux sysfs); the layout adapts only to
+caches *smaller* than the reference machine's, so files come out the same on every
+current CPU. No blosc2 here.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_PATCH = 192
 """Patch edge used for ``patch_size='default'`` on every spatial axis."""
 
-BLOCK_BYTES = 128 * 1024
-"""Target uncompressed block size: fits L2 on current CPUs with room for the output."""
-
-CHUNK_BYTES = 32 * 1024 * 1024
-"""Upper bound on an uncompressed chunk (Blosc2 caps chunks below 2 GiB)."""
-
 WHOLE_AXIS_LIMIT = 16
 """A non-spatial axis up to this length is kept whole in chunks and blocks."""
 
+BLOCK_BYTES = 64 * 1024
+MIN_BLOCK_BYTES = 16 * 1024
+"""Bounds of the uncompressed block size; within them a block is 1/16 of the L2 cache."""
+
+CHUNK_BYTES = 4 * 1024 * 1024
+MIN_CHUNK_BYTES = 1024 * 1024
+"""Bounds of the uncompressed chunk size; within them a chunk is 4 times the L2 cache."""
+
+PAD_FRACTION = 8
+"""Edge padding on an axis is bounded by ``axis length / PAD_FRACTION`` (or one block)."""
+
+DEFAULT_CODEC = "lz4hc"
+DEFAULT_CLEVEL = 1
+DEFAULT_FILTERS: tuple[str, ...] = ("shuffle",)
+BYTE_FILTERS: tuple[str, ...] = ("bitshuffle",)
+"""Filters for 1-byte data, where a byte shuffle does nothing and a bit shuffle pays off."""
+
 PatchSize = int | Sequence[int] | str | None
+
+
+@dataclass(frozen=True)
+class Caches:
+    """Per-core data cache sizes in bytes (L3 is the shared last level)."""
+
+    l1d: int
+    l2: int
+    l3: int
+
+
+REFERENCE_CACHES = Caches(l1d=32 * 1024, l2=512 * 1024, l3=32 * 1024 * 1024)
+"""The caches the defaults were measured on (AMD EPYC, ``docs/performance.md``).
+
+They are also an upper bound: a file is written once and read on many machines, so
+the layout only adapts *down* to a writer with smaller caches (see :func:`layout_caches`).
+That keeps the default layout the same on every current desktop and server CPU.
+"""
 
 
 @dataclass(frozen=True)
@@ -38,6 +83,69 @@ class LayoutChoice:
     chunks: tuple[int, ...] | None
     blocks: tuple[int, ...] | None
     patch_size: tuple[int, ...] | None
+
+
+def _parse_size(text: str) -> int | None:
+    """``'32K'``, ``'1024K'``, ``'32M'`` or plain bytes, as sysfs prints cache sizes."""
+    text = text.strip().upper()
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    return int(digits) * scale if digits.isdigit() else None
+
+
+def detect_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> Caches | None:
+    """The data cache sizes of this machine's first CPU (Linux sysfs), or ``None`` if unknown.
+
+    Reads ``index*/level``, ``type`` and ``size``; a level that cannot be read is taken
+    from :data:`REFERENCE_CACHES`.
+    """
+    found: dict[str, int] = {}
+    try:
+        entries = sorted(Path(root).glob("index*"))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            level = (entry / "level").read_text().strip()
+            kind = (entry / "type").read_text().strip()
+            size = _parse_size((entry / "size").read_text())
+        except (OSError, ValueError):
+            continue
+        key = {"1": "l1d", "2": "l2", "3": "l3"}.get(level)
+        if size is not None and kind != "Instruction" and key is not None:
+            found[key] = size
+    if not found:
+        return None
+    ref = REFERENCE_CACHES
+    return Caches(found.get("l1d", ref.l1d), found.get("l2", ref.l2), found.get("l3", ref.l3))
+
+
+@functools.lru_cache(maxsize=1)
+def layout_caches() -> Caches:
+    """The caches the default layout is computed for: this machine's, capped at :data:`REFERENCE_CACHES`.
+
+    Conservative both ways: unknown caches count as the reference ones, and a machine
+    with bigger caches than the reference still gets blocks that fit smaller ones.
+    """
+    found = detect_caches() or REFERENCE_CACHES
+    ref = REFERENCE_CACHES
+    return Caches(min(found.l1d, ref.l1d), min(found.l2, ref.l2), min(found.l3, ref.l3))
+
+
+def _clamp_pow2(value: int, low: int, high: int) -> int:
+    """``value`` rounded down to a power of two, then clamped to ``[low, high]``."""
+    p = 1 << max(int(value), 1).bit_length() - 1
+    return max(low, min(high, p))
+
+
+def block_bytes(caches: Caches) -> int:
+    """Target uncompressed block size: 1/16 of L2 within 16-64 KiB."""
+    return _clamp_pow2(caches.l2 // 16, MIN_BLOCK_BYTES, BLOCK_BYTES)
+
+
+def chunk_bytes(caches: Caches) -> int:
+    """Target uncompressed chunk size: 4 times L2 within 1-4 MiB."""
+    return _clamp_pow2(caches.l2 * 4, MIN_CHUNK_BYTES, CHUNK_BYTES)
 
 
 def resolve_patch(patch_size: PatchSize, n_spatial: int) -> tuple[int, ...] | None:
@@ -59,42 +167,90 @@ def resolve_patch(patch_size: PatchSize, n_spatial: int) -> tuple[int, ...] | No
     return sizes
 
 
-def _shrink(shape: list[int], axes: Sequence[int], itemsize: int, limit: int) -> list[int]:
-    """Halve the largest of ``axes`` until the product fits in ``limit`` bytes."""
-    out = list(shape)
-    while math.prod(out) * itemsize > limit:
-        axis = max(axes, key=lambda a: out[a]) if axes else max(range(len(out)), key=lambda a: out[a])
-        if out[axis] == 1:
-            break
-        out[axis] = -(-out[axis] // 2)
-    return out
+def padding(length: int, edge: int) -> int:
+    """Elements Blosc2 adds after an axis of ``length`` cut in pieces of ``edge``."""
+    return -(-length // edge) * edge - length
+
+
+def _pad_ok(length: int, edge: int, unit: int) -> bool:
+    """Bounded edge padding: at most ``length / PAD_FRACTION``, or what pieces of ``unit`` cost anyway."""
+    return padding(length, edge) <= max(length // PAD_FRACTION, padding(length, unit))
+
+
+def _next_edge(edge: int, limit: int, length: int, unit: int) -> int | None:
+    """The next edge for an axis: about double, a multiple of ``unit``, within the padding bound."""
+    if edge >= limit:
+        return None
+    want = max(edge + unit, min(2 * edge, limit) // unit * unit)
+    for candidate in range(want, limit + 1, unit):
+        if _pad_ok(length, candidate, unit):
+            return candidate
+    return None
+
+
+def _grow(edges: list[int], limits: list[int], lengths: list[int], unit: list[int], budget: int) -> list[int]:
+    """Grow ``edges`` (multiples of ``unit``) while their product stays within ``budget``.
+
+    The smallest edge grows first (ties: the later axis, so the innermost axis gets the
+    longest contiguous runs). An axis stops when its next edge would pass the budget,
+    its limit or the padding bound.
+    """
+    edges = list(edges)
+    frozen: set[int] = set()
+    while len(frozen) < len(edges):
+        i = min((j for j in range(len(edges)) if j not in frozen), key=lambda j: (edges[j], -j))
+        nxt = _next_edge(edges[i], limits[i], lengths[i], unit[i])
+        if nxt is None or math.prod(edges) // edges[i] * nxt > budget:
+            frozen.add(i)
+            continue
+        edges[i] = nxt
+    return edges
 
 
 def patch_layout(
-    shape: Sequence[int], itemsize: int, spatial_axes: Sequence[int], patch: Sequence[int]
+    shape: Sequence[int],
+    itemsize: int,
+    spatial_axes: Sequence[int],
+    patch: Sequence[int],
+    caches: Caches | None = None,
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Chunk and block shapes for reading patches of size ``patch`` over ``spatial_axes``."""
+    """Chunk and block shapes for reading patches of size ``patch`` over ``spatial_axes``.
+
+    Blocks hold about :func:`block_bytes`, chunks about :func:`chunk_bytes`; every chunk
+    edge is a multiple of the block edge. See the module docstring for the rules.
+    """
+    caches = caches or layout_caches()
     ndim = len(shape)
+    lengths = [max(int(n), 1) for n in shape]
     spatial = list(spatial_axes)
-    want = [1] * ndim
-    for axis in range(ndim):
-        if axis in spatial:
-            want[axis] = max(1, min(patch[spatial.index(axis)], shape[axis]))
-        else:
-            want[axis] = shape[axis] if shape[axis] <= WHOLE_AXIS_LIMIT else 1
-        want[axis] = max(want[axis], 1)
-    shrinkable = spatial or list(range(ndim))
-    blocks = _shrink(want, shrinkable, itemsize, BLOCK_BYTES)
-    chunks = []
-    for axis in range(ndim):
-        edge = max(shape[axis], 1)
-        # Round the wanted extent up to whole blocks, but never pad past the array edge by a block.
-        c = -(-want[axis] // blocks[axis]) * blocks[axis]
-        c = min(c, -(-edge // blocks[axis]) * blocks[axis])
-        chunks.append(max(c, blocks[axis]))
-    chunks = _shrink(chunks, shrinkable, itemsize, CHUNK_BYTES)
-    blocks = [min(b, c) for b, c in zip(blocks, chunks)]
-    return tuple(chunks), tuple(blocks)
+    target_block = block_bytes(caches)
+    # Non-spatial axes: whole while short and while one voxel of them fits in a block.
+    block = [1] * ndim
+    per_voxel = itemsize
+    for a in range(ndim):
+        if a not in spatial and lengths[a] <= WHOLE_AXIS_LIMIT and per_voxel * lengths[a] <= target_block:
+            block[a] = lengths[a]
+            per_voxel *= lengths[a]
+    if not spatial:
+        return tuple(block), tuple(block)
+    edge_of = dict(zip(spatial, patch, strict=True))
+    lens = [lengths[a] for a in spatial]
+    ones = [1] * len(spatial)
+    block_limits = [min(n, max(1, edge_of[a])) for n, a in zip(lens, spatial, strict=True)]
+    b_sp = _grow(ones, block_limits, lens, ones, max(1, target_block // per_voxel))
+    # Chunks: whole multiples of the block, up to the axis length rounded up to blocks.
+    chunk_limits = [-(-n // b) * b for n, b in zip(lens, b_sp, strict=True)]
+    c_sp = _grow(b_sp, chunk_limits, lens, b_sp, max(1, chunk_bytes(caches) // per_voxel))
+    chunk = list(block)
+    for a, b, c in zip(spatial, b_sp, c_sp, strict=True):
+        block[a], chunk[a] = b, c
+    return tuple(chunk), tuple(block)
+
+
+def default_compression(itemsize: int) -> tuple[str, int, list[str]]:
+    """Codec, level and filters used when the caller gives no ``cparams``."""
+    filters = BYTE_FILTERS if itemsize == 1 else DEFAULT_FILTERS
+    return DEFAULT_CODEC, DEFAULT_CLEVEL, list(filters)
 
 
 def choose_layout(
@@ -104,6 +260,7 @@ def choose_layout(
     patch_size: PatchSize = "default",
     chunk_size: Sequence[int] | None = None,
     block_size: Sequence[int] | None = None,
+    caches: Caches | None = None,
 ) -> LayoutChoice:
     """Decide the layout: manual sizes win, then the patch size, else Blosc2's own choice."""
     ndim = len(shape)
@@ -113,11 +270,11 @@ def choose_layout(
         for name, value in (("chunk_size", chunks), ("block_size", blocks)):
             if value is not None and (len(value) != ndim or any(v < 1 for v in value)):
                 raise ValueError(f"{name} must have {ndim} positive entries, got {value}")
-        if chunks is not None and blocks is not None and any(b > c for b, c in zip(blocks, chunks)):
+        if chunks is not None and blocks is not None and any(b > c for b, c in zip(blocks, chunks, strict=True)):
             raise ValueError(f"block_size {blocks} must not exceed chunk_size {chunks} on any axis")
         return LayoutChoice("manual", chunks, blocks, None)
     patch = resolve_patch(patch_size, len(spatial_axes))
     if patch is None or ndim == 0:
         return LayoutChoice("blosc2", None, None, None)
-    chunks, blocks = patch_layout(shape, itemsize, spatial_axes, patch)
+    chunks, blocks = patch_layout(shape, itemsize, spatial_axes, patch, caches)
     return LayoutChoice("patch", chunks, blocks, patch)

@@ -31,6 +31,11 @@ from mlarray.errors import (
     WriteFailedError,
     WrongExtensionError,
 )
+
+# The default codec, level and filters are chosen with the layout (measured: docs/performance.md).
+from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
+from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
+from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.models import Integrity, Layout, Meta, parse_header
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
@@ -52,9 +57,6 @@ _FILTERS = {
     "bitshuffle": blosc2.Filter.BITSHUFFLE,
     "bytedelta": blosc2.Filter.BYTEDELTA,
 }
-DEFAULT_CODEC = "lz4"
-DEFAULT_CLEVEL = 5
-DEFAULT_FILTERS: tuple[str, ...] = ("shuffle",)
 
 
 def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
