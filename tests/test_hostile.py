@@ -361,3 +361,18 @@ def _swap_header_chunk(path: Path, old: bytes, new: bytes) -> None:
     trailer_len = struct.unpack(">I", data[-22:-18])[0] + delta
     data = data[:-22] + struct.pack(">I", trailer_len) + data[-18:]
     path.write_bytes(data)
+
+
+def test_leftover_trailer_bytes_and_overflow_in_unknown_members(tmp_path: Path) -> None:
+    path = tmp_path / "t.mla"
+    MLArray(np.arange(60, dtype=np.int16).reshape(3, 4, 5)).save(path)
+    raw = bytearray(path.read_bytes())
+    trailer_len = int.from_bytes(raw[-22:-18], "big")
+    start = len(raw) - trailer_len
+    assert raw[start] == 0x94  # fixarray of 4: version, layers, trailer_len, fingerprint
+    raw[start] = 0x93  # claim 3 elements: the fingerprint becomes leftover bytes
+    path.write_bytes(bytes(raw))
+    _expect(path, CorruptFrameError)
+
+    base = '{"schema_version": "1.9", "array": {"shape": [3, 4, 5], "dtype": "<i2"}, "future": {"x": 1e400}}'
+    _expect(_frame(tmp_path / "inf.mla", {"mlarray": msgpack.packb(base)}), HeaderValidationError)

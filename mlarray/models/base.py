@@ -116,7 +116,11 @@ def _fits_binary64(value: int) -> bool:
 
 
 def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
-    """Problems for every integer in decoded JSON whose magnitude overflows binary64 (iterative)."""
+    """Problems for every number in decoded JSON that is not a finite binary64 (iterative).
+
+    Integers beyond the binary64 range, and literals like ``1e400`` (which Python's JSON
+    parser turns into infinity), anywhere in the header, unknown members included.
+    """
     out: list[Problem] = []
     stack: list[tuple[Any, str]] = [(value, loc)]
     while stack:
@@ -127,6 +131,8 @@ def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
             stack.extend((v, f"{where}.{i}") for i, v in enumerate(node))
         elif isinstance(node, int) and not isinstance(node, bool) and not _fits_binary64(node):
             out.append(Problem(where, "not_finite", "the integer is beyond the binary64 range"))
+        elif isinstance(node, float) and not math.isfinite(node):
+            out.append(Problem(where, "not_finite", "the number is beyond the binary64 range"))
     return out
 
 

@@ -275,10 +275,16 @@ def _trailer_layers(trailer: bytes, path: str) -> Any:
     """
     unpacker = msgpack.Unpacker(io.BytesIO(trailer), raw=True, strict_map_key=False, use_list=True)
     try:
-        if unpacker.read_array_header() < 2:
+        count = unpacker.read_array_header()
+        if count < 2:
             raise ValueError
         unpacker.skip()  # trailer version
-        return unpacker.unpack()
+        layers = unpacker.unpack()
+        for _ in range(count - 2):
+            unpacker.skip()  # trailer_len and the fingerprint: skipped, never interpreted
+        if unpacker.tell() != len(trailer):
+            raise ValueError  # spec: no bytes left over in the trailer
+        return layers
     except Exception:
         raise CorruptFrameError("the frame trailer is malformed", path=path) from None
 
