@@ -42,7 +42,7 @@ CPU_METRICS: list[tuple[str, str, float]] = [
     ("slice_last_cpu_ms", "slice last ms", 1.0),
     ("write_cpu_s", "write CPU s (all threads)", 1.0),
 ]
-"""CPU time of the reading thread (of the process for writes): stable when the machine is busy."""
+"""CPU time of the benchmark process (all its threads): stable when the machine is busy."""
 
 
 def _best_other(formats: dict[str, Any], key: str) -> tuple[str | None, float | None]:
@@ -255,7 +255,7 @@ def markdown(results: dict[str, Any]) -> str:
         rows = [
             [fmt] + [_fmt(v.get(key), scale) for key, _, scale in CPU_METRICS] for fmt, v in entry["formats"].items()
         ]
-        lines += ["CPU time of the reading thread (writes: all threads of the process):", ""]
+        lines += ["CPU time of the process (all threads), which other jobs on the machine do not inflate:", ""]
         lines += _table(["format"] + [title for _, title, _ in CPU_METRICS], rows) + [""]
         ratio_rows = []
         for key, title, _ in COMPARED + [(k, f"CPU {t}", s_) for k, t, s_ in CPU_METRICS]:
