@@ -283,15 +283,39 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def spread(runs: list[dict[str, Any]]) -> str:
+    """A markdown table of every target's measured value across several runs (first run first)."""
+    verdicts = [{t["id"]: t for t in summarize(r)["targets"]} for r in runs]
+    rows = []
+    for tid, first in verdicts[0].items():
+        values = [v[tid]["measured"] for v in verdicts if tid in v and v[tid]["measured"] is not None]
+        met = sum(1 for v in verdicts if tid in v and v[tid]["passed"])
+        low, high = (min(values), max(values)) if values else (None, None)
+        rows.append(
+            [
+                first["target"],
+                f"{first['op']} {first['limit']:g}",
+                _fmt(first["measured"]),
+                f"{_fmt(low)} - {_fmt(high)}",
+                f"{met}/{len(runs)}",
+            ]
+        )
+    header = ["target", "limit", "first run", f"range over {len(runs)} runs", "met in"]
+    return "\n".join(_table(header, rows))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the markdown report of a saved results JSON."""
+    """Print the markdown report of a saved results JSON; with several, also the spread of the targets."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m benchmarks.report RESULTS.json", file=sys.stderr)
+    if not args:
+        print("usage: python -m benchmarks.report RESULTS.json [MORE.json ...]", file=sys.stderr)
         return 2
-    results = json.loads(Path(args[0]).read_text())
-    results["summary"] = summarize(results)
-    print(markdown(results))
+    runs = [json.loads(Path(a).read_text()) for a in args]
+    runs[0]["summary"] = summarize(runs[0])
+    print(markdown(runs[0]))
+    if len(runs) > 1:
+        print(f"## Spread over {len(runs)} runs\n")
+        print(spread(runs))
     return 0
 
 
