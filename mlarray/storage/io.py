@@ -222,7 +222,12 @@ def open_checked(path: str, mmap_mode: str, dparams: Any = None, attempts: int =
     for _ in range(attempts):
         before = _identity(path)
         head = read_header(path)
-        nd = open_frame(path, mmap_mode, dparams)
+        try:
+            nd = open_frame(path, mmap_mode, dparams)
+        except CorruptFrameError:
+            if _identity(path) != before:
+                continue  # replaced while blosc2 was opening it (blosc2 opens the path more than once)
+            raise
         try:
             if _identity(path) == before:
                 return head, nd
