@@ -6,7 +6,8 @@ Measured on the benchmark volumes (``docs/performance.md``), that gives the rule
 
 - **Blocks** are small (a fraction of L2; 16-64 KiB), so a patch that does not line up
   with the block grid decompresses little it does not need, and the decompression
-  buffers stay in cache. Block edges never exceed the patch.
+  buffers stay in cache. Block edges never exceed the patch; a block spans at least 16
+  voxels per spatial axis where it can (thinner blocks compress worse).
 - **Chunks** are a few MiB (a few L2 sizes), whatever the patch: the scratch buffer
   stays in cache and a patch still touches few chunks. Bigger chunks (>= 8 MiB)
   measurably slow patch reads down; smaller ones only add per-chunk overhead.
@@ -46,6 +47,10 @@ MIN_BLOCK_BYTES = 16 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024 * 1024
 """Bounds of the uncompressed chunk size; within them a chunk is 4 times the L2 cache."""
+
+MIN_BLOCK_EDGE = 16
+"""Blocks span at least this many voxels per spatial axis (axis and patch permitting), even
+past the cache-derived size (up to ``BLOCK_BYTES``): thinner blocks compress worse."""
 
 PAD_FRACTION = 8
 """Edge padding on an axis is bounded by ``axis length / PAD_FRACTION`` (or one block)."""
@@ -239,7 +244,9 @@ def patch_layout(
     lens = [lengths[a] for a in spatial]
     ones = [1] * len(spatial)
     block_limits = [min(n, max(1, edge_of[a])) for n, a in zip(lens, spatial, strict=True)]
-    b_sp = _grow(ones, block_limits, lens, ones, max(1, target_block // per_voxel))
+    thick = math.prod(min(MIN_BLOCK_EDGE, lim) for lim in block_limits)
+    block_budget = min(BLOCK_BYTES // per_voxel, max(target_block // per_voxel, thick))
+    b_sp = _grow(ones, block_limits, lens, ones, max(1, block_budget))
     # Chunks: whole multiples of the block, up to the axis length rounded up to blocks.
     chunk_limits = [-(-n // b) * b for n, b in zip(lens, b_sp, strict=True)]
     c_sp = _grow(b_sp, chunk_limits, lens, b_sp, max(1, chunk_bytes(caches) // per_voxel))

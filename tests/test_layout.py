@@ -16,6 +16,7 @@ from mlarray.layout import (
     CHUNK_BYTES,
     DEFAULT_PATCH,
     MIN_BLOCK_BYTES,
+    MIN_BLOCK_EDGE,
     PAD_FRACTION,
     REFERENCE_CACHES,
     WHOLE_AXIS_LIMIT,
@@ -114,8 +115,16 @@ def test_a_long_non_spatial_axis_is_cut_into_single_entries() -> None:
 def test_many_channels_of_a_wide_type_still_fit_a_block() -> None:
     shape = (16, 16, 16, 300)
     chunks, blocks = patch_layout(shape, 16, [3], (192,), REFERENCE_CACHES)
-    assert math.prod(blocks) * 16 <= block_bytes(REFERENCE_CACHES)
+    assert math.prod(blocks) * 16 <= BLOCK_BYTES
     assert math.prod(chunks) * 16 <= CHUNK_BYTES
+
+
+def test_blocks_keep_a_minimum_spatial_thickness_when_voxels_are_wide() -> None:
+    """4 float32 channels per voxel: the block grows past the cache size to 16 voxels per axis."""
+    _, blocks = patch_layout((4, 160, 192, 160), 4, [1, 2, 3], (192, 192, 192), REFERENCE_CACHES)
+    assert blocks == (4, MIN_BLOCK_EDGE, MIN_BLOCK_EDGE, MIN_BLOCK_EDGE)
+    _, small = patch_layout((4, 160, 192, 160), 4, [1, 2, 3], (8, 8, 8), REFERENCE_CACHES)
+    assert small == (4, 8, 8, 8), "the patch still bounds the block"
 
 
 def test_reference_layout_of_the_benchmark_ct() -> None:
