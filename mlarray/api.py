@@ -9,6 +9,8 @@ header before the first byte is written, then replaces the target atomically.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -308,7 +310,7 @@ class MLArray:
         data = self._require_array()
         if self._nd is None:
             return data[key]
-        _check_result_size(self.shape or (), self.dtype, key, self._path)
+        _check_result_size(data.shape, data.dtype, key, self._path)
         try:
             return data[key]
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
@@ -725,6 +727,7 @@ def _decompose(affine: np.ndarray[Any, Any]) -> tuple[list[float], list[float], 
     return spacing.tolist(), affine[:n, n].tolist(), direction.tolist()
 
 
+@functools.cache
 def _memory_limit() -> int:
     """Bytes of physical memory: no single read may need more."""
     try:
@@ -733,14 +736,33 @@ def _memory_limit() -> int:
         return 1 << 40
 
 
+def _result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...] | None:
+    """Shape of ``array[key]`` for keys made of slices and integers (the patch-read case)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if len(parts) > len(shape):
+        return None
+    out: list[int] = []
+    for part, n in zip(parts, shape, strict=False):
+        if isinstance(part, slice):
+            try:
+                out.append(len(range(*part.indices(n))))
+            except (TypeError, ValueError):  # not integers, or a zero step: the array reports it
+                return None
+        elif not isinstance(part, (int, np.integer)) or isinstance(part, bool):
+            return None
+    return (*out, *shape[len(parts) :])
+
+
 def _check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
     """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
-    try:
-        probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
-        result = probe[key]
-    except (IndexError, TypeError, ValueError):
-        return  # let the array itself report the bad key
-    nbytes = int(np.prod(np.shape(result), dtype=np.float64)) * np.dtype(dtype).itemsize
+    result = _result_shape(shape, key)
+    if result is None:  # Ellipsis, arrays, None, ...: let NumPy work the shape out on a zero-byte view
+        try:
+            probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
+            result = np.shape(probe[key])
+        except (IndexError, TypeError, ValueError):
+            return  # let the array itself report the bad key
+    nbytes = math.prod(result) * np.dtype(dtype).itemsize
     if nbytes > _memory_limit():
         raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
 

@@ -12,6 +12,8 @@ import blosc2
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mlarray
 from mlarray import MLArray
@@ -213,8 +215,34 @@ def test_reads_larger_than_memory_are_refused(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(ResourceLimitError) as info:
         image[...]
     assert isinstance(info.value, MemoryError) and info.value.code == "RESOURCE_LIMIT"
+    for key in ((slice(None), slice(None)), slice(0, 40), (slice(None), np.newaxis)):  # fast path and probe
+        with pytest.raises(ResourceLimitError):
+            image[key]
+    assert image[0, 0:10, 3].shape == (10,)
     with pytest.raises(ResourceLimitError):
         MLArray.load(path)
+
+
+_index = st.one_of(
+    st.integers(-60, 60),
+    st.builds(
+        slice, st.none() | st.integers(-70, 70), st.none() | st.integers(-70, 70), st.sampled_from([None, 1, 2, -1, -3])
+    ),
+)
+
+
+@given(shape=st.lists(st.integers(0, 50), min_size=1, max_size=4), key=st.lists(_index, max_size=4))
+def test_the_cheap_result_shape_agrees_with_numpy(shape: list[int], key: list[object]) -> None:
+    from mlarray.api import _result_shape
+
+    probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=tuple(shape), strides=(0,) * len(shape))
+    try:
+        expected = probe[tuple(key)].shape
+    except IndexError:
+        return  # an out-of-range integer: the array itself raises
+    assert _result_shape(tuple(shape), tuple(key)) in (expected, None)
+    if len(key) <= len(shape):
+        assert _result_shape(tuple(shape), tuple(key)) == expected
 
 
 def test_a_failing_write_is_typed_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
