@@ -9,8 +9,6 @@ header before the first byte is written, then replaces the target atomically.
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -20,19 +18,17 @@ import blosc2
 import numpy as np
 import numpy.typing as npt
 
+from mlarray._inputs import ShapeOnly, as_storable, decompose, default_labels, tolist
 from mlarray._version import __version__
 from mlarray.bound import BoundList, bound_matrix
 from mlarray.errors import (
     CorruptFrameError,
-    HeaderValidationError,
     InvalidArgumentError,
-    Problem,
     ReadOnlyError,
-    ResourceLimitError,
 )
 from mlarray.layout import PatchSize, choose_layout, default_compression
 from mlarray.models import Meta, Writer, compose_affine, parse_header
-from mlarray.models.v1.header import MAX_NDIM
+from mlarray.reading import check_result_size, decompress_all, private_copy
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.io import (
     is_read_only,
@@ -133,7 +129,7 @@ class MLArray:
                 copy = array if copy is None else copy
                 array = array.to_numpy() if array.shape is not None else None
             if array is not None:
-                self._np = _as_storable(array)
+                self._np = as_storable(array)
             base = _as_meta(meta)
             if copy is not None:
                 if meta is None:
@@ -159,12 +155,12 @@ class MLArray:
         given = {"spacing": spacing, "origin": origin, "direction": direction, "axis_labels": axis_labels}
         for key, value in given.items():
             if value is not None:
-                spatial[key] = _tolist(value)
+                spatial[key] = tolist(value)
         if affine is not None:
-            spatial["affine"] = _tolist(affine)
+            spatial["affine"] = tolist(affine)
         if self._np is not None:
             if spatial.get("axis_labels") is None:
-                spatial["axis_labels"] = _default_labels(self._np.ndim, spatial)
+                spatial["axis_labels"] = default_labels(self._np.ndim, spatial)
             data["array"] = {"shape": list(self._np.shape), "dtype": self._np.dtype.str}
         elif not isinstance(array, (str, os.PathLike)):
             data["array"] = None
@@ -181,7 +177,7 @@ class MLArray:
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         if head.meta.array is not None:
-            obj._np = _decompress_all(nd, p)
+            obj._np = decompress_all(nd, p)
         return obj
 
     @classmethod
@@ -239,9 +235,9 @@ class MLArray:
         p = check_path(path, must_exist=False)
         shape = tuple(int(s) for s in shape)
         dt = normalize_dtype(dtype)
-        template = cls(_ShapeOnly(shape, dt), **kwargs)
+        template = cls(ShapeOnly(shape, dt), **kwargs)
         with atomic_target(p) as tmp:
-            nd = template._write_to(tmp, source=_ShapeOnly(shape, dt, fill_value), target=p)
+            nd = template._write_to(tmp, source=ShapeOnly(shape, dt, fill_value), target=p)
             del nd
         obj = cls.open(p, "r+", dparams=kwargs.get("dparams"))
         obj._mode = "w+"
@@ -310,7 +306,7 @@ class MLArray:
         data = self._require_array()
         if self._nd is None:
             return data[key]
-        _check_result_size(data.shape, data.dtype, key, self._path)
+        check_result_size(data.shape, data.dtype, key, self._path)
         try:
             return data[key]
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
@@ -325,7 +321,7 @@ class MLArray:
         if self._nd is not None and isinstance(value, np.ndarray):
             value = np.ascontiguousarray(value)  # blosc2 only accepts C-contiguous buffers
         if self._mode == "c" and not self._dirty:
-            data = self._nd = _private_copy(self._nd, self._path)
+            data = self._nd = private_copy(self._nd, self._path)
         data[key] = value
         if self._nd is not None:
             self._dirty = True
@@ -335,7 +331,7 @@ class MLArray:
         data = self._require_array()
         if isinstance(data, np.ndarray):
             return data
-        return _decompress_all(data, self._path)
+        return decompress_all(data, self._path)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
         out = self.to_numpy()
@@ -378,23 +374,23 @@ class MLArray:
     def spacing(self) -> BoundList | None:
         """Voxel size per spatial axis (mutations are validated)."""
         if self._meta.spatial.spacing is None and self._meta.spatial.affine is not None:
-            return BoundList(_decompose(self.affine)[0], lambda new: self._set_from_affine(spacing=new))
+            return BoundList(decompose(self.affine)[0], lambda new: self._set_from_affine(spacing=new))
         return self._bound("spacing")
 
     @spacing.setter
     def spacing(self, value: Sequence[float] | None) -> None:
-        self._set_spatial(spacing=_tolist(value))
+        self._set_spatial(spacing=tolist(value))
 
     @property
     def origin(self) -> BoundList | None:
         """World coordinate of the centre of voxel 0 (mutations are validated)."""
         if self._meta.spatial.origin is None and self._meta.spatial.affine is not None:
-            return BoundList(_decompose(self.affine)[1], lambda new: self._set_from_affine(origin=new))
+            return BoundList(decompose(self.affine)[1], lambda new: self._set_from_affine(origin=new))
         return self._bound("origin")
 
     @origin.setter
     def origin(self, value: Sequence[float] | None) -> None:
-        self._set_spatial(origin=_tolist(value))
+        self._set_spatial(origin=tolist(value))
 
     @property
     def direction(self) -> BoundList | None:
@@ -403,13 +399,13 @@ class MLArray:
         if value is None:
             if self._meta.spatial.affine is None:
                 return None
-            value = _decompose(self.affine)[2]
+            value = decompose(self.affine)[2]
             return bound_matrix([list(r) for r in value], lambda new: self._set_from_affine(direction=new))
         return bound_matrix([list(r) for r in value], lambda new: self._set_spatial(direction=new))
 
     @direction.setter
     def direction(self, value: Sequence[Sequence[float]] | None) -> None:
-        self._set_spatial(direction=_tolist(value))
+        self._set_spatial(direction=tolist(value))
 
     @property
     def axis_labels(self) -> BoundList | None:
@@ -418,7 +414,7 @@ class MLArray:
 
     @axis_labels.setter
     def axis_labels(self, value: Sequence[str] | None) -> None:
-        self._set_spatial(axis_labels=_tolist(value))
+        self._set_spatial(axis_labels=tolist(value))
 
     @property
     def affine(self) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -432,7 +428,7 @@ class MLArray:
     @affine.setter
     def affine(self, value: Any) -> None:
         matrix = np.asarray(value, dtype=np.float64)
-        spacing, origin, direction = _decompose(matrix)
+        spacing, origin, direction = decompose(matrix)
         d = np.asarray(direction)
         if np.allclose(d.T @ d, np.eye(len(d)), atol=1e-6):
             self._set_spatial(spacing=spacing, origin=origin, direction=direction, affine=None)
@@ -440,7 +436,7 @@ class MLArray:
             self._set_spatial(spacing=None, origin=None, direction=None, affine=matrix.tolist())
 
     def _set_from_affine(self, **changes: Any) -> None:
-        spacing, origin, direction = _decompose(self.affine)
+        spacing, origin, direction = decompose(self.affine)
         parts = {"spacing": spacing, "origin": origin, "direction": direction, **changes}
         n = len(parts["spacing"])
         self._set_spatial(affine=compose_affine(parts["spacing"], parts["origin"], parts["direction"], n).tolist())
@@ -515,7 +511,7 @@ class MLArray:
             else:
                 codec, clevel, filters = default_compression(dtype.itemsize)
         cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
-        if isinstance(source, _ShapeOnly):
+        if isinstance(source, ShapeOnly):
             nd = source.write(tmp, chunks, blocks, cparams)
         else:
             nd = write_frame(tmp, source, chunks=chunks, blocks=blocks, cparams=cparams)
@@ -627,18 +623,6 @@ class MLArray:
         return cls(make(np.asarray(other), dtype=dtype), **kwargs)
 
 
-def _private_copy(nd: Any, path: str | None) -> Any:
-    """An in-memory, writable copy of a mapped frame (its compressed bytes; nothing is decompressed).
-
-    This is how ``mmap_mode='c'`` writes: C-Blosc2's own copy-on-write mapping cannot grow
-    past the file's size and crashes the process when a write needs more room.
-    """
-    try:
-        return blosc2.ndarray_from_cframe(nd.schunk.to_cframe(), copy=True)
-    except Exception as exc:
-        raise CorruptFrameError(f"cannot make a private copy of the frame ({exc})", path=path) from None
-
-
 def _restore(data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None) -> MLArray:
     """Rebuild a pickled in-memory MLArray (the header is revalidated)."""
     obj = MLArray.__new__(MLArray)
@@ -655,122 +639,3 @@ def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
         nd = open_frame(tmp, "r+")
         write_header(nd, meta, digest_of=tmp if refresh_digest else None)
         del nd
-
-
-class _ShapeOnly:
-    """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], fill_value: Any = 0) -> None:
-        self.shape, self.dtype, self.ndim, self.fill_value = shape, dtype, len(shape), fill_value
-
-    def write(self, tmp: str, chunks: Any, blocks: Any, cparams: Any) -> Any:
-        kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
-        if chunks is not None:
-            kwargs["chunks"] = tuple(chunks)
-        if blocks is not None:
-            kwargs["blocks"] = tuple(blocks)
-        if self.fill_value == 0:
-            return blosc2.zeros(self.shape, dtype=self.dtype, **kwargs)
-        return blosc2.full(self.shape, self.fill_value, dtype=self.dtype, **kwargs)
-
-
-def _as_storable(array: Any) -> np.ndarray[Any, Any]:
-    if isinstance(array, _ShapeOnly):
-        return np.broadcast_to(np.zeros((), dtype=array.dtype), array.shape)
-    if isinstance(array, blosc2.NDArray):
-        array = array[...]
-    out = np.asarray(array)
-    if out.ndim == 0 or out.ndim > MAX_NDIM:
-        raise InvalidArgumentError(f"arrays must have 1 to {MAX_NDIM} dimensions, got {out.ndim}")
-    stored = normalize_dtype(out.dtype)
-    if out.dtype != stored or out.dtype.str != stored.str:
-        out = out.astype(stored)
-    return out
-
-
-def _tolist(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_tolist(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
-    """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not."""
-    n = None
-    for key in ("spacing", "origin", "direction"):
-        if spatial.get(key) is not None:
-            n = len(spatial[key])
-            break
-    if n is None and spatial.get("affine") is not None:
-        n = len(spatial["affine"]) - 1
-    if n is None or n == ndim:
-        return None
-    if n > ndim:
-        raise HeaderValidationError(
-            [Problem("spatial", "rule_violation", f"geometry describes {n} axes but the array has only {ndim}")]
-        )
-    return ["non_spatial"] * (ndim - n) + ["spatial"] * n
-
-
-def _decompose(affine: np.ndarray[Any, Any]) -> tuple[list[float], list[float], list[list[float]]]:
-    """Split an affine into spacing (column norms), origin and (possibly non-orthonormal) direction."""
-    n = affine.shape[0] - 1
-    linear = affine[:n, :n]
-    spacing = np.linalg.norm(linear, axis=0)
-    direction = linear / np.where(spacing == 0, 1, spacing)
-    return spacing.tolist(), affine[:n, n].tolist(), direction.tolist()
-
-
-@functools.cache
-def _memory_limit() -> int:
-    """Bytes of physical memory: no single read may need more."""
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 1 << 40
-
-
-def _result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...] | None:
-    """Shape of ``array[key]`` for keys made of slices and integers (the patch-read case)."""
-    parts = key if isinstance(key, tuple) else (key,)
-    if len(parts) > len(shape):
-        return None
-    out: list[int] = []
-    for part, n in zip(parts, shape, strict=False):
-        if isinstance(part, slice):
-            try:
-                out.append(len(range(*part.indices(n))))
-            except (TypeError, ValueError):  # not integers, or a zero step: the array reports it
-                return None
-        elif not isinstance(part, (int, np.integer)) or isinstance(part, bool):
-            return None
-    return (*out, *shape[len(parts) :])
-
-
-def _check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
-    """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
-    result = _result_shape(shape, key)
-    if result is None:  # Ellipsis, arrays, None, ...: let NumPy work the shape out on a zero-byte view
-        try:
-            probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
-            result = np.shape(probe[key])
-        except (IndexError, TypeError, ValueError):
-            return  # let the array itself report the bad key
-    nbytes = math.prod(result) * np.dtype(dtype).itemsize
-    if nbytes > _memory_limit():
-        raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
-
-
-def _decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
-    _check_result_size(tuple(nd.shape), nd.dtype, ..., path)
-    try:
-        out = nd[...]
-    except Exception as exc:
-        raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
-    return np.asarray(out)

@@ -204,12 +204,12 @@ def test_hostile_declared_shapes_and_chunks_are_refused_before_allocation(tmp_pa
 
 
 def test_reads_larger_than_memory_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlarray import api
+    from mlarray import reading
     from mlarray.errors import ResourceLimitError
 
     path = tmp_path / "m.mla"
     MLArray(np.zeros((50, 50, 50), np.float64)).save(path)
-    monkeypatch.setattr(api, "_memory_limit", lambda: 100_000)  # pretend the machine has 100 kB
+    monkeypatch.setattr(reading, "memory_limit", lambda: 100_000)  # pretend the machine has 100 kB
     image = MLArray.open(path)
     assert image[0:2, 0:2, 0:2].shape == (2, 2, 2)
     with pytest.raises(ResourceLimitError) as info:
@@ -233,7 +233,7 @@ _index = st.one_of(
 
 @given(shape=st.lists(st.integers(0, 50), min_size=1, max_size=4), key=st.lists(_index, max_size=4))
 def test_the_cheap_result_shape_agrees_with_numpy(shape: list[int], key: list[object]) -> None:
-    from mlarray.api import _result_shape
+    from mlarray.reading import result_shape as _result_shape
 
     probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape=tuple(shape), strides=(0,) * len(shape))
     try:

@@ -1,0 +1,84 @@
+"""Normalising what users pass to :class:`~mlarray.api.MLArray`: arrays and geometry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from mlarray.errors import HeaderValidationError, InvalidArgumentError, Problem
+from mlarray.models.v1.header import MAX_NDIM
+from mlarray.storage.io import normalize_dtype
+
+
+class ShapeOnly:
+    """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], fill_value: Any = 0) -> None:
+        self.shape, self.dtype, self.ndim, self.fill_value = shape, dtype, len(shape), fill_value
+
+    def write(self, tmp: str, chunks: Any, blocks: Any, cparams: Any) -> Any:
+        kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
+        if chunks is not None:
+            kwargs["chunks"] = tuple(chunks)
+        if blocks is not None:
+            kwargs["blocks"] = tuple(blocks)
+        if self.fill_value == 0:
+            return blosc2.zeros(self.shape, dtype=self.dtype, **kwargs)
+        return blosc2.full(self.shape, self.fill_value, dtype=self.dtype, **kwargs)
+
+
+def as_storable(array: Any) -> np.ndarray[Any, Any]:
+    """``array`` as a NumPy array of a storable dtype (1 to MAX_NDIM dimensions)."""
+    if isinstance(array, ShapeOnly):
+        return np.broadcast_to(np.zeros((), dtype=array.dtype), array.shape)
+    if isinstance(array, blosc2.NDArray):
+        array = array[...]
+    out = np.asarray(array)
+    if out.ndim == 0 or out.ndim > MAX_NDIM:
+        raise InvalidArgumentError(f"arrays must have 1 to {MAX_NDIM} dimensions, got {out.ndim}")
+    stored = normalize_dtype(out.dtype)
+    if out.dtype != stored or out.dtype.str != stored.str:
+        out = out.astype(stored)
+    return out
+
+
+def tolist(value: Any) -> Any:
+    """NumPy arrays and scalars (also nested in lists) as plain Python values."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [tolist(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
+    """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not."""
+    n = None
+    for key in ("spacing", "origin", "direction"):
+        if spatial.get(key) is not None:
+            n = len(spatial[key])
+            break
+    if n is None and spatial.get("affine") is not None:
+        n = len(spatial["affine"]) - 1
+    if n is None or n == ndim:
+        return None
+    if n > ndim:
+        raise HeaderValidationError(
+            [Problem("spatial", "rule_violation", f"geometry describes {n} axes but the array has only {ndim}")]
+        )
+    return ["non_spatial"] * (ndim - n) + ["spatial"] * n
+
+
+def decompose(affine: np.ndarray[Any, Any]) -> tuple[list[float], list[float], list[list[float]]]:
+    """Split an affine into spacing (column norms), origin and (possibly non-orthonormal) direction."""
+    n = affine.shape[0] - 1
+    linear = affine[:n, :n]
+    spacing = np.linalg.norm(linear, axis=0)
+    direction = linear / np.where(spacing == 0, 1, spacing)
+    return spacing.tolist(), affine[:n, n].tolist(), direction.tolist()

@@ -1,0 +1,81 @@
+"""Reading a file-backed array: the memory check before a read and whole-array decompression.
+
+Every read of a memory-mapped ``.mla`` goes through :func:`check_result_size` first, so a
+hostile declared shape (or a typo) raises ``RESOURCE_LIMIT`` instead of asking for more
+memory than the machine has. It is on the patch-read path, so it stays cheap: keys made
+of slices and integers are sized without NumPy.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from mlarray.errors import CorruptFrameError, ResourceLimitError
+
+
+def private_copy(nd: Any, path: str | None) -> Any:
+    """An in-memory, writable copy of a mapped frame (its compressed bytes; nothing is decompressed).
+
+    This is how ``mmap_mode='c'`` writes: C-Blosc2's own copy-on-write mapping cannot grow
+    past the file's size and crashes the process when a write needs more room.
+    """
+    try:
+        return blosc2.ndarray_from_cframe(nd.schunk.to_cframe(), copy=True)
+    except Exception as exc:
+        raise CorruptFrameError(f"cannot make a private copy of the frame ({exc})", path=path) from None
+
+
+@functools.cache
+def memory_limit() -> int:
+    """Bytes of physical memory: no single read may need more."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 40
+
+
+def result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...] | None:
+    """Shape of ``array[key]`` for keys made of slices and integers (the patch-read case)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    if len(parts) > len(shape):
+        return None
+    out: list[int] = []
+    for part, n in zip(parts, shape, strict=False):
+        if isinstance(part, slice):
+            try:
+                out.append(len(range(*part.indices(n))))
+            except (TypeError, ValueError):  # not integers, or a zero step: the array reports it
+                return None
+        elif not isinstance(part, (int, np.integer)) or isinstance(part, bool):
+            return None
+    return (*out, *shape[len(parts) :])
+
+
+def check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
+    """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
+    result = result_shape(shape, key)
+    if result is None:  # Ellipsis, arrays, None, ...: let NumPy work the shape out on a zero-byte view
+        try:
+            probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
+            result = np.shape(probe[key])
+        except (IndexError, TypeError, ValueError):
+            return  # let the array itself report the bad key
+    nbytes = math.prod(result) * np.dtype(dtype).itemsize
+    if nbytes > memory_limit():
+        raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
+
+
+def decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
+    """The whole array of ``nd`` as NumPy (C-Blosc2 failures become ``CORRUPT_FRAME``)."""
+    check_result_size(tuple(nd.shape), nd.dtype, ..., path)
+    try:
+        out = nd[...]
+    except Exception as exc:
+        raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
+    return np.asarray(out)
