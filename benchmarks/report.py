@@ -304,11 +304,80 @@ def spread(runs: list[dict[str, Any]]) -> str:
     return "\n".join(_table(header, rows))
 
 
+DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+DOCS_JSON = DOCS_PAGE.with_name("benchmark-results.json")
+DOCS_START = "<!-- results: written by `python -m benchmarks.report --publish`; do not edit by hand -->"
+DOCS_END = "<!-- end of results -->"
+
+
+def docs_block(results: dict[str, Any]) -> str:
+    """The report of ``results`` as it appears in the documentation: headings one level down.
+
+    Runs stored under ``repeat_runs`` (same machine, earlier) add a table of how far each
+    target's measurement moved between runs.
+    """
+    repeats = results.get("repeat_runs") or []
+    results = dict(results, summary=summarize(results))
+    lines = markdown(results).splitlines()[1:]  # the page has its own title
+    text = "\n".join("#" + line if line.startswith("#") else line for line in lines).strip()
+    if repeats:
+        commits = ", ".join(str(r["machine"].get("git_commit")) for r in [results, *repeats])
+        text += (
+            f"\n\n### Spread over {len(repeats) + 1} runs\n\n"
+            f"The same benchmark on the same machine at commits {commits} (this run first): "
+            "how much each target's measurement moves from run to run on a shared machine.\n\n"
+            + spread([results, *repeats])
+        )
+    return text
+
+
+def published_block(page_text: str) -> str:
+    """The results block currently in the documentation page."""
+    try:
+        start = page_text.index(DOCS_START) + len(DOCS_START)
+        end = page_text.index(DOCS_END, start)
+    except ValueError:
+        raise ValueError(f"the page lacks the markers {DOCS_START!r} ... {DOCS_END!r}") from None
+    return page_text[start:end].strip()
+
+
+def publish(results_paths: list[Path], page: Path = DOCS_PAGE, json_copy: Path = DOCS_JSON) -> None:
+    """Copy runs to the documentation's JSON and rewrite the page's results block from them.
+
+    The first run is the one shown; any further runs are kept under ``repeat_runs`` for
+    the spread table.
+    """
+    runs = [json.loads(p.read_text()) for p in results_paths]
+    for run in runs:
+        run.pop("repeat_runs", None)
+    results = dict(runs[0], repeat_runs=runs[1:]) if len(runs) > 1 else runs[0]
+    text = page.read_text()
+    old = published_block(text)
+    start = text.index(DOCS_START) + len(DOCS_START)
+    end = text.index(DOCS_END, start)
+    text = text[:start] + "\n\n" + docs_block(results) + "\n\n" + text[end:]
+    json_copy.write_text(json.dumps(results, indent=1) + "\n")
+    page.write_text(text)
+    print(f"{page}: results block {'rewritten' if old != published_block(text) else 'unchanged'}; JSON in {json_copy}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the markdown report of a saved results JSON; with several, also the spread of the targets."""
+    """Print the markdown report of a saved results JSON; with several, also the spread of the targets.
+
+    ``--publish RESULTS.json [EARLIER.json ...]`` instead copies the runs to
+    ``docs/benchmark-results.json`` and rewrites the results block of
+    ``docs/performance.md`` from them.
+    """
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m benchmarks.report RESULTS.json [MORE.json ...]", file=sys.stderr)
+    if len(args) >= 2 and args[0] == "--publish":
+        publish([Path(a) for a in args[1:]])
+        return 0
+    if not args or args[0].startswith("-"):
+        print(
+            "usage: python -m benchmarks.report RESULTS.json [MORE.json ...]\n"
+            "       python -m benchmarks.report --publish RESULTS.json [EARLIER.json ...]",
+            file=sys.stderr,
+        )
         return 2
     runs = [json.loads(Path(a).read_text()) for a in args]
     runs[0]["summary"] = summarize(runs[0])
