@@ -39,7 +39,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## full benchmark against npy/blosc2/zarr/h5py/NIfTI (about 15 minutes); see docs/performance.md
+bench: $(BENCH_STAMP)  ## full benchmark against npy/blosc2/zarr/h5py/NIfTI (about 6 minutes on 2 cores); see docs/performance.md
 	$(PY) -m benchmarks.run
 
 bench-quick: $(BENCH_STAMP)  ## smaller volumes and fewer samples (under 3 minutes)
