@@ -1,9 +1,10 @@
-"""Reading a file-backed array: the memory check before a read and whole-array decompression.
+"""The memory-mapped data of a file-backed array: read checks, full decompression, private copies.
 
 Every read of a memory-mapped ``.mla`` goes through :func:`check_result_size` first, so a
 hostile declared shape (or a typo) raises ``RESOURCE_LIMIT`` instead of asking for more
 memory than the machine has. It is on the patch-read path, so it stays cheap: keys made
-of slices and integers are sized without NumPy.
+of slices and integers are sized without NumPy. ``mmap_mode='c'`` arrays switch to a
+private in-memory copy of the compressed frame on their first write (:func:`private_copy`).
 """
 
 from __future__ import annotations
