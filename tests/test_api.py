@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from strategies import DTYPES
 
 import mlarray
 from mlarray import (
@@ -174,22 +175,7 @@ def test_metadata_only_image(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "dtype",
-    [
-        bool,
-        np.int8,
-        np.uint8,
-        np.int16,
-        np.uint16,
-        np.int32,
-        np.uint32,
-        np.int64,
-        np.uint64,
-        np.float16,
-        np.float32,
-        np.float64,
-        np.complex64,
-        np.complex128,
-    ],
+    DTYPES,
 )
 def test_every_dtype_round_trips(tmp_path: Path, dtype: type) -> None:
     data = (np.random.default_rng(0).random((7, 9)) * 100).astype(dtype)

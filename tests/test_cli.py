@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import pickle
 import re
 import shlex
 import subprocess
@@ -17,6 +15,7 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
+from legacy_files import RunsShell, write_legacy
 from typer.testing import CliRunner
 
 import mlarray
@@ -63,21 +62,6 @@ def bad_header_file(path: Path, volume: np.ndarray) -> Path:
     nd.schunk.vlmeta.set_vlmeta("mlarray", encode_header(header), typesize=1)
     del nd
     return path
-
-
-def legacy_file(path: Path, array: np.ndarray, header: Any) -> Path:
-    nd = blosc2.asarray(array, urlpath=str(path), mode="w")
-    nd.schunk.vlmeta["mlarray"] = gzip.compress(pickle.dumps(header))
-    del nd
-    return path
-
-
-class RunsShell:
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> Any:
-        return (os.system, (self.command,))
 
 
 # --------------------------------------------------------------------------- general
@@ -161,7 +145,7 @@ def test_validate_walks_directories_and_reports_every_bad_file(
     (tree / "nested" / "empty.mla").write_bytes(b"")
     (tree / "ignored.txt").write_text("not an .mla file")
     bad_header_file(tree / "schema.mla", volume)
-    legacy_file(tree / "legacy.mla", volume, {"spacing": [1.0, 1.0, 1.0]})
+    write_legacy(tree / "legacy.mla", volume, {"spacing": [1.0, 1.0, 1.0]})
 
     result = run("validate", tree, "--json")
     assert result.exit_code == 1
@@ -571,7 +555,7 @@ def test_codec_choices_match_the_header_model() -> None:
 
 
 def test_migrate(tmp_path: Path, volume: np.ndarray) -> None:
-    old = legacy_file(tmp_path / "old.mla", volume, {"spacing": (1.0, 2.0, 3.0), "meta": {"id": 1}, "custom": 5})
+    old = write_legacy(tmp_path / "old.mla", volume, {"spacing": (1.0, 2.0, 3.0), "meta": {"id": 1}, "custom": 5})
     new = tmp_path / "new.mla"
     result = run("migrate", old, new, "--patch-size", "4", "--codec", "zstd", "--clevel", "2")
     assert result.exit_code == 0, result.output
@@ -591,7 +575,7 @@ def test_migrate(tmp_path: Path, volume: np.ndarray) -> None:
 
 def test_migrate_refuses_a_malicious_file(tmp_path: Path, volume: np.ndarray) -> None:
     marker = tmp_path / "pwned"
-    evil = legacy_file(tmp_path / "evil.mla", volume, {"x": RunsShell(f"touch {shlex.quote(str(marker))}")})
+    evil = write_legacy(tmp_path / "evil.mla", volume, {"x": RunsShell(f"touch {shlex.quote(str(marker))}")})
     result = run("migrate", evil, tmp_path / "new.mla")
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

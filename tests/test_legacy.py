@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import shlex
 import subprocess
@@ -15,6 +14,7 @@ import blosc2
 import msgpack
 import numpy as np
 import pytest
+from legacy_files import RunsShell, write_legacy
 
 from mlarray import MLArray
 from mlarray.errors import (
@@ -27,27 +27,6 @@ from mlarray.errors import (
 )
 from mlarray.legacy import gunzip_capped, map_legacy, migrate_file, read_legacy_header, safe_unpickle
 from mlarray.validate import validate_file
-
-
-def write_legacy(path: Path, array: np.ndarray, header: Any, *, raw: bytes | None = None, **kwargs: Any) -> Path:
-    """A file as the earlier implementation wrote it: vlmeta 'mlarray' = gzip(pickle(dict))."""
-    nd = blosc2.asarray(array, urlpath=str(path), mode="w", **kwargs)
-    if raw is not None:
-        nd.schunk.vlmeta.set_vlmeta("mlarray", raw, typesize=1)  # bytes exactly as given, no msgpack wrapper
-    else:
-        nd.schunk.vlmeta["mlarray"] = gzip.compress(pickle.dumps(header))  # python-blosc2 wraps it in msgpack bin
-    del nd
-    return path
-
-
-class RunsShell:
-    """Pickles to a call of os.system: unpickling it with pickle.loads runs a shell command."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> Any:
-        return (os.system, (self.command,))
 
 
 @pytest.fixture
