@@ -145,6 +145,20 @@ class UnsafeLegacyFileError(MLArrayError, ValueError):
     code = "UNSAFE_LEGACY"
 
 
+class LegacyFormatError(MLArrayError, ValueError):
+    """The file was written by the earlier (pickle-header) implementation and the request needs a current file.
+
+    Legacy files can be read (``MLArray(path)``, ``MLArray.load``, ``MLArray.open(path, "r")``);
+    writing to them needs ``mlarray migrate`` first.
+    """
+
+    code = "LEGACY_FORMAT"
+
+
+class LegacyFormatWarning(UserWarning):
+    """A file of the earlier (pickle-header) implementation was read; ``mlarray migrate`` converts it."""
+
+
 class WriteFailedError(MLArrayError, OSError):
     """Writing failed (disk full, I/O error); the previous file, if any, is untouched."""
 
@@ -205,6 +219,7 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     ReadOnlyError,
     InvalidArgumentError,
     UnsafeLegacyFileError,
+    LegacyFormatError,
     ResourceLimitError,
     WriteFailedError,
     LockError,

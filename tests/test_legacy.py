@@ -186,14 +186,14 @@ def test_gzip_output_is_capped() -> None:
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
-        (msgpack.packb({"spacing": [1.0]}), HeaderEncodingError),  # a msgpack map, not bytes
+        (msgpack.packb([1.0, 2.0]), HeaderEncodingError),  # a msgpack array: neither a map nor bytes
         (msgpack.packb(b"not gzip, not pickle"), HeaderEncodingError),
         (msgpack.packb(gzip.compress(b"not a pickle")), HeaderEncodingError),
         (msgpack.packb(gzip.compress(b"\x80\x04truncated")), HeaderEncodingError),
         (msgpack.packb(gzip.compress(pickle.dumps([1, 2, 3]))), HeaderEncodingError),  # not a dict
         (msgpack.packb(b"\x1f\x8b\x08broken gzip"), HeaderEncodingError),
     ],
-    ids=["map", "junk", "gzip-not-pickle", "truncated-pickle", "list", "broken-gzip"],
+    ids=["array", "junk", "gzip-not-pickle", "truncated-pickle", "list", "broken-gzip"],
 )
 def test_malformed_legacy_headers_are_refused(
     tmp_path: Path, volume: np.ndarray, raw: bytes, error: type[Exception]

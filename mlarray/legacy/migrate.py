@@ -1,0 +1,164 @@
+"""Migrate files of the earlier implementation to the current format: one file, or a whole dataset.
+
+Each file is read safely (:mod:`mlarray.legacy.decode`), laid out anew and written
+atomically, so an interrupted migration never leaves a half-written file, and
+``in_place`` replaces each legacy file only once its migrated copy is complete.
+Nothing here knows about the CLI; the CLI adds the progress bar and the report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlarray.api import MLArray
+from mlarray.errors import InvalidArgumentError, LegacyFormatWarning, MLArrayError
+from mlarray.layout import PatchSize
+from mlarray.legacy.mapping import LegacyMapping
+from mlarray.legacy.reader import is_legacy_file, load_legacy_array, read_legacy
+from mlarray.storage import atomic_target, check_path, read_header
+
+
+def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
+    """Load a legacy file into memory as an :class:`MLArray` with the mapped metadata (no warning)."""
+    p = os.fspath(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyFormatWarning)
+        image = load_legacy_array(MLArray, p, None)
+    return image, read_legacy(p).mapping
+
+
+def migrate_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    patch_size: PatchSize | None = None,
+    cparams: Any = None,
+) -> LegacyMapping:
+    """Read the legacy file ``src`` safely and write it as a current ``.mla`` file ``dst``.
+
+    The array is laid out anew: for ``patch_size=None`` from the patch size the legacy
+    file recorded (else the default); ``cparams`` as in :class:`MLArray`. ``dst`` is
+    written atomically and may be ``src`` itself (an in-place migration).
+
+    Raises
+    ------
+    UnsafeLegacyFileError
+        The legacy header would have loaded a Python global; nothing is written.
+    MLArrayError
+        The file cannot be read or the result cannot be written.
+    """
+    p = os.fspath(src)
+    check_path(dst, must_exist=False)
+    legacy = read_legacy(p)
+    image, _ = load_legacy(p)
+    if patch_size is None:
+        patch_size = _usable_patch(legacy.patch_size, image) or "default"
+    meta = image.meta.model_copy(deep=True)
+    meta.layout = None
+    if image.shape is None:
+        out = MLArray(None, meta=meta)
+    else:
+        out = MLArray(image.to_numpy(), meta=meta, patch_size=patch_size, cparams=cparams)
+    out.save(dst)
+    return legacy.mapping
+
+
+def _usable_patch(patch: list[int] | None, image: MLArray) -> list[int] | None:
+    """The legacy patch size, if it has one entry per spatial axis of the image."""
+    if patch is None or image.shape is None:
+        return None
+    return patch if len(patch) == image.spatial_ndim else None
+
+
+@dataclass
+class MigrationResult:
+    """What happened to one file of a dataset migration."""
+
+    src: Path
+    dst: Path | None
+    status: str
+    """``"migrated"``, ``"current"`` (already the current format: left in place, or copied), or ``"failed"``."""
+    mapping: LegacyMapping | None = None
+    error: MLArrayError | None = None
+
+
+@dataclass
+class MigrationReport:
+    """Per-file results of :func:`migrate_tree`."""
+
+    results: list[MigrationResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+
+def _current(source: Path, target: Path) -> MigrationResult:
+    """A file that is not legacy: checked, and copied (atomically) when migrating into another directory."""
+    try:
+        read_header(source)
+        if target != source:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_target(str(target)) as tmp:
+                shutil.copyfile(source, tmp)
+        return MigrationResult(source, target, "current")
+    except MLArrayError as exc:
+        return MigrationResult(source, target, "failed", error=exc)
+
+
+def find_mla(root: Path) -> list[Path]:
+    """Every ``*.mla`` file under ``root``, sorted."""
+    return sorted(p for p in root.rglob("*.mla") if p.is_file())
+
+
+def plan_tree(src: Path, dst: Path | None) -> Iterator[tuple[Path, Path]]:
+    """``(source, target)`` pairs for a directory migration (target = source when in place)."""
+    for path in find_mla(src):
+        yield path, (path if dst is None else dst / path.relative_to(src))
+
+
+def migrate_tree(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None = None,
+    *,
+    patch_size: PatchSize | None = None,
+    cparams: Any = None,
+    on_file: Callable[[MigrationResult], None] | None = None,
+) -> MigrationReport:
+    """Migrate every ``.mla`` file under ``src`` into ``dst`` (same relative paths), or in place when ``dst`` is None.
+
+    Files already in the current format are checked and left as they are, or copied to
+    ``dst`` (``status="current"``). A file that fails is reported and the
+    others still migrate; each target is written atomically.
+    """
+    root = Path(src)
+    if not root.is_dir():
+        raise InvalidArgumentError("not a directory", path=str(root))
+    out_root = None if dst is None else Path(dst)
+    if out_root is not None and out_root.resolve() == root.resolve():
+        out_root = None
+    report = MigrationReport()
+    for source, target in plan_tree(root, out_root):
+        result: MigrationResult
+        if not is_legacy_file(source):
+            result = _current(source, target)
+        else:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                mapping = migrate_file(source, target, patch_size=patch_size, cparams=cparams)
+                result = MigrationResult(source, target, "migrated", mapping=mapping)
+            except MLArrayError as exc:
+                result = MigrationResult(source, target, "failed", error=exc)
+        report.results.append(result)
+        if on_file is not None:
+            on_file(result)
+    return report
