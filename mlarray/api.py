@@ -23,6 +23,7 @@ from mlarray._version import __version__
 from mlarray.bound import BoundList, bound_matrix
 from mlarray.errors import (
     CorruptFrameError,
+    HeaderEncodingError,
     InvalidArgumentError,
     ReadOnlyError,
 )
@@ -171,9 +172,20 @@ class MLArray:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], dparams: Any = None) -> MLArray:
-        """Read a whole ``.mla`` file into memory (decompressing with all cores by default)."""
+        """Read a whole ``.mla`` file into memory (decompressing with all cores by default).
+
+        A file of the earlier implementation (pickle header) is read safely too, with a
+        :class:`~mlarray.errors.LegacyFormatWarning`; ``mlarray migrate`` converts it.
+        """
         p = check_path(path, must_exist=True)
-        head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
+        try:
+            head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
+        except HeaderEncodingError:
+            from mlarray.legacy.reader import is_legacy_file, load_legacy_array
+
+            if not is_legacy_file(p):
+                raise
+            return load_legacy_array(cls, p, dparams)
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         if head.meta.array is not None:
@@ -186,7 +198,9 @@ class MLArray:
 
         Reads decompress with one thread by default (the data-loader worker case); pass
         ``dparams={"nthreads": n}`` for more. Call :meth:`close` (or use ``with``) to
-        persist metadata edits of an ``'r+'`` array.
+        persist metadata edits of an ``'r+'`` array. A file of the earlier implementation
+        opens read-only (``'r'``, ``'c'``) with a :class:`~mlarray.errors.LegacyFormatWarning`;
+        ``'r+'`` raises :class:`~mlarray.errors.LegacyFormatError` until it is migrated.
         """
         if mmap_mode not in MMAP_MODES:
             hint = "; use MLArray.create to create a file" if mmap_mode == "w+" else ""
@@ -200,9 +214,14 @@ class MLArray:
                 # 'c' maps read-only; the first write switches to an in-memory copy (see __setitem__).
                 frame_mode = "r" if mmap_mode == "c" else mmap_mode
                 head, nd = open_checked(p, frame_mode, dparams if dparams is not None else {"nthreads": 1})
-            except BaseException:
+            except BaseException as exc:
                 if lock is not None:
                     lock.release()
+                if isinstance(exc, HeaderEncodingError):
+                    from mlarray.legacy.reader import is_legacy_file, open_legacy
+
+                    if is_legacy_file(p):
+                        return open_legacy(cls, p, mmap_mode, dparams)
                 raise
             if lock is None or lock.holds(p):
                 break

@@ -110,9 +110,11 @@ def report_lines(report: Report) -> list[str]:
 
 
 def summary_line(reports: Sequence[Report]) -> str:
-    bad = sum(not r.valid for r in reports)
+    legacy = sum(r.code == "LEGACY_FORMAT" for r in reports)
+    bad = sum(not r.valid for r in reports) - legacy
     n = len(reports)
-    return f"{n} file{'s' if n != 1 else ''} checked: {n - bad} valid, {bad} invalid"
+    text = f"{n} file{'s' if n != 1 else ''} checked: {n - bad - legacy} valid, {bad} invalid"
+    return f"{text}, {legacy} legacy (convert with `mlarray migrate`)" if legacy else text
 
 
 def job_line(src: str, dst: str, ok: bool | None, code: str | None, error: str | None) -> str:

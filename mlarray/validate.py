@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlarray.errors import HeaderValidationError, MLArrayError, Problem
+from mlarray.errors import HeaderEncodingError, HeaderValidationError, MLArrayError, Problem
 from mlarray.storage import open_frame, read_header, verify_digest
 
 
@@ -64,6 +64,8 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
             nd = open_frame(p, "r", {"nthreads": 1})  # metadata-only frames too: what open() would do
             if head.meta.array is not None:
                 _check_chunks(nd, p)
+    except HeaderEncodingError as exc:
+        report.problems.extend(_legacy_problems(p) or _problems_of(exc))
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))
     except OSError as exc:
@@ -71,6 +73,26 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
             Problem("file", "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "READ_ONLY", str(exc))
         )
     return report
+
+
+def _legacy_problems(path: str) -> list[Problem]:
+    """For a file of the earlier implementation: one ``LEGACY_FORMAT`` problem, or why it cannot be migrated."""
+    from mlarray.legacy.reader import is_legacy_file, read_legacy
+
+    if not is_legacy_file(path):
+        return []
+    try:
+        legacy = read_legacy(path)
+    except MLArrayError as exc:
+        return _problems_of(exc)
+    return [
+        Problem(
+            "file",
+            "LEGACY_FORMAT",
+            f"a file of the earlier mlarray implementation ({legacy.encoding} header); it reads safely: "
+            "convert it with `mlarray migrate`",
+        )
+    ]
 
 
 def _check_chunks(nd: Any, path: str) -> None:

@@ -155,14 +155,14 @@ def test_validate_walks_directories_and_reports_every_bad_file(
     assert reports["truncated.mla"]["code"] == "TRUNCATED_FILE"
     assert reports["magic.mla"]["code"] == "NOT_A_FRAME"
     assert reports["empty.mla"]["code"] == "NOT_A_FRAME"
-    assert reports["legacy.mla"]["code"] == "HEADER_ENCODING"
+    assert reports["legacy.mla"]["code"] == "LEGACY_FORMAT"  # reported as legacy, not as garbage
     schema_problems = {(p["loc"], p["code"]) for p in reports["schema.mla"]["problems"]}
     assert schema_problems == {("header.spatial.spacing.1", "HEADER_INVALID"), ("header.colour", "HEADER_INVALID")}
 
     human = run("validate", tree)
     assert human.exit_code == 1
     lines = human.stdout.splitlines()
-    assert lines[-1] == "6 files checked: 1 valid, 5 invalid"
+    assert lines[-1] == "6 files checked: 1 valid, 4 invalid, 1 legacy (convert with `mlarray migrate`)"
     assert f"{tree / 'nested' / 'truncated.mla'}:file: TRUNCATED_FILE: " in human.stdout
     assert any(line.startswith(f"{tree / 'schema.mla'}:header.colour: HEADER_INVALID: ") for line in lines)
     legacy_line = next(line for line in lines if "legacy.mla" in line)

@@ -177,6 +177,8 @@ def normalise(raw: dict[str, Any], shape: tuple[int, ...] | None) -> tuple[dict[
             spatial.pop(key, None)
         data["spatial"] = {k: v for k, v in spatial.items() if v is not None}
     for key in ("stats", "bbox"):
+        if key in data and data[key] is None:
+            del data[key]
         if isinstance(data.get(key), dict):
             data[key] = {k: v for k, v in data[key].items() if v is not None}
             if not data[key]:

@@ -11,6 +11,7 @@ says once per file that ``mlarray migrate`` converts it. Writing in place is ref
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,16 @@ def _layout(nd: Any, patch: list[int] | None) -> Layout | None:
     return None
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside the mlarray package."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "mlarray":
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 def _warn(path: str) -> None:
     """Warn once per file (identified by path, inode and modification time)."""
     try:
@@ -131,17 +142,17 @@ def _warn(path: str) -> None:
         return
     _warned.add(key)
     warnings.warn(
-        f"{path} was written by the earlier mlarray implementation (pickle header); it is read safely, "
-        f"but `mlarray migrate {path} NEW.mla` (or `mlarray migrate DIR --in-place`) converts it to the current format",
+        f"{path} is a file of the earlier mlarray implementation (legacy header); it is read safely. "
+        f"`mlarray migrate {path} NEW.mla` (or `mlarray migrate DIR --in-place`) converts it to the current format",
         LegacyFormatWarning,
-        stacklevel=4,
+        stacklevel=_caller_stacklevel(),
     )
 
 
 def refuse_writing(path: str) -> LegacyFormatError:
     """The error for a write request (``r+``) on a legacy file."""
     return LegacyFormatError(
-        "the file has a legacy (pickle) header of the earlier mlarray implementation and cannot be opened for "
+        "the file has a legacy header of the earlier mlarray implementation and cannot be opened for "
         f"writing; migrate it first (`mlarray migrate {path} NEW.mla`, or `--in-place`), or open it with mmap_mode='r'",
         path=path,
     )
