@@ -50,6 +50,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 PICKLE_PROTO = b"\x80"
 TUPLE_MARKER = "__tuple__"
 
+MSGPACK_SIGNATURE = ("_has_array", "_mlarray_version")
+"""Keys every header of 0.0.23-0.0.48 has; a msgpack map without them is not a legacy header."""
+
 Encoding = Literal["msgpack", "gzip-pickle", "pickle"]
 
 
@@ -231,6 +234,12 @@ def decode_legacy_bytes(raw: bytes, *, path: str | None = None) -> tuple[dict[An
                 )
             raise HeaderEncodingError("the legacy header is a msgpack string, not a metadata map", path=path)
         if isinstance(value, dict):
+            if not any(key in value for key in MSGPACK_SIGNATURE):
+                raise HeaderEncodingError(
+                    "the header is a msgpack map without the keys of an earlier mlarray header "
+                    f"({', '.join(MSGPACK_SIGNATURE)}); it is neither a current nor a legacy .mla header",
+                    path=path,
+                )
             return _untuple(value, 0, path), "msgpack"
         if not isinstance(value, bytes):
             kind = "malformed msgpack" if value is None else f"a msgpack {type(value).__name__}"
