@@ -199,8 +199,13 @@ def _untuple(value: Any, depth: int, path: str | None) -> Any:
 def _unpack_msgpack(raw: bytes, path: str | None) -> Any:
     try:
         return msgpack.unpackb(
-            raw, raw=False, strict_map_key=False, ext_hook=_inert_ext, max_bin_len=MAX_LEGACY_BYTES,
-            max_str_len=MAX_LEGACY_BYTES, use_list=True,
+            raw,
+            raw=False,
+            strict_map_key=False,
+            ext_hook=_inert_ext,
+            max_bin_len=MAX_LEGACY_BYTES,
+            max_str_len=MAX_LEGACY_BYTES,
+            use_list=True,
         )
     except Exception:
         return None
