@@ -31,6 +31,21 @@ from mlarray.errors import (
     WriteFailedError,
     WrongExtensionError,
 )
+from mlarray.layout import DEFAULT_PATCH as MLARRAY_DEFAULT_PATCH_SIZE
+from mlarray.meta import (
+    AxisLabel,
+    CoordSystem,
+    MetaBbox,
+    MetaBlosc2,
+    MetaExtra,
+    MetaHasArray,
+    MetaImageFormat,
+    MetaIsSeg,
+    MetaSource,
+    MetaSpatial,
+    MetaStatistics,
+    MetaVersion,
+)
 from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
 from mlarray.versions import SCHEMA_VERSION
 
@@ -48,7 +63,10 @@ open = MLArray.open  # noqa: A001 - mirrors MLArray.open
 create = MLArray.create
 
 __all__ = [
+    "MLARRAY_DEFAULT_PATCH_SIZE",
+    "AxisLabel",
     "BBoxes",
+    "CoordSystem",
     "CorruptFrameError",
     "DigestMismatchError",
     "ForbiddenMetalayerError",
@@ -66,6 +84,16 @@ __all__ = [
     "MLArrayError",
     "MLArrayFileNotFoundError",
     "Meta",
+    "MetaBbox",
+    "MetaBlosc2",
+    "MetaExtra",
+    "MetaHasArray",
+    "MetaImageFormat",
+    "MetaIsSeg",
+    "MetaSource",
+    "MetaSpatial",
+    "MetaStatistics",
+    "MetaVersion",
     "MissingDependencyError",
     "MissingHeaderError",
     "NotAFrameError",

@@ -37,14 +37,18 @@ class MLArrayError(Exception):
         self.message = full
 
 
-class WrongExtensionError(MLArrayError, ValueError):
-    """The path does not end in ``.mla``."""
+class WrongExtensionError(MLArrayError, ValueError, RuntimeError):
+    """The path does not end in ``.mla``.
+
+    Also a ``RuntimeError``, which mlarray 0.0.x raised here."""
 
     code = "WRONG_EXTENSION"
 
 
-class MLArrayFileNotFoundError(MLArrayError, FileNotFoundError):
-    """The file does not exist."""
+class MLArrayFileNotFoundError(MLArrayError, FileNotFoundError, RuntimeError):
+    """The file does not exist.
+
+    Also a ``RuntimeError``, which mlarray 0.0.x raised here."""
 
     code = "FILE_NOT_FOUND"
 
@@ -133,8 +137,10 @@ class ReadOnlyError(MLArrayError, PermissionError):
     code = "READ_ONLY"
 
 
-class InvalidArgumentError(MLArrayError, ValueError):
-    """An argument to the API is invalid (wrong shape, dtype, mode, ...)."""
+class InvalidArgumentError(MLArrayError, ValueError, RuntimeError):
+    """An argument to the API is invalid (wrong shape, dtype, mode, ...).
+
+    Also a ``RuntimeError``, which mlarray 0.0.x raised for bad modes and conflicting arguments."""
 
     code = "INVALID_ARGUMENT"
 

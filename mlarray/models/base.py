@@ -15,6 +15,7 @@ This module must not import blosc2 or anything from :mod:`mlarray.storage`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -213,6 +214,11 @@ class JsonObject(dict[str, Any]):
     def copy(self) -> JsonObject:
         return JsonObject(self, _loc=self._loc)
 
+    def to_plain(self) -> dict[str, Any]:
+        """A plain ``dict`` copy (nested containers plain too)."""
+        out: dict[str, Any] = _plain(self)
+        return out
+
     def __reduce__(self) -> Any:
         return (JsonObject, (dict(self),))
 
@@ -318,3 +324,95 @@ class StrictModel(BaseModel):
             raise HeaderValidationError(problems_from(exc)) from None
         self.__dict__[name] = getattr(candidate, name)
         self.model_fields_set.add(name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_values(cls, data: Any) -> Any:
+        """Take NumPy arrays as nested lists, and one-field wrappers as their value.
+
+        ``spacing=np.array(...)`` is ``spacing=[...]``; a model whose only field is
+        named like the key it is given for (mlarray 0.0.x's ``is_seg=MetaIsSeg(is_seg=True)``)
+        stands for that field's value.
+        """
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            if isinstance(value, np.ndarray):
+                out[key] = value.tolist()
+            elif isinstance(value, StrictModel) and list(type(value).model_fields) == [key]:
+                out[key] = getattr(value, key)
+        return out
+
+    # ------------------------------------------------------------ mapping helpers
+
+    def to_plain(self, include_none: bool = False) -> dict[str, Any]:
+        """The model as plain JSON types (dicts, lists, str, numbers, bool).
+
+        Fields that are ``None`` are left out unless ``include_none`` is true.
+        """
+        return dict(self.model_dump(mode="json", exclude_none=not include_none))
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The model as plain JSON types with every field present (``None`` included)."""
+        return dict(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> Any:
+        """Build (and validate) the model from a mapping such as :meth:`to_mapping` returns."""
+        return cls(**dict(data or {}))
+
+    def _copy_skips(self) -> frozenset[str]:
+        """Fields :meth:`copy_from` never copies (they describe this object's own data)."""
+        return frozenset()
+
+    def copy_from(self, other: StrictModel, *, overwrite: bool = False) -> None:
+        """Copy the fields of ``other`` (same class) into this model, validated as a whole.
+
+        With ``overwrite=False`` only fields that are unset here (``None``, an empty
+        list or dict, or a nested model whose fields are all unset) are filled, nested
+        models field by field; with ``overwrite=True`` every copyable field of
+        ``other`` replaces this one's. The result is validated before anything
+        changes: a copy that would make the model invalid raises
+        :class:`~mlarray.errors.HeaderValidationError` and leaves it untouched.
+
+        Raises
+        ------
+        TypeError
+            ``other`` is not an instance of this model's class.
+        """
+        if type(other) is not type(self):
+            raise TypeError(f"copy_from expects a {type(self).__name__}, got {type(other).__name__}")
+        try:
+            merged = _merged(self, other, overwrite)
+            candidate = type(self).model_validate(merged)
+        except ValidationError as exc:
+            raise HeaderValidationError(problems_from(exc)) from None
+        for name in type(self).model_fields:
+            if name in merged:
+                self.__dict__[name] = getattr(candidate, name)
+                self.model_fields_set.add(name)
+
+
+def _unset(value: Any) -> bool:
+    if value is None or (isinstance(value, (list, dict)) and not value):
+        return True
+    if isinstance(value, StrictModel):
+        return all(_unset(getattr(value, name)) for name in type(value).model_fields)
+    return False
+
+
+def _merged(target: StrictModel, source: StrictModel, overwrite: bool) -> dict[str, Any]:
+    """Field values of ``target`` with those of ``source`` copied in (see :meth:`StrictModel.copy_from`)."""
+    out: dict[str, Any] = {name: getattr(target, name) for name in target.model_fields_set}
+    skips = target._copy_skips()
+    for name in type(target).model_fields:
+        if name in skips:
+            continue
+        mine, theirs = getattr(target, name), getattr(source, name)
+        if overwrite or _unset(mine):
+            if overwrite or not _unset(theirs):
+                out[name] = copy.deepcopy(theirs)
+        elif isinstance(mine, StrictModel) and isinstance(theirs, StrictModel):
+            out[name] = type(mine).model_validate(_merged(mine, theirs, overwrite=False))
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,6 +57,14 @@ class BBoxes(StrictModel):
     )
     scores: list[float] | None = None
     labels: list[str | int] | None = None
+
+    def __init__(self, bboxes: Any = None, /, **data: Any) -> None:
+        """``BBoxes(boxes, scores=..., labels=...)``: the boxes may also be given positionally."""
+        if bboxes is not None:
+            if "bboxes" in data:
+                raise TypeError("bboxes given both positionally and by keyword")
+            data["bboxes"] = bboxes
+        super().__init__(**data)
 
     def ndim(self) -> int | None:
         """Dimensionality of the boxes (``None`` when there are no boxes)."""

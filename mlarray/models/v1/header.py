@@ -64,6 +64,15 @@ class Meta(StrictModel):
     )
     extra: JsonObject = Field(default_factory=JsonObject, description="Application data, free-form JSON.")
 
+    @property
+    def blosc2(self) -> Layout | None:
+        """The layout record under its mlarray 0.0.x name (``None`` until the data are compressed or saved)."""
+        return self.layout
+
+    def _copy_skips(self) -> frozenset[str]:
+        """The writer-owned fields describe this header's own file; :meth:`copy_from` never copies them."""
+        return frozenset({"schema_version", "writer", "array", "layout", "integrity"})
+
     def spatial_axes(self) -> list[int] | None:
         """Indices of the spatial array axes, or ``None`` if the header does not tell."""
         labels = self.spatial.axis_labels

@@ -14,7 +14,8 @@ geometry that no orthonormal ``D`` can express.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -47,6 +48,45 @@ AFFINE_TOL = 1e-6
 
 Label = Annotated[str, Field(min_length=1, max_length=64)]
 Unit = Annotated[str, Field(max_length=64)]
+
+
+class AxisLabel(str, Enum):
+    """Axis labels as enum members (the names of mlarray 0.0.x); each is the plain string it names.
+
+    Every member but ``continuous`` is a standard label of :data:`AXIS_VOCABULARY`;
+    ``continuous`` is kept for code written for mlarray 0.0.x and is stored as a
+    custom (non-spatial) label.
+    """
+
+    spatial = "spatial"
+    spatial_x = "spatial_x"
+    spatial_y = "spatial_y"
+    spatial_z = "spatial_z"
+    channel = "channel"
+    temporal = "temporal"
+    components = "components"
+    non_spatial = "non_spatial"
+    continuous = "continuous"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class CoordSystem(str, Enum):
+    """World coordinate conventions as enum members; each is the plain string it names.
+
+    ``RAS`` and ``LPS`` are the standard values (:data:`STANDARD_COORD_SYSTEMS`);
+    ``unknown`` and ``other`` are kept for code written for mlarray 0.0.x and are
+    stored as custom names.
+    """
+
+    RAS = "RAS"
+    LPS = "LPS"
+    unknown = "unknown"
+    other = "other"
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 def is_spatial_label(label: str) -> bool:
@@ -91,6 +131,13 @@ class Spatial(StrictModel):
     coord_system: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
         default=None, description="World coordinate convention: 'RAS', 'LPS' or a custom name."
     )
+
+    AxisLabel: ClassVar[type[AxisLabel]] = AxisLabel
+    CoordSystem: ClassVar[type[CoordSystem]] = CoordSystem
+
+    def _copy_skips(self) -> frozenset[str]:
+        """``shape`` belongs to the array this header describes; it is never copied."""
+        return frozenset({"shape"})
 
     @field_validator("direction", "affine")
     @classmethod
