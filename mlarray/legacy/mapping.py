@@ -21,18 +21,20 @@ from mlarray.errors import MLArrayError
 from mlarray.models import Meta, Stats
 
 SPATIAL_KEYS = ("spacing", "origin", "direction", "affine", "axis_labels", "axis_units", "coord_system", "shape")
-SOURCE_KEYS = ("source", "image", "meta", "header")
+SOURCE_KEYS = ("source", "original", "image", "meta", "header")
+"""Where versions kept the original header: ``image`` (0.0.23-0.0.27), ``original`` (0.0.28-0.0.33), ``source``."""
 DERIVED_SPATIAL = ("shape", "_num_spatial_axes", "_num_non_spatial_axes")
 """Spatial entries the earlier implementation derived from the array; checked against it, not kept."""
 WRAPPERS = {
     "source": "data",
+    "original": "data",
     "extra": "data",
     "is_seg": "is_seg",
     "_has_array": "has_array",
     "_image_meta_format": "image_meta_format",
     "_mlarray_version": "mlarray_version",
 }
-"""Single-key wrappers of the nested layout (0.0.35 and later): ``{"is_seg": {"is_seg": True}}``."""
+"""Single-key wrappers of the nested layout (0.0.28 and later): ``{"is_seg": {"is_seg": True}}``."""
 
 
 # --------------------------------------------------------------------------- mapping
@@ -183,7 +185,7 @@ def normalise(raw: dict[str, Any], shape: tuple[int, ...] | None) -> tuple[dict[
             data[key] = {k: v for k, v in data[key].items() if v is not None}
             if not data[key]:
                 del data[key]
-    for key in ("is_seg", "source", "extra", "image"):
+    for key in ("is_seg", *SOURCE_KEYS, "extra"):
         if key in data and data[key] is None:
             del data[key]
     return data, internal
