@@ -41,7 +41,7 @@ from mlarray.storage import decode_header  # noqa: E402
 from mlarray.storage.frame import inspect_frame  # noqa: E402
 
 MANIFEST = HERE / "manifest.json"
-SUITE_VERSION = "1.0"
+SUITE_VERSION = "1.1"
 
 
 class ReleasedCaseError(RuntimeError):

@@ -33,6 +33,7 @@ from casekit import (
 
 _DATA = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
 _HEADER = {"schema_version": "1.0", "array": {"shape": [3, 4, 5], "dtype": "<i2"}}
+_SCALING = {"slope": 1.5, "intercept": -2.0, "raw_dtype": "<u2", "stored": "physical"}
 
 
 def _bytes(content: bytes) -> Any:
@@ -830,6 +831,42 @@ INVALID: list[InvalidCase] = [
         "The b2nd dtype 'i2' has no byte-order character (NumPy reads it as int16).",
         "CORRUPT_FRAME",
         _b2nd_dtype(b"i2"),
+    ),
+    # --- schema 1.1: intensity scaling (section 5.10)
+    InvalidCase(
+        "scaling-slope-zero",
+        "5.10",
+        "scaling.slope is 0 (raw values could not be recovered).",
+        "HEADER_INVALID",
+        _set("scaling", {**_SCALING, "slope": 0}),
+    ),
+    InvalidCase(
+        "scaling-raw-dtype-mismatch",
+        "5.10",
+        "scaling.stored is 'raw' but array.dtype (<i2) differs from raw_dtype (<u2).",
+        "HEADER_INVALID",
+        _set("scaling", {**_SCALING, "stored": "raw"}),
+    ),
+    InvalidCase(
+        "scaling-unknown-member",
+        "5.10",
+        "A schema 1.1 header whose scaling has a member 1.1 does not define.",
+        "HEADER_INVALID",
+        _set("scaling", {**_SCALING, "offset": 3}),
+    ),
+    InvalidCase(
+        "scaling-missing-stored",
+        "5.10",
+        "scaling without its mandatory member stored.",
+        "HEADER_INVALID",
+        _set("scaling", {k: v for k, v in _SCALING.items() if k != "stored"}),
+    ),
+    InvalidCase(
+        "scaling-slope-string",
+        "5.10",
+        "scaling.slope is the string '1.5', not a number.",
+        "HEADER_INVALID",
+        _set("scaling", {**_SCALING, "slope": "1.5"}),
     ),
     # --- integrity (section 4.9)
     InvalidCase(

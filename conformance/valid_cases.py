@@ -267,6 +267,33 @@ def _nested_64(path: Path) -> Array | None:
     return _raw_case(None, text=text, seed=38)(path)
 
 
+def _scaled(stored: str) -> Any:
+    """A CT-like volume with intensity scaling (schema 1.1): physical values, or the raw ones kept."""
+
+    def build(path: Path) -> Array | None:
+        from mlarray.models import Meta, Scaling
+
+        raw = rng(41).integers(0, 4096, size=(6, 10, 12), dtype=np.uint16)
+        if stored == "physical":
+            scaling = Scaling(slope=1.0, intercept=-1024.0, raw_dtype="<u2", stored="physical")
+            data = (raw.astype(np.int32) - 1024).astype(np.int16)
+        else:
+            scaling = Scaling(slope=0.25, intercept=-1024.5, raw_dtype="<u2", stored="raw")
+            data = raw
+        meta = Meta(scaling=scaling, source={"format": "synthetic"})
+        return save(path, data, meta=meta, spacing=[2.0, 0.8, 0.8], chunk_size=(4, 8, 8), block_size=(2, 4, 4))
+
+    return build
+
+
+_NEWER_MINOR_SCALING = {
+    "schema_version": "1.2",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "scaling": {"slope": 2.0, "intercept": 0.5, "raw_dtype": "<i2", "stored": "raw", "future_member": [1]},
+    "future_top_level": True,
+}
+
+
 def _fingerprint_ff(path: Path) -> Array | None:
     """A valid file whose trailer fingerprint has type byte 0xff and arbitrary bytes (readers ignore it)."""
     data = valid_base(path, seed=39)
@@ -480,5 +507,24 @@ VALID: list[ValidCase] = [
         "4.5",
         "The trailer fingerprint has type byte 0xff and 16 arbitrary bytes.",
         _fingerprint_ff,
+    ),
+    # --- schema 1.1: intensity scaling (section 5.10)
+    ValidCase(
+        "scaling-physical",
+        "5.10",
+        "Schema 1.1: int16 physical values with scaling (slope 1, intercept -1024, raw uint16).",
+        _scaled("physical"),
+    ),
+    ValidCase(
+        "scaling-raw",
+        "5.10",
+        "Schema 1.1: raw uint16 values kept, with the scaling that gives physical values.",
+        _scaled("raw"),
+    ),
+    ValidCase(
+        "scaling-newer-minor",
+        "2.2",
+        "schema_version 1.2: scaling is checked, its unknown member and an unknown top-level member are ignored.",
+        _raw_case(_NEWER_MINOR_SCALING, seed=42),
     ),
 ]

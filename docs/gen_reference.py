@@ -266,8 +266,8 @@ def _check_fallbacks() -> None:
 def render_metadata() -> str:
     """The metadata reference page, as committed."""
     _check_fallbacks()
-    top = header_schema()
-    defs = top.get("$defs", {})
+    defs = header_schema().get("$defs", {})
+    top = defs["KnownMinor"]
     lines = [
         _GENERATED,
         "",

@@ -39,6 +39,7 @@ from mlarray.storage.io import (
     open_checked,
 )
 from mlarray.storage.locking import FileLock, ensure_unlocked
+from mlarray.versions import SCHEMA_VERSION
 
 _UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 MMAP_MODES = ("r", "r+", "c")
@@ -489,6 +490,7 @@ class MLArray:
 
     def _header_for_save(self, layout: Any) -> Meta:
         meta = self._meta.model_copy(deep=True)
+        meta.schema_version = SCHEMA_VERSION  # the writer writes the version whose rules it checked
         meta.writer = Writer(name=WRITER, version=__version__)
         meta.layout = layout
         meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None

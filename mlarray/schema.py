@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlarray.models import Meta
-from mlarray.versions import SCHEMA_VERSION
+from mlarray.versions import SCHEMA_VERSION, parse_version
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
@@ -45,17 +45,61 @@ def _clean(node: Any) -> Any:
     return node
 
 
+def _known_minors_pattern(minor: int) -> str:
+    """Regex of the ``schema_version`` strings ``1.0`` .. ``1.<minor>`` (the versions this schema knows)."""
+    return "^1\\.(" + "|".join(str(m) for m in range(minor + 1)) + ")$"
+
+
+def _open(node: Any, names: set[str]) -> Any:
+    """Copy of a schema node that ignores unknown members (spec 2.2 rule 3): no ``additionalProperties: false``."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "additionalProperties" and value is False:
+                continue
+            if key == "$ref" and isinstance(value, str) and value.removeprefix("#/$defs/") in names:
+                out[key] = value + "Open"
+                continue
+            out[key] = _open(value, names)
+        return out
+    if isinstance(node, list):
+        return [_open(v, names) for v in node]
+    return node
+
+
 def header_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the header this package writes."""
+    """The JSON Schema (draft 2020-12) of the header this package writes.
+
+    Spec section 2.2 in schema form: a header whose ``schema_version`` is a minor
+    version this schema knows is validated closed (unknown members refused); a header
+    of a newer minor version is validated open (unknown members ignored at every
+    level, the known members still checked).
+    """
     body = _clean(Meta.model_json_schema(mode="validation"))
+    defs: dict[str, Any] = body.pop("$defs", {})
+    for key in ("title", "description"):
+        body.pop(key, None)
     body["required"] = sorted(set(body.get("required", [])) | {"schema_version"})
+    names = set(defs)
+    minor = parse_version(SCHEMA_VERSION)[1]
+    all_defs = {**defs, **{f"{name}Open": _open(value, names) for name, value in defs.items()}}
+    all_defs["KnownMinor"] = body
+    all_defs["NewerMinor"] = _open(body, names)
     return {
         "$schema": DRAFT,
         "$id": schema_id(),
         "title": f"mlarray header {SCHEMA_VERSION}",
         "description": "Header of an .mla file: UTF-8 JSON stored in the Blosc2 vlmetalayer 'mlarray'. "
         "See spec/mlarray.md for the rules a schema cannot express.",
-        **{k: v for k, v in body.items() if k not in {"title", "description"}},
+        "$defs": all_defs,
+        "type": "object",
+        "required": ["schema_version"],
+        "if": {
+            "type": "object",
+            "properties": {"schema_version": {"type": "string", "pattern": _known_minors_pattern(minor)}},
+        },
+        "then": {"$ref": "#/$defs/KnownMinor"},
+        "else": {"$ref": "#/$defs/NewerMinor"},
     }
 
 

@@ -7,7 +7,7 @@ format changes, following the MAJOR.MINOR policy of ``spec/mlarray.md``.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """The header schema version this implementation writes."""
 
 SUPPORTED_MAJOR = 1

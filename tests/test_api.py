@@ -360,3 +360,19 @@ def test_filters_that_break_partial_reads_or_lose_data_are_refused(tmp_path: Pat
     assert not list(tmp_path.iterdir())
     with pytest.raises(HeaderValidationError):
         mlarray.Layout(strategy="manual", chunk_size=[4], block_size=[2], filters=[bad.lower()])
+
+
+def test_resaving_an_older_minor_file_writes_the_current_schema_version(tmp_path: Path) -> None:
+    """The writer checks the header against its own schema version, so it writes that version."""
+    import shutil
+
+    from mlarray.storage import read_header
+    from mlarray.versions import SCHEMA_VERSION
+
+    old = tmp_path / "old.mla"
+    shutil.copyfile(Path(__file__).parent.parent / "conformance/cases/valid/dtype-int16-3d.mla", old)
+    assert read_header(old).meta.schema_version == "1.0"
+    image = MLArray.load(old)
+    image.save(tmp_path / "new.mla")
+    assert read_header(tmp_path / "new.mla").meta.schema_version == SCHEMA_VERSION
+    np.testing.assert_array_equal(MLArray.load(tmp_path / "new.mla").to_numpy(), image.to_numpy())

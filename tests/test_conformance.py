@@ -205,5 +205,11 @@ def test_schema_valid_flags_agree_with_the_committed_schema(tmp_path: Path) -> N
     result = subprocess.run(
         [sys.executable, str(SUITE / "extract_headers.py"), str(tmp_path)], capture_output=True, text=True, check=True
     )
-    written = sorted(p.stem for p in tmp_path.rglob("*.json"))
+    written = sorted(
+        p.stem for folder in ("schema-valid", "schema-invalid") for p in (tmp_path / folder).glob("*.json")
+    )
     assert written == sorted(c["id"] for c in flagged), result.stdout
+    # The schema accepts every header the spec calls valid (spec 2.2 included: header-newer-minor).
+    assert all(c["schema_valid"] for c in flagged if c["kind"] == "valid")
+    by_version = {p.parent.name for p in (tmp_path / "by-version").rglob("*.json")}
+    assert "1.0" in by_version

@@ -130,3 +130,34 @@ def test_rejected_assignment_leaves_model_unchanged() -> None:
     with pytest.raises(HeaderValidationError):
         meta.spatial.spacing = [1, -2, 3]
     assert meta.spatial.spacing == [1, 2, 3]
+
+
+def test_scaling_member_of_schema_1_1() -> None:
+    from mlarray.models import Scaling
+
+    scaling = {"slope": 0.5, "intercept": -1024.0, "raw_dtype": "<u2", "stored": "physical"}
+    meta = parse_header({"schema_version": "1.1", "array": {"shape": [3], "dtype": "<f4"}, "scaling": scaling})
+    assert meta.scaling == Scaling(**scaling)
+    assert meta.model_dump(mode="json")["scaling"] == scaling
+    raw = np.array([0, 1, 4095], dtype=np.uint16)
+    assert meta.scaling.to_physical(raw).tolist() == [-1024.0, -1023.5, 1023.5]
+    # The rules of spec 5.10, each a HEADER_INVALID with its kind.
+    cases = [
+        ({**scaling, "slope": 0.0}, "rule_violation"),
+        ({**scaling, "slope": "0.5"}, "wrong_type"),
+        ({**scaling, "stored": "both"}, "invalid_value"),
+        ({**scaling, "raw_dtype": ">u2"}, "invalid_value"),
+        ({**scaling, "extra_member": 1}, "unknown_field"),
+        ({k: v for k, v in scaling.items() if k != "stored"}, "missing_field"),
+        ({**scaling, "stored": "raw"}, "rule_violation"),  # raw stored, but the array is <f4, not <u2
+    ]
+    for bad, kind in cases:
+        with pytest.raises(HeaderValidationError) as info:
+            parse_header({"schema_version": "1.1", "array": {"shape": [3], "dtype": "<f4"}, "scaling": bad})
+        assert [p.code for p in info.value.problems] == [kind], bad
+    # raw stored with the matching array type is fine; a newer minor ignores unknown scaling members.
+    parse_header(
+        {"schema_version": "1.1", "array": {"shape": [3], "dtype": "<u2"}, "scaling": {**scaling, "stored": "raw"}}
+    )
+    newer = parse_header({"schema_version": "1.4", "scaling": {**scaling, "from_1_4": True}})
+    assert newer.scaling == Scaling(**scaling)

@@ -24,6 +24,7 @@ def test_schema_is_valid_draft_2020_12_with_versioned_id() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == schema_id() and SCHEMA_VERSION in schema["$id"]
     assert "schema_version" in schema["required"]
+    assert "schema_version" in schema["$defs"]["KnownMinor"]["required"]
 
 
 def _keywords(node: object, found: set[str]) -> None:
@@ -71,6 +72,10 @@ def test_schema_uses_only_standard_keywords() -> None:
         "oneOf",
         "allOf",
         "default",
+        "if",
+        "then",
+        "else",
+        "not",
     }
     assert found <= standard, f"non-standard keywords: {found - standard}"
     assert "format" not in found
@@ -89,3 +94,40 @@ def test_written_headers_validate_against_the_schema(tmp_path: pytest.TempPathFa
     bad["spatial"]["spacing"] = [1, -2, 3]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, header_schema())
+
+
+def test_the_schema_states_the_version_rule() -> None:
+    """Spec 2.2: known minor versions are closed; a newer minor ignores unknown members at every level."""
+    validator = jsonschema.Draft202012Validator(header_schema())
+    base = {"array": {"shape": [2, 3], "dtype": "<i2"}, "spatial": {"spacing": [1.0, 2.0]}}
+    future = {**base, "from_the_future": {"x": 1}, "spatial": {"spacing": [1.0, 2.0], "thickness": 3}}
+    for known in ("1.0", SCHEMA_VERSION):
+        assert validator.is_valid({"schema_version": known, **base})
+        assert not validator.is_valid({"schema_version": known, **future})
+    newer = f"1.{int(SCHEMA_VERSION.split('.')[1]) + 1}"
+    assert validator.is_valid({"schema_version": newer, **future})
+    assert validator.is_valid({"schema_version": "1.17", **future})
+    # Known members are still checked in a newer minor version, and malformed versions fail either way.
+    assert not validator.is_valid({"schema_version": newer, **future, "spatial": {"spacing": [-1.0, 2.0]}})
+    assert not validator.is_valid({"schema_version": newer, **future, "is_seg": "yes"})
+    for version in ("1.01", "2.0", "1", 1.1, None):
+        assert not validator.is_valid({"schema_version": version, **base})
+    assert not validator.is_valid(base)
+
+
+def test_the_released_1_0_schema_is_kept() -> None:
+    """Released schema files are never edited; the newest one is what the models generate."""
+    old = committed_path("1.0")
+    assert old.exists()
+    assert json.loads(old.read_text(encoding="utf-8"))["$id"] == schema_id("1.0")
+    assert committed_path() != old
+
+
+def test_scaling_in_the_schema() -> None:
+    validator = jsonschema.Draft202012Validator(header_schema())
+    scaling = {"slope": 0.5, "intercept": -1024, "raw_dtype": "<u2", "stored": "physical"}
+    header = {"schema_version": SCHEMA_VERSION, "array": {"shape": [2], "dtype": "<f4"}, "scaling": scaling}
+    assert validator.is_valid(header)
+    for bad in ({"slope": 0}, {"stored": "both"}, {"raw_dtype": ">u2"}, {"offset": 1}):
+        assert not validator.is_valid({**header, "scaling": {**scaling, **bad}}), bad
+    assert not validator.is_valid({**header, "scaling": {k: v for k, v in scaling.items() if k != "intercept"}})

@@ -101,9 +101,10 @@ mla_code mla_header_version(const json_value *header, int *newer_minor, mla_erro
     if (major_len != 1 || *major != '1')
         return mla_fail(err, MLA_UNSUPPORTED_VERSION, "schema version %.*s is not supported (this reader implements 1.x)",
                         (int)(v->len > 32 ? 32 : v->len), v->str);
-    for (size_t k = 0; k < minor_len; k++) {
-        if (dot[1 + k] != '0') *newer_minor = 1;
-    }
+    /* Newer than the minor this reader implements (MLA_MINOR): compare as decimal numbers. */
+    const char *minor = dot + 1;
+    while (minor_len > 1 && *minor == '0') minor++, minor_len--;
+    if (minor_len > 1 || (unsigned)(*minor - '0') > MLA_MINOR) *newer_minor = 1;
     return MLA_OK;
 }
 

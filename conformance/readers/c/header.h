@@ -17,6 +17,7 @@
 
 /* Arrays and objects nest at most 64 levels in a header, the header object being level 1 (spec 4.7). */
 #define MLA_JSON_MAX_DEPTH 64
+#define MLA_MINOR 1u /* this reader implements schema 1.0 and 1.1 (spec section 12) */
 
 mla_code mla_header_decode(const uint8_t *h, size_t len, json_doc **doc, mla_error *err);
 

@@ -1,4 +1,4 @@
-/* Schema 1.x header validation (spec sections 5 and 6; schema/mlarray-header-1.0.schema.json).
+/* Schema 1.x header validation (spec sections 5 and 6; schema/mlarray-header-1.1.schema.json).
  *
  * Every problem is collected (location, kind, message) like the Python reader does; the
  * conformance protocol only needs the code HEADER_INVALID, the first problems go into the
@@ -210,9 +210,32 @@ static int check_bbox(vctx *c, const json_value *v) {
     return (int)dims;
 }
 
+/* scaling (spec 5.10, since 1.1): returns 1 when its members are acceptable. */
+static int check_scaling(vctx *c, const json_value *v) {
+    static const char *const known[] = {"slope", "intercept", "raw_dtype", "stored", NULL};
+    static const char *const stored[] = {"physical", "raw", NULL};
+    if (!check_type(c, "scaling", v, JSON_OBJECT, "an object or null")) return 0;
+    check_members(c, "scaling", v, known);
+    int ok = require(c, "scaling", v, "slope") & require(c, "scaling", v, "intercept") &
+             require(c, "scaling", v, "raw_dtype") & require(c, "scaling", v, "stored");
+    const json_value *x;
+    if ((x = json_get(v, "slope")) != NULL) {
+        if (!check_number(c, "scaling.slope", x)) {
+            ok = 0;
+        } else if (x->num == 0) {
+            problem(c, "scaling.slope", "rule_violation", "must not be 0 (raw values could not be recovered)");
+            ok = 0;
+        }
+    }
+    if ((x = json_get(v, "intercept")) != NULL) ok &= check_number(c, "scaling.intercept", x);
+    if ((x = json_get(v, "raw_dtype")) != NULL) ok &= check_enum(c, "scaling.raw_dtype", x, DTYPES);
+    if ((x = json_get(v, "stored")) != NULL) ok &= check_enum(c, "scaling.stored", x, stored);
+    return ok;
+}
+
 mla_code mla_header_validate(const json_value *header, int lenient, mla_error *err) {
     static const char *const known[] = {"schema_version", "writer", "array", "layout", "integrity", "spatial", "stats",
-                                        "bbox", "is_seg", "source", "extra", NULL};
+                                        "bbox", "is_seg", "scaling", "source", "extra", NULL};
     vctx c = {lenient, 0, ""};
     /* Numbers must be finite everywhere, in source/extra and in ignored unknown members too
      * (spec 5.1); the per-member checks below then skip them. */
@@ -227,6 +250,15 @@ mla_code mla_header_validate(const json_value *header, int lenient, mla_error *e
     int array_ok = !present(array) || check_array(&c, array);
     int layout_ok = !present(layout) || check_layout(&c, layout);
     if (present(x = json_get(header, "writer"))) check_writer(&c, x);
+    const json_value *scaling = json_get(header, "scaling");
+    if (present(scaling) && check_scaling(&c, scaling) && array_ok && present(array)) {
+        /* spec 5.10: raw values stored means the array has the raw type */
+        const json_value *kept = json_get(scaling, "stored"), *raw = json_get(scaling, "raw_dtype");
+        const json_value *dtype = json_get(array, "dtype");
+        if (json_str_is(kept, "raw") &&
+            (raw->len != dtype->len || memcmp(raw->str, dtype->str, raw->len) != 0))
+            problem(&c, "scaling", "rule_violation", "stored is 'raw' but array.dtype differs from raw_dtype");
+    }
     if (present(x = json_get(header, "integrity"))) check_integrity(&c, x);
     if (present(x = json_get(header, "stats"))) check_stats(&c, x);
     int box_dims = 0;

@@ -1,7 +1,7 @@
 """Header models of schema major version 1."""
 
 from mlarray.models.v1.annotations import BBoxes, Integrity, Layout, Stats
-from mlarray.models.v1.header import DTYPES, ArrayInfo, Meta, Writer
+from mlarray.models.v1.header import DTYPES, ArrayInfo, Meta, Scaling, Writer
 from mlarray.models.v1.spatial import AXIS_VOCABULARY, SPATIAL_LABELS, Spatial, compose_affine, is_spatial_label
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Integrity",
     "Layout",
     "Meta",
+    "Scaling",
     "Spatial",
     "Stats",
     "Writer",

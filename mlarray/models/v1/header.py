@@ -7,8 +7,9 @@ are filled in on save.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from mlarray.models.base import JsonObject, StrictModel
@@ -39,10 +40,47 @@ class ArrayInfo(StrictModel):
     dtype: Dtype
 
 
+class Scaling(StrictModel):
+    """How the stored values relate to the raw values of the source file (schema 1.1).
+
+    ``physical = raw * slope + intercept``, evaluated in binary64 (NIfTI ``scl_slope`` /
+    ``scl_inter``, DICOM RescaleSlope / RescaleIntercept). ``stored`` says which of the
+    two the array holds: ``"physical"`` (what conversion writes by default; ``slope``,
+    ``intercept`` and ``raw_dtype`` let a writer restore the source's raw values) or
+    ``"raw"`` (the source's values unchanged; apply the formula to get physical values).
+    The array elements are the stored values either way: a reader that ignores this
+    member reads the same numbers.
+    """
+
+    slope: float = Field(
+        description="Multiplier from raw to physical values; finite and not 0.",
+        json_schema_extra={"not": {"const": 0}},
+    )
+    intercept: float = Field(description="Offset from raw to physical values.")
+    raw_dtype: Dtype = Field(description="Element type of the raw values in the source file.")
+    stored: Literal["physical", "raw"] = Field(
+        description="'physical': the array holds raw * slope + intercept; 'raw': it holds the raw values."
+    )
+
+    @model_validator(mode="after")
+    def _invertible(self) -> Scaling:
+        """Spec: ``slope`` is not 0 (the map from raw to physical values must be invertible)."""
+        if self.slope == 0:
+            raise ValueError("slope must not be 0: raw values could not be recovered")
+        return self
+
+    def to_physical(self, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """``raw * slope + intercept`` in binary64 (the spec's definition of the physical values)."""
+        out: np.ndarray[Any, np.dtype[np.float64]] = np.asarray(raw, dtype=np.float64) * np.float64(self.slope)
+        out += np.float64(self.intercept)
+        return out
+
+
 class Meta(StrictModel):
     """The mlarray header (schema 1.x).
 
     Namespaces: ``spatial`` (geometry and axes), ``stats``, ``bbox``, ``is_seg``,
+    ``scaling`` (raw-to-physical intensity scaling, schema 1.1),
     ``source`` (the original format's header, free-form JSON), ``extra``
     (application data, free-form JSON); and, owned by the writer, ``writer``,
     ``array`` (``null`` for a metadata-only file), ``layout`` and ``integrity``.
@@ -59,6 +97,10 @@ class Meta(StrictModel):
     stats: Stats | None = None
     bbox: BBoxes | None = None
     is_seg: bool | None = Field(default=None, description="True when the array is a segmentation (label map).")
+    scaling: Scaling | None = Field(
+        default=None,
+        description="Intensity scaling of the source (schema 1.1): physical = raw * slope + intercept.",
+    )
     source: JsonObject = Field(
         default_factory=JsonObject, description="Header of the original file format, free-form JSON."
     )
@@ -107,6 +149,11 @@ class Meta(StrictModel):
                 raise ValueError(f"spatial.shape {self.spatial.shape} disagrees with the spatial axes of shape {shape}")
             if self.layout is not None and len(self.layout.chunk_size) != ndim:
                 raise ValueError(f"layout.chunk_size has {len(self.layout.chunk_size)} entries for a {ndim}-d array")
+            if self.scaling is not None and self.scaling.stored == "raw" and self.scaling.raw_dtype != self.array.dtype:
+                raise ValueError(
+                    f"scaling.stored is 'raw' but array.dtype {self.array.dtype} differs from "
+                    f"scaling.raw_dtype {self.scaling.raw_dtype}"
+                )
         elif self.layout is not None:
             raise ValueError("layout is only allowed together with an array")
         if self.bbox is not None and n_spatial is not None:
