@@ -1,0 +1,112 @@
+"""Intensity scaling on conversion: raw values to physical values and back, exactly.
+
+NIfTI (``scl_slope``/``scl_inter``) and DICOM (RescaleSlope/RescaleIntercept) store raw
+numbers and a linear map to the values people train on. Conversion stores the
+physical values (spec 5.10, ``scaling.stored = "physical"``) in the smallest type that
+holds them exactly, and records the map in ``meta.scaling`` so that writing the source
+format again restores the raw values bit for bit:
+
+* integers when slope and intercept are integral and the range of the values fits
+  (a CT ``uint16`` with intercept -1024 becomes ``int16`` Hounsfield units);
+* otherwise ``float32`` when every value is exactly a ``float32``, else ``float64``.
+
+When even ``float64`` physical values would not give the raw values back exactly (a
+floating-point raw type, say), the raw values are kept (``stored = "raw"``) instead:
+nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlarray.models import Scaling
+from mlarray.storage.io import normalize_dtype
+
+Array = np.ndarray[Any, Any]
+
+INTEGER_TYPES = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"))
+"""Candidates for integral physical values, smallest first (unsigned first at equal size)."""
+
+EXACT_INTEGERS = 2**53
+"""Integers up to this magnitude are exact in binary64, where physical values are computed."""
+
+
+def is_identity(slope: float, intercept: float) -> bool:
+    """Whether ``raw * slope + intercept`` is ``raw`` (no scaling to record)."""
+    return slope == 1.0 and intercept == 0.0
+
+
+def physical_values(
+    raw: Array, slope: float, intercept: float, *, keep_raw: bool = False
+) -> tuple[Array, Scaling | None]:
+    """The array to store and the ``scaling`` member that describes it.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        The values as the source file stores them.
+    slope, intercept : float
+        The source's scaling, ``physical = raw * slope + intercept`` (binary64).
+    keep_raw : bool
+        Store ``raw`` unchanged (``stored = "raw"``) instead of physical values.
+
+    Returns
+    -------
+    (array, scaling)
+        ``scaling`` is ``None`` when there is nothing to scale (slope 1, intercept 0)
+        or the values are not numbers (booleans, complex); then ``array`` is ``raw``.
+    """
+    if is_identity(slope, intercept) or raw.dtype.kind not in "iuf" or slope == 0:
+        return raw, None
+    raw_dtype = normalize_dtype(raw.dtype).str
+    if keep_raw:
+        return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
+    scaling = Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="physical")
+    physical = scaling.to_physical(raw)
+    stored = physical.astype(physical_dtype(physical, slope, intercept))
+    if raw_values(stored, scaling).tobytes() != np.asarray(raw, dtype=raw_dtype).tobytes():
+        return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
+    return stored, scaling
+
+
+def physical_dtype(physical: Array, slope: float, intercept: float) -> np.dtype[Any]:
+    """The smallest type that holds the binary64 ``physical`` values exactly (the rule of the module doc)."""
+    if float(slope).is_integer() and float(intercept).is_integer():
+        if physical.size == 0:
+            return INTEGER_TYPES[0]
+        low, high = float(physical.min()), float(physical.max())
+        if -EXACT_INTEGERS <= low and high <= EXACT_INTEGERS:
+            for dtype in INTEGER_TYPES:
+                info = np.iinfo(dtype)
+                if info.min <= low and high <= info.max:
+                    return dtype
+    single = physical.astype(np.float32)
+    if np.array_equal(single.astype(np.float64), physical, equal_nan=True):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def raw_values(stored: Array, scaling: Scaling) -> Array:
+    """The raw values of the source, in ``scaling.raw_dtype``, from what the array stores.
+
+    Physical values are inverted in binary64, ``(physical - intercept) / slope``, and
+    rounded to the nearest value of the raw type (the nearest integer for integer types).
+    """
+    dtype = np.dtype(scaling.raw_dtype)
+    if scaling.stored == "raw":
+        return np.asarray(stored, dtype=dtype)
+    values = (np.asarray(stored, dtype=np.float64) - np.float64(scaling.intercept)) / np.float64(scaling.slope)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    return values.astype(dtype)
+
+
+def physical_array(stored: Array, scaling: Scaling | None) -> Array:
+    """Physical values of an image for a format without scaling (NRRD, MetaImage): stored ones if already physical."""
+    if scaling is None or scaling.stored == "physical":
+        return stored
+    physical = scaling.to_physical(stored)
+    return physical.astype(physical_dtype(physical, scaling.slope, scaling.intercept))
