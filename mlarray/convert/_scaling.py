@@ -77,7 +77,7 @@ def physical_dtype(physical: Array, slope: float, intercept: float) -> np.dtype[
         if physical.size == 0:
             return INTEGER_TYPES[0]
         low, high = float(physical.min()), float(physical.max())
-        if -EXACT_INTEGERS <= low and high <= EXACT_INTEGERS:
+        if low >= -EXACT_INTEGERS and high <= EXACT_INTEGERS:
             for dtype in INTEGER_TYPES:
                 info = np.iinfo(dtype)
                 if info.min <= low and high <= info.max:
@@ -101,7 +101,8 @@ def raw_values(stored: Array, scaling: Scaling) -> Array:
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         values = np.clip(np.rint(values), info.min, info.max)
-    return values.astype(dtype)
+    out: Array = values.astype(dtype)
+    return out
 
 
 def physical_array(stored: Array, scaling: Scaling | None) -> Array:
