@@ -53,6 +53,8 @@ empty = MLArray.empty
 zeros = MLArray.zeros
 ones = MLArray.ones
 full = MLArray.full
+arange = MLArray.arange
+linspace = MLArray.linspace
 asarray = MLArray.asarray
 empty_like = MLArray.empty_like
 zeros_like = MLArray.zeros_like
@@ -111,12 +113,14 @@ __all__ = [
     "WriteFailedError",
     "WrongExtensionError",
     "__version__",
+    "arange",
     "asarray",
     "create",
     "empty",
     "empty_like",
     "full",
     "full_like",
+    "linspace",
     "load",
     "ones",
     "ones_like",

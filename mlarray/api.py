@@ -1,8 +1,10 @@
 """The :class:`MLArray` API: an N-d array with a validated, versioned header.
 
 An ``MLArray`` is either *in memory* (a NumPy array, from ``MLArray(array)``,
-``MLArray(path)`` or ``MLArray.load``) or *file-backed* (a memory-mapped Blosc2
-NDArray, from ``MLArray.open`` or ``MLArray.create``). Indexing follows NumPy. Every
+``MLArray(path)`` or ``MLArray.load``; or an in-memory Blosc2 NDArray with
+``compressed=True``, see :mod:`mlarray._compression`) or *file-backed* (a
+memory-mapped Blosc2 NDArray, from ``MLArray.open`` or ``MLArray.create``). The
+NumPy-style constructors live in :mod:`mlarray._constructors`. Indexing follows NumPy. Every
 metadata edit is validated before it is kept, and every save validates the complete
 header before the first byte is written, then replaces the target atomically.
 """
@@ -18,6 +20,9 @@ import blosc2
 import numpy as np
 import numpy.typing as npt
 
+from mlarray._compression import UNSET as _UNSET
+from mlarray._compression import InMemoryCompression
+from mlarray._constructors import ArrayConstructors
 from mlarray._inputs import ShapeOnly, as_storable, decompose, default_labels, tolist
 from mlarray._version import __version__
 from mlarray.bound import BoundList, bound_matrix
@@ -27,7 +32,7 @@ from mlarray.errors import (
     InvalidArgumentError,
     ReadOnlyError,
 )
-from mlarray.layout import PatchSize, choose_layout, default_compression
+from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, compose_affine, parse_header
 from mlarray.reading import check_result_size, decompress_all, private_copy
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
@@ -41,7 +46,6 @@ from mlarray.storage.io import (
 from mlarray.storage.locking import FileLock, ensure_unlocked
 from mlarray.versions import SCHEMA_VERSION
 
-_UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 MMAP_MODES = ("r", "r+", "c")
 WRITER = "mlarray"
 
@@ -62,15 +66,7 @@ def _validated(meta: Meta) -> Meta:
     return parse_header(meta.model_dump(mode="json"))
 
 
-def _cparams_names(cparams: Any) -> tuple[str, int, list[str]]:
-    from mlarray.storage.io import describe_cparams
-
-    if isinstance(cparams, dict):
-        cparams = blosc2.CParams(**cparams)
-    return describe_cparams(cparams)
-
-
-class MLArray:
+class MLArray(ArrayConstructors, InMemoryCompression):
     """An N-dimensional array with spatial geometry and metadata, stored as ``.mla``.
 
     Parameters
@@ -93,6 +89,9 @@ class MLArray:
         Manual layout; overrides ``patch_size``.
     cparams, dparams : dict or blosc2.CParams / blosc2.DParams, optional
         Blosc2 compression / decompression parameters (codec, clevel, filters, nthreads).
+    compressed : bool, default False
+        Hold the data in memory as a Blosc2 NDArray laid out as it will be saved
+        (less RAM, slower access) instead of a NumPy array; see :meth:`compress`.
     """
 
     def __init__(
@@ -110,6 +109,7 @@ class MLArray:
         block_size: Sequence[int] | None = None,
         cparams: Any = None,
         dparams: Any = None,
+        compressed: bool = False,
     ) -> None:
         self._np: np.ndarray[Any, Any] | None = None
         self._nd: Any = None
@@ -168,6 +168,8 @@ class MLArray:
             data["array"] = None
             data["layout"] = None
         self._meta = parse_header(data)
+        if compressed and self._np is not None:
+            self.compress(dparams=dparams)
 
     # ------------------------------------------------------------------ constructors
 
@@ -498,45 +500,18 @@ class MLArray:
 
     def _write_to(self, tmp: str, source: Any, target: str | None = None) -> Any:
         """Write data and header to ``tmp``; returns the open blosc2 NDArray."""
-        layout_args = self._layout_args
-        recorded = self._meta.layout
         shape, dtype = self.shape, self.dtype
         if source is None or shape is None or dtype is None:
             nd = write_frame(tmp, None, chunks=None, blocks=None, cparams=make_cparams("lz4", 0, [], 1))
             meta = self._header_for_save(layout=None)
             write_header(nd, meta, digest_of=tmp)
             return nd
-        choice_strategy: str
-        chunks: Sequence[int] | None
-        blocks: Sequence[int] | None
-        patch: Sequence[int] | None
-        codec: str
-        clevel: int
-        filters: list[str]
-        if layout_args is None and recorded is not None:
-            choice_strategy, chunks, blocks = recorded.strategy, recorded.chunk_size, recorded.block_size
-            patch = recorded.patch_size
-            codec, clevel, filters = recorded.codec, recorded.clevel, list(recorded.filters)
-        else:
-            args = layout_args or {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
-            axes = self._meta.spatial_axes() or list(range(len(shape)))
-            try:
-                choice = choose_layout(
-                    shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"]
-                )
-            except ValueError as exc:
-                raise InvalidArgumentError(str(exc), path=target or tmp) from None
-            choice_strategy, chunks, blocks, patch = choice.strategy, choice.chunks, choice.blocks, choice.patch_size
-            if args["cparams"] is not None:
-                codec, clevel, filters = _cparams_names(args["cparams"])
-            else:
-                codec, clevel, filters = default_compression(dtype.itemsize)
-        cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
+        plan = self._storage_plan(target or tmp)
         if isinstance(source, ShapeOnly):
-            nd = source.write(tmp, chunks, blocks, cparams)
+            nd = source.write(tmp, plan.chunks, plan.blocks, plan.cparams)
         else:
-            nd = write_frame(tmp, source, chunks=chunks, blocks=blocks, cparams=cparams)
-        meta = self._header_for_save(layout=layout_of(nd, choice_strategy, patch))
+            nd = write_frame(tmp, source, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
+        meta = self._header_for_save(layout=layout_of(nd, plan.strategy, plan.patch))
         write_header(nd, meta, digest_of=tmp)
         return nd
 
@@ -569,14 +544,15 @@ class MLArray:
         """Pickle support for data loaders: a read-only handle reopens the file; in-memory copies data."""
         if self._closed:
             raise TypeError("cannot pickle a closed MLArray")
-        if self._nd is not None:
+        if self._nd is not None and self._path is not None:
             if self._mode != "r":
                 raise TypeError(
                     f"an MLArray opened with mmap_mode={self._mode!r} cannot be pickled; "
                     "open the file in each process instead (only one writer may hold it)"
                 )
             return (MLArray.open, (self._path, "r", self._dparams))
-        return (_restore, (self._np, self._meta.model_dump(mode="json"), self._layout_args))
+        data = self.to_numpy() if self._has_array() else None
+        return (_restore, (data, self._meta.model_dump(mode="json"), self._layout_args, self._nd is not None))
 
     def __enter__(self) -> MLArray:
         return self
@@ -584,72 +560,17 @@ class MLArray:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ array constructors
 
-    @classmethod
-    def empty(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
-        """An uninitialized in-memory image."""
-        return cls(np.empty(shape, dtype=dtype), **kwargs)
-
-    @classmethod
-    def zeros(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
-        """An in-memory image of zeros."""
-        return cls(np.zeros(shape, dtype=dtype), **kwargs)
-
-    @classmethod
-    def ones(cls, shape: Sequence[int] | int, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
-        """An in-memory image of ones."""
-        return cls(np.ones(shape, dtype=dtype), **kwargs)
-
-    @classmethod
-    def full(
-        cls, shape: Sequence[int] | int, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any
-    ) -> MLArray:
-        """An in-memory image filled with ``fill_value``."""
-        return cls(np.full(shape, fill_value, dtype=dtype), **kwargs)
-
-    @classmethod
-    def asarray(cls, obj: Any, **kwargs: Any) -> MLArray:
-        """``obj`` as an MLArray (returned unchanged if it already is one and nothing else is given)."""
-        if isinstance(obj, MLArray) and not kwargs:
-            return obj
-        return cls(obj, **kwargs)
-
-    @classmethod
-    def empty_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
-        """Like ``other`` (shape and, for an MLArray, metadata), uninitialized."""
-        return cls._like(np.empty_like, other, dtype, kwargs)
-
-    @classmethod
-    def zeros_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
-        """Like ``other`` (shape and, for an MLArray, metadata), filled with zeros."""
-        return cls._like(np.zeros_like, other, dtype, kwargs)
-
-    @classmethod
-    def ones_like(cls, other: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
-        """Like ``other`` (shape and, for an MLArray, metadata), filled with ones."""
-        return cls._like(np.ones_like, other, dtype, kwargs)
-
-    @classmethod
-    def full_like(cls, other: Any, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
-        """Like ``other`` (shape and, for an MLArray, metadata), filled with ``fill_value``."""
-        return cls._like(lambda a, dtype=None: np.full_like(a, fill_value, dtype=dtype), other, dtype, kwargs)
-
-    @classmethod
-    def _like(cls, make: Any, other: Any, dtype: Any, kwargs: dict[str, Any]) -> MLArray:
-        if isinstance(other, MLArray):
-            template = np.empty(other.shape or (0,), dtype=other.dtype if dtype is None else dtype)
-            kwargs.setdefault("copy", other)
-            return cls(make(template, dtype=dtype), **kwargs)
-        return cls(make(np.asarray(other), dtype=dtype), **kwargs)
-
-
-def _restore(data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None) -> MLArray:
+def _restore(
+    data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None, compressed: bool = False
+) -> MLArray:
     """Rebuild a pickled in-memory MLArray (the header is revalidated)."""
     obj = MLArray.__new__(MLArray)
     obj._init_empty(parse_header(header))
     obj._np = data
     obj._layout_args = layout_args
+    if compressed:
+        obj.compress()
     return obj
 
 

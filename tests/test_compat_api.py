@@ -228,3 +228,191 @@ def test_earlier_runtime_errors_are_still_runtime_errors(tmp_path: pytest.TempPa
         MLArray.open(path, mmap_mode="w")  # bad mode
     with pytest.raises(RuntimeError):
         MLArray.create(path, (2, 2), np.float32, mmap_mode="r")  # bad mode
+
+
+# ---------------------------------------------------------------- constructors
+
+LAYOUT = {"patch_size": None, "chunk_size": (1, 4, 4), "block_size": (1, 2, 2)}
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_constructors_with_the_earlier_keywords(tmp_path: pytest.TempPathFactory, compressed: bool) -> None:
+    shape = (2, 4, 4)
+    empty = MLArray.empty(shape=shape, dtype=np.float32, compressed=compressed, **LAYOUT)
+    empty[...] = np.arange(32, dtype=np.float32).reshape(shape)
+    assert empty.to_numpy().tolist() == np.arange(32).reshape(shape).tolist()
+    zeros = MLArray.zeros(shape=shape, dtype=np.float32, compressed=compressed, **LAYOUT)
+    ones = MLArray.ones(shape=shape, dtype=np.float32, compressed=compressed, **LAYOUT)
+    full = MLArray.full(shape=shape, fill_value=5, dtype=np.float32, compressed=compressed, **LAYOUT)
+    assert float(zeros[...].sum()) == 0 and float(ones[...].sum()) == 32 and float(full[...].sum()) == 160
+    for image in (empty, zeros, ones, full):
+        assert image.shape == shape and image.dtype == np.float32
+        assert image._backend == ("blosc2" if compressed else "numpy")
+    like = {
+        "empty": MLArray.empty_like(full, compressed=compressed, **LAYOUT),
+        "zeros": MLArray.zeros_like(full, compressed=compressed, **LAYOUT),
+        "ones": MLArray.ones_like(full, compressed=compressed, **LAYOUT),
+        "full": MLArray.full_like(full, fill_value=9, compressed=compressed, **LAYOUT),
+    }
+    like["empty"][...] = 11
+    assert np.unique(like["empty"][...]).tolist() == [11.0]
+    assert float(like["zeros"][...].sum()) == 0 and float(like["ones"][...].sum()) == 32
+    assert float(like["full"][...].sum()) == 9 * 32
+    path = f"{tmp_path}/like.mla"
+    like["full"].save(path)
+    loaded = MLArray(path)
+    assert loaded.shape == shape and loaded.dtype == np.float32
+    layout = loaded.meta.blosc2
+    assert layout is not None and layout.chunk_size == [1, 4, 4] and layout.block_size == [1, 2, 2]
+
+
+def test_like_constructors_copy_metadata_and_accept_arrays() -> None:
+    base = MLArray.zeros((3, 4), np.int16, spacing=(2, 3), meta={"case": "a"})
+    like = MLArray.ones_like(base)
+    assert like.dtype == np.int16 and like.spacing == [2, 3] and like.meta.source == {"case": "a"}
+    assert MLArray.zeros_like(np.ones((2, 3), np.int16)).dtype == np.int16
+    assert MLArray.full_like(base, 7, dtype=np.float32).to_numpy().tolist() == [[7.0] * 4] * 3
+    with pytest.raises(mlarray.InvalidArgumentError):
+        MLArray.zeros_like(MLArray(meta=Meta()))
+
+
+# Values mlarray 0.0.54 returned for these calls; each equals start + i * step for
+# i < ceil((stop - start) / step), NumPy's definition, which the test computes too.
+ARANGE_CASES = [
+    ((0, 16, 1), {"shape": (4, 4)}, np.int64),
+    ((5,), {}, np.int64),
+    ((1.0, 2.0, 0.25), {}, np.float64),
+    ((10, 0, -2), {}, np.int64),
+    ((0, 1, 0.1), {}, np.float64),
+    ((0, 6, 2), {"dtype": np.float32}, np.float32),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "dtype"), ARANGE_CASES)
+def test_arange(args: tuple[float, ...], kwargs: dict[str, object], dtype: type) -> None:
+    image = MLArray.arange(*args, **kwargs)  # type: ignore[arg-type]
+    start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+    count = max(0, int(np.ceil((stop - start) / step)))
+    expected = [start + i * step for i in range(count)]
+    assert image.dtype == dtype
+    assert image.to_numpy().ravel().tolist() == pytest.approx(expected, abs=0, rel=1e-15)
+    assert image.shape == kwargs.get("shape", (count,))
+    assert image.meta.layout is None  # patch_size=None by default: Blosc2 chooses on save
+
+
+def test_arange_examples_exactly() -> None:
+    assert MLArray.arange(0, 16, 1, shape=(4, 4), patch_size=None).to_numpy().tolist() == [
+        [4 * r + c for c in range(4)] for r in range(4)
+    ]
+    assert MLArray.arange(10, 0, -2).to_numpy().tolist() == [10, 8, 6, 4, 2]
+    for bad in ({"shape": (3, 3)}, {"step": 0}, {"c_order": False}):
+        with pytest.raises(ValueError):
+            MLArray.arange(0, 16, **bad)  # type: ignore[arg-type]
+
+
+def test_linspace() -> None:
+    image = MLArray.linspace(0.0, 1.0, num=8, shape=(2, 4), endpoint=False, patch_size=None)
+    assert image.to_numpy().tolist() == [[i / 8 for i in range(4)], [i / 8 for i in range(4, 8)]]
+    assert MLArray.linspace(0, 1, num=5).to_numpy().tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    by_shape = MLArray.linspace(0, 10, shape=(2, 3))
+    assert by_shape.to_numpy().tolist() == [[0.0, 2.0, 4.0], [6.0, 8.0, 10.0]]
+    complex_image = MLArray.linspace(0, 1j, num=3)
+    assert complex_image.dtype == np.complex128 and complex_image.to_numpy().tolist() == [0j, 0.5j, 1j]
+    assert MLArray.linspace(0, 1, num=4, dtype=np.float32).dtype == np.float32
+    for kwargs in ({}, {"num": 5, "shape": (2, 2)}, {"num": -1}, {"num": 2, "c_order": False}):
+        with pytest.raises(ValueError):
+            MLArray.linspace(0, 1, **kwargs)  # type: ignore[arg-type]
+
+
+def test_asarray_returns_the_same_image_without_arguments() -> None:
+    image = MLArray.zeros((2, 2))
+    assert MLArray.asarray(image) is image
+    other = MLArray.asarray(image, compressed=True)
+    assert other is not image and other._backend == "blosc2"
+    assert np.array_equal(other.to_numpy(), image.to_numpy())
+    assert mlarray.arange(3).shape == (3,) and mlarray.linspace(0, 1, num=3).shape == (3,)
+
+
+# ---------------------------------------------------------------- in-memory compression
+
+
+def test_compressed_and_plain_in_memory_images(tmp_path: pytest.TempPathFactory) -> None:
+    array = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
+    packed = MLArray.asarray(array, compressed=True, **LAYOUT)
+    plain = MLArray.asarray(array, compressed=False)
+    assert packed._backend == "blosc2" and packed.compressed
+    assert plain._backend == "numpy" and not plain.compressed
+    assert plain._store is plain.to_numpy()
+    assert packed._store.shape == (2, 4, 4) and packed._store.schunk.cbytes > 0
+    assert packed._store.chunks == (1, 4, 4) and packed._store.blocks == (1, 2, 2)
+    layout = packed.meta.blosc2
+    assert layout is not None and layout.chunk_size == [1, 4, 4] and layout.strategy == "manual"
+    assert plain.meta.blosc2 is None  # NumPy data have no layout until saved
+    for image, name in ((packed, "p"), (plain, "u")):
+        image.save(f"{tmp_path}/{name}.mla")
+        assert np.array_equal(MLArray(f"{tmp_path}/{name}.mla").to_numpy(), array)
+    assert packed._backend == "blosc2" and plain._backend == "numpy"  # saving keeps the representation
+    saved = MLArray.open(f"{tmp_path}/p.mla").meta.blosc2
+    assert saved is not None and saved.chunk_size == [1, 4, 4] and saved.block_size == [1, 2, 2]
+
+
+def test_compressed_images_index_and_write_like_numpy() -> None:
+    array = np.random.default_rng(3).random((6, 7, 8)).astype(np.float32)
+    image = MLArray(array.copy(), compressed=True, patch_size=None, chunk_size=(2, 4, 4), block_size=(1, 2, 2))
+    assert np.array_equal(image[1:5, ::2, 3], array[1:5, ::2, 3])
+    image[2:4, 1:3] = 7
+    array[2:4, 1:3] = 7
+    assert np.array_equal(image.to_numpy(), array)
+    assert np.array_equal(np.asarray(image), array)
+
+
+def test_compress_and_decompress_in_place(tmp_path: pytest.TempPathFactory) -> None:
+    array = np.random.default_rng(7).random((16, 32, 32), dtype=np.float32)
+    image = MLArray(array, spacing=(1.0, 1.5, 2.0), meta=Meta(source={"patient_id": "p-001"}))
+    image.decompress()  # already NumPy: nothing changes
+    assert image._backend == "numpy" and image.meta.blosc2 is None
+    image.compress(patch_size=None, chunk_size=(1, 16, 16), block_size=(1, 8, 8), dparams={"nthreads": 1})
+    assert image._backend == "blosc2"
+    layout = image.meta.blosc2
+    assert layout is not None and layout.chunk_size == [1, 16, 16] and layout.block_size == [1, 8, 8]
+    assert image.meta.source.to_plain() == {"patient_id": "p-001"} and image.spacing == [1.0, 1.5, 2.0]
+    image.decompress()
+    assert image._backend == "numpy" and image.meta.blosc2 == layout  # the layout the next save writes
+    image.compress()  # no arguments: keeps the recorded layout
+    assert image.meta.blosc2 == layout
+    image.compress(patch_size=16)
+    layout16 = image.meta.blosc2
+    assert layout16 is not None and layout16.patch_size == [16, 16, 16] and layout16.strategy == "patch"
+    path = f"{tmp_path}/c.mla"
+    image.save(path)
+    loaded = MLArray(path)
+    assert np.array_equal(loaded.to_numpy(), array) and loaded.meta.blosc2 == layout16
+    assert loaded.meta.source.to_plain() == {"patient_id": "p-001"}
+    with pytest.raises(mlarray.InvalidArgumentError):
+        MLArray(meta=Meta()).compress()
+    with pytest.raises(mlarray.InvalidArgumentError):
+        MLArray(meta=Meta()).decompress()
+
+
+def test_compress_detaches_an_opened_image(tmp_path: pytest.TempPathFactory) -> None:
+    path = f"{tmp_path}/d.mla"
+    MLArray(np.ones((4, 4), np.uint8)).save(path)
+    with MLArray.open(path, mmap_mode="r+") as image:
+        image.compress(patch_size=None)
+        image[0, 0] = 5
+        image.meta.is_seg = True
+        assert image._backend == "blosc2"
+    untouched = MLArray(path)
+    assert untouched.to_numpy().sum() == 16 and untouched.meta.is_seg is None
+    reopened = MLArray.open(path, mmap_mode="r+")  # the lock was released by compress
+    reopened.decompress()
+    reopened.close()
+
+
+def test_compressed_images_pickle_as_data() -> None:
+    import pickle
+
+    image = MLArray(np.arange(12.0).reshape(3, 4), compressed=True, spacing=(1, 2))
+    copy_ = pickle.loads(pickle.dumps(image))
+    assert copy_._backend == "blosc2" and copy_.meta.blosc2 == image.meta.blosc2
+    assert np.array_equal(copy_.to_numpy(), image.to_numpy()) and copy_.spacing == [1, 2]

@@ -1,0 +1,208 @@
+"""In-memory representation of an :class:`~mlarray.api.MLArray`: plain NumPy or Blosc2-compressed.
+
+An in-memory image holds its data either as a NumPy array (the default: exact NumPy
+semantics, fastest access) or, with ``compressed=True`` / :meth:`compress`, as an
+in-memory Blosc2 NDArray laid out exactly as it will be saved (smaller in RAM; every
+read decompresses). The representation never changes what a file contains: saving
+either writes the same array with the layout recorded in ``meta.layout``.
+
+This module also chooses the storage plan (layout and codec) that saving uses, so
+the choice is made in one place for files and for in-memory compression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import blosc2
+import numpy as np
+
+from mlarray.errors import InvalidArgumentError
+from mlarray.layout import choose_layout, default_compression
+from mlarray.reading import decompress_all
+from mlarray.storage.io import describe_cparams, layout_of, make_cparams
+
+if TYPE_CHECKING:
+    from mlarray.models import Meta
+    from mlarray.storage.locking import FileLock
+
+_DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
+UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
+"""Marks an argument that was not given (``patch_size=None`` has a meaning of its own)."""
+
+
+def _cparams_names(cparams: Any) -> tuple[str, int, list[str]]:
+    if isinstance(cparams, dict):
+        cparams = blosc2.CParams(**cparams)
+    return describe_cparams(cparams)
+
+
+class StoragePlan:
+    """What a write uses: layout strategy, chunk/block sizes, patch size and compression parameters."""
+
+    def __init__(
+        self,
+        strategy: str,
+        chunks: Sequence[int] | None,
+        blocks: Sequence[int] | None,
+        patch: Sequence[int] | None,
+        cparams: Any,
+    ) -> None:
+        self.strategy, self.chunks, self.blocks, self.patch, self.cparams = strategy, chunks, blocks, patch, cparams
+
+
+class InMemoryCompression:
+    """``compress``/``decompress`` and the storage plan; mixed into :class:`~mlarray.api.MLArray`."""
+
+    _np: np.ndarray[Any, Any] | None
+    _nd: Any
+    _path: str | None
+    _mode: str | None
+    _dparams: Any
+    _dirty: bool
+    _persisted: dict[str, Any] | None
+    _lock: FileLock | None
+    _layout_args: dict[str, Any] | None
+    _meta: Meta
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        raise NotImplementedError  # provided by MLArray
+
+    @property
+    def dtype(self) -> np.dtype[Any] | None:
+        raise NotImplementedError  # provided by MLArray
+
+    def to_numpy(self) -> np.ndarray[Any, Any]:
+        raise NotImplementedError  # provided by MLArray
+
+    def _storage_plan(self, target: str | None) -> StoragePlan:
+        """The layout and codec the next write of this image uses.
+
+        Pending layout arguments (from the constructor or :meth:`compress`) win;
+        otherwise the recorded ``meta.layout`` is kept; otherwise the default
+        (``patch_size='default'``) applies.
+        """
+        shape, dtype = self.shape, self.dtype
+        assert shape is not None and dtype is not None
+        recorded = self._meta.layout
+        if self._layout_args is None and recorded is not None:
+            cparams = make_cparams(recorded.codec, recorded.clevel, list(recorded.filters), dtype.itemsize)
+            return StoragePlan(
+                recorded.strategy, recorded.chunk_size, recorded.block_size, recorded.patch_size, cparams
+            )
+        args = self._layout_args or _DEFAULT_ARGS
+        axes = self._meta.spatial_axes() or list(range(len(shape)))
+        try:
+            choice = choose_layout(
+                shape, dtype.itemsize, axes, args["patch_size"], args["chunk_size"], args["block_size"]
+            )
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc), path=target) from None
+        if args["cparams"] is not None:
+            codec, clevel, filters = _cparams_names(args["cparams"])
+        else:
+            codec, clevel, filters = default_compression(dtype.itemsize)
+        cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
+        return StoragePlan(choice.strategy, choice.chunks, choice.blocks, choice.patch_size, cparams)
+
+    @property
+    def _backend(self) -> str | None:
+        """``'blosc2'`` or ``'numpy'``: how the data are held (``None`` for a metadata-only image).
+
+        Read-only, kept for code written for mlarray 0.0.x; a file-backed image is ``'blosc2'``.
+        """
+        if self._nd is not None:
+            return "blosc2"
+        return "numpy" if self._np is not None else None
+
+    @property
+    def _store(self) -> Any:
+        """The object holding the data: a NumPy array or a ``blosc2.NDArray`` (read-only attribute).
+
+        Kept for code written for mlarray 0.0.x that inspects it (``image._store.schunk.cbytes``).
+        Writing through it bypasses the checks of ``image[...] = ...``; use that instead.
+        """
+        return self._nd if self._nd is not None else self._np
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the data are held Blosc2-compressed (in memory or in a file)."""
+        return self._nd is not None
+
+    def compress(
+        self,
+        patch_size: Any = UNSET,
+        chunk_size: Sequence[int] | None = None,
+        block_size: Sequence[int] | None = None,
+        cparams: Any = None,
+        dparams: Any = None,
+    ) -> None:
+        """Hold the data as an in-memory Blosc2 NDArray, laid out as the next save will write it.
+
+        Layout arguments work as in the constructor; without any, the recorded layout
+        (``meta.layout``) is kept, or the default patch layout chosen. ``meta.layout``
+        then describes the compressed data. An image opened from a file is detached
+        from it (its metadata edits are not written back; :meth:`save` persists).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The image is metadata-only, or the layout arguments are invalid.
+        """
+        if self._meta.array is None:
+            raise InvalidArgumentError("this is a metadata-only image: it has no array to compress")
+        if patch_size is not UNSET or chunk_size is not None or block_size is not None or cparams is not None:
+            self._layout_args = {
+                "patch_size": "default" if patch_size is UNSET else patch_size,
+                "chunk_size": chunk_size,
+                "block_size": block_size,
+                "cparams": cparams,
+            }
+        data = self.to_numpy()
+        plan = self._storage_plan(target=None)
+        kwargs: dict[str, Any] = {"cparams": plan.cparams}
+        if plan.chunks is not None:
+            kwargs["chunks"] = tuple(plan.chunks)
+        if plan.blocks is not None:
+            kwargs["blocks"] = tuple(plan.blocks)
+        if dparams is not None:
+            kwargs["dparams"] = dparams
+        nd = blosc2.asarray(np.ascontiguousarray(data), **kwargs)
+        layout = layout_of(nd, plan.strategy, plan.patch)
+        self._detach()
+        self._meta.layout = layout
+        self._meta.integrity = None
+        self._nd, self._np, self._layout_args = nd, None, None
+        self._dparams = dparams
+
+    def decompress(self) -> None:
+        """Hold the data as a NumPy array in memory.
+
+        ``meta.layout`` is kept: it is the layout the next :meth:`save` writes (mlarray
+        0.0.x cleared it). An image opened from a file is detached from it.
+
+        Raises
+        ------
+        InvalidArgumentError
+            The image is metadata-only.
+        """
+        if self._meta.array is None:
+            raise InvalidArgumentError("this is a metadata-only image: it has no array to decompress")
+        data = decompress_all(self._nd, self._path) if self._nd is not None else self._np
+        self._detach()
+        self._meta.integrity = None
+        self._np, self._nd = data, None
+
+    def _detach(self) -> None:
+        """Forget the file this image was opened from (and release its write lock)."""
+        if self._path is None:
+            return
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self._path = None
+        self._mode = None
+        self._persisted = None
+        self._dirty = False
