@@ -23,9 +23,9 @@ import numpy.typing as npt
 from mlarray._compression import UNSET as _UNSET
 from mlarray._compression import InMemoryCompression
 from mlarray._constructors import ArrayConstructors
-from mlarray._inputs import ShapeOnly, as_storable, decompose, default_labels, tolist
+from mlarray._geometry import SpatialGeometry
+from mlarray._inputs import ShapeOnly, as_storable, default_labels, tolist
 from mlarray._version import __version__
-from mlarray.bound import BoundList, bound_matrix
 from mlarray.errors import (
     CorruptFrameError,
     HeaderEncodingError,
@@ -33,7 +33,7 @@ from mlarray.errors import (
     ReadOnlyError,
 )
 from mlarray.layout import PatchSize
-from mlarray.models import Meta, Writer, compose_affine, parse_header
+from mlarray.models import Meta, Writer, parse_header
 from mlarray.reading import check_result_size, decompress_all, private_copy
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.io import (
@@ -66,7 +66,7 @@ def _validated(meta: Meta) -> Meta:
     return parse_header(meta.model_dump(mode="json"))
 
 
-class MLArray(ArrayConstructors, InMemoryCompression):
+class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
     """An N-dimensional array with spatial geometry and metadata, stored as ``.mla``.
 
     Parameters
@@ -120,6 +120,7 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         self._persisted: dict[str, Any] | None = None
         self._dirty = False
         self._lock: FileLock | None = None
+        self._requested: tuple[str, str | None] | None = None
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
@@ -174,12 +175,17 @@ class MLArray(ArrayConstructors, InMemoryCompression):
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], dparams: Any = None) -> MLArray:
+    def load(cls, path: str | os.PathLike[str], dparams: Any = None, compressed: bool = False) -> MLArray:
         """Read a whole ``.mla`` file into memory (decompressing with all cores by default).
 
         A file of the earlier implementation (pickle header) is read safely too, with a
         :class:`~mlarray.errors.LegacyFormatWarning`; ``mlarray migrate`` converts it.
+        ``compressed=True`` keeps the data Blosc2-compressed in memory (see :meth:`compress`).
         """
+        if compressed:
+            image = cls.load(path, dparams)
+            image.compress(dparams=dparams)
+            return image
         p = check_path(path, must_exist=True)
         try:
             head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
@@ -196,8 +202,14 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         return obj
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mmap_mode: str = "r", dparams: Any = None) -> MLArray:
+    def open(
+        cls, path: str | os.PathLike[str], mmap_mode: str | None = "r", dparams: Any = None, *, mode: str = "r"
+    ) -> MLArray:
         """Open ``path`` memory-mapped: ``'r'`` read-only, ``'r+'`` read/write, ``'c'`` copy-on-write.
+
+        ``mmap_mode=None`` leaves the choice to ``mode`` as mlarray 0.0.x did: ``'r'``
+        read-only, ``'a'`` read/write (the same access as ``'r'`` / ``'r+'``); with an
+        ``mmap_mode``, ``mode`` is ignored. Both are kept as :attr:`mode` and :attr:`mmap_mode`.
 
         Reads decompress with one thread by default (the data-loader worker case); pass
         ``dparams={"nthreads": n}`` for more. Call :meth:`close` (or use ``with``) to
@@ -205,9 +217,8 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         opens read-only (``'r'``, ``'c'``) with a :class:`~mlarray.errors.LegacyFormatWarning`;
         ``'r+'`` raises :class:`~mlarray.errors.LegacyFormatError` until it is migrated.
         """
-        if mmap_mode not in MMAP_MODES:
-            hint = "; use MLArray.create to create a file" if mmap_mode == "w+" else ""
-            raise InvalidArgumentError(f"mmap_mode must be one of {MMAP_MODES}, got {mmap_mode!r}{hint}")
+        requested = (mode, mmap_mode)
+        mmap_mode = _access(mode, mmap_mode)
         p = check_path(path, must_exist=True)
         if mmap_mode == "r+" and is_read_only(p):
             raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
@@ -234,6 +245,7 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         obj._nd = nd
         obj._lock = lock
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
+        obj._requested = requested
         obj._persisted = head.meta.model_dump(mode="json")
         return obj
 
@@ -243,17 +255,26 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         path: str | os.PathLike[str],
         shape: Sequence[int],
         dtype: npt.DTypeLike = np.float64,
-        mmap_mode: str = "w+",
+        meta: Meta | dict[str, Any] | None = None,
+        mode: str = "w",
+        mmap_mode: str | None = "w+",
         fill_value: Any = 0,
         **kwargs: Any,
     ) -> MLArray:
         """Create (or overwrite) ``path`` filled with ``fill_value`` and return it open read/write.
 
-        ``kwargs`` are the constructor's metadata and layout arguments. Until the file
-        is complete the previous file at ``path`` (if any) is left untouched.
+        ``meta`` and ``kwargs`` are the constructor's metadata and layout arguments
+        (``spacing``, ``patch_size``, ``chunk_size``, ``block_size``, ``cparams``,
+        ``dparams``, ...). ``mode`` must be ``'w'`` and ``mmap_mode`` ``'w+'`` or ``None``
+        (the same read/write access; both kept for code written for mlarray 0.0.x).
+        Until the file is complete the previous file at ``path`` (if any) is left untouched.
         """
-        if mmap_mode != "w+":
-            raise InvalidArgumentError(f"MLArray.create only supports mmap_mode='w+', got {mmap_mode!r}")
+        if mode != "w" or mmap_mode not in ("w+", None):
+            raise InvalidArgumentError(
+                f"MLArray.create needs mode='w' and mmap_mode='w+' (or None), got {mode!r} and {mmap_mode!r}"
+            )
+        if meta is not None:
+            kwargs["meta"] = meta
         p = check_path(path, must_exist=False)
         shape = tuple(int(s) for s in shape)
         dt = normalize_dtype(dtype)
@@ -263,6 +284,7 @@ class MLArray(ArrayConstructors, InMemoryCompression):
             del nd
         obj = cls.open(p, "r+", dparams=kwargs.get("dparams"))
         obj._mode = "w+"
+        obj._requested = (mode, mmap_mode)
         return obj
 
     def _init_empty(self, meta: Meta) -> None:
@@ -276,6 +298,7 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         self._dirty = False
         self._lock = None
         self._layout_args = None
+        self._requested = None
         self._meta = meta
 
     # ------------------------------------------------------------------ array protocol
@@ -361,6 +384,27 @@ class MLArray(ArrayConstructors, InMemoryCompression):
             return out.astype(dtype)
         return out.copy() if copy else out
 
+    @property
+    def filepath(self) -> str | None:
+        """The file this image is open on (``open``/``create``), else ``None``."""
+        return self._path
+
+    @property
+    def mode(self) -> str | None:
+        """The ``mode`` given to ``open`` (``'r'``/``'a'``) or ``create`` (``'w'``); ``None`` in memory."""
+        return self._requested[0] if self._requested is not None and self._path is not None else None
+
+    @property
+    def mmap_mode(self) -> str | None:
+        """The ``mmap_mode`` given to ``open``/``create`` (``None`` if none was, and in memory).
+
+        The access actually granted is read-only for ``'r'`` (or ``mode='r'`` without
+        ``mmap_mode``), read/write for ``'r+'``/``'w+'`` (or ``mode='a'``), copy-on-write for ``'c'``.
+        """
+        if self._path is None:
+            return None
+        return self._requested[1] if self._requested is not None else self._mode
+
     def __repr__(self) -> str:
         where = f", path={self._path!r}, mmap_mode={self._mode!r}" if self._path else ""
         if not self._has_array():
@@ -379,89 +423,6 @@ class MLArray(ArrayConstructors, InMemoryCompression):
         new = _as_meta(value)
         new.array, new.layout, new.writer = self._meta.array, self._meta.layout, self._meta.writer
         self._meta = _validated(new)
-
-    def _set_spatial(self, **changes: Any) -> None:
-        data = self._meta.model_dump(mode="json")
-        data["spatial"].update(changes)
-        validated = parse_header(data)
-        self._meta.spatial = validated.spatial
-
-    def _bound(self, name: str) -> BoundList | None:
-        value = getattr(self._meta.spatial, name)
-        if value is None:
-            return None
-        return BoundList(value, lambda new: self._set_spatial(**{name: new}))
-
-    @property
-    def spacing(self) -> BoundList | None:
-        """Voxel size per spatial axis (mutations are validated)."""
-        if self._meta.spatial.spacing is None and self._meta.spatial.affine is not None:
-            return BoundList(decompose(self.affine)[0], lambda new: self._set_from_affine(spacing=new))
-        return self._bound("spacing")
-
-    @spacing.setter
-    def spacing(self, value: Sequence[float] | None) -> None:
-        self._set_spatial(spacing=tolist(value))
-
-    @property
-    def origin(self) -> BoundList | None:
-        """World coordinate of the centre of voxel 0 (mutations are validated)."""
-        if self._meta.spatial.origin is None and self._meta.spatial.affine is not None:
-            return BoundList(decompose(self.affine)[1], lambda new: self._set_from_affine(origin=new))
-        return self._bound("origin")
-
-    @origin.setter
-    def origin(self, value: Sequence[float] | None) -> None:
-        self._set_spatial(origin=tolist(value))
-
-    @property
-    def direction(self) -> BoundList | None:
-        """Direction cosines: column k is the world direction of spatial axis k."""
-        value = self._meta.spatial.direction
-        if value is None:
-            if self._meta.spatial.affine is None:
-                return None
-            value = decompose(self.affine)[2]
-            return bound_matrix([list(r) for r in value], lambda new: self._set_from_affine(direction=new))
-        return bound_matrix([list(r) for r in value], lambda new: self._set_spatial(direction=new))
-
-    @direction.setter
-    def direction(self, value: Sequence[Sequence[float]] | None) -> None:
-        self._set_spatial(direction=tolist(value))
-
-    @property
-    def axis_labels(self) -> BoundList | None:
-        """One label per array axis (``spatial``, ``channel``, ``temporal``, ... or custom)."""
-        return self._bound("axis_labels")
-
-    @axis_labels.setter
-    def axis_labels(self, value: Sequence[str] | None) -> None:
-        self._set_spatial(axis_labels=tolist(value))
-
-    @property
-    def affine(self) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """The ``(n+1) x (n+1)`` index-to-world matrix of the spatial axes (a copy)."""
-        s = self._meta.spatial
-        n = self.spatial_ndim
-        if s.affine is not None:
-            return np.asarray(s.affine, dtype=np.float64)
-        return compose_affine(s.spacing, s.origin, s.direction, n)
-
-    @affine.setter
-    def affine(self, value: Any) -> None:
-        matrix = np.asarray(value, dtype=np.float64)
-        spacing, origin, direction = decompose(matrix)
-        d = np.asarray(direction)
-        if np.allclose(d.T @ d, np.eye(len(d)), atol=1e-6):
-            self._set_spatial(spacing=spacing, origin=origin, direction=direction, affine=None)
-        else:
-            self._set_spatial(spacing=None, origin=None, direction=None, affine=matrix.tolist())
-
-    def _set_from_affine(self, **changes: Any) -> None:
-        spacing, origin, direction = decompose(self.affine)
-        parts = {"spacing": spacing, "origin": origin, "direction": direction, **changes}
-        n = len(parts["spacing"])
-        self._set_spatial(affine=compose_affine(parts["spacing"], parts["origin"], parts["direction"], n).tolist())
 
     # ------------------------------------------------------------------ persistence
 
@@ -559,6 +520,18 @@ class MLArray(ArrayConstructors, InMemoryCompression):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _access(mode: str, mmap_mode: str | None) -> str:
+    """The access an ``open(mode=..., mmap_mode=...)`` asks for: ``'r'``, ``'r+'`` or ``'c'``."""
+    if mode not in ("r", "a"):
+        raise InvalidArgumentError(f"mode must be 'r' or 'a', got {mode!r}")
+    if mmap_mode is None:
+        return "r+" if mode == "a" else "r"
+    if mmap_mode not in MMAP_MODES:
+        hint = "; use MLArray.create to create a file" if mmap_mode == "w+" else ""
+        raise InvalidArgumentError(f"mmap_mode must be one of {MMAP_MODES} or None, got {mmap_mode!r}{hint}")
+    return mmap_mode
 
 
 def _restore(

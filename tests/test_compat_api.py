@@ -11,6 +11,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import mlarray
 import mlarray.meta
@@ -32,6 +34,7 @@ from mlarray import (
     MetaVersion,
     MLArray,
 )
+from mlarray._geometry import compose_from_parts
 from mlarray.models import ArrayInfo, BBoxes, JsonObject, Layout, Spatial, Stats, Writer
 
 META_NAMES = (
@@ -416,3 +419,180 @@ def test_compressed_images_pickle_as_data() -> None:
     copy_ = pickle.loads(pickle.dumps(image))
     assert copy_._backend == "blosc2" and copy_.meta.blosc2 == image.meta.blosc2
     assert np.array_equal(copy_.to_numpy(), image.to_numpy()) and copy_.spacing == [1, 2]
+
+
+# ---------------------------------------------------------------- open / create
+
+
+@pytest.fixture
+def saved(tmp_path: pytest.TempPathFactory) -> str:
+    path = f"{tmp_path}/o.mla"
+    MLArray(np.zeros((4, 4), np.float32), spacing=(1, 2)).save(path)
+    return path
+
+
+# (mode, mmap_mode) -> whether writes reach the file; as mlarray 0.0.54 behaved:
+# an mmap_mode decides, without one mode decides ('r' read-only, 'a' read/write).
+ACCESS = [
+    ("r", "r", "read-only"),
+    ("a", "r", "read-only"),
+    ("r", None, "read-only"),
+    ("a", None, "writes"),
+    ("r", "r+", "writes"),
+    ("a", "r+", "writes"),
+    ("r", "c", "private"),
+]
+
+
+@pytest.mark.parametrize(("mode", "mmap_mode", "access"), ACCESS)
+def test_open_mode_and_mmap_mode(saved: str, mode: str, mmap_mode: str | None, access: str) -> None:
+    image = MLArray.open(saved, mode=mode, mmap_mode=mmap_mode, dparams={"nthreads": 1})
+    assert image.filepath == saved and image.mode == mode and image.mmap_mode == mmap_mode
+    if access == "read-only":
+        with pytest.raises(PermissionError):
+            image[0, 0] = 3
+        image.close()
+        assert MLArray(saved)[0, 0] == 0
+        return
+    image[0, 0] = 3
+    assert image[0, 0] == 3
+    image.close()
+    assert MLArray(saved)[0, 0] == (3 if access == "writes" else 0)
+
+
+def test_open_refuses_bad_modes(saved: str) -> None:
+    for kwargs in ({"mode": "w"}, {"mode": "r+"}, {"mmap_mode": "w+"}, {"mmap_mode": "a"}):
+        with pytest.raises(mlarray.InvalidArgumentError) as info:
+            MLArray.open(saved, **kwargs)  # type: ignore[arg-type]
+        assert isinstance(info.value, RuntimeError)
+
+
+def test_open_keeps_the_positional_mmap_mode(saved: str) -> None:
+    image = MLArray.open(saved, "r+")
+    assert image.mmap_mode == "r+" and image.mode == "r"
+    image.close()
+
+
+def test_in_memory_images_have_no_file_attributes(saved: str) -> None:
+    for image in (MLArray(np.zeros(3)), MLArray(saved), MLArray.load(saved)):
+        assert image.filepath is None and image.mode is None and image.mmap_mode is None
+
+
+def test_create_with_the_earlier_signature(tmp_path: pytest.TempPathFactory) -> None:
+    path = f"{tmp_path}/c.mla"
+    array = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    image = MLArray.create(
+        path,
+        array.shape,
+        array.dtype,
+        {"case": "c1"},
+        "w",
+        "w+",
+        patch_size=None,
+        chunk_size=(2, 16, 16),
+        block_size=(1, 8, 8),
+        cparams={"codec": blosc2_codec("ZSTD"), "clevel": 3},
+        dparams={"nthreads": 1},
+    )
+    assert image.filepath == path and image.mode == "w" and image.mmap_mode == "w+"
+    image[...] = array
+    image.meta.copy_from(Meta(spatial=MetaSpatial(spacing=np.array((2, 2.5, 4))), bbox=MetaBbox([[[0, 1]] * 3])))
+    image.meta.is_seg = True
+    image.close()
+    loaded = MLArray.open(path)
+    assert np.array_equal(loaded.to_numpy(), array)
+    assert loaded.meta.source == {"case": "c1"} and loaded.meta.is_seg is True
+    assert loaded.spacing == [2, 2.5, 4] and loaded.meta.bbox == MetaBbox([[[0, 1]] * 3])
+    layout = loaded.meta.blosc2
+    assert layout is not None and layout.chunk_size == [2, 16, 16] and layout.block_size == [1, 8, 8]
+    assert layout.codec == "zstd" and layout.clevel == 3
+    none_mmap = MLArray.create(f"{tmp_path}/n.mla", (2, 2), np.float32, mmap_mode=None)
+    assert none_mmap.mmap_mode is None and none_mmap.mode == "w"
+    none_mmap[0, 0] = 1
+    none_mmap.close()
+    assert MLArray(f"{tmp_path}/n.mla").to_numpy().tolist() == [[1, 0], [0, 0]]
+    for kwargs in ({"mode": "a"}, {"mmap_mode": "r+"}):
+        with pytest.raises(RuntimeError):
+            MLArray.create(f"{tmp_path}/bad.mla", (2, 2), np.float32, **kwargs)  # type: ignore[arg-type]
+
+
+def blosc2_codec(name: str) -> object:
+    import blosc2
+
+    return blosc2.Codec[name]
+
+
+def test_load_and_path_constructor_can_keep_data_compressed(saved: str) -> None:
+    for image in (MLArray.load(saved, compressed=True), MLArray(saved, compressed=True)):
+        assert image._backend == "blosc2" and image.filepath is None
+        assert image.to_numpy().tolist() == [[0.0] * 4] * 4 and image.spacing == [1, 2]
+        assert image.meta.blosc2 == MLArray.open(saved).meta.blosc2  # the file's layout is kept
+
+
+# ---------------------------------------------------------------- geometry read-outs
+
+
+def test_geometry_read_outs_without_shear_match_the_earlier_values() -> None:
+    # 0.0.54 returned translation = last column, scale = column norms, rotation = the
+    # columns divided by them, shear = identity for this image; so must we.
+    direction = [[0, 1, 0], [1, 0, 0], [0, 0, -1]]
+    image = MLArray(np.zeros((4, 5, 6)), spacing=(1, 2, 3), origin=(4, 5, 6), direction=direction)
+    assert image.translation == [4, 5, 6]
+    assert image.scale == [1, 2, 3]
+    assert image.rotation == direction
+    assert image.shear == np.eye(3).tolist()
+
+
+def test_geometry_read_outs_of_a_sheared_affine() -> None:
+    affine = [[1, 0.5, 0, 1], [0, 2, 0, 2], [0, 0, 3, 3], [0, 0, 0, 1]]
+    image = MLArray(np.zeros((4, 5, 6)), affine=affine)
+    # A = I @ diag(1, 2, 3) @ U with U[0][1] = 0.5 / 1: worked by hand.
+    assert image.translation == [1, 2, 3]
+    assert image.rotation == np.eye(3).tolist()
+    assert image.scale == [1, 2, 3]
+    assert image.shear == [[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_geometry_read_outs_of_a_rotation_about_z() -> None:
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    image = MLArray(np.zeros((2, 2, 2)), spacing=(0.5, 0.5, 2), direction=rot)
+    assert np.allclose(image.rotation, rot, atol=1e-12)
+    assert np.allclose(image.scale, [0.5, 0.5, 2], atol=1e-12)
+    assert np.allclose(image.shear, np.eye(3), atol=1e-12)
+    assert image.translation == [0, 0, 0]
+
+
+def test_geometry_read_outs_without_spatial_axes() -> None:
+    image = MLArray(np.zeros((3, 4)), axis_labels=["channel", "temporal"])
+    assert image.translation is None and image.scale is None and image.rotation is None and image.shear is None
+    assert MLArray(meta=Meta()).scale is None
+    two_d = MLArray(np.zeros((3, 4)))  # identity geometry
+    assert two_d.translation == [0, 0] and two_d.scale == [1, 1] and two_d.rotation == np.eye(2).tolist()
+
+
+finite = st.floats(min_value=-10, max_value=10, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def non_singular(draw: st.DrawFn) -> np.ndarray:
+    n = draw(st.integers(min_value=1, max_value=4))
+    linear = np.array(draw(st.lists(st.lists(finite, min_size=n, max_size=n), min_size=n, max_size=n)))
+    assume(abs(np.linalg.det(linear)) > 1e-3 and np.linalg.cond(linear) < 1e6)
+    out = np.eye(n + 1)
+    out[:n, :n] = linear
+    out[:n, n] = draw(st.lists(finite, min_size=n, max_size=n))
+    return out
+
+
+@given(non_singular())
+def test_geometry_decomposition_recomposes_the_affine(affine: np.ndarray) -> None:
+    n = affine.shape[0] - 1
+    image = MLArray(np.zeros((2,) * n), affine=affine.tolist())
+    rotation, scale, shear = np.array(image.rotation), np.array(image.scale), np.array(image.shear)
+    assert np.allclose(rotation.T @ rotation, np.eye(n), atol=1e-9)  # orthonormal
+    assert np.all(scale > 0)
+    assert np.allclose(np.tril(shear, -1), 0) and np.allclose(np.diag(shear), 1)  # unit upper triangular
+    recomposed = compose_from_parts(image.translation, rotation, scale, shear)
+    assert np.allclose(recomposed, affine, rtol=1e-9, atol=1e-9 * np.abs(affine).max())
+    assert image.translation == affine[:n, n].tolist()
