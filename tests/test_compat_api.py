@@ -8,6 +8,7 @@ the same call, the expected value is derived in the test from the stated computa
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pytest
@@ -596,3 +597,46 @@ def test_geometry_decomposition_recomposes_the_affine(affine: np.ndarray) -> Non
     recomposed = compose_from_parts(image.translation, rotation, scale, shear)
     assert np.allclose(recomposed, affine, rtol=1e-9, atol=1e-9 * np.abs(affine).max())
     assert image.translation == affine[:n, n].tolist()
+
+
+# ---------------------------------------------------------------- the example runner
+
+
+def _runner() -> Any:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "tools" / "run_legacy_examples.py"
+    spec = importlib.util.spec_from_file_location("run_legacy_examples", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_legacy_examples"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_runner_reports_pass_deliberate_and_unexplained(
+    tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner = _runner()
+    folder = f"{tmp_path}/examples"
+    import os
+
+    os.makedirs(folder)
+    scripts = {
+        "good.py": "from mlarray import MLArray, MetaBbox\nMLArray.arange(0, 4, 1, shape=(2, 2)).save('a.mla')\n",
+        "singular.py": "from mlarray import MLArray\nimport numpy as np\n"
+        "MLArray(np.zeros((2, 2, 2)), direction=[[1, 2, 3], [4, 5, 6], [7, 8, 9]])\n",
+        "broken.py": "raise SystemExit('something else')\n",
+    }
+    for name, text in scripts.items():
+        with open(f"{folder}/{name}", "w", encoding="utf-8") as f:
+            f.write(text)
+    assert runner.main(["--source", folder, "--substitute", "--only", "good.py", "singular.py"]) == 0
+    out = capsys.readouterr().out
+    assert "pass  good.py" in out and "FAIL  singular.py" in out and "deliberate: " in out
+    assert "with the substitutions: pass" in out and "1 of 2 pass as-is" in out
+    assert runner.main(["--source", folder]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  broken.py: something else" in out and "not a known deliberate difference" in out
