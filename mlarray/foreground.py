@@ -1,0 +1,99 @@
+"""Where the foreground of a label map is: per-class voxel counts and a bounded coordinate sample.
+
+Patch samplers for segmentation training (nnU-Net's, ``mlarray.torch.PatchDataset``)
+centre a share of their patches on a voxel of a randomly chosen foreground class.
+Finding such voxels needs a pass over the whole label map; this module makes that
+pass once and keeps, per class, the number of voxels and a uniform random sample of
+at most :data:`MAX_PER_CLASS` of their coordinates (and :data:`MAX_TOTAL` over all
+classes), small enough to live in the file header.
+
+It is NumPy only: no file I/O, no header models, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_PER_CLASS = 10_000
+"""Most coordinates kept per class (nnU-Net keeps the same number)."""
+
+MAX_TOTAL = 100_000
+"""Most coordinates kept over all classes; with more than 10 classes each class keeps ``MAX_TOTAL // n``."""
+
+Coords = np.ndarray[Any, np.dtype[np.int64]]
+
+
+@dataclass(frozen=True)
+class ClassSample:
+    """One class of a label map: how many voxels it has and a random sample of their coordinates.
+
+    ``coords`` has shape ``(k, n)`` (``k <= count``) with one row per sampled voxel, in index
+    space of the label map's spatial axes, sorted in C order.
+    """
+
+    label: int
+    count: int
+    coords: Coords
+
+
+def per_class_bound(n_classes: int, max_per_class: int = MAX_PER_CLASS, max_total: int = MAX_TOTAL) -> int:
+    """How many coordinates each of ``n_classes`` classes keeps under both bounds."""
+    if n_classes <= 0:
+        return max_per_class
+    return max(1, min(max_per_class, max_total // n_classes))
+
+
+def class_locations(
+    labels: np.ndarray[Any, Any],
+    *,
+    background: int | None = 0,
+    max_per_class: int = MAX_PER_CLASS,
+    max_total: int = MAX_TOTAL,
+    seed: int = 0,
+) -> list[ClassSample]:
+    """Count every class of ``labels`` and sample up to the bound of its voxel coordinates.
+
+    Parameters
+    ----------
+    labels : ndarray of integers or booleans
+        The label map, spatial axes only.
+    background : int or None
+        The class that is not foreground (left out); ``None`` keeps every class.
+    max_per_class, max_total : int
+        Bounds on the coordinates kept (see :func:`per_class_bound`).
+    seed : int
+        Seed of the random sample; the same map and seed give the same sample.
+
+    Returns
+    -------
+    list of ClassSample
+        One entry per class present, sorted by label.
+
+    Raises
+    ------
+    ValueError
+        ``labels`` is not an integer or boolean array, or a bound is not positive.
+    """
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"a label map holds integers, got dtype {labels.dtype}")
+    if max_per_class < 1 or max_total < 1:
+        raise ValueError("the coordinate bounds must be positive")
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    where = np.arange(flat.size, dtype=np.int64) if background is None else np.flatnonzero(flat != background)
+    values = flat[where]
+    order = np.argsort(values, kind="stable")
+    where, values = where[order], values[order]
+    classes, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    bound = per_class_bound(len(classes), max_per_class, max_total)
+    rng = np.random.default_rng(seed)
+    out = []
+    for label, start, count in zip(classes.tolist(), starts.tolist(), counts.tolist(), strict=True):
+        members = where[start : start + count]
+        if count > bound:
+            members = np.sort(rng.choice(members, size=bound, replace=False))
+        coords = np.stack(np.unravel_index(members, labels.shape), axis=1).astype(np.int64)
+        out.append(ClassSample(label=int(label), count=int(count), coords=coords))
+    return out

@@ -1,0 +1,89 @@
+"""Patch geometry for :class:`~mlarray.torch.PatchDataset`: where a patch may start, reading it, its affine.
+
+Pure NumPy over mlarray's public API (``MLArray`` indexing, ``affine``,
+``meta.spatial_axes()``); no torch, so it is easy to test and reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from mlarray import MLArray
+
+PadMode = Literal["constant", "edge"]
+Array = np.ndarray[Any, Any]
+Index = Sequence[int] | Array
+"""A corner or voxel: ints per spatial axis, as a sequence or an array."""
+
+
+def corner_range(shape: Sequence[int], patch: Sequence[int]) -> tuple[Array, Array]:
+    """Lowest and highest allowed patch corner per axis.
+
+    A patch lies inside the image when it fits; a patch larger than the image
+    covers it whole (the rest is padding). Either way every corner in the range
+    gives a patch that overlaps the image.
+    """
+    s = np.asarray(shape, dtype=np.int64)
+    p = np.asarray(patch, dtype=np.int64)
+    return np.minimum(0, s - p), np.maximum(0, s - p)
+
+
+def random_corner(rng: np.random.Generator, shape: Sequence[int], patch: Sequence[int]) -> Array:
+    """A corner drawn uniformly from :func:`corner_range`."""
+    low, high = corner_range(shape, patch)
+    return rng.integers(low, high + 1)
+
+
+def centred_corner(voxel: Index, shape: Sequence[int], patch: Sequence[int]) -> Array:
+    """The corner of the patch centred on ``voxel``, moved into :func:`corner_range`.
+
+    The voxel stays inside the patch: clipping moves the corner towards the image, never past the voxel.
+    """
+    low, high = corner_range(shape, patch)
+    corner = np.asarray(voxel, dtype=np.int64) - np.asarray(patch, dtype=np.int64) // 2
+    clipped: Array = np.clip(corner, low, high)
+    return clipped
+
+
+def read_patch(
+    image: MLArray,
+    axes: Sequence[int],
+    corner: Index,
+    patch: Sequence[int],
+    pad_mode: PadMode = "constant",
+    pad_value: float = 0,
+) -> Array:
+    """The patch at ``corner`` over the spatial ``axes``, padded where it leaves the image.
+
+    Only the part inside the image is read (a memory-mapped file decompresses just the
+    blocks it touches). Non-spatial axes are read whole and come first in the result,
+    merged into one channel axis: the result has shape ``(C, *patch)``.
+    """
+    shape = image.shape
+    assert shape is not None
+    key: list[slice] = [slice(None)] * len(shape)
+    pads = [(0, 0)] * len(shape)
+    for axis, c, p in zip(axes, corner, patch, strict=True):
+        low, high = max(0, int(c)), min(shape[axis], int(c) + int(p))
+        key[axis] = slice(low, high)
+        pads[axis] = (low - int(c), int(c) + int(p) - high)
+    data = np.asarray(image[tuple(key)])
+    if any(before or after for before, after in pads):
+        if pad_mode == "edge":
+            data = np.pad(data, pads, mode="edge")
+        else:
+            data = np.pad(data, pads, mode="constant", constant_values=np.asarray(pad_value, dtype=data.dtype))
+    others = [a for a in range(len(shape)) if a not in axes]
+    data = np.moveaxis(data, [*others, *axes], list(range(len(shape))))
+    return data.reshape((-1, *data.shape[len(others) :]))
+
+
+def patch_affine(affine: Array, corner: Index) -> Array:
+    """The index-to-world matrix of a patch: ``affine`` with its origin moved to the patch corner."""
+    n = affine.shape[0] - 1
+    out = np.array(affine, dtype=np.float64)
+    out[:n, n] = affine[:n, :n] @ np.asarray(corner, dtype=np.float64) + affine[:n, n]
+    return out

@@ -1,0 +1,265 @@
+"""``PatchDataset``: random training patches read memory-mapped from ``.mla`` files.
+
+Every item is one patch of one case (an image, optionally paired with a label map
+of the same geometry), read through ``MLArray.open`` so that only the compressed
+blocks the patch touches are decompressed. A share of the patches is centred on a
+foreground voxel, as nnU-Net does, using per-class voxel coordinates from the label
+file's header (``class_locations``) or, when the header has none, from one pass over
+the label map made when the dataset is built.
+
+The dataset holds paths and small NumPy arrays only. File handles are opened lazily
+in the process that reads, so it works with ``DataLoader(num_workers=N)`` under
+both ``fork`` and ``spawn``: a forked worker notices the new process id and opens
+its own handles; a spawned worker receives the pickled dataset without handles.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlarray import MLArray
+from mlarray.errors import InvalidArgumentError
+from mlarray.foreground import ClassSample, class_locations
+from mlarray.torch._patches import PadMode, centred_corner, patch_affine, random_corner, read_patch
+
+PathLike = str | os.PathLike[str]
+
+_TORCH_DTYPES = {np.dtype(t) for t in ("bool", "uint8", "int8", "int16", "int32", "int64")}
+
+
+@dataclass
+class Case:
+    """What the dataset knows about one image/label pair without opening it again."""
+
+    image: str
+    label: str | None
+    image_axes: list[int]
+    label_axes: list[int]
+    shape: tuple[int, ...]
+    affine: np.ndarray[Any, np.dtype[np.float64]]
+    spacing: np.ndarray[Any, np.dtype[np.float64]]
+    classes: list[ClassSample]
+
+
+def read_class_samples(label: MLArray, path: str, axes: list[int], seed: int) -> list[ClassSample]:
+    """Class counts and coordinates of a label map: from its header when recorded, else one pass over it."""
+    recorded = getattr(label.meta, "class_locations", None)  # schema 1.1 headers
+    if recorded is not None:
+        return recorded.samples()  # type: ignore[no-any-return]
+    data = label[...]
+    others = [a for a in range(data.ndim) if a not in axes]
+    if any(data.shape[a] != 1 for a in others):
+        raise InvalidArgumentError("a label map may have non-spatial axes only of length 1", path=path)
+    return class_locations(data.reshape([data.shape[a] for a in axes]), seed=seed)
+
+
+def _spatial_axes(image: MLArray, path: str) -> list[int]:
+    axes = image.meta.spatial_axes()
+    if not axes:
+        raise InvalidArgumentError("the file has no spatial axes to take patches from", path=path)
+    return axes
+
+
+def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
+    with MLArray.open(image_path, "r") as image:
+        axes = _spatial_axes(image, image_path)
+        assert image.shape is not None
+        shape = tuple(image.shape[a] for a in axes)
+        affine = image.affine
+        spacing = np.asarray(list(image.spacing or [1.0] * len(axes)), dtype=np.float64)
+    classes: list[ClassSample] = []
+    label_axes: list[int] = []
+    if label_path is not None:
+        with MLArray.open(label_path, "r") as label:
+            label_axes = _spatial_axes(label, label_path)
+            assert label.shape is not None
+            label_shape = tuple(label.shape[a] for a in label_axes)
+            if label_shape != shape:
+                raise InvalidArgumentError(
+                    f"the label map's spatial shape {label_shape} differs from the image's {shape} ({image_path})",
+                    path=label_path,
+                )
+            if not np.allclose(label.affine, affine, rtol=1e-6, atol=1e-6):
+                raise InvalidArgumentError(
+                    f"the label map's geometry (affine) differs from the image's ({image_path})", path=label_path
+                )
+            if label.dtype is None or label.dtype.kind not in "biu":
+                raise InvalidArgumentError(f"a label map holds integers, got dtype {label.dtype}", path=label_path)
+            classes = read_class_samples(label, label_path, label_axes, seed)
+    return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes)
+
+
+class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
+    """Random patches of ``.mla`` images (and label maps), for ``torch.utils.data.DataLoader``.
+
+    Parameters
+    ----------
+    images : sequence of paths
+        One ``.mla`` file per case. Non-spatial axes (channels) are read whole.
+    labels : sequence of paths, optional
+        One label map per image, with the same spatial shape and geometry (checked).
+    patch_size : int or sequence of int
+        Patch size over the spatial axes (one int means the same for every axis).
+    samples_per_epoch : int
+        Length of the dataset: how many patches one pass of a DataLoader yields.
+    foreground_fraction : float
+        Share of patches centred on a voxel of a randomly chosen foreground class
+        (default 1/3, as nnU-Net). Needs ``labels``; cases without foreground get a
+        random patch instead.
+    pad_mode : 'constant' or 'edge'
+        How patches that leave the image are filled (images smaller than the
+        patch, patches centred near the border).
+    pad_value, label_pad_value : float, int
+        The constant for ``pad_mode='constant'`` (labels are always padded with a constant).
+    seed : int or None
+        With an int, patch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the
+        same whatever the number of workers and the start method; call
+        :meth:`set_epoch` to draw new patches. With ``None``, each process draws from
+        its own generator seeded by ``torch.initial_seed()``, which PyTorch sets per
+        worker (``base_seed + worker_id``, a new base seed every epoch), so
+        ``torch.manual_seed`` makes runs reproducible.
+    image_dtype : torch.dtype
+        Element type of the image patches (``float32`` by default).
+
+    Each item is a dict: ``image`` (``C x *patch_size``), ``label`` (``1 x
+    *patch_size``, when labels are given, in the label map's integer type, widened
+    where torch lacks it), ``affine`` (index-to-world of the patch: the file's affine
+    with its origin at the patch corner), ``spacing``, ``corner`` (the patch's first
+    voxel in the image, negative where padded), ``case`` (index into ``images``) and
+    ``foreground`` (whether the patch was centred on a foreground voxel).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[PathLike],
+        labels: Sequence[PathLike] | None = None,
+        *,
+        patch_size: int | Sequence[int],
+        samples_per_epoch: int,
+        foreground_fraction: float = 1 / 3,
+        pad_mode: PadMode = "constant",
+        pad_value: float = 0,
+        label_pad_value: int = 0,
+        seed: int | None = None,
+        image_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if not images:
+            raise InvalidArgumentError("PatchDataset needs at least one image")
+        if labels is not None and len(labels) != len(images):
+            raise InvalidArgumentError(f"{len(images)} images but {len(labels)} label maps")
+        if samples_per_epoch < 1:
+            raise InvalidArgumentError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
+        if not 0 <= foreground_fraction <= 1:
+            raise InvalidArgumentError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+        if pad_mode not in ("constant", "edge"):
+            raise InvalidArgumentError(f"pad_mode must be 'constant' or 'edge', got {pad_mode!r}")
+        label_paths: list[str | None] = [None] * len(images) if labels is None else [os.fspath(p) for p in labels]
+        self.cases = [_describe(os.fspath(img), lab, seed or 0) for img, lab in zip(images, label_paths, strict=True)]
+        n = len(self.cases[0].shape)
+        sizes = [int(patch_size)] * n if isinstance(patch_size, int) else [int(p) for p in patch_size]
+        if len(sizes) != n or any(p < 1 for p in sizes):
+            raise InvalidArgumentError(f"patch_size {patch_size} does not fit {n} spatial axes")
+        for case in self.cases:
+            if len(case.shape) != n:
+                raise InvalidArgumentError(f"every image needs {n} spatial axes", path=case.image)
+        self.patch_size = sizes
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.foreground_fraction = float(foreground_fraction)
+        self.pad_mode: PadMode = pad_mode
+        self.pad_value = pad_value
+        self.label_pad_value = label_pad_value
+        self.seed = seed
+        self.epoch = 0
+        self.image_dtype = image_dtype
+        self._handles: dict[str, MLArray] = {}
+        self._pid = os.getpid()
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the patches of ``epoch`` (only matters with an integer ``seed``).
+
+        Call it before iterating a DataLoader whose workers are not persistent; persistent
+        workers keep the copy of the dataset they started with.
+        """
+        self.epoch = int(epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        state["_rng"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+    def _in_this_process(self) -> None:
+        if self._pid != os.getpid():  # a forked worker: the parent's handles and generator are not ours
+            self._handles, self._rng, self._pid = {}, None, os.getpid()
+
+    def _open(self, path: str) -> MLArray:
+        self._in_this_process()
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = MLArray.open(path, "r")
+        return handle
+
+    def _generator(self, index: int) -> np.random.Generator:
+        if self.seed is not None:
+            return np.random.default_rng([self.seed, self.epoch, index])
+        self._in_this_process()
+        if self._rng is None:
+            self._rng = np.random.default_rng(torch.initial_seed())
+        return self._rng
+
+    def sample(self, index: int) -> tuple[int, np.ndarray[Any, Any], bool]:
+        """Which case and corner item ``index`` reads, and whether it is a foreground patch."""
+        rng = self._generator(index)
+        which = int(rng.integers(len(self.cases)))
+        case = self.cases[which]
+        wants_foreground = bool(rng.random() < self.foreground_fraction) and bool(case.classes)
+        if wants_foreground:
+            chosen = case.classes[int(rng.integers(len(case.classes)))]
+            voxel = chosen.coords[int(rng.integers(len(chosen.coords)))]
+            return which, centred_corner(voxel, case.shape, self.patch_size), True
+        return which, random_corner(rng, case.shape, self.patch_size), False
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.samples_per_epoch:
+            raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples")
+        which, corner, foreground = self.sample(index)
+        case = self.cases[which]
+        image = read_patch(
+            self._open(case.image), case.image_axes, corner, self.patch_size, self.pad_mode, self.pad_value
+        )
+        item: dict[str, Any] = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).to(self.image_dtype),
+            "affine": torch.from_numpy(patch_affine(case.affine, corner)),
+            "spacing": torch.from_numpy(case.spacing.copy()),
+            "corner": torch.from_numpy(corner.astype(np.int64)),
+            "case": which,
+            "foreground": foreground,
+        }
+        if case.label is not None:
+            label = read_patch(
+                self._open(case.label), case.label_axes, corner, self.patch_size, "constant", self.label_pad_value
+            )
+            if label.dtype not in _TORCH_DTYPES:
+                label = label.astype(np.int64)
+            item["label"] = torch.from_numpy(np.ascontiguousarray(label))
+        return item
+
+    def close(self) -> None:
+        """Release the file handles this process opened (they reopen on the next read)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
