@@ -87,3 +87,17 @@ def patch_affine(affine: Array, corner: Index) -> Array:
     out = np.array(affine, dtype=np.float64)
     out[:n, n] = affine[:n, :n] @ np.asarray(corner, dtype=np.float64) + affine[:n, n]
     return out
+
+
+def ras_affine(image: MLArray) -> tuple[Array, str | None]:
+    """The index-to-world matrix of ``image`` in RAS+ (the frame of nibabel, MONAI and TorchIO) and the frame it was in.
+
+    A file in LPS+ (DICOM/ITK/NRRD's usual frame) has its first two world axes negated;
+    any other frame (``RAS``, none recorded, a custom name) is returned unchanged.
+    """
+    affine = np.array(image.affine, dtype=np.float64)
+    frame = image.meta.spatial.coord_system
+    if frame == "LPS":
+        n = min(2, affine.shape[0] - 1)
+        affine[:n, :] *= -1
+    return affine, frame

@@ -1,0 +1,119 @@
+"""MONAI reads ``.mla``: :class:`MLArrayReader` for ``LoadImage(reader=...)`` and ``LoadImaged``.
+
+MONAI's loaders accept any :class:`monai.data.ImageReader`; this one returns the
+array in the file's axis order (nibabel's order for files converted from NIfTI) and
+the meta dictionary MONAI's transforms read: ``affine`` and ``original_affine`` (RAS+,
+as MONAI's own NIfTI reader gives them), ``spatial_shape``, ``original_channel_dim``
+and ``space``. Needs the ``monai`` extra; ``import mlarray`` never imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+try:
+    from monai.data.image_reader import ImageReader
+    from monai.utils.enums import MetaKeys, SpaceKeys
+except ImportError as exc:  # pragma: no cover - exercised only without monai
+    from mlarray.errors import MissingDependencyError
+
+    raise MissingDependencyError('mlarray.monai needs MONAI: pip install "mlarray[monai]"', module="monai") from exc
+
+from mlarray import MLArray
+from mlarray.errors import InvalidArgumentError
+from mlarray.torch._patches import ras_affine
+
+PathLike = str | os.PathLike[str]
+
+
+def _channel_axis(image: MLArray) -> int | None:
+    axes = image.meta.spatial_axes() or []
+    others = [a for a in range(image.ndim) if a not in axes]
+    if len(others) > 1:
+        raise InvalidArgumentError(
+            f"MONAI images have at most one non-spatial (channel) axis; this file has {len(others)}"
+        )
+    return others[0] if others else None
+
+
+class MLArrayReader(ImageReader):
+    """Load ``.mla`` files in MONAI: ``LoadImage(reader=MLArrayReader())``.
+
+    Parameters
+    ----------
+    channel_dim : int, 'no_channel' or None
+        Which array axis holds channels. ``None`` takes it from the file's axis labels
+        (the one non-spatial axis, or no channel).
+    to_ras : bool
+        Give LPS+ files (``spatial.coord_system == 'LPS'``) a RAS+ affine, as MONAI's
+        ITK reader does by default; ``space`` says which frame the affine is in.
+    nthreads : int, optional
+        Decompression threads (all cores by default).
+    """
+
+    def __init__(self, channel_dim: int | str | None = None, to_ras: bool = True, nthreads: int | None = None) -> None:
+        super().__init__()
+        self.channel_dim = channel_dim
+        self.to_ras = to_ras
+        self.nthreads = nthreads
+
+    def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
+        """Whether every file name ends in ``.mla``."""
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        return bool(names) and all(os.fspath(n).lower().endswith(".mla") for n in names)
+
+    def read(self, data: Sequence[PathLike] | PathLike, **kwargs: Any) -> MLArray | list[MLArray]:
+        """Read each file whole into memory; a list of files gives a list of images."""
+        paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+        dparams = None if self.nthreads is None else {"nthreads": self.nthreads}
+        images = [MLArray.load(p, dparams=dparams) for p in paths]
+        return images[0] if isinstance(data, (str, os.PathLike)) else images
+
+    def _one(self, image: MLArray) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+        axes = image.meta.spatial_axes() or []
+        assert image.shape is not None
+        if self.to_ras:
+            affine, _ = ras_affine(image)
+            space = SpaceKeys.RAS
+        else:
+            affine = image.affine
+            space = SpaceKeys.LPS if image.meta.spatial.coord_system == "LPS" else SpaceKeys.RAS
+        if self.channel_dim is None:
+            channel = _channel_axis(image)
+        elif self.channel_dim == "no_channel":
+            channel = None
+        else:
+            channel = int(self.channel_dim)
+        meta: dict[str, Any] = {
+            MetaKeys.AFFINE: affine,
+            MetaKeys.ORIGINAL_AFFINE: affine.copy(),
+            MetaKeys.SPATIAL_SHAPE: np.asarray([image.shape[a] for a in axes]),
+            MetaKeys.SPACE: space,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if channel is None else channel,
+        }
+        return image.to_numpy(), meta
+
+    def get_data(self, img: MLArray | Sequence[MLArray]) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+        """The array and MONAI's meta dictionary; several images are joined along a channel axis.
+
+        Images without a channel axis are stacked on a new first axis (``original_channel_dim``
+        becomes 0); images with one are concatenated along it. All must share shape and affine.
+        """
+        images = [img] if isinstance(img, MLArray) else list(img)
+        parts = [self._one(i) for i in images]
+        if len(parts) == 1:
+            return parts[0]
+        data, meta = parts[0]
+        for other, other_meta in parts[1:]:
+            if other.shape != data.shape or not np.allclose(other_meta[MetaKeys.AFFINE], meta[MetaKeys.AFFINE]):
+                raise InvalidArgumentError("images read together must have the same shape and affine")
+        channel = meta[MetaKeys.ORIGINAL_CHANNEL_DIM]
+        arrays = [d for d, _ in parts]
+        if isinstance(channel, int):
+            return np.concatenate(arrays, axis=channel), meta
+        meta[MetaKeys.ORIGINAL_CHANNEL_DIM] = 0
+        return np.stack(arrays, axis=0), meta
