@@ -80,7 +80,11 @@ def probes_for(shape: Sequence[int], chunks: Sequence[int], blocks: Sequence[int
     ]
     out: list[list[list[int]]] = []
     for probe in candidates:
-        if probe not in out and all(b > a for a, b in probe):
+        if (
+            probe not in out
+            and all(b > a for a, b in probe)
+            and all(b <= s for (_, b), s in zip(probe, shape, strict=True))
+        ):
             out.append(probe)
     return out[:4]
 

@@ -528,3 +528,95 @@ VALID: list[ValidCase] = [
         _raw_case(_NEWER_MINOR_SCALING, seed=42),
     ),
 ]
+
+
+# --- the data section (spec 4.4) and zero-length arrays (4.4.8), added with issue 12
+
+
+def _value_runs(path: Path) -> Array | None:
+    """MLArray.create with a fill value: C-Blosc2 stores the untouched chunks as value runs."""
+    from mlarray import MLArray
+
+    data = np.full((9, 10), -7, dtype=np.int32)
+    data[0:4, 0:8] = rng(40).integers(-50, 50, size=(4, 8), dtype=np.int32)
+    with MLArray.create(path, data.shape, np.int32, fill_value=-7, chunk_size=(4, 8), block_size=(2, 4)) as image:
+        image[0:4, 0:8] = np.ascontiguousarray(data[0:4, 0:8])
+    return data
+
+
+def _reverse_order(path: Path) -> Array | None:
+    """Chunks written last-first: the chunks area holds them in reverse chunk order."""
+    from mlarray import MLArray
+
+    data = rng(41).integers(0, 60000, size=(12, 10), dtype=np.uint16)
+    with MLArray.create(path, data.shape, np.uint16, chunk_size=(4, 5), block_size=(2, 5)) as image:
+        for i in reversed(range(0, 12, 4)):
+            for j in reversed(range(0, 10, 5)):
+                image[i : i + 4, j : j + 5] = np.ascontiguousarray(data[i : i + 4, j : j + 5])
+    return data
+
+
+def _nan_entries(path: Path) -> Array | None:
+    """A float32 array whose chunks are all NaN special entries (0x82), no stored chunk."""
+    import struct
+
+    import datakit
+
+    nd = blosc2.zeros((10, 6), dtype=np.float32, chunks=(4, 6), blocks=(2, 3), urlpath=str(path), mode="w")
+    header = {"schema_version": "1.0", "array": {"shape": [10, 6], "dtype": "<f4"}}
+    nd.schunk.vlmeta.set_vlmeta("mlarray", json_header(header), typesize=1)
+    del nd
+    datakit.set_value_run_entry(path, struct.unpack("<q", bytes(7) + b"\x82")[0])
+    return np.frombuffer(b"\x00\x00\xc0\x7f" * 60, dtype="<f4").reshape(10, 6)
+
+
+def _zero_length(shape: tuple[int, ...], *, chunks: tuple[int, ...] | None = None) -> Any:
+    def build(path: Path) -> Array | None:
+        data = np.zeros(shape, dtype=np.int16)
+        if chunks is None:
+            return save(path, data)
+        header = {"schema_version": "1.0", "array": {"shape": list(shape), "dtype": "<i2"}}
+        raw_frame(path, data, json_header(header), chunks=chunks, blocks=chunks)
+        return data
+
+    return build
+
+
+VALID += [
+    ValidCase(
+        "data-value-run-chunks",
+        "4.4.3",
+        "Untouched chunks of a filled array are value-run special chunks (kind 3) beside regular ones.",
+        _value_runs,
+    ),
+    ValidCase(
+        "data-chunks-reverse-order",
+        "4.4.2",
+        "The chunks area holds the chunks in reverse order; index entries say where each one is.",
+        _reverse_order,
+    ),
+    ValidCase(
+        "data-special-nan-f4",
+        "4.4.2",
+        "Every chunk is the NaN special entry 0x82 of a float32 array (element bytes 00 00 c0 7f).",
+        _nan_entries,
+    ),
+    ValidCase(
+        "data-zero-length-1d",
+        "4.4.8",
+        "A 1-D array of shape [0]: no chunks, an empty data section, empty array bytes.",
+        _zero_length((0,)),
+    ),
+    ValidCase(
+        "data-zero-length-middle-axis",
+        "4.4.8",
+        "A 3-D array of shape [3, 0, 2]: no chunks, an empty data section, empty array bytes.",
+        _zero_length((3, 0, 2)),
+    ),
+    ValidCase(
+        "data-zero-length-chunkshape-0",
+        "4.4.8",
+        "A 1-D int16 array of shape [0] whose b2nd chunk and block shapes are [0].",
+        _zero_length((0,), chunks=(0,)),
+    ),
+]

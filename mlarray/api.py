@@ -36,6 +36,7 @@ from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.reading import check_result_size, decompress_all, private_copy
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
+from mlarray.storage.chunks import DataSection
 from mlarray.storage.io import (
     is_read_only,
     layout_of,
@@ -121,6 +122,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self._dirty = False
         self._lock: FileLock | None = None
         self._requested: tuple[str, str | None] | None = None
+        self._chunks: DataSection | None = None
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
@@ -198,6 +200,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         if head.meta.array is not None:
+            if head.data is not None:
+                head.data.check_all()  # spec 8, step 10: every chunk checked before any is decompressed
             obj._np = decompress_all(nd, p)
         return obj
 
@@ -243,6 +247,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         obj._nd = nd
+        obj._chunks = head.data
         obj._lock = lock
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
         obj._requested = requested
@@ -297,6 +302,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self._persisted = None
         self._dirty = False
         self._lock = None
+        self._chunks = None
         self._layout_args = None
         self._requested = None
         self._meta = meta
@@ -352,6 +358,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         if self._nd is None:
             return data[key]
         check_result_size(data.shape, data.dtype, key, self._path)
+        if self._chunks is not None:
+            self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
         try:
             return data[key]
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
@@ -365,6 +373,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             value = value.to_numpy()
         if self._nd is not None and isinstance(value, np.ndarray):
             value = np.ascontiguousarray(value)  # blosc2 only accepts C-contiguous buffers
+        if self._chunks is not None:
+            self._chunks.check_all() if self._mode == "c" and not self._dirty else self._chunks.check_key(key)
         if self._mode == "c" and not self._dirty:
             data = self._nd = private_copy(self._nd, self._path)
         data[key] = value
@@ -448,6 +458,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             if self._lock is not None:
                 self._lock.release()
             self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
+            self._chunks = fresh._chunks
             self._lock, fresh._lock = fresh._lock, None
             self._dirty = False
 

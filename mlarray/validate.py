@@ -16,6 +16,7 @@ import numpy as np
 
 from mlarray.errors import HeaderEncodingError, HeaderValidationError, MLArrayError, Problem
 from mlarray.storage import open_frame, read_header, verify_digest
+from mlarray.storage.chunks import DataSection
 
 
 @dataclass
@@ -59,11 +60,12 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
     try:
         head = read_header(p)
         report.header = head.meta.model_dump(mode="json")
-        if deep:
-            verify_digest(p, head.meta)
+        if deep:  # spec 8, steps 10-12: chunks checked, then decompressed, then the digest
+            DataSection(p, head.frame).check_all()
             nd = open_frame(p, "r", {"nthreads": 1})  # metadata-only frames too: what open() would do
             if head.meta.array is not None:
                 _check_chunks(nd, p)
+            verify_digest(p, head.meta)
     except HeaderEncodingError as exc:
         report.problems.extend(_legacy_problems(p) or _problems_of(exc))
     except MLArrayError as exc:

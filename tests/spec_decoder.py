@@ -43,7 +43,7 @@ class Geometry:
 
     @property
     def grid(self) -> tuple[int, ...]:
-        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
+        return tuple(-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True))
 
 
 def _i32(buf: bytes, at: int) -> int:
@@ -190,10 +190,11 @@ def chunk_to_array(body: bytes, geo: Geometry) -> np.ndarray[Any, Any]:
 def decode(raw: bytes) -> np.ndarray[Any, Any] | None:
     """The whole array of a frame, or ``None`` for a metadata-only file."""
     geo, start, end = geometry(raw)
-    if geo.shape == (0,) and geo.chunks == (0,):
-        if start != end:
-            raise SpecError("a metadata-only frame has an empty data section")
-        return None
+    metadata_only = geo.shape == (0,) and geo.chunks == (0,) and geo.dtype == "|u1"
+    if 0 in geo.shape:  # no chunks (spec 4.4.1, 4.4.8)
+        if start != end or geo.data_size != 0:
+            raise SpecError("a frame without chunks has an empty data section")
+        return None if metadata_only else np.empty(geo.shape, dtype=np.dtype(geo.dtype))
     out = np.empty(geo.shape, dtype=np.dtype(geo.dtype))
     for number, entry in enumerate(chunk_index(raw, geo, start, end)):
         coords = np.unravel_index(number, geo.grid)

@@ -18,6 +18,7 @@ import numpy as np
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError, MLArrayError
 from mlarray.storage import decode_header, read_header, verify_digest
+from mlarray.storage.chunks import DataSection
 
 
 def array_bytes(array: Any) -> bytes:
@@ -37,8 +38,9 @@ def read(path: str, probes: list[list[list[int]]]) -> dict[str, Any]:
     try:
         head = read_header(path)
         header = decode_header(head.frame.header_bytes, path=path)
-        verify_digest(path, head.meta)
+        DataSection(path, head.frame).check_all()  # spec 8, step 10, before any codec sees a chunk
         if head.meta.array is None:
+            verify_digest(path, head.meta)  # step 12
             return {
                 "valid": True,
                 "error": None,
@@ -56,6 +58,7 @@ def read(path: str, probes: list[list[list[int]]]) -> dict[str, Any]:
                 raise
             except Exception as exc:  # blosc2 reports broken chunks with its own exception types
                 raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
+            verify_digest(path, head.meta)  # step 12: after the data were checked and decompressed
             return {
                 "valid": True,
                 "error": None,

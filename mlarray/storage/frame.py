@@ -32,6 +32,7 @@ from mlarray.errors import (
     ResourceLimitError,
     TruncatedFileError,
 )
+from mlarray.storage.chunks import structure_problem
 from mlarray.versions import ALLOWED_METALAYERS, HEADER_KEY, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_HEADER_BYTES
 
 MAGIC = b"b2frame\x00"
@@ -67,6 +68,8 @@ class FrameInfo:
     vlmetalayers: tuple[str, ...]
     nd: NDInfo
     header_bytes: bytes = field(repr=False)
+    sizes: tuple[Any, ...] = ()
+    """Frame-header elements 4..8: nbytes, compressed size (element 5), typesize, blocksize, chunksize."""
 
 
 def _unpack(data: bytes, what: str, path: str) -> Any:
@@ -248,6 +251,7 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
         vlmetalayers=tuple(vlayers),
         nd=nd,
         header_bytes=header_bytes,
+        sizes=tuple(header[4:9]),
     )
 
 
@@ -293,46 +297,6 @@ SPECIAL_CHUNK_MASK = 0x70
 """Bits 4-6 of byte 31 of an extended Blosc chunk header: a special-value chunk (zeros, NaN, value, uninit)."""
 
 
-def _chunk_structure_problem(chunk: bytes) -> str | None:
-    """Check the offsets inside a Blosc chunk before C-Blosc2 follows them.
-
-    C-Blosc2 4.x trusts a chunk's block-start table and stream sizes; a hostile value
-    there made it read outside the buffer (a crash found by fuzzing). Layout: a 16- or
-    32-byte header (nbytes, blocksize, cbytes as little-endian int32 at bytes 4, 8, 12),
-    then, unless the chunk is stored uncompressed, one int32 start offset per block; at
-    each block start, one int32 compressed size per stream followed by that many bytes.
-    """
-    if len(chunk) < 16:
-        return "shorter than a chunk header"
-    flags, typesize = chunk[2], chunk[3]
-    nbytes, blocksize, cbytes = struct.unpack("<iii", chunk[4:16])
-    header_len = 32 if flags & 0x05 == 0x05 else 16
-    if nbytes < 0 or cbytes != len(chunk) or len(chunk) < header_len:
-        return "inconsistent sizes"
-    if flags & 0x02:  # stored uncompressed ("memcpyed")
-        return None if cbytes == header_len + nbytes else "uncompressed size mismatch"
-    if nbytes == 0:
-        return None
-    if blocksize <= 0:
-        return "invalid block size"
-    nblocks = -(-nbytes // blocksize)
-    table_end = header_len + 4 * nblocks
-    if table_end > cbytes:
-        return "block table outside the chunk"
-    starts = struct.unpack(f"<{nblocks}i", chunk[header_len:table_end])
-    streams = typesize if typesize > 1 and not flags & 0x10 else 1
-    for start in starts:
-        pos = start
-        for _ in range(streams):
-            if not table_end <= pos <= cbytes - 4:
-                return "block offset outside the chunk"
-            (csize,) = struct.unpack("<i", chunk[pos : pos + 4])
-            if csize > 0 and pos + 4 + csize > cbytes:
-                return "compressed stream outside the chunk"
-            pos += 4 + max(csize, 0)
-    return None
-
-
 def _decompress_header(chunk: bytes, path: str) -> bytes:
     """Decompress the header's Blosc chunk after checking its declared size and kind."""
     extended = len(chunk) >= 3 and chunk[2] & 0x05 == 0x05
@@ -349,7 +313,7 @@ def _decompress_header(chunk: bytes, path: str) -> bytes:
         raise HeaderTooLargeError(f"the header is {nbytes} bytes (limit {MAX_HEADER_BYTES})", path=path)
     if cbytes != len(chunk):
         raise CorruptFrameError("the header chunk's size disagrees with its container", path=path)
-    problem = _chunk_structure_problem(chunk)
+    problem = structure_problem(chunk, header_chunk=True)  # spec 4.6: offsets checked before the codec
     if problem is not None:
         raise CorruptFrameError(f"the header chunk is malformed ({problem})", path=path)
     try:

@@ -37,6 +37,7 @@ from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
 from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
 from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.models import Integrity, Layout, Meta, parse_header
+from mlarray.storage.chunks import DataSection
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.versions import HEADER_KEY
@@ -151,6 +152,8 @@ class HeaderRead:
 
     meta: Meta
     frame: FrameInfo
+    data: DataSection | None = None
+    """The checked chunk index, once the data are opened (:func:`open_checked`)."""
 
 
 def check_against_frame(meta: Meta, frame: FrameInfo, path: str) -> None:
@@ -223,6 +226,8 @@ def open_checked(path: str, mmap_mode: str, dparams: Any = None, attempts: int =
         before = _identity(path)
         head = read_header(path)
         try:
+            # spec 8, step 10: blosc2 decompresses the chunk index when it opens a frame
+            head.data = DataSection(path, head.frame)
             nd = open_frame(path, mmap_mode, dparams)
         except CorruptFrameError:
             if _identity(path) != before:

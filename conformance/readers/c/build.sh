@@ -53,7 +53,7 @@ else
 fi
 
 mkdir -p "$out"
-sources=(mla_reader.c frame.c header.c validate.c spatial.c vcheck.c json.c msgpack.c sha256.c errors.c)
+sources=(mla_reader.c frame.c data.c header.c validate.c spatial.c vcheck.c json.c msgpack.c sha256.c errors.c)
 # shellcheck disable=SC2086  # the pkg-config output is a list of flags
 "$CC" -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64 -Wall -Wextra -O2 ${CFLAGS:-} \
     $blosc_cflags -o "$out/mla_reader" "${sources[@]/#/$here/}" \

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data.h"
 #include "msgpack.h"
 #include "sha256.h"
 
@@ -107,16 +108,17 @@ static int read_b2nd(const uint8_t *data, size_t len, mla_frame *f) {
 
 /* Frame header elements 4, 6, 7, 8: nbytes, typesize, blocksize, chunksize (spec 4.3 "Sizes"). */
 typedef struct {
-    int64_t value[4]; /* -1 when the integer does not fit in int64 */
-    unsigned seen;    /* bit i set when element i is an integer */
+    int64_t value[5]; /* elements 4, 6, 7, 8 and 5; -1 when the integer does not fit in int64 */
+    unsigned seen;    /* bit i set when slot i is an integer */
 } frame_sizes;
 
 static void record_size(frame_sizes *s, uint32_t index, const mp_item *field) {
-    static const int slot[9] = {-1, -1, -1, -1, 0, -1, 1, 2, 3};
+    static const int slot[9] = {-1, -1, -1, -1, 0, 4, 1, 2, 3};
     if (index > 8 || slot[index] < 0 || (field->kind != MP_UINT && field->kind != MP_INT)) return;
     int64_t v;
-    s->value[slot[index]] = mp_as_int64(field, &v) == 0 ? v : -1;
-    s->seen |= 1u << slot[index];
+    int fits = mp_as_int64(field, &v) == 0;
+    s->value[slot[index]] = fits ? v : -1;
+    if (fits || slot[index] != 4) s->seen |= 1u << slot[index];
 }
 
 /* a * b, saturating at UINT64_MAX */
@@ -142,7 +144,7 @@ static int64_t dtype_itemsize(const char *dtype) {
 static mla_code check_sizes(const frame_sizes *s, const mla_frame *f, mla_error *err) {
     /* 1. the four elements are integers and the dtype has the form that gives an itemsize */
     int64_t itemsize = dtype_itemsize(f->dtype);
-    if (s->seen != 0xf || itemsize == -1)
+    if ((s->seen & 0xf) != 0xf || itemsize == -1)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header's size fields or the b2nd dtype are malformed");
     int64_t nbytes = s->value[0], typesize = s->value[1], blocksize = s->value[2], chunksize = s->value[3];
     /* 2. */
@@ -210,6 +212,9 @@ static mla_code decompress_header(const uint8_t *chunk, size_t len, mla_frame *f
     if ((uint32_t)nbytes > MLA_MAX_HEADER_BYTES)
         return mla_fail(err, MLA_HEADER_TOO_LARGE, "the header is %d bytes (limit %u)", nbytes, MLA_MAX_HEADER_BYTES);
     if ((size_t)cbytes != len) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk's size disagrees with its container");
+    /* spec 4.6 / 4.4.6: block starts and stream sizes checked before the codec follows them */
+    const char *why = mla_chunk_problem(chunk, (int64_t)len, 1);
+    if (why != NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "the header chunk is malformed (%s)", why);
     /* zeroed all the same (special-value chunks are refused above; this is defence in depth) */
     f->header = calloc(nbytes ? (size_t)nbytes : 1, 1);
     if (f->header == NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "out of memory");
@@ -252,7 +257,7 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     mp_init(&r, *hbuf, f->header_size);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len == 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header is malformed");
-    frame_sizes sizes = {{0, 0, 0, 0}, 0};
+    frame_sizes sizes = {{0, 0, 0, 0, 0}, 0};
     for (uint32_t k = 0; k + 1 < it.len; k++) {
         mp_reader peek = r;
         mp_item field;
@@ -272,6 +277,11 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     if (read_b2nd(layers.content[b2nd], layers.content_len[b2nd], f) != 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the b2nd metalayer is malformed");
     if (check_sizes(&sizes, f, err) != MLA_OK) return err->code;
+    f->typesize = sizes.value[1];
+    f->blocksize = sizes.value[2];
+    f->chunksize = sizes.value[3];
+    f->data_size = sizes.value[4];
+    f->data_size_ok = (sizes.seen & 0x10) != 0;
 
     /* Trailer: its last 23 bytes give its length. */
     uint8_t tail[TRAILER_TAIL];

@@ -26,6 +26,10 @@ typedef struct {
     int64_t chunks[MLA_MAX_DIM];
     int64_t blocks[MLA_MAX_DIM];
     char dtype[64];
+    /* frame header elements 5-8 (spec 4.3, 4.4): compressed size of the chunks area, sizes */
+    int64_t data_size;
+    int data_size_ok; /* element 5 is an integer that fits int64 */
+    int64_t typesize, blocksize, chunksize;
     /* decompressed content of the "mlarray" vlmetalayer (malloc'd) */
     uint8_t *header;
     size_t header_len;

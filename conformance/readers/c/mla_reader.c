@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data.h"
 #include "errors.h"
 #include "frame.h"
 #include "header.h"
@@ -182,23 +183,14 @@ int main(int argc, char **argv) {
     if (mla_header_validate(header, newer_minor, &err) != MLA_OK) goto done;
     /* Step 9: frame agreement. */
     if (mla_header_match_frame(header, &f, &err) != MLA_OK) goto done;
-    /* Step 10: integrity. */
-    const json_value *integrity = json_get(header, "integrity");
-    if (integrity != NULL && integrity->type == JSON_OBJECT) {
-        char hex[65];
-        if (mla_frame_data_digest(path, &f, hex, &err) != MLA_OK) goto done;
-        const json_value *want = json_get(integrity, "digest");
-        if (!json_str_is(want, hex)) {
-            mla_fail(&err, MLA_DIGEST_MISMATCH, "the data section's SHA-256 is %s, the header records another", hex);
-            goto done;
-        }
-    }
+    /* Step 10: the data section's structure, on raw bytes, before C-Blosc2 sees the frame. */
+    if (mla_data_check(path, &f, &err) != MLA_OK) goto done;
     /* Step 11: data. */
     const json_value *array = json_get(header, "array");
     metadata_only = array == NULL || array->type == JSON_NULL;
     if (metadata_only) {
         nprobes = 0; /* a metadata-only file has no data to probe */
-        goto done;
+        goto integrity;
     }
     for (size_t k = 0; k < nprobes; k++) {
         if (probes[k].ndim != f.ndim) usage_error("a probe has the wrong number of axes");
@@ -229,6 +221,19 @@ int main(int argc, char **argv) {
         probe_hex[k] = malloc(65);
         if (probe_hex[k] == NULL) usage_error("out of memory");
         if (slice_digest(arr, &f, probes[k].start, probes[k].stop, probe_hex[k], &err) != MLA_OK) goto done;
+    }
+
+integrity:
+    /* Step 12: integrity, after the data were checked and decompressed (spec 8). */
+    {
+        const json_value *integrity = json_get(header, "integrity");
+        if (integrity != NULL && integrity->type == JSON_OBJECT) {
+            char hex[65];
+            if (mla_frame_data_digest(path, &f, hex, &err) != MLA_OK) goto done;
+            const json_value *want = json_get(integrity, "digest");
+            if (!json_str_is(want, hex))
+                mla_fail(&err, MLA_DIGEST_MISMATCH, "the data section's SHA-256 is %s, the header records another", hex);
+        }
     }
 
 done:

@@ -1,0 +1,304 @@
+"""Check the data section of a frame (spec 4.4) with our own code before any codec sees it.
+
+Codecs trust the offsets inside a Blosc chunk (block starts, stream sizes) and the chunk
+index's entries; C-Blosc2 3.3.5 crashed and read outside its buffers on files whose only
+fault was such an offset. So every chunk is range-checked here, on its raw bytes, before
+python-blosc2 is allowed to decompress it: the index chunk before ``blosc2.open`` (which
+decompresses it), each data chunk before it is read. The rules and their order are those
+of spec sections 4.4.1-4.4.6; every failure is a :class:`CorruptFrameError`.
+
+This module reads bytes and decodes nothing but the chunk index (after checking it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import blosc2
+import numpy as np
+
+from mlarray.errors import CorruptFrameError
+
+if TYPE_CHECKING:
+    from mlarray.storage.frame import FrameInfo
+
+CHUNK_HEADER = 32
+"""Length of the extended Blosc chunk header every data and index chunk has (spec 4.4.4)."""
+SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
+ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
+ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
+NAN_DTYPES = ("<f4", "<f8")
+"""The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
+
+
+def _i32(buf: bytes, at: int) -> int:
+    return int(struct.unpack_from("<i", buf, at)[0])
+
+
+def structure_problem(chunk: bytes, *, header_chunk: bool = False) -> str | None:
+    """Spec 4.4.4 checks 2, 6, 7 and 4.4.6 on a whole chunk; ``None`` when it may be decompressed.
+
+    Special-value chunks pass here (their kind is checked by the caller, which knows what
+    the chunk is for). Only the header chunk may have the 16-byte Blosc header.
+    """
+    if len(chunk) < 16:
+        return "shorter than a chunk header"
+    extended = chunk[2] & 0x05 == 0x05
+    head = CHUNK_HEADER if extended else 16
+    if not extended and not header_chunk:
+        return "no extended chunk header"
+    if len(chunk) < head:
+        return "shorter than its header"
+    flags, ctypesize = chunk[2], chunk[3]
+    nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
+    if cbytes != len(chunk) or nbytes < 0 or ctypesize < 1:
+        return "inconsistent sizes"
+    if extended and (chunk[30] & 0x01 or chunk[31] & 0x08):
+        return "variable-length blocks or a lazy chunk"
+    if extended and chunk[31] & 0x70:
+        return None
+    if flags & 0x02:  # stored uncompressed
+        return None if cbytes == head + nbytes else "uncompressed size mismatch"
+    if nbytes == 0:
+        return None
+    if blocksize <= 0:
+        return "invalid block size"
+    nblocks = -(-nbytes // blocksize)
+    table_end = head + 4 * nblocks
+    if table_end > cbytes:
+        return "block-start table outside the chunk"
+    first = table_end
+    if extended and chunk[31] & 0x01:  # a dictionary follows the table
+        if table_end + 4 > cbytes:
+            return "dictionary outside the chunk"
+        dsize = _i32(chunk, table_end)
+        first = table_end + 4 + dsize
+        if dsize < 0 or first > cbytes:
+            return "dictionary outside the chunk"
+    return _blocks_problem(chunk, head, nblocks, first)
+
+
+def _blocks_problem(chunk: bytes, head: int, nblocks: int, first: int) -> str | None:
+    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6)."""
+    flags, ctypesize = chunk[2], chunk[3]
+    nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
+    starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
+    split = not flags & 0x10
+    ranges = []
+    for j, start in enumerate(starts):
+        if start < first:
+            return "block offset outside the chunk"
+        whole = j < nblocks - 1 or nbytes % blocksize == 0
+        pos = start
+        for _ in range(ctypesize if split and whole else 1):
+            if pos + 4 > cbytes:
+                return "block offset outside the chunk"
+            csize = _i32(chunk, pos)
+            pos += 4 + (csize if csize > 0 else 1 if csize < 0 else 0)
+            if pos > cbytes:
+                return "compressed stream outside the chunk"
+        ranges.append((start, pos))
+    ranges.sort()
+    for (_, end), (following, _) in zip(ranges, ranges[1:], strict=False):
+        if end > following:
+            return "two blocks overlap"
+    return None
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """What the frame header says about the data section (spec 4.4, "Throughout this section")."""
+
+    start: int  # header_size
+    end: int  # frame_size - trailer_len
+    data_size: Any  # element 5; checked to be an int before use
+    typesize: int
+    blocksize: int
+    chunksize: int
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Chunks per axis; all 0 for the form ``shape == [0]``, ``chunkshape == [0]``."""
+        return tuple(-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True))
+
+    @property
+    def nchunks(self) -> int:
+        return math.prod(self.grid)
+
+    @classmethod
+    def of(cls, frame: FrameInfo) -> DataLayout:
+        _nbytes, data_size, typesize, blocksize, chunksize = frame.sizes
+        return cls(
+            frame.header_size,
+            frame.frame_size - frame.trailer_len,
+            data_size,
+            int(typesize),
+            int(blocksize),
+            int(chunksize),
+            frame.nd.shape,
+            frame.nd.chunks,
+            frame.nd.dtype,
+        )
+
+
+def touched_chunks(
+    grid: tuple[int, ...], chunks: tuple[int, ...], shape: tuple[int, ...], key: Any
+) -> list[int] | None:
+    """Numbers of the chunks ``array[key]`` reads or writes, for keys of integers, slices and ``...``.
+
+    ``None`` for any other key (the caller then checks every chunk). Slices with a step
+    count every chunk between their first and last index.
+    """
+    parts = list(key) if isinstance(key, tuple) else [key]
+    if sum(p is Ellipsis for p in parts) > 1:
+        return None
+    if Ellipsis in parts:
+        at = parts.index(Ellipsis)
+        parts[at : at + 1] = [slice(None)] * (len(shape) - len(parts) + 1)
+    parts += [slice(None)] * (len(shape) - len(parts))
+    if len(parts) != len(shape):
+        return None
+    spans: list[range] = []
+    for part, n, c in zip(parts, shape, chunks, strict=True):
+        if isinstance(part, slice):
+            try:
+                picked = range(*part.indices(n))
+            except (TypeError, ValueError):
+                return None
+            if not picked:
+                return []
+            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1])
+        elif isinstance(part, (int, np.integer)) and not isinstance(part, bool):
+            lo = hi = int(part) + n if part < 0 else int(part)
+            if not 0 <= lo < n:
+                return None
+        else:
+            return None
+        spans.append(range(lo // c, hi // c + 1))
+    numbers = [0]
+    for span, g in zip(spans, grid, strict=True):
+        numbers = [k * g + i for k in numbers for i in span]
+    return numbers
+
+
+def _read(f: BinaryIO, at: int, size: int) -> bytes:
+    f.seek(at)
+    return f.read(size)
+
+
+class DataSection:
+    """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6)."""
+
+    def __init__(self, path: str | os.PathLike[str], frame: FrameInfo) -> None:
+        self.path = os.fspath(path)
+        self.layout = DataLayout.of(frame)
+        self._checked: set[int] = set()
+        self.complete = False
+        """Every chunk has been checked: reads need no more checks."""
+        self.entries = self._index()
+
+    def _fail(self, what: str) -> CorruptFrameError:
+        return CorruptFrameError(f"the data section is corrupt: {what}", path=self.path)
+
+    def _index(self) -> tuple[int, ...]:
+        """Spec 4.4.1: the index chunk at ``header_size + element 5``, checked, then decoded."""
+        lay = self.layout
+        size = lay.data_size
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise self._fail("frame header element 5 is not an integer")
+        if lay.nchunks == 0:
+            if lay.end != lay.start or size != 0:
+                raise self._fail("a frame without chunks must have an empty data section")
+            return ()
+        if size < 0 or lay.start + size + CHUNK_HEADER > lay.end:
+            raise self._fail("element 5 leaves no room for the chunk index")
+        with open(self.path, "rb") as f:
+            chunk = _read(f, lay.start + size, lay.end - lay.start - size)
+        problem = structure_problem(chunk)
+        if problem is None and _i32(chunk, 4) != 8 * lay.nchunks:
+            problem = "it does not hold one entry per chunk"
+        if problem is not None:
+            raise self._fail(f"the chunk index chunk: {problem}")
+        kind = chunk[31] >> 4 & 0x07
+        if kind == SPECIAL_ZERO:
+            return (0,) * lay.nchunks
+        if kind == SPECIAL_VALUE and len(chunk) == CHUNK_HEADER + 8:
+            return struct.unpack("<q", chunk[32:40]) * lay.nchunks
+        if kind:
+            raise self._fail("the chunk index is a special chunk of another kind")
+        try:
+            body = blosc2.decompress(chunk)
+        except Exception:
+            raise self._fail("the chunk index cannot be decompressed") from None
+        if not isinstance(body, bytes) or len(body) != 8 * lay.nchunks:
+            raise self._fail("the chunk index decompressed to the wrong size")
+        return struct.unpack(f"<{lay.nchunks}q", body)
+
+    def check(self, numbers: Iterable[int]) -> None:
+        """Spec 4.4.2-4.4.6 on the chunks ``numbers`` (each checked once per instance)."""
+        todo = sorted(set(numbers) - self._checked)
+        if not todo:
+            return
+        with open(self.path, "rb") as f:
+            for number in todo:
+                self._check_chunk(f, number)
+                self._checked.add(number)
+
+    def check_all(self) -> None:
+        if not self.complete:
+            self.check(range(self.layout.nchunks))
+            self.complete = True
+
+    def check_key(self, key: Any) -> None:
+        """Check the chunks ``array[key]`` touches (all of them for keys other than integers and slices)."""
+        if self.complete:
+            return
+        lay = self.layout
+        numbers = touched_chunks(lay.grid, lay.chunks, lay.shape, key)
+        if numbers is None:
+            self.check_all()
+        else:
+            self.check(numbers)
+
+    def _check_chunk(self, f: BinaryIO, number: int) -> None:
+        lay = self.layout
+        entry = self.entries[number]
+        if entry < 0:
+            if entry == ENTRY_ZEROS or (entry == ENTRY_NAN and lay.dtype in NAN_DTYPES):
+                return
+            raise self._fail(f"chunk {number} has the index entry {entry & (2**64 - 1):#x}")
+        if entry + CHUNK_HEADER > lay.data_size:
+            raise self._fail(f"chunk {number} starts outside the chunks area")
+        cbytes = _i32(_read(f, lay.start + entry + 12, 4), 0)
+        if cbytes < CHUNK_HEADER or entry + cbytes > lay.data_size:
+            raise self._fail(f"chunk {number} ends outside the chunks area")
+        chunk = _read(f, lay.start + entry, cbytes)
+        problem = structure_problem(chunk)
+        if problem is None:
+            problem = self._data_chunk_problem(chunk)
+        if problem is not None:
+            raise self._fail(f"chunk {number}: {problem}")
+
+    def _data_chunk_problem(self, chunk: bytes) -> str | None:
+        """Spec 4.4.4 checks 3-5 (the structure checks passed)."""
+        lay = self.layout
+        if _i32(chunk, 4) != lay.chunksize:
+            return "its size differs from the frame's chunk size"
+        kind = chunk[31] >> 4 & 0x07
+        if kind == SPECIAL_ZERO or (kind == SPECIAL_NAN and lay.dtype in NAN_DTYPES):
+            return None if len(chunk) == CHUNK_HEADER else "a special chunk of the wrong length"
+        if kind == SPECIAL_VALUE:
+            return None if len(chunk) == CHUNK_HEADER + lay.typesize else "a value run of the wrong length"
+        if kind:
+            return f"a special chunk of kind {kind}"
+        if _i32(chunk, 8) != lay.blocksize:
+            return "its block size differs from the frame's"
+        return None
