@@ -106,3 +106,68 @@ def _patch(path: Path, at: int, data: bytes) -> None:
 
 def patch(path: Path, at: int, data: bytes) -> None:
     _patch(path, at, data)
+
+
+# --- metalayer sections and trailers written byte by byte (spec 4.2, 4.5)
+
+
+def fixstr(text: str) -> bytes:
+    raw = text.encode()
+    return bytes([0xA0 | len(raw)]) + raw
+
+
+def bin32(content: bytes) -> bytes:
+    return b"\xc6" + struct.pack(">I", len(content)) + content
+
+
+def layer_section(idx: bytes, names: list[tuple[bytes, bytes]], contents: list[bytes]) -> bytes:
+    """``[idx, {name: offset, ...}, [content, ...]]`` from encoded parts (names may repeat)."""
+    out = b"\x93" + idx + b"\xde" + struct.pack(">H", len(names))
+    out += b"".join(name + offset for name, offset in names)
+    return out + b"\xdc" + struct.pack(">H", len(contents)) + b"".join(bin32(c) for c in contents)
+
+
+def replace_fixed_section(path: Path, section_bytes: bytes) -> None:
+    """Replace the frame header's last element (the fixed metalayer section); sizes follow."""
+    raw = path.read_bytes()
+    header_size = struct.unpack(">i", raw[11:15])[0]
+    unpacker = msgpack.Unpacker(io.BytesIO(raw[:header_size]), raw=True)
+    count = unpacker.read_array_header()
+    for _ in range(count - 1):
+        unpacker.skip()
+    at = unpacker.tell()
+    out = bytearray(raw[:at] + section_bytes + raw[header_size:])
+    out[11:15] = struct.pack(">i", at + len(section_bytes))
+    out[16:24] = struct.pack(">Q", len(out))
+    path.write_bytes(bytes(out))
+
+
+def replace_trailer(path: Path, version: bytes, section_bytes: bytes) -> None:
+    """Rewrite the trailer as ``[version, section, trailer_len, fingerprint]`` from encoded parts."""
+    raw = path.read_bytes()
+    frame_size = struct.unpack(">Q", raw[16:24])[0]
+    trailer_len = struct.unpack(">I", raw[frame_size - 22 : frame_size - 18])[0]
+    fingerprint = raw[frame_size - 18 : frame_size]
+    new_len = 1 + len(version) + len(section_bytes) + 5 + len(fingerprint)
+    out = bytearray(raw[: frame_size - trailer_len] + b"\x94" + version + section_bytes)
+    out += b"\xce" + struct.pack(">I", new_len) + fingerprint
+    out[16:24] = struct.pack(">Q", len(out))
+    path.write_bytes(bytes(out))
+
+
+def vlmeta_content(path: Path, name: bytes = b"mlarray") -> bytes:
+    raw = path.read_bytes()
+    frame_size = struct.unpack(">Q", raw[16:24])[0]
+    trailer_len = struct.unpack(">I", raw[frame_size - 22 : frame_size - 18])[0]
+    unpacker = msgpack.Unpacker(io.BytesIO(raw[frame_size - trailer_len :]), raw=True)
+    unpacker.read_array_header()
+    unpacker.skip()
+    _idx, names, contents = unpacker.unpack()
+    return bytes(contents[list(names).index(name)])
+
+
+def b2nd_content(path: Path) -> bytes:
+    raw = path.read_bytes()
+    header_size = struct.unpack(">i", raw[11:15])[0]
+    fields = msgpack.unpackb(raw[:header_size], raw=True, strict_map_key=False)
+    return bytes(fields[-1][2][list(fields[-1][1]).index(b"b2nd")])

@@ -1090,3 +1090,90 @@ INVALID += [
         _undecodable(True),
     ),
 ]
+
+
+# --- metalayer sections and msgpack nesting (spec 4.2, 4.3, 4.5), added with issue 12
+
+_OFFSET = b"\xd2" + struct.pack(">i", 0)
+_IDX = b"\xcd\x00\x00"
+
+
+def _fixed_section(names: list[tuple[bytes, bytes]], count: int, idx: bytes = _IDX) -> Any:
+    """A valid file whose fixed metalayer section is rebuilt with ``names`` and ``count`` b2nd contents."""
+
+    def build(path: Path) -> None:
+        valid_base(path)
+        content = datakit.b2nd_content(path)
+        datakit.replace_fixed_section(path, datakit.layer_section(idx, names, [content] * count))
+
+    return build
+
+
+def _vl_section(names: list[tuple[bytes, bytes]], count: int, idx: bytes = _IDX, version: bytes = b"\x00") -> Any:
+    """A valid file whose trailer is rebuilt with ``names`` and ``count`` copies of the header chunk."""
+
+    def build(path: Path) -> None:
+        valid_base(path)
+        content = datakit.vlmeta_content(path)
+        datakit.replace_trailer(path, version, datakit.layer_section(idx, names, [content] * count))
+
+    return build
+
+
+def _b2nd_trailing(path: Path) -> None:
+    """The b2nd content is the 7-element array followed by one more msgpack value (nil)."""
+    valid_base(path)
+    content = datakit.b2nd_content(path)
+    datakit.replace_fixed_section(
+        path, datakit.layer_section(_IDX, [(datakit.fixstr("b2nd"), _OFFSET)], [content + b"\xc0"])
+    )
+
+
+_B2ND = datakit.fixstr("b2nd")
+_MLARRAY = datakit.fixstr("mlarray")
+_NESTED_9 = b"\x91" * 7 + b"\x90"  # the trailer is level 1: arrays at levels 2..9
+
+INVALID += [
+    InvalidCase(
+        "corrupt-metalayer-b2nd-twice",
+        "4.2",
+        "The fixed metalayer section names b2nd twice (with two identical contents).",
+        "CORRUPT_FRAME",
+        _fixed_section([(_B2ND, _OFFSET), (_B2ND, _OFFSET)], 2),
+    ),
+    InvalidCase(
+        "corrupt-vlmetalayer-mlarray-twice",
+        "4.5",
+        "The variable-length metalayer section names mlarray twice (with two identical headers).",
+        "CORRUPT_FRAME",
+        _vl_section([(_MLARRAY, _OFFSET), (_MLARRAY, _OFFSET)], 2),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-trailing-bytes",
+        "4.3",
+        "The b2nd content has one byte (a msgpack nil) after its 7-element array.",
+        "CORRUPT_FRAME",
+        _b2nd_trailing,
+    ),
+    InvalidCase(
+        "corrupt-metalayer-idx-nil",
+        "4.5",
+        "The idx of the variable-length metalayer section is nil, not an integer.",
+        "CORRUPT_FRAME",
+        _vl_section([(_MLARRAY, _OFFSET)], 1, idx=b"\xc0"),
+    ),
+    InvalidCase(
+        "corrupt-metalayer-offset-string",
+        "4.2",
+        "The offset of b2nd in the fixed metalayer section is a string, not an integer.",
+        "CORRUPT_FRAME",
+        _fixed_section([(_B2ND, datakit.fixstr("0"))], 1),
+    ),
+    InvalidCase(
+        "corrupt-trailer-nesting-9",
+        "4.5",
+        "The trailer's version element is arrays nested down to level 9 (the limit is 8).",
+        "CORRUPT_FRAME",
+        _vl_section([(_MLARRAY, _OFFSET)], 1, version=_NESTED_9),
+    ),
+]

@@ -620,3 +620,25 @@ VALID += [
         _zero_length((0,), chunks=(0,)),
     ),
 ]
+
+
+def _trailer_nesting_8(path: Path) -> Array | None:
+    """A metadata-only file whose trailer version element nests arrays down to level 8, the limit."""
+    import datakit
+
+    raw_frame(path, np.zeros((0,), dtype=np.uint8), text_header('{"schema_version":"1.0"}'))
+    content = datakit.vlmeta_content(path)
+    section = datakit.layer_section(b"\xcd\x00\x00", [(datakit.fixstr("mlarray"), b"\xd2\x00\x00\x00\x00")], [content])
+    datakit.replace_trailer(path, b"\x91" * 6 + b"\x90", section)
+    return None
+
+
+VALID += [
+    ValidCase(
+        "trailer-nesting-8",
+        "4.5",
+        "Metadata-only; the trailer's version element nests arrays to level 8, the limit (C-Blosc2 may refuse it).",
+        _trailer_nesting_8,
+        requirement="may",
+    ),
+]

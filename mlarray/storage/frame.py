@@ -72,7 +72,61 @@ class FrameInfo:
     """Frame-header elements 4..8: nbytes, compressed size (element 5), typesize, blocksize, chunksize."""
 
 
+MAX_MSGPACK_LEVELS = 8
+"""Deepest msgpack container level in the frame header and trailer (the outer array is level 1)."""
+
+
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2}
+_FIXED.update({0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17})
+_SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1), 0xD9: (1, 0)}
+_SIZED.update({0xDA: (2, 0), 0xDB: (4, 0)})
+_CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def _too_deep(data: bytes, limit: int) -> bool:
+    """Whether msgpack ``data`` nests containers deeper than ``limit`` levels (outermost = level 1).
+
+    Walks the encoding without decoding values (so ``ext`` objects are never interpreted);
+    malformed input is left to the decoder to report.
+    """
+    pos, pending = 0, [1]  # pending[i]: items still to read at depth i
+    while pos < len(data) and pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        tag = data[pos]
+        pos += 1
+        items = 0
+        if tag <= 0x7F or tag >= 0xE0:
+            continue
+        if 0x80 <= tag <= 0x8F or 0x90 <= tag <= 0x9F:
+            items = (tag & 0x0F) * (2 if tag <= 0x8F else 1)
+        elif 0xA0 <= tag <= 0xBF:
+            pos += tag & 0x1F
+            continue
+        elif tag in _FIXED:
+            pos += _FIXED[tag]
+            continue
+        elif tag in _SIZED:
+            width, ext = _SIZED[tag]
+            pos += width + ext + int.from_bytes(data[pos : pos + width], "big")
+            continue
+        elif tag in _CONTAINERS:
+            width, per = _CONTAINERS[tag]
+            items = per * int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+        else:
+            return False
+        if len(pending) > limit:  # this container is at level len(pending)
+            return True
+        pending.append(items)
+    return False
+
+
 def _unpack(data: bytes, what: str, path: str) -> Any:
+    if _too_deep(data, MAX_MSGPACK_LEVELS):
+        raise CorruptFrameError(f"the frame {what} nests msgpack containers too deeply", path=path)
     try:
         return msgpack.unpackb(data, raw=True, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises many types on garbage
@@ -80,12 +134,19 @@ def _unpack(data: bytes, what: str, path: str) -> Any:
 
 
 def _layers(section: Any, what: str, path: str) -> dict[str, bytes]:
-    """Decode a ``[idx, {name: offset}, [content, ...]]`` metalayer section."""
-    if not (isinstance(section, list) and len(section) == 3):
+    """Decode a ``[idx, {name: offset}, [content, ...]]`` metalayer section.
+
+    Spec 4.2: ``idx`` and the offsets are msgpack integers (their values are not used);
+    a name appears once (a repeated name collapses in the decoded map, so the map is then
+    shorter than the content array).
+    """
+    if not (isinstance(section, list) and len(section) == 3 and _is_int(section[0])):
         raise CorruptFrameError(f"the frame {what} metalayer section is malformed", path=path)
     names, contents = section[1], section[2]
     if not isinstance(names, dict) or not isinstance(contents, list) or len(names) != len(contents):
         raise CorruptFrameError(f"the frame {what} metalayer section is malformed", path=path)
+    if not all(_is_int(offset) for offset in names.values()):
+        raise CorruptFrameError(f"the frame {what} metalayer section has a non-integer offset", path=path)
     out: dict[str, bytes] = {}
     for name, content in zip(names, contents, strict=True):
         if not isinstance(name, bytes) or not isinstance(content, bytes):
@@ -277,6 +338,8 @@ def _trailer_layers(trailer: bytes, path: str) -> Any:
     Only the first two elements are decoded: readers ignore the fingerprint (spec), whose
     type byte a msgpack library may otherwise try to interpret (e.g. as a timestamp).
     """
+    if _too_deep(trailer, MAX_MSGPACK_LEVELS):
+        raise CorruptFrameError("the frame trailer nests msgpack containers too deeply", path=path)
     unpacker = msgpack.Unpacker(io.BytesIO(trailer), raw=True, strict_map_key=False, use_list=True)
     try:
         count = unpacker.read_array_header()

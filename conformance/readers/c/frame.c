@@ -16,6 +16,7 @@
 #define MAX_FRAME_HEADER (1u << 20)
 #define MAX_TRAILER (MLA_MAX_HEADER_BYTES + (1u << 20))
 #define MAX_LAYERS 256
+#define MAX_MSGPACK_LEVELS 8 /* spec 4.2: deepest container level in the frame header and trailer */
 
 static const uint8_t MAGIC[8] = {'b', '2', 'f', 'r', 'a', 'm', 'e', 0};
 
@@ -40,11 +41,13 @@ static int read_at(FILE *fp, uint64_t offset, void *buf, size_t n) {
 
 static int is_bytes(const mp_item *it) { return it->kind == MP_STR || it->kind == MP_BIN; }
 
+static int is_integer(const mp_item *it) { return it->kind == MP_UINT || it->kind == MP_INT; }
+
 /* Decode a metalayer section [idx, {name: offset, ...}, [content, ...]] at the reader's position. */
 static int read_layers(mp_reader *r, layer_list *out) {
     mp_item it;
     if (mp_next(r, &it) != 0 || it.kind != MP_ARRAY || it.len != 3) return -1;
-    if (mp_skip(r) != 0) return -1;                       /* idx: not used */
+    if (mp_next(r, &it) != 0 || !is_integer(&it)) return -1; /* idx: an integer, not used */
     if (mp_next(r, &it) != 0 || it.kind != MP_MAP || it.len > MAX_LAYERS) return -1;
     out->n = it.len;
     for (size_t k = 0; k < out->n; k++) {
@@ -54,7 +57,7 @@ static int read_layers(mp_reader *r, layer_list *out) {
         for (size_t j = 0; j < k; j++) {
             if (out->name_len[j] == it.len && memcmp(out->name[j], it.data, it.len) == 0) return -1;
         }
-        if (mp_skip(r) != 0) return -1;                   /* offset: not used */
+        if (mp_next(r, &it) != 0 || !is_integer(&it)) return -1; /* offset: an integer, not used */
     }
     if (mp_next(r, &it) != 0 || it.kind != MP_ARRAY || it.len != out->n) return -1;
     for (size_t k = 0; k < out->n; k++) {
@@ -89,6 +92,7 @@ static int read_b2nd(const uint8_t *data, size_t len, mla_frame *f) {
     mp_reader r;
     mp_item it;
     int64_t ndim;
+    if (mp_too_deep(data, len, MAX_MSGPACK_LEVELS)) return -1;
     mp_init(&r, data, len);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len != 7) return -1;
     if (mp_skip(&r) != 0) return -1; /* version */
@@ -254,6 +258,8 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     mp_reader r;
     mp_item it;
     layer_list layers;
+    if (mp_too_deep(*hbuf, f->header_size, MAX_MSGPACK_LEVELS))
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header nests msgpack containers too deeply");
     mp_init(&r, *hbuf, f->header_size);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len == 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the frame header is malformed");
@@ -298,6 +304,8 @@ static mla_code inspect(FILE *fp, mla_frame *f, mla_error *err, uint8_t **hbuf, 
     *tbuf = malloc(f->trailer_len);
     if (*tbuf == NULL || read_at(fp, f->frame_size - f->trailer_len, *tbuf, f->trailer_len) != 0)
         return mla_fail(err, MLA_CORRUPT_FRAME, "cannot read the frame trailer");
+    if (mp_too_deep(*tbuf, f->trailer_len, MAX_MSGPACK_LEVELS))
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the frame trailer nests msgpack containers too deeply");
     mp_init(&r, *tbuf, f->trailer_len);
     if (mp_next(&r, &it) != 0 || it.kind != MP_ARRAY || it.len < 2 || mp_skip(&r) != 0 ||
         read_layers(&r, &layers) != 0)

@@ -159,3 +159,25 @@ int mp_as_int64(const mp_item *it, int64_t *out) {
     }
     return -1;
 }
+
+int mp_too_deep(const uint8_t *buf, size_t len, int limit) {
+    mp_reader r;
+    mp_item it;
+    uint64_t pending[64]; /* pending[i]: items still to read at depth i; depth 0 is the document */
+    int top = 0;
+    if (limit < 1 || limit > 62) return -1;
+    pending[0] = 1;
+    mp_init(&r, buf, len);
+    while (top >= 0 && r.pos < r.len) {
+        if (pending[top] == 0) {
+            top--;
+            continue;
+        }
+        pending[top]--;
+        if (mp_next(&r, &it) != 0) return 0; /* malformed: the decoder reports it */
+        if (it.kind != MP_ARRAY && it.kind != MP_MAP) continue;
+        if (top + 1 > limit) return 1; /* this container is at level top + 1 */
+        pending[++top] = it.kind == MP_MAP ? 2 * (uint64_t)it.len : it.len;
+    }
+    return 0;
+}

@@ -47,4 +47,8 @@ int mp_skip(mp_reader *r);
 /* The item as a signed 64-bit integer; -1 if it is not an integer or does not fit. */
 int mp_as_int64(const mp_item *it, int64_t *out);
 
+/* 1 when the msgpack document buf nests containers deeper than limit levels (the outermost
+ * container is level 1; spec 4.2), 0 otherwise (malformed input is left to the decoder). */
+int mp_too_deep(const uint8_t *buf, size_t len, int limit);
+
 #endif
