@@ -57,6 +57,7 @@ class InMemoryCompression:
 
     _np: np.ndarray[Any, Any] | None
     _nd: Any
+    _chunks: Any  # mlarray.storage.chunks.DataSection of a file-backed array, or None
     _path: str | None
     _mode: str | None
     _dparams: Any
@@ -190,6 +191,8 @@ class InMemoryCompression:
         """
         if self._meta.array is None:
             raise InvalidArgumentError("this is a metadata-only image: it has no array to decompress")
+        if self._chunks is not None and self._nd is not None:
+            self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
         data = decompress_all(self._nd, self._path) if self._nd is not None else self._np
         self._detach()
         self._meta.integrity = None

@@ -386,6 +386,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         data = self._require_array()
         if isinstance(data, np.ndarray):
             return data
+        if self._chunks is not None:
+            self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
         return decompress_all(data, self._path)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
