@@ -509,6 +509,9 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         finally:
             self._nd = None
             self._np = None
+            if self._chunks is not None:
+                self._chunks.close()
+                self._chunks = None
             self._closed = True
             if self._lock is not None:
                 self._lock.release()

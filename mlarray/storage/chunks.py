@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 import os
 import struct
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import blosc2
 import numpy as np
@@ -189,13 +190,13 @@ def touched_chunks(
     return numbers
 
 
-def _read(f: BinaryIO, at: int, size: int) -> bytes:
-    f.seek(at)
-    return f.read(size)
-
-
 class DataSection:
-    """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6)."""
+    """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6).
+
+    The file is opened once, here, and kept open: later checks read the very file that
+    was opened (and that blosc2 maps), even when another process atomically replaces the
+    path in the meantime.
+    """
 
     def __init__(self, path: str | os.PathLike[str], frame: FrameInfo) -> None:
         self.path = os.fspath(path)
@@ -203,7 +204,20 @@ class DataSection:
         self._checked: set[int] = set()
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
-        self.entries = self._index()
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._closer = weakref.finalize(self, os.close, self._fd)
+        try:
+            self.entries = self._index()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file (also done when the object is collected)."""
+        self._closer()
+
+    def _read(self, at: int, size: int) -> bytes:
+        return os.pread(self._fd, size, at)
 
     def _fail(self, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: {what}", path=self.path)
@@ -220,8 +234,7 @@ class DataSection:
             return ()
         if size < 0 or lay.start + size + CHUNK_HEADER > lay.end:
             raise self._fail("element 5 leaves no room for the chunk index")
-        with open(self.path, "rb") as f:
-            chunk = _read(f, lay.start + size, lay.end - lay.start - size)
+        chunk = self._read(lay.start + size, lay.end - lay.start - size)
         problem = structure_problem(chunk)
         if problem is None and _i32(chunk, 4) != 8 * lay.nchunks:
             problem = "it does not hold one entry per chunk"
@@ -247,10 +260,9 @@ class DataSection:
         todo = sorted(set(numbers) - self._checked)
         if not todo:
             return
-        with open(self.path, "rb") as f:
-            for number in todo:
-                self._check_chunk(f, number)
-                self._checked.add(number)
+        for number in todo:
+            self._check_chunk(number)
+            self._checked.add(number)
 
     def check_all(self) -> None:
         if not self.complete:
@@ -268,7 +280,7 @@ class DataSection:
         else:
             self.check(numbers)
 
-    def _check_chunk(self, f: BinaryIO, number: int) -> None:
+    def _check_chunk(self, number: int) -> None:
         lay = self.layout
         entry = self.entries[number]
         if entry < 0:
@@ -277,10 +289,10 @@ class DataSection:
             raise self._fail(f"chunk {number} has the index entry {entry & (2**64 - 1):#x}")
         if entry + CHUNK_HEADER > lay.data_size:
             raise self._fail(f"chunk {number} starts outside the chunks area")
-        cbytes = _i32(_read(f, lay.start + entry + 12, 4), 0)
+        cbytes = _i32(self._read(lay.start + entry + 12, 4), 0)
         if cbytes < CHUNK_HEADER or entry + cbytes > lay.data_size:
             raise self._fail(f"chunk {number} ends outside the chunks area")
-        chunk = _read(f, lay.start + entry, cbytes)
+        chunk = self._read(lay.start + entry, cbytes)
         problem = structure_problem(chunk)
         if problem is None:
             problem = self._data_chunk_problem(chunk)
