@@ -640,3 +640,14 @@ def test_example_runner_reports_pass_deliberate_and_unexplained(
     assert runner.main(["--source", folder]) == 1
     out = capsys.readouterr().out
     assert "FAIL  broken.py: something else" in out and "not a known deliberate difference" in out
+
+
+def test_version_and_has_array_records(tmp_path: pytest.TempPathFactory) -> None:
+    path = f"{tmp_path}/v.mla"
+    MLArray(np.zeros((2, 3), np.uint8)).save(path)
+    MLArray(meta=Meta(source={"only": "metadata"})).save(f"{tmp_path}/m.mla")
+    meta = MLArray(path).meta
+    assert isinstance(meta.writer, MetaVersion) and meta.writer.name == "mlarray"
+    assert meta.writer.version == mlarray.__version__
+    assert isinstance(meta.array, MetaHasArray) and meta.array.shape == [2, 3] and meta.array.dtype == "|u1"
+    assert MLArray(f"{tmp_path}/m.mla").meta.array is None  # has_array False: no array record

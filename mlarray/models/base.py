@@ -336,13 +336,18 @@ class StrictModel(BaseModel):
         """
         if not isinstance(data, dict):
             return data
-        out = dict(data)
+        out: dict[str, Any] | None = None
         for key, value in data.items():
             if isinstance(value, np.ndarray):
-                out[key] = value.tolist()
+                plain = value.tolist()
             elif isinstance(value, StrictModel) and list(type(value).model_fields) == [key]:
-                out[key] = getattr(value, key)
-        return out
+                plain = getattr(value, key)
+            else:
+                continue
+            if out is None:
+                out = dict(data)  # copy only when something changes: headers are parsed often
+            out[key] = plain
+        return data if out is None else out
 
     # ------------------------------------------------------------ mapping helpers
 
