@@ -5,7 +5,9 @@
   ``print(x)  # text`` also checks that ``x`` prints as ``text``, so the outputs the
   docs show are true. A block may opt out only with ``<!-- skip-test: reason -->`` on
   the line before it; those are listed and capped at :data:`MAX_SKIPPED`, and a guard
-  counts the fences independently so no block can be missed by the extractor.
+  counts the fences independently so no block can be missed by the extractor. A page
+  may name repository files to copy into its folder first (``<!-- docs-files: path -->``),
+  e.g. a file written by the earlier implementation.
 * ``mkdocs build --strict`` succeeds (mkdocs is in the ``dev`` extra: missing is a failure).
 * The generated reference pages match the code (``python docs/gen_reference.py``).
 """
@@ -16,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +41,8 @@ MAX_SKIPPED = 2
 """At most this many blocks may opt out of being executed."""
 
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
+_FILES = re.compile(r"^\s*<!--\s*docs-files:\s*(?P<files>.*?)\s*-->\s*$", re.MULTILINE)
+"""``<!-- docs-files: path ... -->``: repository files copied into the page's folder before its examples run."""
 _SKIP = re.compile(r"^\s*<!--\s*skip-test:\s*(?P<reason>.*?)\s*-->\s*$")
 _PRINT_CHECK = re.compile(r"^(?P<indent>[ \t]*)print\((?P<args>.*)\)[ \t]+#[ \t]?(?P<expected>.*?)[ \t]*$")
 
@@ -134,6 +139,9 @@ def test_skipped_blocks_are_few_and_explained() -> None:
 def run_page(page: Path) -> int:
     """Execute the Python blocks of ``page`` in order in one namespace; return how many ran."""
     namespace: dict[str, Any] = {"__name__": "__docs__", "__print_and_check__": _print_and_check}
+    for match in _FILES.finditer(page.read_text(encoding="utf-8")):
+        for name in match["files"].split():
+            shutil.copyfile(ROOT / name, Path.cwd() / Path(name).name)
     executed = 0
     for block in python_blocks(page):
         if block.skip_reason is not None:
