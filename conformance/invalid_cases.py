@@ -869,6 +869,59 @@ INVALID: list[InvalidCase] = [
         "HEADER_INVALID",
         _set("scaling", {**_SCALING, "slope": "1.5"}),
     ),
+    # --- schema 1.1: class locations (section 5.11, rule 11 of 5.9); the base array has 6*10*12 = 720 voxels
+    InvalidCase(
+        "class-locations-index-outside",
+        "5.9",
+        "A class_locations index (720) outside the 720 spatial voxels.",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 2, "indices": [3, 720]}]}),
+    ),
+    InvalidCase(
+        "class-locations-count-too-large",
+        "5.9",
+        "A class_locations count (721) larger than the 720 spatial voxels.",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 721, "indices": [0]}]}),
+    ),
+    InvalidCase(
+        "class-locations-unsorted",
+        "5.11",
+        "class_locations indices not strictly increasing.",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 3, "indices": [5, 2]}]}),
+    ),
+    InvalidCase(
+        "class-locations-more-than-count",
+        "5.11",
+        "More class_locations indices (3) than the class count (2).",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 2, "indices": [1, 2, 3]}]}),
+    ),
+    InvalidCase(
+        "class-locations-duplicate-label",
+        "5.11",
+        "The same label twice in class_locations.classes.",
+        "HEADER_INVALID",
+        _set(
+            "class_locations",
+            {"classes": [{"label": 1, "count": 1, "indices": [0]}, {"label": 1, "count": 1, "indices": [1]}]},
+        ),
+    ),
+    InvalidCase(
+        "class-locations-too-many-indices",
+        "5.11",
+        "10,001 indices for one class (the bound is 10,000).",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 10001, "indices": list(range(10001))}]}),
+    ),
+    InvalidCase(
+        "class-locations-count-zero",
+        "5.11",
+        "A class with count 0.",
+        "HEADER_INVALID",
+        _set("class_locations", {"classes": [{"label": 1, "count": 0, "indices": []}]}),
+    ),
     # --- integrity (section 4.9)
     InvalidCase(
         "digest-mismatch",

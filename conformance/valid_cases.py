@@ -294,6 +294,27 @@ _NEWER_MINOR_SCALING = {
 }
 
 
+def _class_locations(channel: bool) -> Any:
+    """A label map with class locations (schema 1.1), optionally with a channel axis of length 1."""
+
+    def build(path: Path) -> Array | None:
+        from mlarray import MLArray
+        from mlarray.stats import annotate
+
+        labels = np.zeros((9, 14, 11), dtype=np.uint8)
+        labels[2:6, 3:10, 4:8] = 1
+        labels[rng(43).random(labels.shape) < 0.05] = 3
+        labels[8, 13, 10] = 2
+        data = labels[None] if channel else labels
+        axes = ["channel", "spatial_z", "spatial_y", "spatial_x"] if channel else None
+        image = MLArray(data, axis_labels=axes, spacing=[2.0, 0.7, 0.7], chunk_size=data.shape, block_size=data.shape)
+        annotate(image, with_class_locations=True, seg=True, max_per_class=40)
+        image.save(path)
+        return data
+
+    return build
+
+
 def _fingerprint_ff(path: Path) -> Array | None:
     """A valid file whose trailer fingerprint has type byte 0xff and arbitrary bytes (readers ignore it)."""
     data = valid_base(path, seed=39)
@@ -526,6 +547,19 @@ VALID: list[ValidCase] = [
         "2.2",
         "schema_version 1.2: scaling is checked, its unknown member and an unknown top-level member are ignored.",
         _raw_case(_NEWER_MINOR_SCALING, seed=42),
+    ),
+    # --- schema 1.1: class locations of label maps (section 5.11)
+    ValidCase(
+        "class-locations",
+        "5.11",
+        "Schema 1.1: a uint8 label map with per-class counts, boxes and up to 40 sampled voxel indices per class.",
+        _class_locations(channel=False),
+    ),
+    ValidCase(
+        "class-locations-channel-axis",
+        "5.11",
+        "Schema 1.1: class locations index the spatial axes only; the channel axis of length 1 does not count.",
+        _class_locations(channel=True),
     ),
 ]
 

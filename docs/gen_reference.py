@@ -172,9 +172,11 @@ def _describe(node: dict[str, Any]) -> tuple[str, list[str]]:
 def _models() -> list[tuple[str, type[BaseModel]]]:
     """``(path, model)`` for every nested header model, in field order (``Meta`` first)."""
     found: list[tuple[str, type[BaseModel]]] = [("", Meta)]
-    for name, info in Meta.model_fields.items():
-        for arg in _model_args(info.annotation):
-            found.append((name, arg))
+    pending = [(name, arg) for name, info in Meta.model_fields.items() for arg in _model_args(info.annotation)]
+    while pending:  # breadth first: models nested in models (class_locations.classes) come after the top level
+        path, model = pending.pop(0)
+        found.append((path, model))
+        pending += [(f"{path}.{n}", a) for n, i in model.model_fields.items() for a in _model_args(i.annotation)]
     return found
 
 

@@ -140,6 +140,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
                 if meta is None:
                     base = copy.meta.model_copy(deep=True)
                     base.stats = None
+                    base.class_locations = None  # like stats, they describe the other image's data
                 keep_layout = True
                 base.layout = copy.meta.layout.model_copy() if copy.meta.layout is not None else None
         if meta is not None and isinstance(array, (str, os.PathLike)):

@@ -39,6 +39,7 @@ from mlarray.cli_format import (
     report_lines,
     summary_line,
 )
+from mlarray.cli_stats import stats_command
 from mlarray.legacy import MigrationResult, migrate_file, migrate_tree
 from mlarray.legacy.migrate import find_mla
 from mlarray.storage import decode_header, read_header
@@ -312,6 +313,9 @@ def convert(
     patch_size: PatchSizeOpt = None,
     codec: CodecOpt = None,
     clevel: ClevelOpt = None,
+    seg: Annotated[
+        bool, typer.Option("--seg", help="Label maps: fill is_seg, stats, per-class boxes and class locations.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -321,6 +325,8 @@ def convert(
     In batch mode one failing file does not stop the others; the exit status is 1 if any failed.
     """
     options: dict[str, Any] = {"patch_size": patch_size, "codec": codec.value if codec else None, "clevel": clevel}
+    if seg:
+        options["seg"] = True
     with _errors(ctx, verbose):
         if out_dir is None:
             if len(paths) != 2:
@@ -342,6 +348,7 @@ def convert(
 
 
 app.command("convert")(convert)
+app.command("stats")(stats_command)
 
 
 # --------------------------------------------------------------------------- migrate

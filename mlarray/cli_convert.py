@@ -82,11 +82,15 @@ def convert_one(
     patch_size: PatchSize | None = None,
     codec: str | None = None,
     clevel: int | None = None,
+    seg: bool = False,
 ) -> None:
     """Convert one file with :func:`mlarray.convert.convert_file` (the endings tell the formats).
 
     ``.mla`` -> ``.mla`` is a relayout: options left at ``None`` keep what the file records.
+    ``seg`` marks a label map written to ``.mla`` and fills its stats, boxes and class locations.
     """
+    if seg and format_of(dst) != ".mla":
+        raise CLIError(f"--seg needs an .mla output, not {dst}")
     convert_file = _converter()
     try:
         convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel)
@@ -94,6 +98,10 @@ def convert_one(
         if isinstance(exc, MLArrayError):  # already says what to install
             raise
         raise CLIError(f"{INSTALL_HINT} (missing module {exc.name!r})", code="MISSING_DEPENDENCY") from None
+    if seg:
+        from mlarray.stats import update_stats
+
+        update_stats(dst, with_class_locations=True, seg=True)
 
 
 # --------------------------------------------------------------------------- batches

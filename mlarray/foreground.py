@@ -37,6 +37,8 @@ class ClassSample:
     label: int
     count: int
     coords: Coords
+    box: tuple[tuple[int, int], ...] | None = None
+    """Inclusive ``(min, max)`` index of the class's voxels per axis (``None`` when not computed)."""
 
 
 def per_class_bound(n_classes: int, max_per_class: int = MAX_PER_CLASS, max_total: int = MAX_TOTAL) -> int:
@@ -92,8 +94,46 @@ def class_locations(
     out = []
     for label, start, count in zip(classes.tolist(), starts.tolist(), counts.tolist(), strict=True):
         members = where[start : start + count]
+        box = _box(members, labels.shape)
         if count > bound:
             members = np.sort(rng.choice(members, size=bound, replace=False))
         coords = np.stack(np.unravel_index(members, labels.shape), axis=1).astype(np.int64)
+        out.append(ClassSample(label=int(label), count=int(count), coords=coords, box=box))
+    return out
+
+
+def _box(flat: np.ndarray[Any, Any], shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Per axis, the smallest and largest index among C-order flat indices (one axis at a time, little memory)."""
+    out = []
+    stride = 1
+    strides = []
+    for size in reversed(shape):
+        strides.append(stride)
+        stride *= size
+    for size, step in zip(shape, reversed(strides), strict=True):
+        axis = (flat // step) % size
+        out.append((int(axis.min()), int(axis.max())))
+    return tuple(out)
+
+
+def to_record(samples: list[ClassSample], shape: tuple[int, ...]) -> dict[str, Any]:
+    """The header member ``class_locations`` (spec 5.11) of ``samples`` of a label map of spatial ``shape``."""
+    classes = []
+    for s in samples:
+        flat = np.ravel_multi_index(tuple(s.coords.T), shape) if len(s.coords) else np.zeros(0, np.int64)
+        classes.append({"label": s.label, "count": s.count, "indices": np.sort(flat).tolist()})
+    return {"classes": classes}
+
+
+def from_record(classes: list[tuple[int, int, list[int]]], shape: tuple[int, ...]) -> list[ClassSample]:
+    """:class:`ClassSample` objects from ``(label, count, indices)`` of the header member ``class_locations``."""
+    out = []
+    for label, count, indices in classes:
+        flat = np.asarray(indices, dtype=np.int64)
+        coords = (
+            np.stack(np.unravel_index(flat, shape), axis=1).astype(np.int64)
+            if len(flat)
+            else flat.reshape(0, len(shape))
+        )
         out.append(ClassSample(label=int(label), count=int(count), coords=coords))
     return out

@@ -25,7 +25,7 @@ import torch
 
 from mlarray import MLArray
 from mlarray.errors import InvalidArgumentError
-from mlarray.foreground import ClassSample, class_locations
+from mlarray.foreground import ClassSample, class_locations, from_record
 from mlarray.torch._patches import PadMode, centred_corner, patch_affine, random_corner, read_patch
 
 PathLike = str | os.PathLike[str]
@@ -49,14 +49,16 @@ class Case:
 
 def read_class_samples(label: MLArray, path: str, axes: list[int], seed: int) -> list[ClassSample]:
     """Class counts and coordinates of a label map: from its header when recorded, else one pass over it."""
-    recorded = getattr(label.meta, "class_locations", None)  # schema 1.1 headers
+    assert label.shape is not None
+    shape = tuple(label.shape[a] for a in axes)
+    recorded = label.meta.class_locations
     if recorded is not None:
-        return recorded.samples()  # type: ignore[no-any-return]
+        return from_record([(c.label, c.count, c.indices) for c in recorded.classes], shape)
     data = label[...]
     others = [a for a in range(data.ndim) if a not in axes]
     if any(data.shape[a] != 1 for a in others):
         raise InvalidArgumentError("a label map may have non-spatial axes only of length 1", path=path)
-    return class_locations(data.reshape([data.shape[a] for a in axes]), seed=seed)
+    return class_locations(data.reshape(shape), seed=seed)
 
 
 def _spatial_axes(image: MLArray, path: str) -> list[int]:

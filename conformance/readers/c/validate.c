@@ -233,9 +233,75 @@ static int check_scaling(vctx *c, const json_value *v) {
     return ok;
 }
 
+/* class_locations (spec 5.11, since 1.1): returns the largest index + 1 and the largest count
+ * (in *need), or -1 when the member is not acceptable. */
+static int check_class_locations(vctx *c, const json_value *v, double *need) {
+    static const char *const known[] = {"classes", NULL};
+    static const char *const entry_known[] = {"label", "count", "indices", NULL};
+    *need = 0;
+    if (!check_type(c, "class_locations", v, JSON_OBJECT, "an object or null")) return -1;
+    check_members(c, "class_locations", v, known);
+    if (!require(c, "class_locations", v, "classes")) return -1;
+    const json_value *classes = json_get(v, "classes");
+    if (!check_type(c, "class_locations.classes", classes, JSON_ARRAY, "an array")) return -1;
+    int ok = 1;
+    for (size_t i = 0; i < classes->n; i++) {
+        char loc[LOC], sub[LOC];
+        const json_value *e = classes->items[i];
+        join_index(loc, "class_locations.classes", i);
+        if (!check_type(c, loc, e, JSON_OBJECT, "an object")) { ok = 0; continue; }
+        check_members(c, loc, e, entry_known);
+        int e_ok = require(c, loc, e, "label") & require(c, loc, e, "count") & require(c, loc, e, "indices");
+        const json_value *label = json_get(e, "label"), *count = json_get(e, "count"), *idx = json_get(e, "indices");
+        join(sub, loc, "label");
+        if (label) e_ok &= check_int(c, sub, label, -INFINITY, INFINITY);
+        join(sub, loc, "count");
+        if (count) e_ok &= check_int(c, sub, count, 1, INFINITY);
+        join(sub, loc, "indices");
+        if (idx) e_ok &= check_int_list(c, sub, idx, 0, INFINITY, 0, 10000);
+        if (!e_ok) { ok = 0; continue; }
+        if (idx->n > count->num) {
+            problem(c, loc, "rule_violation", "more indices than count");
+            ok = 0;
+        }
+        for (size_t k = 1; k < idx->n; k++) {
+            if (idx->items[k]->num <= idx->items[k - 1]->num) {
+                problem(c, loc, "rule_violation", "indices must be strictly increasing");
+                ok = 0;
+                break;
+            }
+        }
+        for (size_t j = 0; j < i; j++) {
+            const json_value *other = json_get(classes->items[j], "label");
+            if (other && other->type == label->type && other->num == label->num) {
+                problem(c, "class_locations", "rule_violation", "a label appears more than once");
+                ok = 0;
+            }
+        }
+        if (idx->n && idx->items[idx->n - 1]->num + 1 > *need) *need = idx->items[idx->n - 1]->num + 1;
+        if (count->num > *need) *need = count->num;
+    }
+    return ok ? 1 : -1;
+}
+
+/* The number of spatial voxels of a valid array: the product of its spatial axes (spec 6.1). */
+static double spatial_voxels(const json_value *array, const json_value *spatial) {
+    static const char *const names[] = {"spatial", "spatial_x", "spatial_y", "spatial_z"};
+    const json_value *shape = json_get(array, "shape");
+    const json_value *labels = spatial ? json_get(spatial, "axis_labels") : NULL;
+    double voxels = 1;
+    if (present(labels) && labels->n != shape->n) return INFINITY; /* rule 2 of 5.9 already failed */
+    for (size_t k = 0; k < shape->n; k++) {
+        int is_spatial = !present(labels);
+        for (size_t m = 0; !is_spatial && m < 4; m++) is_spatial = json_str_is(labels->items[k], names[m]);
+        if (is_spatial) voxels *= shape->items[k]->num;
+    }
+    return voxels;
+}
+
 mla_code mla_header_validate(const json_value *header, int lenient, mla_error *err) {
     static const char *const known[] = {"schema_version", "writer", "array", "layout", "integrity", "spatial", "stats",
-                                        "bbox", "is_seg", "scaling", "source", "extra", NULL};
+                                        "bbox", "is_seg", "scaling", "class_locations", "source", "extra", NULL};
     vctx c = {lenient, 0, ""};
     /* Numbers must be finite everywhere, in source/extra and in ignored unknown members too
      * (spec 5.1); the per-member checks below then skip them. */
@@ -276,6 +342,12 @@ mla_code mla_header_validate(const json_value *header, int lenient, mla_error *e
     /* Rules across namespaces (spec 6). */
     if (array_ok && layout_ok && spatial_ok && box_dims >= 0)
         check_cross(&c, present(array) ? array : NULL, present(layout) ? layout : NULL, &sp, box_dims);
+    double need = 0;
+    const json_value *locations = json_get(header, "class_locations");
+    /* spec 5.9 rule 11: indices and counts within the spatial voxels */
+    if (present(locations) && check_class_locations(&c, locations, &need) > 0 && array_ok && spatial_ok &&
+        present(array) && need > spatial_voxels(array, sp.spatial))
+        problem(&c, "class_locations", "rule_violation", "an index or count exceeds the spatial voxels");
 
     if (c.count == 0) return MLA_OK;
     return mla_fail(err, MLA_HEADER_INVALID, "invalid header (%d problem%s): %s", c.count, c.count == 1 ? "" : "s", c.text);

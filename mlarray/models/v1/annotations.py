@@ -134,3 +134,46 @@ class Integrity(StrictModel):
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="Lower-case hex SHA-256 of the frame's data section."
     )
+
+
+MAX_CLASS_INDICES = 10_000
+"""Most voxel indices ``class_locations`` may hold per class (spec 5.11); nnU-Net samples as many."""
+
+
+class ClassLocation(StrictModel):
+    """One class of a label map: its voxel count and a random sample of its voxels (schema 1.1)."""
+
+    label: int = Field(description="The label value.")
+    count: Annotated[int, Field(ge=1)] = Field(description="Number of voxels with this label.")
+    indices: list[Annotated[int, Field(ge=0)]] = Field(
+        max_length=MAX_CLASS_INDICES,
+        description="Sampled voxels as flat C-order indices over the spatial axes, strictly increasing.",
+    )
+
+    @model_validator(mode="after")
+    def _sample(self) -> ClassLocation:
+        """Spec: ``indices`` are strictly increasing and no more than ``count``."""
+        if len(self.indices) > self.count:
+            raise ValueError(f"label {self.label}: {len(self.indices)} indices for {self.count} voxels")
+        if any(a >= b for a, b in zip(self.indices, self.indices[1:], strict=False)):
+            raise ValueError(f"label {self.label}: indices must be strictly increasing")
+        return self
+
+
+class ClassLocations(StrictModel):
+    """Where the foreground of a label map is (schema 1.1): per class, a count and a bounded voxel sample.
+
+    Patch samplers centre patches on voxels of a chosen class without a pass over the
+    label map. ``indices`` are flat indices in C order over the spatial axes (for spatial
+    shape ``(X, Y, Z)``, voxel ``(x, y, z)`` is ``(x * Y + y) * Z + z``).
+    """
+
+    classes: list[ClassLocation] = Field(description="One entry per label present, each label once.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ClassLocations:
+        """Spec: each label appears once."""
+        labels = [c.label for c in self.classes]
+        if len(set(labels)) != len(labels):
+            raise ValueError("a label appears more than once in class_locations.classes")
+        return self

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from mlarray.models.base import JsonObject, StrictModel
-from mlarray.models.v1.annotations import BBoxes, Integrity, Layout, Stats
+from mlarray.models.v1.annotations import BBoxes, ClassLocations, Integrity, Layout, Stats
 from mlarray.models.v1.spatial import Spatial, is_spatial_label
 from mlarray.versions import SCHEMA_VERSION
 
@@ -101,6 +101,10 @@ class Meta(StrictModel):
         default=None,
         description="Intensity scaling of the source (schema 1.1): physical = raw * slope + intercept.",
     )
+    class_locations: ClassLocations | None = Field(
+        default=None,
+        description="Label maps (schema 1.1): per class, the voxel count and a sample of at most 10,000 voxels.",
+    )
     source: JsonObject = Field(
         default_factory=JsonObject, description="Header of the original file format, free-form JSON."
     )
@@ -154,6 +158,18 @@ class Meta(StrictModel):
                     f"scaling.stored is 'raw' but array.dtype {self.array.dtype} differs from "
                     f"scaling.raw_dtype {self.scaling.raw_dtype}"
                 )
+            if self.class_locations is not None:
+                voxels = 1
+                for axis in axes:
+                    voxels *= shape[axis]
+                for entry in self.class_locations.classes:
+                    if entry.indices and entry.indices[-1] >= voxels:
+                        raise ValueError(
+                            f"class_locations: label {entry.label} has index {entry.indices[-1]} "
+                            f"outside the {voxels} voxels of the spatial axes"
+                        )
+                    if entry.count > voxels:
+                        raise ValueError(f"class_locations: label {entry.label} counts more voxels than there are")
         elif self.layout is not None:
             raise ValueError("layout is only allowed together with an array")
         if self.bbox is not None and n_spatial is not None:

@@ -1,0 +1,101 @@
+"""``mlarray stats FILE_OR_DIR``: fill ``stats``, ``bbox``, ``is_seg`` and ``class_locations`` of existing files.
+
+A thin command over :func:`mlarray.stats.update_stats`, registered by ``mlarray/cli.py``.
+Each file's header is rewritten atomically; one failing file does not stop the others.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlarray.cli_format import dumps, job_line
+from mlarray.errors import MLArrayError
+
+
+def find_files(paths: list[Path]) -> list[Path]:
+    """The ``.mla`` files among ``paths``, directories searched recursively (unfinished saves skipped)."""
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            found += [Path(dirpath) / n for n in sorted(filenames) if n.endswith(".mla") and ".mla-tmp-" not in n]
+    return found
+
+
+def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
+    from mlarray.stats import update_stats
+
+    try:
+        meta = update_stats(path, with_class_locations=class_locations, seg=seg)
+    except MLArrayError as exc:
+        return {"path": str(path), "ok": False, "code": exc.code, "error": exc.message}
+    classes = meta.bbox.labels if meta.is_seg and meta.bbox is not None and meta.bbox.labels is not None else []
+    return {
+        "path": str(path),
+        "ok": True,
+        "is_seg": meta.is_seg,
+        "classes": classes,
+        "class_locations": meta.class_locations is not None,
+    }
+
+
+def _line(result: dict[str, Any]) -> str:
+    if not result["ok"]:
+        return job_line(result["path"], "", False, result["code"], result["error"])
+    if not result["is_seg"]:
+        return f"ok      {result['path']}: image statistics"
+    where = ", class locations" if result["class_locations"] else ""
+    return f"ok      {result['path']}: label map, {len(result['classes'])} classes, boxes{where}"
+
+
+def stats_command(
+    paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_DIR", help=".mla files or directories of them.")],
+    class_locations: Annotated[
+        bool,
+        typer.Option(
+            "--class-locations",
+            help="Also record, per label, the voxel count and up to 10,000 voxels (for patch samplers).",
+        ),
+    ] = False,
+    seg: Annotated[
+        bool | None,
+        typer.Option(
+            "--seg/--no-seg",
+            help="The files are (not) label maps. Default: keep is_seg, or detect integer label maps.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+) -> None:
+    """Compute statistics (and, for label maps, per-class boxes and class locations) into each file's header.
+
+    Only the header is rewritten, atomically (a copy of the file replaces it). An integer or boolean
+    array with no negative value and at most 255 distinct values is taken for a label map unless
+    is_seg is recorded or --seg/--no-seg is given.
+    """
+    files = find_files(paths)
+    if not files:
+        raise typer.BadParameter("no .mla files found", param_hint="FILE_OR_DIR")
+    console = Console(stderr=True)
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("stats", total=len(files))
+        for path in files:
+            results.append(_one(path, class_locations, seg))
+            progress.advance(task)
+    if as_json:
+        typer.echo(dumps(results))
+    else:
+        for result in results:
+            typer.echo(_line(result))
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)
