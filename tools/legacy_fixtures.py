@@ -249,8 +249,49 @@ def provenance(entries: list[dict[str, Any]], reports: dict[str, dict[str, Any]]
         )
     lines += ["", WHY_INTRO, "| version | same code as | what changed there |", "| --- | --- | --- |"]
     lines += [f"| {version} | {same} | {what} |" for version, same, what in VERSION_NOTES]
+    lines += ["", READER_NOTES]
     return "\n".join(lines) + "\n"
 
+
+READER_NOTES = """## What a reader of these headers must know
+
+All of it is visible in `manifest.json` (`header` is the stored header as JSON); this is the summary.
+
+- **Where the header lives.** Blosc2 variable-length metalayer `mlarray`. 0.0.23-0.0.48 store the
+  mapping itself (python-blosc2 msgpack-encodes it; no `__tuple__` markers occur, every sequence was
+  cast to a list first). 0.0.49+ store `gzip(pickle(mapping))` as one msgpack `bin` object (pickle
+  protocol 5). 0.0.49's pickle holds only builtins (no globals). 0.0.50-0.0.54 pickle
+  `spatial.shape`, `blosc2.chunk_size/block_size/patch_size` as `mlarray.meta._FrozenList` and
+  `blosc2.cparams/dparams` as `mlarray.meta._FrozenDict`, each rebuilt by `REDUCE` with one positional
+  argument (a plain list or dict), the module name memoized and re-read with `BINGET`.
+- **Section names.** Free-form source metadata is `image` (0.0.23-0.0.27), `original` (0.0.28-0.0.33),
+  `source` (0.0.34+). The layout section is `_blosc2` up to 0.0.41 and `blosc2` from 0.0.42.
+- **Wrapping.** 0.0.23-0.0.27 store values directly (`is_seg: true`, `image: {...}`, `extra: {...}`,
+  `_has_array: true`, `stats`/`bbox`/`image` may be `null`). From 0.0.28 every section is present and
+  single-value sections are wrapped in a one-key mapping: `original`/`source`/`extra` -> `{"data": {...}}`,
+  `is_seg` -> `{"is_seg": ...}`, `_has_array` -> `{"has_array": ...}`, `_image_meta_format` ->
+  `{"image_meta_format": ...}`; but `_mlarray_version` stays a bare string (`"v0"`) in every version.
+- **stats.** 0.0.23-0.0.27: `null` or a mapping of the ten statistics; 0.0.28+: always a mapping with
+  every key, `null` where unset; 0.0.31+ add `percentile_min_key` / `percentile_max_key`.
+- **bbox.** 0.0.23-0.0.27: `null` or a bare list `[n][ndim][2]` of ints; 0.0.28-0.0.32 `{"bboxes": ...}`;
+  0.0.33+ `{"bboxes", "scores", "labels"}` (labels may mix strings and numbers; all `null` when unset).
+- **Geometry.** `spacing` and `origin` are lists over the spatial axes only; `direction` is nested
+  (`[ndim][ndim]`), never flat. 0.0.49+ may store `spatial.affine` (`[ndim+1][ndim+1]`) instead: the API
+  refuses affine together with spacing/origin/direction, so those are then `null`. 0.0.54 adds
+  `spatial.coord_system` (a string such as `"LPS"`).
+- **Axes.** 0.0.23-0.0.34 mark one channel axis with `spatial.channel_axis` (int or `null`).
+  0.0.35+ use `spatial.axis_labels` (strings: `spatial`, `spatial_x/y/z`, `channel`, `temporal`,
+  `non_spatial`, `continuous`, `components`), `spatial.axis_units`, and cache the counts in
+  `_num_spatial_axes` / `_num_non_spatial_axes`.
+- **spatial.shape** is the full array shape where set, but it is `null` in files written through the
+  constructor by 0.0.28-0.0.34 and in files created memory-mapped (`open(..., w+)`) by 0.0.23-0.0.40.
+  Take the shape from the Blosc2 frame.
+- **Layout.** `chunk_size` / `block_size` are the frame's own (all axes); `patch_size` covers the spatial
+  axes only, or is `null` (explicit chunk/block sizes). 0.0.48+ add `cparams` (e.g. `{"codec": 2,
+  "clevel": 8}`, the codec as a plain int) and `dparams`.
+- **Metadata-only images** have `_has_array` false, `spatial.shape` and the layout sizes `null`, and the
+  frame holds a placeholder float64 array of shape `(0,)`.
+"""
 
 WHY_INTRO = """## Why these versions
 

@@ -308,6 +308,29 @@ def cases() -> list[dict[str, Any]]:
         }
     )
 
+    scan = rng.integers(0, 4096, size=SHAPE, dtype=np.uint16)
+    out.append(
+        {
+            "name": "dictmeta_uint16",
+            "array": scan,
+            "init": {"spacing": [3.0, 0.5, 0.5], "meta": {"patient_id": "p01", "nested": {"a": [1, 2], "b": None}}},
+            "meta": {},
+            "spatial": {},
+            "layout": {},
+            "features": ["spacing", "source", "plain_dict_meta"],
+        }
+    )
+
+    volume = rng.integers(0, 60000, size=SHAPE, dtype=np.uint16)
+    out.append(
+        {
+            "name": "created_mmap_uint16",
+            "array": volume,
+            "create": {"spacing": [1.5, 0.7, 0.7]},
+            "features": ["created_memory_mapped", "spacing", "default_layout"],
+        }
+    )
+
     plain = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE) / 7
     out.append(
         {
@@ -337,6 +360,9 @@ def _build_meta(case: dict[str, Any]) -> Any:
 
 def write(case: dict[str, Any], path: Path) -> None:
     """Write one file with this version's public API."""
+    if "create" in case:
+        create_memory_mapped(case, path)
+        return
     meta = _build_meta(case)
     init = dict(case["init"])
     if meta is not None:
@@ -348,6 +374,29 @@ def write(case: dict[str, Any], path: Path) -> None:
     else:
         image = MLArray(case["array"], **init)
         image.save(str(path), **layout)
+
+
+def create_memory_mapped(case: dict[str, Any], path: Path) -> None:
+    """The other write path: create an empty memory-mapped file, fill it in place, set spacing, close.
+
+    0.0.23-0.0.26 ``MLArray().open(path, shape, dtype, mmap="w+")``; 0.0.27-0.0.39 the same as a class
+    method; 0.0.40 ``open(..., mode="w", mmap_mode="w+")``; 0.0.41+ ``MLArray.create(path, shape, dtype)``.
+    """
+    data = case["array"]
+    if hasattr(MLArray, "create"):
+        image = MLArray.create(str(path), shape=data.shape, dtype=data.dtype)
+    else:
+        kwargs: dict[str, Any] = {"shape": data.shape, "dtype": data.dtype}
+        if "mmap_mode" in _params(MLArray.open):
+            kwargs.update(mode="w", mmap_mode="w+")
+        else:
+            kwargs["mmap"] = "w+"
+        is_classmethod = isinstance(inspect.getattr_static(MLArray, "open"), classmethod)
+        opener = MLArray.open if is_classmethod else MLArray().open
+        image = opener(str(path), **kwargs)
+    image[...] = data
+    image.meta.spatial.spacing = case["create"]["spacing"]
+    image.close()
 
 
 # --------------------------------------------------------------------------- reading back
