@@ -130,6 +130,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             self._np = loaded._np
             keep_layout = True
         else:
+            values_of = array if isinstance(array, MLArray) else None
             if isinstance(array, MLArray):
                 copy = array if copy is None else copy
                 array = array.to_numpy() if array.shape is not None else None
@@ -141,6 +142,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
                     base = copy.meta.model_copy(deep=True)
                     base.stats = None
                     base.class_locations = None  # like stats, they describe the other image's data
+                    if copy is not values_of:  # copy's scaling describes copy's values, not these
+                        base.scaling = None
                 keep_layout = True
                 base.layout = copy.meta.layout.model_copy() if copy.meta.layout is not None else None
         if meta is not None and isinstance(array, (str, os.PathLike)):
@@ -382,14 +385,25 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         if self._nd is not None:
             self._dirty = True
 
-    def to_numpy(self) -> np.ndarray[Any, Any]:
-        """The whole array as a NumPy array (decompressed for a file-backed array)."""
+    def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:
+        """The whole array as a NumPy array (decompressed for a file-backed array).
+
+        With ``scaled=True`` the result holds physical values: when ``meta.scaling``
+        says the array stores raw values (``stored='raw'``, e.g. ``convert --keep-raw``),
+        ``raw * slope + intercept`` is applied in float64. Arrays that store physical
+        values, or have no scaling, are returned as stored either way.
+        """
         data = self._require_array()
         if isinstance(data, np.ndarray):
-            return data
-        if self._chunks is not None:
-            self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
-        return decompress_all(data, self._path)
+            out = data
+        else:
+            if self._chunks is not None:
+                self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
+            out = decompress_all(data, self._path)
+        scaling = self._meta.scaling
+        if scaled and scaling is not None and scaling.stored == "raw":
+            return scaling.to_physical(out)
+        return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
         out = self.to_numpy()

@@ -316,6 +316,13 @@ def convert(
     seg: Annotated[
         bool, typer.Option("--seg", help="Label maps: fill is_seg, stats, per-class boxes and class locations.")
     ] = False,
+    keep_raw: Annotated[
+        bool,
+        typer.Option(
+            "--keep-raw",
+            help="Store a scaled source's raw values (with the scaling in the header) instead of physical values.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -324,7 +331,12 @@ def convert(
     Formats are told by the file endings. A directory input converts every file in it, recursively.
     In batch mode one failing file does not stop the others; the exit status is 1 if any failed.
     """
-    options: dict[str, Any] = {"patch_size": patch_size, "codec": codec.value if codec else None, "clevel": clevel}
+    options: dict[str, Any] = {
+        "patch_size": patch_size,
+        "codec": codec.value if codec else None,
+        "clevel": clevel,
+        "keep_raw": keep_raw,
+    }
     if seg:
         options["seg"] = True
     with _errors(ctx, verbose):

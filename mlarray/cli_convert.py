@@ -83,17 +83,19 @@ def convert_one(
     codec: str | None = None,
     clevel: int | None = None,
     seg: bool = False,
+    keep_raw: bool = False,
 ) -> None:
     """Convert one file with :func:`mlarray.convert.convert_file` (the endings tell the formats).
 
     ``.mla`` -> ``.mla`` is a relayout: options left at ``None`` keep what the file records.
     ``seg`` marks a label map written to ``.mla`` and fills its stats, boxes and class locations.
+    ``keep_raw`` stores a scaled source's raw values instead of its physical values.
     """
     if seg and format_of(dst) != ".mla":
         raise CLIError(f"--seg needs an .mla output, not {dst}")
     convert_file = _converter()
     try:
-        convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel)
+        convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel, keep_raw=keep_raw)
     except ModuleNotFoundError as exc:
         if isinstance(exc, MLArrayError):  # already says what to install
             raise

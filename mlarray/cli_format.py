@@ -210,6 +210,7 @@ def describe(path: str, head: HeaderRead) -> dict[str, Any]:
     out["layout"] = meta.get("layout")
     out["spatial"] = {k: v for k, v in meta["spatial"].items() if v is not None}
     out["is_seg"] = meta.get("is_seg")
+    out["scaling"] = meta.get("scaling")
     out["stats"] = meta.get("stats")
     bbox = meta.get("bbox")
     out["bbox_count"] = None if bbox is None else len(bbox["bboxes"])
@@ -265,6 +266,15 @@ def info_sections(info: dict[str, Any]) -> list[Section]:
     other: list[tuple[str, str]] = []
     if info["is_seg"] is not None:
         other.append(("segmentation", _fmt(info["is_seg"])))
+    scaling = info.get("scaling")
+    if scaling:
+        formula = (
+            f"physical = raw * {_num(scaling['slope'])} + {_num(scaling['intercept'])} (raw {scaling['raw_dtype']})"
+        )
+        kept = (
+            "physical values" if scaling["stored"] == "physical" else "raw values: to_numpy(scaled=True) for physical"
+        )
+        other.append(("intensity scaling", f"{formula}; stores {kept}"))
     stats = info.get("stats")
     if stats:
         other.append(("stats", ", ".join(f"{k}={_num(v)}" for k, v in stats.items() if v is not None)))

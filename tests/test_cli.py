@@ -479,6 +479,32 @@ def test_convert_nifti_through_the_cli_and_back(tmp_path: Path) -> None:
     np.testing.assert_allclose(again.affine, affine, atol=1e-5)
 
 
+def test_convert_keep_raw_and_info_show_the_scaling(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    raw = np.random.default_rng(1).integers(0, 4096, size=(6, 7, 8), dtype=np.uint16)
+    nifti = nib.Nifti1Image(raw, np.eye(4))
+    nifti.header["scl_slope"], nifti.header["scl_inter"] = 1.0, -1024.0
+    nib.save(nifti, tmp_path / "ct.nii")
+    physical = run("convert", tmp_path / "ct.nii", tmp_path / "hu.mla")
+    assert physical.exit_code == 0, physical.output
+    hu = MLArray.load(tmp_path / "hu.mla")
+    assert hu.dtype == np.int16
+    np.testing.assert_array_equal(hu.to_numpy(), raw.astype(np.int32) - 1024)
+    kept = run("convert", "--keep-raw", tmp_path / "ct.nii", tmp_path / "raw.mla")
+    assert kept.exit_code == 0, kept.output
+    image = MLArray.load(tmp_path / "raw.mla")
+    np.testing.assert_array_equal(image.to_numpy(), raw)
+    np.testing.assert_array_equal(image.to_numpy(scaled=True), raw - 1024.0)
+    table = run("info", tmp_path / "raw.mla")
+    assert "physical = raw * 1 + -1024 (raw <u2); stores raw values" in " ".join(table.output.split())
+    info = json.loads(run("info", "--json", tmp_path / "hu.mla").output)
+    assert info["scaling"] == {"slope": 1.0, "intercept": -1024.0, "raw_dtype": "<u2", "stored": "physical"}
+    # --keep-raw only means something when writing .mla from another format.
+    refused = run("convert", "--keep-raw", tmp_path / "hu.mla", tmp_path / "again.mla")
+    assert refused.exit_code != 0 and "keep_raw" in refused.output
+
+
 def test_convert_batch_directory(tmp_path: Path, sample: Path, fake_converter: list[tuple[Any, ...]]) -> None:
     inputs = tmp_path / "in"
     (inputs / "sub").mkdir(parents=True)

@@ -28,6 +28,7 @@ from mlarray.errors import (
     SourceFormatError,
     WrongExtensionError,
 )
+from mlarray.models import Scaling
 
 nib = pytest.importorskip("nibabel")  # the dev extra installs it; skipped only without the convert extra
 
@@ -263,17 +264,66 @@ def test_rgb24_becomes_a_channel_axis(tmp_path: Path) -> None:
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_scaled_int16_keeps_raw_values_and_scaling(tmp_path: Path) -> None:
+def test_scaled_int16_stores_physical_values_and_converts_back(tmp_path: Path) -> None:
     data = RNG.integers(-2000, 2000, (4, 5, 6)).astype(np.int16)
     src = write_nib(tmp_path / "scaled.nii", data, np.eye(4), scl_slope=0.5, scl_inter=-1024.0)
     image, out = roundtrip(src, tmp_path)
-    assert image.dtype == np.int16
-    np.testing.assert_array_equal(image.to_numpy(), data)  # raw stored values, not rescaled
-    assert image.meta.source["scaling"] == {"slope": 0.5, "inter": -1024.0}
+    # Multiples of 0.5 below 2^24 are exact in float32: the smallest exact type.
+    assert image.dtype == np.float32
+    np.testing.assert_array_equal(image.to_numpy(), data * 0.5 - 1024.0)
+    np.testing.assert_array_equal(image.to_numpy(), np.asanyarray(nib.load(str(src)).dataobj))
+    assert image.meta.scaling == Scaling(slope=0.5, intercept=-1024.0, raw_dtype="<i2", stored="physical")
+    assert "scaling" not in image.meta.source
     back = nib.load(str(out))
     assert back.header.get_data_dtype() == np.int16
     assert (back.dataobj.slope, back.dataobj.inter) == (0.5, -1024.0)
-    np.testing.assert_array_equal(back.get_fdata(), nib.load(str(src)).get_fdata())
+    np.testing.assert_array_equal(np.asarray(back.dataobj.get_unscaled()), data)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_keep_raw_stores_raw_values_with_the_scaling(tmp_path: Path) -> None:
+    data = RNG.integers(-2000, 2000, (4, 5, 6)).astype(np.int16)
+    src = write_nib(tmp_path / "scaled.nii", data, np.eye(4), scl_slope=0.5, scl_inter=-1024.0)
+    image = read_nifti(src, keep_raw=True)
+    assert image.dtype == np.int16
+    np.testing.assert_array_equal(image.to_numpy(), data)
+    np.testing.assert_array_equal(image.to_numpy(scaled=True), data * 0.5 - 1024.0)
+    assert image.meta.scaling == Scaling(slope=0.5, intercept=-1024.0, raw_dtype="<i2", stored="raw")
+    image.save(tmp_path / "raw.mla")
+    loaded = MLArray.open(tmp_path / "raw.mla")
+    np.testing.assert_array_equal(loaded.to_numpy(scaled=True), np.asanyarray(nib.load(str(src)).dataobj))
+    write_nifti(loaded, tmp_path / "back.nii")
+    assert (tmp_path / "back.nii").read_bytes() == src.read_bytes()
+
+
+def test_ct_with_integral_scaling_becomes_int16_hounsfield_units(tmp_path: Path) -> None:
+    raw = RNG.integers(0, 4096, (4, 5, 6)).astype(np.uint16)
+    src = write_nib(tmp_path / "ct.nii", raw, np.eye(4), scl_slope=1.0, scl_inter=-1024.0)
+    image, out = roundtrip(src, tmp_path)
+    assert image.dtype == np.int16
+    np.testing.assert_array_equal(image.to_numpy(), raw.astype(np.int32) - 1024)
+    assert image.meta.scaling is not None and image.meta.scaling.raw_dtype == "<u2"
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_scaling_that_needs_float64(tmp_path: Path) -> None:
+    raw = RNG.integers(-30000, 30000, (3, 4, 5)).astype(np.int16)
+    src = write_nib(tmp_path / "f.nii", raw, np.eye(4), scl_slope=0.1, scl_inter=7.3)
+    image, out = roundtrip(src, tmp_path)
+    assert image.dtype == np.float64
+    np.testing.assert_array_equal(image.to_numpy(), np.asanyarray(nib.load(str(src)).dataobj))
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_functional_nii_gives_nibabels_values_and_converts_back_exactly(tmp_path: Path) -> None:
+    """The issue's example: slope 0.0754, intercept 3100.8 (nibabel's own test data)."""
+    src = NIBABEL_DATA / "functional.nii"
+    expected = np.asanyarray(nib.load(str(src)).dataobj)
+    image, out = roundtrip(src, tmp_path)
+    assert image.meta.scaling is not None and image.meta.scaling.stored == "physical"
+    assert image.meta.scaling.raw_dtype == "<i2"
+    np.testing.assert_array_equal(image.to_numpy(), expected.astype(image.dtype))
+    np.testing.assert_allclose(image.to_numpy(), expected, rtol=np.finfo(image.dtype).eps, atol=0)
     assert out.read_bytes() == src.read_bytes()
 
 
@@ -438,7 +488,7 @@ def test_real_files_round_trip_byte_for_byte(tmp_path: Path, name: str) -> None:
     ending = ".nii.gz" if name.endswith(".gz") else ".nii"
     image, out = roundtrip(src, tmp_path, "back" + ending)
     original = nib.load(str(src))
-    np.testing.assert_array_equal(image.to_numpy(), np.asarray(original.dataobj.get_unscaled()))
+    np.testing.assert_array_equal(image.to_numpy(), np.asanyarray(original.dataobj))  # physical values
     np.testing.assert_allclose(nib.load(str(out)).affine, original.affine, rtol=0, atol=0)
     read = gzip.decompress if ending == ".nii.gz" else (lambda b: b)
     assert read(out.read_bytes()) == read(src.read_bytes())
@@ -448,7 +498,7 @@ def test_real_files_meta(tmp_path: Path) -> None:
     big_endian = read_nifti(NIBABEL_DATA / "anatomical.nii")
     assert big_endian.meta.source["endianness"] == ">" and big_endian.dtype == np.int16
     scaled = read_nifti(NIBABEL_DATA / "functional.nii")
-    assert scaled.meta.source["scaling"] is not None
+    assert scaled.meta.scaling is not None and scaled.meta.scaling.stored == "physical"
     assert scaled.meta.spatial.axis_labels == ["spatial", "spatial", "spatial", "temporal"]
     assert scaled.meta.spatial.axis_units == ["mm", "mm", "mm", "s"]
     assert read_nifti(NIBABEL_DATA / "example_nifti2.nii.gz").meta.source["nifti_version"] == 2

@@ -27,7 +27,8 @@ from mlarray.storage.io import DEFAULT_CLEVEL, DEFAULT_CODEC, DEFAULT_FILTERS, m
 
 CODECS: tuple[str, ...] = get_args(Codec)
 
-Reader = Callable[[str | os.PathLike[str]], tuple[np.ndarray[Any, Any], Meta]]
+Reader = Callable[..., tuple[np.ndarray[Any, Any], Meta]]
+"""``reader(path, keep_raw=False) -> (array, meta)``."""
 Writer = Callable[[MLArray, str | os.PathLike[str]], None]
 
 READERS: dict[str, Reader] = {
@@ -48,6 +49,7 @@ def convert_file(
     patch_size: PatchSize | None = None,
     codec: str | None = None,
     clevel: int | None = None,
+    keep_raw: bool = False,
 ) -> None:
     """Convert ``src`` to ``dst``; the endings tell the formats (``.nii[.gz]``, ``.nrrd``, ``.nhdr``, ``.mla``).
 
@@ -61,6 +63,9 @@ def convert_file(
     codec, clevel : optional
         Blosc2 codec name (``lz4``, ``zstd``, ...) and level 0-9 of a written ``.mla``;
         ``None`` keeps the recorded (or default) value.
+    keep_raw : bool
+        Store a scaled source's raw values in the ``.mla`` (``meta.scaling.stored = 'raw'``)
+        instead of its physical values (the default; spec section 5.10).
 
     Raises
     ------
@@ -79,10 +84,14 @@ def convert_file(
     layout_given = patch_size is not None or codec is not None or clevel is not None
     if d == MLA_EXTENSION:
         if s == MLA_EXTENSION:
+            if keep_raw:
+                raise InvalidArgumentError(
+                    "keep_raw applies when converting another format to .mla", path=os.fspath(src)
+                )
             _relayout(src, dst, patch_size, codec, clevel)
             return
         assert s is not None
-        data, meta = READERS[s](src)
+        data, meta = READERS[s](src, keep_raw=keep_raw)
         image = MLArray(
             data,
             meta=meta,
@@ -91,8 +100,10 @@ def convert_file(
         )
         image.save(dst)
         return
-    if layout_given:
-        raise InvalidArgumentError("patch_size, codec and clevel only apply when writing .mla", path=os.fspath(dst))
+    if layout_given or keep_raw:
+        raise InvalidArgumentError(
+            "patch_size, codec, clevel and keep_raw only apply when writing .mla", path=os.fspath(dst)
+        )
     assert d is not None
     if s == MLA_EXTENSION:
         image = MLArray.load(src)

@@ -4,9 +4,11 @@ nibabel is the reader: it reads NIfTI-2 and sheared affines (which ITK refuses) 
 gives the stored array in the file's own axis order ``(i, j, k, t, ...)``. Nothing
 is reoriented or rescaled:
 
-* the array holds the *raw stored* values in their stored type; ``scl_slope`` and
-  ``scl_inter`` stay in ``meta.source`` (``physical = raw * slope + inter``) and are
-  written back unchanged, so a scaled ``int16`` file round-trips bit for bit;
+* the array holds the *physical* values ``raw * scl_slope + scl_inter`` (what
+  nibabel's ``get_fdata`` gives) in the smallest type that holds them exactly, and
+  ``meta.scaling`` records slope, intercept and the raw type, so writing NIfTI again
+  restores the raw values bit for bit (``keep_raw=True`` stores the raw values
+  instead; see :mod:`mlarray.convert._scaling`);
 * the geometry is the header's own index-to-world map (sform if its code is set,
   else qform, else NIfTI "method 1": spacing only) in NIfTI's RAS+ world;
 * every header field and extension is kept in ``meta.source`` and is the base of
@@ -19,6 +21,7 @@ units NIfTI has no code for ...) raises :class:`~mlarray.errors.NotRepresentable
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
+from mlarray.convert._scaling import physical_values, raw_values
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
 from mlarray.models import Meta, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
@@ -74,10 +78,11 @@ NIFTI1_MAX_DIM = 32767
 # --------------------------------------------------------------------------- reading
 
 
-def read_nifti(path: str | os.PathLike[str]) -> MLArray:
+def read_nifti(path: str | os.PathLike[str], *, keep_raw: bool = False) -> MLArray:
     """Read a NIfTI-1 or NIfTI-2 file into an in-memory :class:`~mlarray.MLArray`.
 
-    The array keeps the stored values, type and axis order; ``meta.spatial`` gets
+    The array holds the physical values (``keep_raw=True``: the stored raw values)
+    in the file's axis order, ``meta.scaling`` the file's scaling; ``meta.spatial`` gets
     the index-to-world map (``coord_system='RAS'``), axis labels and units;
     ``meta.source`` keeps the whole header (see ``docs/conversion.md``).
 
@@ -90,11 +95,11 @@ def read_nifti(path: str | os.PathLike[str]) -> MLArray:
     NotRepresentableError
         The file holds something mlarray cannot store exactly (e.g. ``float128``).
     """
-    data, meta = read_nifti_parts(path)
+    data, meta = read_nifti_parts(path, keep_raw=keep_raw)
     return MLArray(data, meta=meta)
 
 
-def read_nifti_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Meta]:
+def read_nifti_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> tuple[np.ndarray[Any, Any], Meta]:
     """The array and header :class:`~mlarray.Meta` :func:`read_nifti` builds its image from."""
     p = check_source(path, NIFTI_EXTENSIONS, "NIfTI")
     nib = require("nibabel", p)
@@ -130,6 +135,7 @@ def read_nifti_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any]
     except GeometryError as exc:
         raise NotRepresentableError(f"the NIfTI geometry cannot be stored: {exc}", path=p) from None
     spatial = Spatial(**geometry, axis_labels=labels, axis_units=nifti_units(header, labels))
+    data, scaling = (raw, None) if code in RGB_CODES else physical_values(raw, slope, inter, keep_raw=keep_raw)
     source = {
         "format": FORMAT,
         "nifti_version": version,
@@ -139,11 +145,10 @@ def read_nifti_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any]
         "extensions": [
             {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
         ],
-        "scaling": None if (slope, inter) == (1.0, 0.0) else {"slope": json_number(slope), "inter": json_number(inter)},
         "sform": _coded(header, "sform"),
         "qform": _coded(header, "qform"),
     }
-    return raw, Meta(spatial=spatial, source=source)
+    return data, Meta(spatial=spatial, source=source, scaling=scaling)
 
 
 def _version(path: str) -> int:
@@ -251,8 +256,10 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
     nib = require("nibabel", p)
     if image.shape is None:
         raise NotRepresentableError("a metadata-only image has no array to write", path=p)
-    data = image.to_numpy()
     meta = image.meta
+    data = image.to_numpy()
+    if meta.scaling is not None:
+        data = raw_values(data, meta.scaling)
     labels = list(meta.spatial.axis_labels or ["spatial"] * data.ndim)
     is_nifti = meta.source.get("format") == FORMAT and isinstance(meta.source.get("header"), dict)
     source = meta.source if is_nifti else None
@@ -278,19 +285,35 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         ) from None
     header.set_data_shape(data.shape)
     if source:
+        # Scaling comes from meta.scaling; only a file of the 1.0 converter (raw values stored,
+        # the scaling kept in source["scaling"]) still takes it from the copied header.
+        legacy_raw = meta.scaling is None and bool(source.get("scaling"))
         same_type = fields.get("datatype") == int(header["datatype"])
         for key, value in fields.items():
-            if key in STRUCTURAL or key not in header or (key in SCALING_FIELDS and not same_type):
+            if key in STRUCTURAL or key not in header or (key in SCALING_FIELDS and not (legacy_raw and same_type)):
                 continue
             _set_field(header, key, value, p)
         header.extensions = nib.nifti1.Nifti1Extensions(
             nib.nifti1.Nifti1Extension(int(e["code"]), b64decode(str(e["content_base64"])))
             for e in source.get("extensions", [])
         )
+    if meta.scaling is not None:
+        header["scl_slope"], header["scl_inter"] = meta.scaling.slope, meta.scaling.intercept
+    elif source and not (legacy_raw and same_type):
+        _copy_unscaled(header, fields)
     _write_geometry(header, meta.spatial, n, data.ndim, p)
     _write_units(header, meta.spatial.axis_units, labels, p)
     with atomic_output(p) as tmp:
         _write_file(header, data, tmp)
+
+
+def _copy_unscaled(header: Any, fields: dict[str, Any]) -> None:
+    """Nothing to scale: keep the source's own way of saying so (slope 0 or NaN, or 1 and 0), else write 0."""
+    slope, inter = (from_json_number(fields.get(key, 0.0)) for key in SCALING_FIELDS)
+    if math.isnan(slope) or slope == 0 or (slope == 1 and inter == 0):
+        header["scl_slope"], header["scl_inter"] = slope, inter
+    else:  # a scaling the stored values no longer need
+        header["scl_slope"], header["scl_inter"] = 0.0, 0.0
 
 
 def _is_rgb(data: np.ndarray[Any, Any], labels: list[str], components: int) -> bool:

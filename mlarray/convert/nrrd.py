@@ -47,6 +47,7 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
+from mlarray.convert._scaling import physical_array
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
 from mlarray.models import Meta, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
@@ -154,8 +155,11 @@ def read_nrrd(path: str | os.PathLike[str]) -> MLArray:
     return MLArray(data, meta=meta)
 
 
-def read_nrrd_parts(path: str | os.PathLike[str]) -> tuple[np.ndarray[Any, Any], Meta]:
-    """The array and header :class:`~mlarray.Meta` :func:`read_nrrd` builds its image from."""
+def read_nrrd_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> tuple[np.ndarray[Any, Any], Meta]:
+    """The array and header :class:`~mlarray.Meta` :func:`read_nrrd` builds its image from.
+
+    NRRD has no intensity scaling: the stored values are the values (``keep_raw`` changes nothing).
+    """
     p = check_source(path, NRRD_EXTENSIONS, "NRRD")
     nrrd = require("nrrd", p)
     try:
@@ -294,7 +298,7 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
     nrrd = require("nrrd", p)
     if image.shape is None:
         raise NotRepresentableError("a metadata-only image has no array to write", path=p)
-    data = image.to_numpy()
+    data = physical_array(image.to_numpy(), image.meta.scaling)  # NRRD has no scaling: physical values
     if data.dtype.str not in NRRD_TYPES:
         raise NotRepresentableError(
             f"NRRD has no type for {data.dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)", path=p
