@@ -95,7 +95,8 @@ def convert_one(
         raise CLIError(f"--seg needs an .mla output, not {dst}")
     convert_file = _converter()
     try:
-        convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel, keep_raw=keep_raw)
+        extra = {"keep_raw": True} if keep_raw else {}
+        convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel, **extra)
     except ModuleNotFoundError as exc:
         if isinstance(exc, MLArrayError):  # already says what to install
             raise
