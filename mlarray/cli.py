@@ -155,12 +155,21 @@ def validate(
     paths: Annotated[
         list[Path], typer.Argument(metavar="PATH", help="Files to check; directories are searched for *.mla.")
     ],
-    deep: Annotated[bool, typer.Option("--deep", help="Also decompress every chunk and check the digest.")] = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep/--quick",
+            help="--deep (the default): also check the digest and decompress every chunk, so 'valid' means the "
+            "file loads completely. --quick: only the frame structure and the header.",
+        ),
+    ] = True,
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
     """Check files against the specification; list every problem with its location and code.
 
+    By default every chunk is decompressed and the digest checked (with a progress bar for
+    big files on a terminal); --quick reads only the frame and the header.
     Exit status: 0 when every file is valid, 1 when any is invalid, 2 on usage errors.
     """
     with _errors(ctx, verbose):
@@ -169,7 +178,7 @@ def validate(
             typer.echo(f"warning: no .mla files under {directory}", err=True)
         if not files:
             raise typer.BadParameter("no .mla files to validate", param_hint="PATH")
-        reports: list[Report] = [validate_file(f, deep=deep) for f in files]
+        reports: list[Report] = [_validate_one(f, deep, show_progress=not as_json) for f in files]
         if as_json:
             typer.echo(dumps([r.to_json() for r in reports]))
         else:
@@ -179,6 +188,27 @@ def validate(
             typer.echo(summary_line(reports))
         if not all(r.valid for r in reports):
             raise typer.Exit(1)
+
+
+PROGRESS_MIN_BYTES = 64 << 20
+"""Files at least this big get a progress bar during deep validation (on a terminal)."""
+
+
+def _validate_one(path: Path, deep: bool, *, show_progress: bool) -> Report:
+    """:func:`validate_file`, with a transient progress bar on stderr for a big file on a terminal."""
+    console = Console(stderr=True)
+    try:
+        big = path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES
+    except OSError:
+        big = False
+    if not (deep and show_progress and big and console.is_terminal):
+        return validate_file(path, deep=deep)
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"checking {path.name}", total=None)
+        return validate_file(
+            path, deep=True, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
 
 
 # --------------------------------------------------------------------------- header, info, schema

@@ -3,12 +3,15 @@
 :func:`validate_file` never raises for a bad file: it returns a :class:`Report`
 listing each problem with its location and its code (the codes of
 :mod:`mlarray.errors`, and for header problems the kinds of
-:data:`mlarray.models.PROBLEM_KINDS`). ``deep=True`` also decompresses every chunk.
+:data:`mlarray.models.PROBLEM_KINDS`). By default the check is *deep*: the digest is
+verified and every chunk decompressed, so "valid" means the whole file loads;
+``deep=False`` reads only the frame structure and the header.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +56,24 @@ def _problems_of(exc: MLArrayError) -> list[Problem]:
     return [Problem("file", exc.code, str(exc))]
 
 
-def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report:
-    """Validate one file: frame, header encoding, schema, semantic rules; with ``deep`` every chunk."""
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: called as deep validation goes (chunk checks, each chunk, the digest)."""
+
+
+def validate_file(path: str | os.PathLike[str], *, deep: bool = True, progress: Progress | None = None) -> Report:
+    """Validate one file: frame, header encoding, schema, semantic rules; and, ``deep`` (the default),
+    the integrity digest and every chunk.
+
+    Parameters
+    ----------
+    path : path
+        The ``.mla`` file.
+    deep : bool
+        ``False`` reads only the frame structure and the header, never the array data.
+    progress : callable, optional
+        ``progress(done, total)`` after the structural chunk checks, after each chunk and after
+        the digest (deep only).
+    """
     p = os.fspath(path)
     report = Report(path=p)
     try:
@@ -63,9 +82,14 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = False) -> Report
         if deep:  # spec 8, steps 10-12: chunks checked, then decompressed, then the digest
             DataSection(p, head.frame).check_all()
             nd = open_frame(p, "r", {"nthreads": 1})  # metadata-only frames too: what open() would do
+            total = (nd.schunk.nchunks if head.meta.array is not None else 0) + 2
+            if progress is not None:
+                progress(1, total)
             if head.meta.array is not None:
-                _check_chunks(nd, p)
+                _check_chunks(nd, p, progress, total)
             verify_digest(p, head.meta)
+            if progress is not None:
+                progress(total, total)
     except HeaderEncodingError as exc:
         report.problems.extend(_legacy_problems(p) or _problems_of(exc))
     except MLArrayError as exc:
@@ -97,7 +121,7 @@ def _legacy_problems(path: str) -> list[Problem]:
     ]
 
 
-def _check_chunks(nd: Any, path: str) -> None:
+def _check_chunks(nd: Any, path: str, progress: Progress | None = None, total: int = 0) -> None:
     """Decompress every chunk of the frame; any failure is a corrupt frame."""
     from mlarray.errors import CorruptFrameError
 
@@ -107,6 +131,8 @@ def _check_chunks(nd: Any, path: str) -> None:
             schunk.decompress_chunk(i)
         except Exception as exc:
             raise CorruptFrameError(f"chunk {i} cannot be decompressed ({exc})", path=path) from None
+        if progress is not None:
+            progress(i + 2, total)
     try:
         np.asarray(nd[tuple(slice(0, 1) for _ in nd.shape)])
     except Exception as exc:

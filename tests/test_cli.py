@@ -199,10 +199,55 @@ def corrupt_first_chunk(path: Path) -> None:
 
 def test_deep_validation_decompresses_the_chunks(sample: Path) -> None:
     corrupt_first_chunk(sample)
-    assert run("validate", sample).exit_code == 0  # only header and frame structure are read
-    deep = run("validate", sample, "--deep", "--json")
+    assert run("validate", sample, "--quick").exit_code == 0  # only header and frame structure are read
+    deep = run("validate", sample, "--json")  # deep by default
     assert deep.exit_code == 1
     assert json.loads(deep.stdout)[0]["code"] in {"CORRUPT_FRAME", "DIGEST_MISMATCH"}
+
+
+@pytest.mark.parametrize("case", ["corrupt-chunk-nbytes", "digest-mismatch"])
+def test_validate_is_deep_by_default_on_the_suites_broken_files(case: str) -> None:
+    """The suite's MUST/SHOULD-reject files are invalid to a plain `mlarray validate`; --quick only reads headers."""
+    path = ROOT / "conformance" / "cases" / "invalid" / f"{case}.mla"
+    expected = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))["error"]
+    result = run("validate", path, "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)[0]["code"] == expected
+    assert run("validate", path, "--quick").exit_code == 0
+
+
+def test_deep_validation_reports_progress(tmp_path: Path) -> None:
+    sample = tmp_path / "chunked.mla"
+    MLArray(np.arange(24 * 40, dtype=np.int32).reshape(24, 40), chunk_size=(8, 16), block_size=(4, 8)).save(sample)
+    seen: list[tuple[int, int]] = []
+    report = validate_file(sample, progress=lambda done, total: seen.append((done, total)))
+    assert report.valid
+    total = seen[0][1]
+    assert total == 3 * 3 + 2  # the chunk checks, nine chunks, the digest
+    assert seen == [(done, total) for done in range(1, total + 1)]
+    assert validate_file(sample, deep=False, progress=lambda *_: seen.append((-1, -1))).valid
+    assert (-1, -1) not in seen
+
+
+def test_directories_and_missing_paths_say_so(tmp_path: Path) -> None:
+    (tmp_path / "folder.mla").mkdir()
+    for call in (MLArray.open, MLArray.load):
+        with pytest.raises(mlarray.InvalidArgumentError, match="is a directory"):
+            call(tmp_path / "folder.mla")
+        with pytest.raises(mlarray.InvalidArgumentError, match="is a directory"):
+            call(tmp_path)
+        with pytest.raises(mlarray.MLArrayFileNotFoundError):
+            call(tmp_path / "missing")
+        with pytest.raises(mlarray.MLArrayFileNotFoundError):
+            call(tmp_path / "no-such-dir" / "scan.mla")
+    with pytest.raises(mlarray.InvalidArgumentError, match="is a directory"):
+        MLArray(np.zeros(3)).save(tmp_path)
+    with pytest.raises(mlarray.MLArrayFileNotFoundError, match="does not exist"):
+        MLArray(np.zeros(3)).save(tmp_path / "no-such-dir" / "scan.mla")
+    result = run("info", tmp_path / "missing")
+    assert result.exit_code != 0 and "FILE_NOT_FOUND" in result.output, result.output
+    result = run("header", tmp_path)
+    assert result.exit_code != 0 and "is a directory" in result.output, result.output
 
 
 def test_header_info_and_validate_never_read_the_array(sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,7 +259,7 @@ def test_header_info_and_validate_never_read_the_array(sample: Path, monkeypatch
     corrupt_first_chunk(sample)
     assert run("header", sample).exit_code == 0
     assert run("info", sample).exit_code == 0
-    assert run("validate", sample).exit_code == 0
+    assert run("validate", sample, "--quick").exit_code == 0
     assert run("validate", sample, "--deep").exit_code == 1
 
 

@@ -161,3 +161,54 @@ def test_scaling_member_of_schema_1_1() -> None:
     )
     newer = parse_header({"schema_version": "1.4", "scaling": {**scaling, "from_1_4": True}})
     assert newer.scaling == Scaling(**scaling)
+
+
+PYDANTIC_WORDS = (
+    "Input should",
+    "Field required",
+    "Value error",
+    "String should",
+    "dictionary",
+    "pydantic",
+    "List should",
+)
+
+
+@pytest.mark.parametrize(
+    ("bad", "loc", "kind", "text"),
+    [
+        ({"spatial": {"spacing": ["a", 1.0]}}, "spatial.spacing.0", "wrong_type", "expected a number, got a string"),
+        (
+            {"array": {"shape": [1.5], "dtype": "<i2"}},
+            "array.shape.0",
+            "wrong_type",
+            "expected an integer, got a number",
+        ),
+        ({"array": {"shape": [2], "dtype": "<x2"}}, "array.dtype", "invalid_value", "must be one of '|b1'"),
+        ({"bbox": {"bboxes": [[[1, 2]]], "labels": [1.5]}}, "bbox.labels.0", "wrong_type", "a string or an integer"),
+        ({"writer": {"name": "", "version": "1"}}, "writer.name", "out_of_range", "must not be empty"),
+        ({"writer": {"name": "x"}}, "writer.version", "missing_field", "mandatory member is missing"),
+        ({"stats": {"std": -1.0}}, "stats.std", "out_of_range", "must be at least 0"),
+        ({"is_seg": 1}, "is_seg", "wrong_type", "expected a boolean"),
+        ({"extra": []}, "extra", "wrong_type", "expected an object, got an array"),
+        ({"colour": "red"}, "colour", "unknown_field", "unknown member"),
+        ({"spatial": {"spacing": [0.0, 1.0]}}, "spatial.spacing.0", "out_of_range", "must be greater than 0"),
+        ({"spatial": {"spacing": [math.nan, 1.0]}}, "spatial.spacing.0", "not_finite", "not a finite number"),
+        ({"spatial": {"origin": [math.inf, 1.0]}}, "spatial.origin.0", "not_finite", "not finite"),
+    ],
+)
+def test_problems_are_worded_in_the_specs_terms(bad: dict[str, object], loc: str, kind: str, text: str) -> None:
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header({"schema_version": "1.1", **bad})
+    problems = info.value.problems
+    assert [(p.loc, p.code) for p in problems] == [(loc, kind)], problems
+    assert text in problems[0].message
+    assert not any(word in str(info.value) for word in PYDANTIC_WORDS), str(info.value)
+
+
+def test_nan_spacing_given_to_the_api_says_not_finite() -> None:
+    from mlarray import MLArray
+
+    with pytest.raises(HeaderValidationError, match="not a finite number") as info:
+        MLArray(np.zeros((2, 2, 2)), spacing=[math.nan, 1.0, 1.0])
+    assert "binary64" not in str(info.value)

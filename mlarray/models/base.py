@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationErro
 from pydantic_core import core_schema
 
 from mlarray.errors import HeaderValidationError, Problem
+from mlarray.models.messages import is_union_tag, message
 
 _LENIENT: ContextVar[bool] = ContextVar("mlarray_ignore_unknown_fields", default=False)
 
@@ -91,11 +92,11 @@ def _kind(error_type: str) -> str:
 
 
 def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
-    """Convert a pydantic ``ValidationError`` into mlarray :class:`Problem` records."""
-    out = []
+    """Convert a pydantic ``ValidationError`` into mlarray :class:`Problem` records, in the spec's words."""
+    out: list[Problem] = []
     for item in error.errors(include_url=False):
-        loc = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        message = str(item["msg"]).removeprefix("Value error, ")
+        parts = [part for part in item["loc"] if not is_union_tag(part)]
+        loc = ".".join(str(part) for part in (prefix, *parts) if part != "")
         ctx = item.get("ctx") or {}
         inner = ctx.get("error")
         kind = _kind(item["type"])
@@ -104,8 +105,22 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
                 sub_loc = ".".join(part for part in (loc, sub.loc) if part).replace(".[", "[")
                 out.append(Problem(loc=sub_loc, code=sub.code, message=sub.message))
             continue
-        out.append(Problem(loc=loc, code=kind, message=message))
+        text = message(item["type"], ctx, item.get("input"), str(item["msg"]))
+        _add(out, Problem(loc=loc, code=kind, message=text))
     return out
+
+
+def _add(problems: list[Problem], new: Problem) -> None:
+    """Append ``new``; the branches of a union (``string or integer``) become one problem."""
+    last = problems[-1] if problems else None
+    if last is not None and (last.loc, last.code) == (new.loc, new.code):
+        if last.message == new.message:
+            return
+        if new.code == "wrong_type" and ", got " in last.message and ", got " in new.message:
+            wanted, got = last.message.rsplit(", got ", 1)
+            problems[-1] = Problem(last.loc, last.code, f"{wanted} or {new.message.split(', got ')[0][9:]}, got {got}")
+            return
+    problems.append(new)
 
 
 def _fits_binary64(value: int) -> bool:
@@ -132,8 +147,10 @@ def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
             stack.extend((v, f"{where}.{i}") for i, v in enumerate(node))
         elif isinstance(node, int) and not isinstance(node, bool) and not _fits_binary64(node):
             out.append(Problem(where, "not_finite", "the integer is beyond the binary64 range"))
+        elif isinstance(node, float) and math.isnan(node):
+            out.append(Problem(where, "not_finite", "NaN is not a finite number (JSON has no NaN)"))
         elif isinstance(node, float) and not math.isfinite(node):
-            out.append(Problem(where, "not_finite", "the number is beyond the binary64 range"))
+            out.append(Problem(where, "not_finite", "the number is not finite (beyond the binary64 range)"))
     return out
 
 

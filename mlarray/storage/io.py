@@ -61,15 +61,24 @@ _FILTERS = {
 
 
 def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
-    """Return ``path`` as a string after checking its extension (and existence)."""
+    """Return ``path`` as a string after checking it names an (existing) ``.mla`` file.
+
+    A path that does not exist is ``FILE_NOT_FOUND`` and a directory is refused as a
+    directory, whatever their names end in; only then does the extension count.
+    """
     p = os.fspath(path)
+    if os.path.isdir(p):
+        raise InvalidArgumentError("is a directory, not an .mla file", path=p)
+    if must_exist and not os.path.exists(p):
+        raise MLArrayFileNotFoundError("no such file", path=p)
+    if not must_exist:
+        parent = os.path.dirname(p) or "."
+        if not os.path.isdir(parent):
+            raise MLArrayFileNotFoundError(f"the directory {parent!r} does not exist", path=p)
     if not p.endswith(EXTENSION):
         raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=p)
-    if must_exist:
-        if not os.path.exists(p):
-            raise MLArrayFileNotFoundError("no such file", path=p)
-        if not os.path.isfile(p):
-            raise InvalidArgumentError("not a regular file", path=p)
+    if must_exist and not os.path.isfile(p):
+        raise InvalidArgumentError("not a regular file", path=p)
     return p
 
 
