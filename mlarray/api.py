@@ -46,6 +46,7 @@ from mlarray.storage.io import (
 )
 from mlarray.storage.locking import FileLock, ensure_unlocked
 from mlarray.versions import SCHEMA_VERSION
+from mlarray.writing import assign
 
 MMAP_MODES = ("r", "r+", "c")
 WRITER = "mlarray"
@@ -375,15 +376,15 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             raise ReadOnlyError("the array was opened with mmap_mode='r'; open it with 'r+' to write", path=self._path)
         if isinstance(value, MLArray):
             value = value.to_numpy()
-        if self._nd is not None and isinstance(value, np.ndarray):
-            value = np.ascontiguousarray(value)  # blosc2 only accepts C-contiguous buffers
         if self._chunks is not None:
             self._chunks.check_all() if self._mode == "c" and not self._dirty else self._chunks.check_key(key)
         if self._mode == "c" and not self._dirty:
             data = self._nd = private_copy(self._nd, self._path)
-        data[key] = value
-        if self._nd is not None:
-            self._dirty = True
+        if self._nd is None:
+            data[key] = value
+            return
+        assign(data, key, value, path=self._path)  # NumPy's semantics and errors; nothing written on error
+        self._dirty = True
 
     def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:
         """The whole array as a NumPy array (decompressed for a file-backed array).

@@ -63,20 +63,23 @@ _FILTERS = {
 def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
     """Return ``path`` as a string after checking it names an (existing) ``.mla`` file.
 
-    A path that does not exist is ``FILE_NOT_FOUND`` and a directory is refused as a
-    directory, whatever their names end in; only then does the extension count.
+    A directory is refused as a directory and a path in a directory that does not exist
+    (or a missing path without any extension, a mistyped directory) is
+    ``FILE_NOT_FOUND``, before the extension is checked.
     """
     p = os.fspath(path)
     if os.path.isdir(p):
         raise InvalidArgumentError("is a directory, not an .mla file", path=p)
-    if must_exist and not os.path.exists(p):
-        raise MLArrayFileNotFoundError("no such file", path=p)
-    if not must_exist:
-        parent = os.path.dirname(p) or "."
-        if not os.path.isdir(parent):
-            raise MLArrayFileNotFoundError(f"the directory {parent!r} does not exist", path=p)
+    parent = os.path.dirname(p) or "."
+    if not os.path.isdir(parent):
+        raise MLArrayFileNotFoundError(f"the directory {parent!r} does not exist", path=p)
+    missing = must_exist and not os.path.exists(p)
+    if missing and (p.endswith(os.sep) or "." not in os.path.basename(p)):
+        raise MLArrayFileNotFoundError("no such file or directory", path=p)
     if not p.endswith(EXTENSION):
         raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=p)
+    if missing:
+        raise MLArrayFileNotFoundError("no such file", path=p)
     if must_exist and not os.path.isfile(p):
         raise InvalidArgumentError("not a regular file", path=p)
     return p

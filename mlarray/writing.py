@@ -1,0 +1,160 @@
+"""Writes into a file-backed array that follow NumPy exactly: ``image[key] = value``.
+
+python-blosc2 assigns only part of what NumPy does (a value with too many elements is
+cut short; integer lists, boolean masks and mixed fancy keys raise raw blosc2 errors).
+Here every write is a read-modify-write of the smallest box of step-1 slices that holds
+the selected elements:
+
+1. NumPy itself performs the assignment on a stand-in of the array's shape and type
+   that occupies one element, so key, broadcasting and casting are checked by NumPy,
+   with NumPy's errors;
+2. the box is decompressed into an ndarray and the value assigned into it;
+3. only then is the box written back, so a failing write changes nothing.
+
+NumPy's errors are raised as typed mlarray errors (code ``INVALID_ARGUMENT``) that still
+inherit NumPy's builtin exception, so ``except IndexError`` keeps working. A write that
+fills its box completely (step-1 slices and integers) skips the read. Scattered fancy
+indices make a large box; like every read it is bounded by the machine's memory
+(``RESOURCE_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mlarray.errors import InvalidArgumentError
+from mlarray.reading import check_result_size
+
+Array = np.ndarray[Any, Any]
+
+
+class InvalidIndexError(InvalidArgumentError, IndexError):
+    """NumPy refuses the key (out of bounds, too many indices, mask of the wrong shape)."""
+
+
+class InvalidKeyTypeError(InvalidArgumentError, TypeError):
+    """The key or the value has a type NumPy cannot index or assign with."""
+
+
+class ValueOverflowError(InvalidArgumentError, OverflowError):
+    """A value does not fit the array's integer type (NumPy 2 refuses, e.g. 300 into uint8)."""
+
+
+def _typed(exc: Exception, path: str | None) -> InvalidArgumentError:
+    """NumPy's exception as the matching typed mlarray error, with NumPy's own message."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, IndexError):
+        return InvalidIndexError(message, path=path)
+    if isinstance(exc, OverflowError):
+        return ValueOverflowError(message, path=path)
+    if isinstance(exc, TypeError):
+        return InvalidKeyTypeError(message, path=path)
+    return InvalidArgumentError(message, path=path)
+
+
+def _is_basic(key: tuple[Any, ...]) -> bool:
+    """Whether ``key`` holds only integers, slices, ``...`` and ``None`` (no fancy or boolean indexing)."""
+    for part in key:
+        if part is None or part is Ellipsis or isinstance(part, slice):
+            continue
+        if isinstance(part, (int, np.integer)) and not isinstance(part, (bool, np.bool_)):
+            continue
+        return False
+    return True
+
+
+def _basic_box(shape: tuple[int, ...], key: tuple[Any, ...]) -> tuple[tuple[slice, ...], tuple[Any, ...]] | None:
+    """For a valid basic ``key``: the step-1 box it touches and the same key relative to the box.
+
+    ``None`` when the key selects nothing.
+    """
+    n_axes = sum(1 for part in key if part is not None and part is not Ellipsis)
+    parts: list[Any] = []
+    for part in key:
+        if part is Ellipsis:
+            parts += [slice(None)] * (len(shape) - n_axes)
+        else:
+            parts.append(part)
+    box: list[slice] = []
+    relative: list[Any] = []
+    axis = 0
+    for part in parts:
+        if part is None:
+            relative.append(None)
+            continue
+        size = shape[axis]
+        if isinstance(part, slice):
+            span = range(*part.indices(size))
+            if len(span) == 0:
+                return None
+            low, high = min(span[0], span[-1]), max(span[0], span[-1])
+            stop = span.stop - low
+            relative.append(slice(span.start - low, stop if stop >= 0 else None, span.step))
+        else:
+            low = high = int(part) + size if int(part) < 0 else int(part)
+            relative.append(0)
+        box.append(slice(low, high + 1))
+        axis += 1
+    box += [slice(0, n) for n in shape[axis:]]
+    return tuple(box), tuple(relative)
+
+
+def _fancy_box(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], tuple[Array, ...]] | None:
+    """For a key with arrays or masks: the box of the selected elements and their coordinates in it.
+
+    The coordinates along each axis come from indexing a zero-byte view that holds the
+    axis index, so NumPy does all the work (and duplicate indices keep NumPy's order).
+    """
+    coords = []
+    for axis, size in enumerate(shape):
+        positions = np.arange(size, dtype=np.intp).reshape([-1 if k == axis else 1 for k in range(len(shape))])
+        coords.append(np.broadcast_to(positions, shape)[key])
+    if coords[0].size == 0:
+        return None
+    box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
+    relative = tuple(c - b.start for c, b in zip(coords, box, strict=True))
+    return box, relative
+
+
+def assign(nd: Any, key: Any, value: Any, *, path: str | None = None) -> None:
+    """``nd[key] = value`` for a writable blosc2 NDArray, exactly as NumPy assigns into an ndarray.
+
+    Raises
+    ------
+    InvalidIndexError, InvalidKeyTypeError, ValueOverflowError, InvalidArgumentError
+        Whatever NumPy raises for the same assignment (``IndexError``, ``TypeError``,
+        ``OverflowError``, ``ValueError``), typed; nothing is written.
+    ResourceLimitError
+        The box to rewrite would not fit in memory.
+    """
+    shape = tuple(nd.shape)
+    dtype = np.dtype(nd.dtype)
+    # NumPy runs the very same assignment on a writable array of the right shape and type whose
+    # elements all share one scratch element: its checks of key and value, and its errors, are exact.
+    stand_in = np.lib.stride_tricks.as_strided(
+        np.zeros(1, dtype=dtype), shape=shape, strides=(0,) * len(shape), writeable=True
+    )
+    try:
+        stand_in[key] = value
+        target = np.empty(np.shape(stand_in[key]), dtype=dtype)
+        target[...] = value  # the value in the shape of the selection
+    except (IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise _typed(exc, path) from None
+    parts = key if isinstance(key, tuple) else (key,)
+    found: Any = _basic_box(shape, parts) if _is_basic(parts) else _fancy_box(shape, key)
+    if found is None:
+        return  # nothing selected, and the value broadcast: NumPy writes nothing either
+    box, relative = found
+    box_shape = tuple(b.stop - b.start for b in box)
+    if target.size == math.prod(box_shape) and all(
+        r is None or isinstance(r, int) or (isinstance(r, slice) and r.step == 1) for r in relative
+    ):
+        block = target.reshape(box_shape)  # the write fills its box in order: nothing to read
+    else:
+        check_result_size(shape, dtype, box, path)
+        block = np.array(nd[box], dtype=dtype).reshape(box_shape)
+        block[relative] = target
+    nd[box] = np.ascontiguousarray(block)
