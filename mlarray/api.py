@@ -34,7 +34,7 @@ from mlarray.errors import (
 )
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, parse_header
-from mlarray.reading import check_result_size, decompress_all, private_copy
+from mlarray.reading import check_result_size, decompress_all
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.io import (
@@ -46,7 +46,7 @@ from mlarray.storage.io import (
 )
 from mlarray.storage.locking import FileLock, ensure_unlocked
 from mlarray.versions import SCHEMA_VERSION
-from mlarray.writing import assign
+from mlarray.writing import PrivateChunks, assign
 
 MMAP_MODES = ("r", "r+", "c")
 WRITER = "mlarray"
@@ -234,7 +234,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         for _ in range(8):
             lock = FileLock(p) if mmap_mode == "r+" else None
             try:
-                # 'c' maps read-only; the first write switches to an in-memory copy (see __setitem__).
+                # 'c' maps read-only; written chunks are kept in memory (see __setitem__).
                 frame_mode = "r" if mmap_mode == "c" else mmap_mode
                 head, nd = open_checked(p, frame_mode, dparams if dparams is not None else {"nthreads": 1})
             except BaseException as exc:
@@ -376,14 +376,15 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             raise ReadOnlyError("the array was opened with mmap_mode='r'; open it with 'r+' to write", path=self._path)
         if isinstance(value, MLArray):
             value = value.to_numpy()
-        if self._chunks is not None:
-            self._chunks.check_all() if self._mode == "c" and not self._dirty else self._chunks.check_key(key)
-        if self._mode == "c" and not self._dirty:
-            data = self._nd = private_copy(self._nd, self._path)
+        check = self._chunks.check_key if self._chunks is not None else None
+        if check is not None:
+            check(key)  # spec 4.4.6: the chunks a write touches are checked before blosc2 sees them
+        if self._mode == "c" and not isinstance(self._nd, PrivateChunks):
+            data = self._nd = PrivateChunks(self._nd, self._path, check)  # written chunks stay in memory
         if self._nd is None:
             data[key] = value
             return
-        assign(data, key, value, path=self._path)  # NumPy's semantics and errors; nothing written on error
+        assign(data, key, value, path=self._path, check=check)  # NumPy's semantics and errors; nothing written on error
         self._dirty = True
 
     def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:

@@ -20,7 +20,9 @@ indices make a large box; like every read it is bounded by the machine's memory
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -119,7 +121,11 @@ def _fancy_box(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], tup
     return box, relative
 
 
-def assign(nd: Any, key: Any, value: Any, *, path: str | None = None) -> None:
+Check = Callable[[tuple[slice, ...]], None]
+"""Called with a box of step-1 slices before its chunks are read (the data-section checks of spec 4.4)."""
+
+
+def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Check | None = None) -> None:
     """``nd[key] = value`` for a writable blosc2 NDArray, exactly as NumPy assigns into an ndarray.
 
     Raises
@@ -155,6 +161,96 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None) -> None:
         block = target.reshape(box_shape)  # the write fills its box in order: nothing to read
     else:
         check_result_size(shape, dtype, box, path)
+        if check is not None:
+            check(box)
         block = np.array(nd[box], dtype=dtype).reshape(box_shape)
         block[relative] = target
     nd[box] = np.ascontiguousarray(block)
+
+
+def _selection(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], Any] | None:
+    """The step-1 box a valid key touches and the key relative to it (``None``: nothing selected)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return _basic_box(shape, parts) if _is_basic(parts) else _fancy_box(shape, key)
+
+
+class PrivateChunks:
+    """The array of a file opened with ``mmap_mode='c'``: reads from the mapping, writes kept in memory.
+
+    A write loads the chunks it touches (decompressed) into a private store and changes
+    them there; the file and the mapping are never written. Reads combine the mapping with
+    the private chunks. Memory grows with the chunks written to, not with the file.
+    """
+
+    def __init__(self, nd: Any, path: str | None, check: Check | None = None) -> None:
+        self._nd = nd
+        self._path = path
+        self._check = check
+        self.shape: tuple[int, ...] = tuple(nd.shape)
+        self.dtype = np.dtype(nd.dtype)
+        self.chunks: tuple[int, ...] = tuple(nd.chunks)
+        self.blocks: tuple[int, ...] = tuple(nd.blocks)
+        self.private: dict[tuple[int, ...], Array] = {}
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def schunk(self) -> Any:
+        """The mapped frame's super-chunk (compression parameters; the data may differ)."""
+        return self._nd.schunk
+
+    def _chunk_box(self, index: tuple[int, ...]) -> tuple[slice, ...]:
+        return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, self.chunks, self.shape, strict=True))
+
+    def _chunks_in(self, box: tuple[slice, ...]) -> list[tuple[int, ...]]:
+        """Grid indices of the chunks that ``box`` touches."""
+        ranges = [range(b.start // c, (b.stop - 1) // c + 1) for b, c in zip(box, self.chunks, strict=True)]
+        return list(itertools.product(*ranges))
+
+    @staticmethod
+    def _overlap(box: tuple[slice, ...], chunk: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+        """The common part of ``box`` and ``chunk``, relative to each."""
+        lows = [max(b.start, c.start) for b, c in zip(box, chunk, strict=True)]
+        highs = [min(b.stop, c.stop) for b, c in zip(box, chunk, strict=True)]
+        in_box = tuple(slice(lo - b.start, hi - b.start) for lo, hi, b in zip(lows, highs, box, strict=True))
+        in_chunk = tuple(slice(lo - c.start, hi - c.start) for lo, hi, c in zip(lows, highs, chunk, strict=True))
+        return in_box, in_chunk
+
+    def _read_box(self, box: tuple[slice, ...]) -> Array:
+        if self._check is not None:
+            self._check(box)
+        out = np.array(self._nd[box], dtype=self.dtype).reshape([b.stop - b.start for b in box])
+        for index in self._chunks_in(box):
+            if index in self.private:
+                in_box, in_chunk = self._overlap(box, self._chunk_box(index))
+                out[in_box] = self.private[index][in_chunk]
+        return out
+
+    def __getitem__(self, key: Any) -> Any:
+        if not self.private:
+            return self._nd[key]
+        found = _selection(self.shape, key)
+        if found is None:
+            probe = np.lib.stride_tricks.as_strided(np.zeros(1, self.dtype), self.shape, (0,) * len(self.shape))
+            return np.empty(np.shape(probe[key]), dtype=self.dtype)
+        box, relative = found
+        return self._read_box(box)[relative]
+
+    def __setitem__(self, box: tuple[slice, ...], block: Array) -> None:
+        """Write ``block`` into the step-1 ``box`` (what :func:`assign` does), in private chunks."""
+        for index in self._chunks_in(box):
+            chunk_box = self._chunk_box(index)
+            chunk = self.private.get(index)
+            if chunk is None:
+                if self._check is not None:
+                    self._check(chunk_box)
+                chunk = np.array(self._nd[chunk_box], dtype=self.dtype).reshape([c.stop - c.start for c in chunk_box])
+            in_box, in_chunk = self._overlap(box, chunk_box)
+            chunk[in_chunk] = block[in_box]
+            self.private[index] = chunk
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Array:
+        out = self[...]
+        return np.asarray(out, dtype=dtype)

@@ -133,3 +133,58 @@ def test_integer_overflow_is_refused_like_numpy(tmp_path: Path) -> None:
     assert isinstance(info.value, ValueOverflowError)
     image[0] = np.array([300, 1, 2, 3])  # an array is cast unsafely, as NumPy does
     assert image.to_numpy()[0].tolist() == [44, 1, 2, 3]
+
+
+@settings(max_examples=40)
+@given(data=st.data())
+def test_copy_on_write_matches_numpy_and_keeps_the_file(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.mla"
+        MLArray(BASE, **LAYOUT).save(path)
+        before = path.read_bytes()
+        image = MLArray.open(path, mmap_mode="c")
+        expected = BASE.copy()
+        for _ in range(data.draw(st.integers(1, 3), label="writes")):
+            key = data.draw(keys(), label="key")
+            try:
+                result_shape = BASE[key].shape
+            except (IndexError, TypeError, ValueError):
+                continue
+            value = data.draw(values(result_shape), label="value")
+            try:
+                expected[key] = value
+            except (IndexError, TypeError, ValueError, OverflowError) as exc:
+                with pytest.raises(type(exc)):
+                    image[key] = value
+                continue
+            image[key] = value
+            np.testing.assert_array_equal(image.to_numpy(), expected)
+            probe = data.draw(keys(), label="read")
+            try:
+                want = expected[probe]
+            except (IndexError, TypeError, ValueError):
+                continue
+            np.testing.assert_array_equal(image[probe], want)
+        image.close()
+        assert path.read_bytes() == before
+
+
+def test_copy_on_write_keeps_only_the_written_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "big.mla"
+    data = np.arange(32 * 32 * 32, dtype=np.int32).reshape(32, 32, 32)
+    MLArray(data, chunk_size=(8, 8, 8), block_size=(4, 4, 4)).save(path)
+    image = MLArray.open(path, mmap_mode="c")
+    image[0, 0, 0] = -1
+    image[9:11, 0, 0] = -2  # one chunk along axis 0: [8, 16)
+    private = image._nd.private
+    assert sorted(private) == [(0, 0, 0), (1, 0, 0)]  # 2 of 64 chunks, decompressed in memory
+    expected = data.copy()
+    expected[0, 0, 0], expected[9:11, 0, 0] = -1, -2
+    np.testing.assert_array_equal(image.to_numpy(), expected)
+    np.testing.assert_array_equal(image[8:12, :2, 0], expected[8:12, :2, 0])
+    np.testing.assert_array_equal(image[[0, 9, 31], 0, 0], expected[[0, 9, 31], 0, 0])
+    copy = tmp_path / "copy.mla"
+    image.save(copy)
+    np.testing.assert_array_equal(MLArray.load(copy).to_numpy(), expected)
+    image.close()
+    np.testing.assert_array_equal(MLArray.load(path).to_numpy(), data)
