@@ -315,12 +315,19 @@ def _run_jobs(jobs: list[Job], options: dict[str, Any], as_json: bool) -> None:
         typer.echo(dumps([job.to_json() for job in jobs]))
     else:
         for job in jobs:
-            typer.echo(job_line(str(job.src), str(job.dst), job.ok, job.code, job.error))
-        failed = sum(not job.ok for job in jobs)
-        typer.echo(
-            f"converted {len(jobs) - failed} of {len(jobs)} file{'s' if len(jobs) != 1 else ''}, {failed} failed"
-        )
-    if not all(job.ok for job in jobs):
+            if job.skipped and job.ok is None:
+                typer.echo(f"skipped {job.src}: {job.error}")
+            else:
+                typer.echo(job_line(str(job.src), str(job.dst or ""), job.ok, job.code, job.error))
+        tried = [job for job in jobs if not job.skipped]
+        failed = sum(not job.ok for job in tried)
+        skipped = len(jobs) - len(tried)
+        line = f"converted {len(tried) - failed} of {len(tried)} file{'s' if len(tried) != 1 else ''}, {failed} failed"
+        if skipped:
+            strict = any(job.skipped and job.ok is False for job in jobs)
+            line += f", {skipped} skipped (unsupported{', failed with --strict' if strict else ''})"
+        typer.echo(line)
+    if not all(job.ok or (job.skipped and job.ok is None) for job in jobs):
         raise typer.Exit(1)
 
 
@@ -353,6 +360,9 @@ def convert(
             help="Store a scaled source's raw values (with the scaling in the header) instead of physical values.",
         ),
     ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="In batch mode, count files of unsupported formats as failures.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -382,7 +392,7 @@ def convert(
                 typer.echo(f"ok      {src} -> {dst}")
                 return
             paths, out_dir = [src], dst
-        jobs = plan(paths, out_dir, to)
+        jobs = plan(paths, out_dir, to, strict=strict)
         if not jobs:
             raise typer.BadParameter("no convertible files found in the inputs", param_hint="PATH")
         out_dir.mkdir(parents=True, exist_ok=True)

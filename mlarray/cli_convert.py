@@ -115,13 +115,21 @@ class Job:
     """One conversion of a batch and its outcome."""
 
     src: Path
-    dst: Path
+    dst: Path | None
     ok: bool | None = None
     code: str | None = None
     error: str | None = None
+    skipped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"src": str(self.src), "dst": str(self.dst), "ok": self.ok, "code": self.code, "error": self.error}
+        return {
+            "src": str(self.src),
+            "dst": None if self.dst is None else str(self.dst),
+            "ok": self.ok,
+            "code": self.code,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
 
 
 def find_inputs(root: Path) -> list[Path]:
@@ -135,11 +143,30 @@ def find_inputs(root: Path) -> list[Path]:
     return found
 
 
-def plan(inputs: Sequence[Path], out_dir: Path, to: str) -> list[Job]:
+def find_unsupported(root: Path) -> list[Path]:
+    """Files under ``root`` that :func:`find_inputs` leaves out: not a convertible format.
+
+    Unfinished saves and the data files of detached NRRD headers (``c.raw`` beside
+    ``c.nhdr``) are not counted: they are parts of inputs, not inputs.
+    """
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        headers = {stem_of(Path(n)) for n in filenames if format_of(n) == ".nhdr"}
+        for name in sorted(filenames):
+            if format_of(name) is not None or name.startswith(".mla-tmp-") or name.split(".")[0] in headers:
+                continue
+            out.append(Path(dirpath) / name)
+    return out
+
+
+def plan(inputs: Sequence[Path], out_dir: Path, to: str, *, strict: bool = False) -> list[Job]:
     """Pair each input (files, or directories walked recursively) with its output in ``out_dir``.
 
     A directory's files keep their relative sub-directories. Outputs that would
-    collide (``a.nii`` and ``a.nii.gz`` -> ``a.mla``) are failed up front.
+    collide (``a.nii`` and ``a.nii.gz`` -> ``a.mla``) are failed up front. Files of a
+    directory that are not a convertible format become *skipped* jobs (failed ones
+    with ``strict``), so a report never hides them.
     """
     ext = to if to.startswith(".") else f".{to}"
     if ext not in FORMATS:
@@ -148,10 +175,23 @@ def plan(inputs: Sequence[Path], out_dir: Path, to: str) -> list[Job]:
     for item in inputs:
         if item.is_dir():
             jobs += [Job(f, out_dir / f.relative_to(item).parent / f"{stem_of(f)}{ext}") for f in find_inputs(item)]
+            jobs += [
+                Job(
+                    f,
+                    None,
+                    ok=False if strict else None,
+                    code="UNSUPPORTED_FORMAT",
+                    error=f"not a format mlarray converts ({', '.join(FORMATS)})",
+                    skipped=True,
+                )
+                for f in find_unsupported(item)
+            ]
         else:
             jobs.append(Job(item, out_dir / f"{stem_of(item)}{ext}"))
     seen: dict[Path, Path] = {}
     for job in jobs:
+        if job.dst is None:
+            continue
         key = job.dst.resolve()
         if key in seen:
             job.ok, job.code = False, "OUTPUT_COLLISION"
@@ -163,7 +203,7 @@ def plan(inputs: Sequence[Path], out_dir: Path, to: str) -> list[Job]:
 
 def run_job(job: Job, **options: Any) -> Job:
     """Run one job, recording success or the error (never raising for a bad file)."""
-    if job.ok is False:
+    if job.ok is False or job.skipped or job.dst is None:
         return job
     try:
         job.dst.parent.mkdir(parents=True, exist_ok=True)

@@ -408,7 +408,7 @@ def test_convert_in_place_and_single_int_patch(sample: Path, volume: np.ndarray)
     result = run("convert", sample, sample, "--patch-size", "6", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == [
-        {"src": str(sample), "dst": str(sample), "ok": True, "code": None, "error": None}
+        {"src": str(sample), "dst": str(sample), "ok": True, "code": None, "error": None, "skipped": False}
     ]
     image = MLArray(sample)
     assert image.meta.layout is not None and image.meta.layout.patch_size == [6, 6, 6]
@@ -564,13 +564,35 @@ def test_convert_batch_directory(tmp_path: Path, sample: Path, fake_converter: l
     result = run("convert", inputs, out, "--clevel", "1")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert lines[-1] == "converted 3 of 4 files, 1 failed"
+    assert lines[-1] == "converted 3 of 4 files, 1 failed, 1 skipped (unsupported)"
     assert f"FAILED  {inputs / 'bad.nrrd'}: cannot represent this image [INVALID_ARGUMENT]" in lines
+    assert any(line.startswith(f"skipped {inputs / 'notes.txt'}: not a format") for line in lines)
+    assert not any("c.raw" in line for line in lines)  # the data file of sub/c.nhdr is part of an input
     assert (out / "a.mla").read_bytes() == b"converted"
     assert (out / "sub" / "c.mla").read_bytes() == b"converted"
     relayout = MLArray(out / "sub" / "d.mla")
     assert relayout.meta.layout is not None and relayout.meta.layout.clevel == 1
     assert sorted(call[0].name for call in fake_converter) == ["a.nii.gz", "bad.nrrd", "c.nhdr", "d.mla"]
+
+
+def test_convert_batch_counts_skipped_files_and_strict_fails_them(
+    tmp_path: Path, fake_converter: list[tuple[Any, ...]]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.nii").write_bytes(b"x")
+    for name in ("scan.dcm", "notes.txt", "b.mhd"):
+        (inputs / name).write_bytes(b"x")
+    relaxed = run("convert", inputs, tmp_path / "out", "--json")
+    assert relaxed.exit_code == 0, relaxed.output
+    report = json.loads(relaxed.stdout)
+    skipped = sorted(Path(j["src"]).name for j in report if j["skipped"])
+    assert skipped == ["b.mhd", "notes.txt", "scan.dcm"] or skipped == ["notes.txt", "scan.dcm"]
+    assert all(j["ok"] is None and j["code"] == "UNSUPPORTED_FORMAT" for j in report if j["skipped"])
+    strict = run("convert", inputs, tmp_path / "out2", "--strict")
+    assert strict.exit_code == 1
+    last = strict.stdout.splitlines()[-1]
+    assert last.startswith("converted 1 of 1 file, 0 failed,") and "failed with --strict" in last
 
 
 def test_convert_batch_inputs_with_out_dir_json(

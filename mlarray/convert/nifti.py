@@ -110,6 +110,7 @@ def read_nifti_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) ->
 
         with ImageOpener(p, "rb") as f:
             raw_header = image_class.header_class.from_fileobj(f, check=False)
+            gap = _gap_before_data(f, raw_header)
         image = image_class.from_filename(p, mmap=False)
         raw = np.asarray(image.dataobj.get_unscaled())
         slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
@@ -145,10 +146,21 @@ def read_nifti_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) ->
         "extensions": [
             {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
         ],
+        "gap_base64": b64encode(gap) if gap else None,
         "sform": _coded(header, "sform"),
         "qform": _coded(header, "qform"),
     }
     return data, Meta(spatial=spatial, source=source, scaling=scaling)
+
+
+def _gap_before_data(f: Any, raw_header: Any) -> bytes:
+    """The bytes between the end of the header extensions and ``vox_offset`` (e.g. a label table).
+
+    ``f`` is positioned right after the extensions (nibabel just read them).
+    """
+    start = f.tell()
+    offset = int(raw_header["vox_offset"])
+    return bytes(f.read(offset - start)) if offset > start else b""
 
 
 def _version(path: str) -> int:
@@ -256,6 +268,10 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
     nib = require("nibabel", p)
     if image.shape is None:
         raise NotRepresentableError("a metadata-only image has no array to write", path=p)
+    if 0 in image.shape:
+        raise NotRepresentableError(
+            f"a 0-size array (shape {list(image.shape)}) has no NIfTI form that other readers (ITK) accept", path=p
+        )
     meta = image.meta
     data = image.to_numpy()
     if meta.scaling is not None:
@@ -304,7 +320,9 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
     _write_geometry(header, meta.spatial, n, data.ndim, p)
     _write_units(header, meta.spatial.axis_units, labels, p)
     with atomic_output(p) as tmp:
-        _write_file(header, data, tmp)
+        _write_file(
+            header, data, tmp, b64decode(str(source["gap_base64"])) if source and source.get("gap_base64") else b""
+        )
 
 
 def _copy_unscaled(header: Any, fields: dict[str, Any]) -> None:
@@ -434,14 +452,17 @@ def _write_units(header: Any, units: list[str] | None, labels: list[str], path: 
     header["xyzt_units"] = (codes[space.pop()] if space else 0) | (time_codes[time.pop()] if time else 0)
 
 
-def _write_file(header: Any, data: np.ndarray[Any, Any], target: str) -> None:
-    """Header, extensions and voxels (Fortran order, in the header's byte order) to ``target``."""
+def _write_file(header: Any, data: np.ndarray[Any, Any], target: str, gap: bytes = b"") -> None:
+    """Header, extensions, the source's bytes before the data, voxels (Fortran order, header byte order)."""
     from nibabel.openers import ImageOpener
 
     out_dtype = header.get_data_dtype()
     header["vox_offset"] = 0  # let nibabel place the data right after the extensions
     with ImageOpener(target, "wb") as f:
+        if gap:
+            header["vox_offset"] = header.single_vox_offset + header.extensions.get_sizeondisk() + len(gap)
         header.write_to(f)
+        f.write(gap)
         offset = int(header["vox_offset"])
         position = f.tell()
         if position < offset:

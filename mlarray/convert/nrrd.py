@@ -49,7 +49,7 @@ from mlarray.convert._geometry import (
 )
 from mlarray.convert._scaling import physical_array
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
-from mlarray.models import Meta, Spatial, is_spatial_label
+from mlarray.models import AXIS_VOCABULARY, Meta, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
 
 FORMAT = "nrrd"
@@ -249,7 +249,16 @@ def nrrd_labels(header: dict[str, Any], ndim: int) -> list[str]:
     """One mlarray axis label per axis: ``spatial`` for spatial axes, else from the axis kind."""
     axes = set(_spatial_axes(header, ndim))
     kinds = header.get("kinds") or [None] * ndim
-    return ["spatial" if k in axes else KIND_LABELS.get(str(kinds[k]), "non_spatial") for k in range(ndim)]
+    names = [str(x) for x in header.get("labels") or []]
+    out = []
+    for k in range(ndim):
+        if k in axes:
+            out.append("spatial")
+        elif len(names) == ndim and names[k] in AXIS_VOCABULARY and not is_spatial_label(names[k]):
+            out.append(names[k])  # written by mlarray for a time axis ITK can only read as a list axis
+        else:
+            out.append(KIND_LABELS.get(str(kinds[k]), "non_spatial"))
+    return out
 
 
 def nrrd_units(header: dict[str, Any], labels: list[str]) -> list[str] | None:
@@ -298,6 +307,10 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
     nrrd = require("nrrd", p)
     if image.shape is None:
         raise NotRepresentableError("a metadata-only image has no array to write", path=p)
+    if image.shape is not None and 0 in image.shape:
+        raise NotRepresentableError(
+            f"a 0-size array (shape {list(image.shape)}) has no NRRD form that other readers (ITK) accept", path=p
+        )
     data = physical_array(image.to_numpy(), image.meta.scaling)  # NRRD has no scaling: physical values
     if data.dtype.str not in NRRD_TYPES:
         raise NotRepresentableError(
@@ -307,13 +320,17 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
     labels = list(spatial.axis_labels or ["spatial"] * data.ndim)
     source = image.meta.source if image.meta.source.get("format") == FORMAT else None
     header = _copied_header(source, data.ndim) if source else {}
+    kinds_made = False  # kinds copied from an NRRD source are kept as they are
     if (source is None and "kinds" not in header) or nrrd_labels(header, data.ndim) != labels:
         header["kinds"] = [LABEL_KINDS.get(label, "???") for label in labels]
+        kinds_made = True
     try:
         _write_geometry(header, spatial, labels, p)
     except GeometryError as exc:
         raise NotRepresentableError(f"the geometry cannot be written as NRRD: {exc}", path=p) from None
     _write_units(header, spatial.axis_units, labels)
+    if kinds_made:
+        _itk_kinds(header, labels)
     if source and header.get("endian") == "big" and data.dtype.itemsize > 1:
         data = data.astype(data.dtype.newbyteorder(">"))
     header.pop("endian", None)
@@ -441,6 +458,32 @@ def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str],
         directions[k] = world[:m, column]
     header["space directions"] = directions
     header["space origin"] = world[:m, m].copy()
+
+
+DOMAIN_KINDS = frozenset({"domain", "space", "time"})
+"""NRRD kinds of domain axes; ITK wants exactly as many as the space has dimensions."""
+
+
+def _itk_kinds(header: dict[str, Any], labels: list[str]) -> None:
+    """Make a non-spatial domain axis (time) a ``list`` axis when the space leaves no room for it.
+
+    ITK refuses a NRRD whose domain axes outnumber the dimensions of its ``space`` (a 4-D
+    image with time in a 3-D space); as a range axis it reads the time points as components.
+    The mlarray label goes into the standard per-axis ``labels`` field, so it reads back.
+    """
+    directions = header.get("space directions")
+    kinds = header.get("kinds")
+    if directions is None or kinds is None:
+        return
+    space_dim = np.asarray(directions, dtype=np.float64).shape[-1]
+    domain = [k for k, kind in enumerate(kinds) if str(kind) in DOMAIN_KINDS]
+    extra = [k for k in domain if not is_spatial_label(labels[k])]
+    if len(domain) <= space_dim or not extra:
+        return
+    header["kinds"] = ["list" if k in extra else kind for k, kind in enumerate(kinds)]
+    header["labels"] = [
+        labels[k] if k in extra else str((header.get("labels") or [""] * len(labels))[k]) for k in range(len(labels))
+    ]
 
 
 def _write_units(header: dict[str, Any], units: list[str] | None, labels: list[str]) -> None:
