@@ -154,6 +154,8 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Che
     if found is None:
         return  # nothing selected, and the value broadcast: NumPy writes nothing either
     box, relative = found
+    if check is not None:
+        check(box)  # blosc2 decompresses the chunks of a partly written box too
     box_shape = tuple(b.stop - b.start for b in box)
     if target.size == math.prod(box_shape) and all(
         r is None or isinstance(r, int) or (isinstance(r, slice) and r.step == 1) for r in relative
@@ -161,8 +163,6 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Che
         block = target.reshape(box_shape)  # the write fills its box in order: nothing to read
     else:
         check_result_size(shape, dtype, box, path)
-        if check is not None:
-            check(box)
         block = np.array(nd[box], dtype=dtype).reshape(box_shape)
         block[relative] = target
     nd[box] = np.ascontiguousarray(block)

@@ -161,8 +161,8 @@ def touched_chunks(
     parts = list(key) if isinstance(key, tuple) else [key]
     if sum(p is Ellipsis for p in parts) > 1:
         return None
-    if Ellipsis in parts:
-        at = parts.index(Ellipsis)
+    if any(p is Ellipsis for p in parts):  # not `in`: == on an index array is elementwise
+        at = next(i for i, p in enumerate(parts) if p is Ellipsis)
         parts[at : at + 1] = [slice(None)] * (len(shape) - len(parts) + 1)
     parts += [slice(None)] * (len(shape) - len(parts))
     if len(parts) != len(shape):
