@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlarray._version import __version__
-from mlarray.cli_convert import FORMATS, Codec, Job, convert_one, parse_patch_size, plan, run_batch
+from mlarray.cli_convert import FORMATS, Codec, Job, convert_one, format_of, parse_patch_size, plan, run_batch
 from mlarray.cli_format import (
     describe,
     dumps,
@@ -363,12 +363,19 @@ def convert(
     strict: Annotated[
         bool, typer.Option("--strict", help="In batch mode, count files of unsupported formats as failures.")
     ] = False,
+    series: Annotated[
+        str | None,
+        typer.Option("--series", help="SeriesInstanceUID of the DICOM series to convert when IN holds several."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Convert NIfTI (.nii, .nii.gz) and NRRD (.nrrd, .nhdr) to .mla and back, or relayout .mla files.
+    """Convert NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and DICOM series to .mla and
+    back (DICOM: read only), or relayout .mla files.
 
-    Formats are told by the file endings. A directory input converts every file in it, recursively.
+    Formats are told by the file endings. IN a directory and OUT a file name (e.g. ct.mla): IN is a DICOM
+    series (--series UID when it holds several). Otherwise a directory input converts every file in it,
+    recursively.
     In batch mode one failing file does not stop the others; the exit status is 1 if any failed.
     """
     options: dict[str, Any] = {
@@ -377,6 +384,8 @@ def convert(
         "clevel": clevel,
         "keep_raw": keep_raw,
     }
+    if series is not None:
+        options["series"] = series
     if seg:
         options["seg"] = True
     with _errors(ctx, verbose):
@@ -384,7 +393,8 @@ def convert(
             if len(paths) != 2:
                 raise typer.BadParameter("give IN OUT, DIR OUTDIR, or several inputs with --out-dir", param_hint="PATH")
             src, dst = paths
-            if not src.is_dir() and not dst.is_dir():
+            dicom_series = src.is_dir() and not dst.is_dir() and format_of(dst) is not None
+            if dicom_series or (not src.is_dir() and not dst.is_dir()):
                 if as_json:  # the report, even for a failure
                     _run_jobs([Job(src, dst)], options, as_json=True)
                     return

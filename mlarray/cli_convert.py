@@ -20,7 +20,7 @@ from mlarray.cli_format import CLIError
 from mlarray.errors import MLArrayError
 from mlarray.layout import PatchSize
 
-FORMATS = (".mla", ".nii.gz", ".nii", ".nrrd", ".nhdr")
+FORMATS = (".mla", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 """File name endings ``mlarray convert`` understands (longest first where they overlap)."""
 
 INSTALL_HINT = 'NIfTI/NRRD conversion needs the optional readers: pip install "mlarray[convert]"'
@@ -84,6 +84,7 @@ def convert_one(
     clevel: int | None = None,
     seg: bool = False,
     keep_raw: bool = False,
+    series: str | None = None,
 ) -> None:
     """Convert one file with :func:`mlarray.convert.convert_file` (the endings tell the formats).
 
@@ -95,7 +96,9 @@ def convert_one(
         raise CLIError(f"--seg needs an .mla output, not {dst}")
     convert_file = _converter()
     try:
-        extra = {"keep_raw": True} if keep_raw else {}
+        extra: dict[str, Any] = {"keep_raw": True} if keep_raw else {}
+        if series is not None:
+            extra["series"] = series
         convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel, **extra)
     except ModuleNotFoundError as exc:
         if isinstance(exc, MLArrayError):  # already says what to install

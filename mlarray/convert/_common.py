@@ -32,11 +32,14 @@ from mlarray.errors import (
 from mlarray.storage.io import TMP_PREFIX, is_read_only
 
 INSTALL_HINT = 'install the conversion extra: pip install "mlarray[convert]"'
-PACKAGES = {"nrrd": "pynrrd", "nibabel": "nibabel"}
+PACKAGES = {"nrrd": "pynrrd", "nibabel": "nibabel", "SimpleITK": "SimpleITK", "pydicom": "pydicom"}
 """Distribution name of each optional module, for the error message."""
+EXTRAS = {"nrrd": "convert", "nibabel": "convert", "SimpleITK": "itk", "pydicom": "dicom"}
+"""The extra of ``pip install "mlarray[...]"`` that installs each optional module."""
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 NRRD_EXTENSIONS = (".nrrd", ".nhdr")
+METAIMAGE_EXTENSIONS = (".mha", ".mhd")
 MLA_EXTENSION = ".mla"
 
 
@@ -46,15 +49,16 @@ def require(module: str, path: str | None = None) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         package = PACKAGES.get(module, module)
+        hint = f'install the extra: pip install "mlarray[{EXTRAS.get(module, "convert")}]"'
         raise MissingDependencyError(
-            f"{package} is needed to convert this file ({exc}); {INSTALL_HINT}", module=module, path=path
+            f"{package} is needed to convert this file ({exc}); {hint}", module=module, path=path
         ) from None
 
 
 def suffix_of(path: str | os.PathLike[str]) -> str | None:
     """The format ending of ``path`` (``'.nii.gz'``, ``'.nrrd'``, ``'.mla'`` ...), case-insensitive, or ``None``."""
     name = os.fspath(path).lower()
-    for ext in (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, MLA_EXTENSION):
+    for ext in (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, *METAIMAGE_EXTENSIONS, MLA_EXTENSION):
         if name.endswith(ext):
             return ext
     return None

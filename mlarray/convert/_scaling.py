@@ -65,15 +65,22 @@ def physical_values(
         return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
     scaling = Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="physical")
     physical = scaling.to_physical(raw)
-    stored = physical.astype(physical_dtype(physical, slope, intercept))
+    stored = physical.astype(physical_dtype(physical, integral=_integral(slope, intercept)))
     if raw_values(stored, scaling).tobytes() != np.asarray(raw, dtype=raw_dtype).tobytes():
         return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
     return stored, scaling
 
 
-def physical_dtype(physical: Array, slope: float, intercept: float) -> np.dtype[Any]:
-    """The smallest type that holds the binary64 ``physical`` values exactly (the rule of the module doc)."""
-    if float(slope).is_integer() and float(intercept).is_integer():
+def _integral(*values: float) -> bool:
+    return all(float(v).is_integer() for v in values)
+
+
+def physical_dtype(physical: Array, *, integral: bool) -> np.dtype[Any]:
+    """The smallest type that holds the binary64 ``physical`` values exactly (the rule of the module doc).
+
+    ``integral``: slope and intercept are whole numbers, so an integer type may be chosen.
+    """
+    if integral:
         if physical.size == 0:
             return INTEGER_TYPES[0]
         low, high = float(physical.min()), float(physical.max())
@@ -110,4 +117,4 @@ def physical_array(stored: Array, scaling: Scaling | None) -> Array:
     if scaling is None or scaling.stored == "physical":
         return stored
     physical = scaling.to_physical(stored)
-    return physical.astype(physical_dtype(physical, scaling.slope, scaling.intercept))
+    return physical.astype(physical_dtype(physical, integral=_integral(scaling.slope, scaling.intercept)))

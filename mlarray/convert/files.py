@@ -16,7 +16,9 @@ from typing import Any, get_args
 import numpy as np
 
 from mlarray.api import MLArray
-from mlarray.convert._common import MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
+from mlarray.convert._common import METAIMAGE_EXTENSIONS, MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
+from mlarray.convert.dicom import read_dicom_parts
+from mlarray.convert.metaimage import read_metaimage_parts, write_metaimage
 from mlarray.convert.nifti import read_nifti_parts, write_nifti
 from mlarray.convert.nrrd import read_nrrd_parts, write_nrrd
 from mlarray.errors import InvalidArgumentError, WrongExtensionError
@@ -34,12 +36,14 @@ Writer = Callable[[MLArray, str | os.PathLike[str]], None]
 READERS: dict[str, Reader] = {
     **dict.fromkeys(NIFTI_EXTENSIONS, read_nifti_parts),
     **dict.fromkeys(NRRD_EXTENSIONS, read_nrrd_parts),
+    **dict.fromkeys(METAIMAGE_EXTENSIONS, read_metaimage_parts),
 }
 WRITERS: dict[str, Writer] = {
     **dict.fromkeys(NIFTI_EXTENSIONS, write_nifti),
     **dict.fromkeys(NRRD_EXTENSIONS, write_nrrd),
+    **dict.fromkeys(METAIMAGE_EXTENSIONS, write_metaimage),
 }
-ENDINGS = (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, MLA_EXTENSION)
+ENDINGS = (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, *METAIMAGE_EXTENSIONS, MLA_EXTENSION)
 
 
 def convert_file(
@@ -50,8 +54,10 @@ def convert_file(
     codec: str | None = None,
     clevel: int | None = None,
     keep_raw: bool = False,
+    series: str | None = None,
 ) -> None:
-    """Convert ``src`` to ``dst``; the endings tell the formats (``.nii[.gz]``, ``.nrrd``, ``.nhdr``, ``.mla``).
+    """Convert ``src`` to ``dst``; the endings tell the formats (``.nii[.gz]``, ``.nrrd``, ``.nhdr``, ``.mha``,
+    ``.mhd``, ``.mla``), and a directory ``src`` is a DICOM series.
 
     Parameters
     ----------
@@ -66,6 +72,8 @@ def convert_file(
     keep_raw : bool
         Store a scaled source's raw values in the ``.mla`` (``meta.scaling.stored = 'raw'``)
         instead of its physical values (the default; spec section 5.10).
+    series : str, optional
+        SeriesInstanceUID of the DICOM series to read when the directory holds several.
 
     Raises
     ------
@@ -77,6 +85,14 @@ def convert_file(
         See :func:`~mlarray.convert.read_nifti` and the other readers and writers.
     """
     s, d = suffix_of(src), suffix_of(dst)
+    if os.path.isdir(src):
+        if d is None:
+            raise WrongExtensionError(
+                f"unknown format; convertible files end in {', '.join(ENDINGS)}", path=os.fspath(dst)
+            )
+        data, meta = read_dicom_parts(src, keep_raw=keep_raw, series=series)
+        _write_read(data, meta, dst, d, patch_size, codec, clevel)
+        return
     for path, ending in ((src, s), (dst, d)):
         if ending is None:
             message = f"unknown format; convertible files end in {', '.join(ENDINGS)}"
@@ -112,6 +128,25 @@ def convert_file(
         data, meta = READERS[s](src)
         image = MLArray(data, meta=meta, patch_size=None)
     WRITERS[d](image, dst)
+
+
+def _write_read(
+    data: np.ndarray[Any, Any],
+    meta: Meta,
+    dst: str | os.PathLike[str],
+    ending: str,
+    patch_size: PatchSize | None,
+    codec: str | None,
+    clevel: int | None,
+) -> None:
+    """Write an image just read (a DICOM series) to ``dst``: ``.mla`` with the layout asked for, or another format."""
+    if ending == MLA_EXTENSION:
+        cparams = _cparams(codec, clevel, data.dtype.itemsize)
+        MLArray(data, meta=meta, patch_size="default" if patch_size is None else patch_size, cparams=cparams).save(dst)
+        return
+    if patch_size is not None or codec is not None or clevel is not None:
+        raise InvalidArgumentError("patch_size, codec and clevel only apply when writing .mla", path=os.fspath(dst))
+    WRITERS[ending](MLArray(data, meta=meta, patch_size=None), dst)
 
 
 def _cparams(codec: str | None, clevel: int | None, itemsize: int, filters: Sequence[str] = DEFAULT_FILTERS) -> Any:

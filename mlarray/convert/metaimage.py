@@ -1,0 +1,129 @@
+"""MetaImage (``.mha``, ``.mhd`` + data file) to and from :class:`~mlarray.MLArray`, through SimpleITK.
+
+SimpleITK reads and writes the format (it is ITK's own). As for NIfTI and NRRD, the
+array keeps the file's axis order, ``(i, j, k)`` with ``i`` the fastest axis of the file,
+and a vector pixel becomes a trailing ``components`` axis. ITK's index-to-world map,
+``world = origin + D @ diag(spacing) @ index`` in LPS, is exactly ``meta.spatial``'s, so
+spacing, origin and direction are copied as they are (``coord_system='LPS'``). Every
+header field SimpleITK reports is kept in ``meta.source``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.convert._common import atomic_output, check_source, check_target, require
+from mlarray.convert._geometry import GeometryError, affine_of, change_frame, spatial_fields
+from mlarray.convert._scaling import physical_array
+from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
+from mlarray.models import Meta, Spatial, is_spatial_label
+from mlarray.storage.io import normalize_dtype
+
+FORMAT = "metaimage"
+"""Value of ``meta.source["format"]`` for images read from MetaImage."""
+
+METAIMAGE_EXTENSIONS = (".mha", ".mhd")
+
+
+def itk_to_parts(image: Any, path: str) -> tuple[np.ndarray[Any, Any], Spatial]:
+    """The array in file axis order ``(i, j, k[, components])`` and the geometry of a SimpleITK image."""
+    sitk = require("SimpleITK", path)
+    data = sitk.GetArrayFromImage(image)  # (k, j, i[, components]): C order of ITK's buffer
+    n = image.GetDimension()
+    vector = image.GetNumberOfComponentsPerPixel() > 1
+    data = np.ascontiguousarray(np.transpose(data, [*range(n)][::-1] + list(range(n, data.ndim))))
+    try:
+        normalize_dtype(data.dtype)
+    except InvalidArgumentError:
+        raise NotRepresentableError(f"the pixel type {data.dtype} has no .mla equivalent", path=path) from None
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(n, n)
+    labels = ["spatial"] * n + (["components"] if vector else [])
+    spatial = Spatial(
+        spacing=list(image.GetSpacing()),
+        origin=list(image.GetOrigin()),
+        direction=direction.tolist(),
+        axis_labels=labels,
+        coord_system="LPS",
+    )
+    return data, spatial
+
+
+def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> tuple[np.ndarray[Any, Any], Meta]:
+    """The array and header of a MetaImage file (no intensity scaling in the format: ``keep_raw`` is moot)."""
+    p = check_source(path, METAIMAGE_EXTENSIONS, "MetaImage")
+    sitk = require("SimpleITK", p)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(p)
+        reader.SetImageIO("MetaImageIO")
+        image = reader.Execute()
+        header = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
+    except MLArrayError:
+        raise
+    except Exception as exc:
+        raise SourceFormatError(f"SimpleITK cannot read this MetaImage file: {exc}", path=p) from None
+    source = {"format": FORMAT, "file": Path(p).name, "header": header}
+    try:
+        data, spatial = itk_to_parts(image, p)
+        return data, Meta(spatial=spatial, source=source)
+    except GeometryError as exc:
+        raise NotRepresentableError(f"the MetaImage geometry cannot be stored: {exc}", path=p) from None
+
+
+def read_metaimage(path: str | os.PathLike[str]) -> MLArray:
+    """Read a MetaImage file into an in-memory :class:`~mlarray.MLArray` (see :func:`read_metaimage_parts`)."""
+    data, meta = read_metaimage_parts(path)
+    return MLArray(data, meta=meta)
+
+
+def write_metaimage(image: MLArray, path: str | os.PathLike[str]) -> None:
+    """Write ``image`` as MetaImage, atomically: ``.mha`` (one file) or ``.mhd`` with a compressed ``.zraw``.
+
+    The spatial axes must come first (at most 3, as ITK images have), optionally followed
+    by one ``channel``/``components`` axis, which becomes the vector pixel. Physical values
+    are written (MetaImage has no intensity scaling).
+
+    Raises
+    ------
+    NotRepresentableError
+        A 0-size or metadata-only image, another axis order, bool/float16/complex data,
+        or a world frame that cannot be turned into LPS.
+    """
+    p = check_target(path, METAIMAGE_EXTENSIONS, "MetaImage")
+    sitk = require("SimpleITK", p)
+    if image.shape is None or 0 in image.shape:
+        raise NotRepresentableError(f"an image of shape {image.shape} has no MetaImage form", path=p)
+    data = physical_array(image.to_numpy(), image.meta.scaling)
+    if data.dtype.kind not in "iuf" or data.dtype == np.float16:
+        raise NotRepresentableError(f"MetaImage (through ITK) has no pixel type for {data.dtype}", path=p)
+    labels = list(image.meta.spatial.axis_labels or ["spatial"] * data.ndim)
+    n = sum(is_spatial_label(label) for label in labels)
+    vector = data.ndim == n + 1 and labels[-1] in ("channel", "components")
+    if not (1 <= n <= 3 and all(is_spatial_label(x) for x in labels[:n]) and (data.ndim == n or vector)):
+        raise NotRepresentableError(
+            f"MetaImage holds 1 to 3 spatial axes first, then at most one channel axis; this image has {labels}",
+            path=p,
+        )
+    buffer = np.transpose(data, [*range(n)][::-1] + ([n] if vector else []))
+    out = sitk.GetImageFromArray(np.ascontiguousarray(buffer), isVector=vector)
+    world = affine_of(image.meta.spatial, n)
+    if world is not None:
+        frame = image.meta.spatial.coord_system
+        if frame is not None and frame != "LPS":
+            try:
+                world = change_frame(world, frame, "LPS")
+            except GeometryError as exc:
+                raise NotRepresentableError(f"coord_system {frame!r} cannot become ITK's LPS: {exc}", path=p) from None
+        fields = spatial_fields(world)
+        if "affine" in fields:
+            raise NotRepresentableError("MetaImage cannot hold a sheared (non-orthonormal) geometry", path=p)
+        out.SetSpacing([float(v) for v in fields["spacing"]])
+        out.SetOrigin([float(v) for v in fields["origin"]])
+        out.SetDirection([float(v) for row in fields["direction"] for v in row])
+    with atomic_output(p) as tmp:
+        sitk.WriteImage(out, tmp, useCompression=True)
