@@ -229,8 +229,8 @@ class PrivateChunks:
         return out
 
     def __getitem__(self, key: Any) -> Any:
-        if not self.private:
-            return self._nd[key]
+        if not self.private and _is_basic(key if isinstance(key, tuple) else (key,)):
+            return self._nd[key]  # blosc2 reads basic keys itself; other keys go through NumPy below
         found = _selection(self.shape, key)
         if found is None:
             probe = np.lib.stride_tricks.as_strided(np.zeros(1, self.dtype), self.shape, (0,) * len(self.shape))
