@@ -115,7 +115,7 @@ def _expected_valid(case: ValidCase, path: Path, array: np.ndarray[Any, Any] | N
             "error": None,
             "header": header,
             "shape": shape,
-            "dtype": frame.nd.dtype,
+            "dtype": header["array"]["dtype"],  # as the header spells it (the protocol)
             "sha256": sha256(array),
             "probes": [{"slices": p, "sha256": sha256(array[tuple(slice(a, b) for a, b in p)])} for p in probes],
         }

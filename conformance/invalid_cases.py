@@ -1230,3 +1230,95 @@ INVALID += [
         _vl_section([(_MLARRAY, _OFFSET)], 1, version=_NESTED_9),
     ),
 ]
+
+
+# --- open points settled with issue 12: geometry, JSON, integer and dtype spellings, patterns
+
+_ARR = '"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"}'
+
+
+def _b2nd_spelling(dtype: bytes) -> Any:
+    """A valid int16 file whose b2nd dtype is spelled ``dtype`` (the header keeps ``<i2``)."""
+
+    def build(path: Path) -> None:
+        raw_frame(path, _DATA, json_header(_HEADER))
+        resize_b2nd(path, lambda v: v.__setitem__(6, dtype))
+
+    return build
+
+
+INVALID += [
+    InvalidCase(
+        "bbox-axes-without-labels",
+        "6.2",
+        "A 3-D array without axis_labels or geometry (every axis spatial) with 2-axis boxes.",
+        "HEADER_INVALID",
+        _header_text('{%s,"bbox":{"bboxes":[[[0,1],[0,2]]]}}' % _ARR),
+    ),
+    InvalidCase(
+        "affine-nearly-singular",
+        "6.5",
+        "The affine's first two axis vectors are 1e-12 rad apart: determinant not 0, yet singular (6.5).",
+        "HEADER_INVALID",
+        _header_text('{%s,"spatial":{"affine":[[1,1,0,0],[0,1e-12,0,0],[0,0,1,0],[0,0,0,1]]}}' % _ARR),
+    ),
+    InvalidCase(
+        "header-repeated-key-escaped",
+        "4.7",
+        'The member names "is_seg" and "is_s\\u0065g" are the same name after unescaping.',
+        "HEADER_NOT_JSON",
+        _header_text('{%s,"is_seg":true,"is_s\\u0065g":false}' % _ARR),
+    ),
+    InvalidCase(
+        "integer-with-fraction",
+        "5.1",
+        "array.shape is written [3.0, 4, 5]: an integer member with a fraction.",
+        "HEADER_INVALID",
+        _header_text('{"schema_version":"1.0","array":{"shape":[3.0,4,5],"dtype":"<i2"}}'),
+    ),
+    InvalidCase(
+        "integer-with-exponent",
+        "5.1",
+        "array.shape is written [3e0, 4, 5]: an integer member with an exponent.",
+        "HEADER_INVALID",
+        _header_text('{"schema_version":"1.0","array":{"shape":[3e0,4,5],"dtype":"<i2"}}'),
+    ),
+    InvalidCase(
+        "mismatch-b2nd-dtype-native-order",
+        "5.9",
+        "The b2nd dtype is =i2 (machine order) for the header's <i2.",
+        "FRAME_MISMATCH",
+        _b2nd_spelling(b"=i2"),
+    ),
+    InvalidCase(
+        "mismatch-b2nd-dtype-pipe-multibyte",
+        "5.9",
+        "The b2nd dtype is |i2 for the header's <i2 (| only for 1-byte types).",
+        "FRAME_MISMATCH",
+        _b2nd_spelling(b"|i2"),
+    ),
+    InvalidCase(
+        "version-trailing-newline",
+        "2.2",
+        'schema_version is "1.0\\n": patterns match the whole string (Python\'s $ would accept it).',
+        "HEADER_INVALID",
+        _header_text('{"schema_version":"1.0\\n","array":{"shape":[3,4,5],"dtype":"<i2"}}'),
+    ),
+    InvalidCase(
+        "digest-trailing-newline",
+        "5.6",
+        "integrity.digest is 64 hex digits and a newline: the pattern matches the whole string.",
+        "HEADER_INVALID",
+        _header_text('{%s,"integrity":{"algorithm":"sha256","digest":"%s\\n"}}' % (_ARR, "0" * 64)),
+    ),
+    InvalidCase(
+        "newer-minor-known-member-invalid",
+        "2.2",
+        "schema_version 1.9 with an unknown member, and a negative spacing: known members are still checked.",
+        "HEADER_INVALID",
+        _header_text(
+            '{"schema_version":"1.9","future":{"x":1},"array":{"shape":[3,4,5],"dtype":"<i2"},'
+            '"spatial":{"spacing":[-1.0,1.0,1.0]}}'
+        ),
+    ),
+]

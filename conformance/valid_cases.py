@@ -676,3 +676,63 @@ VALID += [
         requirement="may",
     ),
 ]
+
+
+def _b2nd_u1_little(path: Path) -> Array | None:
+    """A uint8 array whose b2nd dtype is <u1 while the header says |u1 (1-byte order is not significant)."""
+    from casekit import resize_b2nd
+
+    data = rng(42).integers(0, 255, size=(5, 9), dtype=np.uint8)
+    header = {"schema_version": "1.0", "array": {"shape": [5, 9], "dtype": "|u1"}}
+    raw_frame(path, data, json_header(header), chunks=(4, 4), blocks=(2, 2))
+    resize_b2nd(path, lambda v: v.__setitem__(6, b"<u1"))
+    return data
+
+
+_TINY_AFFINE = {
+    "schema_version": "1.0",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "spatial": {"affine": [[1e-170, 0.0, 0.0], [0.0, 1e-170, 0.0], [0.0, 0.0, 1.0]]},
+}
+_BBOX_NO_LABELS = {
+    "schema_version": "1.0",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "bbox": {"bboxes": [[[0, 2], [1, 8]]]},
+}
+_BBOX_METADATA_ONLY = '{"schema_version":"1.0","bbox":{"bboxes":[[[0,1],[2,3],[4,5],[6,7]]]}}'
+
+
+def _metadata_only_text(text: str) -> Any:
+    def build(path: Path) -> Array | None:
+        raw_frame(path, np.zeros((0,), dtype=np.uint8), text_header(text))
+        return None
+
+    return build
+
+
+VALID += [
+    ValidCase(
+        "affine-tiny-scale",
+        "6.5",
+        "An affine scaling by 1e-170: its determinant underflows to 0 in binary64, yet it is not singular.",
+        _raw_case(_TINY_AFFINE, seed=43),
+    ),
+    ValidCase(
+        "bbox-no-labels-all-axes-spatial",
+        "6.2",
+        "A 2-D array without axis_labels or geometry: both axes are spatial, boxes have 2 axes.",
+        _raw_case(_BBOX_NO_LABELS, seed=44),
+    ),
+    ValidCase(
+        "bbox-metadata-only-any-axes",
+        "6.2",
+        "Metadata-only, no labels, no geometry: the number of spatial axes is unknown, 4-axis boxes are fine.",
+        _metadata_only_text(_BBOX_METADATA_ONLY),
+    ),
+    ValidCase(
+        "b2nd-dtype-u1-byte-order",
+        "5.9",
+        "The b2nd dtype <u1 for the header's |u1: a 1-byte type's byte-order character is not significant.",
+        _b2nd_u1_little,
+    ),
+]

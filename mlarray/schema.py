@@ -31,12 +31,30 @@ def schema_filename(version: str = SCHEMA_VERSION) -> str:
     return f"mlarray-header-{version}.schema.json"
 
 
+WHOLE_STRING = r"(?!\n)"
+"""Appended to a pattern's final ``$``: ECMA-262 and Python's ``re`` then both match the whole string.
+
+Python's ``$`` also matches before a final line feed, ECMA-262's does not (spec 5.1,
+"Patterns"); ``$(?!\\n)`` means "the very end" in both dialects.
+"""
+
+
+def anchor(pattern: str) -> str:
+    """``pattern`` with its final ``$`` made to match only at the very end of the string."""
+    if pattern.endswith("$") and not pattern.endswith("\\$") and not pattern.endswith(WHOLE_STRING):
+        return pattern + WHOLE_STRING
+    return pattern
+
+
 def _clean(node: Any) -> Any:
-    """Drop pydantic-specific output that strict validators reject or that is noise."""
+    """Drop pydantic-specific output that strict validators reject or that is noise; anchor patterns."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
             if key == "format" and value not in {"date-time", "uri", "email"}:
+                continue
+            if key == "pattern" and isinstance(value, str):
+                out[key] = anchor(value)
                 continue
             out[key] = _clean(value)
         return out
@@ -47,7 +65,7 @@ def _clean(node: Any) -> Any:
 
 def _known_minors_pattern(minor: int) -> str:
     """Regex of the ``schema_version`` strings ``1.0`` .. ``1.<minor>`` (the versions this schema knows)."""
-    return "^1\\.(" + "|".join(str(m) for m in range(minor + 1)) + ")$"
+    return anchor("^1\\.(" + "|".join(str(m) for m in range(minor + 1)) + ")$")
 
 
 def _open(node: Any, names: set[str]) -> Any:

@@ -17,7 +17,7 @@ import pytest
 
 from mlarray.errors import ERROR_CODES
 from mlarray.models import AXIS_VOCABULARY, DTYPES, PROBLEM_KINDS, parse_header
-from mlarray.models.v1.spatial import AFFINE_TOL, ORTHONORMAL_TOL
+from mlarray.models.v1.spatial import AFFINE_TOL, ORTHONORMAL_TOL, SINGULAR_TOL
 from mlarray.schema import committed_path
 from mlarray.storage import encode_header
 from mlarray.storage.frame import MAX_FRAME_HEADER, MAX_TRAILER, TRAILER_TAIL
@@ -115,3 +115,31 @@ def test_the_encoding_example_is_exact() -> None:
     assert len(data) == 25 and data[0] == 0xB8
     assert "the 25\nbytes `b8 7b 22 73 63 ... 7d`" in _spec()
     assert data[:5].hex(" ") == "b8 7b 22 73 63" and data[-1] == 0x7D
+
+
+def test_the_singularity_tolerance_is_the_models_one() -> None:
+    (tol,) = re.findall(r"has an absolute value `<= ([0-9e.-]+)`", _section("6.5"))
+    assert float(tol) == SINGULAR_TOL
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return found + [p for v in node.values() for p in _patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in _patterns(v)]
+    return []
+
+
+def test_every_schema_pattern_matches_the_whole_string_in_python_too() -> None:
+    """Spec 5.1 "Patterns": anchored as ``^...$(?!\\n)``, so Python's ``re`` agrees with ECMA-262."""
+    schema = json.loads(committed_path().read_text(encoding="utf-8"))
+    patterns = _patterns(schema)
+    assert len(patterns) >= 3
+    for pattern in patterns:
+        assert pattern.startswith("^") and pattern.endswith("$(?!\\n)"), pattern
+    version = next(p for p in patterns if p.startswith("^1"))
+    digest = next(p for p in patterns if "0-9a-f" in p)
+    assert re.search(version, "1.0") and not re.search(version, "1.0\n")
+    assert re.search(digest, "0" * 64) and not re.search(digest, "0" * 64 + "\n")
+    assert re.search("^1\\.(0|[1-9][0-9]*)$", "1.0\n"), "a plain $ would accept the newline in Python"

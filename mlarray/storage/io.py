@@ -177,12 +177,11 @@ def check_against_frame(meta: Meta, frame: FrameInfo, path: str) -> None:
         return
     if tuple(meta.array.shape) != nd.shape:
         raise FrameMismatchError(f"header shape {tuple(meta.array.shape)} != frame shape {nd.shape}", path=path)
-    try:
-        frame_dtype = np.dtype(nd.dtype)
-    except (TypeError, ValueError):
-        raise FrameMismatchError(f"the frame's dtype {nd.dtype!r} is not a NumPy type string", path=path) from None
-    if np.dtype(meta.array.dtype) != frame_dtype or frame_dtype.str != meta.array.dtype:
-        raise FrameMismatchError(f"header dtype {meta.array.dtype} != frame dtype {nd.dtype}", path=path)
+    # spec 5.9.9: byte for byte, except that a 1-byte type's byte-order character is not significant
+    header_dtype = meta.array.dtype
+    one_byte = header_dtype[0] == "|" and nd.dtype[:1] in ("<", ">", "|", "=") and nd.dtype[1:] == header_dtype[1:]
+    if nd.dtype != header_dtype and not one_byte:
+        raise FrameMismatchError(f"header dtype {header_dtype} != frame dtype {nd.dtype}", path=path)
     layout = meta.layout
     if layout is not None and (tuple(layout.chunk_size) != nd.chunks or tuple(layout.block_size) != nd.blocks):
         raise FrameMismatchError(

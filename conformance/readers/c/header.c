@@ -138,26 +138,15 @@ static int same_ints(const json_value *v, const int64_t *want, int n) {
     return 1;
 }
 
-/* Spelling of a b2nd dtype string as the header writes it: "[order]<kind><size>" where the byte
- * order of a 1-byte type does not matter ("|") and "=" or no order means this machine's order.
- * Returns 0 when the string is not of that form. */
-static int canonical_dtype(const char *in, char *out, size_t cap) {
-    char order = '=';
-    if (*in == '<' || *in == '>' || *in == '|' || *in == '=') order = *in++;
-    if (*in == '\0' || strchr("biufc", *in) == NULL) return 0;
-    char kind = *in++;
-    if (*in < '1' || *in > '9' || strspn(in, "0123456789") != strlen(in) || strlen(in) > 2) return 0;
-    if (strcmp(in, "1") == 0) {
-        order = '|';
-    } else if (order == '=' || order == '|') {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        order = order == '|' ? '|' : '>';
-#else
-        order = order == '|' ? '|' : '<';
-#endif
-    }
-    snprintf(out, cap, "%c%c%s", order, kind, in);
-    return 1;
+/* Spec 5.9.9: the header's dtype and the b2nd dtype are the same string, except that the
+ * byte-order character of a 1-byte type ("|" in the header) is not significant in the b2nd
+ * dtype ("<u1", ">u1", "=u1" and "|u1" all match "|u1"). */
+static int same_dtype(const json_value *header_dtype, const char *frame) {
+    if (json_str_is(header_dtype, frame)) return 1;
+    if (header_dtype == NULL || header_dtype->type != JSON_STRING || header_dtype->len < 1) return 0;
+    const char *h = header_dtype->str;
+    return h[0] == '|' && frame[0] != '\0' && strchr("<>|=", frame[0]) != NULL && strcmp(h + 1, frame + 1) == 0 &&
+           strlen(h) == header_dtype->len;
 }
 
 mla_code mla_header_match_frame(const json_value *header, const mla_frame *f, mla_error *err) {
@@ -169,8 +158,7 @@ mla_code mla_header_match_frame(const json_value *header, const mla_frame *f, ml
     }
     if (!same_ints(json_get(array, "shape"), f->shape, f->ndim))
         return mla_fail(err, MLA_FRAME_MISMATCH, "header array.shape disagrees with the frame shape");
-    char frame_dtype[64];
-    if (!canonical_dtype(f->dtype, frame_dtype, sizeof frame_dtype) || !json_str_is(json_get(array, "dtype"), frame_dtype))
+    if (!same_dtype(json_get(array, "dtype"), f->dtype))
         return mla_fail(err, MLA_FRAME_MISMATCH, "header array.dtype disagrees with the frame dtype '%s'", f->dtype);
     const json_value *layout = json_get(header, "layout");
     if (layout != NULL && layout->type == JSON_OBJECT &&

@@ -50,6 +50,8 @@ static int check_square(vctx *c, const char *loc, const json_value *m) {
 static double at(const json_value *m, size_t i, size_t j) { return m->items[i]->items[j]->num; }
 
 /* Determinant by Gaussian elimination with partial pivoting (a is n x n, row-major, destroyed). */
+#define SINGULAR_TOL 1e-9
+
 static double determinant(double *a, size_t n) {
     double det = 1.0;
     for (size_t col = 0; col < n; col++) {
@@ -104,14 +106,24 @@ static void check_affine(vctx *c, const json_value *s, const json_value *a, size
             return;
         }
     }
+    /* spec 6.5: columns (axis vectors) scaled to length 1; singular when one is 0 or |det| <= 1e-9 */
     double *m = malloc((n ? n * n : 1) * sizeof *m);
     if (m == NULL) return;
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < n; j++) m[i * n + j] = at(a, i, j);
+    int zero_axis = 0;
+    for (size_t j = 0; j < n; j++) {
+        double peak = 0.0, sum = 0.0;
+        for (size_t i = 0; i < n; i++) peak = fmax(peak, fabs(at(a, i, j)));
+        if (!(peak > 0.0)) {
+            zero_axis = 1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) sum += (at(a, i, j) / peak) * (at(a, i, j) / peak); /* no under/overflow */
+        double norm = sqrt(sum);
+        for (size_t i = 0; i < n; i++) m[i * n + j] = at(a, i, j) / peak / norm;
     }
-    double det = determinant(m, n);
+    double det = zero_axis ? 0.0 : determinant(m, n);
     free(m);
-    if (det == 0.0) {
+    if (!(fabs(det) > SINGULAR_TOL)) {
         problem(c, "spatial.affine", "rule_violation", "is singular");
         return;
     }

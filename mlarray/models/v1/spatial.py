@@ -45,6 +45,25 @@ ORTHONORMAL_TOL = 1e-4
 
 AFFINE_TOL = 1e-6
 """Relative tolerance when ``affine`` and ``spacing``/``origin``/``direction`` are both given."""
+SINGULAR_TOL = 1e-9
+"""Spec 6.5: the affine's n x n block is singular when a column is 0 or |det| of its unit columns is <= this."""
+
+
+def _singular(block: np.ndarray[Any, Any]) -> bool:
+    """Spec 6.5 "non-singular": scale each column (axis vector) to length 1; singular when |det| <= 1e-9.
+
+    Spacing does not matter (columns are normalised), an underflowing determinant does
+    not make an affine singular, and two implementations computing in binary64 agree
+    unless |det| is within rounding of the threshold.
+    """
+    peaks = np.abs(block).max(axis=0)
+    if not bool(np.all(peaks > 0)):
+        return True
+    scaled = block / peaks  # first by the largest entry: no underflow or overflow in the length
+    with np.errstate(all="ignore"):  # an exactly singular block gives det 0, not a warning
+        det = float(np.linalg.det(scaled / np.sqrt((scaled * scaled).sum(axis=0))))
+    return abs(det) <= SINGULAR_TOL
+
 
 Label = Annotated[str, Field(min_length=1, max_length=64)]
 Unit = Annotated[str, Field(max_length=64)]
@@ -200,8 +219,8 @@ class Spatial(StrictModel):
             expected_last[n] = 1.0
             if not np.array_equal(a[n], expected_last):
                 raise ValueError(f"the last row of affine must be {expected_last.tolist()}")
-            if abs(float(np.linalg.det(a[:n, :n]))) == 0.0:
-                raise ValueError("affine is singular")
+            if _singular(a[:n, :n]):
+                raise ValueError("affine is singular (its axis vectors are linearly dependent or nearly so)")
             implied = self._implied_affine(n)
             if implied is not None and not np.allclose(a, implied, rtol=AFFINE_TOL, atol=AFFINE_TOL):
                 raise ValueError("affine disagrees with spacing/origin/direction")
