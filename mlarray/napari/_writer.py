@@ -1,0 +1,94 @@
+"""The napari writer: Image and Labels layers to ``.mla``, with their placement as geometry.
+
+napari places a layer with ``affine @ (translate + rotate @ shear @ diag(scale))``;
+the writer composes that into one index-to-world matrix and stores it as the
+header's geometry, so reading the file back places it exactly where it was. The
+save is :meth:`mlarray.MLArray.save`: validated first, then written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.errors import InvalidArgumentError
+
+
+def _square(value: Any, m: int, name: str) -> np.ndarray[Any, Any]:
+    matrix = np.asarray(value, dtype=np.float64)
+    if matrix.shape != (m, m):
+        raise InvalidArgumentError(f"layer {name} must be {m}x{m}, got shape {matrix.shape}")
+    return matrix
+
+
+def _shear(value: Any, m: int) -> np.ndarray[Any, Any]:
+    """napari gives shear either as a matrix or as the upper-triangular values, row by row."""
+    values = np.asarray(value, dtype=np.float64)
+    if values.ndim == 2:
+        return _square(values, m, "shear")
+    out = np.eye(m)
+    rows, cols = np.triu_indices(m, k=1)
+    if values.size != rows.size:
+        raise InvalidArgumentError(f"layer shear must have {rows.size} values for {m} axes, got {values.size}")
+    out[rows, cols] = values
+    return out
+
+
+def world_affine(attributes: dict[str, Any], m: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The ``(m+1) x (m+1)`` data-to-world matrix of a layer from its napari attributes."""
+    scale = np.asarray(attributes.get("scale", np.ones(m)), dtype=np.float64)
+    translate = np.asarray(attributes.get("translate", np.zeros(m)), dtype=np.float64)
+    rotate = _square(attributes.get("rotate", np.eye(m)), m, "rotate")
+    shear = _shear(attributes.get("shear", np.zeros(m * (m - 1) // 2)), m)
+    if scale.shape != (m,) or translate.shape != (m,):
+        raise InvalidArgumentError(f"layer scale and translate must have {m} entries")
+    inner = np.eye(m + 1)
+    inner[:m, :m] = rotate @ shear @ np.diag(scale)
+    inner[:m, m] = translate
+    outer_value = attributes.get("affine")
+    outer = np.eye(m + 1) if outer_value is None else np.asarray(getattr(outer_value, "affine_matrix", outer_value))
+    if outer.shape != (m + 1, m + 1):
+        raise InvalidArgumentError(f"layer affine must be {m + 1}x{m + 1}, got shape {outer.shape}")
+    out: np.ndarray[Any, np.dtype[np.float64]] = outer.astype(np.float64) @ inner
+    return out
+
+
+def _units(attributes: dict[str, Any], m: int) -> list[str] | None:
+    units = attributes.get("units")
+    if units is None:
+        return None
+    names = [str(u) for u in units]
+    if len(names) != m or all(name == "pixel" for name in names):
+        return None
+    return ["" if name == "pixel" else name for name in names]
+
+
+def _write(path: str, data: Any, attributes: dict[str, Any], is_seg: bool) -> list[str]:
+    if isinstance(data, list):  # multiscale: the full-resolution level
+        data = data[0]
+    array = np.asarray(data)
+    if is_seg and array.dtype.kind not in "iub":
+        raise InvalidArgumentError(f"a labels layer must hold integers, got {array.dtype}")
+    m = array.ndim
+    metadata = attributes.get("metadata") or {}
+    source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
+    image = MLArray(array, affine=world_affine(attributes, m), meta=source)
+    image.meta.is_seg = is_seg
+    units = _units(attributes, m)
+    if units is not None:
+        image.meta.spatial.axis_units = units
+    image.save(path)
+    return [os.fspath(path)]
+
+
+def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer for Image layers: save ``data`` at ``path`` (``.mla``) atomically."""
+    return _write(path, data, attributes, is_seg=False)
+
+
+def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer for Labels layers: like :func:`write_image`, marked ``is_seg``."""
+    return _write(path, data, attributes, is_seg=True)
