@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	tools/install-render-deps.sh  # Xvfb and X libraries for the napari render test (apt-get, as root)
 	touch $(STAMP)
 
 demo: $(STAMP)  ## write a synthetic CT volume to .mla, reopen it memory-mapped, read a patch
