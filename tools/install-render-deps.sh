@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages for the real napari render test (tests/test_napari_render.py): an X server
 # (Xvfb) with Mesa's software OpenGL, and the X client libraries that the xcb platform plugin
-# of the PyQt5 wheel loads. Qt's "offscreen" platform cannot be used instead: it creates no
+# of the PyQt6 wheel loads. Qt's "offscreen" platform cannot be used instead: it creates no
 # OpenGL context, so napari's canvas cannot draw.
 # Installs with apt-get when run as root on Debian/Ubuntu; otherwise says what is missing
 # (the render test then fails and names it too). Run by `make` when it creates .venv.
