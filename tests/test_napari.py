@@ -11,15 +11,20 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 # napari and npe2 are in the dev extra: when they are missing these imports fail, nothing is skipped
 import napari.components as napari_components  # noqa: E402
+import napari.layers as napari_layers  # noqa: E402
 import npe2  # noqa: E402
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import mlarray
 from mlarray import MLArray
@@ -372,3 +377,61 @@ def test_opening_a_large_file_costs_about_a_slice_of_memory(tmp_path: Path) -> N
     assert result["kind"] == "MLArray"
     assert result["grew_kib"] < array_kib // 4, result
     assert result["control_kib"] >= array_kib // 2, result
+
+
+# --------------------------------------------------------------------------- properties
+
+finite_offsets = st.floats(min_value=-500, max_value=500, allow_nan=False)
+spacings = st.floats(min_value=0.05, max_value=20, allow_nan=False)
+
+
+@st.composite
+def geometries(draw: st.DrawFn) -> tuple[list[float], list[float], np.ndarray[Any, Any]]:
+    n = draw(st.integers(2, 4))
+    spacing = [draw(spacings) for _ in range(n)]
+    origin = [draw(finite_offsets) for _ in range(n)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    kind = draw(st.sampled_from(["identity", "flip-permutation", "rotation"]))
+    rng = np.random.default_rng(seed)
+    if kind == "identity":
+        direction = np.eye(n)
+    elif kind == "flip-permutation":
+        direction = np.eye(n)[rng.permutation(n)] * rng.choice([-1.0, 1.0], size=n)
+    else:
+        direction, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    return spacing, origin, direction
+
+
+@settings(deadline=None)
+@given(geometries(), st.integers(0, 2**32 - 1))
+def test_napari_places_every_voxel_where_the_header_says(
+    geometry: tuple[list[float], list[float], np.ndarray[Any, Any]], seed: int
+) -> None:
+    """For any spacing, origin and orthonormal direction, napari's data-to-world map is the header's affine."""
+    spacing, origin, direction = geometry
+    n = len(spacing)
+    image = MLArray(np.zeros((3,) * n, np.float32), spacing=spacing, origin=origin, direction=direction.tolist())
+    ((data, kwargs, _),) = layer_data(image)
+    transform = {k: kwargs[k] for k in ("scale", "translate", "affine") if k in kwargs}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)  # oblique data, shown unrotated
+        layer = napari_layers.Image(data, **transform)
+    index = np.random.default_rng(seed).uniform(-2, 5, size=n)
+    expected = (image.affine @ [*index, 1.0])[:n]
+    assert np.allclose(world(layer, index), expected, rtol=1e-9, atol=1e-6 * (1 + np.abs(expected).max()))
+
+
+@given(
+    st.lists(st.integers(1, 4), min_size=1, max_size=4).flatmap(
+        lambda shape: st.tuples(st.just(shape), st.integers(0, len(shape) - 1))
+    ),
+    st.data(),
+)
+def test_channel_view_is_numpy_take(shape_axis: tuple[list[int], int], data: st.DataObject) -> None:
+    shape, axis = shape_axis
+    base = np.arange(int(np.prod(shape))).reshape(shape)
+    index = data.draw(st.integers(0, shape[axis] - 1))
+    view = ChannelView(base, axis, index)
+    expected = np.take(base, index, axis=axis)
+    key = data.draw(hnp.basic_indices(shape=expected.shape, allow_newaxis=False, allow_ellipsis=True))
+    assert np.array_equal(view[key], expected[key])
