@@ -181,3 +181,31 @@ def test_metaimage_vector_pixels_and_refusals(tmp_path: Path) -> None:
         write_metaimage(MLArray(np.zeros((3, 0, 2), np.int16)), tmp_path / "empty.mha")
     with pytest.raises(NotRepresentableError):
         write_metaimage(MLArray(np.zeros((3, 4, 2), bool)), tmp_path / "mask.mha")
+
+
+def test_multi_frame_dicom_file(tmp_path: Path) -> None:
+    """One file holding every slice as a frame (NumberOfFrames, SpacingBetweenSlices)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    frames = RNG.integers(0, 4000, size=(3, 5, 6)).astype(np.uint16)  # frames, rows, columns
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "CT"
+    ds.NumberOfFrames = 3
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [1.0, 2.0, 3.0], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.PixelSpacing, ds.SpacingBetweenSlices, ds.SliceThickness = [0.8, 0.7], 2.5, 2.5
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 5, 6, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = frames.astype("<u2").tobytes()
+    (tmp_path / "mf").mkdir()
+    ds.save_as(tmp_path / "mf" / "frames.dcm", enforce_file_format=True)
+    image = read_dicom(tmp_path / "mf")
+    assert image.shape == (6, 5, 3) and image.spacing == [0.7, 0.8, 2.5]
+    np.testing.assert_array_equal(image.to_numpy(), np.transpose(frames, (2, 1, 0)).astype(np.int32) - 1024)
+    _check_geometry(image, sitk.ReadImage(str(tmp_path / "mf" / "frames.dcm")))

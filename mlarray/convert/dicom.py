@@ -75,9 +75,12 @@ def read_dicom_parts(
         raise InvalidArgumentError(f"no series {uid!r} here; found {', '.join(ids)}", path=p)
     files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(p, uid))
     try:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
-        image = reader.Execute()
+        if len(files) == 1:  # one (possibly multi-frame) file: the series reader would add an axis
+            image = sitk.ReadImage(files[0])
+        else:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            image = reader.Execute()
         datasets = [pydicom.dcmread(f) for f in files]
         raw = _raw_voxels(datasets)
     except MLArrayError:
