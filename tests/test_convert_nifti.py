@@ -502,3 +502,18 @@ def test_real_files_meta(tmp_path: Path) -> None:
     assert scaled.meta.spatial.axis_labels == ["spatial", "spatial", "spatial", "temporal"]
     assert scaled.meta.spatial.axis_units == ["mm", "mm", "mm", "s"]
     assert read_nifti(NIBABEL_DATA / "example_nifti2.nii.gz").meta.source["nifti_version"] == 2
+
+
+def test_physical_values_changed_after_conversion_are_not_rounded_to_raw(tmp_path: Path) -> None:
+    """Edited physical values that no raw integer gives are written as they are, without the scaling."""
+    src = write_nib(
+        tmp_path / "s.nii", RNG.integers(0, 100, (3, 4, 5)).astype(np.int16), np.eye(4), scl_slope=0.5, scl_inter=0.0
+    )
+    convert_file(src, tmp_path / "s.mla")
+    with MLArray.open(tmp_path / "s.mla", mmap_mode="r+") as image:
+        image[0, 0, 0] = 0.3  # float32 array; no raw integer * 0.5 gives 0.3
+        edited = image.to_numpy()
+    convert_file(tmp_path / "s.mla", tmp_path / "edited.nii")
+    back = nib.load(str(tmp_path / "edited.nii"))
+    assert back.get_data_dtype() == np.float32 and (back.dataobj.slope, back.dataobj.inter) == (1.0, 0.0)
+    np.testing.assert_array_equal(np.asanyarray(back.dataobj), edited)

@@ -274,8 +274,13 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         )
     meta = image.meta
     data = image.to_numpy()
-    if meta.scaling is not None:
-        data = raw_values(data, meta.scaling)
+    scaling = meta.scaling
+    if scaling is not None:
+        raw = raw_values(data, scaling)
+        if scaling.stored == "raw" or _restores(raw, data, scaling):
+            data = raw
+        else:  # values changed since conversion: raw integers would round them, so write them as they are
+            scaling = None
     labels = list(meta.spatial.axis_labels or ["spatial"] * data.ndim)
     is_nifti = meta.source.get("format") == FORMAT and isinstance(meta.source.get("header"), dict)
     source = meta.source if is_nifti else None
@@ -313,8 +318,8 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
             nib.nifti1.Nifti1Extension(int(e["code"]), b64decode(str(e["content_base64"])))
             for e in source.get("extensions", [])
         )
-    if meta.scaling is not None:
-        header["scl_slope"], header["scl_inter"] = meta.scaling.slope, meta.scaling.intercept
+    if scaling is not None:
+        header["scl_slope"], header["scl_inter"] = scaling.slope, scaling.intercept
     elif source and not (legacy_raw and same_type):
         _copy_unscaled(header, fields)
     _write_geometry(header, meta.spatial, n, data.ndim, p)
@@ -323,6 +328,12 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         _write_file(
             header, data, tmp, b64decode(str(source["gap_base64"])) if source and source.get("gap_base64") else b""
         )
+
+
+def _restores(raw: np.ndarray[Any, Any], physical: np.ndarray[Any, Any], scaling: Any) -> bool:
+    """Whether ``raw`` with ``scaling`` gives back exactly the ``physical`` values the image holds."""
+    again = scaling.to_physical(raw).astype(physical.dtype)
+    return bool(np.array_equal(again, physical, equal_nan=True))
 
 
 def _copy_unscaled(header: Any, fields: dict[str, Any]) -> None:
