@@ -20,8 +20,11 @@ import numpy as np
 MAX_PER_CLASS = 10_000
 """Most coordinates kept per class (nnU-Net keeps the same number)."""
 
-MAX_TOTAL = 100_000
-"""Most coordinates kept over all classes; with more than 10 classes each class keeps ``MAX_TOTAL // n``."""
+MAX_TOTAL = 20_000
+"""Most coordinates kept over all classes; with more than 2 classes each class keeps ``MAX_TOTAL // n``.
+
+Every reader of the file parses the header, so it stays small: 20,000 indices are about
+150 KB of JSON and add some 40 ms to opening the file; 100,000 would add 0.2 s."""
 
 Coords = np.ndarray[Any, np.dtype[np.int64]]
 

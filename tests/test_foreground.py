@@ -56,6 +56,7 @@ def test_sample_is_seeded_sorted_and_bounded() -> None:
 
 def test_the_total_bound_shares_out_between_classes() -> None:
     assert per_class_bound(1) == MAX_PER_CLASS
+    assert per_class_bound(2) == min(MAX_PER_CLASS, MAX_TOTAL // 2)
     assert per_class_bound(10) == MAX_TOTAL // 10
     assert per_class_bound(40) == MAX_TOTAL // 40
     labels = np.arange(60, dtype=np.int32).reshape(3, 4, 5) % 6 + 1
