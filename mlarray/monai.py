@@ -4,7 +4,8 @@ MONAI's loaders accept any :class:`monai.data.ImageReader`; this one returns the
 array in the file's axis order (nibabel's order for files converted from NIfTI) and
 the meta dictionary MONAI's transforms read: ``affine`` and ``original_affine`` (RAS+,
 as MONAI's own NIfTI reader gives them), ``spatial_shape``, ``original_channel_dim``
-and ``space``. Needs the ``monai`` extra; ``import mlarray`` never imports this module.
+and ``space``. Files that store raw values with a ``scaling`` give physical values, as
+MONAI's NIfTI reader does. Needs the ``monai`` extra; ``import mlarray`` never imports this module.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class MLArrayReader(ImageReader):
             MetaKeys.SPACE: space,
             MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan") if channel is None else channel,
         }
-        return image.to_numpy(), meta
+        return image.to_numpy(scaled=True), meta
 
     def get_data(self, img: MLArray | Sequence[MLArray]) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
         """The array and MONAI's meta dictionary; several images are joined along a channel axis.

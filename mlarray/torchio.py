@@ -3,7 +3,7 @@
 TorchIO images take a ``reader`` callable that returns a ``(C, W, H, D)`` array and a
 4 x 4 RAS+ affine. :func:`read` gives exactly that: non-spatial axes merged into the
 first (channel) axis, 2-d images given a trailing axis of length 1, LPS+ files turned
-into RAS+. TorchIO 1.2 has no lazy path for custom readers (it loads the image to know
+into RAS+, raw values with a ``scaling`` turned into physical values. TorchIO 1.2 has no lazy path for custom readers (it loads the image to know
 its shape), so the whole image is decompressed, with all cores. Needs the ``torchio``
 extra; ``import mlarray`` never imports this module.
 """
@@ -46,7 +46,7 @@ def read(path: PathLike) -> tuple[Array, Array]:
         raise InvalidArgumentError(
             f"TorchIO images have at most 3 spatial axes, this one has {len(axes)}", path=str(path)
         )
-    data = image.to_numpy()
+    data = image.to_numpy(scaled=True)
     others = [a for a in range(data.ndim) if a not in axes]
     data = np.moveaxis(data, [*others, *axes], list(range(data.ndim)))
     data = data.reshape((-1, *data.shape[len(others) :], *([1] * (3 - len(axes)))))

@@ -123,3 +123,26 @@ def test_several_files_stack_into_channels_and_suffixes_are_checked(pair: dict[s
     )
     with pytest.raises(InvalidArgumentError, match="channel"):
         reader.get_data(reader.read(tmp_path / "two.mla"))
+
+
+def test_raw_values_kept_at_conversion_come_out_scaled_like_nibabels(tmp_path: Path) -> None:
+    raw = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8)
+    nifti = nib.Nifti1Image(raw, OBLIQUE)
+    nifti.header.set_slope_inter(0.5, -10.0)
+    nib.save(nifti, tmp_path / "scaled.nii.gz")
+    convert_file(tmp_path / "scaled.nii.gz", tmp_path / "raw.mla", keep_raw=True)
+    stored = MLArray.load(tmp_path / "raw.mla")
+    assert stored.meta.scaling is not None and stored.meta.scaling.stored == "raw"
+    assert np.array_equal(stored.to_numpy(), raw)
+    physical = nib.load(tmp_path / "scaled.nii.gz").get_fdata()
+    image = LoadImage(reader=MLArrayReader(), image_only=True, dtype=None)(tmp_path / "raw.mla")
+    assert np.array_equal(image.numpy(), physical)
+    from mlarray.torch import PatchDataset
+    from mlarray.torchio import read
+
+    assert np.array_equal(read(tmp_path / "raw.mla")[0][0], physical)
+    ds = PatchDataset([tmp_path / "raw.mla"], patch_size=4, samples_per_epoch=5, seed=0, image_dtype=torch.float64)
+    for i in range(5):
+        item = ds[i]
+        x, y, z = item["corner"].tolist()
+        assert np.array_equal(item["image"][0].numpy(), physical[x : x + 4, y : y + 4, z : z + 4])

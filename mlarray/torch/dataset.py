@@ -45,6 +45,8 @@ class Case:
     affine: np.ndarray[Any, np.dtype[np.float64]]
     spacing: np.ndarray[Any, np.dtype[np.float64]]
     classes: list[ClassSample]
+    scaling: tuple[float, float] | None = None
+    """``(slope, intercept)`` when the image stores raw values (``meta.scaling.stored == 'raw'``)."""
 
 
 def read_class_samples(label: MLArray, path: str, axes: list[int], seed: int) -> list[ClassSample]:
@@ -75,6 +77,8 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
         shape = tuple(image.shape[a] for a in axes)
         affine = image.affine
         spacing = np.asarray(list(image.spacing or [1.0] * len(axes)), dtype=np.float64)
+        scaling = image.meta.scaling
+        linear = (scaling.slope, scaling.intercept) if scaling is not None and scaling.stored == "raw" else None
     classes: list[ClassSample] = []
     label_axes: list[int] = []
     if label_path is not None:
@@ -94,7 +98,7 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
             if label.dtype is None or label.dtype.kind not in "biu":
                 raise InvalidArgumentError(f"a label map holds integers, got dtype {label.dtype}", path=label_path)
             classes = read_class_samples(label, label_path, label_axes, seed)
-    return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes)
+    return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes, linear)
 
 
 class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
@@ -127,7 +131,8 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         worker (``base_seed + worker_id``, a new base seed every epoch), so
         ``torch.manual_seed`` makes runs reproducible.
     image_dtype : torch.dtype
-        Element type of the image patches (``float32`` by default).
+        Element type of the image patches (``float32`` by default). Images that store raw
+        values with a scaling (``meta.scaling.stored == 'raw'``) give physical values.
 
     Each item is a dict: ``image`` (``C x *patch_size``), ``label`` (``1 x
     *patch_size``, when labels are given, in the label map's integer type, widened
@@ -243,6 +248,8 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         image = read_patch(
             self._open(case.image), case.image_axes, corner, self.patch_size, self.pad_mode, self.pad_value
         )
+        if case.scaling is not None:  # physical values, as to_numpy(scaled=True) gives them
+            image = image * np.float64(case.scaling[0]) + np.float64(case.scaling[1])
         item: dict[str, Any] = {
             "image": self._image_tensor(image),
             "affine": torch.from_numpy(patch_affine(case.affine, corner)),
