@@ -3,9 +3,10 @@
 TorchIO images take a ``reader`` callable that returns a ``(C, W, H, D)`` array and a
 4 x 4 RAS+ affine. :func:`read` gives exactly that: non-spatial axes merged into the
 first (channel) axis, 2-d images given a trailing axis of length 1, LPS+ files turned
-into RAS+, raw values with a ``scaling`` turned into physical values. TorchIO 1.2 has no lazy path for custom readers (it loads the image to know
-its shape), so the whole image is decompressed, with all cores. Needs the ``torchio``
-extra; ``import mlarray`` never imports this module.
+into RAS+, raw values with a ``scaling`` turned into physical values. TorchIO 1.2 has no
+lazy path for custom readers (it loads the image to know its shape), so the whole image
+is decompressed, with all cores. Needs the ``torchio`` extra; ``import mlarray`` never
+imports this module.
 """
 
 from __future__ import annotations
