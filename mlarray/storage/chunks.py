@@ -124,19 +124,14 @@ class DataLayout:
     shape: tuple[int, ...]
     chunks: tuple[int, ...]
     dtype: str
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Chunks per axis; all 0 for the form ``shape == [0]``, ``chunkshape == [0]``."""
-        return tuple(-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True))
-
-    @property
-    def nchunks(self) -> int:
-        return math.prod(self.grid)
+    grid: tuple[int, ...]
+    """Chunks per axis; all 0 for the form ``shape == [0]``, ``chunkshape == [0]``."""
+    nchunks: int
 
     @classmethod
     def of(cls, frame: FrameInfo) -> DataLayout:
         _nbytes, data_size, typesize, blocksize, chunksize = frame.sizes
+        grid = tuple(-(-s // c) if c else 0 for s, c in zip(frame.nd.shape, frame.nd.chunks, strict=True))
         return cls(
             frame.header_size,
             frame.frame_size - frame.trailer_len,
@@ -147,6 +142,8 @@ class DataLayout:
             frame.nd.shape,
             frame.nd.chunks,
             frame.nd.dtype,
+            grid,
+            math.prod(grid),
         )
 
 
@@ -234,6 +231,10 @@ class DataSection:
             return ()
         if size < 0 or lay.start + size + CHUNK_HEADER > lay.end:
             raise self._fail("element 5 leaves no room for the chunk index")
+        head = self._read(lay.start, 16)  # spec 4.4.1: blosc2.open trusts the sizes of the first chunk
+        largest = max(lay.chunksize, 8 * lay.nchunks)
+        if not 16 <= _i32(head, 12) <= lay.end - lay.start or not 0 <= _i32(head, 4) <= largest:
+            raise self._fail("the chunk at the start of the data section declares impossible sizes")
         chunk = self._read(lay.start + size, lay.end - lay.start - size)
         problem = structure_problem(chunk)
         if problem is None and _i32(chunk, 4) != 8 * lay.nchunks:
@@ -263,11 +264,11 @@ class DataSection:
         for number in todo:
             self._check_chunk(number)
             self._checked.add(number)
+        self.complete = len(self._checked) == self.layout.nchunks
 
     def check_all(self) -> None:
         if not self.complete:
             self.check(range(self.layout.nchunks))
-            self.complete = True
 
     def check_key(self, key: Any) -> None:
         """Check the chunks ``array[key]`` touches (all of them for keys other than integers and slices)."""

@@ -294,15 +294,12 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
         if not TRAILER_TAIL < trailer_len <= frame_size - header_size:
             raise CorruptFrameError(f"implausible trailer length {trailer_len}", path=p)
         trailer = _read_exact(f, frame_size - trailer_len, trailer_len, p)
-        section = frame_size - trailer_len - header_size
-        first = _read_exact(f, header_size, 16, p) if section >= 16 else b""
     vlayers = _layers(_trailer_layers(trailer, p), "trailer", p)
     if HEADER_KEY not in vlayers:
         raise MissingHeaderError(
             f"the frame has no '{HEADER_KEY}' header; it is a Blosc2 array but not an .mla file", path=p
         )
     header_bytes = _decompress_header(vlayers[HEADER_KEY], p)
-    _check_first_chunk(first, section, header, nd, p)
     return FrameInfo(
         file_size=file_size,
         header_size=header_size,
@@ -314,22 +311,6 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
         header_bytes=header_bytes,
         sizes=tuple(header[4:9]),
     )
-
-
-def _check_first_chunk(first: bytes, section: int, header: list[Any], nd: NDInfo, path: str) -> None:
-    """The data section starts with a Blosc chunk (the first stored chunk, or the chunk index).
-
-    C-Blosc2 reads that chunk's header when it opens a frame and trusts its sizes; a
-    hostile pair of sizes there crashed it (found by fuzzing). Its compressed size must
-    fit the data section and its uncompressed size must be a data chunk's or the index's.
-    """
-    if not first:
-        return
-    nbytes, _blocksize, cbytes = struct.unpack("<iii", first[4:16])
-    nchunks = int(header[4]) // int(header[8]) if int(header[8]) > 0 else 0
-    largest = max(int(header[8]), 8 * max(nchunks, 1))
-    if not 16 <= cbytes <= section or not 0 <= nbytes <= largest:
-        raise CorruptFrameError("the first chunk of the data section declares impossible sizes", path=path)
 
 
 def _trailer_layers(trailer: bytes, path: str) -> Any:

@@ -109,6 +109,12 @@ static mla_code read_index(FILE *fp, const mla_frame *f, int64_t nchunks, int64_
     int64_t start = (int64_t)f->header_size, end = (int64_t)(f->frame_size - f->trailer_len), size = f->data_size;
     if (size < 0 || size > end - start - CHUNK_HEADER)
         return mla_fail(err, MLA_CORRUPT_FRAME, "element 5 leaves no room for the chunk index");
+    /* spec 4.4.1: C-Blosc2 trusts the sizes of the chunk at the start of the data section */
+    uint8_t first[16];
+    int64_t largest = f->chunksize > 8 * nchunks ? f->chunksize : 8 * nchunks;
+    if (read_at(fp, (uint64_t)start, first, sizeof first) != 0 || le32(first + 12) < 16 ||
+        le32(first + 12) > end - start || le32(first + 4) < 0 || le32(first + 4) > largest)
+        return mla_fail(err, MLA_CORRUPT_FRAME, "the chunk at the start of the data section declares impossible sizes");
     int64_t len = end - start - size;
     if (len > MAX_INDEX_CHUNK || nchunks > MAX_INDEX_CHUNK / 8)
         return mla_fail(err, MLA_CORRUPT_FRAME, "the chunk index is too large");
