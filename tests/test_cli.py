@@ -188,8 +188,8 @@ def test_validate_usage_errors(tmp_path: Path) -> None:
 def corrupt_first_chunk(path: Path) -> None:
     """Overwrite compressed bytes inside the first chunk: the frame structure and header stay intact.
 
-    (The first chunk's size fields are checked when the frame is inspected, so the damage
-    goes into its payload, which only decompression notices.)
+    (The chunk's header fields are checked with the data section (spec 4.4, step 10), so the
+    damage goes into its payload, which only decompression notices.)
     """
     start = inspect_frame(path).header_size
     with open(path, "r+b") as f:

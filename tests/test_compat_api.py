@@ -579,7 +579,9 @@ finite = st.floats(min_value=-10, max_value=10, allow_nan=False, allow_infinity=
 def non_singular(draw: st.DrawFn) -> np.ndarray:
     n = draw(st.integers(min_value=1, max_value=4))
     linear = np.array(draw(st.lists(st.lists(finite, min_size=n, max_size=n), min_size=n, max_size=n)))
-    assume(abs(np.linalg.det(linear)) > 1e-3 and np.linalg.cond(linear) < 1e6)
+    with np.errstate(all="ignore"):  # det/cond of extreme draws may overflow; those are rejected below
+        det, cond = np.linalg.det(linear), np.linalg.cond(linear)
+    assume(np.isfinite(det) and abs(det) > 1e-3 and np.isfinite(cond) and cond < 1e6)
     out = np.eye(n + 1)
     out[:n, :n] = linear
     out[:n, n] = draw(st.lists(finite, min_size=n, max_size=n))
