@@ -203,6 +203,7 @@ ABUSES: dict[str, tuple[bytes, type[MLArrayError]]] = {
     ),
     "stand-in-as-a-value": (wrap(FL), UnsafeLegacyFileError),
     "stand-in-inside-its-own-result": (wrap(FL + EMPTY_LIST + FD + APPEND + TUPLE1 + REDUCE), UnsafeLegacyFileError),
+    "stand-in-nested-deep": (PROTO2 + EMPTY_LIST * 1000 + FL + APPEND * 1000 + STOP, UnsafeLegacyFileError),
     "stand-in-as-a-key": (PROTO2 + EMPTY_DICT + MARK + FL + TUPLE + small(1) + SETITEM + STOP, UnsafeLegacyFileError),
     "other-name-same-module": (wrap(glob("mlarray.meta", "Meta") + EMPTY_TUPLE + REDUCE), UnsafeLegacyFileError),
     "dotted-name": (wrap(glob("mlarray", "meta._FrozenList") + ONE_LIST + TUPLE1 + REDUCE), UnsafeLegacyFileError),

@@ -153,15 +153,22 @@ def safe_unpickle(data: bytes, *, path: str | None = None) -> Any:
     return value
 
 
-def _contains_stand_in(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, _Inert):
-        return True
-    if depth > MAX_NESTING * 4:
-        return False  # the unpickler already bounded the depth by recursion; nothing callable can hide deeper
-    if isinstance(value, dict):
-        return any(_contains_stand_in(k, depth + 1) or _contains_stand_in(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_contains_stand_in(v, depth + 1) for v in value)
+def _contains_stand_in(value: Any) -> bool:
+    """Whether a stand-in escaped into the result (as a value, key or item), at any depth (iterative)."""
+    pending = [value]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if isinstance(item, _Inert):
+            return True
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
     return False
 
 
