@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
+# The CPU build of torch the project tests with; an unpinned torch resolves to a multi-GB CUDA build.
+TORCH := torch==2.13.0+cpu
 
 .PHONY: demo test fuzz lint schema conformance bench bench-quick docs clean
 
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
 	tools/install-render-deps.sh  # Xvfb and X libraries for the napari render test (apt-get, as root)
 	touch $(STAMP)
 
-demo: $(STAMP)  ## write a synthetic CT volume to .mla, reopen it memory-mapped, read a patch
+demo: $(CORE_STAMP)  ## write a synthetic CT volume to .mla, reopen it memory-mapped, read a patch (core dependencies only)
 	$(PY) -m mlarray.demo
 
 test: $(STAMP)  ## the whole test suite

@@ -11,6 +11,7 @@ the header stays valid with it; everything else is kept as JSON under
 from __future__ import annotations
 
 import base64
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ def map_legacy(raw: dict[Any, Any], shape: tuple[int, ...] | None = None) -> Leg
     legacy: dict[str, Any] = {}
 
     def attempt(key: str, update: Any) -> bool:
-        trial = _deep_copy(candidate)
+        trial = copy.deepcopy(candidate)
         update(trial)
         if _accepts(trial, shape):
             candidate.clear()
@@ -267,11 +268,3 @@ def map_legacy(raw: dict[Any, Any], shape: tuple[int, ...] | None = None) -> Leg
     result.dropped = dropped
     result.meta = Meta.model_validate(candidate)
     return result
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlarray.api import MLArray
-from mlarray.errors import InvalidArgumentError, LegacyFormatWarning, MLArrayError
+from mlarray.errors import InvalidArgumentError, MLArrayError
 from mlarray.layout import PatchSize
 from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import is_legacy_file, load_legacy_array, read_legacy
@@ -27,10 +26,8 @@ from mlarray.storage import atomic_target, check_path, read_header
 def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
     """Load a legacy file into memory as an :class:`MLArray` with the mapped metadata (no warning)."""
     p = os.fspath(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LegacyFormatWarning)
-        image = load_legacy_array(MLArray, p, None)
-    return image, read_legacy(p).mapping
+    legacy = read_legacy(p)
+    return load_legacy_array(MLArray, p, None, legacy=legacy, warn=False), legacy.mapping
 
 
 def migrate_file(
@@ -56,7 +53,7 @@ def migrate_file(
     p = os.fspath(src)
     check_path(dst, must_exist=False)
     legacy = read_legacy(p)
-    image, _ = load_legacy(p)
+    image = load_legacy_array(MLArray, p, None, legacy=legacy, warn=False)
     if patch_size is None:
         patch_size = _usable_patch(legacy.patch_size, image) or "default"
     meta = image.meta.model_copy(deep=True)

@@ -176,9 +176,15 @@ def open_legacy(cls: type[MLArray], path: str, mmap_mode: str, dparams: Any) -> 
     return obj
 
 
-def load_legacy_array(cls: type[MLArray], path: str, dparams: Any) -> MLArray:
-    """A legacy file read completely into memory (the layout of the file is kept for a later save)."""
-    legacy = read_legacy(path)
+def load_legacy_array(
+    cls: type[MLArray], path: str, dparams: Any, *, legacy: LegacyFile | None = None, warn: bool = True
+) -> MLArray:
+    """A legacy file read completely into memory (the layout of the file is kept for a later save).
+
+    ``legacy`` is the file's already decoded header, if the caller has it (it is decoded once).
+    """
+    if legacy is None:
+        legacy = read_legacy(path)
     obj = cls.__new__(cls)
     meta = legacy.meta
     data = None
@@ -191,5 +197,6 @@ def load_legacy_array(cls: type[MLArray], path: str, dparams: Any) -> MLArray:
             raise CorruptFrameError(f"the legacy array cannot be decompressed ({exc})", path=path) from None
     obj._init_empty(meta)
     obj._np = data
-    _warn(path)
+    if warn:
+        _warn(path)
     return obj
