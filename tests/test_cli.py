@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 import mlarray
 from mlarray import MLArray
 from mlarray.cli import app, convert_app, header_app
-from mlarray.cli_convert import Codec, parse_patch_size
-from mlarray.cli_format import dumps
+from mlarray.cli.convert_jobs import Codec, parse_patch_size
+from mlarray.cli.output import dumps
 from mlarray.errors import MissingDependencyError, MLArrayFileNotFoundError
 from mlarray.models.v1.annotations import Codec as CodecLiteral
 from mlarray.schema import render

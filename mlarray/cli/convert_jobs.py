@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlarray.cli_format import CLIError
+from mlarray.cli.output import CLIError
 from mlarray.errors import MLArrayError
 from mlarray.layout import PatchSize
 

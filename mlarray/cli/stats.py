@@ -1,6 +1,6 @@
 """``mlarray stats FILE_OR_DIR``: fill ``stats``, ``bbox``, ``is_seg`` and ``class_locations`` of existing files.
 
-A thin command over :func:`mlarray.stats.update_stats`, registered by ``mlarray/cli.py``.
+A thin command over :func:`mlarray.stats.update_stats`, registered by :mod:`mlarray.cli.commands`.
 Each file's header is rewritten atomically; one failing file does not stop the others.
 """
 
@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlarray.cli_format import dumps, job_line
+from mlarray.cli.output import dumps, job_line
 from mlarray.errors import MLArrayError
 
 

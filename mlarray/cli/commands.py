@@ -4,7 +4,7 @@ Each command calls library functions that are public in Python
 (:func:`mlarray.validate.validate_file`, :func:`mlarray.storage.read_header`,
 :func:`mlarray.schema.render`, :func:`mlarray.legacy.migrate_file`,
 ``mlarray.convert.convert_file``) and only formats what they return
-(:mod:`mlarray.cli_format`). Conventions:
+(:mod:`mlarray.cli.output`). Conventions:
 
 * exit status 0 on success, 1 when a file is invalid or an operation failed,
   2 on usage errors (typer's convention);
@@ -12,102 +12,53 @@ Each command calls library functions that are public in Python
   traceback, unless ``--verbose`` is given;
 * ``-h`` and ``--help`` on every command.
 
-typer and rich are imported only by ``mlarray/cli*.py``.
+typer and rich are imported only by the ``mlarray.cli`` package.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from mlarray._version import __version__
-from mlarray.cli_convert import FORMATS, Codec, Job, convert_one, format_of, parse_patch_size, plan, run_batch
-from mlarray.cli_format import (
+from mlarray.cli.convert_jobs import Job, convert_one, format_of, plan, run_batch
+from mlarray.cli.migrate import migrate
+from mlarray.cli.options import (
+    APP_OPTIONS,
+    AsJson,
+    ClevelOpt,
+    CodecOpt,
+    PatchSizeOpt,
+    Verbose,
+    errors,
+    format_option,
+    progress_bar,
+)
+from mlarray.cli.output import (
     describe,
     dumps,
-    error_lines,
     get_field,
     job_line,
     print_info,
     report_lines,
     summary_line,
 )
-from mlarray.cli_stats import stats_command
-from mlarray.legacy import MigrationResult, migrate_file, migrate_tree
-from mlarray.legacy.migrate import find_mla
+from mlarray.cli.stats import stats_command
 from mlarray.storage import decode_header, read_header
-from mlarray.storage.io import make_cparams
 from mlarray.validate import Report, validate_file
 from mlarray.versions import SCHEMA_VERSION
-
-CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
-_APP_OPTIONS: dict[str, Any] = {
-    "context_settings": CONTEXT,
-    "add_completion": False,
-    "pretty_exceptions_show_locals": False,
-}
 
 app = typer.Typer(
     name="mlarray",
     help="Validate, inspect, convert and migrate .mla files (N-d arrays with a JSON header in one Blosc2 file).",
     no_args_is_help=True,
-    **_APP_OPTIONS,
+    **APP_OPTIONS,
 )
-
-# --------------------------------------------------------------------------- shared options
-
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the full traceback when something fails.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")]
-
-
-def _patch_size_option(value: str | None) -> Any:
-    try:
-        return parse_patch_size(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _format_option(value: str) -> str:
-    ext = value if value.startswith(".") else f".{value}"
-    if ext not in FORMATS:
-        raise typer.BadParameter(f"{value!r} is not a format: use one of {', '.join(f[1:] for f in FORMATS)}")
-    return ext
-
-
-PatchSizeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--patch-size",
-        help="Training patch size the chunking is derived from: an int (every spatial axis), "
-        "a comma list like 128,128,64, or 'default' (192).",
-        callback=_patch_size_option,
-    ),
-]
-CodecOpt = Annotated[Codec | None, typer.Option("--codec", help="Blosc2 codec.", case_sensitive=False)]
-ClevelOpt = Annotated[int | None, typer.Option("--clevel", min=0, max=9, help="Compression level 0-9.")]
-
-
-@contextlib.contextmanager
-def _errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
-    """Turn any failure into one clear line on stderr and exit status 1 (or re-raise with --verbose)."""
-    try:
-        yield
-    except (typer.Exit, typer.Abort, typer.BadParameter):
-        raise
-    except Exception as exc:
-        root = ctx.find_root().obj
-        if verbose or (isinstance(root, dict) and root.get("verbose")):
-            raise
-        for line in error_lines(exc):
-            typer.echo(line, err=True)
-        raise typer.Exit(1) from None
 
 
 def _version(value: bool) -> None:
@@ -172,7 +123,7 @@ def validate(
     big files on a terminal); --quick reads only the frame and the header.
     Exit status: 0 when every file is valid, 1 when any is invalid, 2 on usage errors.
     """
-    with _errors(ctx, verbose):
+    with errors(ctx, verbose):
         files, empty = collect_mla(paths)
         for directory in empty:
             typer.echo(f"warning: no .mla files under {directory}", err=True)
@@ -232,7 +183,7 @@ def header(
     verbose: Verbose = False,
 ) -> None:
     """Print the header of an .mla file as JSON (the array data is not read)."""
-    with _errors(ctx, verbose):
+    with errors(ctx, verbose):
         data = header_json(file)
         typer.echo(dumps(data if field is None else get_field(data, field)))
 
@@ -248,7 +199,7 @@ def info(
     verbose: Verbose = False,
 ) -> None:
     """Show shape, dtype, size on disk, compression ratio, layout and geometry (from the header only)."""
-    with _errors(ctx, verbose):
+    with errors(ctx, verbose):
         details = describe(str(file), read_header(file))
         if as_json:
             typer.echo(dumps(details))
@@ -289,21 +240,9 @@ def schema(
 # --------------------------------------------------------------------------- convert
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def _run_jobs(jobs: list[Job], options: dict[str, Any], as_json: bool) -> None:
     """Run a batch with a progress bar, then print the per-file report; exit 1 if any failed."""
-    with _progress(Console(stderr=True)) as progress:
+    with progress_bar(Console(stderr=True)) as progress:
         task = progress.add_task("converting", total=len(jobs))
         run_batch(
             jobs,
@@ -344,7 +283,7 @@ def convert(
     to: Annotated[
         str,
         typer.Option(
-            "--to", help="Output format in batch mode: mla, nii, nii.gz, nrrd or nhdr.", callback=_format_option
+            "--to", help="Output format in batch mode: mla, nii, nii.gz, nrrd or nhdr.", callback=format_option
         ),
     ] = "mla",
     patch_size: PatchSizeOpt = None,
@@ -388,7 +327,7 @@ def convert(
         options["series"] = series
     if seg:
         options["seg"] = True
-    with _errors(ctx, verbose):
+    with errors(ctx, verbose):
         if out_dir is None:
             if len(paths) != 2:
                 raise typer.BadParameter("give IN OUT, DIR OUTDIR, or several inputs with --out-dir", param_hint="PATH")
@@ -411,106 +350,14 @@ def convert(
 
 app.command("convert")(convert)
 app.command("stats")(stats_command)
-
-
-# --------------------------------------------------------------------------- migrate
-
-
-def _migration_line(result: MigrationResult) -> list[str]:
-    """The report lines of one migrated file."""
-    if result.status == "failed":
-        code = result.error.code if result.error is not None else None
-        return [job_line(str(result.src), "", False, code, str(result.error))]
-    if result.status == "current":
-        where = "" if result.dst in (None, result.src) else f" -> {result.dst} (copied)"
-        return [f"current {result.src}{where}"]
-    lines = [f"ok      {result.src} -> {result.dst}"]
-    mapping = result.mapping
-    if mapping is not None:
-        if mapping.mapped:
-            lines.append(f"  mapped: {', '.join(mapping.mapped)}")
-        if mapping.kept:
-            lines.append(f"  kept under extra.legacy: {', '.join(mapping.kept)}")
-        if mapping.dropped:
-            lines.append(f"  left out (not representable in JSON): {', '.join(mapping.dropped)}")
-    return lines
-
-
-def _migration_json(result: MigrationResult) -> dict[str, Any]:
-    mapping = result.mapping
-    return {
-        "src": str(result.src),
-        "dst": None if result.dst is None else str(result.dst),
-        "status": result.status,
-        "code": None if result.error is None else result.error.code,
-        "error": None if result.error is None else str(result.error),
-        "mapped": mapping.mapped if mapping else [],
-        "kept": mapping.kept if mapping else [],
-        "dropped": mapping.dropped if mapping else [],
-    }
-
-
-@app.command()
-def migrate(
-    ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(metavar="OLD", help="A legacy file, or a directory of .mla files.")],
-    dst: Annotated[
-        Path | None, typer.Argument(metavar="NEW", help="Output file, or output directory for a directory.")
-    ] = None,
-    in_place: Annotated[
-        bool, typer.Option("--in-place", help="Replace each legacy file by its migrated version (atomically).")
-    ] = False,
-    patch_size: PatchSizeOpt = None,
-    codec: CodecOpt = None,
-    clevel: ClevelOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
-    verbose: Verbose = False,
-) -> None:
-    """Rewrite files of the earlier mlarray implementation (0.0.x, legacy header) in the current format.
-
-    OLD NEW migrates one file; DIR OUTDIR every .mla file under DIR into OUTDIR (current files are copied);
-    --in-place replaces each legacy file only once its migrated copy is complete. The legacy header is decoded
-    without running code: a pickle may name only the earlier implementation's own list and dict types.
-    """
-    with _errors(ctx, verbose):
-        if in_place == (dst is not None):
-            raise typer.BadParameter("give OLD NEW, DIR OUTDIR, or OLD/DIR with --in-place", param_hint="NEW")
-        cparams = None
-        if codec is not None or clevel is not None:
-            cparams = make_cparams(codec.value if codec else "lz4", 5 if clevel is None else clevel, ["shuffle"], 1)
-        options: dict[str, Any] = {"patch_size": patch_size, "cparams": cparams}
-        if not src.is_dir():
-            target = src if dst is None else dst
-            mapping = migrate_file(src, target, **options)
-            result = MigrationResult(src, target, "migrated", mapping=mapping)
-            typer.echo(dumps([_migration_json(result)]) if as_json else "\n".join(_migration_line(result)))
-            return
-        total = len(find_mla(src))
-        if total == 0:
-            raise typer.BadParameter(f"no .mla files found in {src}", param_hint="OLD")
-        with _progress(Console(stderr=True)) as progress:
-            task = progress.add_task("migrating", total=total)
-            report = migrate_tree(src, dst, on_file=lambda r: progress.advance(task), **options)
-        if as_json:
-            typer.echo(dumps([_migration_json(r) for r in report.results]))
-        else:
-            for result in report.results:
-                for line in _migration_line(result):
-                    typer.echo(line)
-            n = len(report.results)
-            typer.echo(
-                f"{n} file{'s' if n != 1 else ''}: {report.count('migrated')} migrated, "
-                f"{report.count('current')} already current, {report.count('failed')} failed"
-            )
-        if not report.ok:
-            raise typer.Exit(1)
+app.command("migrate")(migrate)
 
 
 # --------------------------------------------------------------------------- entry points
 
-header_app = typer.Typer(help="Print the header of an .mla file as JSON.", **_APP_OPTIONS)
+header_app = typer.Typer(help="Print the header of an .mla file as JSON.", **APP_OPTIONS)
 header_app.command()(header)
-convert_app = typer.Typer(help="Convert between .mla, NIfTI and NRRD files.", **_APP_OPTIONS)
+convert_app = typer.Typer(help="Convert between .mla, NIfTI and NRRD files.", **APP_OPTIONS)
 convert_app.command()(convert)
 
 

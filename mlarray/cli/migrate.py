@@ -1,0 +1,104 @@
+"""``mlarray migrate``: rewrite files of the earlier implementation (0.0.x) in the current format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from mlarray.cli.options import ClevelOpt, CodecOpt, PatchSizeOpt, Verbose, errors, progress_bar
+from mlarray.cli.output import dumps, job_line
+from mlarray.legacy import MigrationResult, migrate_file, migrate_tree
+from mlarray.legacy.migrate import find_mla
+from mlarray.storage.io import make_cparams
+
+
+def _migration_line(result: MigrationResult) -> list[str]:
+    """The report lines of one migrated file."""
+    if result.status == "failed":
+        code = result.error.code if result.error is not None else None
+        return [job_line(str(result.src), "", False, code, str(result.error))]
+    if result.status == "current":
+        where = "" if result.dst in (None, result.src) else f" -> {result.dst} (copied)"
+        return [f"current {result.src}{where}"]
+    lines = [f"ok      {result.src} -> {result.dst}"]
+    mapping = result.mapping
+    if mapping is not None:
+        if mapping.mapped:
+            lines.append(f"  mapped: {', '.join(mapping.mapped)}")
+        if mapping.kept:
+            lines.append(f"  kept under extra.legacy: {', '.join(mapping.kept)}")
+        if mapping.dropped:
+            lines.append(f"  left out (not representable in JSON): {', '.join(mapping.dropped)}")
+    return lines
+
+
+def _migration_json(result: MigrationResult) -> dict[str, Any]:
+    mapping = result.mapping
+    return {
+        "src": str(result.src),
+        "dst": None if result.dst is None else str(result.dst),
+        "status": result.status,
+        "code": None if result.error is None else result.error.code,
+        "error": None if result.error is None else str(result.error),
+        "mapped": mapping.mapped if mapping else [],
+        "kept": mapping.kept if mapping else [],
+        "dropped": mapping.dropped if mapping else [],
+    }
+
+
+def migrate(
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(metavar="OLD", help="A legacy file, or a directory of .mla files.")],
+    dst: Annotated[
+        Path | None, typer.Argument(metavar="NEW", help="Output file, or output directory for a directory.")
+    ] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Replace each legacy file by its migrated version (atomically).")
+    ] = False,
+    patch_size: PatchSizeOpt = None,
+    codec: CodecOpt = None,
+    clevel: ClevelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Rewrite files of the earlier mlarray implementation (0.0.x, legacy header) in the current format.
+
+    OLD NEW migrates one file; DIR OUTDIR every .mla file under DIR into OUTDIR (current files are copied);
+    --in-place replaces each legacy file only once its migrated copy is complete. The legacy header is decoded
+    without running code: a pickle may name only the earlier implementation's own list and dict types.
+    """
+    with errors(ctx, verbose):
+        if in_place == (dst is not None):
+            raise typer.BadParameter("give OLD NEW, DIR OUTDIR, or OLD/DIR with --in-place", param_hint="NEW")
+        cparams = None
+        if codec is not None or clevel is not None:
+            cparams = make_cparams(codec.value if codec else "lz4", 5 if clevel is None else clevel, ["shuffle"], 1)
+        options: dict[str, Any] = {"patch_size": patch_size, "cparams": cparams}
+        if not src.is_dir():
+            target = src if dst is None else dst
+            mapping = migrate_file(src, target, **options)
+            result = MigrationResult(src, target, "migrated", mapping=mapping)
+            typer.echo(dumps([_migration_json(result)]) if as_json else "\n".join(_migration_line(result)))
+            return
+        total = len(find_mla(src))
+        if total == 0:
+            raise typer.BadParameter(f"no .mla files found in {src}", param_hint="OLD")
+        with progress_bar(Console(stderr=True)) as progress:
+            task = progress.add_task("migrating", total=total)
+            report = migrate_tree(src, dst, on_file=lambda r: progress.advance(task), **options)
+        if as_json:
+            typer.echo(dumps([_migration_json(r) for r in report.results]))
+        else:
+            for result in report.results:
+                for line in _migration_line(result):
+                    typer.echo(line)
+            n = len(report.results)
+            typer.echo(
+                f"{n} file{'s' if n != 1 else ''}: {report.count('migrated')} migrated, "
+                f"{report.count('current')} already current, {report.count('failed')} failed"
+            )
+        if not report.ok:
+            raise typer.Exit(1)

@@ -1,0 +1,81 @@
+"""Options, error handling and progress bars shared by the ``mlarray`` commands."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlarray.cli.convert_jobs import FORMATS, Codec, parse_patch_size
+from mlarray.cli.output import error_lines
+
+CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+APP_OPTIONS: dict[str, Any] = {
+    "context_settings": CONTEXT,
+    "add_completion": False,
+    "pretty_exceptions_show_locals": False,
+}
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the full traceback when something fails.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")]
+
+
+def _patch_size_option(value: str | None) -> Any:
+    try:
+        return parse_patch_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def format_option(value: str) -> str:
+    ext = value if value.startswith(".") else f".{value}"
+    if ext not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not a format: use one of {', '.join(f[1:] for f in FORMATS)}")
+    return ext
+
+
+PatchSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--patch-size",
+        help="Training patch size the chunking is derived from: an int (every spatial axis), "
+        "a comma list like 128,128,64, or 'default' (192).",
+        callback=_patch_size_option,
+    ),
+]
+CodecOpt = Annotated[Codec | None, typer.Option("--codec", help="Blosc2 codec.", case_sensitive=False)]
+ClevelOpt = Annotated[int | None, typer.Option("--clevel", min=0, max=9, help="Compression level 0-9.")]
+
+
+@contextlib.contextmanager
+def errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
+    """Turn any failure into one clear line on stderr and exit status 1 (or re-raise with --verbose)."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, typer.BadParameter):
+        raise
+    except Exception as exc:
+        root = ctx.find_root().obj
+        if verbose or (isinstance(root, dict) and root.get("verbose")):
+            raise
+        for line in error_lines(exc):
+            typer.echo(line, err=True)
+        raise typer.Exit(1) from None
+
+
+def progress_bar(console: Console) -> Progress:
+    """A progress bar on ``console`` that is shown only on a terminal and removed when done."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
