@@ -13,10 +13,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
+import blosc2
 import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.convert._common import METAIMAGE_EXTENSIONS, MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
+from mlarray.convert._stream import copy_image
 from mlarray.convert.dicom import read_dicom_parts
 from mlarray.convert.metaimage import read_metaimage_parts, write_metaimage
 from mlarray.convert.nifti import read_nifti_parts, write_nifti
@@ -164,12 +166,30 @@ def _relayout(
     codec: str | None,
     clevel: int | None,
 ) -> None:
-    """Rewrite an ``.mla`` with a new layout or compression; every header field but ``layout`` is kept."""
-    image = MLArray.load(src)
+    """Rewrite an ``.mla`` with a new layout or compression; every header field but ``layout`` is kept.
+
+    The array is copied slab by slab (:func:`~mlarray.convert._stream.copy_image`), so the
+    file may be larger than memory; the result is the file an in-memory relayout writes.
+    """
+    with MLArray.open(src, "r", dparams={"nthreads": blosc2.nthreads}) as image:
+        kwargs = (
+            None
+            if patch_size is None and codec is None and clevel is None
+            else _layout_args(image, patch_size, codec, clevel)
+        )
+        if image.shape is not None and 0 not in image.shape:
+            copy_image(image, dst, kwargs)
+            return
+    loaded = MLArray.load(src)
+    if loaded.shape is None or kwargs is None:
+        loaded.save(dst)
+    else:
+        MLArray(loaded.to_numpy(), meta=loaded.meta, **kwargs).save(dst)
+
+
+def _layout_args(image: MLArray, patch_size: PatchSize | None, codec: str | None, clevel: int | None) -> dict[str, Any]:
+    """The layout arguments of a relayout: the options given, the recorded layout for the others."""
     old = image.meta.layout
-    if image.shape is None or (patch_size is None and codec is None and clevel is None):
-        image.save(dst)
-        return
     kwargs: dict[str, Any] = {}
     if patch_size is not None:
         kwargs["patch_size"] = patch_size
@@ -185,4 +205,4 @@ def _relayout(
         dtype.itemsize,
         list(old.filters) if old else DEFAULT_FILTERS,
     )
-    MLArray(image.to_numpy(), meta=image.meta, **kwargs).save(dst)
+    return kwargs

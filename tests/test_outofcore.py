@@ -1,0 +1,113 @@
+"""Streaming writes (mlarray.storage.stream) and the .mla -> .mla relayout built on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from mlarray import MLArray
+from mlarray.convert import convert_file
+from mlarray.convert._stream import save_slabs, template
+from mlarray.errors import InvalidArgumentError
+from mlarray.models import Meta
+from mlarray.storage.stream import SlabWriter, chunk_regions, slab_regions
+from mlarray.validate import validate_file
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Blosc2 writes the blocks of a chunk in the order its threads finish: one thread makes files repeatable."""
+    before = blosc2.nthreads
+    blosc2.set_nthreads(1)
+    yield
+    blosc2.set_nthreads(before)
+
+
+def _volume(shape: tuple[int, ...], dtype: str = "<i2") -> np.ndarray:
+    return (np.arange(np.prod(shape)) % 1013).astype(dtype).reshape(shape)
+
+
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((40, 50, 60), {}),
+        ((40, 50, 60), {"patch_size": 32, "codec": "zstd"}),
+        ((70, 33, 21), {"codec": "lz4", "clevel": 3}),
+        ((300, 130, 140), {"patch_size": "64,64,64"}),  # over blosc2's 16 MB fast path, edge chunks on every axis
+        ((9, 5), {"patch_size": 4}),
+    ],
+)
+def test_relayout_streams_the_same_file_as_a_relayout_in_memory(
+    tmp_path: Path, one_thread: None, shape: tuple[int, ...], options: dict
+) -> None:
+    src, streamed, in_memory = tmp_path / "a.mla", tmp_path / "b.mla", tmp_path / "c.mla"
+    MLArray(_volume(shape), spacing=[0.5] * len(shape), meta={"patient": "x"}).save(src)
+    if isinstance(options.get("patch_size"), str):
+        options = {**options, "patch_size": tuple(int(v) for v in options["patch_size"].split(","))}
+    convert_file(src, streamed, **options)
+    # what the in-memory relayout wrote before streaming: load, then save with the new layout
+    from mlarray.convert.files import _layout_args
+
+    loaded = MLArray.load(src)
+    if options:
+        with MLArray.open(src) as opened:
+            kwargs = _layout_args(opened, options.get("patch_size"), options.get("codec"), options.get("clevel"))
+        MLArray(loaded.to_numpy(), meta=loaded.meta, **kwargs).save(in_memory)
+    else:
+        loaded.save(in_memory)
+    assert streamed.read_bytes() == in_memory.read_bytes()
+    assert validate_file(streamed).valid
+    assert np.array_equal(MLArray.load(streamed).to_numpy(), _volume(shape))
+
+
+def test_slabs_tile_the_array_once_in_order() -> None:
+    shape, chunks = (10, 7, 5), (3, 4, 5)
+    for axis in range(3):
+        regions = slab_regions(shape, chunks, 2, axis=axis, max_bytes=1)
+        seen = np.zeros(shape, dtype=int)
+        for region in regions:
+            seen[region] += 1
+            assert region[axis].start % chunks[axis] == 0
+            assert region[axis].stop - region[axis].start <= chunks[axis]
+        assert (seen == 1).all()
+        starts = [r[axis].start for r in regions]
+        assert starts == sorted(starts)
+    # a budget of several chunk rows gives thicker slabs, still whole chunks
+    thick = slab_regions(shape, chunks, 2, axis=0, max_bytes=2 * 3 * 7 * 5 * 2)
+    assert [r[0] for r in thick] == [slice(0, 6), slice(6, 10)]
+    numbers = [n for region in thick for n, _ in chunk_regions(shape, chunks, region)]
+    assert sorted(numbers) == list(range(4 * 2 * 1))
+
+
+def test_the_writer_refuses_unaligned_regions_repeats_and_gaps(tmp_path: Path) -> None:
+    cparams = blosc2.CParams(typesize=2)
+    writer = SlabWriter(str(tmp_path / "w.b2nd"), (8, 6), "<i2", chunks=(4, 6), blocks=(2, 6), cparams=cparams)
+    with pytest.raises(InvalidArgumentError, match="not aligned"):
+        writer.write((slice(2, 6), slice(0, 6)), np.zeros((4, 6), "<i2"))
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        writer.write((slice(0, 4), slice(0, 6)), np.zeros((4, 5), "<i2"))
+    writer.write((slice(0, 4), slice(0, 6)), np.ones((4, 6), "<i2"))
+    with pytest.raises(InvalidArgumentError, match="already written"):
+        writer.write((slice(0, 4), slice(0, 6)), np.ones((4, 6), "<i2"))
+    with pytest.raises(InvalidArgumentError, match="never written"):
+        writer.finish(Meta())
+
+
+def test_slabs_along_another_axis_hold_the_same_chunks(tmp_path: Path, one_thread: None) -> None:
+    """Fortran-ordered sources are read along their last axis: same chunks, another order in the frame."""
+    data = _volume((50, 40, 30), "<f4")
+    MLArray(data, chunk_size=(16, 16, 8), block_size=(8, 8, 8)).save(tmp_path / "memory.mla")
+    image = template(data.shape, data.dtype, Meta(), {"chunk_size": (16, 16, 8), "block_size": (8, 8, 8)})
+    save_slabs(tmp_path / "streamed.mla", image, lambda region: data[region], axis=2, max_bytes=1)
+    assert validate_file(tmp_path / "streamed.mla").valid
+    a, b = blosc2.open(str(tmp_path / "memory.mla")), blosc2.open(str(tmp_path / "streamed.mla"))
+    assert a.schunk.nchunks == b.schunk.nchunks > 1
+    for i in range(a.schunk.nchunks):
+        assert a.schunk.get_chunk(i) == b.schunk.get_chunk(i)
+    assert np.array_equal(b[...], data)
+    ha, hb = MLArray.open(tmp_path / "memory.mla").meta, MLArray.open(tmp_path / "streamed.mla").meta
+    assert ha.model_dump(exclude={"integrity"}) == hb.model_dump(exclude={"integrity"})
