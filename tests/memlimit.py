@@ -29,7 +29,9 @@ already reserves a lot of it (shared libraries, thread stacks, glibc malloc aren
 3. reads its own virtual size (``VmSize``) and resident size (``VmRSS``) from
    ``/proc/self/status``: the *baseline*;
 4. sets the soft ``RLIMIT_AS`` to ``baseline VmSize + budget``, runs ``code`` and reports
-   ``ru_maxrss`` (the peak resident size) with the snippet's ``result``.
+   ``VmHWM`` (the peak resident size) with the snippet's ``result``. (Not ``ru_maxrss``:
+   Linux carries it over from the parent across ``fork``/``exec``, so a child of a big
+   pytest process would report the parent's peak.)
 
 An allocation past the limit raises ``MemoryError`` in the child (or kills it if C code
 cannot handle the failure); both become :class:`LimitExceeded` here, also when the
@@ -60,7 +62,7 @@ def _status():
     with open("/proc/self/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmSize", "VmRSS"):
+            if key in ("VmSize", "VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0]) * 1024
     return out
 
@@ -82,7 +84,7 @@ try:
     exec(_job["code"])
 except MemoryError as exc:
     _error = "MemoryError: " + str(exc)
-_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+_peak = _status()["VmHWM"]
 resource.setrlimit(resource.RLIMIT_AS, (_hard, _hard))
 with open(_report_path, "w") as _f:
     json.dump({"result": result, "error": _error, "peak_rss": _peak, "baseline_rss": _base["VmRSS"],
@@ -107,7 +109,7 @@ class Measured:
     result: Any
     """The value the snippet assigned to ``result``."""
     peak_rss: int
-    """``ru_maxrss`` of the child: the most resident memory it ever had (baseline included)."""
+    """``VmHWM`` of the child: the most resident memory it ever had (baseline included)."""
     baseline_rss: int
     """Resident size after ``setup`` and ``warmup``, before ``code`` ran."""
     baseline_vm: int

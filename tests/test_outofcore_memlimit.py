@@ -36,3 +36,14 @@ def test_a_failing_snippet_reports_its_error() -> None:
 
 def test_variables_are_defined_for_the_snippet() -> None:
     assert run_limited("result = [a + 1, b]", budget=None, variables={"a": 1, "b": "x"}).result == [2, "x"]
+
+
+def test_the_peak_is_the_childs_own_not_its_parents() -> None:
+    """Linux carries ru_maxrss over fork/exec; a big parent (pytest) must not inflate the child's peak."""
+    import numpy as np
+
+    held = np.ones(200 * MiB, dtype=np.uint8)  # resident in this (the parent) process
+    run = run_limited("result = 1", budget=100 * MiB)
+    assert held[-1] == 1
+    assert run.peak_rss < 200 * MiB
+    assert run.peak_over_baseline < 50 * MiB
