@@ -348,6 +348,22 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape is not None else 0
 
+    @property
+    def chunks(self) -> tuple[int, ...] | None:
+        """Blosc2 chunk shape of the file or compressed data, else the one :meth:`save` writes (``None``: none yet).
+
+        ``dask.array.from_array`` aligns its blocks to it; :meth:`to_dask` gives one block per chunk."""
+        if not self._has_array() or self._closed:
+            return None
+        chunks = self._nd.chunks if self._nd is not None else self._storage_plan(None).chunks
+        return None if chunks is None else tuple(int(c) for c in chunks)
+
+    def to_dask(self, chunks: Any = "file") -> Any:
+        """A lazy Dask array over this image, one block per chunk (:func:`mlarray.dask.array_of`; needs dask)."""
+        from mlarray.dask import array_of
+
+        return array_of(self, chunks=chunks)
+
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a metadata-only MLArray")

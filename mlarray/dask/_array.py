@@ -1,0 +1,160 @@
+"""Dask arrays over ``.mla`` files: one file, or many files of one shape stacked lazily."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from mlarray.dask._source import MLAFile
+from mlarray.errors import InvalidArgumentError, MLArrayFileNotFoundError
+from mlarray.models import Meta
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+    from mlarray.api import MLArray
+
+PathsOrGlob = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+class StackMismatchError(InvalidArgumentError):
+    """Files to be stacked differ in shape or dtype (code ``INVALID_ARGUMENT``, a ``ValueError``)."""
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def expand(paths_or_glob: PathsOrGlob) -> list[str]:
+    """The files :func:`from_mla` reads, in stacking order.
+
+    A path is itself; a pattern with ``*``, ``?`` or ``[`` is expanded (``**`` matches
+    sub-directories) and sorted; a sequence keeps its order.
+
+    Raises
+    ------
+    MLArrayFileNotFoundError
+        A pattern matches no file, or the sequence is empty.
+    """
+    if isinstance(paths_or_glob, (str, os.PathLike)):
+        text = os.fspath(paths_or_glob)
+        if not _is_glob(text):
+            return [text]
+        found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise MLArrayFileNotFoundError("no file matches this pattern", path=text)
+        return found
+    found = [os.fspath(p) for p in paths_or_glob]
+    if not found:
+        raise MLArrayFileNotFoundError("no files given")
+    return found
+
+
+def read_meta(paths_or_glob: PathsOrGlob) -> list[Meta]:
+    """The header of every file :func:`from_mla` would read, in the same order (the arrays are not read)."""
+    return [MLAFile(p).meta() for p in expand(paths_or_glob)]
+
+
+def _dask_chunks(source: MLAFile, chunks: Any) -> Any:
+    """``'file'``: the file's chunk shape (clipped to the array); anything else is Dask's ``chunks``."""
+    if isinstance(chunks, str) and chunks == "file":
+        return tuple(max(1, min(c, n)) for c, n in zip(source.chunks, source.shape, strict=True))
+    return chunks
+
+
+def _from_array(x: Any, **kwargs: Any) -> da.Array:
+    """``dask.array.from_array`` (untyped in Dask) with its result typed."""
+    import dask.array
+
+    make: Any = dask.array.from_array
+    return cast("da.Array", make(x, **kwargs))
+
+
+def _one(source: MLAFile, chunks: Any) -> da.Array:
+    meta = np.empty((0,) * source.ndim, dtype=source.dtype)
+    return _from_array(source, chunks=_dask_chunks(source, chunks), meta=meta)
+
+
+def from_mla(
+    paths_or_glob: PathsOrGlob,
+    *,
+    chunks: Any = "file",
+    axis: int = 0,
+    dparams: dict[str, Any] | None = None,
+) -> da.Array:
+    """A lazy Dask array over one ``.mla`` file, or over many stacked along a new axis.
+
+    Each Dask task reads one block through its own read-only handle (see
+    :class:`~mlarray.dask.MLAFile`): no handle is shared between threads or carried in
+    the graph, so the graph can go to a ``dask.distributed`` cluster whose workers
+    see the same paths. Values are the stored ones (``meta.scaling`` is not applied).
+
+    Parameters
+    ----------
+    paths_or_glob : path, glob pattern or sequence of paths
+        One path gives the file's array; a pattern (sorted matches) or a sequence gives
+        the files stacked along a new axis ``axis``, in that order (see :func:`expand`).
+    chunks : 'file' or Dask chunks
+        ``'file'`` (default): one Dask block per file chunk, so a task decompresses
+        exactly one chunk. ``'auto'`` lets Dask pick blocks that are whole multiples of
+        the file's chunks; any other value is passed to :func:`dask.array.from_array`.
+        Stacked files use the first file's chunk shape.
+    axis : int
+        Where the new axis goes when files are stacked.
+    dparams : dict, optional
+        Blosc2 decompression parameters of each read (default one thread per read).
+
+    Returns
+    -------
+    dask.array.Array
+
+    Raises
+    ------
+    StackMismatchError
+        Stacked files differ in shape or dtype (the message names both files).
+    MLArrayError
+        A file cannot be opened (missing, not an ``.mla`` file, corrupt, ...).
+    """
+    import dask.array as da
+
+    paths = expand(paths_or_glob)
+    sources = [MLAFile(p, dparams=dparams) for p in paths]
+    if isinstance(paths_or_glob, (str, os.PathLike)) and not _is_glob(os.fspath(paths_or_glob)):
+        return _one(sources[0], chunks)
+    first = sources[0]
+    for other in sources[1:]:
+        if other.shape != first.shape or other.dtype != first.dtype:
+            raise StackMismatchError(
+                f"holds {other.shape} {other.dtype} but {first.path} holds {first.shape} {first.dtype}; "
+                "stacked files need one shape and dtype",
+                path=other.path,
+            )
+    block = _dask_chunks(first, chunks)
+    stack: Any = da.stack
+    return cast("da.Array", stack([_one(s, block) for s in sources], axis=axis))
+
+
+def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
+    """:meth:`mlarray.MLArray.to_dask`: a Dask array over ``image``.
+
+    A file opened read-only is read lazily through per-task handles (as :func:`from_mla`).
+    An in-memory NumPy image is split into blocks of :attr:`~mlarray.MLArray.chunks`.
+    Anything else (in-memory compressed, or a file open for writing) is read through the
+    image itself under a lock, one block at a time, so its one Blosc2 array is never used
+    by two threads at once; such an array cannot be sent to other processes.
+    """
+    if image.shape is None or image.dtype is None:
+        raise InvalidArgumentError("a metadata-only image has no array")
+    if image.filepath is not None and image.mmap_mode in ("r", None) and image.mode in ("r", None):
+        return from_mla(image.filepath, chunks=chunks)
+    block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks
+    if block is not None and not isinstance(block, str):
+        block = tuple(max(1, min(int(c), n)) for c, n in zip(block, image.shape, strict=True))
+    if not image.compressed:
+        return _from_array(image.to_numpy(), chunks=block if block is not None else "auto")
+    meta = np.empty((0,) * image.ndim, dtype=image.dtype)
+    return _from_array(image, chunks=block if block is not None else "auto", lock=True, meta=meta, name=False)

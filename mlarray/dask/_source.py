@@ -1,0 +1,165 @@
+"""A picklable, read-only stand-in for one ``.mla`` file that Dask tasks read through.
+
+python-blosc2 documents crashes when several threads use one ``NDArray`` at the
+same time, so no handle is ever shared: :class:`MLAFile` holds only the path and
+what the header says (shape, dtype, chunk shape). Each read opens the file
+read-only with :meth:`mlarray.MLArray.open` in the calling thread, or reuses a handle
+*that thread* opened before (a small per-thread cache, keyed by the file's identity
+so a file replaced by an atomic save is reopened). Pickling an ``MLAFile`` (what
+Dask does when it ships a task graph to a worker) carries no handle and no data.
+
+This module does not import Dask: it is plain Python over the public API.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from mlarray.api import MLArray
+from mlarray.errors import InvalidArgumentError
+from mlarray.models import Meta
+
+CACHE_SIZE = 8
+"""Handles one thread keeps open at most (least recently used closed first)."""
+
+_local = threading.local()
+
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(path: str) -> Stamp:
+    """What tells one file at ``path`` from another: device, inode, size, modification time."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _cache() -> OrderedDict[tuple[str, Stamp], MLArray]:
+    cache: OrderedDict[tuple[str, Stamp], MLArray] | None = getattr(_local, "handles", None)
+    if cache is None:
+        cache = _local.handles = OrderedDict()
+    return cache
+
+
+def close_handles() -> int:
+    """Close the handles the *calling thread* keeps open; returns how many were open.
+
+    Dask worker threads keep up to :data:`CACHE_SIZE` handles each; this is for code
+    that wants the files released (e.g. before deleting them on Windows).
+    """
+    cache = _cache()
+    count = len(cache)
+    while cache:
+        _, handle = cache.popitem(last=False)
+        handle.close()
+    return count
+
+
+def open_handles() -> int:
+    """How many handles the calling thread keeps open."""
+    return len(_cache())
+
+
+class MLAFile:
+    """One ``.mla`` file as a lazily read, array-like object (``shape``, ``dtype``, ``chunks``, ``[...]``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; it is opened once here to read its header.
+    dparams : dict, optional
+        Blosc2 decompression parameters of each read (default: one thread per read,
+        as :meth:`mlarray.MLArray.open`; Dask already runs reads in parallel).
+
+    Raises
+    ------
+    MLArrayError
+        The file cannot be opened (see :meth:`mlarray.MLArray.open`), or it is
+        metadata-only (:class:`~mlarray.errors.InvalidArgumentError`).
+    """
+
+    __slots__ = ("path", "shape", "dtype", "chunks", "dparams")
+
+    def __init__(self, path: str | os.PathLike[str], *, dparams: dict[str, Any] | None = None) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.dparams = dparams
+        with MLArray.open(self.path, "r", dparams=dparams) as image:
+            if image.shape is None or image.dtype is None:
+                raise InvalidArgumentError("a metadata-only file has no array to read", path=self.path)
+            self.shape: tuple[int, ...] = image.shape
+            self.dtype: np.dtype[Any] = image.dtype
+            chunks = image.chunks
+            assert chunks is not None
+            self.chunks: tuple[int, ...] = chunks
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"MLAFile({self.path!r}, shape={self.shape}, dtype={self.dtype}, chunks={self.chunks})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.path, self.shape, self.dtype.str, self.chunks, self.dparams))
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """Dask names arrays by this: the same unchanged file gives the same name."""
+        try:
+            stamp: Any = _stamp(self.path)
+        except OSError:
+            stamp = None
+        return ("mlarray.MLAFile", self.path, stamp, self.shape, self.dtype.str, self.chunks, repr(self.dparams))
+
+    def meta(self) -> Meta:
+        """The file's header (read now, not cached)."""
+        with MLArray.open(self.path, "r") as image:
+            return image.meta
+
+    def handle(self) -> MLArray:
+        """A read-only :class:`~mlarray.MLArray` on the file, owned by the calling thread.
+
+        Raises :class:`~mlarray.errors.InvalidArgumentError` when the file no longer
+        has the shape and dtype this object was made with (it was replaced).
+        """
+        key = (self.path, _stamp(self.path))
+        cache = _cache()
+        image = cache.get(key)
+        if image is not None:
+            cache.move_to_end(key)
+            return image
+        image = MLArray.open(self.path, "r", dparams=self.dparams)
+        if image.shape != self.shape or image.dtype != self.dtype:
+            found = f"{image.shape} {image.dtype}"
+            image.close()
+            raise InvalidArgumentError(
+                f"the file changed since the array was made: it holds {found}, not {self.shape} {self.dtype}",
+                path=self.path,
+            )
+        for stale in [k for k in cache if k[0] == self.path]:  # an older version of the same path
+            cache.pop(stale).close()
+        cache[key] = image
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)[1].close()
+        return image
+
+    def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
+        return np.asarray(self.handle()[key])
+
+
+def _rebuild(
+    path: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...], dparams: dict[str, Any] | None
+) -> MLAFile:
+    """Unpickle an :class:`MLAFile` without opening the file (the worker opens it when it reads)."""
+    obj = MLAFile.__new__(MLAFile)
+    obj.path, obj.shape, obj.dtype, obj.chunks, obj.dparams = (
+        path,
+        tuple(shape),
+        np.dtype(dtype),
+        tuple(chunks),
+        dparams,
+    )
+    return obj
