@@ -43,6 +43,7 @@ from mlarray.storage.io import (
     make_cparams,
     normalize_dtype,
     open_checked,
+    write_data,
 )
 from mlarray.storage.locking import FileLock, ensure_unlocked
 from mlarray.versions import SCHEMA_VERSION
@@ -514,12 +515,14 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             write_header(nd, meta, digest_of=tmp)
             return nd
         plan = self._storage_plan(target or tmp)
+        digest = None
         if isinstance(source, ShapeOnly):
             nd = source.write(tmp, plan.chunks, plan.blocks, plan.cparams)
         else:
-            nd = write_frame(tmp, source, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
+            written = write_data(tmp, source, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
+            nd, digest = written.nd, written.digest
         meta = self._header_for_save(layout=layout_of(nd, plan.strategy, plan.patch))
-        write_header(nd, meta, digest_of=tmp)
+        write_header(nd, meta, digest_of=tmp, digest=digest)
         return nd
 
     def close(self) -> None:

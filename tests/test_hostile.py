@@ -267,7 +267,8 @@ def test_a_failing_write_is_typed_and_keeps_the_old_file(tmp_path: Path, monkeyp
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(io.blosc2, "asarray", full_disk)
+    monkeypatch.setattr(io.blosc2, "asarray", full_disk)  # python-blosc2's writer
+    monkeypatch.setattr(io, "write_array", full_disk)  # the parallel writer (mlarray.storage.compress)
     with pytest.raises(WriteFailedError) as info:
         MLArray(np.arange(1000)).save(path)
     assert isinstance(info.value, OSError) and "No space left" in str(info.value)

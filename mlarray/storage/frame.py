@@ -17,6 +17,7 @@ import io
 import os
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -399,3 +400,47 @@ def data_digest(path: str | os.PathLike[str], block: int = 4 << 20) -> str:
             digest.update(piece)
             remaining -= len(piece)
     return digest.hexdigest()
+
+
+def folded_digest(path: str | os.PathLike[str], chunks_sha: Any, sizes: Sequence[int]) -> str | None:
+    """Finish the data-section digest from the SHA-256 of the chunks a writer just wrote.
+
+    ``chunks_sha`` has been fed the bytes of every chunk stored in the chunks area, in
+    chunk order; ``sizes`` gives each chunk's bytes there (0 for a special-value chunk,
+    which lives in the index only). The frame at ``path`` (written by us, not untrusted)
+    must hold exactly those chunks back to back: its chunks area has their total size and
+    its index points at each of them in turn. Then the digest is ``chunks_sha`` continued
+    with the index chunk, read from the file (a few bytes per chunk), and equals
+    :func:`data_digest`; otherwise ``None`` (the caller hashes the file instead).
+    """
+    p = os.fspath(path)
+    with open(p, "rb") as f:
+        prefix = f.read(PREFIX_LEN)
+        if len(prefix) < PREFIX_LEN or prefix[2:10] != MAGIC:
+            return None
+        (header_size,) = struct.unpack(">i", prefix[11:15])
+        (frame_size,) = struct.unpack(">Q", prefix[16:24])
+        if not PREFIX_LEN < header_size <= min(frame_size, MAX_FRAME_HEADER):
+            return None
+        header = _unpack(_read_exact(f, 0, header_size, p), "header", p)
+        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
+        (trailer_len,) = struct.unpack(">I", tail[1:5])
+        end = frame_size - trailer_len
+        area = sum(sizes)
+        if not isinstance(header, list) or len(header) < 6 or header[5] != area or header_size + area > end:
+            return None
+        index = _read_exact(f, header_size + area, end - header_size - area, p)
+    try:
+        body = blosc2.decompress(index)
+    except Exception:
+        return None
+    if not isinstance(body, bytes) or len(body) != 8 * len(sizes):
+        return None
+    offset = 0
+    for entry, size in zip(struct.unpack(f"<{len(sizes)}q", body), sizes, strict=True):
+        if (size == 0 and entry >= 0) or (size > 0 and entry != offset):
+            return None
+        offset += size
+    digest = chunks_sha.copy()
+    digest.update(index)
+    return str(digest.hexdigest())

@@ -39,6 +39,7 @@ from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.models import Integrity, Layout, Meta, parse_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.codec import decode_header, encode_header
+from mlarray.storage.compress import write_array
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.versions import HEADER_KEY
 
@@ -263,14 +264,15 @@ def header_bytes(meta: Meta) -> bytes:
     return encode_header(data)
 
 
-def write_header(nd: Any, meta: Meta, *, digest_of: str | None = None) -> None:
+def write_header(nd: Any, meta: Meta, *, digest_of: str | None = None, digest: str | None = None) -> None:
     """Replace the header of an open, writable frame.
 
     With ``digest_of`` (the frame's file path), ``meta.integrity`` is first set to the
-    digest of that file's data section, so the header describes the data it sits beside.
+    digest of that file's data section, so the header describes the data it sits beside:
+    ``digest`` when the writer already knows it (:class:`Written`), else read from the file.
     """
     if digest_of is not None:
-        meta.integrity = Integrity(digest=data_digest(digest_of))
+        meta.integrity = Integrity(digest=digest if digest is not None else data_digest(digest_of))
     nd.schunk.vlmeta.set_vlmeta(HEADER_KEY, header_bytes(meta), typesize=1)
 
 
@@ -337,6 +339,59 @@ def _discard(tmp: str) -> None:
         os.unlink(tmp)
 
 
+@dataclass
+class Written:
+    """A frame just written: the open NDArray and, when known without reading the file, its digest."""
+
+    nd: Any
+    digest: str | None = None
+    """SHA-256 of the data section (spec 4.9) folded into the write, or ``None``."""
+
+
+def _parallel_ok(data: Any, chunks: Sequence[int] | None, blocks: Sequence[int] | None) -> bool:
+    """Whether :func:`~mlarray.storage.compress.write_array` can write ``data`` (else python-blosc2 does)."""
+    if chunks is None or blocks is None or not isinstance(data, np.ndarray) or data.size == 0:
+        return False
+    little = data.dtype.str[0] in "<|"  # big-endian data go through python-blosc2's conversion
+    return little and len(chunks) == len(blocks) == data.ndim
+
+
+def write_data(
+    tmp: str,
+    data: Any,
+    *,
+    chunks: Sequence[int] | None,
+    blocks: Sequence[int] | None,
+    cparams: Any,
+    mmap: bool = False,
+    parallel: bool = True,
+    nthreads: int | None = None,
+) -> Written:
+    """Write ``data`` (NumPy array, blosc2 NDArray or ``None`` for metadata-only) to ``tmp``.
+
+    A NumPy array with a given chunk and block shape has its chunks compressed on
+    ``nthreads`` threads (default: one per core) and its digest folded into the write
+    (:mod:`mlarray.storage.compress`); the bytes are those python-blosc2 writes with
+    ``parallel=False``.
+    """
+    if parallel and _parallel_ok(data, chunks, blocks):
+        assert chunks is not None and blocks is not None
+        nd, digest = write_array(tmp, data, chunks, blocks, cparams, nthreads, mmap=mmap)
+        return Written(nd, digest)
+    kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
+    if mmap:
+        kwargs["mmap_mode"] = "w+"
+    if data is None:
+        return Written(blosc2.empty((0,), dtype=np.uint8, **kwargs))
+    if chunks is not None:
+        kwargs["chunks"] = tuple(chunks)
+    if blocks is not None:
+        kwargs["blocks"] = tuple(blocks)
+    if isinstance(data, blosc2.NDArray):
+        return Written(data.copy(**kwargs))
+    return Written(blosc2.asarray(np.ascontiguousarray(data), **kwargs))
+
+
 def write_frame(
     tmp: str,
     data: Any,
@@ -346,19 +401,8 @@ def write_frame(
     cparams: Any,
     mmap: bool = False,
 ) -> Any:
-    """Write ``data`` (NumPy array, blosc2 NDArray or ``None`` for metadata-only) to ``tmp``."""
-    kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
-    if mmap:
-        kwargs["mmap_mode"] = "w+"
-    if data is None:
-        return blosc2.empty((0,), dtype=np.uint8, **kwargs)
-    if chunks is not None:
-        kwargs["chunks"] = tuple(chunks)
-    if blocks is not None:
-        kwargs["blocks"] = tuple(blocks)
-    if isinstance(data, blosc2.NDArray):
-        return data.copy(**kwargs)
-    return blosc2.asarray(np.ascontiguousarray(data), **kwargs)
+    """Write ``data`` to ``tmp`` (see :func:`write_data`) and return the open blosc2 NDArray."""
+    return write_data(tmp, data, chunks=chunks, blocks=blocks, cparams=cparams, mmap=mmap).nd
 
 
 def layout_of(nd: Any, strategy: str, patch_size: Sequence[int] | None) -> Layout:

@@ -1,0 +1,267 @@
+"""Compress the chunks of an array on several threads and write them into a frame.
+
+python-blosc2 writes a NumPy array one chunk at a time from one Python thread
+(``NDArray.__setitem__`` per chunk); the threads it starts inside C-Blosc2 only
+share the blocks of that one chunk, and the Python work between chunks runs alone.
+Here each chunk is laid out in Blosc2's block order and compressed by
+``blosc2.compress2`` (which releases the GIL) on a pool of threads, several chunks
+at once; the calling thread appends the finished chunks to the frame in order and
+feeds them to the SHA-256 of the data section as they pass, so the digest needs no
+second read of the file (:func:`mlarray.storage.frame.folded_digest`).
+
+The chunks are the bytes python-blosc2 would have written for the same array,
+chunk and block shapes and compression parameters (same block order, same zero
+padding of edge chunks): a file written here is byte for byte the file the serial
+path writes (tests/test_parallel_write.py checks this).
+
+Reusable pieces: :func:`block_order` (one chunk's bytes in block order),
+:func:`compress_chunks` (chunk arrays in, compressed chunk bytes out, in order, on a
+thread pool) and :func:`write_chunks` (an uninitialized frame filled chunk by chunk
+from any iterable of compressed chunks, with the folded digest). This module knows
+nothing of the header or of the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from mlarray.storage.frame import folded_digest
+
+MEMCPYED = 0x02
+"""Bit 1 of byte 2 (flags) of a chunk header: the chunk is stored uncompressed."""
+SPECIAL_MASK = 0x70
+"""Bits 4-6 of byte 31 of an extended chunk header: a special-value chunk (stored in the index only)."""
+
+
+def chunk_grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """Chunks per axis."""
+    return tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
+
+
+def chunk_regions(shape: Sequence[int], chunks: Sequence[int]) -> Iterator[tuple[slice, ...]]:
+    """The region of each chunk, in chunk-number order (C order over the chunk grid)."""
+    ranges = [range(g) for g in chunk_grid(shape, chunks)]
+    for index in itertools.product(*ranges):
+        yield tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True))
+
+
+def block_order(part: np.ndarray[Any, Any], chunks: Sequence[int], blocks: Sequence[int]) -> np.ndarray[Any, Any]:
+    """The bytes of one chunk as Blosc2 stores them before compression.
+
+    ``part`` is the chunk's region of the array (an edge chunk may be smaller than
+    ``chunks``). The chunk is padded with zeros to whole blocks (the "extended" chunk
+    shape) and its blocks follow each other in C order, each block in C order.
+
+    Returns
+    -------
+    numpy.ndarray
+        A C-contiguous array of the extended chunk's size, whose bytes are the chunk.
+    """
+    ext = [-(-c // b) * b for c, b in zip(chunks, blocks, strict=True)]
+    nblocks = [e // b for e, b in zip(ext, blocks, strict=True)]
+    if list(part.shape) == ext and all(n == 1 for n in nblocks[1:]) and part.flags.c_contiguous:
+        return part  # blocks are runs of whole rows: C order is already block order, nothing to copy
+    if list(part.shape) != ext:
+        padded = np.zeros(ext, dtype=part.dtype)
+        padded[tuple(slice(0, n) for n in part.shape)] = part
+        part = padded
+    nd = len(ext)
+    split = [n for pair in zip(nblocks, blocks, strict=True) for n in pair]
+    order = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)]
+    out = np.empty([*nblocks, *blocks], dtype=part.dtype)
+    np.copyto(out, part.reshape(split).transpose(order))
+    return out
+
+
+def chunk_cparams(cparams: Any, blocks: Sequence[int], itemsize: int, nthreads: int = 1) -> Any:
+    """The parameters ``blosc2.compress2`` needs to compress one chunk as a frame with ``blocks`` holds it."""
+    if isinstance(cparams, dict):
+        cparams = blosc2.CParams(**cparams)
+    return dataclasses.replace(
+        cparams, typesize=itemsize, blocksize=math.prod(blocks) * itemsize, nthreads=max(1, nthreads)
+    )
+
+
+def default_threads() -> int:
+    """Threads used for compressing: one per core (``blosc2.nthreads`` follows the core count)."""
+    return max(1, int(blosc2.nthreads or os.cpu_count() or 1))
+
+
+def compress_chunks(
+    parts: Iterable[np.ndarray[Any, Any]],
+    chunks: Sequence[int],
+    blocks: Sequence[int],
+    cparams: Any,
+    nthreads: int | None = None,
+    *,
+    nchunks: int | None = None,
+) -> Iterator[bytes]:
+    """Compress chunk regions on ``nthreads`` threads; yield the compressed chunks in input order.
+
+    Parameters
+    ----------
+    parts : iterable of numpy.ndarray
+        Each chunk's region of the array, in chunk-number order (edge chunks may be
+        smaller than ``chunks``; they are padded as Blosc2 pads them). Consumed lazily:
+        at most about two chunks per thread are in flight, so a streaming source
+        (a file read chunk by chunk) keeps its memory bounded.
+    chunks, blocks : sequence of int
+        The frame's chunk and block shapes.
+    cparams : blosc2.CParams or dict
+        Codec, level and filters (``typesize``, ``blocksize`` and ``nthreads`` are set here).
+    nthreads : int, optional
+        Threads compressing at once (default: one per core). With fewer chunks than
+        threads, each chunk is compressed with several C-Blosc2 threads instead.
+    nchunks : int, optional
+        How many parts there are, when known (lets a single chunk use every thread).
+
+    Yields
+    ------
+    bytes
+        One compressed Blosc2 chunk per part. An exception in a worker is raised here,
+        and the chunks not yet started are cancelled.
+    """
+    threads = default_threads() if nthreads is None else max(1, nthreads)
+    workers = threads if nchunks is None else max(1, min(threads, nchunks))
+    inner = max(1, threads // workers)
+    params: dict[int, Any] = {}
+
+    def compress(part: np.ndarray[Any, Any]) -> bytes:
+        buf = block_order(part, chunks, blocks)
+        size = buf.dtype.itemsize
+        if size not in params:
+            params[size] = chunk_cparams(cparams, blocks, size, nthreads=inner)
+        out: bytes = blosc2.compress2(buf, cparams=params[size])
+        if out[2] & MEMCPYED and inner == 1:
+            # One C-Blosc2 thread gives up on a chunk as soon as a block does not shrink and
+            # stores it uncompressed; several threads keep the blocks that did shrink.
+            threaded: bytes = blosc2.compress2(buf, cparams=dataclasses.replace(params[size], nthreads=2))
+            if len(threaded) < len(out):
+                return threaded
+        return out
+
+    if workers == 1:
+        for part in parts:
+            yield compress(part)
+        return
+    pending: deque[Future[bytes]] = deque()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlarray-compress")
+    try:
+        source = iter(parts)
+        for part in source:
+            pending.append(executor.submit(compress, part))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class ChunkDigest:
+    """SHA-256 of the data chunks a frame stores, fed in the order they are written.
+
+    Special-value chunks (zeros, NaN, ...) live in the chunk index only, so they are
+    not part of the chunks area and are not hashed; their positions are remembered
+    so the index can be checked against what was written.
+    """
+
+    sha: Any = dataclasses.field(default_factory=hashlib.sha256)
+    sizes: list[int] = dataclasses.field(default_factory=list)
+    """Bytes each chunk occupies in the chunks area (0 for a special chunk)."""
+
+    def add(self, chunk: bytes) -> None:
+        """Account for the next chunk written."""
+        special = len(chunk) >= 32 and chunk[2] & 0x05 == 0x05 and bool(chunk[31] & SPECIAL_MASK)
+        if special:
+            self.sizes.append(0)
+        else:
+            self.sha.update(chunk)
+            self.sizes.append(len(chunk))
+
+
+def write_chunks(
+    path: str,
+    shape: Sequence[int],
+    dtype: np.dtype[Any],
+    chunks: Sequence[int],
+    blocks: Sequence[int],
+    cparams: Any,
+    compressed: Iterable[bytes],
+    *,
+    mmap: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[Any, str | None]:
+    """Create the frame ``path`` and fill it with ``compressed`` (one chunk per number, in order).
+
+    Returns
+    -------
+    (blosc2.NDArray, str or None)
+        The open array and the SHA-256 of its data section (spec 4.9) computed from the
+        chunks as they were written; ``None`` when the frame on disk does not hold
+        exactly those chunks in that order (the caller then hashes the file).
+
+    Raises
+    ------
+    ValueError
+        ``compressed`` yields more or fewer chunks than the frame has.
+    """
+    kwargs: dict[str, Any] = {"urlpath": path, "mode": "w", "chunks": tuple(chunks), "blocks": tuple(blocks)}
+    kwargs["cparams"] = cparams
+    if mmap:
+        kwargs["mmap_mode"] = "w+"
+    nd = blosc2.uninit(tuple(shape), dtype=dtype, **kwargs)
+    total = nd.schunk.nchunks
+    digest = ChunkDigest()
+    written = 0
+    for chunk in compressed:
+        if written >= total:
+            raise ValueError(f"more chunks than the frame holds ({total})")
+        digest.add(chunk)
+        nd.schunk.update_chunk(written, chunk)
+        if on_chunk is not None:
+            on_chunk(written)
+        written += 1
+    if written != total:
+        raise ValueError(f"{written} chunks written, the frame holds {total}")
+    return nd, folded_digest(path, digest.sha, digest.sizes)
+
+
+def write_array(
+    path: str,
+    data: np.ndarray[Any, Any],
+    chunks: Sequence[int],
+    blocks: Sequence[int],
+    cparams: Any,
+    nthreads: int | None = None,
+    *,
+    mmap: bool = False,
+) -> tuple[Any, str | None]:
+    """Write a NumPy array as a Blosc2 NDArray frame, compressing its chunks in parallel.
+
+    Returns the open NDArray and the data section's digest (see :func:`write_chunks`).
+    """
+    parts = (data[region] for region in chunk_regions(data.shape, chunks))
+    nchunks = math.prod(chunk_grid(data.shape, chunks))
+    compressed = compress_chunks(parts, chunks, blocks, cparams, nthreads, nchunks=nchunks)
+    try:
+        return write_chunks(path, data.shape, data.dtype, chunks, blocks, cparams, compressed, mmap=mmap)
+    finally:
+        close = getattr(compressed, "close", None)
+        if close is not None:
+            close()  # stops the pool when writing failed half-way
