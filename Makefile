@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 # The CPU build of torch the project tests with; an unpinned torch resolves to a multi-GB CUDA build.
 TORCH := torch==2.13.0+cpu
 
-.PHONY: demo test fuzz lint schema conformance bench bench-quick docs clean
+.PHONY: demo test fuzz lint schema conformance bench bench-quick bench-publish docs clean
 
 $(CORE_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench: $(BENCH_STAMP)  ## full benchmark against npy/blosc2/zarr/h5py/NIfTI (abo
 
 bench-quick: $(BENCH_STAMP)  ## smaller volumes and fewer samples (under 3 minutes)
 	$(PY) -m benchmarks.run --quick
+
+bench-publish: $(BENCH_STAMP)  ## full benchmark, then docs/performance.md + docs/benchmark-results.json regenerated from it
+	$(PY) -m benchmarks.run --publish
 
 docs: $(STAMP)  ## build the documentation site into site/; any warning fails the build
 	$(PY) docs/gen_reference.py --check

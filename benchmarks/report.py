@@ -11,9 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks import issue15
+
 OURS = "mlarray"
+EARLIER = "mlarray-0.0.54"
+"""The earlier implementation (PyPI), measured in its own virtualenv (:mod:`benchmarks.earlier`)."""
 CEILING = "npy-mmap"
 UNCOMPRESSED = {CEILING}
+NOT_OTHERS = {OURS, EARLIER, *UNCOMPRESSED}
+"""Formats left out of "best other compressed": ours, the earlier implementation (its own column), npy."""
 
 METRICS: list[tuple[str, str, float]] = [
     ("size_bytes", "size MB", 2.0**-20),
@@ -49,7 +55,7 @@ def _best_other(formats: dict[str, Any], key: str) -> tuple[str | None, float | 
     """The compressed peer (not mlarray) with the smallest value of ``key``."""
     best: tuple[str | None, float | None] = (None, None)
     for name, values in formats.items():
-        if name == OURS or name in UNCOMPRESSED or values.get(key) is None:
+        if name in NOT_OTHERS or values.get(key) is None:
             continue
         if best[1] is None or values[key] < best[1]:
             best = (name, values[key])
@@ -57,7 +63,7 @@ def _best_other(formats: dict[str, Any], key: str) -> tuple[str | None, float | 
 
 
 def ratios(entry: dict[str, Any]) -> dict[str, Any]:
-    """Per metric: mlarray / npy-mmap, and best other compressed / mlarray (> 1 means mlarray wins)."""
+    """Per metric: mlarray / npy-mmap, mlarray / the earlier implementation, best other compressed / mlarray."""
     formats = entry["formats"]
     ours = formats.get(OURS, {})
     out = {}
@@ -66,10 +72,12 @@ def ratios(entry: dict[str, Any]) -> dict[str, Any]:
         if mine is None:
             continue
         ceiling = formats.get(CEILING, {}).get(key)
+        previous = formats.get(EARLIER, {}).get(key)
         other, other_value = _best_other(formats, key)
         out[key] = {
             "mlarray": mine,
             "vs_npy": mine / ceiling if ceiling else None,
+            "vs_earlier": mine / previous if previous else None,
             "best_other": other,
             "best_other_value": other_value,
             "best_other_over_mlarray": other_value / mine if other_value is not None and mine else None,
@@ -83,6 +91,11 @@ def _target(tid: str, text: str, measured: float | None, op: str, limit: float, 
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate the targets of issue 3 and then those of issue 15 (:mod:`benchmarks.issue15`) on one run."""
+    return targets_issue3(results) + issue15.targets(results)
+
+
+def targets_issue3(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Evaluate the targets of issue 3 on one run."""
     data = results["datasets"]
     out: list[dict[str, Any]] = []
@@ -241,6 +254,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m.get('memory_gb', '?')} GB RAM; {m.get('platform')}; Python {m.get('python')}.",
         f"Versions: {', '.join(f'{k} {v}' for k, v in m.get('versions', {}).items())}; commit {m.get('git_commit')}.",
         f"Load average at start / end: {m.get('load_average')} / {m.get('load_average_end')}.",
+        *_earlier_versions(results),
         f"Medians over {cfg['patches']} random patches ({cfg['slow_patches']} for nifti-gz), {cfg['slices']} slices, "
         f"{cfg['load_repeats']} full loads, {cfg['write_repeats']} writes (1 for nifti-gz); warm page cache; "
         "one decompression thread for patch and slice reads. Every read was checked against the source.",
@@ -251,10 +265,12 @@ def markdown(results: dict[str, Any]) -> str:
         shape = "x".join(map(str, entry["shape"]))
         lines += [f"## {name}: {entry['description']} ({entry['raw_bytes'] / 2**20:.0f} MB raw, shape {shape})", ""]
         rows = [[fmt] + [_fmt(v.get(key), scale) for key, _, scale in METRICS] for fmt, v in entry["formats"].items()]
+        rows += _earlier_row(entry, METRICS)
         lines += _table(["format"] + [title for _, title, _ in METRICS], rows) + [""]
         rows = [
             [fmt] + [_fmt(v.get(key), scale) for key, _, scale in CPU_METRICS] for fmt, v in entry["formats"].items()
         ]
+        rows += _earlier_row(entry, CPU_METRICS)
         lines += ["CPU time of the process (all threads), which other jobs on the machine do not inflate:", ""]
         lines += _table(["format"] + [title for _, title, _ in CPU_METRICS], rows) + [""]
         ratio_rows = []
@@ -263,8 +279,9 @@ def markdown(results: dict[str, Any]) -> str:
             if r is None:
                 continue
             other = "n/a" if r["best_other"] is None else f"{r['best_other']} ({_fmt(r['best_other_over_mlarray'])}x)"
-            ratio_rows.append([title, _fmt(r["vs_npy"]), other])
-        lines += _table(["mlarray", "÷ npy-mmap", "best other compressed (its value ÷ mlarray)"], ratio_rows) + [""]
+            ratio_rows.append([title, _fmt(r["vs_npy"]), _fmt(r.get("vs_earlier")), other])
+        header = ["mlarray", "÷ npy-mmap", f"÷ {EARLIER}", "best other compressed (its value ÷ mlarray)"]
+        lines += _table(header, ratio_rows) + [""]
     cost = results.get("header_cost")
     if cost:
         lines += ["## Header cost (mlarray)", ""]
@@ -278,9 +295,54 @@ def markdown(results: dict[str, Any]) -> str:
     rows = [
         [t["target"], f"{t['op']} {t['limit']:g}", _fmt(t["measured"]), verdict[t["passed"]], t["detail"]]
         for t in summary["targets"]
+        if t.get("issue", 3) == 3
     ]
     lines += _table(["target", "limit", "measured", "verdict", "note"], rows) + [""]
+    later = [t for t in summary["targets"] if t.get("issue") == 15]
+    if later:
+        lines += [
+            "## Targets of issue 15",
+            "",
+            "Measured = ratio of the two medians (the verdict); spread = the same ratio per repetition "
+            f"(patch reads in {cfg.get('repetitions')} groups at the same positions, {cfg['write_repeats']} writes, "
+            f"{cfg['load_repeats']} loads): median [min - max].",
+            "",
+        ]
+        rows = [
+            [t["target"], f"{t['op']} {t['limit']:g}", _fmt(t["measured"]), _spread(t["spread"]), verdict[t["passed"]]]
+            + [t["detail"]]
+            for t in later
+        ]
+        lines += _table(["target", "limit", "measured", "spread over repetitions", "verdict", "note"], rows) + [""]
     return "\n".join(lines)
+
+
+def _earlier_versions(results: dict[str, Any]) -> list[str]:
+    """The line naming the earlier implementation's versions (none when it was not run)."""
+    for entry in results["datasets"].values():
+        versions = entry["formats"].get(EARLIER, {}).get("versions")
+        if versions:
+            listed = ", ".join(f"{k} {v}" for k, v in versions.items())
+            return [f"{EARLIER}: the PyPI release in its own virtualenv ({listed})."]
+    return []
+
+
+def _spread(s: dict[str, Any] | None) -> str:
+    if s is None:
+        return "n/a"
+    return f"{_fmt(s['median'])} [{_fmt(s['min'])} - {_fmt(s['max'])}], n={s['n']}"
+
+
+def _earlier_row(entry: dict[str, Any], metrics: list[tuple[str, str, float]]) -> list[list[str]]:
+    """The row "mlarray ÷ 0.0.54" under a per-format table (none when the earlier release was not run)."""
+    formats = entry["formats"]
+    if EARLIER not in formats or OURS not in formats:
+        return []
+    cells = []
+    for key, _, _ in metrics:
+        mine, theirs = formats[OURS].get(key), formats[EARLIER].get(key)
+        cells.append("n/a" if mine is None or not theirs else f"{mine / theirs:.2f}x")
+    return [[f"*{OURS} ÷ {EARLIER}*", *cells]]
 
 
 def spread(runs: list[dict[str, Any]]) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import datasets, peers, report
+from benchmarks import datasets, earlier, peers, report
 
 PATCH_EDGES = (128, 192)
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -51,10 +51,25 @@ class Config:
     datasets: list[str]
     formats: list[str]
     header_sizes_mb: list[int]
+    repetitions: int = 5
+    """Patch reads are also summarized per group of ``patches / repetitions`` samples (the spread)."""
 
 
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def _groups(values: list[float], n: int) -> list[float]:
+    """Medians of ``n`` consecutive groups of ``values`` (repetitions, for the spread of a ratio)."""
+    n = max(1, min(n, len(values)))
+    size = len(values) / n
+    return [statistics.median(values[round(i * size) : round((i + 1) * size)]) for i in range(n)]
+
+
+def all_formats() -> list[Any]:
+    """Every format in table order: ours, the earlier implementation (own virtualenv), then the others."""
+    formats: list[Any] = peers.all_formats()
+    return formats[:1] + [earlier.EarlierMLArray()] + formats[1:]
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -111,8 +126,8 @@ def _check(fmt: peers.Format, ds: datasets.Dataset, key: peers.Key, out: np.ndar
 
 def time_reads(
     fmt: peers.Format, ds: datasets.Dataset, path: str, keys: list[peers.Key], reopen: bool
-) -> tuple[float, float]:
-    """Median wall and process CPU seconds per read of ``keys``.
+) -> tuple[float, float, list[float]]:
+    """Median wall and process CPU seconds per read of ``keys``, and every wall time in key order.
 
     With ``reopen`` each read opens and closes the file. The CPU time of the process
     (all its threads: zarr decodes in a thread pool) is recorded beside the wall time
@@ -137,7 +152,7 @@ def time_reads(
     finally:
         if handle is not None:
             fmt.close(handle)
-    return statistics.median(walls), statistics.median(cpus)
+    return statistics.median(walls), statistics.median(cpus), walls
 
 
 def time_open(fmt: peers.Format, path: str, n: int) -> float:
@@ -163,14 +178,23 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
         write_cpu.append(time.process_time() - c0)
     size = fmt.size(path)
     warm(path)
+    if fmt.name == "mlarray":  # chunks and index, without the header (whose bytes vary with its digest)
+        from mlarray.storage import data_section
+
+        start, end = data_section(path)
+        data_bytes: int | None = end - start
+    else:
+        data_bytes = None
     n_patch = cfg.slow_patches if slow else cfg.patches
     n_slice = min(cfg.slices, n_patch)
     seed = [cfg.seed, sum(map(ord, ds.name))]
     out: dict[str, Any] = {
         "size_bytes": size,
+        "data_bytes": data_bytes,
         "compression_ratio": ds.array.nbytes / size,
         "write_s": _median(writes),
         "write_cpu_s": _median(write_cpu),
+        "write_reps_s": writes,
         "samples": {"patches": n_patch, "slices": n_slice, "writes": len(writes)},
     }
     out["open_ms"] = 1e3 * time_open(fmt, path, 5 if slow else 50)
@@ -182,12 +206,13 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
             continue
         keys = patch_keys(ds, edge, n_patch, np.random.default_rng([*seed, edge]))
         for name, reopen in ((f"patch{edge}", False), (f"openread{edge}", True)):
-            wall, cpu = time_reads(fmt, ds, path, keys, reopen=reopen)
+            wall, cpu, walls = time_reads(fmt, ds, path, keys, reopen=reopen)
             out[f"{name}_ms"], out[f"{name}_cpu_ms"] = 1e3 * wall, 1e3 * cpu
+            out[f"{name}_reps_ms"] = [1e3 * t for t in _groups(walls, cfg.repetitions)]
     spatial = ds.spatial_axes
     for label, axis in (("first", spatial[0]), ("last", spatial[-1])):
         keys = slice_keys(ds, axis, n_slice, np.random.default_rng([*seed, axis, 7]))
-        wall, cpu = time_reads(fmt, ds, path, keys, reopen=False)
+        wall, cpu, _ = time_reads(fmt, ds, path, keys, reopen=False)
         out[f"slice_{label}_ms"], out[f"slice_{label}_cpu_ms"] = 1e3 * wall, 1e3 * cpu
     for threads in (1, 2):
         if threads > 1 and not fmt.threaded_load:
@@ -202,6 +227,7 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
                 _check(fmt, ds, (Ellipsis,), arr)
             del arr
         out[f"load{threads}_s"] = _median(loads)
+        out[f"load{threads}_reps_s"] = loads
     fmt.remove(path)
     return out
 
@@ -302,19 +328,27 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--patches", type=int, help="random patches per measurement (default 50, quick 12)")
     parser.add_argument("--slow-patches", type=int, default=3, help="patches for whole-file gzip formats (default 3)")
     parser.add_argument("--datasets", default=",".join(datasets.FULL), help="comma-separated subset of datasets")
-    parser.add_argument("--formats", default=",".join(f.name for f in peers.all_formats()), help="subset of formats")
+    parser.add_argument("--formats", default=",".join(f.name for f in all_formats()), help="subset of formats")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="where files are written (default: a temporary directory)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON results")
+    parser.add_argument(
+        "--publish", action="store_true", help="then rewrite docs/performance.md and docs/benchmark-results.json"
+    )
     args = parser.parse_args(argv)
+    partial = args.datasets != ",".join(datasets.FULL) or args.formats != ",".join(f.name for f in all_formats())
+    if args.publish and (args.quick or args.patches or partial):
+        parser.error(
+            "--publish needs a full run of every dataset and format (no --quick/--patches/--datasets/--formats)"
+        )
     quick = args.quick
     return Config(
         quick=quick,
         patches=args.patches or (12 if quick else 50),
         slow_patches=args.slow_patches,
         slices=12 if quick else 20,
-        load_repeats=2 if quick else 3,
-        write_repeats=2 if quick else 3,
+        load_repeats=3 if quick else 5,
+        write_repeats=3 if quick else 5,
         seed=args.seed,
         datasets=args.datasets.split(","),
         formats=args.formats.split(","),
@@ -325,7 +359,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
 def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_args(argv)
     makers = datasets.QUICK if cfg.quick else datasets.FULL
-    formats = [f for f in peers.all_formats() if f.name in cfg.formats]
+    formats = [f for f in all_formats() if f.name in cfg.formats]
     started = time.time()
     results: dict[str, Any] = {"machine": machine(), "config": asdict(cfg), "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="mlarray-bench-", dir=args.workdir) as workdir:
@@ -341,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             results["datasets"][name] = entry
             _log(f"{name}: {ds.description} (generated in {t_gen:.1f} s)")
             for fmt in formats:
-                t_fmt, entry["formats"][fmt.name] = _timed(functools.partial(bench_format, fmt, ds, workdir, cfg))
+                if isinstance(fmt, earlier.EarlierMLArray):  # in its own virtualenv (same import name)
+                    measure = functools.partial(fmt.bench, ds, workdir, asdict(cfg), _log)
+                else:
+                    measure = functools.partial(bench_format, fmt, ds, workdir, cfg)
+                t_fmt, entry["formats"][fmt.name] = _timed(measure)
                 _log(f"  {fmt.name:9s} done in {t_fmt:.1f} s")
             del ds
         if "mlarray" in cfg.formats:
@@ -358,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"latest-{kind}.md").write_text(text)
     _log(f"results: {args.out / f'latest-{kind}.json'} (total {results['elapsed_s']:.0f} s)")
+    if args.publish:
+        report.publish([args.out / f"latest-{kind}.json"])
     return 0
 
 
