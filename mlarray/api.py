@@ -30,11 +30,13 @@ from mlarray.errors import (
     CorruptFrameError,
     HeaderEncodingError,
     InvalidArgumentError,
+    MLArrayError,
     ReadOnlyError,
 )
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.reading import check_result_size, decompress_all
+from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.io import (
@@ -125,6 +127,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self._lock: FileLock | None = None
         self._requested: tuple[str, str | None] | None = None
         self._chunks: DataSection | None = None
+        self._remote: tuple[str | None, dict[str, Any]] | None = None  # (URL or None for a file object, options)
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
@@ -183,17 +186,30 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], dparams: Any = None, compressed: bool = False) -> MLArray:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | Any,
+        dparams: Any = None,
+        compressed: bool = False,
+        *,
+        storage_options: dict[str, Any] | None = None,
+    ) -> MLArray:
         """Read a whole ``.mla`` file into memory (decompressing with all cores by default).
 
+        ``path`` may also be a URL (``s3://``, ``https://``, any fsspec URL, with
+        ``storage_options``) or an open binary file object: see :meth:`open`.
         A file of the earlier implementation (pickle header) is read safely too, with a
         :class:`~mlarray.errors.LegacyFormatWarning`; ``mlarray migrate`` converts it.
         ``compressed=True`` keeps the data Blosc2-compressed in memory (see :meth:`compress`).
         """
         if compressed:
-            image = cls.load(path, dparams)
+            image = cls.load(path, dparams, storage_options=storage_options)
             image.compress(dparams=dparams)
             return image
+        if _is_remote(path):
+            from mlarray.remote.open import load_remote
+
+            return load_remote(cls, path, dparams, storage_options)
         p = check_path(path, must_exist=True)
         try:
             head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
@@ -213,7 +229,13 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], mmap_mode: str | None = "r", dparams: Any = None, *, mode: str = "r"
+        cls,
+        path: str | os.PathLike[str] | Any,
+        mmap_mode: str | None = "r",
+        dparams: Any = None,
+        *,
+        mode: str = "r",
+        storage_options: dict[str, Any] | None = None,
     ) -> MLArray:
         """Open ``path`` memory-mapped: ``'r'`` read-only, ``'r+'`` read/write, ``'c'`` copy-on-write.
 
@@ -226,9 +248,20 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         persist metadata edits of an ``'r+'`` array. A file of the earlier implementation
         opens read-only (``'r'``, ``'c'``) with a :class:`~mlarray.errors.LegacyFormatWarning`;
         ``'r+'`` raises :class:`~mlarray.errors.LegacyFormatError` until it is migrated.
+
+        ``path`` may be a URL (``s3://``, ``https://``, ``memory://``, any fsspec URL;
+        ``storage_options`` go to fsspec) or an open binary file object; these open
+        read-only and a patch read fetches only the chunks it touches (see
+        :mod:`mlarray.remote`; needs the ``remote`` extra for URLs).
         """
         requested = (mode, mmap_mode)
         mmap_mode = _access(mode, mmap_mode)
+        if _is_remote(path):
+            from mlarray.remote.open import open_remote
+
+            return open_remote(cls, path, mmap_mode, dparams, storage_options)
+        if storage_options:
+            raise InvalidArgumentError("storage_options apply to URLs only")
         p = check_path(path, must_exist=True)
         if mmap_mode == "r+" and is_read_only(p):
             raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
@@ -309,6 +342,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self._dirty = False
         self._lock = None
         self._chunks = None
+        self._remote = None
         self._layout_args = None
         self._requested = None
         self._meta = meta
@@ -384,6 +418,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
         try:
             return data[key]
+        except MLArrayError:
+            raise  # remote arrays: typed errors of the read itself
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
             raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=self._path) from None
 
@@ -472,18 +508,25 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> None:
         """Write the image to ``path`` atomically.
 
         The complete header is validated before anything is written; the data go to a
         temporary file beside ``path`` that is fsynced and renamed over it, so a failed
         or killed save leaves any previous file intact. Saving over the file this
-        image was opened from works.
+        image was opened from works. A URL (``s3://...``, with ``storage_options``) is
+        written to a local temporary file first and then uploaded once.
         """
+        if _is_remote(path):
+            from mlarray.remote.open import save_remote
+
+            save_remote(self, str(path), storage_options)
+            return
         p = check_path(path, must_exist=False)
         data = self._data if self._has_array() else None
         header_bytes(self._header_for_save(layout=self._meta.layout))
-        reopen = self._path is not None and os.path.exists(p) and os.path.samefile(p, self._path)
+        local = self._path is not None and self._remote is None
+        reopen = local and os.path.exists(p) and os.path.samefile(p, str(self._path))
         if not (self._lock is not None and self._lock.holds(p)):
             ensure_unlocked(p)
         with atomic_target(p) as tmp:
@@ -557,6 +600,13 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         """Pickle support for data loaders: a read-only handle reopens the file; in-memory copies data."""
         if self._closed:
             raise TypeError("cannot pickle a closed MLArray")
+        if self._remote is not None:
+            url, options = self._remote
+            if url is None:
+                raise TypeError("an MLArray read from a file object cannot be pickled; open the file in each process")
+            from mlarray.remote.open import reopen_url
+
+            return (reopen_url, (url, self._dparams, options))
         if self._nd is not None and self._path is not None:
             if self._mode != "r":
                 raise TypeError(

@@ -206,6 +206,21 @@ class NotRepresentableError(MLArrayError, ValueError):
     code = "NOT_REPRESENTABLE"
 
 
+class RemoteError(MLArrayError, OSError):
+    """Reading a remote file failed: the server erred, or answered with other bytes than asked for.
+
+    Wrong lengths, a missing or wrong ``Content-Range``, a truncated body, HTTP 5xx and
+    broken connections all raise this; no byte of such an answer is used."""
+
+    code = "REMOTE_READ"
+
+
+class RemoteChangedError(RemoteError):
+    """A remote file changed (size, ETag) between two requests of one reader; open it again."""
+
+    code = "REMOTE_CHANGED"
+
+
 ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     MLArrayError,
     WrongExtensionError,
@@ -232,6 +247,8 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     MissingDependencyError,
     SourceFormatError,
     NotRepresentableError,
+    RemoteError,
+    RemoteChangedError,
 )
 """Every error class; their ``code`` values are the closed list of the spec."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, ResourceLimitError
+from mlarray.errors import CorruptFrameError, MLArrayError, ResourceLimitError
 
 
 def private_copy(nd: Any, path: str | None) -> Any:
@@ -77,6 +77,8 @@ def decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
     check_result_size(tuple(nd.shape), nd.dtype, ..., path)
     try:
         out = nd[...]
+    except MLArrayError:
+        raise  # already typed (e.g. a remote read that failed)
     except Exception as exc:
         raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
     return np.asarray(out)

@@ -49,7 +49,8 @@ from mlarray.cli.output import (
     summary_line,
 )
 from mlarray.cli.stats import stats_command
-from mlarray.storage import decode_header, read_header
+from mlarray.remote import is_remote
+from mlarray.storage import HeaderRead, decode_header, read_header
 from mlarray.validate import Report, validate_file
 from mlarray.versions import SCHEMA_VERSION
 
@@ -104,7 +105,8 @@ def collect_mla(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 def validate(
     ctx: typer.Context,
     paths: Annotated[
-        list[Path], typer.Argument(metavar="PATH", help="Files to check; directories are searched for *.mla.")
+        list[str],
+        typer.Argument(metavar="PATH", help="Files or URLs to check; directories are searched for *.mla."),
     ],
     deep: Annotated[
         bool,
@@ -124,12 +126,14 @@ def validate(
     Exit status: 0 when every file is valid, 1 when any is invalid, 2 on usage errors.
     """
     with errors(ctx, verbose):
-        files, empty = collect_mla(paths)
+        urls = [p for p in paths if is_remote(p)]
+        files, empty = collect_mla([Path(p) for p in paths if not is_remote(p)])
         for directory in empty:
             typer.echo(f"warning: no .mla files under {directory}", err=True)
-        if not files:
+        if not files and not urls:
             raise typer.BadParameter("no .mla files to validate", param_hint="PATH")
         reports: list[Report] = [_validate_one(f, deep, show_progress=not as_json) for f in files]
+        reports += [_validate_url(url, deep) for url in urls]
         if as_json:
             typer.echo(dumps([r.to_json() for r in reports]))
         else:
@@ -165,15 +169,30 @@ def _validate_one(path: Path, deep: bool, *, show_progress: bool) -> Report:
 # --------------------------------------------------------------------------- header, info, schema
 
 
-def header_json(path: Path) -> dict[str, Any]:
+def _validate_url(url: str, deep: bool) -> Report:
+    from mlarray.remote.open import validate_remote
+
+    return validate_remote(url, deep=deep)
+
+
+def _read_header(path: Path | str) -> HeaderRead:
+    """:func:`read_header` of a local path, or of a URL (``s3://``, ``https://``, ...; fsspec credentials)."""
+    if is_remote(path):
+        from mlarray.remote.open import read_header_url
+
+        return read_header_url(str(path))
+    return read_header(path)
+
+
+def header_json(path: Path | str) -> dict[str, Any]:
     """The stored header of ``path`` as a JSON object, after full validation; the array is not read."""
-    head = read_header(path)
+    head = _read_header(path)
     return decode_header(head.frame.header_bytes, path=str(path))
 
 
 def header(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="An .mla file.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="An .mla file or URL.")],
     field: Annotated[
         str | None,
         typer.Option(
@@ -194,13 +213,13 @@ app.command("header")(header)
 @app.command()
 def info(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="An .mla file.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="An .mla file or URL.")],
     as_json: AsJson = False,
     verbose: Verbose = False,
 ) -> None:
     """Show shape, dtype, size on disk, compression ratio, layout and geometry (from the header only)."""
     with errors(ctx, verbose):
-        details = describe(str(file), read_header(file))
+        details = describe(str(file), _read_header(file))
         if as_json:
             typer.echo(dumps(details))
         else:

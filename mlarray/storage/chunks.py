@@ -7,7 +7,8 @@ python-blosc2 is allowed to decompress it: the index chunk before ``blosc2.open`
 decompresses it), each data chunk before it is read. The rules and their order are those
 of spec sections 4.4.1-4.4.6; every failure is a :class:`CorruptFrameError`.
 
-This module reads bytes and decodes nothing but the chunk index (after checking it).
+This module reads bytes (through :mod:`mlarray.storage.source`) and decodes nothing but the chunk
+index (after checking it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import struct
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError
+from mlarray.errors import CorruptFrameError, TruncatedFileError
+from mlarray.storage.source import ByteSource, LocalFile
 
 if TYPE_CHECKING:
     from mlarray.storage.frame import FrameInfo
@@ -190,19 +191,27 @@ def touched_chunks(
 class DataSection:
     """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6).
 
-    The file is opened once, here, and kept open: later checks read the very file that
-    was opened (and that blosc2 maps), even when another process atomically replaces the
-    path in the meantime.
+    ``source`` is a local path or a :class:`~mlarray.storage.source.ByteSource`. A path
+    is opened once, here, and kept open: later checks read the very file that was
+    opened (and that blosc2 maps), even when another process atomically replaces the
+    path in the meantime. A source passed in stays the caller's (``close`` leaves it open).
+    Sources that fetch chunk bytes themselves (remote reads) check them with
+    :meth:`chunk_span` and :meth:`checked_chunk` instead of :meth:`check`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], frame: FrameInfo) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, source: str | os.PathLike[str] | ByteSource, frame: FrameInfo) -> None:
         self.layout = DataLayout.of(frame)
         self._checked: set[int] = set()
+        self._ends: dict[int, int] | None = None
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
-        self._fd = os.open(self.path, os.O_RDONLY)
-        self._closer = weakref.finalize(self, os.close, self._fd)
+        if isinstance(source, ByteSource):
+            self._source: ByteSource = source
+            self._owned = False
+        else:
+            self._source = LocalFile(source)
+            self._owned = True
+        self.path = self._source.name
         try:
             self.entries = self._index()
         except BaseException:
@@ -210,11 +219,15 @@ class DataSection:
             raise
 
     def close(self) -> None:
-        """Close the file (also done when the object is collected)."""
-        self._closer()
+        """Close the file it opened (also done when the object is collected)."""
+        if self._owned:
+            self._source.close()
 
     def _read(self, at: int, size: int) -> bytes:
-        return os.pread(self._fd, size, at)
+        try:
+            return self._source.read(at, size)
+        except TruncatedFileError:  # the file shrank (or was replaced) after its frame was checked
+            raise self._fail("the file ends inside the data section") from None
 
     def _fail(self, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: {what}", path=self.path)
@@ -281,24 +294,77 @@ class DataSection:
         else:
             self.check(numbers)
 
-    def _check_chunk(self, number: int) -> None:
+    def _entry(self, number: int) -> int | None:
+        """Spec 4.4.2-4.4.3: chunk ``number``'s offset in the chunks area; ``None`` for a zeros/NaN entry."""
         lay = self.layout
         entry = self.entries[number]
         if entry < 0:
             if entry == ENTRY_ZEROS or (entry == ENTRY_NAN and lay.dtype in NAN_DTYPES):
-                return
+                return None
             raise self._fail(f"chunk {number} has the index entry {entry & (2**64 - 1):#x}")
         if entry + CHUNK_HEADER > lay.data_size:
             raise self._fail(f"chunk {number} starts outside the chunks area")
-        cbytes = _i32(self._read(lay.start + entry + 12, 4), 0)
-        if cbytes < CHUNK_HEADER or entry + cbytes > lay.data_size:
+        return int(entry)
+
+    def _check_length(self, number: int, entry: int, cbytes: int) -> None:
+        if cbytes < CHUNK_HEADER or entry + cbytes > self.layout.data_size:
             raise self._fail(f"chunk {number} ends outside the chunks area")
-        chunk = self._read(lay.start + entry, cbytes)
+
+    def _check_chunk(self, number: int) -> None:
+        entry = self._entry(number)
+        if entry is None:
+            return
+        start = self.layout.start
+        cbytes = _i32(self._read(start + entry + 12, 4), 0)
+        self._check_length(number, entry, cbytes)
+        self._check_bytes(number, self._read(start + entry, cbytes))
+
+    def _check_bytes(self, number: int, chunk: bytes) -> None:
         problem = structure_problem(chunk)
         if problem is None:
             problem = self._data_chunk_problem(chunk)
         if problem is not None:
             raise self._fail(f"chunk {number}: {problem}")
+
+    def chunk_span(self, number: int) -> tuple[int, int] | None:
+        """Where chunk ``number`` lies in the file: ``(offset, length)``, or ``None`` for a zeros/NaN entry.
+
+        The length reaches to the next chunk (or the end of the chunks area), so one read
+        holds the whole chunk of a file whose chunks are stored one after another;
+        :meth:`checked_chunk` says if more is needed. Raises for a bad index entry.
+        """
+        entry = self._entry(number)
+        if entry is None:
+            return None
+        if self._ends is None:
+            starts = sorted({e for e in self.entries if e >= 0} | {int(self.layout.data_size)})
+            self._ends = dict(zip(starts, starts[1:], strict=False))
+        end = self._ends.get(entry, int(self.layout.data_size))
+        return self.layout.start + entry, max(end - entry, CHUNK_HEADER)
+
+    def chunk_length(self, number: int, head: bytes) -> int:
+        """The checked length of chunk ``number`` from the first 16+ bytes of the chunk."""
+        entry = self._entry(number)
+        if entry is None or len(head) < 16:
+            raise self._fail(f"chunk {number}: shorter than a chunk header")
+        cbytes = _i32(head, 12)
+        self._check_length(number, entry, cbytes)
+        return cbytes
+
+    def checked_chunk(self, number: int, data: bytes) -> bytes:
+        """Check chunk ``number`` given bytes read from its :meth:`chunk_span` start; return the chunk.
+
+        ``data`` must hold at least :meth:`chunk_length` bytes (the rest is ignored).
+        Spec 4.4.2-4.4.6 apply exactly as in :meth:`check`.
+        """
+        cbytes = self.chunk_length(number, data)
+        if len(data) < cbytes:
+            raise self._fail(f"chunk {number}: fewer bytes than its header declares were read")
+        chunk = bytes(data[:cbytes])
+        self._check_bytes(number, chunk)
+        self._checked.add(number)
+        self.complete = len(self._checked) == self.layout.nchunks
+        return chunk
 
     def _data_chunk_problem(self, chunk: bytes) -> str | None:
         """Spec 4.4.4 checks 3-5 (the structure checks passed)."""

@@ -19,7 +19,7 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import blosc2
 import msgpack
@@ -34,6 +34,7 @@ from mlarray.errors import (
     TruncatedFileError,
 )
 from mlarray.storage.chunks import structure_problem
+from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.versions import ALLOWED_METALAYERS, HEADER_KEY, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_HEADER_BYTES
 
 MAGIC = b"b2frame\x00"
@@ -235,16 +236,17 @@ def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
         )
 
 
-def _read_exact(f: BinaryIO, offset: int, size: int, path: str) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise TruncatedFileError("the file ends inside the frame", path=path)
-    return data
+def _read_exact(source: ByteSource, offset: int, size: int) -> bytes:
+    if offset < 0 or offset + size > source.size:
+        raise TruncatedFileError("the file ends inside the frame", path=source.name)
+    return source.read(offset, size)
 
 
-def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
+def inspect_frame(path: str | os.PathLike[str] | ByteSource) -> FrameInfo:
     """Check the frame structure of ``path`` and return its metadata, reading only header and trailer.
+
+    ``path`` is a local path or any :class:`~mlarray.storage.source.ByteSource` (a file
+    object, a remote file): the checks are the same.
 
     Raises
     ------
@@ -252,49 +254,55 @@ def inspect_frame(path: str | os.PathLike[str]) -> FrameInfo:
     MissingHeaderError, HeaderTooLargeError
         See :mod:`mlarray.errors`; the spec's reader algorithm lists the order of checks.
     """
-    p = os.fspath(path)
-    with open(p, "rb") as f:
-        file_size = os.fstat(f.fileno()).st_size
-        prefix = f.read(PREFIX_LEN)
-        if len(prefix) < PREFIX_LEN or prefix[1] != 0xA8 or prefix[2:10] != MAGIC or prefix[0] & 0xF0 != 0x90:
-            raise NotAFrameError("not a Blosc2 frame (magic 'b2frame' not found); is this an .mla file?", path=p)
-        if prefix[10] != 0xD2 or prefix[15] != 0xCF:
-            raise CorruptFrameError("the frame prefix is malformed", path=p)
-        (header_size,) = struct.unpack(">i", prefix[11:15])
-        (frame_size,) = struct.unpack(">Q", prefix[16:24])
-        if frame_size > file_size:
-            raise TruncatedFileError(
-                f"the frame declares {frame_size} bytes but the file has {file_size}; the file is truncated", path=p
-            )
-        if frame_size < file_size:
-            raise CorruptFrameError(f"{file_size - frame_size} unexpected bytes after the end of the frame", path=p)
-        if not PREFIX_LEN < header_size <= min(frame_size - TRAILER_TAIL, MAX_FRAME_HEADER):
-            raise CorruptFrameError(f"implausible frame header size {header_size}", path=p)
-        header = _unpack(_read_exact(f, 0, header_size, p), "header", p)
-        if not isinstance(header, list) or not header:
-            raise CorruptFrameError("the frame header is malformed", path=p)
-        layers = _layers(header[-1], "header", p)
-        forbidden = sorted(set(layers) - ALLOWED_METALAYERS)
-        if forbidden:
-            raise ForbiddenMetalayerError(
-                f"the frame carries metalayer(s) {forbidden}; an .mla file may only carry "
-                f"{sorted(ALLOWED_METALAYERS)} (refusing: other layers can make blosc2 open other objects)",
-                path=p,
-            )
-        if "b2nd" not in layers:
-            raise NotAFrameError("the frame is not a Blosc2 NDArray (no 'b2nd' metalayer)", path=p)
-        nd = _nd_info(layers["b2nd"], p)
-        _check_sizes(header, nd, p)
+    if isinstance(path, ByteSource):
+        return _inspect(path)
+    with LocalFile(path) as source:
+        return _inspect(source)
 
-        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
-        if tail[0] != 0xCE or tail[5] != 0xD8:
-            raise CorruptFrameError("the frame trailer is malformed (the file may be truncated)", path=p)
-        (trailer_len,) = struct.unpack(">I", tail[1:5])
-        if trailer_len > MAX_TRAILER:
-            raise HeaderTooLargeError(f"the frame trailer is {trailer_len} bytes (limit {MAX_TRAILER})", path=p)
-        if not TRAILER_TAIL < trailer_len <= frame_size - header_size:
-            raise CorruptFrameError(f"implausible trailer length {trailer_len}", path=p)
-        trailer = _read_exact(f, frame_size - trailer_len, trailer_len, p)
+
+def _inspect(f: ByteSource) -> FrameInfo:
+    p = f.name
+    file_size = f.size
+    prefix = f.read(0, min(PREFIX_LEN, file_size))
+    if len(prefix) < PREFIX_LEN or prefix[1] != 0xA8 or prefix[2:10] != MAGIC or prefix[0] & 0xF0 != 0x90:
+        raise NotAFrameError("not a Blosc2 frame (magic 'b2frame' not found); is this an .mla file?", path=p)
+    if prefix[10] != 0xD2 or prefix[15] != 0xCF:
+        raise CorruptFrameError("the frame prefix is malformed", path=p)
+    (header_size,) = struct.unpack(">i", prefix[11:15])
+    (frame_size,) = struct.unpack(">Q", prefix[16:24])
+    if frame_size > file_size:
+        raise TruncatedFileError(
+            f"the frame declares {frame_size} bytes but the file has {file_size}; the file is truncated", path=p
+        )
+    if frame_size < file_size:
+        raise CorruptFrameError(f"{file_size - frame_size} unexpected bytes after the end of the frame", path=p)
+    if not PREFIX_LEN < header_size <= min(frame_size - TRAILER_TAIL, MAX_FRAME_HEADER):
+        raise CorruptFrameError(f"implausible frame header size {header_size}", path=p)
+    header = _unpack(_read_exact(f, 0, header_size), "header", p)
+    if not isinstance(header, list) or not header:
+        raise CorruptFrameError("the frame header is malformed", path=p)
+    layers = _layers(header[-1], "header", p)
+    forbidden = sorted(set(layers) - ALLOWED_METALAYERS)
+    if forbidden:
+        raise ForbiddenMetalayerError(
+            f"the frame carries metalayer(s) {forbidden}; an .mla file may only carry "
+            f"{sorted(ALLOWED_METALAYERS)} (refusing: other layers can make blosc2 open other objects)",
+            path=p,
+        )
+    if "b2nd" not in layers:
+        raise NotAFrameError("the frame is not a Blosc2 NDArray (no 'b2nd' metalayer)", path=p)
+    nd = _nd_info(layers["b2nd"], p)
+    _check_sizes(header, nd, p)
+
+    tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL)
+    if tail[0] != 0xCE or tail[5] != 0xD8:
+        raise CorruptFrameError("the frame trailer is malformed (the file may be truncated)", path=p)
+    (trailer_len,) = struct.unpack(">I", tail[1:5])
+    if trailer_len > MAX_TRAILER:
+        raise HeaderTooLargeError(f"the frame trailer is {trailer_len} bytes (limit {MAX_TRAILER})", path=p)
+    if not TRAILER_TAIL < trailer_len <= frame_size - header_size:
+        raise CorruptFrameError(f"implausible trailer length {trailer_len}", path=p)
+    trailer = _read_exact(f, frame_size - trailer_len, trailer_len)
     vlayers = _layers(_trailer_layers(trailer, p), "trailer", p)
     if HEADER_KEY not in vlayers:
         raise MissingHeaderError(
@@ -370,35 +378,32 @@ def _decompress_header(chunk: bytes, path: str) -> bytes:
     return out
 
 
-def data_section(path: str | os.PathLike[str]) -> tuple[int, int]:
+def data_section(path: str | os.PathLike[str] | ByteSource) -> tuple[int, int]:
     """Byte range ``[start, end)`` of the frame's data section (chunks and chunk index).
 
     Reads only the frame prefix and the trailer's tail; assumes a structurally valid
     frame (call :func:`inspect_frame` first on untrusted files).
     """
-    p = os.fspath(path)
-    with open(p, "rb") as f:
-        prefix = f.read(PREFIX_LEN)
-        (header_size,) = struct.unpack(">i", prefix[11:15])
-        (frame_size,) = struct.unpack(">Q", prefix[16:24])
-        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
+    if not isinstance(path, ByteSource):
+        with LocalFile(path) as source:
+            return data_section(source)
+    prefix = _read_exact(path, 0, PREFIX_LEN)
+    (header_size,) = struct.unpack(">i", prefix[11:15])
+    (frame_size,) = struct.unpack(">Q", prefix[16:24])
+    tail = _read_exact(path, frame_size - TRAILER_TAIL, TRAILER_TAIL)
     (trailer_len,) = struct.unpack(">I", tail[1:5])
     return header_size, frame_size - trailer_len
 
 
-def data_digest(path: str | os.PathLike[str], block: int = 4 << 20) -> str:
+def data_digest(path: str | os.PathLike[str] | ByteSource, block: int = 4 << 20) -> str:
     """Lower-case hex SHA-256 of the frame's data section (see :func:`data_section`)."""
+    if not isinstance(path, ByteSource):
+        with LocalFile(path) as source:
+            return data_digest(source, block)
     start, end = data_section(path)
     digest = hashlib.sha256()
-    with open(os.fspath(path), "rb") as f:
-        f.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            piece = f.read(min(block, remaining))
-            if not piece:
-                raise TruncatedFileError("the file ends inside the data section", path=os.fspath(path))
-            digest.update(piece)
-            remaining -= len(piece)
+    for at in range(start, end, block):
+        digest.update(_read_exact(path, at, min(block, end - at)))
     return digest.hexdigest()
 
 

@@ -1,0 +1,172 @@
+"""Open, validate and save ``.mla`` files at a URL or in an open binary file object.
+
+Opening reads the frame header, the trailer (with the mlarray header) and the chunk
+index through a :class:`~mlarray.storage.source.ByteSource` and runs the same frame,
+header and chunk-index checks as for a local file (:func:`mlarray.storage.inspect_frame`,
+:class:`mlarray.storage.chunks.DataSection`); HTTP and S3 sources answer those reads
+from two windows fetched concurrently at open (so opening costs two ranged requests for
+a typical file, at most five). Data are read by :class:`mlarray.remote.array.RemoteArray`.
+Remote arrays are read-only; saving to a URL writes a local temporary file and uploads it once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from mlarray.errors import MLArrayError, ReadOnlyError
+from mlarray.models import parse_header
+from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
+from mlarray.remote.sources import _fsspec, is_url, open_source
+from mlarray.storage.chunks import DataSection
+from mlarray.storage.codec import decode_header
+from mlarray.storage.frame import data_digest, inspect_frame
+from mlarray.storage.io import HeaderRead, check_against_frame
+from mlarray.storage.source import ByteSource, FileObjectSource
+
+if TYPE_CHECKING:
+    from mlarray.api import MLArray
+    from mlarray.validate import Report
+
+READ_ONLY_HINT = (
+    "remote files and file objects open read-only (mmap_mode='r'); to change one, load it "
+    "(MLArray.load), edit it and save it (to a path or a URL)"
+)
+
+
+def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> ByteSource:
+    """A checked byte source for a URL or an open binary file object."""
+    if is_url(target):
+        return open_source(str(target), storage_options)
+    if storage_options:
+        from mlarray.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("storage_options apply to URLs only")
+    return FileObjectSource(target)
+
+
+def read_header_from(source: ByteSource) -> HeaderRead:
+    """Frame checks, header validation and the chunk index check, for any byte source."""
+    frame = inspect_frame(source)
+    name = source.name
+    meta = parse_header(decode_header(frame.header_bytes, path=name), path=name)
+    check_against_frame(meta, frame, name)
+    head = HeaderRead(meta, frame)
+    head.data = DataSection(source, frame)  # spec 8, step 10: the chunk index checked before any chunk is read
+    end_open = getattr(source, "end_open", None)
+    if callable(end_open):
+        end_open()
+    return head
+
+
+def read_header_url(target: Any, storage_options: dict[str, Any] | None = None) -> HeaderRead:
+    """:func:`mlarray.storage.read_header` for a URL or a file object (the array is not read)."""
+    return read_header_from(source_of(target, storage_options))
+
+
+def open_remote(
+    cls: type[MLArray],
+    target: Any,
+    mmap_mode: str,
+    dparams: Any = None,
+    storage_options: dict[str, Any] | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+) -> MLArray:
+    """``MLArray.open`` for a URL or a file object (read-only)."""
+    name = target if isinstance(target, str) else getattr(target, "name", None)
+    if mmap_mode != "r":
+        raise ReadOnlyError(f"cannot open with mmap_mode={mmap_mode!r}: {READ_ONLY_HINT}", path=name)
+    source = source_of(target, storage_options)
+    head = read_header_from(source)
+    assert head.data is not None
+    obj = cls.__new__(cls)
+    obj._init_empty(head.meta)
+    if head.meta.array is not None:
+        obj._nd = RemoteArray(source, head.frame, head.data, cache_bytes)
+    obj._path, obj._mode, obj._dparams = source.name, "r", dparams
+    obj._requested = ("r", "r")
+    obj._persisted = head.meta.model_dump(mode="json")
+    obj._remote = (target if is_url(target) else None, dict(storage_options or {}))
+    return obj
+
+
+def load_remote(
+    cls: type[MLArray], target: Any, dparams: Any = None, storage_options: dict[str, Any] | None = None
+) -> MLArray:
+    """``MLArray.load`` for a URL or a file object: every chunk fetched, checked and decoded."""
+    opened = open_remote(cls, target, "r", dparams, storage_options)
+    obj = cls.__new__(cls)
+    obj._init_empty(opened.meta)
+    if opened.meta.array is not None:
+        obj._np = opened.to_numpy()
+    return obj
+
+
+def validate_remote(target: Any, *, deep: bool = True, storage_options: dict[str, Any] | None = None) -> Report:
+    """:func:`mlarray.validate.validate_file` for a URL or a file object (the same checks and codes).
+
+    ``deep`` fetches every chunk (checked, then decompressed) and the data section once
+    more for the digest.
+    """
+    from mlarray.errors import Problem
+    from mlarray.validate import Report, _problems_of
+
+    name = target if isinstance(target, str) else str(getattr(target, "name", None) or f"<{type(target).__name__}>")
+    report = Report(path=name)
+    try:
+        source = source_of(target, storage_options)
+        head = read_header_from(source)
+        report.header = head.meta.model_dump(mode="json")
+        if deep:
+            assert head.data is not None
+            if head.meta.array is not None:
+                RemoteArray(source, head.frame, head.data, cache_bytes=0)[...]
+            if head.meta.integrity is not None and data_digest(source) != head.meta.integrity.digest:
+                from mlarray.errors import DigestMismatchError
+
+                raise DigestMismatchError(
+                    "the data section's SHA-256 differs from the one the header records", path=source.name
+                )
+    except MLArrayError as exc:
+        report.problems.extend(_problems_of(exc))
+    except OSError as exc:
+        report.problems.append(Problem("file", "REMOTE_READ", str(exc)))
+    return report
+
+
+_WHOLE_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "http", "https"})
+"""Filesystems where one upload replaces the object whole (readers never see part of it)."""
+
+
+def save_remote(image: MLArray, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Write ``image`` to a local temporary file, then upload it with one ``put``.
+
+    On object stores the upload replaces the object whole; on other filesystems it goes
+    to a temporary name beside the target that is then moved over it.
+    """
+    fs, path = _fsspec().core.url_to_fs(url, **dict(storage_options or {}))
+    with tempfile.TemporaryDirectory(prefix="mlarray-upload-") as folder:
+        local = os.path.join(folder, os.path.basename(path.rstrip("/")) or "upload.mla")
+        image.save(local)
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        try:
+            if protocols & _WHOLE_OBJECT_STORES:
+                fs.put_file(local, path)
+            else:
+                staging = f"{path}.mla-upload-{os.urandom(4).hex()}"
+                fs.put_file(local, staging)
+                fs.mv(staging, path)
+        except MLArrayError:
+            raise
+        except Exception as exc:
+            from mlarray.errors import WriteFailedError
+
+            raise WriteFailedError(f"uploading failed ({type(exc).__name__}: {exc})", path=url) from None
+
+
+def reopen_url(url: str, dparams: Any, storage_options: dict[str, Any]) -> MLArray:
+    """Open ``url`` again read-only (how a pickled remote array is restored in a worker)."""
+    from mlarray.api import MLArray
+
+    return MLArray.open(url, "r", dparams, storage_options=storage_options)
