@@ -45,7 +45,7 @@ class Faults:
     ignore_if_match: bool = False
     """Serve the current file even when ``If-Match`` names an older ETag."""
     after: int = 0
-    """Misbehave only from this request on (counted from the server's start or the last reset)."""
+    """Misbehave only from this request on (numbered in order of arrival from the start or the last reset)."""
     replace_with: bytes | None = None
     """From request number ``after`` on, serve these bytes instead of the file (the file changed)."""
 
@@ -60,6 +60,7 @@ class RangeServer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._arrived = 0
         self._httpd = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -74,6 +75,7 @@ class RangeServer:
         """Forget the request log and the faults."""
         with self._lock:
             self.log.clear()
+            self._arrived = 0
             self.faults = Faults()
 
     @property
@@ -130,8 +132,9 @@ def _handler(server: RangeServer) -> Any:
             self.do_GET()
 
         def do_GET(self) -> None:
-            with server._lock:
-                number = len(server.log)
+            with server._lock:  # requests are numbered as they arrive (concurrent ones too)
+                number = server._arrived
+                server._arrived += 1
                 faults = server.faults
             active = number >= faults.after
             data = server.files.get(self.path)

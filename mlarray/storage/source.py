@@ -82,6 +82,10 @@ class LocalFile:
     def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         return [self.read(offset, length) for offset, length in ranges]
 
+    def fileno(self) -> int:
+        """The open descriptor (e.g. to map the file); valid until :meth:`close`."""
+        return self._fd
+
     def close(self) -> None:
         self._closer()
 

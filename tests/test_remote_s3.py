@@ -1,0 +1,141 @@
+"""Reading and writing .mla files on S3, against moto's S3-compatible server on 127.0.0.1 (not a mock of fsspec).
+
+The server runs in a thread of the test process (``moto.server.ThreadedMotoServer``) and
+speaks the S3 REST protocol over HTTP; s3fs and aiobotocore talk to it as to AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto.server import ThreadedMotoServer
+
+from mlarray import MLArray
+from mlarray.errors import MLArrayFileNotFoundError, ReadOnlyError, RemoteChangedError
+
+BUCKET = "scans"
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def options(endpoint: str) -> dict[str, Any]:
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "endpoint_url": endpoint,
+        "client_kwargs": {"region_name": "us-east-1"},
+        "skip_instance_cache": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint: str) -> Any:
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.normal(size=(40, 96, 80)) * 100).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory, volume: np.ndarray) -> Path:
+    path = tmp_path_factory.mktemp("s3") / "mr.mla"
+    MLArray(volume, chunk_size=(10, 48, 40), block_size=(5, 16, 20), spacing=(3, 1, 1), meta={"site": "A"}).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uploaded(s3: Any, local: Path) -> str:
+    s3.put_object(Bucket=BUCKET, Key="data/mr.mla", Body=local.read_bytes())
+    return f"s3://{BUCKET}/data/mr.mla"
+
+
+def test_open_and_patch_reads_equal_local_reads(uploaded: str, options: dict[str, Any], local: Path) -> None:
+    image = MLArray.open(uploaded, storage_options=options)
+    with MLArray.open(local) as reference:
+        assert image.meta.model_dump(mode="json") == reference.meta.model_dump(mode="json")
+        for key in [(slice(3, 17), slice(40, 60), slice(0, 80)), (39,), (slice(None), 5, slice(None, None, 7))]:
+            np.testing.assert_array_equal(image[key], reference[key])
+    image = MLArray.open(uploaded, storage_options=options)  # an empty chunk cache
+    source: Any = image._nd.source
+    assert source.requests == 2  # the open: two windows
+    before = (source.requests, source.bytes_read)
+    image[12:18, 50:90, 45:75]  # inside one chunk (1, 1, 1): one ranged GetObject
+    assert source.requests - before[0] == 1
+    assert source.bytes_read - before[1] == len(_chunk(local, 1 * 4 + 1 * 2 + 1))
+
+
+def _chunk(path: Path, number: int) -> bytes:
+    import blosc2
+
+    nd = blosc2.open(str(path), mmap_mode="r")  # kept referenced while its schunk is used
+    return bytes(nd.schunk.get_chunk(number))
+
+
+def test_load_and_the_command_line(uploaded: str, options: dict[str, Any], volume: np.ndarray) -> None:
+    np.testing.assert_array_equal(MLArray.load(uploaded, storage_options=options).to_numpy(), volume)
+    from mlarray.remote.open import validate_remote
+
+    report = validate_remote(uploaded, deep=True, storage_options=options)
+    assert report.valid, report.problems
+
+
+def test_saving_to_s3_uploads_one_complete_object(
+    options: dict[str, Any], s3: Any, volume: np.ndarray, tmp_path: Path
+) -> None:
+    image = MLArray(volume[:10], spacing=(1, 2, 3))
+    url = f"s3://{BUCKET}/written/new.mla"
+    image.save(url, storage_options=options)
+    body = s3.get_object(Bucket=BUCKET, Key="written/new.mla")["Body"].read()
+    (tmp_path / "new.mla").write_bytes(body)
+    again = MLArray.load(tmp_path / "new.mla")
+    np.testing.assert_array_equal(again.to_numpy(), volume[:10])
+    assert again.meta.spatial.spacing == [1.0, 2.0, 3.0]
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="written/")["Contents"]
+    assert [o["Key"] for o in listed] == ["written/new.mla"]  # no temporary object left behind
+
+
+def test_an_object_replaced_after_open_is_detected(
+    options: dict[str, Any], s3: Any, local: Path, volume: np.ndarray
+) -> None:
+    s3.put_object(Bucket=BUCKET, Key="moving.mla", Body=local.read_bytes())
+    image = MLArray.open(f"s3://{BUCKET}/moving.mla", storage_options=options)
+    changed = MLArray(volume + 1, chunk_size=(10, 48, 40), block_size=(5, 16, 20), spacing=(3, 1, 1))
+    path = local.with_name("changed.mla")
+    changed.save(path)
+    s3.put_object(Bucket=BUCKET, Key="moving.mla", Body=path.read_bytes())
+    with pytest.raises(RemoteChangedError):
+        image[0:5]
+
+
+def test_missing_objects_and_write_modes(options: dict[str, Any], uploaded: str) -> None:
+    with pytest.raises(MLArrayFileNotFoundError):
+        MLArray.open(f"s3://{BUCKET}/absent.mla", storage_options=options)
+    with pytest.raises(ReadOnlyError):
+        MLArray.open(uploaded, mmap_mode="r+", storage_options=options)
