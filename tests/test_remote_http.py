@@ -314,3 +314,17 @@ def test_import_mlarray_does_not_import_fsspec(local: Path) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_large_header_costs_a_bounded_number_of_requests(tmp_path: Path, server: RangeServer) -> None:
+    rng = np.random.default_rng(8)
+    notes = {f"note{i}": rng.bytes(600).hex() for i in range(300)}  # ~360 kB of incompressible header text
+    path = tmp_path / "big-header.mla"
+    MLArray(_volume(), chunk_size=CHUNKS, block_size=BLOCKS, meta={"notes": notes}).save(path)
+    server.reset()
+    server.files["/big-header.mla"] = path.read_bytes()
+    image = MLArray.open(f"{server.url}/big-header.mla")
+    # the two windows, then the trailer (the header) and the chunk index, which lie outside them
+    assert server.requests == 4, [s.range for s in server.log]
+    assert image.meta.source == {"notes": notes}
+    np.testing.assert_array_equal(image[40:48, 60:64], _volume()[40:48, 60:64])

@@ -5,7 +5,7 @@ index through a :class:`~mlarray.storage.source.ByteSource` and runs the same fr
 header and chunk-index checks as for a local file (:func:`mlarray.storage.inspect_frame`,
 :class:`mlarray.storage.chunks.DataSection`); HTTP and S3 sources answer those reads
 from two windows fetched concurrently at open (so opening costs two ranged requests for
-a typical file, at most five). Data are read by :class:`mlarray.remote.array.RemoteArray`.
+a typical file, at most six). Data are read by :class:`mlarray.remote.array.RemoteArray`.
 Remote arrays are read-only; saving to a URL writes a local temporary file and uploads it once.
 """
 
