@@ -419,22 +419,22 @@ def folded_digest(path: str | os.PathLike[str], chunks_sha: Any, sizes: Sequence
     :func:`data_digest`; otherwise ``None`` (the caller hashes the file instead).
     """
     p = os.fspath(path)
-    with open(p, "rb") as f:
-        prefix = f.read(PREFIX_LEN)
+    with LocalFile(p) as f:
+        prefix = f.read(0, min(PREFIX_LEN, f.size))
         if len(prefix) < PREFIX_LEN or prefix[2:10] != MAGIC:
             return None
         (header_size,) = struct.unpack(">i", prefix[11:15])
         (frame_size,) = struct.unpack(">Q", prefix[16:24])
         if not PREFIX_LEN < header_size <= min(frame_size, MAX_FRAME_HEADER):
             return None
-        header = _unpack(_read_exact(f, 0, header_size, p), "header", p)
-        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL, p)
+        header = _unpack(_read_exact(f, 0, header_size), "header", p)
+        tail = _read_exact(f, frame_size - TRAILER_TAIL, TRAILER_TAIL)
         (trailer_len,) = struct.unpack(">I", tail[1:5])
         end = frame_size - trailer_len
         area = sum(sizes)
         if not isinstance(header, list) or len(header) < 6 or header[5] != area or header_size + area > end:
             return None
-        index = _read_exact(f, header_size + area, end - header_size - area, p)
+        index = _read_exact(f, header_size + area, end - header_size - area)
     try:
         body = blosc2.decompress(index)
     except Exception:
