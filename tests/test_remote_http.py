@@ -328,3 +328,30 @@ def test_a_large_header_costs_a_bounded_number_of_requests(tmp_path: Path, serve
     assert server.requests == 4, [s.range for s in server.log]
     assert image.meta.source == {"notes": notes}
     np.testing.assert_array_equal(image[40:48, 60:64], _volume()[40:48, 60:64])
+
+
+_INHERITED: list[Any] = []
+
+
+def _read_in_child(key: tuple[slice, ...]) -> np.ndarray:
+    return np.asarray(_INHERITED[0][key])
+
+
+def test_a_handle_inherited_by_a_forked_worker_still_reads(url: str) -> None:
+    """Data-loader workers forked after the parent opened (and read) a remote array: fsspec's I/O thread is not
+    inherited, so the source reconnects in the child instead of waiting on the parent's event loop forever."""
+    import multiprocessing
+    import warnings
+
+    image = MLArray.open(url)
+    image[0:2]  # the parent's I/O thread is running now
+    _INHERITED[:] = [image]
+    key = (slice(30, 40), slice(0, 64), slice(20, 50))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork of a process with threads (3.12+)
+            with multiprocessing.get_context("fork").Pool(1) as pool:
+                result = pool.apply_async(_read_in_child, (key,)).get(timeout=120)
+    finally:
+        _INHERITED.clear()
+    np.testing.assert_array_equal(result, _volume()[key])

@@ -23,6 +23,7 @@ the response headers these checks need.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -109,7 +110,10 @@ class _RangedSource(_Counted, _Windows):
     def __init__(self) -> None:
         _Counted.__init__(self)
         _Windows.__init__(self)
-        self._loop: Any = None
+        self._fs: Any = None
+        self._protocol = ""
+        self._options: dict[str, Any] = {}
+        self._pid = os.getpid()
 
     @property
     def size(self) -> int:
@@ -119,10 +123,17 @@ class _RangedSource(_Counted, _Windows):
         """One ranged request: body, start, total size and ETag from the answer (checked by the caller)."""
         raise NotImplementedError
 
+    def _connect(self, protocol: str, options: dict[str, Any]) -> None:
+        self._protocol, self._options = protocol, options
+        self._fs = _fsspec().filesystem(protocol, **options)
+        self._pid = os.getpid()
+
     def _run(self, coro: Any) -> Any:
         from fsspec.asyn import sync
 
-        return sync(self._loop, lambda: coro)
+        if os.getpid() != self._pid:  # a forked process (a data-loader worker): the parent's I/O thread is gone
+            self._connect(self._protocol, self._options)
+        return sync(self._fs.loop, lambda: coro)
 
     def _open(self) -> None:
         """The two windows (start and end of the file), concurrently; they fix the size and ETag."""
@@ -233,8 +244,7 @@ class HTTPSource(_RangedSource):
     def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
         super().__init__()
         self.name = url
-        self._fs = _fsspec().filesystem("https" if url.startswith("https") else "http", **storage_options)
-        self._loop = self._fs.loop
+        self._connect("https" if url.startswith("https") else "http", storage_options)
         self._etag = None
         self._modified: str | None = None
         self._size = 0
@@ -279,14 +289,12 @@ class S3Source(_RangedSource):
     def __init__(self, url: str, storage_options: dict[str, Any]) -> None:
         super().__init__()
         self.name = url
-        fsspec = _fsspec()
         try:
-            self._fs = fsspec.filesystem("s3", **storage_options)
+            self._connect("s3", storage_options)
         except ImportError:
             raise MissingDependencyError(
                 'reading s3:// URLs needs s3fs: pip install "mlarray[remote]"', module="s3fs"
             ) from None
-        self._loop = self._fs.loop
         self._bucket, self._key, self._version = self._fs.split_path(url)
         self._etag = None
         self._size = 0
