@@ -468,8 +468,8 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
 
     @property
     def filepath(self) -> str | None:
-        """The file this image is open on (``open``/``create``), else ``None``."""
-        return self._path
+        """The file or URL this image is open on (``open``/``create``), else ``None`` (also for a file object)."""
+        return None if self._remote is not None and self._remote[0] is None else self._path
 
     @property
     def mode(self) -> str | None:

@@ -250,6 +250,7 @@ def test_file_objects_read_like_paths(local: Path) -> None:
         image = MLArray.open(handle)
         np.testing.assert_array_equal(image[10:30, 5:60, 7], data[10:30, 5:60, 7])
         assert image.meta.model_dump(mode="json") == MLArray.open(local).meta.model_dump(mode="json")
+        assert image.filepath is None and image.mmap_mode == "r"  # not a path anything could reopen
     buffer = io.BytesIO(local.read_bytes())
     np.testing.assert_array_equal(MLArray.load(buffer).to_numpy(), data)
     with pytest.raises(TypeError, match="file object"):
