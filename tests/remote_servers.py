@@ -46,6 +46,8 @@ class Faults:
     """Serve the current file even when ``If-Match`` names an older ETag."""
     after: int = 0
     """Misbehave only from this request on (numbered in order of arrival from the start or the last reset)."""
+    weak_etag: bool = False
+    """Send weak ETags (``W/"..."``), which never satisfy ``If-Match`` (strong comparison, RFC 9110)."""
     replace_with: bytes | None = None
     """From request number ``after`` on, serve these bytes instead of the file (the file changed)."""
 
@@ -146,11 +148,13 @@ def _handler(server: RangeServer) -> Any:
             if active and faults.status is not None:
                 self._send(faults.status, {}, b"failure")
                 return
+            etag = ("W/" if faults.weak_etag else "") + _etag(data)
             wanted = self.headers.get("If-Match")
-            if wanted is not None and wanted != _etag(data) and not (active and faults.ignore_if_match):
+            strong_match = wanted == etag and not etag.startswith("W/")
+            if wanted is not None and not strong_match and not (active and faults.ignore_if_match):
                 self._send(412, {}, b"precondition failed")
                 return
-            headers = {"ETag": _etag(data)}
+            headers = {"ETag": etag}
             spec = self.headers.get("Range")
             match = _RANGE.match(spec or "")
             if spec is None or match is None or (active and faults.ignore_range):

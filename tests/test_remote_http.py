@@ -228,6 +228,17 @@ def test_a_file_that_changes_between_the_two_open_requests(url: str, server: Ran
         MLArray.open(url)
 
 
+def test_a_server_with_weak_etags(url: str, server: RangeServer) -> None:
+    """Weak ETags never satisfy If-Match: the reader compares them itself instead of sending If-Match."""
+    server.faults = Faults(weak_etag=True)
+    image = MLArray.open(url)
+    np.testing.assert_array_equal(image[3:9, 30:40], _volume()[3:9, 30:40])
+    assert all(s.status == 206 for s in server.log)
+    server.faults = Faults(weak_etag=True, after=server.requests, replace_with=b"y" * 100_000)
+    with pytest.raises(RemoteChangedError):
+        image[20:30]
+
+
 def test_missing_and_malformed_remote_files(url: str, server: RangeServer, local: Path) -> None:
     with pytest.raises(MLArrayFileNotFoundError):
         MLArray.open(f"{server.url}/absent.mla")

@@ -257,8 +257,8 @@ class HTTPSource(_RangedSource):
         headers = dict(kwargs.pop("headers", None) or {})
         headers["Range"] = spec
         headers["Accept-Encoding"] = "identity"  # byte offsets are offsets in the file, not in a compressed body
-        if offset is not None and self._etag is not None:
-            headers["If-Match"] = self._etag
+        if offset is not None and self._etag is not None and not self._etag.startswith("W/"):
+            headers["If-Match"] = self._etag  # a weak ETag never matches If-Match (RFC 9110): compared below instead
         elif offset is not None and self._modified is not None:
             headers["If-Unmodified-Since"] = self._modified
         try:
