@@ -129,7 +129,12 @@ def test_a_patch_fetches_only_the_chunks_it_touches(
     assert server.requests == 0
 
 
-def test_reads_of_every_key_kind_equal_local_reads(local: Path, url: str) -> None:
+@pytest.mark.parametrize("decoder", ["default", "numpy"])
+def test_reads_of_every_key_kind_equal_local_reads(
+    local: Path, url: str, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if decoder == "numpy":  # the decoder used when the block-level reader cannot serve a key
+        monkeypatch.setattr("mlarray.remote.array._fastread", lambda: None)
     image = MLArray.open(url)
     data = _volume()
     keys: list[Any] = [

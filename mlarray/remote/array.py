@@ -10,6 +10,7 @@ one after another are fetched by one read), checks every chunk with the storage 
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import threading
 from collections import OrderedDict
@@ -29,6 +30,15 @@ MAX_REQUEST_BYTES = 64 << 20
 """Adjacent chunks are fetched by one read up to this many bytes."""
 BATCH_BYTES = 256 << 20
 """A read touching more compressed bytes than this (a whole large array) is fetched and decoded in batches."""
+
+
+def _fastread() -> Any:
+    """:mod:`mlarray.storage.fastread` when it is present and usable, else ``None`` (NumPy decoding is used)."""
+    try:
+        module = importlib.import_module("mlarray.storage.fastread")
+    except ImportError:
+        return None
+    return module if module.available() else None
 
 
 def coalesce(spans: Sequence[tuple[int, int]], limit: int = MAX_REQUEST_BYTES) -> list[tuple[int, int]]:
@@ -79,8 +89,17 @@ class RemoteArray:
     def __getitem__(self, key: Any) -> Any:
         box, rel = plan(self.shape, key)
         numbers = chunks_in(box, self.chunks, self.grid)
+        batches = self._batches(numbers)
+        fast = _fastread()
+        if fast is not None and len(batches) == 1:  # decode only the touched blocks, straight into the result
+            raw = self.fetch(numbers)
+            region = fast.read_region(
+                self.section.layout, self.section.entries, raw.__getitem__, key, path=self.source.name
+            )
+            if region is not None:
+                return region
         out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
-        for batch in self._batches(numbers):
+        for batch in batches:
             raw = self.fetch(batch)
             assemble(out, box, batch, functools.partial(self._decode_from, raw), self.shape, self.chunks, self.grid)
         result = out[rel]
