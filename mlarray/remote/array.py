@@ -91,16 +91,17 @@ class RemoteArray:
         numbers = chunks_in(box, self.chunks, self.grid)
         batches = self._batches(numbers)
         fast = _fastread()
+        fetched: dict[int, bytes | None] | None = None
         if fast is not None and len(batches) == 1:  # decode only the touched blocks, straight into the result
-            raw = self.fetch(numbers)
+            fetched = self.fetch(numbers)
             region = fast.read_region(
-                self.section.layout, self.section.entries, raw.__getitem__, key, path=self.source.name
+                self.section.layout, self.section.entries, fetched.__getitem__, key, path=self.source.name
             )
             if region is not None:
                 return region
         out = np.empty(tuple(hi - lo for lo, hi in box), dtype=self.dtype)
         for batch in batches:
-            raw = self.fetch(batch)
+            raw = fetched if fetched is not None else self.fetch(batch)  # fetched: the one batch, already here
             assemble(out, box, batch, functools.partial(self._decode_from, raw), self.shape, self.chunks, self.grid)
         result = out[rel]
         return result if result.base is None or result.size == out.size else result.copy()
