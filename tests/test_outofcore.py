@@ -102,7 +102,7 @@ def test_slabs_along_another_axis_hold_the_same_chunks(tmp_path: Path, one_threa
     data = _volume((50, 40, 30), "<f4")
     MLArray(data, chunk_size=(16, 16, 8), block_size=(8, 8, 8)).save(tmp_path / "memory.mla")
     image = template(data.shape, data.dtype, Meta(), {"chunk_size": (16, 16, 8), "block_size": (8, 8, 8)})
-    save_slabs(tmp_path / "streamed.mla", image, lambda region: data[region], axis=2, max_bytes=1)
+    save_slabs(tmp_path / "streamed.mla", image, lambda region: data[region], fortran=True, max_bytes=1)
     assert validate_file(tmp_path / "streamed.mla").valid
     a, b = blosc2.open(str(tmp_path / "memory.mla")), blosc2.open(str(tmp_path / "streamed.mla"))
     assert a.schunk.nchunks == b.schunk.nchunks > 1
@@ -111,3 +111,34 @@ def test_slabs_along_another_axis_hold_the_same_chunks(tmp_path: Path, one_threa
     assert np.array_equal(b[...], data)
     ha, hb = MLArray.open(tmp_path / "memory.mla").meta, MLArray.open(tmp_path / "streamed.mla").meta
     assert ha.model_dump(exclude={"integrity"}) == hb.model_dump(exclude={"integrity"})
+
+
+@pytest.mark.parametrize("slab_bytes", [None, 1])
+@pytest.mark.parametrize("dtype", ["<i2", ">f4"])
+def test_migration_streams_the_file_an_in_memory_migration_writes(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch, slab_bytes: int | None, dtype: str
+) -> None:
+    """Slabs along axis 0: the same bytes however many slabs (here up to one per chunk row)."""
+    import warnings
+
+    from legacy_files import write_legacy
+
+    import mlarray.storage.stream
+    from mlarray.legacy.migrate import load_legacy, migrate_file
+
+    if slab_bytes is not None:
+        monkeypatch.setattr(mlarray.storage.stream, "SLAB_BYTES", slab_bytes)
+    volume = _volume((300, 128, 128), dtype)
+    header = {"spacing": (1.0, 0.5, 0.5), "meta": {"patient": "p"}, "blosc2": {"patch_size": [16, 16, 16]}}
+    old = write_legacy(tmp_path / "old.mla", volume, header, chunks=(10, 128, 128))
+    migrate_file(old, tmp_path / "streamed.mla", patch_size=(16, 16, 16))
+    assert blosc2.open(str(tmp_path / "streamed.mla")).chunks[0] < 300  # several slabs along axis 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image, _ = load_legacy(old)
+    meta = image.meta.model_copy(deep=True)
+    meta.layout = None
+    MLArray(image.to_numpy(), meta=meta, patch_size=(16, 16, 16)).save(tmp_path / "memory.mla")
+    assert (tmp_path / "streamed.mla").read_bytes() == (tmp_path / "memory.mla").read_bytes()
+    assert validate_file(tmp_path / "streamed.mla").valid
+    assert np.array_equal(MLArray.load(tmp_path / "streamed.mla").to_numpy(), volume)

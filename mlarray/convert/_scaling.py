@@ -17,6 +17,7 @@ nothing is lost either way.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -58,17 +59,95 @@ def physical_values(
         ``scaling`` is ``None`` when there is nothing to scale (slope 1, intercept 0)
         or the values are not numbers (booleans, complex); then ``array`` is ``raw``.
     """
-    if is_identity(slope, intercept) or raw.dtype.kind not in "iuf" or slope == 0:
+    scan = PhysicalScan.of(raw.dtype, slope, intercept, keep_raw=keep_raw)
+    if scan is None:
         return raw, None
-    raw_dtype = normalize_dtype(raw.dtype).str
     if keep_raw:
-        return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
-    scaling = Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="physical")
-    physical = scaling.to_physical(raw)
-    stored = physical.astype(physical_dtype(physical, integral=_integral(slope, intercept)))
-    if raw_values(stored, scaling).tobytes() != np.asarray(raw, dtype=raw_dtype).tobytes():
-        return raw, Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="raw")
-    return stored, scaling
+        return raw, scan.result()[1]
+    physical = scan.add(raw)
+    dtype, scaling = scan.result()
+    if scaling.stored == "raw":
+        return raw, scaling
+    return physical.astype(dtype), scaling
+
+
+class PhysicalScan:
+    """Chooses how physical values are stored, seeing the raw values one slab at a time.
+
+    Conversion of a file larger than memory reads it twice: a first pass feeds every
+    slab to :meth:`add`, :meth:`result` then gives the stored type and ``scaling``
+    (the rule of the module doc, exactly as for the whole array at once), and a
+    second pass stores ``scaling.to_physical(slab).astype(dtype)`` (or the raw slab
+    when ``scaling.stored == "raw"``).
+    """
+
+    def __init__(
+        self, raw_dtype: str, slope: float, intercept: float, *, keep_raw: bool = False, restores: bool = True
+    ) -> None:
+        self.raw_dtype = raw_dtype
+        self.scaling = Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="physical")
+        self.keep_raw = keep_raw
+        self.integral = _integral(slope, intercept)
+        self.size = 0
+        self.low, self.high = math.inf, -math.inf
+        self.nan = False
+        self.single = True
+        """Every physical value so far is exactly a float32."""
+        self.restores = {"<i8": self.integral, "<f4": True, "<f8": True} if restores else {}
+        """Per candidate type: whether every slab so far gives its raw values back from it
+        (not checked with ``restores=False``, when only :meth:`dtype` is wanted)."""
+
+    @classmethod
+    def of(cls, dtype: Any, slope: float, intercept: float, *, keep_raw: bool = False) -> PhysicalScan | None:
+        """A scan for raw values of ``dtype``, or ``None`` when there is nothing to scale."""
+        if is_identity(slope, intercept) or np.dtype(dtype).kind not in "iuf" or slope == 0:
+            return None
+        return cls(normalize_dtype(dtype).str, slope, intercept, keep_raw=keep_raw)
+
+    def add(self, raw: Array) -> Array:
+        """Take the raw values of one slab into account; returns their binary64 physical values."""
+        physical = self.scaling.to_physical(raw)
+        self.size += physical.size
+        if physical.size and self.integral:
+            low, high = float(physical.min()), float(physical.max())
+            self.nan = self.nan or math.isnan(low) or math.isnan(high)
+            self.low, self.high = min(self.low, low), max(self.high, high)
+        single = physical.astype(np.float32)
+        self.single = self.single and bool(np.array_equal(single.astype(np.float64), physical, equal_nan=True))
+        if not self.restores:
+            return physical
+        wanted = np.asarray(raw, dtype=self.raw_dtype).tobytes()
+        exact = not self.nan and self.low >= -EXACT_INTEGERS and self.high <= EXACT_INTEGERS
+        for candidate, ok in self.restores.items():
+            if ok and (candidate != "<i8" or exact or not physical.size):
+                stored = physical.astype(candidate)
+                self.restores[candidate] = raw_values(stored, self.scaling).tobytes() == wanted
+            elif candidate == "<i8":
+                self.restores[candidate] = False
+        return physical
+
+    def dtype(self) -> np.dtype[Any]:
+        """The smallest type that holds every physical value seen exactly (see :func:`physical_dtype`)."""
+        if self.integral:
+            if self.size == 0:
+                return INTEGER_TYPES[0]
+            if not self.nan and self.low >= -EXACT_INTEGERS and self.high <= EXACT_INTEGERS:
+                for dtype in INTEGER_TYPES:
+                    info = np.iinfo(dtype)
+                    if info.min <= self.low and self.high <= info.max:
+                        return dtype
+        return np.dtype(np.float32) if self.single else np.dtype(np.float64)
+
+    def result(self) -> tuple[np.dtype[Any], Scaling]:
+        """The stored type and ``scaling``: physical values if they give the raw ones back, else the raw values."""
+        slope, intercept = self.scaling.slope, self.scaling.intercept
+        raw = Scaling(slope=slope, intercept=intercept, raw_dtype=self.raw_dtype, stored="raw")
+        if self.keep_raw:
+            return np.dtype(self.raw_dtype), raw
+        dtype = self.dtype()
+        if self.restores["<i8" if dtype.kind in "iu" else dtype.str]:
+            return dtype, self.scaling
+        return np.dtype(self.raw_dtype), raw
 
 
 def _integral(*values: float) -> bool:

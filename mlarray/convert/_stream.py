@@ -14,21 +14,42 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlarray._inputs import ShapeOnly
 from mlarray.api import MLArray
+from mlarray.convert._scaling import PhysicalScan
+from mlarray.convert._slabs import fortran_axis, map_pieces, pieces
 from mlarray.errors import InvalidArgumentError
-from mlarray.models import Meta
+from mlarray.models import Meta, Scaling
 from mlarray.storage import atomic_target, check_path, header_bytes
 from mlarray.storage.io import layout_of, normalize_dtype
 from mlarray.storage.locking import ensure_unlocked
-from mlarray.storage.stream import SLAB_BYTES, Region, SlabWriter
+from mlarray.storage.stream import Region, SlabWriter, slab_regions
 
 Reader = Callable[[Region], Any]
 """``read(region) -> array`` of the region's shape (any dtype castable to the stored one)."""
+
+
+class SlabSource(Protocol):
+    """A foreign file opened for streaming conversion (:class:`~mlarray.convert.nifti.NiftiSource`, ...)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    """The raw (stored) values' type."""
+    slope: float
+    inter: float
+    """The file's intensity scaling (1 and 0 when it has none)."""
+    rgb: bool
+    """Values are colour components: never scaled."""
+
+    def read(self, region: Region) -> Any: ...
+
+    def meta(self, scaling: Scaling | None) -> Meta: ...
+
+    def check_end(self) -> None: ...
 
 
 def template(shape: Sequence[int], dtype: Any, meta: Meta, layout: dict[str, Any] | None) -> MLArray:
@@ -50,15 +71,21 @@ def save_slabs(
     image: MLArray,
     read: Reader,
     *,
-    axis: int = 0,
-    max_bytes: int = SLAB_BYTES,
+    fortran: bool = False,
+    max_bytes: int | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
-    """Save ``image`` (a :func:`template`) to ``path``, its data read slab by slab along ``axis``.
+    """Save ``image`` (a :func:`template`) to ``path``, its data read slab by slab.
 
-    ``read`` is called once per slab, in increasing order along ``axis``, with a region
-    of whole chunks along ``axis`` and full extent elsewhere. The header is validated
-    before anything is written and the target replaced atomically, as by
-    :meth:`MLArray.save`. With ``axis=0`` the file is byte for byte what ``save`` writes.
+    ``read`` is called once per slab, in order, with a region of whole chunks along one
+    axis and full extent elsewhere: axis 0 (C order), or for a ``fortran`` source the
+    slowest axis cut into several chunks (:func:`~mlarray.convert._slabs.fortran_axis`).
+    The header is validated before anything is written and the target replaced
+    atomically, as by :meth:`MLArray.save`. When the array is one slab, or the slabs
+    run along axis 0, the file is byte for byte what ``save`` writes (with one Blosc2
+    thread: several threads store a chunk's blocks in the order they finish); otherwise
+    it holds the same compressed chunks in another order. ``check`` runs after the last
+    slab, before the header is written (a source's check that nothing follows its data).
     """
     p = check_path(path, must_exist=False)
     shape, dtype = image.shape, image.dtype
@@ -68,15 +95,18 @@ def save_slabs(
     plan = image._storage_plan(p)
     with atomic_target(p) as tmp:
         writer = SlabWriter(tmp, shape, dtype, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
+        axis = fortran_axis(writer.shape, writer.chunks) if fortran else 0
         for region in writer.slabs(axis=axis, max_bytes=max_bytes):
             writer.write(region, read(region))
+        if check is not None:
+            check()
         meta = image._header_for_save(layout=layout_of(writer.nd, plan.strategy, plan.patch))
         writer.finish(meta)
         del writer
 
 
 def copy_image(
-    source: MLArray, dst: str | os.PathLike[str], layout: dict[str, Any] | None, *, max_bytes: int = SLAB_BYTES
+    source: MLArray, dst: str | os.PathLike[str], layout: dict[str, Any] | None, *, max_bytes: int | None = None
 ) -> None:
     """Save the open (memory-mapped) ``source`` as ``dst`` with ``layout`` (``None``: the recorded one), slab by slab.
 
@@ -88,3 +118,37 @@ def copy_image(
         raise InvalidArgumentError("an image without data has nothing to stream; save it from memory")
     image = template(source.shape, source.dtype, source.meta, layout)
     save_slabs(dst, image, lambda region: source[region], max_bytes=max_bytes)
+
+
+def convert_source(
+    source: SlabSource,
+    dst: str | os.PathLike[str],
+    layout: dict[str, Any],
+    *,
+    keep_raw: bool = False,
+    max_bytes: int | None = None,
+) -> None:
+    """Convert an open foreign file to the ``.mla`` ``dst`` slab by slab, with the values :func:`physical_values` gives.
+
+    A scaled source is read twice: the first pass chooses the stored type
+    (:class:`~mlarray.convert._scaling.PhysicalScan`), the second writes. The file is the
+    one a conversion in memory writes (see :func:`save_slabs`).
+    """
+    dtype, scaling = source.dtype, None
+    scan = None if source.rgb else PhysicalScan.of(source.dtype, source.slope, source.inter, keep_raw=keep_raw)
+    if scan is not None:
+        if not keep_raw:
+            planes = (*source.shape[:-1], 1)
+            for region in slab_regions(source.shape, planes, source.dtype.itemsize, axis=-1, max_bytes=max_bytes):
+                raw = source.read(region)
+                for key in pieces(raw.shape, fortran=not raw.flags.c_contiguous):
+                    scan.add(raw[key])
+        dtype, scaling = scan.result()
+    image = template(source.shape, dtype, source.meta(scaling), layout)
+    convert = scaling.to_physical if scaling is not None and scaling.stored == "physical" else None
+
+    def read(region: Region) -> Any:
+        raw = source.read(region)
+        return raw if convert is None else map_pieces(convert, raw, dtype)
+
+    save_slabs(dst, image, read, fortran=True, max_bytes=max_bytes, check=source.check_end)

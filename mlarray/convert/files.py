@@ -18,11 +18,11 @@ import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.convert._common import METAIMAGE_EXTENSIONS, MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
-from mlarray.convert._stream import copy_image
+from mlarray.convert._stream import convert_source, copy_image
 from mlarray.convert.dicom import read_dicom_parts
 from mlarray.convert.metaimage import read_metaimage_parts, write_metaimage
-from mlarray.convert.nifti import read_nifti_parts, write_nifti
-from mlarray.convert.nrrd import read_nrrd_parts, write_nrrd
+from mlarray.convert.nifti import NiftiSource, read_nifti_parts, write_nifti
+from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts, write_nrrd
 from mlarray.errors import InvalidArgumentError, WrongExtensionError
 from mlarray.layout import PatchSize
 from mlarray.models import Meta
@@ -45,6 +45,14 @@ WRITERS: dict[str, Writer] = {
     **dict.fromkeys(NRRD_EXTENSIONS, write_nrrd),
     **dict.fromkeys(METAIMAGE_EXTENSIONS, write_metaimage),
 }
+SOURCES: dict[str, Callable[[str | os.PathLike[str]], Any]] = {
+    **dict.fromkeys(NIFTI_EXTENSIONS, NiftiSource),
+    **dict.fromkeys(NRRD_EXTENSIONS, NrrdSource.open),
+}
+"""Formats read slab by slab when converted to ``.mla`` (:func:`~mlarray.convert._stream.convert_source`);
+``None`` from one means the file is read whole."""
+STREAMED_WRITERS = frozenset((*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS))
+"""Formats whose writer reads a file-backed image slab by slab."""
 ENDINGS = (*NIFTI_EXTENSIONS, *NRRD_EXTENSIONS, *METAIMAGE_EXTENSIONS, MLA_EXTENSION)
 
 
@@ -109,6 +117,16 @@ def convert_file(
             _relayout(src, dst, patch_size, codec, clevel)
             return
         assert s is not None
+        source = SOURCES[s](src) if s in SOURCES else None
+        if source is not None:
+            with source:
+                if 0 not in source.shape:
+                    layout = {
+                        "patch_size": "default" if patch_size is None else patch_size,
+                        "cparams": _cparams(codec, clevel, source.dtype.itemsize),
+                    }
+                    convert_source(source, dst, layout, keep_raw=keep_raw)
+                    return
         data, meta = READERS[s](src, keep_raw=keep_raw)
         image = MLArray(
             data,
@@ -123,6 +141,10 @@ def convert_file(
             "patch_size, codec, clevel and keep_raw only apply when writing .mla", path=os.fspath(dst)
         )
     assert d is not None
+    if s == MLA_EXTENSION and d in STREAMED_WRITERS:
+        with MLArray.open(src, "r", dparams={"nthreads": blosc2.nthreads}) as opened:
+            WRITERS[d](opened, dst)  # reads the array slab by slab
+        return
     if s == MLA_EXTENSION:
         image = MLArray.load(src)
     else:

@@ -21,8 +21,10 @@ units NIfTI has no code for ...) raises :class:`~mlarray.errors.NotRepresentable
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ from mlarray.convert._geometry import (
     spatial_fields,
 )
 from mlarray.convert._scaling import physical_values, raw_values
+from mlarray.convert._slabs import all_pieces, export_slabs, map_pieces
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
-from mlarray.models import Meta, Spatial, is_spatial_label
+from mlarray.models import Meta, Scaling, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
 
 FORMAT = "nifti"
@@ -101,56 +104,108 @@ def read_nifti(path: str | os.PathLike[str], *, keep_raw: bool = False) -> MLArr
 
 def read_nifti_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> tuple[np.ndarray[Any, Any], Meta]:
     """The array and header :class:`~mlarray.Meta` :func:`read_nifti` builds its image from."""
-    p = check_source(path, NIFTI_EXTENSIONS, "NIfTI")
-    nib = require("nibabel", p)
-    version = _version(p)
-    image_class = nib.Nifti2Image if version == 2 else nib.Nifti1Image
-    try:
-        from nibabel.openers import ImageOpener
+    with NiftiSource(path) as source:
+        raw = source.read(tuple(slice(0, n) for n in source.shape))
+        if source.rgb:
+            return raw, source.meta(None)
+        data, scaling = physical_values(raw, source.slope, source.inter, keep_raw=keep_raw)
+        return data, source.meta(scaling)
 
-        with ImageOpener(p, "rb") as f:
-            raw_header = image_class.header_class.from_fileobj(f, check=False)
-            gap = _gap_before_data(f, raw_header)
-        image = image_class.from_filename(p, mmap=False)
-        raw = np.asarray(image.dataobj.get_unscaled())
-        slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
-    except MLArrayError:
-        raise
-    except Exception as exc:
-        raise SourceFormatError(f"nibabel cannot read this NIfTI-{version} file: {exc}", path=p) from None
-    header = image.header
-    code = int(raw_header["datatype"])
-    nifti_ndim = raw.ndim
-    labels = ["spatial"] * min(raw.ndim, 3) + list(EXTRA_AXIS_LABELS[: max(raw.ndim - 3, 0)])
-    if code in RGB_CODES:
-        raw = np.ascontiguousarray(raw).view(np.uint8).reshape(raw.shape + (RGB_CODES[code],))
-        labels.append("channel")
-    try:
-        normalize_dtype(raw.dtype)
-    except InvalidArgumentError:
-        raise NotRepresentableError(
-            f"NIfTI data type {raw.dtype} (datatype code {code}) has no .mla equivalent", path=p
-        ) from None
-    try:
-        geometry = nifti_geometry(header, nifti_ndim)
-    except GeometryError as exc:
-        raise NotRepresentableError(f"the NIfTI geometry cannot be stored: {exc}", path=p) from None
-    spatial = Spatial(**geometry, axis_labels=labels, axis_units=nifti_units(header, labels))
-    data, scaling = (raw, None) if code in RGB_CODES else physical_values(raw, slope, inter, keep_raw=keep_raw)
-    source = {
-        "format": FORMAT,
-        "nifti_version": version,
-        "file": Path(p).name,
-        "endianness": raw_header.endianness,
-        "header": header_to_json(raw_header),
-        "extensions": [
-            {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
-        ],
-        "gap_base64": b64encode(gap) if gap else None,
-        "sform": _coded(header, "sform"),
-        "qform": _coded(header, "qform"),
-    }
-    return data, Meta(spatial=spatial, source=source, scaling=scaling)
+
+class NiftiSource:
+    """An open NIfTI file: its header, the ``meta`` it converts to, and its raw voxels region by region.
+
+    The voxels are read with a nibabel ``ArrayProxy`` on the open file (no memory map;
+    a ``.nii.gz`` is decompressed forward as regions are read in order), unscaled, in
+    ``.mla`` axis order (an RGB file gets its trailing ``channel`` axis). Used for the
+    whole array by :func:`read_nifti` and slab by slab by the streaming conversion.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        p = check_source(path, NIFTI_EXTENSIONS, "NIfTI")
+        nib = require("nibabel", p)
+        self.path = p
+        self.version = _version(p)
+        image_class = nib.Nifti2Image if self.version == 2 else nib.Nifti1Image
+        try:
+            from nibabel.arrayproxy import ArrayProxy
+            from nibabel.openers import ImageOpener
+
+            with ImageOpener(p, "rb") as f:
+                self.raw_header = image_class.header_class.from_fileobj(f, check=False)
+                self.gap = _gap_before_data(f, self.raw_header)
+            image = image_class.from_filename(p, mmap=False)
+            proxy = image.dataobj
+            self.slope, self.inter = float(proxy.slope), float(proxy.inter)
+            self.file = ImageOpener(p, "rb")
+            spec = (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0)
+            self.proxy = ArrayProxy(self.file.fobj, spec, mmap=False)  # type: ignore[no-untyped-call]
+        except MLArrayError:
+            raise
+        except Exception as exc:
+            raise SourceFormatError(f"nibabel cannot read this NIfTI-{self.version} file: {exc}", path=p) from None
+        self.header = image.header
+        self.code = int(self.raw_header["datatype"])
+        self.rgb = self.code in RGB_CODES
+        nifti_shape = tuple(int(n) for n in proxy.shape)
+        self.nifti_ndim = len(nifti_shape)
+        self.shape = nifti_shape + ((RGB_CODES[self.code],) if self.rgb else ())
+        raw_dtype = np.dtype(np.uint8) if self.rgb else np.dtype(proxy.dtype)
+        try:
+            self.dtype = normalize_dtype(raw_dtype)
+        except InvalidArgumentError:
+            self.close()
+            raise NotRepresentableError(
+                f"NIfTI data type {raw_dtype} (datatype code {self.code}) has no .mla equivalent", path=p
+            ) from None
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> NiftiSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+        """The raw (unscaled) voxels of ``region`` (``.mla`` axes), in the file's byte order."""
+        try:
+            raw = np.asarray(self.proxy[region[: self.nifti_ndim]])
+        except Exception as exc:
+            raise SourceFormatError(f"nibabel cannot read the NIfTI data: {exc}", path=self.path) from None
+        if self.rgb:
+            raw = np.ascontiguousarray(raw).view(np.uint8).reshape(raw.shape + (RGB_CODES[self.code],))
+        return raw
+
+    def check_end(self) -> None:
+        """Nothing to check: nibabel ignores bytes after the data (and so does the conversion)."""
+
+    def meta(self, scaling: Scaling | None) -> Meta:
+        """The header of the converted image, given how its values are stored."""
+        header, raw_header, p = self.header, self.raw_header, self.path
+        labels = ["spatial"] * min(self.nifti_ndim, 3) + list(EXTRA_AXIS_LABELS[: max(self.nifti_ndim - 3, 0)])
+        if self.rgb:
+            labels.append("channel")
+        try:
+            geometry = nifti_geometry(header, self.nifti_ndim)
+        except GeometryError as exc:
+            raise NotRepresentableError(f"the NIfTI geometry cannot be stored: {exc}", path=p) from None
+        spatial = Spatial(**geometry, axis_labels=labels, axis_units=nifti_units(header, labels))
+        source = {
+            "format": FORMAT,
+            "nifti_version": self.version,
+            "file": Path(p).name,
+            "endianness": raw_header.endianness,
+            "header": header_to_json(raw_header),
+            "extensions": [
+                {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
+            ],
+            "gap_base64": b64encode(self.gap) if self.gap else None,
+            "sform": _coded(header, "sform"),
+            "qform": _coded(header, "qform"),
+        }
+        return Meta(spatial=spatial, source=source, scaling=scaling)
 
 
 def _gap_before_data(f: Any, raw_header: Any) -> bytes:
@@ -273,38 +328,36 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
             f"a 0-size array (shape {list(image.shape)}) has no NIfTI form that other readers (ITK) accept", path=p
         )
     meta = image.meta
-    data = image.to_numpy()
+    shape, dtype = image.shape, image.dtype
+    assert dtype is not None
     scaling = meta.scaling
+    if scaling is not None and scaling.stored != "raw" and not _all_restore(image, scaling):
+        scaling = None  # values changed since conversion: raw integers would round them, so write them as they are
     if scaling is not None:
-        raw = raw_values(data, scaling)
-        if scaling.stored == "raw" or _restores(raw, data, scaling):
-            data = raw
-        else:  # values changed since conversion: raw integers would round them, so write them as they are
-            scaling = None
-    labels = list(meta.spatial.axis_labels or ["spatial"] * data.ndim)
+        dtype = np.dtype(scaling.raw_dtype)
+    labels = list(meta.spatial.axis_labels or ["spatial"] * len(shape))
     is_nifti = meta.source.get("format") == FORMAT and isinstance(meta.source.get("header"), dict)
     source = meta.source if is_nifti else None
     fields: dict[str, Any] = dict(source["header"]) if source else {}
     code = fields.get("datatype")
-    if isinstance(code, int) and code in RGB_CODES and _is_rgb(data, labels, RGB_CODES[code]):
-        names = "RGBA"[: RGB_CODES[code]]
-        rgb = np.dtype([(c, "u1") for c in names])
-        data = np.ascontiguousarray(data).view(rgb)[..., 0]
-        labels = labels[:-1]
-    n = _check_axes(labels, data.shape, p)
+    rgb = None
+    if isinstance(code, int) and code in RGB_CODES and _is_rgb(dtype, shape, labels, RGB_CODES[code]):
+        rgb = np.dtype([(c, "u1") for c in "RGBA"[: RGB_CODES[code]]])
+        shape, labels = shape[:-1], labels[:-1]
+    n = _check_axes(labels, shape, p)
     version = int(source.get("nifti_version", 1)) if source else 1
-    if max(data.shape) > NIFTI1_MAX_DIM:
+    if max(shape) > NIFTI1_MAX_DIM:
         version = 2
     header_class = nib.Nifti2Header if version == 2 else nib.Nifti1Header
     header = header_class(endianness=source.get("endianness", "<") if source else "<")
     try:
-        header.set_data_dtype(data.dtype)
+        header.set_data_dtype(rgb if rgb is not None else dtype)
     except Exception:
         raise NotRepresentableError(
-            f"NIfTI has no data type for {data.dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)",
+            f"NIfTI has no data type for {dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)",
             path=p,
         ) from None
-    header.set_data_shape(data.shape)
+    header.set_data_shape(shape)
     if source:
         # Scaling comes from meta.scaling; only a file of the 1.0 converter (raw values stored,
         # the scaling kept in source["scaling"]) still takes it from the copied header.
@@ -322,12 +375,29 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         header["scl_slope"], header["scl_inter"] = scaling.slope, scaling.intercept
     elif source and not (legacy_raw and same_type):
         _copy_unscaled(header, fields)
-    _write_geometry(header, meta.spatial, n, data.ndim, p)
+    _write_geometry(header, meta.spatial, n, len(shape), p)
     _write_units(header, meta.spatial.axis_units, labels, p)
+
+    def slabs() -> Iterator[np.ndarray[Any, Any]]:
+        for region in export_slabs(image, axis=-2 if rgb is not None else -1):  # along NIfTI's last axis
+            values = image[region]
+            if scaling is not None:
+                values = map_pieces(functools.partial(raw_values, scaling=scaling), values, dtype)
+            yield np.ascontiguousarray(values).view(rgb)[..., 0] if rgb is not None else values
+            del values  # one slab in memory at a time
+
+    gap = b64decode(str(source["gap_base64"])) if source and source.get("gap_base64") else b""
     with atomic_output(p) as tmp:
-        _write_file(
-            header, data, tmp, b64decode(str(source["gap_base64"])) if source and source.get("gap_base64") else b""
-        )
+        _write_file(header, slabs(), tmp, gap)
+
+
+def _all_restore(image: MLArray, scaling: Any) -> bool:
+    """Whether every stored value is given back by its raw value (:func:`_restores`), slab by slab."""
+
+    def restores(values: np.ndarray[Any, Any]) -> bool:
+        return _restores(raw_values(values, scaling), values, scaling)
+
+    return all(all_pieces(restores, image[region]) for region in export_slabs(image))
 
 
 def _restores(raw: np.ndarray[Any, Any], physical: np.ndarray[Any, Any], scaling: Any) -> bool:
@@ -345,8 +415,8 @@ def _copy_unscaled(header: Any, fields: dict[str, Any]) -> None:
         header["scl_slope"], header["scl_inter"] = 0.0, 0.0
 
 
-def _is_rgb(data: np.ndarray[Any, Any], labels: list[str], components: int) -> bool:
-    return data.dtype == np.uint8 and data.ndim >= 2 and data.shape[-1] == components and labels[-1] == "channel"
+def _is_rgb(dtype: np.dtype[Any], shape: tuple[int, ...], labels: list[str], components: int) -> bool:
+    return dtype == np.uint8 and len(shape) >= 2 and shape[-1] == components and labels[-1] == "channel"
 
 
 def _check_axes(labels: list[str], shape: tuple[int, ...], path: str) -> int:
@@ -463,8 +533,11 @@ def _write_units(header: Any, units: list[str] | None, labels: list[str], path: 
     header["xyzt_units"] = (codes[space.pop()] if space else 0) | (time_codes[time.pop()] if time else 0)
 
 
-def _write_file(header: Any, data: np.ndarray[Any, Any], target: str, gap: bytes = b"") -> None:
-    """Header, extensions, the source's bytes before the data, voxels (Fortran order, header byte order)."""
+def _write_file(header: Any, slabs: Iterable[np.ndarray[Any, Any]], target: str, gap: bytes = b"") -> None:
+    """Header, extensions, the source's bytes before the data, voxels (Fortran order, header byte order).
+
+    ``slabs`` are consecutive runs along the last axis that together make the array.
+    """
     from nibabel.openers import ImageOpener
 
     out_dtype = header.get_data_dtype()
@@ -478,8 +551,10 @@ def _write_file(header: Any, data: np.ndarray[Any, Any], target: str, gap: bytes
         position = f.tell()
         if position < offset:
             f.write(b"\x00" * (offset - position))
-        if data.ndim == 0 or data.shape[-1] == 0:
-            return
-        # Fortran order = the last axis slowest: write one last-axis slice at a time.
-        for k in range(data.shape[-1]):
-            f.write(np.asarray(data[..., k], dtype=out_dtype).tobytes(order="F"))
+        for data in slabs:
+            if data.ndim == 0 or data.shape[-1] == 0:
+                return
+            # Fortran order = the last axis slowest: write one last-axis slice at a time.
+            for k in range(data.shape[-1]):
+                f.write(np.asarray(data[..., k], dtype=out_dtype).tobytes(order="F"))
+            del data  # before the next slab is read

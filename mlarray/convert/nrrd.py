@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,16 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
-from mlarray.convert._scaling import physical_array
+from mlarray.convert._slabs import (
+    STREAMED_ENCODINGS,
+    FortranStream,
+    HeaderOnly,
+    export_slabs,
+    map_pieces,
+    nrrd_stream,
+    physical_dtype_of,
+    write_nrrd_data,
+)
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
 from mlarray.models import AXIS_VOCABULARY, Meta, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
@@ -166,15 +176,21 @@ def read_nrrd_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> 
         data, header = nrrd.read(p, index_order="F")
     except Exception as exc:
         raise SourceFormatError(f"pynrrd cannot read this NRRD file: {exc}", path=p) from None
+    return data, nrrd_meta(header, data.dtype, data.ndim, p)
+
+
+def nrrd_meta(header: dict[str, Any], dtype: Any, ndim: int, path: str) -> Meta:
+    """The header :class:`~mlarray.Meta` of an image read from an NRRD file with this header and data type."""
+    p = path
     try:
-        normalize_dtype(data.dtype)
+        normalize_dtype(dtype)
     except InvalidArgumentError:
         raise NotRepresentableError(f"NRRD type {header.get('type')!r} has no .mla equivalent", path=p) from None
     try:
-        geometry = nrrd_geometry(header, data.ndim)
+        geometry = nrrd_geometry(header, ndim)
     except GeometryError as exc:
         raise NotRepresentableError(f"the NRRD geometry cannot be stored: {exc}", path=p) from None
-    labels = nrrd_labels(header, data.ndim)
+    labels = nrrd_labels(header, ndim)
     spatial = Spatial(**geometry, axis_labels=labels, axis_units=nrrd_units(header, labels))
     source = {
         "format": FORMAT,
@@ -183,10 +199,54 @@ def read_nrrd_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> 
         "custom": {key: _custom_to_json(value) for key, value in header.items() if key not in STANDARD_FIELDS},
     }
     try:
-        meta = Meta(spatial=spatial, source=source)
+        return Meta(spatial=spatial, source=source)
     except MLArrayError as exc:
         raise NotRepresentableError(f"the NRRD header cannot be stored: {exc}", path=p) from None
-    return data, meta
+
+
+class NrrdSource:
+    """An NRRD file opened for streaming conversion: pynrrd parses the header, the data are read slab by slab.
+
+    :meth:`open` gives ``None`` for files only a whole read handles (ASCII data, ...).
+    """
+
+    slope, inter, rgb = 1.0, 0.0, False  # NRRD has no intensity scaling
+
+    def __init__(self, path: str, header: dict[str, Any], stream: FortranStream) -> None:
+        self.path, self.header, self.stream = path, header, stream
+        self.shape, self.dtype = stream.shape, stream.dtype
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> NrrdSource | None:
+        p = check_source(path, NRRD_EXTENSIONS, "NRRD")
+        nrrd = require("nrrd", p)
+        try:
+            with open(p, "rb") as f:
+                header = nrrd.read_header(f)
+                start = f.tell()
+            dtype = nrrd.reader._determine_datatype(header)  # the type pynrrd's read_data gives
+        except Exception:
+            return None  # read whole by pynrrd, which reports the error
+        stream = nrrd_stream(p, header, start, dtype)
+        return None if stream is None else cls(p, header, stream)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+        return self.stream.read(region)
+
+    def check_end(self) -> None:
+        self.stream.check_end()
+
+    def meta(self, scaling: Any) -> Meta:
+        return nrrd_meta(self.header, self.dtype, len(self.shape), self.path)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> NrrdSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _rows(directions: Any) -> list[list[float] | None]:
@@ -311,17 +371,17 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
         raise NotRepresentableError(
             f"a 0-size array (shape {list(image.shape)}) has no NRRD form that other readers (ITK) accept", path=p
         )
-    data = physical_array(image.to_numpy(), image.meta.scaling)  # NRRD has no scaling: physical values
-    if data.dtype.str not in NRRD_TYPES:
+    shape, dtype = image.shape, physical_dtype_of(image)  # NRRD has no scaling: physical values
+    if dtype.str not in NRRD_TYPES:
         raise NotRepresentableError(
-            f"NRRD has no type for {data.dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)", path=p
+            f"NRRD has no type for {dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)", path=p
         )
     spatial = image.meta.spatial
-    labels = list(spatial.axis_labels or ["spatial"] * data.ndim)
+    labels = list(spatial.axis_labels or ["spatial"] * len(shape))
     source = image.meta.source if image.meta.source.get("format") == FORMAT else None
-    header = _copied_header(source, data.ndim) if source else {}
+    header = _copied_header(source, len(shape)) if source else {}
     kinds_made = False  # kinds copied from an NRRD source are kept as they are
-    if (source is None and "kinds" not in header) or nrrd_labels(header, data.ndim) != labels:
+    if (source is None and "kinds" not in header) or nrrd_labels(header, len(shape)) != labels:
         header["kinds"] = [LABEL_KINDS.get(label, "???") for label in labels]
         kinds_made = True
     try:
@@ -331,19 +391,41 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
     _write_units(header, spatial.axis_units, labels)
     if kinds_made:
         _itk_kinds(header, labels)
-    if source and header.get("endian") == "big" and data.dtype.itemsize > 1:
-        data = data.astype(data.dtype.newbyteorder(">"))
+    out_dtype = dtype.newbyteorder(">") if source and header.get("endian") == "big" and dtype.itemsize > 1 else dtype
     header.pop("endian", None)
     if str(header.get("encoding", "gzip")).lower() not in ENCODINGS:
         header["encoding"] = "gzip"
     header.setdefault("encoding", "gzip")
+    encoding = STREAMED_ENCODINGS.get(str(header["encoding"]))
+    scaling = image.meta.scaling
+    convert = scaling.to_physical if scaling is not None and scaling.stored == "raw" else None
+
+    def slabs() -> Iterator[np.ndarray[Any, Any]]:
+        for region in export_slabs(image):  # along the last axis, the slowest in the file
+            values = image[region]
+            yield values if convert is None else map_pieces(convert, values, dtype)
+            del values
+
+    detached = suffix_of(p) == ".nhdr"
     with atomic_output(p) as tmp, warnings.catch_warnings():
         # pynrrd stamps the header with datetime.utcnow(), deprecated since Python 3.12.
         warnings.filterwarnings("ignore", message=r".*utcnow", category=DeprecationWarning)
+        # ASCII is written whole by pynrrd; otherwise pynrrd writes the header (from the shape and type alone)
+        payload: Any = HeaderOnly(shape, out_dtype)
+        if encoding is None:
+            payload = np.concatenate(list(slabs()), axis=-1).astype(out_dtype)
         try:
-            nrrd.write(tmp, data, header, detached_header=suffix_of(p) == ".nhdr", index_order="F")
+            nrrd.write(
+                tmp,
+                payload,
+                header,
+                detached_header=detached,
+                index_order="F",
+            )
         except Exception as exc:
             raise NotRepresentableError(f"pynrrd cannot write this header: {exc}", path=p) from None
+        if encoding is not None:  # pynrrd wrote the header (and an empty data stream): now the data
+            write_nrrd_data(tmp, header, detached, slabs(), encoding, out_dtype)
 
 
 def _copied_header(source: dict[str, Any], ndim: int) -> dict[str, Any]:

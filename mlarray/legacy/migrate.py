@@ -1,7 +1,8 @@
 """Migrate files of the earlier implementation to the current format: one file, or a whole dataset.
 
 Each file is read safely (:mod:`mlarray.legacy.decode`), laid out anew and written
-atomically, so an interrupted migration never leaves a half-written file, and
+atomically, slab by slab (one slab of the array in memory at a time, so files larger
+than memory migrate), so an interrupted migration never leaves a half-written file, and
 ``in_place`` replaces each legacy file only once its migrated copy is complete.
 Nothing here knows about the CLI; the CLI adds the progress bar and the report.
 """
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blosc2
+
 from mlarray.api import MLArray
-from mlarray.errors import InvalidArgumentError, MLArrayError
+from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError
 from mlarray.layout import PatchSize
 from mlarray.legacy.mapping import LegacyMapping
-from mlarray.legacy.reader import is_legacy_file, load_legacy_array, read_legacy
-from mlarray.storage import atomic_target, check_path, read_header
+from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
+from mlarray.storage import atomic_target, check_path, open_frame, read_header
 
 
 def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
@@ -53,9 +56,13 @@ def migrate_file(
     p = os.fspath(src)
     check_path(dst, must_exist=False)
     legacy = read_legacy(p)
+    shape = legacy.meta.array.shape if legacy.has_array and legacy.meta.array is not None else None
+    if shape is not None and 0 not in shape:
+        _migrate_streaming(legacy, dst, patch_size, cparams)
+        return legacy.mapping
     image = load_legacy_array(MLArray, p, None, legacy=legacy, warn=False)
     if patch_size is None:
-        patch_size = _usable_patch(legacy.patch_size, image) or "default"
+        patch_size = _usable_patch(legacy.patch_size, image.spatial_ndim) or "default"
     meta = image.meta.model_copy(deep=True)
     meta.layout = None
     if image.shape is None:
@@ -66,11 +73,38 @@ def migrate_file(
     return legacy.mapping
 
 
-def _usable_patch(patch: list[int] | None, image: MLArray) -> list[int] | None:
+def _migrate_streaming(
+    legacy: LegacyFile, dst: str | os.PathLike[str], patch_size: PatchSize | None, cparams: Any
+) -> None:
+    """Write the migrated file slab by slab: one slab of the legacy array in memory at a time.
+
+    The result is the file an in-memory migration writes (``MLArray(array, meta=...).save``),
+    byte for byte (with one Blosc2 thread; see :func:`mlarray.convert._stream.save_slabs`).
+    """
+    from mlarray.convert._stream import save_slabs, template
+
+    meta = legacy.meta.model_copy(deep=True)
+    assert meta.array is not None
+    meta.layout = None
+    if patch_size is None:
+        patch_size = _usable_patch(legacy.patch_size, len(meta.spatial_axes() or [])) or "default"
+    nd = open_frame(legacy.path, "r", {"nthreads": blosc2.nthreads})
+    image = template(meta.array.shape, meta.array.dtype, meta, {"patch_size": patch_size, "cparams": cparams})
+
+    def read(region: tuple[slice, ...]) -> Any:
+        try:
+            return nd[region]
+        except Exception as exc:
+            raise CorruptFrameError(f"the legacy array cannot be decompressed ({exc})", path=legacy.path) from None
+
+    save_slabs(dst, image, read)
+
+
+def _usable_patch(patch: list[int] | None, spatial_ndim: int) -> list[int] | None:
     """The legacy patch size, if it has one entry per spatial axis of the image."""
-    if patch is None or image.shape is None:
+    if patch is None:
         return None
-    return patch if len(patch) == image.spatial_ndim else None
+    return patch if len(patch) == spatial_ndim else None
 
 
 @dataclass

@@ -36,12 +36,12 @@ Region = tuple[slice, ...]
 
 
 def slab_regions(
-    shape: Sequence[int], chunks: Sequence[int], itemsize: int, *, axis: int = 0, max_bytes: int = SLAB_BYTES
+    shape: Sequence[int], chunks: Sequence[int], itemsize: int, *, axis: int = 0, max_bytes: int | None = None
 ) -> list[Region]:
     """Slabs covering an array in order along ``axis``: each a run of whole chunks along ``axis``.
 
     A slab spans the full extent of every other axis and is as thick as fits in
-    ``max_bytes`` (at least one chunk).
+    ``max_bytes`` (default :data:`SLAB_BYTES`, read when called; at least one chunk).
     """
     shape = tuple(int(s) for s in shape)
     if not shape or math.prod(shape) == 0:
@@ -50,7 +50,8 @@ def slab_regions(
         raise InvalidArgumentError(f"axis {axis} is out of range for {len(shape)} dimensions")
     axis %= len(shape)
     per_chunk_row = math.prod(shape) // shape[axis] * chunks[axis] * itemsize
-    step = chunks[axis] * max(1, max_bytes // max(per_chunk_row, 1))
+    budget = SLAB_BYTES if max_bytes is None else max_bytes
+    step = chunks[axis] * max(1, budget // max(per_chunk_row, 1))
     full = [slice(0, n) for n in shape]
     out = []
     for start in range(0, shape[axis], step):
@@ -110,7 +111,7 @@ class SlabWriter:
         self._written: set[int] = set()
         self.nchunks = math.prod(-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True))
 
-    def slabs(self, *, axis: int = 0, max_bytes: int = SLAB_BYTES) -> list[Region]:
+    def slabs(self, *, axis: int = 0, max_bytes: int | None = None) -> list[Region]:
         """The slabs to write, in order (see :func:`slab_regions`)."""
         return slab_regions(self.shape, self.chunks, self.dtype.itemsize, axis=axis, max_bytes=max_bytes)
 
