@@ -4,15 +4,16 @@ A save from memory hands the whole array to Blosc2. Conversion of a file that do
 fit in memory cannot: its data arrive one *slab* at a time (a run of whole chunks along
 one axis, the full extent of every other axis). :class:`SlabWriter` creates the frame
 empty in the temporary file of an atomic save, compresses each chunk of a slab as it
-arrives (each chunk is written exactly once, so the frame holds no stale bytes), and
-finally writes the header with the digest of the finished data section. Peak memory is
-the slab being written plus about one chunk per Blosc2 thread.
+arrives, on a thread pool (:mod:`mlarray.storage.compress`; each chunk is written
+exactly once, so the frame holds no stale bytes), and finally writes the header with
+the digest of the finished data section. Peak memory is the slab being written plus
+about two chunks per compressing thread.
 
-Chunks are written in C order within each slab, exactly as
-:func:`blosc2.asarray` writes a whole array; slabs along axis 0 therefore give the same
-file, byte for byte, as a save from memory. Slabs along another axis (the file order of
-a Fortran-ordered source such as NIfTI) give the same compressed chunks in another order
-in the data section. Nothing here knows about formats or the CLI.
+Chunks are written in C order within each slab, as a save from memory writes a whole
+array; slabs along axis 0 therefore give the same file, byte for byte, as a save from
+memory. Slabs along another axis (the file order of a Fortran-ordered source such as
+NIfTI) give the same compressed chunks in another order in the data section. Nothing
+here knows about formats or the CLI.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import numpy as np
 
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
+from mlarray.storage.compress import ChunkDigest, compress_chunks
+from mlarray.storage.frame import folded_digest
 from mlarray.storage.io import write_header
 
 SLAB_BYTES = 64 << 20
@@ -74,7 +77,11 @@ def chunk_regions(shape: Sequence[int], chunks: Sequence[int], region: Region) -
 
 
 class SlabWriter:
-    """An empty frame in ``tmp`` that is filled slab by slab, then given its header.
+    """An uninitialized frame in ``tmp`` that is filled slab by slab, then given its header.
+
+    The chunks of each slab are compressed on a thread pool by
+    :func:`~mlarray.storage.compress.compress_chunks` (a few chunks in flight), exactly
+    as a save from memory compresses them.
 
     Parameters
     ----------
@@ -85,6 +92,8 @@ class SlabWriter:
         The layout; ``None`` lets Blosc2 choose (as a save from memory does).
     cparams : blosc2.CParams
         Compression parameters.
+    nthreads : int, optional
+        Threads compressing at once (default: one per core).
     """
 
     def __init__(
@@ -96,20 +105,23 @@ class SlabWriter:
         chunks: Sequence[int] | None,
         blocks: Sequence[int] | None,
         cparams: Any,
+        nthreads: int | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
         if chunks is not None:
             kwargs["chunks"] = tuple(chunks)
         if blocks is not None:
             kwargs["blocks"] = tuple(blocks)
-        self.path = tmp
-        self.nd: Any = blosc2.empty(tuple(shape), dtype=np.dtype(dtype), **kwargs)
+        self.path, self.cparams, self.nthreads = tmp, cparams, nthreads
+        self.nd: Any = blosc2.uninit(tuple(shape), dtype=np.dtype(dtype), **kwargs)
         self.shape: tuple[int, ...] = tuple(self.nd.shape)
         self.chunks: tuple[int, ...] = tuple(self.nd.chunks)
+        self.blocks: tuple[int, ...] = tuple(self.nd.blocks)
         self.dtype = np.dtype(self.nd.dtype)
-        self._behaved = bool(blosc2.are_partitions_behaved(self.shape, self.chunks, tuple(self.nd.blocks)))
-        self._written: set[int] = set()
         self.nchunks = math.prod(-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True))
+        self._written: set[int] = set()
+        self._digest: ChunkDigest | None = ChunkDigest()
+        """The data section's digest folded into the write while chunks come in number order."""
 
     def slabs(self, *, axis: int = 0, max_bytes: int | None = None) -> list[Region]:
         """The slabs to write, in order (see :func:`slab_regions`)."""
@@ -132,16 +144,28 @@ class SlabWriter:
         for r, c, n in zip(region, self.chunks, self.shape, strict=True):
             if r.start % c or (r.stop % c and r.stop != n):
                 raise InvalidArgumentError(f"the region {region} is not aligned to the chunks {self.chunks}")
-        for number, box in chunk_regions(self.shape, self.chunks, region):
-            if number in self._written:
-                raise InvalidArgumentError(f"chunk {number} was already written")
-            local = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region, strict=True))
-            part = np.require(values[local], dtype=self.dtype, requirements="C")
-            if self._behaved:  # the whole chunk is this run of bytes (the path blosc2.asarray takes)
-                self.nd.schunk.update_data(number, part, copy=False)
-            else:
-                self.nd[box] = part
-            self._written.add(number)
+        boxes = list(chunk_regions(self.shape, self.chunks, region))
+        if any(number in self._written for number, _ in boxes):
+            raise InvalidArgumentError("a chunk of this region was already written")
+
+        def local(box: Region) -> Region:
+            return tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region, strict=True))
+
+        parts = (np.asarray(values[local(box)], self.dtype) for _, box in boxes)
+        compressed = compress_chunks(parts, self.chunks, self.blocks, self.cparams, self.nthreads, nchunks=len(boxes))
+        try:
+            for (number, _), chunk in zip(boxes, compressed, strict=True):
+                if self._digest is not None:
+                    if number == len(self._written):
+                        self._digest.add(chunk)
+                    else:
+                        self._digest = None  # out of number order: the file is hashed at the end
+                self.nd.schunk.update_chunk(number, chunk)
+                self._written.add(number)
+        finally:
+            close = getattr(compressed, "close", None)
+            if close is not None:
+                close()  # stops the pool if writing failed half-way
 
     def finish(self, meta: Meta) -> Any:
         """Write the header (its ``integrity`` set to the digest of the data section); return the NDArray.
@@ -153,5 +177,8 @@ class SlabWriter:
         """
         if len(self._written) != self.nchunks:
             raise InvalidArgumentError(f"{self.nchunks - len(self._written)} chunks were never written")
-        write_header(self.nd, meta, digest_of=self.path)
+        digest = None
+        if self._digest is not None:
+            digest = folded_digest(self.path, self._digest.sha, self._digest.sizes)
+        write_header(self.nd, meta, digest_of=self.path, digest=digest)
         return self.nd
