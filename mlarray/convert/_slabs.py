@@ -29,6 +29,7 @@ import numpy as np
 
 from mlarray.convert._scaling import PhysicalScan
 from mlarray.errors import SourceFormatError
+from mlarray.storage import stream
 from mlarray.storage.stream import Region, slab_regions
 
 if TYPE_CHECKING:
@@ -58,14 +59,18 @@ def export_slabs(image: MLArray, axis: int = -1, max_bytes: int | None = None) -
     return slab_regions(shape, layout.chunk_size, dtype.itemsize, axis=axis, max_bytes=max_bytes)
 
 
-def fortran_axis(shape: Sequence[int], chunks: Sequence[int] | None) -> int:
+def fortran_axis(shape: Sequence[int], chunks: Sequence[int], itemsize: int, max_bytes: int | None = None) -> int:
     """The slab axis for a Fortran-ordered source: the slowest axis cut into more than one chunk.
 
-    Slabs along the last axis are contiguous in the source. When the last axis fits in
-    one chunk (a few channels, say), slabs along it would be the whole array; the
-    next slower axis is used, and each slab is then a few runs of the source.
+    Slabs along the last axis are contiguous in the source and read (or decompressed)
+    once. When the last axis fits in one chunk (a few channels, or fewer slices than a
+    chunk holds), a slab along it would be the whole array: unless the array fits in the
+    slab budget (``max_bytes``, default :data:`~mlarray.storage.stream.SLAB_BYTES`), the
+    next slower axis is used, and each slab is then several runs of the source (a
+    compressed source is decompressed again for each slab).
     """
-    if chunks is None:
+    budget = stream.SLAB_BYTES if max_bytes is None else max_bytes
+    if math.prod(shape) * itemsize <= budget:
         return len(shape) - 1
     for axis in range(len(shape) - 1, -1, -1):
         if chunks[axis] < shape[axis]:

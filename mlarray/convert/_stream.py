@@ -95,7 +95,7 @@ def save_slabs(
     plan = image._storage_plan(p)
     with atomic_target(p) as tmp:
         writer = SlabWriter(tmp, shape, dtype, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
-        axis = fortran_axis(writer.shape, writer.chunks) if fortran else 0
+        axis = fortran_axis(writer.shape, writer.chunks, writer.dtype.itemsize, max_bytes) if fortran else 0
         for region in writer.slabs(axis=axis, max_bytes=max_bytes):
             writer.write(region, read(region))
         if check is not None:
