@@ -1,0 +1,170 @@
+"""The xarray backend: ``xarray.open_dataset(path, engine="mlarray")`` on an ``.mla`` file.
+
+xarray finds :class:`MLArrayBackendEntrypoint` through the ``xarray.backends`` entry
+point of the package metadata. Opening reads the header and the chunk index only
+(``MLArray.open`` in mode ``'r'``); the array is wrapped in :class:`MLArrayBackendArray`,
+whose reads xarray makes lazily, through its explicit-indexing adapter, as plain
+``image[slices]`` reads of the public :class:`~mlarray.MLArray` API. Only the chunks a
+selection touches are decompressed.
+
+This module imports xarray, so ``mlarray`` itself never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from mlarray.api import MLArray
+from mlarray.errors import CorruptFrameError
+from mlarray.xarray._coords import DEFAULT_TOLERANCE, geometry
+
+VARIABLE = "image"
+"""Name of the data variable of every dataset (and of the DataArray ``open_dataarray`` returns)."""
+
+
+class MLArrayBackendArray(BackendArray):
+    """The array of one ``.mla`` file, read on demand through ``MLArray.open(path, 'r')``.
+
+    python-blosc2 must not share one open array between threads, so every read holds a
+    lock (dask's threaded scheduler may read several chunks at once). Pickling keeps the
+    path only; the unpickled copy opens the file again on its first read.
+    """
+
+    def __init__(self, path: str, image: MLArray) -> None:
+        self.path = path
+        shape, dtype = image.shape, image.dtype
+        if shape is None or dtype is None:
+            raise ValueError("a metadata-only file has no array")
+        self.shape: tuple[int, ...] = shape
+        self.dtype: np.dtype[Any] = dtype
+        self._image: MLArray | None = image
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.shape, self.dtype = state["path"], state["shape"], state["dtype"]
+        self._image = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> MLArray:
+        if self._image is None:
+            image = MLArray.open(self.path, "r")
+            if image.shape != self.shape or image.dtype != self.dtype:
+                shape, dtype = image.shape, image.dtype
+                image.close()
+                raise CorruptFrameError(
+                    f"the file changed since it was opened: now {shape} {dtype}, was {self.shape} {self.dtype}",
+                    path=self.path,
+                )
+            self._image = image
+        return self._image
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
+
+    def _read(self, key: tuple[int | slice, ...]) -> np.ndarray[Any, Any]:
+        with self._lock:
+            return np.asarray(self._open()[key])
+
+    def close(self) -> None:
+        """Release the file (a later read opens it again)."""
+        with self._lock:
+            if self._image is not None:
+                self._image.close()
+                self._image = None
+
+
+def _names(drop_variables: str | Iterable[str] | None) -> set[str]:
+    if drop_variables is None:
+        return set()
+    if isinstance(drop_variables, str):
+        return {drop_variables}
+    return set(drop_variables)
+
+
+def open_mla_dataset(
+    path: str | os.PathLike[str],
+    *,
+    drop_variables: str | Iterable[str] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> xr.Dataset:
+    """The dataset of one ``.mla`` file: the lazy data variable ``image``, its coordinates and the header as attrs.
+
+    Parameters
+    ----------
+    path : path
+        The ``.mla`` file; it is opened read-only.
+    drop_variables : str or iterable of str, optional
+        Variables left out (the data variable ``image`` and/or coordinates), as in
+        :func:`xarray.open_dataset`.
+    tolerance : float
+        Relative size of an off-axis affine entry still taken for zero when deciding
+        whether the volume is aligned (see :mod:`mlarray.xarray._coords`).
+    """
+    p = os.fspath(path)
+    image = MLArray.open(p, "r")
+    try:
+        drop = _names(drop_variables)
+        meta = image.meta
+        if meta.array is None:
+            ds = xr.Dataset(attrs={"schema_version": meta.schema_version, "metadata_only": True})
+            image.close()
+            return ds
+        geo = geometry(meta, image.affine, tolerance)
+        layout = meta.layout
+        encoding: dict[str, Any] = {"source": p, "dtype": image.dtype}
+        if layout is not None:
+            encoding["chunks"] = tuple(layout.chunk_size)
+            encoding["preferred_chunks"] = dict(zip(geo.dims, layout.chunk_size, strict=True))
+        coords = {name: xr.Variable(*spec) for name, spec in geo.coords.items() if name not in drop}
+        variables: dict[str, xr.Variable] = {}
+        closer = None
+        if VARIABLE not in drop:
+            backend = MLArrayBackendArray(p, image)
+            data = indexing.LazilyIndexedArray(backend)
+            variables[VARIABLE] = xr.Variable(geo.dims, data, geo.attrs, encoding)
+            closer = backend.close
+        else:
+            image.close()
+        ds = xr.Dataset(variables, coords=coords, attrs={"schema_version": meta.schema_version})
+        ds.set_close(closer)
+        return ds
+    except BaseException:
+        image.close()
+        raise
+
+
+class MLArrayBackendEntrypoint(BackendEntrypoint):
+    """xarray backend for ``.mla`` files (``engine="mlarray"``)."""
+
+    description = "Open .mla files (Blosc2 arrays with a JSON header) lazily, with world coordinates"
+    url = "https://pypi.org/project/mlarray/"  # the guide: docs/guide/xarray.md
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "tolerance")
+
+    def open_dataset(
+        self,
+        filename_or_obj: Any,
+        *,
+        drop_variables: str | Iterable[str] | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+    ) -> xr.Dataset:
+        """Open ``filename_or_obj`` (a path) lazily; see :func:`open_mla_dataset`."""
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            raise TypeError(f"the mlarray engine opens paths, got {type(filename_or_obj).__name__}")
+        return open_mla_dataset(filename_or_obj, drop_variables=drop_variables, tolerance=tolerance)
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        """A path ending in ``.mla``."""
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        return os.fspath(filename_or_obj).lower().endswith(".mla")
