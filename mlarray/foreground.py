@@ -7,11 +7,17 @@ pass once and keeps, per class, the number of voxels and a uniform random sample
 at most :data:`MAX_PER_CLASS` of their coordinates (and :data:`MAX_TOTAL` over all
 classes), small enough to live in the file header.
 
+:func:`class_locations` works on an array in memory; :func:`locate_classes` gives the
+same result from a pass (two with coordinates) over C-ordered slabs, so a label map
+larger than memory never has to be loaded: it keeps per class a count, a box and the
+sampled coordinates, and per slab the slab's foreground indices.
+
 It is NumPy only: no file I/O, no header models, no torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,4 +145,91 @@ def from_record(classes: list[tuple[int, int, list[int]]], shape: tuple[int, ...
             else flat.reshape(0, len(shape))
         )
         out.append(ClassSample(label=int(label), count=int(count), coords=coords))
+    return out
+
+
+Slabs = Callable[[], Iterator[tuple[int, np.ndarray[Any, Any]]]]
+"""Called once per pass: ``(flat offset, flat values)`` of consecutive runs covering the array in C order."""
+
+
+def _slab_classes(values: np.ndarray[Any, Any]) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
+    """``(label, local flat indices in increasing order)`` of each foreground class of one slab."""
+    where = np.flatnonzero(values != 0)
+    labels = values[where]
+    order = np.argsort(labels, kind="stable")
+    where, labels = where[order], labels[order]
+    classes, starts, counts = np.unique(labels, return_index=True, return_counts=True)
+    for label, start, count in zip(classes.tolist(), starts.tolist(), counts.tolist(), strict=True):
+        yield int(label), where[start : start + count]
+
+
+def locate_classes(
+    slabs: Slabs,
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+    *,
+    with_coords: bool = True,
+    max_per_class: int = MAX_PER_CLASS,
+    max_total: int = MAX_TOTAL,
+    seed: int = 0,
+) -> list[ClassSample]:
+    """:func:`class_locations` (background 0) of a label map read slab by slab; the same result, bounded memory.
+
+    The first pass counts each class and finds its box; the random sample is then drawn
+    exactly as :func:`class_locations` draws it (the same ranks among the class's voxels
+    in C order, from the same generator), and a second pass (``with_coords``) picks the
+    voxels of those ranks. Memory: one slab's foreground indices, and the sample.
+
+    Parameters
+    ----------
+    slabs : callable
+        See :data:`Slabs`; ``shape`` is the label map's (spatial) shape.
+    with_coords : bool
+        ``False`` skips the second pass: every ``coords`` is empty (boxes and counts only).
+
+    Raises
+    ------
+    ValueError
+        ``dtype`` is not an integer or boolean type, or a bound is not positive.
+    """
+    if np.dtype(dtype).kind not in "biu":
+        raise ValueError(f"a label map holds integers, got dtype {np.dtype(dtype)}")
+    if max_per_class < 1 or max_total < 1:
+        raise ValueError("the coordinate bounds must be positive")
+    counts: dict[int, int] = {}
+    low: dict[int, np.ndarray[Any, Any]] = {}
+    high: dict[int, np.ndarray[Any, Any]] = {}
+    for offset, values in slabs():
+        for label, members in _slab_classes(values):
+            box = np.asarray(_box(members + offset, shape)).T
+            counts[label] = counts.get(label, 0) + int(members.size)
+            low[label] = np.minimum(low[label], box[0]) if label in low else box[0]
+            high[label] = np.maximum(high[label], box[1]) if label in high else box[1]
+    labels = sorted(counts)
+    bound = per_class_bound(len(labels), max_per_class, max_total)
+    rng = np.random.default_rng(seed)
+    ranks = {}
+    for label in labels:  # the draws class_locations makes, in its order
+        count = counts[label]
+        chosen = rng.choice(count, size=bound, replace=False) if count > bound else np.arange(count)
+        ranks[label] = np.sort(chosen)
+    picked: dict[int, list[np.ndarray[Any, Any]]] = {label: [] for label in labels}
+    if with_coords:
+        seen = dict.fromkeys(labels, 0)
+        for offset, values in slabs():
+            for label, members in _slab_classes(values):
+                wanted = ranks[label]
+                lo, hi = np.searchsorted(wanted, [seen[label], seen[label] + members.size])
+                picked[label].append(members[wanted[lo:hi] - seen[label]] + offset)
+                seen[label] += int(members.size)
+    out = []
+    for label in labels:
+        flat = np.concatenate(picked[label]) if picked[label] else np.zeros(0, np.int64)
+        coords = (
+            np.stack(np.unravel_index(flat, shape), axis=1).astype(np.int64)
+            if flat.size
+            else flat.reshape(0, len(shape))
+        )
+        box = tuple((int(a), int(b)) for a, b in zip(low[label].tolist(), high[label].tolist(), strict=True))
+        out.append(ClassSample(label=label, count=counts[label], coords=coords, box=box))
     return out

@@ -5,6 +5,32 @@ Files converted from NIfTI/NRRD carry no ``stats``, ``bbox``, ``is_seg`` or
 does it for a file and rewrites only its header (atomically, through ``MLArray.open``
 in ``'r+'`` mode and ``close()``); ``mlarray stats`` is the command-line front end.
 
+Out of core. :func:`annotate` never holds the array: it makes passes over C-ordered
+slabs (:mod:`mlarray.slabs`; ``image[slab]`` reads decompress only the chunks a slab
+touches). Slabs hold at most ``SLAB_BYTES / 8`` elements (1 Mi), so peak memory is
+about one chunk (the decompressor's buffer) plus a few times
+:data:`~mlarray.slabs.SLAB_BYTES` (the slab, its float64 values and their sort keys),
+plus at most :data:`~mlarray.slabs.COLLECT` 8-byte keys during a selection and the
+class-location sample, whatever the size of the file (measured: 64 MiB above the
+interpreter for 512 MiB of int16; loading it needed 8.5 GiB). The values are exact
+where they were:
+
+* ``min``, ``max``, ``median`` and the ``percentile_*`` bounds and median are exactly
+  ``numpy``'s values for the whole array (order statistics found exactly: a histogram
+  for integers of at most 16 bits, a radix selection for the other types, then
+  ``numpy.percentile``'s linear interpolation).
+* ``mean`` and ``percentile_mean`` of integer arrays are exact (the sum is kept as a
+  Python integer), equal to ``numpy.mean`` whenever NumPy's float64 sum is exact (sums
+  below 2**53). For float arrays the slab sums are added with ``math.fsum``; NumPy adds
+  pairwise, so the two may differ in the last bits.
+* ``std`` and ``percentile_std``: exact variance, correctly rounded, for integers of at
+  most 16 bits; a float64 two-pass sum of squared deviations (NumPy's method, summed
+  slab by slab) for the other types, equal to NumPy's to the last bits.
+
+With only two distinct values none lies between the two percentiles, and
+``percentile_mean``/``median``/``std`` are left out (NumPy gives NaN for them, which the
+header refuses: the in-memory code this replaced failed on such arrays).
+
 Label maps are recognised by :func:`looks_like_labels` when ``is_seg`` is not set:
 an integer or boolean array with no negative value and at most
 :data:`MAX_DETECTED_LABELS` distinct values. Pass ``seg=True`` / ``seg=False`` to decide
@@ -13,15 +39,20 @@ yourself.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
-from mlarray.foreground import MAX_PER_CLASS, MAX_TOTAL, class_locations, to_record
+from mlarray.foreground import MAX_PER_CLASS, MAX_TOTAL, locate_classes, to_record
 from mlarray.models import BBoxes, ClassLocations, Meta, Stats
+from mlarray.slabs import SLAB_BYTES, OrderStatistics, key_values, median_of, percentile_of, slab_keys, sortable_keys
 
 PERCENTILES = (0.5, 99.5)
 """The percentiles bounding the robust statistics (``percentile_*``), as nnU-Net uses for CT normalisation."""
@@ -29,48 +60,252 @@ PERCENTILES = (0.5, 99.5)
 MAX_DETECTED_LABELS = 255
 """Most distinct values an array may have to be taken for a label map when ``is_seg`` is unset."""
 
+Array = np.ndarray[Any, Any]
 
-def intensity_stats(data: np.ndarray[Any, Any]) -> Stats | None:
+
+def intensity_stats(data: Array) -> Stats | None:
     """``min``/``max``/``mean``/``median``/``std`` and the robust ``percentile_*`` values (``None`` if complex)."""
-    if data.dtype.kind == "c" or data.size == 0:
-        return None
-    values = data.astype(np.float64, copy=False).reshape(-1)
-    finite = values[np.isfinite(values)] if data.dtype.kind == "f" else values
-    if finite.size == 0:
-        return None
-    low, high = np.percentile(finite, PERCENTILES)
-    inside = finite[(finite >= low) & (finite <= high)]
+    return _summarise(_Source.of_array(np.asarray(data)))[0]
+
+
+def looks_like_labels(data: Array) -> bool:
+    """Whether ``data`` is taken for a label map: integers or booleans, none negative, few distinct values."""
+    return _summarise(_Source.of_array(np.asarray(data)))[1]
+
+
+@dataclass
+class _Source:
+    """An array read slab by slab: ``read(key)`` for each key of :func:`~mlarray.slabs.slab_keys`."""
+
+    read: Callable[[tuple[Any, ...]], Any]
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    blocks: tuple[int, ...] | None = None
+    budget: int = SLAB_BYTES
+
+    @classmethod
+    def of_array(cls, data: Array) -> _Source:
+        return cls(data.__getitem__, tuple(data.shape), data.dtype)
+
+    @classmethod
+    def of_image(cls, image: MLArray) -> _Source:
+        shape, dtype = image.shape, image.dtype
+        assert shape is not None and dtype is not None
+        layout = image.meta.layout
+        return cls(image.__getitem__, shape, dtype, tuple(layout.block_size) if layout is not None else None)
+
+    def slabs(self) -> Iterator[tuple[int, Array]]:
+        """``(flat offset, values)`` of every slab, in C order (``values`` flat)."""
+        # sized as if every element took 8 bytes: the passes work on float64 values and 64-bit keys
+        for offset, key in slab_keys(self.shape, max(8, self.dtype.itemsize), self.blocks, self.budget):
+            yield offset, np.asarray(self.read(key)).reshape(-1)
+
+
+def _summarise(source: _Source) -> tuple[Stats | None, bool]:
+    """Intensity statistics and whether the array looks like a label map."""
+    dtype = source.dtype
+    if dtype.kind == "c" or math.prod(source.shape) == 0:
+        return None, False
+    if dtype.kind in "biu" and dtype.itemsize <= 2:
+        return _histogram_stats(source)
+    return _radix_stats(source)
+
+
+def _stats(
+    n: int, order: Callable[[int], float], mean: float, std: float, inside: Callable[[float, float], _Inside]
+) -> Stats:
+    low = percentile_of(n, PERCENTILES[0], order)
+    high = percentile_of(n, PERCENTILES[1], order)
+    kept = inside(low, high)
+    empty = kept.count == 0  # two distinct values only: none lies between the percentiles
     return Stats(
-        min=float(finite.min()),
-        max=float(finite.max()),
-        mean=float(finite.mean()),
-        median=float(np.median(finite)),
-        std=float(finite.std()),
-        percentile_min=float(low),
-        percentile_max=float(high),
-        percentile_mean=float(inside.mean()),
-        percentile_median=float(np.median(inside)),
-        percentile_std=float(inside.std()),
+        min=float(order(0)),
+        max=float(order(n - 1)),
+        mean=mean,
+        median=median_of(n, order),
+        std=std,
+        percentile_min=low,
+        percentile_max=high,
+        percentile_mean=None if empty else kept.mean,
+        percentile_median=None if empty else median_of(kept.count, lambda r: order(kept.first + r)),
+        percentile_std=None if empty else kept.std,
         percentile_min_key=PERCENTILES[0],
         percentile_max_key=PERCENTILES[1],
     )
 
 
-def looks_like_labels(data: np.ndarray[Any, Any]) -> bool:
-    """Whether ``data`` is taken for a label map: integers or booleans, none negative, few distinct values."""
-    if data.dtype.kind not in "biu" or data.size == 0:
-        return False
-    if data.dtype.kind == "i" and data.min() < 0:
-        return False
-    return len(np.unique(data)) <= MAX_DETECTED_LABELS
+@dataclass
+class _Inside:
+    """The values in ``[low, high]``: ranks ``first .. first + count - 1`` of the sorted array."""
+
+    first: int
+    count: int
+    mean: float
+    std: float
 
 
-def _spatial_labels(image: MLArray, data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    axes = image.meta.spatial_axes() or list(range(data.ndim))
-    others = [a for a in range(data.ndim) if a not in axes]
-    if any(data.shape[a] != 1 for a in others):
+def _exact_moments(total: int, squares: int, n: int) -> tuple[float, float]:
+    """Mean and standard deviation, correctly rounded, from exact integer sums (NaN for no values)."""
+    if n == 0:
+        return math.nan, math.nan
+    variance = Fraction(n * squares - total * total, n * n)
+    return total / n, math.sqrt(variance)
+
+
+def _histogram_stats(source: _Source) -> tuple[Stats | None, bool]:
+    """Integers of at most 16 bits: one pass, one bin per possible value, everything exact."""
+    dtype = source.dtype
+    low = int(np.iinfo(dtype).min) if dtype.kind == "i" else 0
+    size = 2 if dtype.kind == "b" else 1 << (8 * dtype.itemsize)
+    hist = np.zeros(size, dtype=np.int64)
+    flip = {1: np.uint8(0x80), 2: np.uint16(0x8000)}[dtype.itemsize] if dtype.kind == "i" else None
+    for _, values in source.slabs():
+        if flip is not None:  # two's complement with the sign bit flipped: the unsigned offset from the minimum
+            values = values.view(np.dtype(f"u{dtype.itemsize}")) ^ flip
+        hist += np.bincount(values.reshape(-1), minlength=size)
+    present = np.flatnonzero(hist)
+    values_of = (present + low).tolist()
+    counts = hist[present].tolist()
+    cumulative = np.cumsum(hist[present])
+    n = int(cumulative[-1])
+
+    def order(rank: int) -> float:
+        return float(values_of[int(np.searchsorted(cumulative, rank, side="right"))])
+
+    def moments(lo: int, hi: int) -> tuple[int, int, int]:
+        pairs = [(v, c) for v, c in zip(values_of, counts, strict=True) if lo <= v <= hi]
+        return sum(c for _, c in pairs), sum(v * c for v, c in pairs), sum(v * v * c for v, c in pairs)
+
+    def inside(lo: float, hi: float) -> _Inside:
+        first = sum(c for v, c in zip(values_of, counts, strict=True) if v < lo)
+        count, total, squares = moments(math.ceil(lo), math.floor(hi))
+        return _Inside(first, count, *_exact_moments(total, squares, count))
+
+    count, total, squares = moments(values_of[0], values_of[-1])
+    stats = _stats(n, order, *_exact_moments(total, squares, count), inside)
+    labels = dtype.kind in "bu" or values_of[0] >= 0
+    return stats, labels and len(values_of) <= MAX_DETECTED_LABELS
+
+
+def _finite(values: Array) -> Array:
+    """The values of a slab as the radix path sees them: float64 without NaN/inf for floats, else as stored."""
+    if values.dtype.kind == "f":
+        as_float = values.astype(np.float64, copy=False)
+        return as_float[np.isfinite(as_float)]
+    return values
+
+
+def _exact_sum(values: Array) -> int:
+    """The exact sum of an integer array (64-bit values added as two 32-bit halves)."""
+    if values.dtype.itemsize < 8:
+        return int(values.sum(dtype=np.int64))
+    if values.dtype.kind == "u":
+        high = (values >> np.uint64(32)).sum(dtype=np.uint64)
+        return (int(high) << 32) + int((values & np.uint64(0xFFFFFFFF)).sum(dtype=np.uint64))
+    return (int((values >> 32).sum(dtype=np.int64)) << 32) + int((values & 0xFFFFFFFF).sum(dtype=np.int64))
+
+
+class _Sum:
+    """A running sum: exact for integers, ``math.fsum`` of pairwise slab sums for floats."""
+
+    def __init__(self, kind: str) -> None:
+        self.exact = kind != "f"
+        self.integer = 0
+        self.parts: list[float] = []
+
+    def add(self, values: Array) -> None:
+        if self.exact:
+            self.integer += _exact_sum(values)
+        else:
+            self.parts.append(float(values.sum(dtype=np.float64)))
+
+    def mean(self, n: int) -> float:
+        return self.integer / n if self.exact else math.fsum(self.parts) / n
+
+
+def _radix_stats(source: _Source) -> tuple[Stats | None, bool]:
+    """Floats and integers wider than 16 bits: a few passes, order statistics by radix selection."""
+    kind = source.dtype.kind
+
+    def values() -> Iterator[Array]:
+        for _, slab in source.slabs():
+            yield _finite(slab)
+
+    selector = OrderStatistics(lambda: (sortable_keys(v) for v in values()))
+    total = _Sum(kind)
+    distinct: set[int] | None = set() if kind in "iu" else None
+    negative = False
+    for v in values():  # pass 1: count, sum, the top histogram and the label test
+        selector.top_histogram(sortable_keys(v))
+        total.add(v)
+        if distinct is not None and v.size:
+            negative = negative or (kind == "i" and int(v.min()) < 0)
+            distinct.update(np.unique(v).tolist())
+            if len(distinct) > MAX_DETECTED_LABELS:
+                distinct = None
+    n = selector.total
+    if n == 0:
+        return None, False
+    labels = distinct is not None and not negative
+    mean = total.mean(n)
+    found: dict[int, float] = {}
+
+    def order(rank: int) -> float:
+        if rank not in found:  # the ranks one statistic needs are found together below
+            for r, key in selector.select([rank]).items():
+                found[r] = float(key_values(np.array([key], np.uint64), kind)[0])
+        return found[rank]
+
+    def prefetch(ranks: list[int]) -> None:
+        todo = [r for r in ranks if r not in found]
+        for r, key in selector.select(todo).items() if todo else ():
+            found[r] = float(key_values(np.array([key], np.uint64), kind)[0])
+
+    prefetch(_ranks(n))
+    squares: list[float] = []
+    for v in values():  # pass 2: squared deviations (NumPy's two-pass method)
+        squares.append(float(np.sum((v.astype(np.float64) - mean) ** 2)))
+    std = math.sqrt(math.fsum(squares) / n)
+
+    def inside(lo: float, hi: float) -> _Inside:
+        first, count, kept = 0, 0, _Sum(kind)
+        for v in values():  # pass 3: the values in [lo, hi]
+            as_float = v.astype(np.float64, copy=False)
+            first += int(np.count_nonzero(as_float < lo))
+            chosen = v[(as_float >= lo) & (as_float <= hi)]
+            count += int(chosen.size)
+            kept.add(chosen)
+        if count == 0:
+            return _Inside(first, 0, math.nan, math.nan)
+        inner_mean = kept.mean(count)
+        deviations = [
+            float(np.sum((w[(w >= lo) & (w <= hi)] - inner_mean) ** 2))
+            for w in (u.astype(np.float64, copy=False) for u in values())
+        ]  # pass 4
+        prefetch([first + r for r in _ranks(count, percentiles=False)])
+        return _Inside(first, count, inner_mean, math.sqrt(math.fsum(deviations) / count))
+
+    return _stats(n, order, mean, std, inside), labels
+
+
+def _ranks(n: int, *, percentiles: bool = True) -> list[int]:
+    """The ranks the median (and the percentile bounds) of ``n`` values need."""
+    from mlarray.slabs import percentile_positions
+
+    ranks = {0, n - 1, (n - 1) // 2, n // 2}
+    if percentiles:
+        for q in PERCENTILES:
+            ranks.update(percentile_positions(n, q)[:2])
+    return sorted(r for r in ranks if 0 <= r < n)
+
+
+def _check_label_shape(image: MLArray) -> tuple[int, ...]:
+    """The spatial shape of a label map (its non-spatial axes must have length 1)."""
+    shape = image.shape or ()
+    axes = image.meta.spatial_axes() or list(range(len(shape)))
+    if any(shape[a] != 1 for a in range(len(shape)) if a not in axes):
         raise InvalidArgumentError("class locations need a label map whose non-spatial axes have length 1")
-    return data.reshape([data.shape[a] for a in axes])
+    return tuple(shape[a] for a in axes)
 
 
 def annotate(
@@ -83,6 +318,9 @@ def annotate(
     seed: int = 0,
 ) -> Meta:
     """Fill ``stats``, ``is_seg`` and, for a label map, ``bbox`` (one box per class) and optionally ``class_locations``.
+
+    The array is read slab by slab, never whole (see the module docstring for the memory
+    bound and for which values are exact).
 
     Parameters
     ----------
@@ -106,18 +344,26 @@ def annotate(
     InvalidArgumentError
         A label map with a non-spatial axis longer than 1.
     """
-    data = np.asarray(image.to_numpy())
+    source = _Source.of_image(image)
     meta = image.meta.model_copy(deep=True)
-    meta.stats = intensity_stats(data)
-    is_seg = seg if seg is not None else meta.is_seg if meta.is_seg is not None else looks_like_labels(data)
+    meta.stats, detected = _summarise(source)
+    is_seg = seg if seg is not None else meta.is_seg if meta.is_seg is not None else detected
     meta.is_seg = is_seg
     if is_seg:
-        labels = _spatial_labels(image, data)
-        samples = class_locations(labels, max_per_class=max_per_class, max_total=max_total, seed=seed)
+        shape = _check_label_shape(image)
+        samples = locate_classes(
+            source.slabs,
+            source.dtype,
+            shape,
+            with_coords=with_class_locations,
+            max_per_class=max_per_class,
+            max_total=max_total,
+            seed=seed,
+        )
         boxes = [[list(pair) for pair in s.box or ()] for s in samples]
         meta.bbox = BBoxes(boxes, labels=[s.label for s in samples]) if samples else None
         if with_class_locations:
-            meta.class_locations = ClassLocations.model_validate(to_record(samples, labels.shape))
+            meta.class_locations = ClassLocations.model_validate(to_record(samples, shape))
     image.meta = meta
     return image.meta
 
@@ -131,7 +377,9 @@ def update_stats(
 ) -> Meta:
     """:func:`annotate` the file at ``path`` and rewrite only its header, atomically.
 
-    The array data are not rewritten; a crash leaves the previous file complete.
+    The array data are not rewritten; a crash leaves the previous file complete. Peak
+    memory is bounded as :func:`annotate` says, plus the header rewrite's file copy
+    (streamed).
     """
     with MLArray.open(path, "r+") as image:
         return annotate(image, with_class_locations=with_class_locations, seg=seg, seed=seed)

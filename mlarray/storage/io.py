@@ -204,8 +204,8 @@ def read_header(path: str | os.PathLike[str]) -> HeaderRead:
     return HeaderRead(meta, frame)
 
 
-def open_frame(path: str, mmap_mode: str, dparams: Any = None) -> Any:
-    """Open an already inspected file with blosc2 (memory-mapped)."""
+def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
+    """Open an already inspected file with blosc2 (memory-mapped; ``mmap_mode=None`` reads through the file)."""
     kwargs: dict[str, Any] = {"mmap_mode": mmap_mode}
     if dparams is not None:
         kwargs["dparams"] = dparams
