@@ -23,7 +23,12 @@ def _plane(k: int) -> np.ndarray[Any, Any]:
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("xbig") / "big.mla"
     image = MLArray.create(
-        path, (512, 512, 512), dtype=np.int16, spacing=[2.0, 1.0, 0.5], chunk_size=(64, 128, 128), block_size=(16, 64, 64)
+        path,
+        (512, 512, 512),
+        dtype=np.int16,
+        spacing=[2.0, 1.0, 0.5],
+        chunk_size=(64, 128, 128),
+        block_size=(16, 64, 64),
     )
     for z in range(0, 512, 64):
         image[z : z + 64] = np.stack([_plane(k) for k in range(z, z + 64)])
