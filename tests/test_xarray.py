@@ -106,6 +106,15 @@ def test_vectorized_and_label_selection_equal_numpy(volume: tuple[Path, np.ndarr
         assert np.array_equal(chosen.values, data[:, 2, :, 2:7])
 
 
+def test_dask_chunks_follow_the_file_chunks(volume: tuple[Path, np.ndarray[Any, Any]]) -> None:
+    """``chunks={}`` makes one Dask chunk per file chunk; the threaded scheduler reads them concurrently."""
+    path, data = volume
+    with xr.open_dataarray(path, engine="mlarray", chunks={}) as da:
+        assert da.chunks == ((1, 1), (4, 3), (4, 4, 1), (8, 3))
+        assert np.array_equal(da.compute(scheduler="threads").values, data)
+        assert int(da.sum().compute(scheduler="threads")) == int(data.sum())
+
+
 def test_drop_variables_follows_xarrays_contract(volume: tuple[Path, np.ndarray[Any, Any]]) -> None:
     path, data = volume
     with xr.open_dataset(path, engine="mlarray", drop_variables="image") as ds:
