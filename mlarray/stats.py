@@ -21,8 +21,9 @@ where they were:
   ``numpy.percentile``'s linear interpolation).
 * ``mean`` and ``percentile_mean`` of integer arrays are exact (the sum is kept as a
   Python integer), equal to ``numpy.mean`` whenever NumPy's float64 sum is exact (sums
-  below 2**53; NumPy first rounds 64-bit values above 2**53 to float64). For float arrays the slab sums are added with ``math.fsum``; NumPy adds
-  pairwise, so the two may differ in the last bits.
+  below 2**53; NumPy first rounds 64-bit values above 2**53 to float64). For float
+  arrays the slab sums are added with ``math.fsum``; NumPy adds pairwise, so the two
+  may differ in the last bits.
 * ``std`` and ``percentile_std``: exact variance, correctly rounded, for integers of at
   most 16 bits; a float64 two-pass sum of squared deviations (NumPy's method, summed
   slab by slab) for the other types, equal to NumPy's to the last bits.
