@@ -193,3 +193,30 @@ def test_the_in_memory_relayout_would_not_fit(big_mla: Path, tmp_path: Path) -> 
             setup=SETUP,
             variables={"src": str(big_mla)},
         )
+
+
+def test_migration_of_a_legacy_file_larger_than_the_memory_limit(tmp_path: Path) -> None:
+    import gzip
+    import pickle
+
+    import blosc2
+
+    old = tmp_path / "legacy.mla"
+    nd = blosc2.empty(SHAPE, dtype=np.int16, chunks=(32, 512, 800), urlpath=str(old), mode="w")
+    for i in range(0, SHAPE[0], 32):  # written slab by slab, like the earlier implementation's files
+        nd[i : i + 32] = pattern((slice(i, i + 32), slice(0, SHAPE[1]), slice(0, SHAPE[2])))
+    nd.schunk.vlmeta["mlarray"] = gzip.compress(pickle.dumps({"spacing": (0.5, 0.5, 1.0), "meta": {"id": 7}}))
+    del nd
+    new = tmp_path / "migrated.mla"
+    run = run_limited(
+        "from mlarray.legacy.migrate import migrate_file\nmigrate_file(src, dst)\nresult = 'ok'",
+        budget=BUDGET,
+        setup=SETUP + ", mlarray.legacy.migrate",
+        variables={"src": str(old), "dst": str(new)},
+    )
+    assert run.result == "ok"
+    assert run.peak_over_baseline < BUDGET
+    assert validate_file(new).valid
+    with MLArray.open(new) as image:
+        assert image.spacing == [0.5, 0.5, 1.0]
+    assert same_as_pattern(new)
