@@ -10,6 +10,7 @@ inherits the builtin exception users would naturally catch (``FileNotFoundError`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,28 @@ class MLArrayError(Exception):
         full = f"{path}: {message}" if path else message
         super().__init__(full)
         self.message = full
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle every attribute without running ``__init__`` again (errors cross process boundaries)."""
+        state = dict(vars(self))
+        for attr in ("path", "name"):  # ImportError keeps these outside __dict__
+            if hasattr(self, attr):
+                state.setdefault(attr, getattr(self, attr))
+        return (_unpickle_error, (type(self), self.args, state))
+
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class defined in Python
+
+
+def _unpickle_error(cls: type[MLArrayError], args: tuple[Any, ...], state: dict[str, Any]) -> MLArrayError:
+    base: type = cls
+    while base.__flags__ & _HEAPTYPE:  # the builtin whose __new__ Python allows here (as ``cls(...)`` uses)
+        base = base.__base__ or Exception
+    error: MLArrayError = base.__new__(cls)  # type: ignore[call-overload]
+    error.args = args
+    for key, value in state.items():
+        setattr(error, key, value)
+    return error
 
 
 class WrongExtensionError(MLArrayError, ValueError, RuntimeError):

@@ -18,6 +18,7 @@ typer and rich are imported only by the ``mlarray.cli`` package.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,18 +27,20 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mlarray._version import __version__
-from mlarray.cli.convert_jobs import Job, convert_one, format_of, plan, run_batch
+from mlarray.cli.convert_jobs import Job, convert_one, format_of, plan, run_job
 from mlarray.cli.migrate import migrate
 from mlarray.cli.options import (
     APP_OPTIONS,
     AsJson,
     ClevelOpt,
     CodecOpt,
+    JobsOpt,
     PatchSizeOpt,
+    SchedulerOpt,
     Verbose,
     errors,
     format_option,
-    progress_bar,
+    run_files,
 )
 from mlarray.cli.output import (
     describe,
@@ -49,6 +52,8 @@ from mlarray.cli.output import (
     summary_line,
 )
 from mlarray.cli.stats import stats_command
+from mlarray.errors import Problem
+from mlarray.jobs import WORKER_LOST, remove_orphans
 from mlarray.remote import is_remote
 from mlarray.storage import HeaderRead, decode_header, read_header
 from mlarray.validate import Report, validate_file
@@ -117,6 +122,8 @@ def validate(
         ),
     ] = True,
     as_json: AsJson = False,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Check files against the specification; list every problem with its location and code.
@@ -132,7 +139,18 @@ def validate(
             typer.echo(f"warning: no .mla files under {directory}", err=True)
         if not files and not urls:
             raise typer.BadParameter("no .mla files to validate", param_hint="PATH")
-        reports: list[Report] = [_validate_one(f, deep, show_progress=not as_json) for f in files]
+        serial = jobs == 1 and scheduler is None  # a bar per big file here, or one bar over all files
+        check = partial(_validate_one, deep=deep, show_progress=serial and not as_json)
+        reports: list[Report] = run_files(
+            check,
+            files,
+            lost=_lost_report,
+            jobs=jobs,
+            scheduler=scheduler,
+            what="validating",
+            label=_name,
+            bar=not serial,
+        )
         reports += [_validate_url(url, deep) for url in urls]
         if as_json:
             typer.echo(dumps([r.to_json() for r in reports]))
@@ -147,6 +165,14 @@ def validate(
 
 PROGRESS_MIN_BYTES = 64 << 20
 """Files at least this big get a progress bar during deep validation (on a terminal)."""
+
+
+def _name(path: Path) -> str:
+    return path.name
+
+
+def _lost_report(path: Path, message: str) -> Report:
+    return Report(str(path), [Problem("file", WORKER_LOST, message)])
 
 
 def _validate_one(path: Path, deep: bool, *, show_progress: bool) -> Report:
@@ -259,16 +285,24 @@ def schema(
 # --------------------------------------------------------------------------- convert
 
 
-def _run_jobs(jobs: list[Job], options: dict[str, Any], as_json: bool) -> None:
+def _lost_job(job: Job, message: str) -> Job:
+    return Job(job.src, job.dst, ok=False, code=WORKER_LOST, error=message)
+
+
+def _run_jobs(
+    jobs: list[Job], options: dict[str, Any], as_json: bool, n_jobs: int = 1, scheduler: str | None = None
+) -> None:
     """Run a batch with a progress bar, then print the per-file report; exit 1 if any failed."""
-    with progress_bar(Console(stderr=True)) as progress:
-        task = progress.add_task("converting", total=len(jobs))
-        run_batch(
-            jobs,
-            on_start=lambda job: progress.update(task, description=job.src.name),
-            on_done=lambda job: progress.advance(task),
-            **options,
-        )
+    jobs = run_files(
+        partial(run_job, **options),
+        jobs,
+        lost=_lost_job,
+        jobs=n_jobs,
+        scheduler=scheduler,
+        what="converting",
+        label=lambda job: job.src.name,
+        cleanup=lambda job: remove_orphans(job.dst),
+    )
     if as_json:
         typer.echo(dumps([job.to_json() for job in jobs]))
     else:
@@ -326,6 +360,8 @@ def convert(
         typer.Option("--series", help="SeriesInstanceUID of the DICOM series to convert when IN holds several."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Convert NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and DICOM series to .mla and
@@ -360,11 +396,11 @@ def convert(
                 typer.echo(f"ok      {src} -> {dst}")
                 return
             paths, out_dir = [src], dst
-        jobs = plan(paths, out_dir, to, strict=strict)
-        if not jobs:
+        batch = plan(paths, out_dir, to, strict=strict)
+        if not batch:
             raise typer.BadParameter("no convertible files found in the inputs", param_hint="PATH")
         out_dir.mkdir(parents=True, exist_ok=True)
-        _run_jobs(jobs, options, as_json)
+        _run_jobs(batch, options, as_json, jobs, scheduler)
 
 
 app.command("convert")(convert)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from mlarray.cli.options import ClevelOpt, CodecOpt, PatchSizeOpt, Verbose, errors, progress_bar
+from mlarray.cli.options import ClevelOpt, CodecOpt, JobsOpt, PatchSizeOpt, SchedulerOpt, Verbose, errors, run_files
 from mlarray.cli.output import dumps, job_line
-from mlarray.legacy import MigrationResult, migrate_file, migrate_tree
-from mlarray.legacy.migrate import find_mla
+from mlarray.jobs import WorkerLostError, remove_orphans
+from mlarray.legacy import MigrationResult, migrate_file
+from mlarray.legacy.migrate import MigrationReport, migrate_one, tree_pairs
 from mlarray.storage.io import make_cparams
 
 
@@ -49,6 +50,10 @@ def _migration_json(result: MigrationResult) -> dict[str, Any]:
     }
 
 
+def _lost(pair: tuple[Path, Path], message: str) -> MigrationResult:
+    return MigrationResult(pair[0], pair[1], "failed", error=WorkerLostError(message, path=str(pair[0])))
+
+
 def migrate(
     ctx: typer.Context,
     src: Annotated[Path, typer.Argument(metavar="OLD", help="A legacy file, or a directory of .mla files.")],
@@ -62,6 +67,8 @@ def migrate(
     codec: CodecOpt = None,
     clevel: ClevelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Rewrite files of the earlier mlarray implementation (0.0.x, legacy header) in the current format.
@@ -83,12 +90,20 @@ def migrate(
             result = MigrationResult(src, target, "migrated", mapping=mapping)
             typer.echo(dumps([_migration_json(result)]) if as_json else "\n".join(_migration_line(result)))
             return
-        total = len(find_mla(src))
-        if total == 0:
+        pairs = tree_pairs(src, dst)
+        if not pairs:
             raise typer.BadParameter(f"no .mla files found in {src}", param_hint="OLD")
-        with progress_bar(Console(stderr=True)) as progress:
-            task = progress.add_task("migrating", total=total)
-            report = migrate_tree(src, dst, on_file=lambda r: progress.advance(task), **options)
+        results = run_files(
+            partial(migrate_one, **options),
+            pairs,
+            lost=_lost,
+            jobs=jobs,
+            scheduler=scheduler,
+            what="migrating",
+            label=lambda pair: pair[0].name,
+            cleanup=lambda pair: remove_orphans(pair[1]),
+        )
+        report = MigrationReport(results)
         if as_json:
             typer.echo(dumps([_migration_json(r) for r in report.results]))
         else:

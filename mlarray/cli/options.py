@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlarray.cli.convert_jobs import FORMATS, Codec, parse_patch_size
 from mlarray.cli.output import error_lines
+from mlarray.jobs import run_each
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 APP_OPTIONS: dict[str, Any] = {
@@ -68,8 +72,8 @@ def errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def progress_bar(console: Console) -> Progress:
-    """A progress bar on ``console`` that is shown only on a terminal and removed when done."""
+def progress_bar(console: Console, show: bool = True) -> Progress:
+    """A progress bar on ``console`` that is shown only on a terminal (and ``show``) and removed when done."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -77,5 +81,56 @@ def progress_bar(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not (show and console.is_terminal),
     )
+
+
+JobsOpt = Annotated[
+    int,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Files processed at once, in local worker processes (1, the default: one after another, here).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="A dask.distributed scheduler (tcp://host:8786): the files are processed on its workers, "
+        "which must see the same paths. Needs mlarray[dask]; overrides --jobs.",
+    ),
+]
+
+
+def run_files(
+    func: Callable[[T], R],
+    items: Sequence[T],
+    *,
+    lost: Callable[[T, str], R],
+    jobs: int,
+    scheduler: str | None,
+    what: str,
+    label: Callable[[T], str],
+    bar: bool = True,
+    cleanup: Callable[[T], None] | None = None,
+) -> list[R]:
+    """:func:`mlarray.jobs.run_each` with a progress bar on stderr (on a terminal; ``bar=False``: none).
+
+    ``what`` names the job in the bar and in Dask's task names; ``label(item)`` the file being started.
+    """
+    with progress_bar(Console(stderr=True), show=bar) as progress:
+        task = progress.add_task(what, total=len(items))
+        return run_each(
+            func,
+            items,
+            lost=lost,
+            jobs=jobs,
+            scheduler=scheduler,
+            on_start=lambda _, item: progress.update(task, description=label(item)),
+            on_done=lambda *_: progress.advance(task),
+            cleanup=cleanup,
+            name=f"mlarray-{what}",
+        )

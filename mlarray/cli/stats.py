@@ -7,15 +7,16 @@ Each file's header is rewritten atomically; one failing file does not stop the o
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mlarray.cli.options import JobsOpt, SchedulerOpt, run_files
 from mlarray.cli.output import dumps, job_line
 from mlarray.errors import MLArrayError
+from mlarray.jobs import WORKER_LOST, remove_orphans
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -48,6 +49,10 @@ def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
     }
 
 
+def _lost(path: Path, message: str) -> dict[str, Any]:
+    return {"path": str(path), "ok": False, "code": WORKER_LOST, "error": message}
+
+
 def _line(result: dict[str, Any]) -> str:
     if not result["ok"]:
         return job_line(result["path"], "", False, result["code"], result["error"])
@@ -74,6 +79,8 @@ def stats_command(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Compute statistics (and, for label maps, per-class boxes and class locations) into each file's header.
 
@@ -84,14 +91,17 @@ def stats_command(
     files = find_files(paths)
     if not files:
         raise typer.BadParameter("no .mla files found", param_hint="FILE_OR_DIR")
-    console = Console(stderr=True)
-    results = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("stats", total=len(files))
-        for path in files:
-            results.append(_one(path, class_locations, seg))
-            progress.advance(task)
+    one = partial(_one, class_locations=class_locations, seg=seg)
+    results = run_files(
+        one,
+        files,
+        lost=_lost,
+        jobs=jobs,
+        scheduler=scheduler,
+        what="stats",
+        label=lambda p: p.name,
+        cleanup=remove_orphans,
+    )
     if as_json:
         typer.echo(dumps(results))
     else:

@@ -157,6 +157,32 @@ def plan_tree(src: Path, dst: Path | None) -> Iterator[tuple[Path, Path]]:
         yield path, (path if dst is None else dst / path.relative_to(src))
 
 
+def tree_pairs(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) -> list[tuple[Path, Path]]:
+    """The ``(source, target)`` pairs :func:`migrate_tree` works through (target = source in place)."""
+    root = Path(src)
+    if not root.is_dir():
+        raise InvalidArgumentError("not a directory", path=str(root))
+    out_root = None if dst is None else Path(dst)
+    if out_root is not None and out_root.resolve() == root.resolve():
+        out_root = None
+    return list(plan_tree(root, out_root))
+
+
+def migrate_one(
+    pair: tuple[Path, Path], *, patch_size: PatchSize | None = None, cparams: Any = None
+) -> MigrationResult:
+    """Migrate (or check and copy) one file of a directory migration; a failure is a result, not an exception."""
+    source, target = pair
+    if not is_legacy_file(source):
+        return _current(source, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mapping = migrate_file(source, target, patch_size=patch_size, cparams=cparams)
+        return MigrationResult(source, target, "migrated", mapping=mapping)
+    except MLArrayError as exc:
+        return MigrationResult(source, target, "failed", error=exc)
+
+
 def migrate_tree(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str] | None = None,
@@ -171,24 +197,9 @@ def migrate_tree(
     ``dst`` (``status="current"``). A file that fails is reported and the
     others still migrate; each target is written atomically.
     """
-    root = Path(src)
-    if not root.is_dir():
-        raise InvalidArgumentError("not a directory", path=str(root))
-    out_root = None if dst is None else Path(dst)
-    if out_root is not None and out_root.resolve() == root.resolve():
-        out_root = None
     report = MigrationReport()
-    for source, target in plan_tree(root, out_root):
-        result: MigrationResult
-        if not is_legacy_file(source):
-            result = _current(source, target)
-        else:
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                mapping = migrate_file(source, target, patch_size=patch_size, cparams=cparams)
-                result = MigrationResult(source, target, "migrated", mapping=mapping)
-            except MLArrayError as exc:
-                result = MigrationResult(source, target, "failed", error=exc)
+    for pair in tree_pairs(src, dst):
+        result = migrate_one(pair, patch_size=patch_size, cparams=cparams)
         report.results.append(result)
         if on_file is not None:
             on_file(result)
