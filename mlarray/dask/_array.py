@@ -12,6 +12,7 @@ import numpy as np
 from mlarray.dask._source import MLAFile
 from mlarray.errors import InvalidArgumentError, MLArrayFileNotFoundError
 from mlarray.models import Meta
+from mlarray.remote import is_remote
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -143,14 +144,15 @@ def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
 
     A file opened read-only is read lazily through per-task handles (as :func:`from_mla`).
     An in-memory NumPy image is split into blocks of :attr:`~mlarray.MLArray.chunks`.
-    Anything else (in-memory compressed, or a file open for writing) is read through the
+    Anything else (in-memory compressed, a file open for writing, a URL) is read through the
     image itself under a lock, one block at a time, so its one Blosc2 array is never used
     by two threads at once; such an array cannot be sent to other processes.
     """
     if image.shape is None or image.dtype is None:
         raise InvalidArgumentError("a metadata-only image has no array")
-    if image.filepath is not None and image.mmap_mode in ("r", None) and image.mode in ("r", None):
-        return from_mla(image.filepath, chunks=chunks)
+    path = image.filepath
+    if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
+        return from_mla(path, chunks=chunks)
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks
     if block is not None and not isinstance(block, str):
         block = tuple(max(1, min(int(c), n)) for c, n in zip(block, image.shape, strict=True))
