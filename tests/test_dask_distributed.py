@@ -32,7 +32,7 @@ def test_from_mla_on_a_local_cluster(tmp_path: Path, processes: bool) -> None:
             processes=processes,
             host="127.0.0.1",
             protocol="tcp://",
-            dashboard_address=None,
+            dashboard_address=":0",
             worker_dashboard_address=None,
         ) as cluster,
         distributed.Client(cluster) as client,
