@@ -131,6 +131,13 @@ def test_block_order_pads_edge_chunks_and_orders_blocks() -> None:
     padded[:3, :5] = part
     expected = [padded[i : i + 2, j : j + 3].ravel() for i in (0, 2) for j in (0, 3)]
     np.testing.assert_array_equal(out.ravel(), np.concatenate(expected))
+    scratch: dict[str, Any] = {}  # full chunks go through buffers reused from call to call
+    for start in (0, 4):
+        full = np.arange(96, dtype=np.int16).reshape(8, 12)[start : start + 4, 3:9]
+        fresh = compress.block_order(full, chunks=(4, 6), blocks=(2, 3))
+        reused = compress.block_order(full, chunks=(4, 6), blocks=(2, 3), scratch=scratch)
+        assert reused.tobytes() == fresh.tobytes()
+        assert reused.tobytes() == b"".join(full[i : i + 2, j : j + 3].tobytes() for i in (0, 2) for j in (0, 3))
 
 
 def test_compress_chunks_gives_bytes_in_input_order_for_a_streaming_source() -> None:

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,12 +58,16 @@ def chunk_regions(shape: Sequence[int], chunks: Sequence[int]) -> Iterator[tuple
         yield tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True))
 
 
-def block_order(part: np.ndarray[Any, Any], chunks: Sequence[int], blocks: Sequence[int]) -> np.ndarray[Any, Any]:
+def block_order(
+    part: np.ndarray[Any, Any], chunks: Sequence[int], blocks: Sequence[int], scratch: dict[str, Any] | None = None
+) -> np.ndarray[Any, Any]:
     """The bytes of one chunk as Blosc2 stores them before compression.
 
     ``part`` is the chunk's region of the array (an edge chunk may be smaller than
     ``chunks``). The chunk is padded with zeros to whole blocks (the "extended" chunk
     shape) and its blocks follow each other in C order, each block in C order.
+    ``scratch`` (a dict owned by one thread) keeps the buffers of a full chunk for the
+    next call: the result is then only valid until that call.
 
     Returns
     -------
@@ -73,13 +78,23 @@ def block_order(part: np.ndarray[Any, Any], chunks: Sequence[int], blocks: Seque
     nblocks = [e // b for e, b in zip(ext, blocks, strict=True)]
     if list(part.shape) == ext and all(n == 1 for n in nblocks[1:]) and part.flags.c_contiguous:
         return part  # blocks are runs of whole rows: C order is already block order, nothing to copy
+    nd = len(ext)
+    split = [n for pair in zip(nblocks, blocks, strict=True) for n in pair]
+    order = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)]
     if list(part.shape) != ext:
         padded = np.zeros(ext, dtype=part.dtype)
         padded[tuple(slice(0, n) for n in part.shape)] = part
         part = padded
-    nd = len(ext)
-    split = [n for pair in zip(nblocks, blocks, strict=True) for n in pair]
-    order = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)]
+    elif scratch is not None:
+        # A full chunk: first a plain copy out of the array (long runs), then the reordering
+        # within the chunk, both into buffers reused from chunk to chunk (no fresh pages).
+        key = (part.dtype.str, *ext)
+        if scratch.get("key") != key:
+            scratch.update(key=key, stage=np.empty(ext, part.dtype), out=np.empty([*nblocks, *blocks], part.dtype))
+        np.copyto(scratch["stage"], part)
+        np.copyto(scratch["out"], scratch["stage"].reshape(split).transpose(order))
+        out: np.ndarray[Any, Any] = scratch["out"]
+        return out
     out = np.empty([*nblocks, *blocks], dtype=part.dtype)
     np.copyto(out, part.reshape(split).transpose(order))
     return out
@@ -137,9 +152,12 @@ def compress_chunks(
     workers = threads if nchunks is None else max(1, min(threads, nchunks))
     inner = max(1, threads // workers)
     params: dict[int, Any] = {}
+    local = threading.local()
 
     def compress(part: np.ndarray[Any, Any]) -> bytes:
-        buf = block_order(part, chunks, blocks)
+        if not hasattr(local, "scratch"):
+            local.scratch = {}
+        buf = block_order(part, chunks, blocks, local.scratch)
         size = buf.dtype.itemsize
         if size not in params:
             params[size] = chunk_cparams(cparams, blocks, size, nthreads=inner)
