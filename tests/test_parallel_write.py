@@ -80,12 +80,18 @@ def test_parallel_frames_are_byte_identical_to_python_blosc2(tmp_path_factory: A
     digest = _write(parallel, case, parallel=True, nthreads=nthreads)
     assert digest == data_digest(parallel)  # the folded digest is the digest of the file
     back, ref = blosc2.open(str(parallel)), blosc2.open(str(serial))
+    # Fewer chunks than threads: each chunk is compressed with several C-Blosc2 threads,
+    # which store its blocks in the order they finish (valid, but not byte-comparable).
+    one_thread_each = nthreads == 1 or ref.schunk.nchunks >= nthreads
     stored_raw = [i for i in range(ref.schunk.nchunks) if ref.schunk.get_chunk(i)[2] & compress.MEMCPYED]
-    if not stored_raw:
+    if one_thread_each and not stored_raw:
         assert parallel.read_bytes() == serial.read_bytes()
-    for i in range(ref.schunk.nchunks):  # a chunk one thread stores raw is kept only if no smaller
+    for i in range(ref.schunk.nchunks):  # a chunk one thread stores raw is kept only if smaller
         mine, theirs = back.schunk.get_chunk(i), ref.schunk.get_chunk(i)
-        assert mine == theirs or (i in stored_raw and len(mine) < len(theirs))
+        if one_thread_each:
+            assert mine == theirs or (i in stored_raw and len(mine) < len(theirs))
+        else:
+            assert blosc2.decompress(mine) == blosc2.decompress(theirs) and len(mine) <= len(theirs)
     np.testing.assert_array_equal(back[...], case["data"])
     assert back.dtype == case["data"].dtype
 
