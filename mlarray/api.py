@@ -35,7 +35,7 @@ from mlarray.errors import (
 )
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, parse_header
-from mlarray.reading import check_result_size, decompress_all
+from mlarray.reading import check_result_size, decompress_all, fast_read, threads_of
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
 from mlarray.storage.chunks import DataSection
@@ -222,9 +222,7 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         obj = cls.__new__(cls)
         obj._init_empty(head.meta)
         if head.meta.array is not None:
-            if head.data is not None:
-                head.data.check_all()  # spec 8, step 10: every chunk checked before any is decompressed
-            obj._np = decompress_all(nd, p)
+            obj._np = decompress_all(nd, p, head.data, threads_of(dparams, blosc2.nthreads))
         return obj
 
     @classmethod
@@ -416,12 +414,20 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         check_result_size(data.shape, data.dtype, key, self._path)
         if self._chunks is not None:
             self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
+            if self._unwritten():
+                out = fast_read(self._chunks, key, threads_of(self._dparams, 1), self._path)
+                if out is not None:
+                    return out
         try:
             return data[key]
         except MLArrayError:
             raise  # remote arrays: typed errors of the read itself
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
             raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=self._path) from None
+
+    def _unwritten(self) -> bool:
+        """The file's chunks are what :attr:`_chunks` indexed: no data written since it was opened."""
+        return not self._dirty and not isinstance(self._nd, PrivateChunks)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         data = self._require_array()
@@ -452,9 +458,10 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         if isinstance(data, np.ndarray):
             out = data
         else:
+            section = self._chunks if self._unwritten() else None
             if self._chunks is not None:
                 self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
-            out = decompress_all(data, self._path)
+            out = decompress_all(data, self._path, section, threads_of(self._dparams, 1))
         scaling = self._meta.scaling
         if scaled and scaling is not None and scaling.stored == "raw":
             return scaling.to_physical(out)

@@ -1,5 +1,8 @@
 """The memory-mapped data of a file-backed array: read checks, full decompression, private copies.
 
+Reads go through our own block decoder (:mod:`mlarray.storage.fastread`) when it can serve
+them (:func:`fast_read`), and through python-blosc2 otherwise.
+
 Every read of a memory-mapped ``.mla`` goes through :func:`check_result_size` first, so a
 hostile declared shape (or a typo) raises ``RESOURCE_LIMIT`` instead of asking for more
 memory than the machine has. It is on the patch-read path, so it stays cheap: keys made
@@ -12,12 +15,16 @@ from __future__ import annotations
 import functools
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blosc2
 import numpy as np
 
 from mlarray.errors import CorruptFrameError, MLArrayError, ResourceLimitError
+from mlarray.storage import fastread
+
+if TYPE_CHECKING:
+    from mlarray.storage.chunks import DataSection
 
 
 def private_copy(nd: Any, path: str | None) -> Any:
@@ -72,9 +79,37 @@ def check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | 
         raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
 
 
-def decompress_all(nd: Any, path: str | None) -> np.ndarray[Any, Any]:
-    """The whole array of ``nd`` as NumPy (C-Blosc2 failures become ``CORRUPT_FRAME``)."""
+def threads_of(dparams: Any, default: int) -> int:
+    """The ``nthreads`` of decompression parameters (a dict or ``blosc2.DParams``), else ``default``."""
+    value = dparams.get("nthreads") if isinstance(dparams, dict) else getattr(dparams, "nthreads", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def fast_read(section: DataSection, key: Any, nthreads: int, path: str | None) -> np.ndarray[Any, Any] | None:
+    """``array[key]`` decoded by :mod:`mlarray.storage.fastread`, or ``None`` when it cannot serve it.
+
+    Every chunk is checked (spec 4.4.4-4.4.6) before C-Blosc2 sees it: the caller checks the
+    chunks ``key`` touches, and :meth:`DataSection.chunk_bytes` checks any it was not given.
+    """
+    if not fastread.available():
+        return None
+    return fastread.read_region(section.layout, section.entries, section.chunk_bytes, key, nthreads=nthreads, path=path)
+
+
+def decompress_all(
+    nd: Any, path: str | None, section: DataSection | None = None, nthreads: int = 1
+) -> np.ndarray[Any, Any]:
+    """The whole array of ``nd`` as NumPy (C-Blosc2 failures become ``CORRUPT_FRAME``).
+
+    With the checked data ``section`` of the file, our own decoder reads it with ``nthreads``
+    threads; python-blosc2 reads what it cannot.
+    """
     check_result_size(tuple(nd.shape), nd.dtype, ..., path)
+    if section is not None:
+        section.check_all()  # spec 8, step 10: every chunk checked before any is decompressed
+        out = fast_read(section, ..., nthreads, path)
+        if out is not None:
+            return out
     try:
         out = nd[...]
     except MLArrayError:

@@ -14,6 +14,7 @@ index (after checking it).
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import struct
 from collections.abc import Iterable
@@ -128,6 +129,8 @@ class DataLayout:
     grid: tuple[int, ...]
     """Chunks per axis; all 0 for the form ``shape == [0]``, ``chunkshape == [0]``."""
     nchunks: int
+    blocks: tuple[int, ...] = ()
+    """Block shape (the ``b2nd`` blockshape)."""
 
     @classmethod
     def of(cls, frame: FrameInfo) -> DataLayout:
@@ -145,6 +148,7 @@ class DataLayout:
             frame.nd.dtype,
             grid,
             math.prod(grid),
+            frame.nd.blocks,
         )
 
 
@@ -203,6 +207,7 @@ class DataSection:
         self.layout = DataLayout.of(frame)
         self._checked: set[int] = set()
         self._ends: dict[int, int] | None = None
+        self._map: np.ndarray[Any, Any] | None = None
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
         if isinstance(source, ByteSource):
@@ -220,8 +225,28 @@ class DataSection:
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""
+        self._map = None
         if self._owned:
             self._source.close()
+
+    def chunk_bytes(self, number: int) -> np.ndarray[Any, Any]:
+        """The stored bytes of chunk ``number`` (for a local file, a uint8 view of one read-only map of it).
+
+        Only for chunks whose index entry is not special; a chunk not yet :meth:`check`-ed is
+        checked first. The map is made on first use and shared by every later call (threads
+        included); other sources are read.
+        """
+        if not self.complete and number not in self._checked:
+            self.check((number,))
+        at = self.layout.start + self.entries[number]
+        whole = self._map
+        if whole is None:
+            if not isinstance(self._source, LocalFile):  # a file object: read (and keep nothing)
+                head = self._read(at + 12, 4)
+                return np.frombuffer(self._read(at, _i32(head, 0)), dtype=np.uint8)
+            mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
+            whole = self._map = np.frombuffer(mapped, dtype=np.uint8)
+        return whole[at : at + int(whole[at + 12 : at + 16].view("<i4")[0])]
 
     def _read(self, at: int, size: int) -> bytes:
         try:

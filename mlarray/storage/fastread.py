@@ -1,0 +1,366 @@
+"""Our own read path: decode only the blocks a selection touches, straight into the result.
+
+python-blosc2's slicing decompresses every touched chunk into a chunk-sized scratch buffer
+(zeroed first) and copies the selection out of it. Here each touched *block* is decoded on
+its own with C-Blosc2's ``blosc2_getitem_ctx`` (an item range that is exactly one block
+decodes just that block) into a small per-thread buffer that stays in cache, and only the
+intersection is copied to the result; a block that lies wholly inside the result, as one
+contiguous run, is decoded straight into it. Special-value chunks and index entries
+(zeros, NaN, value runs) are filled with NumPy and never reach C. ctypes releases the GIL
+during each call, so chunks are decoded on several threads when asked.
+
+C-Blosc2 comes from the python-blosc2 wheel (``blosc2/lib/libblosc2.so*``, the library its
+extension modules use), loaded with :mod:`ctypes`: nothing is compiled at install time. The
+library version is checked at import; when the library is missing or of a version whose
+ABI we have not checked, :func:`available` is false and :func:`read_region` returns
+``None`` (the caller then uses python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off.
+
+Interface (used by the local reader and by remote reads)::
+
+    read_region(layout, entries, get_chunk, key, out=None, nthreads=1, path=None)
+        -> numpy.ndarray | None
+
+- ``layout``: the :class:`~mlarray.storage.chunks.DataLayout` of the frame (its ``blocks``
+  field included);
+- ``entries``: the decoded chunk index (one signed int64 per chunk, spec 4.4.2);
+- ``get_chunk(number)``: the stored bytes of chunk ``number`` (any buffer: bytes, memoryview,
+  a uint8 NumPy array), **already checked** with the spec 4.4.4-4.4.6 rules
+  (:meth:`~mlarray.storage.chunks.DataSection.check`): this module trusts the block table
+  exactly as C-Blosc2 does. It is called only for chunks whose index entry is not special,
+  at most once per chunk and read, possibly from several threads at once;
+- ``key``: integers, step-1 slices and ``...``; anything else returns ``None``;
+- ``out``: optional C-contiguous result array of the right shape and dtype;
+- returns the result (``array[key]``), or ``None`` when this path cannot serve the read.
+  A chunk that C-Blosc2 cannot decode raises :class:`~mlarray.errors.CorruptFrameError`.
+
+This module decodes; it does not check frames, open files or pick chunks to check.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mlarray.errors import CorruptFrameError
+from mlarray.storage.selection import ChunkPlan, Plan, plan
+
+if TYPE_CHECKING:
+    from mlarray.storage.chunks import DataLayout
+
+DISABLE_ENV = "MLARRAY_NO_FASTREAD"
+SUPPORTED_MAJOR = 3
+"""C-Blosc2 major version whose ``blosc2_dparams`` layout and ``getitem`` semantics we rely on."""
+MIN_MINOR = 0
+ENTRY_ZEROS = -0x7F00000000000000
+ENTRY_NAN = -0x7E00000000000000
+
+GetChunk = Callable[[int], Any]
+
+
+class _DParams(ctypes.Structure):
+    """``blosc2_dparams`` of C-Blosc2 3.x (passed by value to ``blosc2_create_dctx``)."""
+
+    _fields_ = [
+        ("nthreads", ctypes.c_int16),
+        ("schunk", ctypes.c_void_p),
+        ("postfilter", ctypes.c_void_p),
+        ("postparams", ctypes.c_void_p),
+        ("typesize", ctypes.c_int32),
+    ]
+
+
+class _Library:
+    """The C-Blosc2 functions this module calls, with their signatures declared."""
+
+    def __init__(self, lib: ctypes.CDLL, version: str) -> None:
+        self.version = version
+        lib.blosc2_init()
+        self.create_dctx = lib.blosc2_create_dctx
+        self.create_dctx.argtypes = [_DParams]
+        self.create_dctx.restype = ctypes.c_void_p
+        self.free_ctx = lib.blosc2_free_ctx
+        self.free_ctx.argtypes = [ctypes.c_void_p]
+        self.free_ctx.restype = None
+        self.getitem = lib.blosc2_getitem_ctx
+        self.getitem.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int32,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_int32,
+        ]
+        self.getitem.restype = ctypes.c_int
+        self.decompress = lib.blosc2_decompress_ctx
+        self.decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32]
+        self.decompress.restype = ctypes.c_int
+        self.set_maskout = lib.blosc2_set_maskout
+        self.set_maskout.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        self.set_maskout.restype = ctypes.c_int
+
+
+def _library_files() -> list[Path]:
+    """Candidate ``libblosc2`` files of the installed python-blosc2 wheel (versioned name first)."""
+    try:
+        import blosc2
+    except ImportError:  # pragma: no cover - blosc2 is a hard dependency
+        return []
+    folder = Path(blosc2.__file__).parent / "lib"
+    found = sorted(folder.glob("libblosc2.so.*"), key=lambda p: len(p.name)) + sorted(folder.glob("libblosc2.so"))
+    found += sorted(folder.glob("libblosc2*.dylib")) + sorted(folder.glob("blosc2.dll"))
+    return found
+
+
+def _version_ok(version: str) -> bool:
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    return match is not None and int(match[1]) == SUPPORTED_MAJOR and int(match[2]) >= MIN_MINOR
+
+
+def _load() -> tuple[_Library | None, str]:
+    """The library, or ``None`` and why not."""
+    for candidate in _library_files():
+        try:
+            lib = ctypes.CDLL(str(candidate))
+            lib.blosc2_get_version_string.restype = ctypes.c_char_p
+            raw = lib.blosc2_get_version_string()
+            version = raw.decode("ascii") if isinstance(raw, bytes) else ""
+        except (OSError, AttributeError, UnicodeDecodeError) as exc:
+            return None, f"cannot load {candidate.name}: {exc}"
+        if not _version_ok(version):
+            return None, f"C-Blosc2 {version!r} is not a version this path was checked against"
+        try:
+            return _Library(lib, version), f"C-Blosc2 {version} from {candidate}"
+        except AttributeError as exc:
+            return None, f"{candidate.name} lacks a function: {exc}"
+    return None, "no libblosc2 next to the blosc2 package"
+
+
+_LIB, STATUS = _load()
+"""The loaded library (or ``None``), and a sentence saying which one or why none."""
+
+reads = 0
+"""Reads this path has served in this process (tests use it to see that it is used)."""
+
+
+def available() -> bool:
+    """Whether reads can use this path now (library loaded, not turned off by the environment)."""
+    return _LIB is not None and os.environ.get(DISABLE_ENV, "") in ("", "0")
+
+
+class _Worker:
+    """A decompression context and its buffers, owned by one thread and reused by every read."""
+
+    def __init__(self, lib: _Library, nthreads: int) -> None:
+        self._lib = lib
+        ctx = lib.create_dctx(_DParams(nthreads, None, None, None, 8))
+        if not ctx:
+            raise MemoryError("C-Blosc2 could not create a decompression context")
+        self.ctx: int = ctx
+        self._buffer = np.empty(0, dtype=np.uint8)
+        self._mask = np.empty(0, dtype=np.bool_)
+
+    def buffer(self, nbytes: int) -> np.ndarray[Any, Any]:
+        """A scratch buffer of at least ``nbytes`` (never cleared: only decoded bytes are read)."""
+        if self._buffer.nbytes < nbytes:
+            self._buffer = np.empty(nbytes, dtype=np.uint8)
+        return self._buffer
+
+    def maskout(self, nblocks: int, wanted: Sequence[int]) -> None:
+        """Make the next ``blosc2_decompress_ctx`` on this context decode only the blocks ``wanted``."""
+        if self._mask.size < nblocks:
+            self._mask = np.empty(nblocks, dtype=np.bool_)
+        mask = self._mask[:nblocks]
+        mask.fill(True)
+        mask[wanted] = False
+        if self._lib.set_maskout(self.ctx, mask.ctypes.data, nblocks) < 0:
+            raise MemoryError("C-Blosc2 refused the block mask")
+
+    def __del__(self) -> None:
+        ctx, self.ctx = self.ctx, 0
+        if ctx:
+            self._lib.free_ctx(ctx)
+
+
+_local = threading.local()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _worker(lib: _Library, nthreads: int = 1) -> _Worker:
+    """This thread's worker whose context decodes with ``nthreads`` C-Blosc2 threads."""
+    workers: dict[int, _Worker] | None = getattr(_local, "workers", None)
+    if workers is None:
+        workers = _local.workers = {}
+    worker = workers.get(nthreads)
+    if worker is None:
+        worker = workers[nthreads] = _Worker(lib, nthreads)
+    return worker
+
+
+def _pool(nthreads: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(nthreads)
+        if pool is None:
+            pool = _pools[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="mlarray-read")
+        return pool
+
+
+@functools.cache
+def _unit(width: int) -> np.dtype[Any]:
+    """The raw-bytes dtype boxes are copied in (rows of ``width`` bytes)."""
+    return np.dtype(f"V{width}")
+
+
+class _Read:
+    """One read: the plan, the result and how to decode one chunk of it."""
+
+    def __init__(
+        self,
+        lib: _Library,
+        layout: DataLayout,
+        entries: Sequence[int],
+        get_chunk: GetChunk,
+        selection: Plan,
+        out: np.ndarray[Any, Any],
+        path: str | None,
+    ) -> None:
+        self.lib, self.layout, self.entries, self.get_chunk = lib, layout, entries, get_chunk
+        self.plan, self.out, self.path = selection, out, path
+        self.dtype = out.dtype
+
+    def chunk(self, chunk: ChunkPlan, nthreads: int = 1) -> None:
+        """Decode the touched blocks of ``chunk`` (with ``nthreads`` C-Blosc2 threads) into the result."""
+        entry = self.entries[chunk.number]
+        if entry < 0:
+            self.out[chunk.dst] = self._special_entry(chunk.number, entry)
+            return
+        raw = self.get_chunk(chunk.number)
+        data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
+        if len(data) < 32:
+            raise self._fail(chunk.number, "it is shorter than a chunk header")
+        kind = int(data[31]) >> 4 & 0x07
+        if kind:
+            self.out[chunk.dst] = self._special_chunk(chunk.number, kind, data)
+            return
+        worker = _worker(self.lib, nthreads)
+        lay, lib = self.layout, self.lib
+        wanted = chunk.block_numbers(self.plan.blockgrid)
+        src, size = int(data.ctypes.data), len(data)
+        ctypesize = int(data[3])
+        if len(wanted) == 1 and lay.blocksize % ctypesize == 0:
+            # one block: decode just it into a block-sized buffer (it stays in cache)
+            buf = worker.buffer(lay.blocksize)
+            nitems = lay.blocksize // ctypesize
+            done = lib.getitem(worker.ctx, src, size, wanted[0] * nitems, nitems, int(buf.ctypes.data), lay.blocksize)
+            expected, shift = lay.blocksize, wanted[0] * lay.blocksize
+        else:
+            buf = worker.buffer(lay.chunksize)
+            if len(wanted) < self.plan.nblocks:
+                worker.maskout(self.plan.nblocks, wanted)
+            done = lib.decompress(worker.ctx, src, size, int(buf.ctypes.data), lay.chunksize)
+            expected, shift = lay.chunksize, 0
+        if done != expected:
+            raise self._fail(chunk.number, f"C-Blosc2 cannot decode it (code {done})")
+        out = self.out
+        for shape, src_strides, dst_strides, src_offset, dst_offset, width in chunk.boxes:
+            unit = _unit(width)
+            source = np.ndarray(shape, unit, buf, src_offset - shift, src_strides)
+            np.copyto(np.ndarray(shape, unit, out, dst_offset, dst_strides), source)
+
+    def _special_entry(self, number: int, entry: int) -> Any:
+        if entry == ENTRY_ZEROS:
+            return 0
+        if entry == ENTRY_NAN and self.dtype.kind == "f":
+            return np.nan
+        raise self._fail(number, f"the index entry {entry & (2**64 - 1):#x}")
+
+    def _special_chunk(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
+        if kind == 1:
+            return 0
+        if kind == 2 and self.dtype.kind == "f":
+            return np.nan
+        size = self.dtype.itemsize
+        if kind == 3 and len(data) >= 32 + size:
+            return data[32 : 32 + size].view(self.dtype)[0]
+        raise self._fail(number, f"a special chunk of kind {kind}")
+
+    def _fail(self, number: int, what: str) -> CorruptFrameError:
+        return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
+
+
+def _layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
+    """The frame's sizes agree with its b2nd geometry (else python-blosc2 decides what it means)."""
+    blocks = layout.blocks
+    if len(blocks) != len(layout.shape) or len(layout.chunks) != len(blocks) or layout.typesize != dtype.itemsize:
+        return False
+    if min(blocks, default=0) < 1 or min(layout.chunks, default=0) < 1:
+        return False
+    extchunk = [-(-c // b) * b for c, b in zip(layout.chunks, blocks, strict=True)]
+    return layout.blocksize == math.prod(blocks) * dtype.itemsize and layout.chunksize == math.prod(extchunk) * (
+        dtype.itemsize
+    )
+
+
+def read_region(
+    layout: DataLayout,
+    entries: Sequence[int],
+    get_chunk: GetChunk,
+    key: Any,
+    out: np.ndarray[Any, Any] | None = None,
+    nthreads: int = 1,
+    path: str | None = None,
+) -> np.ndarray[Any, Any] | None:
+    """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
+
+    See the module docstring for what each argument must be. ``nthreads > 1`` decodes
+    chunks (or, for a read of fewer chunks, interleaved blocks) on that many threads.
+
+    Raises
+    ------
+    CorruptFrameError
+        C-Blosc2 could not decode a block, or a special chunk or entry is not one the
+        spec allows.
+    ValueError
+        ``out`` is not a C-contiguous array of the result's shape and dtype.
+    """
+    global reads
+    lib = _LIB
+    if lib is None or not available():
+        return None
+    try:
+        dtype = np.dtype(layout.dtype)
+    except TypeError:
+        return None
+    if dtype.hasobject or not _layout_ok(layout, dtype):
+        return None
+    selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
+    if selection is None or len(entries) != layout.nchunks:
+        return None
+    if out is None:
+        out = np.empty(selection.shape, dtype=dtype)
+    elif out.shape != selection.shape or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape {selection.shape}")
+    read = _Read(lib, layout, entries, get_chunk, selection, out, path)
+    chunks = selection.chunks
+    if nthreads <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            read.chunk(chunk, max(1, nthreads))
+    else:
+        pool = _pool(int(nthreads))
+        futures = [pool.submit(read.chunk, chunk) for chunk in chunks]
+        wait(futures)  # all of them, so none still writes into ``out`` after an error
+        for future in futures:
+            future.result()
+    reads += 1
+    return out

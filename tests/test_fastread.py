@@ -1,0 +1,297 @@
+"""Our own block decoder (mlarray.storage.fastread) against python-blosc2's slicing and NumPy.
+
+Every comparison reads the same file three ways: through ``MLArray`` (which uses the fast
+path; the ``fastread.reads`` counter proves it), through the python-blosc2 NDArray the
+file is also opened as (its own slicing), and from the NumPy array that was saved.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlarray import MLArray
+from mlarray.errors import CorruptFrameError
+from mlarray.storage import fastread
+from mlarray.storage.chunks import ENTRY_ZEROS
+from mlarray.storage.selection import plan
+
+pytestmark = pytest.mark.skipif(not fastread.available(), reason=f"fast path unavailable: {fastread.STATUS}")
+
+DTYPES = ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"]
+CODECS = [blosc2.Codec.LZ4, blosc2.Codec.LZ4HC, blosc2.Codec.ZSTD, blosc2.Codec.ZLIB, blosc2.Codec.BLOSCLZ]
+FILTERS = [[], [blosc2.Filter.SHUFFLE], [blosc2.Filter.BITSHUFFLE], [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA]]
+
+
+def values(rng: np.random.Generator, shape: tuple[int, ...], dtype: str, constant_part: bool) -> np.ndarray[Any, Any]:
+    """Random values of ``dtype``; with ``constant_part`` the first half along axis 0 is zero."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        a = rng.integers(0, 2, size=shape).astype(dt)
+    elif dt.kind in "iu":
+        info = np.iinfo(dt)
+        a = rng.integers(info.min, info.max, size=shape, dtype=dt, endpoint=True)
+    elif dt.kind == "f":
+        a = (rng.normal(size=shape) * 100).astype(dt)
+    else:
+        a = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(dt)
+    if constant_part and shape:
+        a[: shape[0] // 2] = 0
+    return a
+
+
+@st.composite
+def layouts(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 13), min_size=ndim, max_size=ndim)))
+    chunks = tuple(draw(st.integers(1, n + 3)) for n in shape)
+    blocks = tuple(draw(st.integers(1, c)) for c in chunks)
+    return shape, chunks, blocks
+
+
+def axis_key(draw: st.DrawFn, n: int) -> Any:
+    if draw(st.booleans()):
+        return draw(st.integers(-n, n - 1))
+    bound = st.none() | st.integers(-n - 2, n + 2)
+    return slice(draw(bound), draw(bound), draw(st.sampled_from([None, 1])))
+
+
+@st.composite
+def keys(draw: st.DrawFn, shape: tuple[int, ...]) -> Any:
+    """Integers (negative too), slices (open, negative, empty, clipped) and at most one ``...``."""
+    ndim = len(shape)
+    count = draw(st.integers(0, ndim))
+    if not draw(st.booleans()):
+        parts = [axis_key(draw, n) for n in shape[:count]]
+        return tuple(parts) if len(parts) != 1 or draw(st.booleans()) else parts[0]
+    left = draw(st.integers(0, count))
+    head = [axis_key(draw, n) for n in shape[:left]]
+    tail = [axis_key(draw, n) for n in shape[ndim - (count - left) :]]
+    return (*head, Ellipsis, *tail)
+
+
+def write(tmp_path: Path, a: np.ndarray[Any, Any], chunks: Any, blocks: Any, cparams: Any = None) -> Path:
+    path = tmp_path / "x.mla"
+    MLArray(a, chunk_size=chunks, block_size=blocks, cparams=cparams).save(path)
+    return path
+
+
+def three_ways(path: Path, key: Any, expected: np.ndarray[Any, Any], nthreads: int = 1) -> None:
+    """``key`` read by the fast path equals python-blosc2's slicing and NumPy, shape, dtype and bytes."""
+    with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+        before = fastread.reads
+        fast = image[key]
+        assert fastread.reads == before + 1, "the fast path did not serve the read"
+        slow = np.asarray(image._nd[key])
+    want = np.asarray(expected[key])
+    assert isinstance(fast, np.ndarray)
+    assert fast.shape == want.shape == slow.shape
+    assert fast.dtype == want.dtype == slow.dtype
+    assert fast.tobytes() == want.tobytes() == slow.tobytes()
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    layout=layouts(),
+    dtype=st.sampled_from(DTYPES),
+    codec=st.sampled_from(CODECS),
+    filters=st.sampled_from(FILTERS),
+    constant_part=st.booleans(),
+    data=st.data(),
+)
+def test_fast_path_equals_blosc2_and_numpy(
+    tmp_path: Path, layout: Any, dtype: str, codec: Any, filters: Any, constant_part: bool, data: Any
+) -> None:
+    shape, chunks, blocks = layout
+    a = values(np.random.default_rng(len(shape) * 7 + sum(shape)), shape, dtype, constant_part)
+    cparams = {"codec": codec, "clevel": 5, "filters": filters}
+    path = write(tmp_path, a, chunks, blocks, cparams)
+    for _ in range(3):
+        three_ways(path, data.draw(keys(shape)), a, nthreads=data.draw(st.sampled_from([1, 3])))
+    three_ways(path, ..., a)
+
+
+def test_threads_give_identical_results(tmp_path: Path) -> None:
+    a = values(np.random.default_rng(1), (37, 41, 29), "<f4", True)
+    path = write(tmp_path, a, (16, 16, 8), (4, 8, 8))
+    key = (slice(3, 35), slice(None), slice(5, 28))
+    results = []
+    for n in (1, 2, 4, 7):
+        with MLArray.open(path, dparams={"nthreads": n}) as image:
+            results.append((image[key], image[2:4], image.to_numpy()))
+    for part in range(3):
+        assert all(r[part].tobytes() == results[0][part].tobytes() for r in results)
+    assert results[0][0].tobytes() == a[key].tobytes()
+    assert results[0][2].tobytes() == a.tobytes()
+
+
+def test_load_and_to_numpy_use_the_fast_path(tmp_path: Path) -> None:
+    a = values(np.random.default_rng(2), (20, 30, 10), "<i2", False)
+    path = write(tmp_path, a, (8, 8, 8), (4, 4, 8))
+    before = fastread.reads
+    assert np.array_equal(MLArray.load(path).to_numpy(), a)
+    assert np.array_equal(MLArray.load(path, dparams={"nthreads": 2}).to_numpy(), a)
+    with MLArray.open(path) as image:
+        assert np.array_equal(image.to_numpy(), a)
+        assert np.array_equal(np.asarray(image), a)
+    assert fastread.reads == before + 4
+
+
+def test_special_chunks_and_entries(tmp_path: Path) -> None:
+    """Zeros, NaN and value runs, as chunks and as index entries, are filled without C."""
+    shape, chunks, blocks = (12, 10, 9), (4, 5, 9), (2, 5, 3)
+    cases: list[tuple[str, Any]] = [("<f4", 0), ("<f8", np.nan), ("<i2", 7), ("|b1", True), ("<c8", 1 + 2j)]
+    for dtype, fill in cases:
+        path = tmp_path / f"special-{np.dtype(dtype).name}.mla"
+        image = MLArray.create(path, shape, dtype=dtype, fill_value=fill, chunk_size=chunks, block_size=blocks)
+        expected = np.full(shape, fill, dtype=dtype)
+        image[4:8] = values(np.random.default_rng(3), (4, 10, 9), dtype, False)
+        expected[4:8] = image[4:8]
+        image.close()
+        with MLArray.open(path) as reopened:
+            section = reopened._chunks
+            assert section is not None
+            kinds = set()
+            for n, entry in enumerate(section.entries):
+                kinds.add("entry" if entry < 0 else int(section.chunk_bytes(n)[31]) >> 4 & 7)
+            assert kinds - {0}, f"no special chunk or entry in the {dtype} file: {kinds}"
+        for key in [..., (slice(2, 10), slice(None), 3), (-1, -1), (slice(3, 5),)]:
+            three_ways(path, key, expected)
+
+
+def test_zero_entries_are_filled_in_python(tmp_path: Path) -> None:
+    """A chunk whose index entry is the zeros entry is never fetched (get_chunk is not called)."""
+    a = np.zeros((8, 8), np.uint16)
+    a[4:] = 3
+    path = write(tmp_path, a, (4, 8), (2, 4))
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        fetched: list[int] = []
+
+        def get_chunk(number: int) -> bytes:
+            fetched.append(number)
+            return bytes(section.chunk_bytes(number))
+
+        entries = list(section.entries)
+        entries[0] = ENTRY_ZEROS
+        out = fastread.read_region(section.layout, entries, get_chunk, ...)
+    assert out is not None and not out[:4].any() and (out[4:] == 3).all()
+    assert 0 not in fetched
+
+
+def test_read_region_interface_with_bytes_and_out(tmp_path: Path) -> None:
+    """The interface the remote reader uses: bytes from a callable, an ``out`` buffer, a path in errors."""
+    a = values(np.random.default_rng(4), (9, 17, 6), "<u4", False)
+    path = write(tmp_path, a, (4, 8, 6), (2, 4, 3))
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        section.check_all()
+
+        def get_chunk(number: int) -> bytes:
+            return bytes(section.chunk_bytes(number))
+
+        lay, entries = section.layout, section.entries
+        out = np.empty((5, 6), np.uint32)
+        got = fastread.read_region(lay, entries, get_chunk, (slice(2, 7), 3), out=out, nthreads=2)
+        assert got is out and np.array_equal(out, a[2:7, 3])
+        with pytest.raises(ValueError, match="out must be"):
+            fastread.read_region(lay, entries, get_chunk, (slice(2, 7), 3), out=np.empty((5, 7), np.uint32))
+        for key in [slice(0, 9, 2), (np.array([1, 2]),), None, (Ellipsis, Ellipsis), 9, (0, 0, 0, 0)]:
+            assert fastread.read_region(lay, entries, get_chunk, key) is None
+
+
+def test_keys_it_cannot_plan_fall_back_to_blosc2(tmp_path: Path) -> None:
+    a = values(np.random.default_rng(5), (10, 12), "<i4", False)
+    path = write(tmp_path, a, (4, 5), (2, 5))
+    with MLArray.open(path) as image:
+        before = fastread.reads
+        assert np.array_equal(image[::2, 1:9:3], a[::2, 1:9:3])
+        assert np.array_equal(image[np.array([0, 3])], a[np.array([0, 3])])
+        assert fastread.reads == before
+        with pytest.raises(IndexError):
+            image[10]
+
+
+def test_environment_variable_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = values(np.random.default_rng(6), (10, 12), "<f8", False)
+    path = write(tmp_path, a, (4, 5), (2, 5))
+    monkeypatch.setenv(fastread.DISABLE_ENV, "1")
+    assert not fastread.available()
+    with MLArray.open(path) as image:
+        before = fastread.reads
+        assert np.array_equal(image[1:9, 2], a[1:9, 2])
+        assert np.array_equal(image.to_numpy(), a)
+        assert fastread.reads == before
+
+
+def test_writes_switch_to_blosc2_until_reopened(tmp_path: Path) -> None:
+    """After a write through 'r+' or 'c' the chunk index we hold is stale: reads use python-blosc2."""
+    a = values(np.random.default_rng(7), (10, 12), "<i2", False)
+    path = write(tmp_path, a, (4, 5), (2, 5))
+    for mode in ("r+", "c"):
+        with MLArray.open(path, mmap_mode=mode) as image:
+            before = fastread.reads
+            assert np.array_equal(image[2:5], a[2:5])
+            assert fastread.reads == before + 1
+            image[3, 4] = -5
+            expected = a.copy()
+            expected[3, 4] = -5
+            assert np.array_equal(image[2:5], expected[2:5])
+            assert np.array_equal(image.to_numpy(), expected)
+            assert fastread.reads == before + 1
+        if mode == "r+":
+            a = expected
+
+
+def corrupt_stream(path: Path) -> None:
+    """Overwrite the compressed bytes of the first block of the first stored chunk (structure intact)."""
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        number = next(n for n, e in enumerate(section.entries) if e >= 0)
+        chunk = section.chunk_bytes(number)
+        start = int(chunk[32:36].view("<i4")[0])  # block 0's first stream
+        size = int(chunk[start : start + 4].view("<i4")[0])
+        assert size > 8, "the stream is not compressed data"
+        at = section.layout.start + section.entries[number] + start + 4
+    raw = bytearray(path.read_bytes())
+    raw[at : at + size] = b"\xff" * size
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_chunk_data_is_a_corrupt_frame_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    a = np.repeat(rng.integers(0, 50, size=(16, 16, 4), dtype=np.int32), 4, axis=2)  # compressible
+    path = write(tmp_path, a, (8, 16, 16), (4, 8, 16), {"codec": blosc2.Codec.LZ4, "filters": []})
+    corrupt_stream(path)
+    for nthreads in (1, 3):
+        with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+            with pytest.raises(CorruptFrameError, match="cannot decode"):
+                image[0:4]
+            with pytest.raises(CorruptFrameError):
+                image.to_numpy()
+    with pytest.raises(CorruptFrameError):
+        MLArray.load(path)
+
+
+def test_plan_covers_every_byte_once() -> None:
+    """The plan's copies tile the result exactly: every byte of it is written once."""
+    shape, chunks, blocks = (11, 7, 5), (4, 3, 5), (3, 2, 2)
+    a = np.zeros(shape, np.int64)
+    for key in itertools.product([slice(None), slice(2, 9), 4, -1], [slice(1, 6), 0], [slice(None), 2]):
+        p = plan(shape, chunks, blocks, key, itemsize=8)
+        assert p is not None and p.shape == a[key].shape
+        hits = np.zeros(max(a[key].nbytes, 1), np.uint8)
+        for chunk in p.chunks:
+            for shape_, _src, dst, _src_at, dst_at, width in chunk.boxes:
+                np.ndarray((*shape_, width), np.uint8, hits, dst_at, (*dst, 1))[...] += 1
+        assert (hits[: a[key].nbytes] == 1).all(), key
