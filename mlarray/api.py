@@ -37,7 +37,15 @@ from mlarray.layout import PatchSize
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.reading import check_result_size, decompress_all, fast_read, threads_of
 from mlarray.remote import is_remote as _is_remote
-from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_frame, write_header
+from mlarray.storage import (
+    atomic_target,
+    check_path,
+    fastread,
+    header_bytes,
+    open_frame,
+    write_frame,
+    write_header,
+)
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.io import (
     is_read_only,
@@ -414,8 +422,9 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         check_result_size(data.shape, data.dtype, key, self._path)
         if self._chunks is not None:
             self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
-            if self._unwritten():
-                out = fast_read(self._chunks, key, threads_of(self._dparams, 1), self._path)
+            threads = threads_of(self._dparams, 1)
+            if threads >= fastread.PATCH_THREADS_MIN and self._unwritten():
+                out = fast_read(self._chunks, key, threads, self._path)
                 if out is not None:
                     return out
         try:

@@ -25,6 +25,13 @@ from mlarray.storage.selection import plan
 
 pytestmark = pytest.mark.skipif(not fastread.available(), reason=f"fast path unavailable: {fastread.STATUS}")
 
+
+@pytest.fixture(autouse=True)
+def patch_reads_with_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route one-thread patch reads through the fast path too (the default leaves them to python-blosc2)."""
+    monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1)
+
+
 DTYPES = ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"]
 CODECS = [blosc2.Codec.LZ4, blosc2.Codec.LZ4HC, blosc2.Codec.ZSTD, blosc2.Codec.ZLIB, blosc2.Codec.BLOSCLZ]
 FILTERS = [[], [blosc2.Filter.SHUFFLE], [blosc2.Filter.BITSHUFFLE], [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA]]
@@ -207,6 +214,20 @@ def test_read_region_interface_with_bytes_and_out(tmp_path: Path) -> None:
             fastread.read_region(lay, entries, get_chunk, (slice(2, 7), 3), out=np.empty((5, 7), np.uint32))
         for key in [slice(0, 9, 2), (np.array([1, 2]),), None, (Ellipsis, Ellipsis), 9, (0, 0, 0, 0)]:
             assert fastread.read_region(lay, entries, get_chunk, key) is None
+
+
+def test_default_policy_patch_reads_need_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default a one-thread patch read goes to python-blosc2; two threads and whole reads come here."""
+    monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 2)
+    a = values(np.random.default_rng(9), (10, 12), "<i2", False)
+    path = write(tmp_path, a, (4, 5), (2, 5))
+    for nthreads, served in ((1, 0), (2, 1)):
+        with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+            before = fastread.reads
+            assert np.array_equal(image[2:7, 1], a[2:7, 1])
+            assert fastread.reads == before + served
+            assert np.array_equal(image.to_numpy(), a)
+            assert fastread.reads == before + served + 1
 
 
 def test_keys_it_cannot_plan_fall_back_to_blosc2(tmp_path: Path) -> None:

@@ -39,11 +39,11 @@ NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
 
 
-def _i32(buf: bytes, at: int) -> int:
+def _i32(buf: bytes | memoryview, at: int) -> int:
     return int(struct.unpack_from("<i", buf, at)[0])
 
 
-def structure_problem(chunk: bytes, *, header_chunk: bool = False) -> str | None:
+def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False) -> str | None:
     """Spec 4.4.4 checks 2, 6, 7 and 4.4.6 on a whole chunk; ``None`` when it may be decompressed.
 
     Special-value chunks pass here (their kind is checked by the caller, which knows what
@@ -86,7 +86,7 @@ def structure_problem(chunk: bytes, *, header_chunk: bool = False) -> str | None
     return _blocks_problem(chunk, head, nblocks, first)
 
 
-def _blocks_problem(chunk: bytes, head: int, nblocks: int, first: int) -> str | None:
+def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
     """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6)."""
     flags, ctypesize = chunk[2], chunk[3]
     nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
@@ -239,14 +239,18 @@ class DataSection:
         if not self.complete and number not in self._checked:
             self.check((number,))
         at = self.layout.start + self.entries[number]
-        whole = self._map
-        if whole is None:
-            if not isinstance(self._source, LocalFile):  # a file object: read (and keep nothing)
-                head = self._read(at + 12, 4)
-                return np.frombuffer(self._read(at, _i32(head, 0)), dtype=np.uint8)
-            mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
-            whole = self._map = np.frombuffer(mapped, dtype=np.uint8)
+        whole = self._mapped()
+        if whole is None:  # a file object: read (and keep nothing)
+            head = self._read(at + 12, 4)
+            return np.frombuffer(self._read(at, _i32(head, 0)), dtype=np.uint8)
         return whole[at : at + int(whole[at + 12 : at + 16].view("<i4")[0])]
+
+    def _mapped(self) -> np.ndarray[Any, Any] | None:
+        """The whole local file as a read-only uint8 map (made once), else ``None``."""
+        if self._map is None and isinstance(self._source, LocalFile):
+            mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map = np.frombuffer(mapped, dtype=np.uint8)
+        return self._map
 
     def _read(self, at: int, size: int) -> bytes:
         try:
@@ -339,12 +343,21 @@ class DataSection:
         entry = self._entry(number)
         if entry is None:
             return
-        start = self.layout.start
-        cbytes = _i32(self._read(start + entry + 12, 4), 0)
+        at = self.layout.start + entry
+        whole = self._mapped()
+        if whole is not None and at + CHUNK_HEADER <= len(whole):  # checked in place: nothing copied
+            view = memoryview(whole)  # type: ignore[arg-type]
+            cbytes = _i32(view, at + 12)
+            self._check_length(number, entry, cbytes)
+            if at + cbytes > len(whole):
+                raise self._fail("the file ends inside the data section")
+            self._check_bytes(number, view[at : at + cbytes])
+            return
+        cbytes = _i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)
-        self._check_bytes(number, self._read(start + entry, cbytes))
+        self._check_bytes(number, self._read(at, cbytes))
 
-    def _check_bytes(self, number: int, chunk: bytes) -> None:
+    def _check_bytes(self, number: int, chunk: bytes | memoryview) -> None:
         problem = structure_problem(chunk)
         if problem is None:
             problem = self._data_chunk_problem(chunk)
@@ -391,7 +404,7 @@ class DataSection:
         self.complete = len(self._checked) == self.layout.nchunks
         return chunk
 
-    def _data_chunk_problem(self, chunk: bytes) -> str | None:
+    def _data_chunk_problem(self, chunk: bytes | memoryview) -> str | None:
         """Spec 4.4.4 checks 3-5 (the structure checks passed)."""
         lay = self.layout
         if _i32(chunk, 4) != lay.chunksize:
