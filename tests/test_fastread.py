@@ -316,3 +316,18 @@ def test_plan_covers_every_byte_once() -> None:
             for shape_, _src, dst, _src_at, dst_at, width in chunk.boxes:
                 np.ndarray((*shape_, width), np.uint8, hits, dst_at, (*dst, 1))[...] += 1
         assert (hits[: a[key].nbytes] == 1).all(), key
+
+
+def test_reads_go_on_when_no_thread_can_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a thread or address-space limit the read runs on the threads it gets, down to none."""
+    a = values(np.random.default_rng(10), (30, 20, 10), "<f8", False)
+    path = write(tmp_path, a, (8, 8, 10), (4, 4, 5))
+
+    def refuse(self: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(fastread, "_helpers", fastread._Helpers())
+    monkeypatch.setattr(fastread.threading.Thread, "start", refuse)
+    with MLArray.open(path, dparams={"nthreads": 4}) as image:
+        assert image[3:29, 2:19].tobytes() == a[3:29, 2:19].tobytes()
+        assert image.to_numpy().tobytes() == a.tobytes()

@@ -192,6 +192,15 @@ def touched_chunks(
     return numbers
 
 
+def _may_map() -> bool:
+    """Whether whole files may be mapped: no address-space limit is set for this process."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    return resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY
+
+
 class DataSection:
     """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6).
 
@@ -246,8 +255,12 @@ class DataSection:
         return whole[at : at + int(whole[at + 12 : at + 16].view("<i4")[0])]
 
     def _mapped(self) -> np.ndarray[Any, Any] | None:
-        """The whole local file as a read-only uint8 map (made once), else ``None``."""
-        if self._map is None and isinstance(self._source, LocalFile):
+        """The whole local file as a read-only uint8 map (made once), else ``None``.
+
+        Not under an address-space limit (``RLIMIT_AS``, which counts a map at its full
+        size): there chunks are read instead.
+        """
+        if self._map is None and isinstance(self._source, LocalFile) and _may_map():
             mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
             self._map = np.frombuffer(mapped, dtype=np.uint8)
         return self._map

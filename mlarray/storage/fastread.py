@@ -42,10 +42,10 @@ import ctypes
 import functools
 import math
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,9 +166,9 @@ def available() -> bool:
 class _Worker:
     """A decompression context and its buffers, owned by one thread and reused by every read."""
 
-    def __init__(self, lib: _Library, nthreads: int) -> None:
+    def __init__(self, lib: _Library) -> None:
         self._lib = lib
-        ctx = lib.create_dctx(_DParams(nthreads, None, None, None, 8))
+        ctx = lib.create_dctx(_DParams(1, None, None, None, 8))  # one thread: threads work on chunks
         if not ctx:
             raise MemoryError("C-Blosc2 could not create a decompression context")
         self.ctx: int = ctx
@@ -202,27 +202,89 @@ class _Worker:
 
 
 _local = threading.local()
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
 
 
-def _worker(lib: _Library, nthreads: int = 1) -> _Worker:
-    """This thread's worker whose context decodes with ``nthreads`` C-Blosc2 threads."""
-    workers: dict[int, _Worker] | None = getattr(_local, "workers", None)
-    if workers is None:
-        workers = _local.workers = {}
-    worker = workers.get(nthreads)
+def _worker(lib: _Library) -> _Worker:
+    """This thread's worker."""
+    worker: _Worker | None = getattr(_local, "worker", None)
     if worker is None:
-        worker = workers[nthreads] = _Worker(lib, nthreads)
+        worker = _local.worker = _Worker(lib)
     return worker
 
 
-def _pool(nthreads: int) -> ThreadPoolExecutor:
-    with _pools_lock:
-        pool = _pools.get(nthreads)
-        if pool is None:
-            pool = _pools[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="mlarray-read")
-        return pool
+class _Helpers:
+    """Long-lived daemon threads that run jobs from a queue (their contexts and buffers persist).
+
+    Threads are started on demand; when the process cannot start one (a thread limit, an
+    address-space limit), reads go on with the threads it has, down to none.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def available(self, wanted: int) -> int:
+        """Start threads up to ``wanted``; return how many there are (at most ``wanted``)."""
+        with self._lock:
+            while len(self._threads) < wanted:
+                thread = threading.Thread(target=self._loop, name="mlarray-read", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:
+                    break
+                self._threads.append(thread)
+            return min(wanted, len(self._threads))
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while True:
+            self._jobs.get()()
+
+
+_helpers = _Helpers()
+
+
+def _run_parallel(tasks: Sequence[ChunkPlan], run: Callable[[ChunkPlan], None], nthreads: int) -> None:
+    """``run`` every task, on this thread and up to ``nthreads - 1`` helpers; re-raise the first error.
+
+    Returns only when no task is running any more, so nothing writes into the result afterwards.
+    """
+    pending = iter(tasks)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            try:
+                run(task)
+            except BaseException as exc:  # handed to the caller's thread below
+                errors.append(exc)
+
+    helpers = _helpers.available(min(nthreads, len(tasks)) - 1)
+    done = threading.Semaphore(0)
+
+    def helper() -> None:
+        try:
+            work()
+        finally:
+            done.release()
+
+    for _ in range(helpers):
+        _helpers.submit(helper)
+    try:
+        work()
+    finally:
+        for _ in range(helpers):
+            done.acquire()
+    if errors:
+        raise errors[0]
 
 
 def _address(array: np.ndarray[Any, Any]) -> int:
@@ -253,8 +315,8 @@ class _Read:
         self.plan, self.out, self.path = selection, out, path
         self.dtype = out.dtype
 
-    def chunk(self, chunk: ChunkPlan, nthreads: int = 1) -> None:
-        """Decode the touched blocks of ``chunk`` (with ``nthreads`` C-Blosc2 threads) into the result."""
+    def chunk(self, chunk: ChunkPlan) -> None:
+        """Decode the touched blocks of ``chunk`` into the result."""
         entry = self.entries[chunk.number]
         if entry < 0:
             self.out[chunk.dst] = self._special_entry(chunk.number, entry)
@@ -267,7 +329,7 @@ class _Read:
         if kind:
             self.out[chunk.dst] = self._special_chunk(chunk.number, kind, data)
             return
-        worker = _worker(self.lib, nthreads)
+        worker = _worker(self.lib)
         lay, lib = self.layout, self.lib
         wanted = chunk.block_numbers(self.plan.blockgrid)
         src, size = _address(data), len(data)
@@ -338,7 +400,8 @@ def read_region(
     """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
 
     See the module docstring for what each argument must be. ``nthreads > 1`` decodes
-    chunks (or, for a read of fewer chunks, interleaved blocks) on that many threads.
+    chunks on up to that many threads (this one included; fewer when the process cannot
+    start more).
 
     Raises
     ------
@@ -369,12 +432,8 @@ def read_region(
     chunks = selection.chunks
     if nthreads <= 1 or len(chunks) <= 1:
         for chunk in chunks:
-            read.chunk(chunk, max(1, nthreads))
+            read.chunk(chunk)
     else:
-        pool = _pool(int(nthreads))
-        futures = [pool.submit(read.chunk, chunk) for chunk in chunks]
-        wait(futures)  # all of them, so none still writes into ``out`` after an error
-        for future in futures:
-            future.result()
+        _run_parallel(chunks, read.chunk, int(nthreads))
     reads += 1
     return out
