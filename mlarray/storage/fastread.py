@@ -247,6 +247,16 @@ class _Helpers:
 _helpers = _Helpers()
 
 
+def _address_space_limited() -> bool:
+    """An address-space limit (``RLIMIT_AS``) is set: no helper threads then (each reserves a
+    stack and may reserve a malloc arena, tens of MiB of address space)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+
+
 def _run_parallel(tasks: Sequence[ChunkPlan], run: Callable[[ChunkPlan], None], nthreads: int) -> None:
     """``run`` every task, on this thread and up to ``nthreads - 1`` helpers; re-raise the first error.
 
@@ -430,7 +440,7 @@ def read_region(
         raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape {selection.shape}")
     read = _Read(lib, layout, entries, get_chunk, selection, out, path)
     chunks = selection.chunks
-    if nthreads <= 1 or len(chunks) <= 1:
+    if nthreads <= 1 or len(chunks) <= 1 or _address_space_limited():
         for chunk in chunks:
             read.chunk(chunk)
     else:
