@@ -130,3 +130,26 @@ def test_label_map_boxes_and_class_locations_four_times_the_limit(tmp_path: Path
         coords = np.stack(np.unravel_index(np.asarray(entry["indices"]), shape), axis=1)
         got = [_labels(int(z))[y, x] for z, y, x in coords]
         assert set(got) == {label}
+
+
+def _float_plane(k: int) -> np.ndarray[Any, Any]:
+    return (np.arange(512)[:, None] * 0.25 + np.arange(512)[None, :] % 7 - k * 0.5).astype(np.float32)
+
+
+def test_float_statistics_radix_selection_four_times_the_limit(tmp_path: Path) -> None:
+    """Floats take the multi-pass radix selection; 384 MiB of float32 under a 96 MiB cap."""
+    path = _write(tmp_path / "f32.mla", (384, 512, 512), np.float32, _float_plane)
+    budget = 96 * MiB
+    run = run_limited(
+        "from mlarray.stats import annotate\n"
+        "with mlarray.MLArray.open(path, 'r') as image:\n"
+        "    result = annotate(image).model_dump(mode='json')",
+        budget=budget,
+        setup=SETUP,
+        variables={"path": str(path)},
+    )
+    assert run.peak_over_baseline < budget
+    stats = run.result["stats"]
+    assert run.result["is_seg"] is False
+    assert (stats["min"], stats["max"]) == (-383 * 0.5, 511 * 0.25 + 6)
+    assert stats["percentile_min"] <= stats["percentile_median"] <= stats["percentile_max"]
