@@ -47,6 +47,7 @@ from mlarray.storage import (
     write_header,
 )
 from mlarray.storage.chunks import DataSection
+from mlarray.storage.frame import inspect_frame
 from mlarray.storage.io import (
     is_read_only,
     layout_of,
@@ -454,6 +455,10 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
             return
         assign(data, key, value, path=self._path, check=check)  # NumPy's semantics and errors; nothing written on error
         self._dirty = True
+        if self._mode == "r+" and self._chunks is not None and self._path is not None:
+            # blosc2 appended the rewritten chunks and a new chunk index: check against the file as it is now
+            self._chunks.close()
+            self._chunks = DataSection(self._path, inspect_frame(self._path))
 
     def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:
         """The whole array as a NumPy array (decompressed for a file-backed array).

@@ -190,6 +190,7 @@ def test_each_thread_reads_through_its_own_handle(tmp_path: Path) -> None:
         first, again = source.handle(), source.handle()
         ok = bool(np.array_equal(source[0:16, 16:32, :], data[0:16, 16:32, :]))
         handle_id = id(first)
+        barrier.wait()  # every thread still holds its handle: ids cannot be reused by a freed one
         close_handles()
         return handle_id, id(again), ok
 
