@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import blosc2
@@ -16,15 +15,6 @@ from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
 from mlarray.storage.stream import SlabWriter, chunk_regions, slab_regions
 from mlarray.validate import validate_file
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Blosc2 writes the blocks of a chunk in the order its threads finish: one thread makes files repeatable."""
-    before = blosc2.nthreads
-    blosc2.set_nthreads(1)
-    yield
-    blosc2.set_nthreads(before)
 
 
 def _volume(shape: tuple[int, ...], dtype: str = "<i2") -> np.ndarray:

@@ -33,16 +33,6 @@ from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts
 from mlarray.errors import SourceFormatError
 from mlarray.validate import validate_file
 
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Blosc2 stores a chunk's blocks in the order its threads finish: one thread makes files repeatable."""
-    before = blosc2.nthreads
-    blosc2.set_nthreads(1)
-    yield
-    blosc2.set_nthreads(before)
-
-
 WRITES: list[int] = []
 
 
