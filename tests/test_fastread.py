@@ -19,17 +19,50 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import fastread
+from mlarray.storage import blockcopy, fastread
 from mlarray.storage.chunks import ENTRY_ZEROS
 from mlarray.storage.selection import plan
 
 pytestmark = pytest.mark.skipif(not fastread.available(), reason=f"fast path unavailable: {fastread.STATUS}")
 
 
-@pytest.fixture(autouse=True)
-def patch_reads_with_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route one-thread patch reads through the fast path too (the default leaves them to python-blosc2)."""
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the compiled block loop and with the NumPy copies that stand in for it.
+
+    One-thread patch reads go through the fast path in both (without the compiled loop the
+    default leaves them to python-blosc2).
+    """
     monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1)
+    if request.param == "numpy":
+        monkeypatch.setattr(blockcopy, "HELPER", None)
+    else:
+        assert blockcopy.HELPER is not None, f"the test environment must build the compiled loop: {blockcopy.STATUS}"
+    return str(request.param)
+
+
+def test_compiled_loop_serves_reads(tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the compiled loop a patch is one call into C; without it no call is made."""
+    a = values(np.random.default_rng(11), (30, 20, 10), "<i2", False)
+    path = write(tmp_path, a, (8, 8, 10), (4, 4, 5))
+    calls: list[tuple[int, int]] = []
+    helper = blockcopy.Helper.__new__(blockcopy.Helper)
+    if engine == "compiled":
+        real = blockcopy.HELPER.read_region  # type: ignore[union-attr]
+
+        def counting(*args: Any) -> int:
+            calls.append((args[10], args[11]))  # first, count
+            return int(real(*args))
+
+        helper.read_region = counting  # type: ignore[assignment]
+        monkeypatch.setattr(blockcopy, "HELPER", helper)
+    with MLArray.open(path) as image:
+        assert np.array_equal(image[3:20, 2:15, 1:9], a[3:20, 2:15, 1:9])
+    assert calls == ([(0, 6)] if engine == "compiled" else [])  # 3 x 2 x 1 chunks touched
+    with MLArray.open(path, dparams={"nthreads": 2}) as image:
+        assert np.array_equal(image.to_numpy(), a)
+    if engine == "compiled":  # threads take the 12 chunks one at a time
+        assert sorted(calls[1:]) == [(i, 1) for i in range(12)]
 
 
 DTYPES = ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"]

@@ -1,19 +1,24 @@
 """Our own read path: decode only the blocks a selection touches, straight into the result.
 
 python-blosc2's slicing decompresses every touched chunk into a chunk-sized scratch buffer
-(zeroed first) and copies the selection out of it. Here each touched *block* is decoded on
-its own with C-Blosc2's ``blosc2_getitem_ctx`` (an item range that is exactly one block
-decodes just that block) into a small per-thread buffer that stays in cache, and only the
-intersection is copied to the result; a block that lies wholly inside the result, as one
-contiguous run, is decoded straight into it. Special-value chunks and index entries
+(zeroed first) and copies the selection out of it. Here, with the compiled block loop of
+:mod:`mlarray.storage.blockcopy` (built at install time when a C compiler is at hand), each
+touched *block* is decoded on its own with C-Blosc2's ``blosc2_getitem_ctx`` (an item range
+that is exactly one block decodes just that block, straight into the buffer given) into a
+block-sized per-thread buffer that stays in cache, and only its intersection with the
+selection is copied to the result, row by row; one call reads every chunk of a patch.
+Without the compiled loop, each touched chunk's touched blocks are decoded into a reused
+chunk-sized buffer (``blosc2_decompress_ctx`` with a block mask, nothing zeroed) and copied
+out with a few strided NumPy copies per chunk. Special-value chunks and index entries
 (zeros, NaN, value runs) are filled with NumPy and never reach C. ctypes releases the GIL
 during each call, so chunks are decoded on several threads when asked.
 
 C-Blosc2 comes from the python-blosc2 wheel (``blosc2/lib/libblosc2.so*``, the library its
-extension modules use), loaded with :mod:`ctypes`: nothing is compiled at install time. The
-library version is checked at import; when the library is missing or of a version whose
-ABI we have not checked, :func:`available` is false and :func:`read_region` returns
-``None`` (the caller then uses python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off.
+extension modules use), loaded with :mod:`ctypes`. The library version is checked at
+import; when the library is missing or of a version whose ABI we have not checked,
+:func:`available` is false and :func:`read_region` returns ``None`` (the caller then uses
+python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off, ``MLARRAY_NO_BLOCKCOPY=1``
+only the compiled loop.
 
 Interface (used by the local reader and by remote reads)::
 
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import math
 import os
 import queue
@@ -47,22 +53,24 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from mlarray.errors import CorruptFrameError
-from mlarray.storage.selection import ChunkPlan, Plan, plan
+from mlarray.storage import blockcopy
+from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, normalize_key, plan
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataLayout
 
 DISABLE_ENV = "MLARRAY_NO_FASTREAD"
-PATCH_THREADS_MIN = 2
+PATCH_THREADS_MIN = 1 if blockcopy.HELPER is not None else 2
 """Patch reads through ``MLArray`` use this path from this many threads on (whole-array reads
-always do). With one thread python-blosc2's slicing, which also decodes only the touched
-blocks, measured faster on patches of the benchmark CT (our path: 1.1-1.3x its CPU time;
-the Python per chunk and per copy costs more than the memset and copy it saves)."""
+always do). With the compiled block loop that is every read. Without it (NumPy copies) a
+one-thread patch read goes to python-blosc2's slicing, which measured faster on the benchmark
+CT (1.1-1.3x its CPU time here: the Python per chunk and per copy costs more than the memset
+and copy it saves)."""
 SUPPORTED_MAJOR = 3
 """C-Blosc2 major version whose ``blosc2_dparams`` layout and ``getitem`` semantics we rely on."""
 MIN_MINOR = 0
@@ -70,6 +78,7 @@ ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
+_Task = TypeVar("_Task")
 
 
 class _DParams(ctypes.Structure):
@@ -257,7 +266,7 @@ def _address_space_limited() -> bool:
     return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
-def _run_parallel(tasks: Sequence[ChunkPlan], run: Callable[[ChunkPlan], None], nthreads: int) -> None:
+def _run_parallel(tasks: Sequence[_Task], run: Callable[[_Task], None], nthreads: int) -> None:
     """``run`` every task, on this thread and up to ``nthreads - 1`` helpers; re-raise the first error.
 
     Returns only when no task is running any more, so nothing writes into the result afterwards.
@@ -306,6 +315,28 @@ def _address(array: np.ndarray[Any, Any]) -> int:
 def _unit(width: int) -> np.dtype[Any]:
     """The raw-bytes dtype boxes are copied in (rows of ``width`` bytes)."""
     return np.dtype(f"V{width}")
+
+
+def _special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
+    """The value a zeros/NaN index entry stands for (spec 4.4.2)."""
+    if entry == ENTRY_ZEROS:
+        return 0
+    if entry == ENTRY_NAN and dtype.kind == "f":
+        return np.nan
+    raise fail(f"the index entry {entry & (2**64 - 1):#x}")
+
+
+def _special_chunk(
+    kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]
+) -> Any:
+    """The value a special chunk of ``kind`` stands for (spec 4.4.4)."""
+    if kind == 1:
+        return 0
+    if kind == 2 and dtype.kind == "f":
+        return np.nan
+    if kind == 3 and len(data) >= 32 + dtype.itemsize:
+        return data[32 : 32 + dtype.itemsize].view(dtype)[0]
+    raise fail(f"a special chunk of kind {kind}")
 
 
 class _Read:
@@ -365,21 +396,127 @@ class _Read:
             np.copyto(np.ndarray(shape, unit, out, dst_offset, dst_strides), source)
 
     def _special_entry(self, number: int, entry: int) -> Any:
-        if entry == ENTRY_ZEROS:
-            return 0
-        if entry == ENTRY_NAN and self.dtype.kind == "f":
-            return np.nan
-        raise self._fail(number, f"the index entry {entry & (2**64 - 1):#x}")
+        return _special_entry(entry, self.dtype, lambda what: self._fail(number, what))
 
     def _special_chunk(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
-        if kind == 1:
-            return 0
-        if kind == 2 and self.dtype.kind == "f":
-            return np.nan
-        size = self.dtype.itemsize
-        if kind == 3 and len(data) >= 32 + size:
-            return data[32 : 32 + size].view(self.dtype)[0]
-        raise self._fail(number, f"a special chunk of kind {kind}")
+        return _special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
+
+    def _fail(self, number: int, what: str) -> CorruptFrameError:
+        return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
+
+
+class _NativeRead:
+    """One read through the compiled block loop (:mod:`mlarray.storage.blockcopy`).
+
+    The touched chunks are numbered in C order over the chunk grid; the C loop reads a run
+    of them, so one thread reads a patch in one call and several threads take chunks one
+    at a time. Chunks C-Blosc2 need not decode (zero/NaN entries, special chunks) are
+    filled here with NumPy.
+    """
+
+    def __init__(
+        self,
+        lib: _Library,
+        helper: blockcopy.Helper,
+        layout: DataLayout,
+        entries: Sequence[int],
+        get_chunk: GetChunk,
+        parts: list[AxisPart],
+        out: np.ndarray[Any, Any],
+        path: str | None,
+    ) -> None:
+        self.lib, self.helper, self.layout, self.path = lib, helper, layout, path
+        self.parts, self.out = parts, out
+        self.getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
+        ndim = len(parts)
+        self.ranges = [range(p.start // c, (p.stop - 1) // c + 1) for p, c in zip(parts, layout.chunks, strict=True)]
+        nchunks = [-(-n // c) for n, c in zip(layout.shape, layout.chunks, strict=True)]
+        numbers = [0]
+        for span, n in zip(self.ranges, nchunks, strict=True):
+            numbers = [k * n + q for k in numbers for q in span]
+        self.numbers = numbers
+        addresses = np.zeros(len(numbers), dtype=np.int64)
+        sizes = np.zeros(len(numbers), dtype=np.int64)
+        self._keep: list[Any] = []  # the chunk buffers, alive until the read ends
+        self.fills: list[tuple[int, Any]] = []
+        for i, number in enumerate(numbers):
+            entry = entries[number]
+            if entry < 0:
+                self.fills.append((i, self._entry_value(number, entry)))
+                continue
+            raw = get_chunk(number)
+            data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
+            if len(data) < 32:
+                raise self._fail(number, "it is shorter than a chunk header")
+            kind = int(data[31]) >> 4 & 0x07
+            if kind:
+                self.fills.append((i, self._chunk_value(number, kind, data)))
+                continue
+            self._keep.append(data)
+            addresses[i], sizes[i] = _address(data), len(data)
+        self.addresses, self.sizes = addresses, sizes
+        kept_strides = iter(out.strides)
+        self.geometry = np.array(
+            [
+                *layout.chunks,
+                *layout.blocks,
+                *(p.start for p in parts),
+                *(p.stop for p in parts),
+                *(0 if p.dropped else next(kept_strides) for p in parts),
+            ],
+            dtype=np.int64,
+        )
+        self.ndim = ndim
+
+    def run(self, first: int, count: int) -> None:
+        """Read touched chunks ``[first, first + count)`` on this thread."""
+        worker = _worker(self.lib)
+        worker.buffer(self.layout.blocksize)
+        geo = _address(self.geometry)
+        step = 8 * self.ndim
+        failed = ctypes.c_int64(-1)
+        done = self.helper.read_region(
+            self.getitem,
+            worker.ctx,
+            self.ndim,
+            self.out.dtype.itemsize,
+            geo,
+            geo + step,
+            geo + 2 * step,
+            geo + 3 * step,
+            _address(self.addresses),
+            _address(self.sizes),
+            first,
+            count,
+            _address(self.out),
+            geo + 4 * step,
+            worker.buffer_address,
+            self.layout.blocksize,
+            ctypes.byref(failed),
+        )
+        if done < 0:
+            number = self.numbers[failed.value] if 0 <= failed.value < len(self.numbers) else -1
+            why = blockcopy.ERRORS.get(int(done), f"C-Blosc2 cannot decode it (code {done})")
+            raise self._fail(number, why)
+
+    def fill(self) -> None:
+        """Write the value of every chunk the C loop skipped into its box of the result."""
+        if not self.fills:
+            return
+        boxes = list(itertools.product(*self.ranges))
+        for i, value in self.fills:
+            box = []
+            for coord, part, c in zip(boxes[i], self.parts, self.layout.chunks, strict=True):
+                if not part.dropped:
+                    lo, hi = max(part.start, coord * c), min(part.stop, (coord + 1) * c)
+                    box.append(slice(lo - part.start, hi - part.start))
+            self.out[tuple(box)] = value
+
+    def _entry_value(self, number: int, entry: int) -> Any:
+        return _special_entry(entry, self.out.dtype, lambda what: self._fail(number, what))
+
+    def _chunk_value(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
+        return _special_chunk(kind, data, self.out.dtype, lambda what: self._fail(number, what))
 
     def _fail(self, number: int, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
@@ -431,13 +568,13 @@ def read_region(
         return None
     if dtype.hasobject or not _layout_ok(layout, dtype):
         return None
+    helper = blockcopy.HELPER
+    if helper is not None:
+        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path)
     selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
     if selection is None or len(entries) != layout.nchunks:
         return None
-    if out is None:
-        out = np.empty(selection.shape, dtype=dtype)
-    elif out.shape != selection.shape or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape {selection.shape}")
+    out = _result(out, selection.shape, dtype)
     read = _Read(lib, layout, entries, get_chunk, selection, out, path)
     chunks = selection.chunks
     if nthreads <= 1 or len(chunks) <= 1 or _address_space_limited():
@@ -445,5 +582,44 @@ def read_region(
             read.chunk(chunk)
     else:
         _run_parallel(chunks, read.chunk, int(nthreads))
+    reads += 1
+    return out
+
+
+def _result(out: np.ndarray[Any, Any] | None, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """``out`` checked, or a new result array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writable C-contiguous {dtype} array of shape {shape}")
+    return out
+
+
+def _read_native(
+    lib: _Library,
+    helper: blockcopy.Helper,
+    layout: DataLayout,
+    entries: Sequence[int],
+    get_chunk: GetChunk,
+    key: Any,
+    out: np.ndarray[Any, Any] | None,
+    dtype: np.dtype[Any],
+    nthreads: int,
+    path: str | None,
+) -> np.ndarray[Any, Any] | None:
+    """:func:`read_region` through the compiled block loop."""
+    global reads
+    parts = normalize_key(key, layout.shape)
+    if parts is None or len(entries) != layout.nchunks:
+        return None
+    out = _result(out, tuple(p.stop - p.start for p in parts if not p.dropped), dtype)
+    if out.size:
+        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path)
+        count = len(read.numbers)
+        if nthreads <= 1 or count <= 1 or _address_space_limited():
+            read.run(0, count)
+        else:
+            _run_parallel(range(count), lambda i: read.run(i, 1), int(nthreads))
+        read.fill()
     reads += 1
     return out

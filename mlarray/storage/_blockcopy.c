@@ -1,0 +1,266 @@
+/*
+ * The per-block loop of mlarray's read path (mlarray/storage/fastread.py), in C.
+ *
+ * For one chunk of a b2nd frame and a box of it, decode each block the box touches
+ * into a block-sized buffer (which stays in the CPU cache) and copy the box's part of
+ * it to the result, row by row. Only the touched blocks are decoded, each once; no
+ * chunk-sized buffer is written or read.
+ *
+ * This file uses no Python and links to nothing but the C library: C-Blosc2's
+ * blosc2_getitem_ctx is handed in as a function pointer (taken by ctypes from the
+ * libblosc2 that python-blosc2 ships), and the functions here are called through
+ * ctypes, which releases the GIL for the duration of the call. It is built as an
+ * optional extension; without a compiler, fastread.py does the same work with NumPy.
+ *
+ * Layout (spec 4.3): a chunk is its block grid in C order, each block its items in C
+ * order. All sizes are in items unless named *_bytes; strides of the result in bytes.
+ */
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#define MLA_EXPORT __declspec(dllexport)
+#else
+#define MLA_EXPORT __attribute__((visibility("default")))
+#endif
+
+#define MLA_MAX_DIM 16
+
+/* blosc2_getitem_ctx(context, src, srcsize, start, nitems, dest, destsize) */
+typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32_t);
+
+/* Errors (C-Blosc2's own codes are passed on as they are, all > MLA_ERR_BASE). */
+#define MLA_ERR_BASE (-1000)
+#define MLA_ERR_ARGS (-1001)     /* the geometry handed in is inconsistent */
+#define MLA_ERR_TYPESIZE (-1002) /* the block is not a whole number of the chunk's items */
+#define MLA_ERR_SHORT (-1003)    /* C-Blosc2 decoded fewer bytes than a block */
+
+MLA_EXPORT int mla_abi_version(void) { return 1; }
+
+/*
+ * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. The
+ * common row widths get a memcpy of constant size, which the compiler turns into a few
+ * vector moves instead of a library call per row.
+ */
+#define MLA_ROWS(width)                                                                                   \
+    for (int64_t r = 0; r < rows; r++) {                                                                  \
+        memcpy(dst + r * dst_step, src + r * src_step, width);                                            \
+    }                                                                                                     \
+    return;
+
+static void copy_rows(uint8_t *dst, const uint8_t *src, int64_t rows, int64_t row_bytes, int64_t dst_step,
+                      int64_t src_step) {
+    switch (row_bytes) {
+    case 8: MLA_ROWS(8)
+    case 16: MLA_ROWS(16)
+    case 32: MLA_ROWS(32)
+    case 64: MLA_ROWS(64)
+    case 128: MLA_ROWS(128)
+    case 256: MLA_ROWS(256)
+    default: MLA_ROWS((size_t)row_bytes)
+    }
+}
+
+/*
+ * Copy box [s, e) of a decoded block (C order, shape bshape) to dst, whose strides are
+ * dst_strides (bytes). The last axis is copied in rows (memcpy) when the result is
+ * contiguous along it, item by item otherwise; the last two axes form one run of rows.
+ */
+static void copy_box(const uint8_t *block, const int64_t *bshape, const int64_t *s, const int64_t *e,
+                     uint8_t *dst, const int64_t *dst_strides, int32_t ndim, int32_t itemsize) {
+    int64_t src_strides[MLA_MAX_DIM];
+    int64_t idx[MLA_MAX_DIM];
+    int64_t step = itemsize;
+    for (int32_t a = ndim - 1; a >= 0; a--) {
+        src_strides[a] = step;
+        step *= bshape[a];
+    }
+    const int32_t last = ndim - 1;
+    const int64_t row_items = e[last] - s[last];
+    const int contiguous = row_items == 1 || dst_strides[last] == itemsize;
+    /* rows: along axis last-1 (one row for a 1-d array) */
+    const int32_t row_axis = last - 1;
+    const int64_t rows = row_axis >= 0 ? e[row_axis] - s[row_axis] : 1;
+    const int64_t src_row = row_axis >= 0 ? src_strides[row_axis] : 0;
+    const int64_t dst_row = row_axis >= 0 ? dst_strides[row_axis] : 0;
+
+    const uint8_t *src = block;
+    for (int32_t a = 0; a < ndim; a++) {
+        src += s[a] * src_strides[a];
+        idx[a] = s[a];
+    }
+    for (;;) {
+        if (contiguous) {
+            copy_rows(dst, src, rows, row_items * itemsize, dst_row, src_row);
+        } else {
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t i = 0; i < row_items; i++) {
+                    memcpy(dst + r * dst_row + i * dst_strides[last], src + r * src_row + i * itemsize,
+                           (size_t)itemsize);
+                }
+            }
+        }
+        /* next run of rows: odometer over axes 0 .. last-2 */
+        int32_t a = last - 2;
+        for (; a >= 0; a--) {
+            idx[a]++;
+            src += src_strides[a];
+            dst += dst_strides[a];
+            if (idx[a] < e[a]) {
+                break;
+            }
+            src -= (e[a] - s[a]) * src_strides[a];
+            dst -= (e[a] - s[a]) * dst_strides[a];
+            idx[a] = s[a];
+        }
+        if (a < 0) {
+            return;
+        }
+    }
+}
+
+/*
+ * Decode the blocks of one chunk that the box [lo, hi) (chunk-local item coordinates)
+ * touches, and copy the box to out, which points at the result's item for lo.
+ * Returns the number of blocks decoded, or a negative error.
+ */
+static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int32_t srcsize, int32_t ndim,
+                          int32_t itemsize, const int64_t *blockshape, const int64_t *blockgrid, const int64_t *lo,
+                          const int64_t *hi, uint8_t *out, const int64_t *out_strides, uint8_t *scratch,
+                          int32_t block_bytes) {
+    int64_t qlo[MLA_MAX_DIM], qhi[MLA_MAX_DIM], q[MLA_MAX_DIM];
+    int64_t s[MLA_MAX_DIM], e[MLA_MAX_DIM];
+    int64_t gstride[MLA_MAX_DIM];
+    if (srcsize < 32) {
+        return MLA_ERR_ARGS;
+    }
+    const int32_t ctypesize = src[3]; /* the chunk's own typesize (1 for wide items) */
+    if (ctypesize < 1 || block_bytes % ctypesize != 0) {
+        return MLA_ERR_TYPESIZE;
+    }
+    const int nitems = block_bytes / ctypesize;
+    int64_t g = 1;
+    for (int32_t a = ndim - 1; a >= 0; a--) {
+        gstride[a] = g;
+        g *= blockgrid[a];
+        qlo[a] = lo[a] / blockshape[a];
+        qhi[a] = (hi[a] - 1) / blockshape[a];
+        q[a] = qlo[a];
+    }
+    int64_t decoded = 0;
+    for (;;) {
+        int64_t number = 0;
+        uint8_t *dst = out;
+        for (int32_t a = 0; a < ndim; a++) {
+            const int64_t origin = q[a] * blockshape[a];
+            s[a] = (lo[a] > origin ? lo[a] : origin) - origin;
+            e[a] = (hi[a] < origin + blockshape[a] ? hi[a] : origin + blockshape[a]) - origin;
+            number += q[a] * gstride[a];
+            dst += (origin + s[a] - lo[a]) * out_strides[a];
+        }
+        int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
+        if (rc < 0) {
+            return rc > MLA_ERR_BASE ? rc : MLA_ERR_BASE;
+        }
+        if (rc != block_bytes) {
+            return MLA_ERR_SHORT;
+        }
+        copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize);
+        decoded++;
+        /* next block, C order */
+        int32_t a = ndim - 1;
+        for (; a >= 0; a--) {
+            if (++q[a] <= qhi[a]) {
+                break;
+            }
+            q[a] = qlo[a];
+        }
+        if (a < 0) {
+            return decoded;
+        }
+    }
+}
+
+/*
+ * Read the selection [sel_lo, sel_hi) (array item coordinates, per axis) of a b2nd
+ * array into out (strides out_strides, in bytes; 0 for an axis the key drops).
+ *
+ * The chunks the selection touches, taken in C order over the chunk grid, are numbered
+ * 0, 1, ...; chunk_addr[i] and chunk_size[i] give the stored bytes of touched chunk i
+ * (already checked by the caller), or chunk_addr[i] == 0 for a chunk the caller fills
+ * itself (special chunks and index entries). Only touched chunks [first, first + count)
+ * are read, so threads can share one selection.
+ *
+ * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
+ * scratch: block_bytes bytes of this thread's.
+ *
+ * Returns the number of blocks decoded; on an error a negative code, with *failed set to
+ * the touched chunk that failed.
+ */
+MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
+                                   const int64_t *chunkshape, const int64_t *blockshape, const int64_t *sel_lo,
+                                   const int64_t *sel_hi, const int64_t *chunk_addr, const int64_t *chunk_size,
+                                   int64_t first, int64_t count, uint8_t *out, const int64_t *out_strides,
+                                   uint8_t *scratch, int32_t block_bytes, int64_t *failed) {
+    int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
+    int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
+    *failed = -1;
+    if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0) {
+        return MLA_ERR_ARGS;
+    }
+    int64_t items = 1, touched = 1;
+    for (int32_t a = 0; a < ndim; a++) {
+        if (chunkshape[a] < 1 || blockshape[a] < 1 || sel_lo[a] < 0 || sel_hi[a] <= sel_lo[a]) {
+            return MLA_ERR_ARGS;
+        }
+        items *= blockshape[a];
+        blockgrid[a] = (chunkshape[a] + blockshape[a] - 1) / blockshape[a];
+        clo[a] = sel_lo[a] / chunkshape[a];
+        chi[a] = (sel_hi[a] - 1) / chunkshape[a];
+        touched *= chi[a] - clo[a] + 1;
+    }
+    if (items * itemsize != block_bytes || first + count > touched) {
+        return MLA_ERR_ARGS;
+    }
+    /* the coordinates of touched chunk `first` */
+    int64_t rest = first;
+    for (int32_t a = ndim - 1; a >= 0; a--) {
+        const int64_t span = chi[a] - clo[a] + 1;
+        cq[a] = clo[a] + rest % span;
+        rest /= span;
+    }
+    int64_t decoded = 0;
+    for (int64_t i = first; i < first + count; i++) {
+        if (chunk_addr[i] != 0) {
+            uint8_t *dst = out;
+            for (int32_t a = 0; a < ndim; a++) {
+                const int64_t origin = cq[a] * chunkshape[a];
+                const int64_t from = sel_lo[a] > origin ? sel_lo[a] : origin;
+                const int64_t to = sel_hi[a] < origin + chunkshape[a] ? sel_hi[a] : origin + chunkshape[a];
+                lo[a] = from - origin;
+                hi[a] = to - origin;
+                dst += (from - sel_lo[a]) * out_strides[a];
+            }
+            const int64_t rc = read_chunk(getitem, ctx, (const uint8_t *)(intptr_t)chunk_addr[i], (int32_t)chunk_size[i],
+                                          ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
+                                          block_bytes);
+            if (rc < 0) {
+                *failed = i;
+                return rc;
+            }
+            decoded += rc;
+        }
+        /* next touched chunk, C order */
+        for (int32_t a = ndim - 1; a >= 0; a--) {
+            if (++cq[a] <= chi[a]) {
+                break;
+            }
+            cq[a] = clo[a];
+        }
+    }
+    return decoded;
+}
+
+/* Never called: build tools export a module init function of this name from every extension. */
+MLA_EXPORT void *PyInit__blockcopy(void) { return 0; }

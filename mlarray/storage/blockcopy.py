@@ -1,0 +1,65 @@
+"""The compiled per-block loop of the read path (``_blockcopy.c``), loaded with :mod:`ctypes`.
+
+The helper is an optional part of the build: a plain C shared library with no Python in
+it, built next to this file when a C compiler is at hand at install time. It calls
+C-Blosc2's ``blosc2_getitem_ctx`` through a function pointer it is handed, so it links to
+nothing. When it is missing (or ``MLARRAY_NO_BLOCKCOPY=1``), :data:`HELPER` is ``None``
+and :mod:`mlarray.storage.fastread` copies with NumPy instead: same results, slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+from pathlib import Path
+
+DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
+ABI_VERSION = 1
+ERRORS = {
+    -1001: "the geometry handed to the block loop is inconsistent",
+    -1002: "its blocks are not a whole number of its items",
+    -1003: "C-Blosc2 decoded fewer bytes than a block",
+}
+"""The helper's own error codes (others are C-Blosc2's)."""
+
+_P = ctypes.c_void_p
+_I32 = ctypes.c_int32
+_I64 = ctypes.c_int64
+
+
+class Helper:
+    """``mla_read_region`` of the loaded library, with its signature declared."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
+        self.path = path
+        self.read_region = lib.mla_read_region
+        self.read_region.argtypes = [_P, _P, _I32, _I32, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _P, _P, _I32, _P]
+        self.read_region.restype = _I64
+
+
+def _candidates() -> list[Path]:
+    here = Path(__file__).parent
+    return [here / f"_blockcopy{suffix}" for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+
+
+def _load() -> tuple[Helper | None, str]:
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None, f"turned off by {DISABLE_ENV}"
+    for candidate in _candidates():
+        if not candidate.is_file():
+            continue
+        try:
+            lib = ctypes.CDLL(str(candidate))
+            lib.mla_abi_version.restype = ctypes.c_int
+            version = lib.mla_abi_version()
+        except (OSError, AttributeError) as exc:
+            return None, f"cannot load {candidate.name}: {exc}"
+        if version != ABI_VERSION:
+            return None, f"{candidate.name} is of ABI version {version}, not {ABI_VERSION} (a stale build)"
+        return Helper(lib, candidate), f"compiled block loop {candidate.name}"
+    return None, "the compiled block loop was not built (no C compiler at install time?): copies use NumPy"
+
+
+HELPER, STATUS = _load()
+"""The loaded helper (or ``None``) and a sentence saying which file or why none."""
