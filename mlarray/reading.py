@@ -114,6 +114,8 @@ def decompress_all(
         out = nd[...]
     except MLArrayError:
         raise  # already typed (e.g. a remote read that failed)
+    except MemoryError:
+        raise ResourceLimitError("not enough memory to decompress the array", path=path) from None
     except Exception as exc:
         raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
     return np.asarray(out)

@@ -218,3 +218,26 @@ def test_readers_racing_a_writer_see_old_or_new_never_torn(tmp_path: Path) -> No
         proc.stdout.close()
     for leftover in tmp_path.glob(f"{TMP_PREFIX}*"):
         os.unlink(leftover)
+
+
+def test_out_of_memory_while_decompressing_is_a_resource_limit_not_a_corrupt_file() -> None:
+    """python-blosc2 running out of memory says nothing about the file: RESOURCE_LIMIT, not CORRUPT_FRAME."""
+    from mlarray.errors import CorruptFrameError, ResourceLimitError
+    from mlarray.reading import decompress_all
+
+    class Starved:
+        shape, dtype = (4, 4), np.dtype("<i2")
+
+        def __getitem__(self, key: object) -> None:
+            raise MemoryError
+
+    with pytest.raises(ResourceLimitError) as caught:
+        decompress_all(Starved(), "x.mla")
+    assert not isinstance(caught.value, CorruptFrameError) and caught.value.code == "RESOURCE_LIMIT"
+
+    class Broken(Starved):
+        def __getitem__(self, key: object) -> None:
+            raise RuntimeError("blosc2 error")
+
+    with pytest.raises(CorruptFrameError):
+        decompress_all(Broken(), "x.mla")

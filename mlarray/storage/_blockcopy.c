@@ -1,5 +1,6 @@
 /*
- * The per-block loop of mlarray's read path (mlarray/storage/fastread.py), in C.
+ * The per-block loops of mlarray's read path, in C: reading (mlarray/storage/fastread.py)
+ * and checking the block table of a chunk (mlarray/storage/chunks.py, spec 4.4.6).
  *
  * For one chunk of a b2nd frame and a box of it, decode each block the box touches
  * into a block-sized buffer (which stays in the CPU cache) and copy the box's part of
@@ -17,6 +18,7 @@
  */
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(_WIN32)
@@ -36,7 +38,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_TYPESIZE (-1002) /* the block is not a whole number of the chunk's items */
 #define MLA_ERR_SHORT (-1003)    /* C-Blosc2 decoded fewer bytes than a block */
 
-MLA_EXPORT int mla_abi_version(void) { return 1; }
+MLA_EXPORT int mla_abi_version(void) { return 2; }
 
 /*
  * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. The
@@ -260,6 +262,78 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         }
     }
     return decoded;
+}
+
+static int64_t read_i32(const uint8_t *at) {
+    int32_t v;
+    memcpy(&v, at, 4); /* little-endian machines only: blockcopy.py checks sys.byteorder */
+    return v;
+}
+
+static int compare_ranges(const void *a, const void *b) {
+    const int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return (x > y) - (x < y);
+}
+
+/*
+ * Spec 4.4.6 on one chunk: every block's streams lie inside the chunk and no two blocks
+ * overlap. The same rules, in the same order, as mlarray.storage.chunks._blocks_problem
+ * (which the caller runs when this library is missing); the caller has checked the header,
+ * that the block-start table (nblocks entries at `head`) lies inside the chunk, and found
+ * `first`, the first byte a block may start at.
+ *
+ * Returns 0 (no problem), 1 (a block offset outside the chunk), 2 (a compressed stream
+ * outside the chunk), 3 (two blocks overlap) or -1 (out of memory).
+ */
+MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t head, int64_t nblocks, int64_t first) {
+    const int flags = chunk[2], ctypesize = chunk[3];
+    const int64_t nbytes = read_i32(chunk + 4), blocksize = read_i32(chunk + 8);
+    const int split = !(flags & 0x10);
+    int64_t *ranges = malloc((size_t)(nblocks > 0 ? nblocks : 1) * 2 * sizeof(int64_t));
+    if (ranges == NULL) {
+        return -1;
+    }
+    int problem = 0, sorted = 1;
+    for (int64_t j = 0; j < nblocks && !problem; j++) {
+        const int64_t start = read_i32(chunk + head + 4 * j);
+        if (start < first) {
+            problem = 1;
+            break;
+        }
+        const int whole = j < nblocks - 1 || nbytes % blocksize == 0;
+        const int streams = split && whole ? ctypesize : 1;
+        int64_t pos = start;
+        for (int k = 0; k < streams; k++) {
+            if (pos + 4 > cbytes) {
+                problem = 1;
+                break;
+            }
+            const int64_t csize = read_i32(chunk + pos);
+            pos += 4 + (csize > 0 ? csize : csize < 0 ? 1 : 0);
+            if (pos > cbytes) {
+                problem = 2;
+                break;
+            }
+        }
+        ranges[2 * j] = start;
+        ranges[2 * j + 1] = pos;
+        if (j > 0 && start < ranges[2 * j - 2]) {
+            sorted = 0;
+        }
+    }
+    if (!problem) {
+        if (!sorted) {
+            qsort(ranges, (size_t)nblocks, 2 * sizeof(int64_t), compare_ranges);
+        }
+        for (int64_t j = 0; j + 1 < nblocks; j++) {
+            if (ranges[2 * j + 1] > ranges[2 * j + 2]) {
+                problem = 3;
+                break;
+            }
+        }
+    }
+    free(ranges);
+    return problem;
 }
 
 /* Never called: build tools export a module init function of this name from every extension. */

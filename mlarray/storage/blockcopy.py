@@ -1,10 +1,12 @@
-"""The compiled per-block loop of the read path (``_blockcopy.c``), loaded with :mod:`ctypes`.
+"""The compiled per-block loops of the read path (``_blockcopy.c``), loaded with :mod:`ctypes`.
 
 The helper is an optional part of the build: a plain C shared library with no Python in
 it, built next to this file when a C compiler is at hand at install time. It calls
 C-Blosc2's ``blosc2_getitem_ctx`` through a function pointer it is handed, so it links to
 nothing. When it is missing (or ``MLARRAY_NO_BLOCKCOPY=1``), :data:`HELPER` is ``None``
-and :mod:`mlarray.storage.fastread` copies with NumPy instead: same results, slower.
+and :mod:`mlarray.storage.fastread` copies with NumPy instead, :mod:`mlarray.storage.chunks`
+checks block tables in Python: same results, slower. The helper reads little-endian fields
+natively, so it is used on little-endian machines only.
 """
 
 from __future__ import annotations
@@ -12,16 +14,23 @@ from __future__ import annotations
 import ctypes
 import importlib.machinery
 import os
+import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 1
+ABI_VERSION = 2
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
     -1003: "C-Blosc2 decoded fewer bytes than a block",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
+BLOCK_PROBLEMS = {
+    1: "block offset outside the chunk",
+    2: "compressed stream outside the chunk",
+    3: "two blocks overlap",
+}
+"""What ``mla_blocks_problem`` found, in the words of :func:`mlarray.storage.chunks.structure_problem`."""
 
 _P = ctypes.c_void_p
 _I32 = ctypes.c_int32
@@ -29,13 +38,16 @@ _I64 = ctypes.c_int64
 
 
 class Helper:
-    """``mla_read_region`` of the loaded library, with its signature declared."""
+    """The functions of the loaded library, with their signatures declared."""
 
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path = path
         self.read_region = lib.mla_read_region
         self.read_region.argtypes = [_P, _P, _I32, _I32, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _P, _P, _I32, _P]
         self.read_region.restype = _I64
+        self.blocks_problem = lib.mla_blocks_problem
+        self.blocks_problem.argtypes = [_P, _I64, _I64, _I64, _I64]
+        self.blocks_problem.restype = ctypes.c_int
 
 
 def _candidates() -> list[Path]:
@@ -46,6 +58,8 @@ def _candidates() -> list[Path]:
 def _load() -> tuple[Helper | None, str]:
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return None, f"turned off by {DISABLE_ENV}"
+    if sys.byteorder != "little":
+        return None, "the compiled block loop reads little-endian fields natively: not used on this machine"
     for candidate in _candidates():
         if not candidate.is_file():
             continue

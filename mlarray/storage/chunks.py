@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, TruncatedFileError
+from mlarray.errors import CorruptFrameError, ResourceLimitError, TruncatedFileError
+from mlarray.storage import blockcopy
 from mlarray.storage.source import ByteSource, LocalFile
 
 if TYPE_CHECKING:
@@ -87,7 +88,23 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False) 
 
 
 def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
-    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6)."""
+    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6).
+
+    In C when the compiled helper is built (:mod:`mlarray.storage.blockcopy`; the same rules
+    in the same order), else here.
+    """
+    helper = blockcopy.HELPER
+    if helper is not None:
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        address = int(data.__array_interface__["data"][0])
+        found = helper.blocks_problem(address, len(data), head, nblocks, first)
+        if found < 0:
+            raise ResourceLimitError("no memory to check a chunk's block table", path=None)
+        return blockcopy.BLOCK_PROBLEMS.get(found)
+    return _blocks_problem_py(chunk, head, nblocks, first)
+
+
+def _blocks_problem_py(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
     flags, ctypesize = chunk[2], chunk[3]
     nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
     starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
