@@ -70,7 +70,10 @@ def bad_header_file(path: Path, volume: np.ndarray) -> Path:
 def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
-    assert result.stdout.strip() == f"mlarray {mlarray.__version__} (header schema {mlarray.SCHEMA_VERSION})"
+    first, second = result.stdout.strip().splitlines()
+    assert first == f"mlarray {mlarray.__version__} (header schema {mlarray.SCHEMA_VERSION})"
+    # which read path this installation uses: C-Blosc2 through ctypes and the compiled block loop
+    assert second.startswith("reads: C-Blosc2 3.") and "compiled block loop _blockcopy" in second
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])

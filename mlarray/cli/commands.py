@@ -69,7 +69,11 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from mlarray.storage import blockcopy, fastread
+
         typer.echo(f"mlarray {__version__} (header schema {SCHEMA_VERSION})")
+        reads = fastread.STATUS if fastread.available() else f"python-blosc2 ({fastread.STATUS})"
+        typer.echo(f"reads: {reads}; {blockcopy.STATUS}")
         raise typer.Exit()
 
 
