@@ -15,6 +15,7 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
+import typer
 from legacy_files import RunsShell, write_legacy
 from typer.testing import CliRunner
 
@@ -770,3 +771,27 @@ def test_printed_json_parses_back_and_keeps_short_lists_on_one_line() -> None:
     assert "    [1.0, 0.0],\n    [0.0, 1.0]\n" in text
     assert "ünïcode" in text
     assert max(len(line) for line in text.splitlines()) <= 110
+
+
+def test_storage_options_parse_and_apply_to_urls_only(tmp_path: Path) -> None:
+    from mlarray.cli.options import parse_storage_options
+
+    parsed = parse_storage_options(
+        ["anon=true", "client_kwargs.region_name=eu-west-1", "client_kwargs.retries=3", "token=007", 'x="8"']
+    )
+    assert parsed == {
+        "anon": True,
+        "client_kwargs": {"region_name": "eu-west-1", "retries": 3},
+        "token": "007",  # not JSON (a leading zero): the text itself
+        "x": "8",
+    }
+    assert parse_storage_options(["endpoint_url=http://h:9000/a=b"]) == {"endpoint_url": "http://h:9000/a=b"}
+    assert parse_storage_options(None) is None
+    for bad in (["anon"], ["=1"], ["a..b=1"], ["a=1", "a.b=2"], ["a.b=2", "a=1"]):
+        with pytest.raises(typer.BadParameter):
+            parse_storage_options(bad)
+    sample = tmp_path / "s.mla"
+    MLArray(np.zeros((4, 4), np.uint8)).save(sample)
+    for command in ("header", "info", "validate"):
+        result = run(command, sample, "--storage-option", "anon=true")
+        assert result.exit_code == 2 and "URLs only" in result.output, (command, result.output)

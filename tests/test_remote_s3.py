@@ -139,3 +139,34 @@ def test_missing_objects_and_write_modes(options: dict[str, Any], uploaded: str)
         MLArray.open(f"s3://{BUCKET}/absent.mla", storage_options=options)
     with pytest.raises(ReadOnlyError):
         MLArray.open(uploaded, mmap_mode="r+", storage_options=options)
+
+
+def test_the_command_line_takes_storage_options(uploaded: str, endpoint: str, local: Path) -> None:
+    """``--storage-option`` reaches s3fs: header, info and validate of an object on the S3 server."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlarray.cli import app
+
+    given = [
+        "--storage-option", "key=testing",
+        "--storage-option", "secret=testing",
+        "--storage-option", f"endpoint_url={endpoint}",
+        "--storage-option", "client_kwargs.region_name=us-east-1",
+        "--storage-option", "skip_instance_cache=true",
+    ]  # fmt: skip
+    runner = CliRunner()
+    header = runner.invoke(app, ["header", uploaded, "--field", "array.shape", *given])
+    assert header.exit_code == 0, header.output
+    assert json.loads(header.stdout) == list(MLArray.open(local).shape)
+    info = runner.invoke(app, ["info", uploaded, "--json", *given])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["shape"] == list(MLArray.open(local).shape)
+    valid = runner.invoke(app, ["validate", uploaded, "--json", *given])
+    assert valid.exit_code == 0, valid.output
+    assert json.loads(valid.stdout)[0]["valid"] is True
+    # without the endpoint s3fs would go to AWS: with a wrong one the read fails as a typed error
+    wrong = [*given[:4], "--storage-option", "endpoint_url=http://127.0.0.1:9", *given[6:]]
+    failed = runner.invoke(app, ["info", uploaded, *wrong])
+    assert failed.exit_code == 1 and "error:" in failed.output

@@ -37,9 +37,11 @@ from mlarray.cli.options import (
     JobsOpt,
     PatchSizeOpt,
     SchedulerOpt,
+    StorageOpt,
     Verbose,
     errors,
     format_option,
+    parse_storage_options,
     run_files,
 )
 from mlarray.cli.output import (
@@ -128,6 +130,7 @@ def validate(
     as_json: AsJson = False,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
+    storage_option: StorageOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Check files against the specification; list every problem with its location and code.
@@ -138,6 +141,7 @@ def validate(
     """
     with errors(ctx, verbose):
         urls = [p for p in paths if is_remote(p)]
+        storage_options = _url_options(storage_option, urls)
         files, empty = collect_mla([Path(p) for p in paths if not is_remote(p)])
         for directory in empty:
             typer.echo(f"warning: no .mla files under {directory}", err=True)
@@ -155,7 +159,7 @@ def validate(
             label=_name,
             bar=not serial,
         )
-        reports += [_validate_url(url, deep) for url in urls]
+        reports += [_validate_url(url, deep, storage_options) for url in urls]
         if as_json:
             typer.echo(dumps([r.to_json() for r in reports]))
         else:
@@ -199,24 +203,32 @@ def _validate_one(path: Path, deep: bool, *, show_progress: bool) -> Report:
 # --------------------------------------------------------------------------- header, info, schema
 
 
-def _validate_url(url: str, deep: bool) -> Report:
+def _validate_url(url: str, deep: bool, storage_options: dict[str, Any] | None = None) -> Report:
     from mlarray.remote.open import validate_remote
 
-    return validate_remote(url, deep=deep)
+    return validate_remote(url, deep=deep, storage_options=storage_options)
 
 
-def _read_header(path: Path | str) -> HeaderRead:
+def _url_options(values: list[str] | None, urls: list[str]) -> dict[str, Any] | None:
+    """``--storage-option`` values parsed; a usage error when they are given but no path is a URL."""
+    options = parse_storage_options(values)
+    if options is not None and not urls:
+        raise typer.BadParameter("storage options apply to URLs only", param_hint="--storage-option")
+    return options
+
+
+def _read_header(path: Path | str, storage_options: dict[str, Any] | None = None) -> HeaderRead:
     """:func:`read_header` of a local path, or of a URL (``s3://``, ``https://``, ...; fsspec credentials)."""
     if is_remote(path):
         from mlarray.remote.open import read_header_url
 
-        return read_header_url(str(path))
+        return read_header_url(str(path), storage_options)
     return read_header(path)
 
 
-def header_json(path: Path | str) -> dict[str, Any]:
+def header_json(path: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stored header of ``path`` as a JSON object, after full validation; the array is not read."""
-    head = _read_header(path)
+    head = _read_header(path, storage_options)
     return decode_header(head.frame.header_bytes, path=str(path))
 
 
@@ -229,11 +241,12 @@ def header(
             "--field", "-f", help="Print only this value: a dotted path like spatial.spacing or spatial.spacing.0."
         ),
     ] = None,
+    storage_option: StorageOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Print the header of an .mla file as JSON (the array data is not read)."""
     with errors(ctx, verbose):
-        data = header_json(file)
+        data = header_json(file, _url_options(storage_option, [file] if is_remote(file) else []))
         typer.echo(dumps(data if field is None else get_field(data, field)))
 
 
@@ -245,11 +258,13 @@ def info(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help="An .mla file or URL.")],
     as_json: AsJson = False,
+    storage_option: StorageOpt = None,
     verbose: Verbose = False,
 ) -> None:
     """Show shape, dtype, size on disk, compression ratio, layout and geometry (from the header only)."""
     with errors(ctx, verbose):
-        details = describe(str(file), _read_header(file))
+        options = _url_options(storage_option, [file] if is_remote(file) else [])
+        details = describe(str(file), _read_header(file, options))
         if as_json:
             typer.echo(dumps(details))
         else:

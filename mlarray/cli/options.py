@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -103,6 +104,48 @@ SchedulerOpt = Annotated[
         "which must see the same paths. Needs mlarray[dask]; overrides --jobs.",
     ),
 ]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="An fsspec storage option for URLs, repeatable: anon=true, endpoint_url=http://host:9000, "
+        "client_kwargs.region_name=eu-west-1 (dotted keys nest; values are JSON when they parse, else text).",
+    ),
+]
+
+
+def parse_storage_options(values: Sequence[str] | None) -> dict[str, Any] | None:
+    """``--storage-option`` values as the ``storage_options`` dict of fsspec (``None`` when none given).
+
+    ``KEY=VALUE``: a dotted key makes nested dicts (``client_kwargs.region_name=x`` gives
+    ``{"client_kwargs": {"region_name": "x"}}``); a value that parses as JSON (``true``,
+    ``3``, ``null``, ``{"a": 1}``, ``"007"``) is that value, anything else is the text itself.
+    """
+    if not values:
+        return None
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, text = item.partition("=")
+        names = key.strip().split(".")
+        if not sep or not all(names):
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--storage-option")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        where = options
+        for name in names[:-1]:
+            inner = where.setdefault(name, {})
+            if not isinstance(inner, dict):
+                raise typer.BadParameter(
+                    f"{key!r} nests inside {name!r}, which has a value", param_hint="--storage-option"
+                )
+            where = inner
+        if isinstance(where.get(names[-1]), dict):
+            raise typer.BadParameter(f"{key!r} has nested options already", param_hint="--storage-option")
+        where[names[-1]] = value
+    return options
 
 
 def run_files(
