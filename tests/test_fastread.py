@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, fastread
+from mlarray.storage import blockcopy, fastread, threads
 from mlarray.storage.chunks import ENTRY_ZEROS
 from mlarray.storage.selection import plan
 
@@ -360,8 +360,8 @@ def test_reads_go_on_when_no_thread_can_start(tmp_path: Path, monkeypatch: pytes
     def refuse(self: Any) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(fastread, "_helpers", fastread._Helpers())
-    monkeypatch.setattr(fastread.threading.Thread, "start", refuse)
+    monkeypatch.setattr(threads, "helpers", threads.Helpers())
+    monkeypatch.setattr(threads.threading.Thread, "start", refuse)
     with MLArray.open(path, dparams={"nthreads": 4}) as image:
         assert image[3:29, 2:19].tobytes() == a[3:29, 2:19].tobytes()
         assert image.to_numpy().tobytes() == a.tobytes()

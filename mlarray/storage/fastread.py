@@ -48,17 +48,16 @@ import functools
 import itertools
 import math
 import os
-import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy
+from mlarray.storage import blockcopy, threads
 from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, normalize_key, plan
 
 if TYPE_CHECKING:
@@ -78,7 +77,6 @@ ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
-_Task = TypeVar("_Task")
 
 
 class _DParams(ctypes.Structure):
@@ -219,91 +217,6 @@ def _worker(lib: _Library) -> _Worker:
     if worker is None:
         worker = _local.worker = _Worker(lib)
     return worker
-
-
-class _Helpers:
-    """Long-lived daemon threads that run jobs from a queue (their contexts and buffers persist).
-
-    Threads are started on demand; when the process cannot start one (a thread limit, an
-    address-space limit), reads go on with the threads it has, down to none.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def available(self, wanted: int) -> int:
-        """Start threads up to ``wanted``; return how many there are (at most ``wanted``)."""
-        with self._lock:
-            while len(self._threads) < wanted:
-                thread = threading.Thread(target=self._loop, name="mlarray-read", daemon=True)
-                try:
-                    thread.start()
-                except RuntimeError:
-                    break
-                self._threads.append(thread)
-            return min(wanted, len(self._threads))
-
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
-
-    def _loop(self) -> None:
-        while True:
-            self._jobs.get()()
-
-
-_helpers = _Helpers()
-
-
-def _address_space_limited() -> bool:
-    """An address-space limit (``RLIMIT_AS``) is set: no helper threads then (each reserves a
-    stack and may reserve a malloc arena, tens of MiB of address space)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not POSIX
-        return False
-    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
-
-
-def _run_parallel(tasks: Sequence[_Task], run: Callable[[_Task], None], nthreads: int) -> None:
-    """``run`` every task, on this thread and up to ``nthreads - 1`` helpers; re-raise the first error.
-
-    Returns only when no task is running any more, so nothing writes into the result afterwards.
-    """
-    pending = iter(tasks)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        while not errors:
-            with lock:
-                task = next(pending, None)
-            if task is None:
-                return
-            try:
-                run(task)
-            except BaseException as exc:  # handed to the caller's thread below
-                errors.append(exc)
-
-    helpers = _helpers.available(min(nthreads, len(tasks)) - 1)
-    done = threading.Semaphore(0)
-
-    def helper() -> None:
-        try:
-            work()
-        finally:
-            done.release()
-
-    for _ in range(helpers):
-        _helpers.submit(helper)
-    try:
-        work()
-    finally:
-        for _ in range(helpers):
-            done.acquire()
-    if errors:
-        raise errors[0]
 
 
 def _address(array: np.ndarray[Any, Any]) -> int:
@@ -577,11 +490,11 @@ def read_region(
     out = _result(out, selection.shape, dtype)
     read = _Read(lib, layout, entries, get_chunk, selection, out, path)
     chunks = selection.chunks
-    if nthreads <= 1 or len(chunks) <= 1 or _address_space_limited():
+    if nthreads <= 1 or len(chunks) <= 1 or threads.address_space_limited():
         for chunk in chunks:
             read.chunk(chunk)
     else:
-        _run_parallel(chunks, read.chunk, int(nthreads))
+        threads.run_parallel(chunks, read.chunk, int(nthreads))
     reads += 1
     return out
 
@@ -616,10 +529,10 @@ def _read_native(
     if out.size:
         read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path)
         count = len(read.numbers)
-        if nthreads <= 1 or count <= 1 or _address_space_limited():
+        if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
         else:
-            _run_parallel(range(count), lambda i: read.run(i, 1), int(nthreads))
+            threads.run_parallel(range(count), lambda i: read.run(i, 1), int(nthreads))
         read.fill()
     reads += 1
     return out
