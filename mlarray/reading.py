@@ -93,7 +93,9 @@ def fast_read(section: DataSection, key: Any, nthreads: int, path: str | None) -
     """
     if not fastread.available():
         return None
-    return fastread.read_region(section.layout, section.entries, section.chunk_bytes, key, nthreads=nthreads, path=path)
+    return fastread.read_region(
+        section.layout, section.entries, section.chunk_bytes, key, nthreads=nthreads, path=path, refs=section.chunk_refs
+    )
 
 
 def decompress_all(

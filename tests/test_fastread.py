@@ -365,3 +365,41 @@ def test_reads_go_on_when_no_thread_can_start(tmp_path: Path, monkeypatch: pytes
     with MLArray.open(path, dparams={"nthreads": 4}) as image:
         assert image[3:29, 2:19].tobytes() == a[3:29, 2:19].tobytes()
         assert image.to_numpy().tobytes() == a.tobytes()
+
+
+def test_chunk_refs_spare_the_python_per_chunk(tmp_path: Path, engine: str) -> None:
+    """With ``refs`` (a mapped local file) only chunks that need no decoding are looked at in Python."""
+    shape, chunks, blocks = (12, 10, 9), (4, 5, 9), (2, 5, 3)
+    path = tmp_path / "refs.mla"
+    image = MLArray.create(path, shape, dtype="<i2", fill_value=0, chunk_size=chunks, block_size=blocks)
+    expected = np.zeros(shape, "<i2")
+    expected[4:8] = values(np.random.default_rng(12), (4, 10, 9), "<i2", False)
+    image[4:8] = expected[4:8]
+    image.close()
+    with MLArray.open(path) as reopened:
+        section = reopened._chunks
+        assert section is not None
+        asked: list[int] = []
+
+        def get_chunk(number: int) -> Any:
+            asked.append(number)
+            return section.chunk_bytes(number)
+
+        got = fastread.read_region(section.layout, section.entries, get_chunk, ..., refs=section.chunk_refs)
+        assert got is not None and got.tobytes() == expected.tobytes()
+        plain = {n for n, e in enumerate(section.entries) if e >= 0 and not section.chunk_bytes(n)[31] & 0x70}
+        assert plain, "the file has no chunk to decode"
+        if engine == "compiled":  # plain chunks come from refs; only the special ones are fetched
+            assert not plain & set(asked)
+        addresses, sizes, whole = section.chunk_refs(range(section.layout.nchunks))
+        assert {n for n in range(section.layout.nchunks) if addresses[n]} == plain
+        assert all(sizes[n] == len(section.chunk_bytes(n)) for n in plain)
+
+        def strided(numbers: Any) -> Any:
+            a, s, w = section.chunk_refs(numbers)
+            both_ = np.stack([a, s], axis=1)
+            return both_[:, 0], both_[:, 1], w  # views with a stride of 16 bytes
+
+        if engine == "compiled":
+            with pytest.raises(ValueError, match="contiguous int64"):
+                fastread.read_region(section.layout, section.entries, get_chunk, ..., refs=strided)

@@ -17,7 +17,7 @@ import math
 import mmap
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,6 +234,8 @@ class DataSection:
         self._checked: set[int] = set()
         self._ends: dict[int, int] | None = None
         self._map: np.ndarray[Any, Any] | None = None
+        self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        """Per chunk, once checked in the map: the address of its bytes and their count (0 otherwise)."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
         if isinstance(source, ByteSource):
@@ -252,6 +254,7 @@ class DataSection:
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""
         self._map = None
+        self._refs = None
         if self._owned:
             self._source.close()
 
@@ -280,7 +283,26 @@ class DataSection:
         if self._map is None and isinstance(self._source, LocalFile) and _may_map():
             mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
             self._map = np.frombuffer(mapped, dtype=np.uint8)
+            nchunks = self.layout.nchunks
+            self._refs = (np.zeros(nchunks, dtype=np.int64), np.zeros(nchunks, dtype=np.int64))
         return self._map
+
+    def chunk_refs(self, numbers: Sequence[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None:
+        """Where the stored bytes of chunks ``numbers`` lie in memory, checked first (for C code).
+
+        Returns the addresses and the byte counts (int64 arrays, in the order of ``numbers``)
+        and the map they point into, which the caller keeps referenced while it uses them
+        (a referenced map cannot be closed). Address 0 marks a chunk that needs no decoding
+        (a zeros/NaN entry or a special chunk: :meth:`chunk_bytes` and the entries tell
+        which). ``None`` when the file is not mapped (a file object, an address-space limit).
+        """
+        if not self.complete:
+            self.check(numbers)
+        whole, refs = self._map, self._refs
+        if whole is None or refs is None:
+            return None
+        picked = np.asarray(numbers, dtype=np.intp)
+        return refs[0][picked], refs[1][picked], whole
 
     def _read(self, at: int, size: int) -> bytes:
         try:
@@ -382,6 +404,9 @@ class DataSection:
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")
             self._check_bytes(number, view[at : at + cbytes])
+            if self._refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
+                self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
+                self._refs[1][number] = cbytes
             return
         cbytes = _i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)

@@ -22,7 +22,7 @@ only the compiled loop.
 
 Interface (used by the local reader and by remote reads)::
 
-    read_region(layout, entries, get_chunk, key, out=None, nthreads=1, path=None)
+    read_region(layout, entries, get_chunk, key, out=None, nthreads=1, path=None, refs=None)
         -> numpy.ndarray | None
 
 - ``layout``: the :class:`~mlarray.storage.chunks.DataLayout` of the frame (its ``blocks``
@@ -35,6 +35,10 @@ Interface (used by the local reader and by remote reads)::
   at most once per chunk and read, possibly from several threads at once;
 - ``key``: integers, step-1 slices and ``...``; anything else returns ``None``;
 - ``out``: optional C-contiguous result array of the right shape and dtype;
+- ``refs(numbers)``: optional, for memory-mapped files: the chunks ``numbers`` checked, their
+  addresses and lengths in memory and the object to keep alive meanwhile (address 0: ask
+  ``get_chunk``), or ``None`` (see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`);
+  the compiled loop then needs no Python per chunk;
 - returns the result (``array[key]``), or ``None`` when this path cannot serve the read.
   A chunk that C-Blosc2 cannot decode raises :class:`~mlarray.errors.CorruptFrameError`.
 
@@ -77,6 +81,8 @@ ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
+ChunkRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"]
+"""Addresses and lengths of checked chunks in memory (see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`)."""
 
 
 class _DParams(ctypes.Structure):
@@ -219,6 +225,16 @@ def _worker(lib: _Library) -> _Worker:
     return worker
 
 
+def _int64_vector(array: Any, length: int) -> bool:
+    """``array`` can be handed to C as ``length`` int64 values."""
+    return (
+        isinstance(array, np.ndarray)
+        and array.dtype == np.int64
+        and array.shape == (length,)
+        and array.flags.c_contiguous
+    )
+
+
 def _address(array: np.ndarray[Any, Any]) -> int:
     """Address of the first byte of ``array`` (cheaper than ``array.ctypes.data``)."""
     return int(array.__array_interface__["data"][0])
@@ -337,6 +353,7 @@ class _NativeRead:
         parts: list[AxisPart],
         out: np.ndarray[Any, Any],
         path: str | None,
+        refs: ChunkRefs | None = None,
     ) -> None:
         self.lib, self.helper, self.layout, self.path = lib, helper, layout, path
         self.parts, self.out = parts, out
@@ -348,11 +365,21 @@ class _NativeRead:
         for span, n in zip(self.ranges, nchunks, strict=True):
             numbers = [k * n + q for k in numbers for q in span]
         self.numbers = numbers
-        addresses = np.zeros(len(numbers), dtype=np.int64)
-        sizes = np.zeros(len(numbers), dtype=np.int64)
-        self._keep: list[Any] = []  # the chunk buffers, alive until the read ends
+        self._keep: list[Any] = []  # the chunk buffers (or the map they lie in), alive until the read ends
+        found = refs(numbers) if refs is not None else None
+        if found is None:
+            addresses = np.zeros(len(numbers), dtype=np.int64)
+            sizes = np.zeros(len(numbers), dtype=np.int64)
+            todo: Sequence[int] = range(len(numbers))
+        else:
+            addresses, sizes, whole = found
+            self._keep.append(whole)
+            if not (_int64_vector(addresses, len(numbers)) and _int64_vector(sizes, len(numbers))):
+                raise ValueError("chunk refs must be two contiguous int64 vectors, one entry per chunk")
+            todo = np.flatnonzero(addresses == 0).tolist()  # chunks with no address: looked at below
         self.fills: list[tuple[int, Any]] = []
-        for i, number in enumerate(numbers):
+        for i in todo:
+            number = numbers[i]
             entry = entries[number]
             if entry < 0:
                 self.fills.append((i, self._entry_value(number, entry)))
@@ -456,6 +483,7 @@ def read_region(
     out: np.ndarray[Any, Any] | None = None,
     nthreads: int = 1,
     path: str | None = None,
+    refs: ChunkRefs | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
 
@@ -483,7 +511,7 @@ def read_region(
         return None
     helper = blockcopy.HELPER
     if helper is not None:
-        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path)
+        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs)
     selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
     if selection is None or len(entries) != layout.nchunks:
         return None
@@ -519,6 +547,7 @@ def _read_native(
     dtype: np.dtype[Any],
     nthreads: int,
     path: str | None,
+    refs: ChunkRefs | None,
 ) -> np.ndarray[Any, Any] | None:
     """:func:`read_region` through the compiled block loop."""
     global reads
@@ -527,7 +556,7 @@ def _read_native(
         return None
     out = _result(out, tuple(p.stop - p.start for p in parts if not p.dropped), dtype)
     if out.size:
-        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path)
+        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path, refs)
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
