@@ -13,19 +13,16 @@ the choice is made in one place for files and for in-memory compression.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import blosc2
 import numpy as np
 
+from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
 from mlarray.storage.io import describe_cparams, layout_of, make_cparams
-
-if TYPE_CHECKING:
-    from mlarray.models import Meta
-    from mlarray.storage.locking import FileLock
 
 _DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
 UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -52,31 +49,8 @@ class StoragePlan:
         self.strategy, self.chunks, self.blocks, self.patch, self.cparams = strategy, chunks, blocks, patch, cparams
 
 
-class InMemoryCompression:
+class InMemoryCompression(ImageState):
     """``compress``/``decompress`` and the storage plan; mixed into :class:`~mlarray.api.MLArray`."""
-
-    _np: np.ndarray[Any, Any] | None
-    _nd: Any
-    _chunks: Any  # mlarray.storage.chunks.DataSection of a file-backed array, or None
-    _path: str | None
-    _mode: str | None
-    _dparams: Any
-    _dirty: bool
-    _persisted: dict[str, Any] | None
-    _lock: FileLock | None
-    _layout_args: dict[str, Any] | None
-    _meta: Meta
-
-    @property
-    def shape(self) -> tuple[int, ...] | None:
-        raise NotImplementedError  # provided by MLArray
-
-    @property
-    def dtype(self) -> np.dtype[Any] | None:
-        raise NotImplementedError  # provided by MLArray
-
-    def to_numpy(self) -> np.ndarray[Any, Any]:
-        raise NotImplementedError  # provided by MLArray
 
     def _storage_plan(self, target: str | None) -> StoragePlan:
         """The layout and codec the next write of this image uses.

@@ -3,65 +3,49 @@
 An ``MLArray`` is either *in memory* (a NumPy array, from ``MLArray(array)``,
 ``MLArray(path)`` or ``MLArray.load``; or an in-memory Blosc2 NDArray with
 ``compressed=True``, see :mod:`mlarray._compression`) or *file-backed* (a
-memory-mapped Blosc2 NDArray, from ``MLArray.open`` or ``MLArray.create``). The
-NumPy-style constructors live in :mod:`mlarray._constructors`. Indexing follows NumPy. Every
-metadata edit is validated before it is kept, and every save validates the complete
-header before the first byte is written, then replaces the target atomically.
+memory-mapped Blosc2 NDArray, from ``MLArray.open`` or ``MLArray.create``). Indexing
+follows NumPy. Every metadata edit is validated before it is kept, and every save
+validates the complete header before the first byte is written, then replaces the
+target atomically.
+
+This module holds construction, the array protocol (indexing, ``to_numpy``), the
+metadata, the frame write and pickling. The rest of the class comes from mixins, each
+in a module of its own, over the shared attributes declared in :mod:`mlarray._state`:
+
+- :mod:`mlarray._opening`: ``load``, ``open`` and ``create``;
+- :mod:`mlarray._saving`: ``save`` and ``close``;
+- :mod:`mlarray._compression`: ``compress``/``decompress`` and the storage plan;
+- :mod:`mlarray._geometry`: ``spacing``, ``origin``, ``affine`` and the other geometry;
+- :mod:`mlarray._constructors`: ``zeros``, ``arange``, ``*_like`` and the other NumPy-style constructors.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
-import blosc2
 import numpy as np
-import numpy.typing as npt
 
 from mlarray._compression import UNSET as _UNSET
 from mlarray._compression import InMemoryCompression
 from mlarray._constructors import ArrayConstructors
 from mlarray._geometry import SpatialGeometry
 from mlarray._inputs import ShapeOnly, as_storable, default_labels, tolist
-from mlarray._version import __version__
-from mlarray.errors import (
-    CorruptFrameError,
-    HeaderEncodingError,
-    InvalidArgumentError,
-    MLArrayError,
-    ReadOnlyError,
-)
+from mlarray._opening import MMAP_MODES as MMAP_MODES
+from mlarray._opening import FileOpening
+from mlarray._saving import WRITER as WRITER
+from mlarray._saving import FilePersistence
+from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError
 from mlarray.layout import PatchSize
-from mlarray.models import Meta, Writer, parse_header
+from mlarray.models import Meta, parse_header
 from mlarray.reading import check_result_size, decompress_all, fast_read, threads_of
-from mlarray.remote import is_remote as _is_remote
-from mlarray.storage import (
-    atomic_target,
-    check_path,
-    fastread,
-    header_bytes,
-    open_frame,
-    write_frame,
-    write_header,
-)
+from mlarray.storage import fastread, write_frame, write_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.frame import inspect_frame
-from mlarray.storage.io import (
-    is_read_only,
-    layout_of,
-    make_cparams,
-    normalize_dtype,
-    open_checked,
-    write_data,
-)
-from mlarray.storage.locking import FileLock, ensure_unlocked
-from mlarray.versions import SCHEMA_VERSION
+from mlarray.storage.io import layout_of, make_cparams, write_data
+from mlarray.storage.locking import FileLock
 from mlarray.writing import PrivateChunks, assign
-
-MMAP_MODES = ("r", "r+", "c")
-WRITER = "mlarray"
 
 
 def _as_meta(meta: Meta | dict[str, Any] | None) -> Meta:
@@ -80,7 +64,7 @@ def _validated(meta: Meta) -> Meta:
     return parse_header(meta.model_dump(mode="json"))
 
 
-class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
+class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompression, SpatialGeometry):
     """An N-dimensional array with spatial geometry and metadata, stored as ``.mla``.
 
     Parameters
@@ -191,168 +175,6 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self._meta = parse_header(data)
         if compressed and self._np is not None:
             self.compress(dparams=dparams)
-
-    # ------------------------------------------------------------------ constructors
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str] | Any,
-        dparams: Any = None,
-        compressed: bool = False,
-        *,
-        storage_options: dict[str, Any] | None = None,
-    ) -> MLArray:
-        """Read a whole ``.mla`` file into memory (decompressing with all cores by default).
-
-        ``path`` may also be a URL (``s3://``, ``https://``, any fsspec URL, with
-        ``storage_options``) or an open binary file object: see :meth:`open`.
-        A file of the earlier implementation (pickle header) is read safely too, with a
-        :class:`~mlarray.errors.LegacyFormatWarning`; ``mlarray migrate`` converts it.
-        ``compressed=True`` keeps the data Blosc2-compressed in memory (see :meth:`compress`).
-        """
-        if compressed:
-            image = cls.load(path, dparams, storage_options=storage_options)
-            image.compress(dparams=dparams)
-            return image
-        if _is_remote(path):
-            from mlarray.remote.open import load_remote
-
-            return load_remote(cls, path, dparams, storage_options)
-        p = check_path(path, must_exist=True)
-        try:
-            head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
-        except HeaderEncodingError:
-            from mlarray.legacy.reader import is_legacy_file, load_legacy_array
-
-            if not is_legacy_file(p):
-                raise
-            return load_legacy_array(cls, p, dparams)
-        obj = cls.__new__(cls)
-        obj._init_empty(head.meta)
-        if head.meta.array is not None:
-            obj._np = decompress_all(nd, p, head.data, threads_of(dparams, blosc2.nthreads))
-        return obj
-
-    @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike[str] | Any,
-        mmap_mode: str | None = "r",
-        dparams: Any = None,
-        *,
-        mode: str = "r",
-        storage_options: dict[str, Any] | None = None,
-    ) -> MLArray:
-        """Open ``path`` memory-mapped: ``'r'`` read-only, ``'r+'`` read/write, ``'c'`` copy-on-write.
-
-        ``mmap_mode=None`` leaves the choice to ``mode`` as mlarray 0.0.x did: ``'r'``
-        read-only, ``'a'`` read/write (the same access as ``'r'`` / ``'r+'``); with an
-        ``mmap_mode``, ``mode`` is ignored. Both are kept as :attr:`mode` and :attr:`mmap_mode`.
-
-        Reads decompress with one thread by default (the data-loader worker case); pass
-        ``dparams={"nthreads": n}`` for more. Call :meth:`close` (or use ``with``) to
-        persist metadata edits of an ``'r+'`` array. A file of the earlier implementation
-        opens read-only (``'r'``, ``'c'``) with a :class:`~mlarray.errors.LegacyFormatWarning`;
-        ``'r+'`` raises :class:`~mlarray.errors.LegacyFormatError` until it is migrated.
-
-        ``path`` may be a URL (``s3://``, ``https://``, ``memory://``, any fsspec URL;
-        ``storage_options`` go to fsspec) or an open binary file object; these open
-        read-only and a patch read fetches only the chunks it touches (see
-        :mod:`mlarray.remote`; needs the ``remote`` extra for URLs).
-        """
-        requested = (mode, mmap_mode)
-        mmap_mode = _access(mode, mmap_mode)
-        if _is_remote(path):
-            from mlarray.remote.open import open_remote
-
-            return open_remote(cls, path, mmap_mode, dparams, storage_options)
-        if storage_options:
-            raise InvalidArgumentError("storage_options apply to URLs only")
-        p = check_path(path, must_exist=True)
-        if mmap_mode == "r+" and is_read_only(p):
-            raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
-        for _ in range(8):
-            lock = FileLock(p) if mmap_mode == "r+" else None
-            try:
-                # 'c' maps read-only; written chunks are kept in memory (see __setitem__).
-                frame_mode = "r" if mmap_mode == "c" else mmap_mode
-                head, nd = open_checked(p, frame_mode, dparams if dparams is not None else {"nthreads": 1})
-            except BaseException as exc:
-                if lock is not None:
-                    lock.release()
-                if isinstance(exc, HeaderEncodingError):
-                    from mlarray.legacy.reader import is_legacy_file, open_legacy
-
-                    if is_legacy_file(p):
-                        return open_legacy(cls, p, mmap_mode, dparams)
-                raise
-            if lock is None or lock.holds(p):
-                break
-            lock.release()  # the file was replaced after we locked it: lock the new one
-        obj = cls.__new__(cls)
-        obj._init_empty(head.meta)
-        obj._nd = nd
-        obj._chunks = head.data
-        obj._lock = lock
-        obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
-        obj._requested = requested
-        obj._persisted = head.meta.model_dump(mode="json")
-        return obj
-
-    @classmethod
-    def create(
-        cls,
-        path: str | os.PathLike[str],
-        shape: Sequence[int],
-        dtype: npt.DTypeLike = np.float64,
-        meta: Meta | dict[str, Any] | None = None,
-        mode: str = "w",
-        mmap_mode: str | None = "w+",
-        fill_value: Any = 0,
-        **kwargs: Any,
-    ) -> MLArray:
-        """Create (or overwrite) ``path`` filled with ``fill_value`` and return it open read/write.
-
-        ``meta`` and ``kwargs`` are the constructor's metadata and layout arguments
-        (``spacing``, ``patch_size``, ``chunk_size``, ``block_size``, ``cparams``,
-        ``dparams``, ...). ``mode`` must be ``'w'`` and ``mmap_mode`` ``'w+'`` or ``None``
-        (the same read/write access; both kept for code written for mlarray 0.0.x).
-        Until the file is complete the previous file at ``path`` (if any) is left untouched.
-        """
-        if mode != "w" or mmap_mode not in ("w+", None):
-            raise InvalidArgumentError(
-                f"MLArray.create needs mode='w' and mmap_mode='w+' (or None), got {mode!r} and {mmap_mode!r}"
-            )
-        if meta is not None:
-            kwargs["meta"] = meta
-        p = check_path(path, must_exist=False)
-        shape = tuple(int(s) for s in shape)
-        dt = normalize_dtype(dtype)
-        template = cls(ShapeOnly(shape, dt), **kwargs)
-        with atomic_target(p) as tmp:
-            nd = template._write_to(tmp, source=ShapeOnly(shape, dt, fill_value), target=p)
-            del nd
-        obj = cls.open(p, "r+", dparams=kwargs.get("dparams"))
-        obj._mode = "w+"
-        obj._requested = (mode, mmap_mode)
-        return obj
-
-    def _init_empty(self, meta: Meta) -> None:
-        self._np = None
-        self._nd = None
-        self._path = None
-        self._mode = None
-        self._closed = False
-        self._dparams = None
-        self._persisted = None
-        self._dirty = False
-        self._lock = None
-        self._chunks = None
-        self._remote = None
-        self._layout_args = None
-        self._requested = None
-        self._meta = meta
 
     # ------------------------------------------------------------------ array protocol
 
@@ -527,51 +349,10 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         new.array, new.layout, new.writer = self._meta.array, self._meta.layout, self._meta.writer
         self._meta = _validated(new)
 
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> None:
-        """Write the image to ``path`` atomically.
-
-        The complete header is validated before anything is written; the data go to a
-        temporary file beside ``path`` that is fsynced and renamed over it, so a failed
-        or killed save leaves any previous file intact. Saving over the file this
-        image was opened from works. A URL (``s3://...``, with ``storage_options``) is
-        written to a local temporary file first and then uploaded once.
-        """
-        if _is_remote(path):
-            from mlarray.remote.open import save_remote
-
-            save_remote(self, str(path), storage_options)
-            return
-        p = check_path(path, must_exist=False)
-        data = self._data if self._has_array() else None
-        header_bytes(self._header_for_save(layout=self._meta.layout))
-        local = self._path is not None and self._remote is None
-        reopen = local and os.path.exists(p) and os.path.samefile(p, str(self._path))
-        if not (self._lock is not None and self._lock.holds(p)):
-            ensure_unlocked(p)
-        with atomic_target(p) as tmp:
-            self._write_to(tmp, source=data, target=p)
-        if reopen:
-            mode = "r+" if self._mode == "w+" else self._mode
-            fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
-            if self._lock is not None:
-                self._lock.release()
-            self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
-            self._chunks = fresh._chunks
-            self._lock, fresh._lock = fresh._lock, None
-            self._dirty = False
-
-    def _header_for_save(self, layout: Any) -> Meta:
-        meta = self._meta.model_copy(deep=True)
-        meta.schema_version = SCHEMA_VERSION  # the writer writes the version whose rules it checked
-        meta.writer = Writer(name=WRITER, version=__version__)
-        meta.layout = layout
-        meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None
-        return meta
+    # ------------------------------------------------------------------ writing the frame, pickling
 
     def _write_to(self, tmp: str, source: Any, target: str | None = None) -> Any:
-        """Write data and header to ``tmp``; returns the open blosc2 NDArray."""
+        """Write data and header to ``tmp``; returns the open blosc2 NDArray (for ``save`` and ``create``)."""
         shape, dtype = self.shape, self.dtype
         if source is None or shape is None or dtype is None:
             nd = write_frame(tmp, None, chunks=None, blocks=None, cparams=make_cparams("lz4", 0, [], 1))
@@ -588,34 +369,6 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         meta = self._header_for_save(layout=layout_of(nd, plan.strategy, plan.patch))
         write_header(nd, meta, digest_of=tmp, digest=digest)
         return nd
-
-    def close(self) -> None:
-        """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent.
-
-        The new header (and, after data writes, the refreshed integrity digest) is
-        written to a copy of the file that atomically replaces it, so a crash during
-        ``close`` leaves the previous, complete file. This costs one copy of the file.
-        """
-        if self._closed:
-            return
-        try:
-            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None:
-                current = self._meta.model_dump(mode="json")
-                if current != self._persisted or self._dirty:
-                    meta = self._header_for_save(layout=self._meta.layout)
-                    header_bytes(meta)  # validate before touching anything
-                    self._nd = None  # release the mapping: every write is in the file now
-                    _rewrite_header(self._path, meta, refresh_digest=self._dirty)
-        finally:
-            self._nd = None
-            self._np = None
-            if self._chunks is not None:
-                self._chunks.close()
-                self._chunks = None
-            self._closed = True
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle support for data loaders: a read-only handle reopens the file; in-memory copies data."""
@@ -645,18 +398,6 @@ class MLArray(ArrayConstructors, InMemoryCompression, SpatialGeometry):
         self.close()
 
 
-def _access(mode: str, mmap_mode: str | None) -> str:
-    """The access an ``open(mode=..., mmap_mode=...)`` asks for: ``'r'``, ``'r+'`` or ``'c'``."""
-    if mode not in ("r", "a"):
-        raise InvalidArgumentError(f"mode must be 'r' or 'a', got {mode!r}")
-    if mmap_mode is None:
-        return "r+" if mode == "a" else "r"
-    if mmap_mode not in MMAP_MODES:
-        hint = "; use MLArray.create to create a file" if mmap_mode == "w+" else ""
-        raise InvalidArgumentError(f"mmap_mode must be one of {MMAP_MODES} or None, got {mmap_mode!r}{hint}")
-    return mmap_mode
-
-
 def _restore(
     data: Any, header: dict[str, Any], layout_args: dict[str, Any] | None, compressed: bool = False
 ) -> MLArray:
@@ -668,12 +409,3 @@ def _restore(
     if compressed:
         obj.compress()
     return obj
-
-
-def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
-    """Replace the header of ``path`` by writing a copy and renaming it over the original."""
-    with atomic_target(path) as tmp:
-        shutil.copyfile(path, tmp)
-        nd = open_frame(tmp, "r+")
-        write_header(nd, meta, digest_of=tmp if refresh_digest else None)
-        del nd

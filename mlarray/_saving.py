@@ -1,0 +1,112 @@
+"""Persisting an :class:`~mlarray.api.MLArray`: ``save`` and ``close``.
+
+``save`` validates the complete header before the first byte is written and writes
+the image to a temporary file beside the target that then replaces it atomically;
+``close`` writes the metadata edits of a file opened read/write to a copy of the file
+that replaces it the same way. The frame itself is written by ``MLArray._write_to``.
+
+Kept apart from :mod:`mlarray.api` so the ``MLArray`` class stays readable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING, Any, cast
+
+from mlarray._state import ImageState
+from mlarray._version import __version__
+from mlarray.models import Meta, Writer
+from mlarray.remote import is_remote as _is_remote
+from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
+from mlarray.storage.locking import ensure_unlocked
+from mlarray.versions import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from mlarray.api import MLArray
+
+WRITER = "mlarray"
+
+
+class FilePersistence(ImageState):
+    """``save`` and ``close``; mixed into :class:`~mlarray.api.MLArray`."""
+
+    def save(self, path: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> None:
+        """Write the image to ``path`` atomically.
+
+        The complete header is validated before anything is written; the data go to a
+        temporary file beside ``path`` that is fsynced and renamed over it, so a failed
+        or killed save leaves any previous file intact. Saving over the file this
+        image was opened from works. A URL (``s3://...``, with ``storage_options``) is
+        written to a local temporary file first and then uploaded once.
+        """
+        if _is_remote(path):
+            from mlarray.remote.open import save_remote
+
+            save_remote(cast("MLArray", self), str(path), storage_options)
+            return
+        p = check_path(path, must_exist=False)
+        data = self._data if self._has_array() else None
+        header_bytes(self._header_for_save(layout=self._meta.layout))
+        local = self._path is not None and self._remote is None
+        reopen = local and os.path.exists(p) and os.path.samefile(p, str(self._path))
+        if not (self._lock is not None and self._lock.holds(p)):
+            ensure_unlocked(p)
+        with atomic_target(p) as tmp:
+            self._write_to(tmp, source=data, target=p)
+        if reopen:
+            from mlarray.api import MLArray
+
+            mode = "r+" if self._mode == "w+" else self._mode
+            fresh = MLArray.open(p, mode or "r", dparams=self._dparams)
+            if self._lock is not None:
+                self._lock.release()
+            self._nd, self._meta, self._persisted = fresh._nd, fresh._meta, fresh._persisted
+            self._chunks = fresh._chunks
+            self._lock, fresh._lock = fresh._lock, None
+            self._dirty = False
+
+    def _header_for_save(self, layout: Any) -> Meta:
+        meta = self._meta.model_copy(deep=True)
+        meta.schema_version = SCHEMA_VERSION  # the writer writes the version whose rules it checked
+        meta.writer = Writer(name=WRITER, version=__version__)
+        meta.layout = layout
+        meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None
+        return meta
+
+    def close(self) -> None:
+        """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent.
+
+        The new header (and, after data writes, the refreshed integrity digest) is
+        written to a copy of the file that atomically replaces it, so a crash during
+        ``close`` leaves the previous, complete file. This costs one copy of the file.
+        """
+        if self._closed:
+            return
+        try:
+            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None:
+                current = self._meta.model_dump(mode="json")
+                if current != self._persisted or self._dirty:
+                    meta = self._header_for_save(layout=self._meta.layout)
+                    header_bytes(meta)  # validate before touching anything
+                    self._nd = None  # release the mapping: every write is in the file now
+                    _rewrite_header(self._path, meta, refresh_digest=self._dirty)
+        finally:
+            self._nd = None
+            self._np = None
+            if self._chunks is not None:
+                self._chunks.close()
+                self._chunks = None
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+
+def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
+    """Replace the header of ``path`` by writing a copy and renaming it over the original."""
+    with atomic_target(path) as tmp:
+        shutil.copyfile(path, tmp)
+        nd = open_frame(tmp, "r+")
+        write_header(nd, meta, digest_of=tmp if refresh_digest else None)
+        del nd
