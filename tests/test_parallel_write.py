@@ -170,7 +170,7 @@ def test_a_frame_that_does_not_hold_the_hashed_chunks_gets_no_folded_digest(tmp_
     cparams = make_cparams("lz4", 5, ["shuffle"], 4)
     chunks = list(
         compress.compress_chunks(
-            (data[r] for r in compress.chunk_regions(data.shape, (32, 32))), (32, 32), (16, 16), cparams
+            (data[r] for _, r in compress.chunk_regions(data.shape, (32, 32))), (32, 32), (16, 16), cparams
         )
     )
     nd, digest = compress.write_chunks(str(path), data.shape, data.dtype, (32, 32), (16, 16), cparams, chunks)

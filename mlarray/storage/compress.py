@@ -23,6 +23,7 @@ nothing of the header or of the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -51,11 +52,28 @@ def chunk_grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
     return tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
 
 
-def chunk_regions(shape: Sequence[int], chunks: Sequence[int]) -> Iterator[tuple[slice, ...]]:
-    """The region of each chunk, in chunk-number order (C order over the chunk grid)."""
-    ranges = [range(g) for g in chunk_grid(shape, chunks)]
-    for index in itertools.product(*ranges):
-        yield tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True))
+Region = tuple[slice, ...]
+
+
+def chunk_regions(
+    shape: Sequence[int], chunks: Sequence[int], region: Region | None = None
+) -> Iterator[tuple[int, Region]]:
+    """``(chunk number, chunk region)`` of every chunk inside ``region``, in C order over the chunk grid.
+
+    ``region`` (default: the whole array) must be aligned to the chunk grid; the chunks
+    of the whole array come in chunk-number order.
+    """
+    grid = chunk_grid(shape, chunks)
+    if region is None:
+        spans = [range(g) for g in grid]
+    else:
+        spans = [range(r.start // c, -(-r.stop // c)) for r, c in zip(region, chunks, strict=True)]
+    for coords in itertools.product(*spans):
+        number = 0
+        for k, g in zip(coords, grid, strict=True):
+            number = number * g + k
+        box = tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(coords, chunks, shape, strict=True))
+        yield number, box
 
 
 def block_order(
@@ -114,6 +132,36 @@ def default_threads() -> int:
     return max(1, int(blosc2.nthreads or os.cpu_count() or 1))
 
 
+_gil_lock = threading.Lock()
+_gil_users = 0
+_gil_before = False
+
+
+@contextlib.contextmanager
+def gil_released() -> Iterator[None]:
+    """Let ``blosc2.compress2``/``decompress2`` run without the GIL while the block runs.
+
+    python-blosc2 holds the GIL while it compresses unless ``blosc2.set_releasegil(True)``
+    was called (its default is ``False``), which serializes compressing threads. The flag
+    is process-wide: it is set while at least one pool runs and then restored. Only
+    functions that work on caller-owned buffers (``compress``, ``compress2``,
+    ``decompress2``) and the super-chunk write methods consult it; NDArray reads never
+    release the GIL either way.
+    """
+    global _gil_users, _gil_before
+    with _gil_lock:
+        if _gil_users == 0:
+            _gil_before = bool(blosc2.set_releasegil(True))
+        _gil_users += 1
+    try:
+        yield
+    finally:
+        with _gil_lock:
+            _gil_users -= 1
+            if _gil_users == 0:
+                blosc2.set_releasegil(_gil_before)
+
+
 def compress_chunks(
     parts: Iterable[np.ndarray[Any, Any]],
     chunks: Sequence[int],
@@ -122,6 +170,7 @@ def compress_chunks(
     nthreads: int | None = None,
     *,
     nchunks: int | None = None,
+    prepare: Callable[[Any], np.ndarray[Any, Any]] | None = None,
 ) -> Iterator[bytes]:
     """Compress chunk regions on ``nthreads`` threads; yield the compressed chunks in input order.
 
@@ -141,6 +190,11 @@ def compress_chunks(
         threads, each chunk is compressed with several C-Blosc2 threads instead.
     nchunks : int, optional
         How many parts there are, when known (lets a single chunk use every thread).
+    prepare : callable, optional
+        Turns a part into the chunk's bytes in block order (an array of the storage
+        dtype), on the compressing thread. Default: :func:`block_order` of the part; a
+        source that already holds whole chunks in block order (a Blosc2 chunk of the
+        same layout, decompressed) passes its own.
 
     Yields
     ------
@@ -155,9 +209,12 @@ def compress_chunks(
     local = threading.local()
 
     def compress(part: np.ndarray[Any, Any]) -> bytes:
-        if not hasattr(local, "scratch"):
-            local.scratch = {}
-        buf = block_order(part, chunks, blocks, local.scratch)
+        if prepare is not None:
+            buf = prepare(part)
+        else:
+            if not hasattr(local, "scratch"):
+                local.scratch = {}
+            buf = block_order(part, chunks, blocks, local.scratch)
         size = buf.dtype.itemsize
         if size not in params:
             params[size] = chunk_cparams(cparams, blocks, size, nthreads=inner)
@@ -176,18 +233,19 @@ def compress_chunks(
         return
     pending: deque[Future[bytes]] = deque()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlarray-compress")
-    try:
-        source = iter(parts)
-        for part in source:
-            pending.append(executor.submit(compress, part))
-            if len(pending) >= 2 * workers:
+    with gil_released():
+        try:
+            source = iter(parts)
+            for part in source:
+                pending.append(executor.submit(compress, part))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            for future in pending:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -274,7 +332,7 @@ def write_array(
 
     Returns the open NDArray and the data section's digest (see :func:`write_chunks`).
     """
-    parts = (data[region] for region in chunk_regions(data.shape, chunks))
+    parts = (data[region] for _, region in chunk_regions(data.shape, chunks))
     nchunks = math.prod(chunk_grid(data.shape, chunks))
     compressed = compress_chunks(parts, chunks, blocks, cparams, nthreads, nchunks=nchunks)
     try:

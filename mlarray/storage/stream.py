@@ -18,7 +18,6 @@ here knows about formats or the CLI.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,14 +27,14 @@ import numpy as np
 
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
-from mlarray.storage.compress import ChunkDigest, compress_chunks
+from mlarray.storage.compress import ChunkDigest, Region, chunk_regions, compress_chunks
 from mlarray.storage.frame import folded_digest
 from mlarray.storage.io import write_header
 
 SLAB_BYTES = 64 << 20
 """Default size budget of one slab: slabs are as many whole chunks thick as fit, at least one."""
 
-Region = tuple[slice, ...]
+__all__ = ["SLAB_BYTES", "Region", "SlabWriter", "chunk_regions", "slab_regions"]
 
 
 def slab_regions(
@@ -62,18 +61,6 @@ def slab_regions(
         region[axis] = slice(start, min(start + step, shape[axis]))
         out.append(tuple(region))
     return out
-
-
-def chunk_regions(shape: Sequence[int], chunks: Sequence[int], region: Region) -> Iterator[tuple[int, Region]]:
-    """``(chunk number, chunk region)`` of every chunk inside ``region`` (chunk-aligned), in C order."""
-    grid = [-(-n // c) for n, c in zip(shape, chunks, strict=True)]
-    spans = [range(r.start // c, -(-r.stop // c)) for r, c in zip(region, chunks, strict=True)]
-    for coords in itertools.product(*spans):
-        number = 0
-        for k, g in zip(coords, grid, strict=True):
-            number = number * g + k
-        box = tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(coords, chunks, shape, strict=True))
-        yield number, box
 
 
 class SlabWriter:
