@@ -22,7 +22,7 @@ from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
-from mlarray.storage.io import describe_cparams, layout_of, make_cparams
+from mlarray.storage.io import compress_array, describe_cparams, layout_of, make_cparams
 
 _DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
 UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -137,14 +137,7 @@ class InMemoryCompression(ImageState):
             }
         data = self.to_numpy()
         plan = self._storage_plan(target=None)
-        kwargs: dict[str, Any] = {"cparams": plan.cparams}
-        if plan.chunks is not None:
-            kwargs["chunks"] = tuple(plan.chunks)
-        if plan.blocks is not None:
-            kwargs["blocks"] = tuple(plan.blocks)
-        if dparams is not None:
-            kwargs["dparams"] = dparams
-        nd = blosc2.asarray(np.ascontiguousarray(data), **kwargs)
+        nd = compress_array(data, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams, dparams=dparams)
         layout = layout_of(nd, plan.strategy, plan.patch)
         self._detach()
         self._meta.layout = layout

@@ -163,7 +163,7 @@ def gil_released() -> Iterator[None]:
 
 
 def compress_chunks(
-    parts: Iterable[np.ndarray[Any, Any]],
+    parts: Iterable[Any],
     chunks: Sequence[int],
     blocks: Sequence[int],
     cparams: Any,
@@ -176,9 +176,10 @@ def compress_chunks(
 
     Parameters
     ----------
-    parts : iterable of numpy.ndarray
-        Each chunk's region of the array, in chunk-number order (edge chunks may be
-        smaller than ``chunks``; they are padded as Blosc2 pads them). Consumed lazily:
+    parts : iterable
+        Each chunk's region of the array (NumPy arrays), in chunk-number order (edge
+        chunks may be smaller than ``chunks``; they are padded as Blosc2 pads them), or
+        whatever ``prepare`` takes. Consumed lazily:
         at most about two chunks per thread are in flight, so a streaming source
         (a file read chunk by chunk) keeps its memory bounded.
     chunks, blocks : sequence of int
@@ -272,7 +273,7 @@ class ChunkDigest:
 
 
 def write_chunks(
-    path: str,
+    path: str | None,
     shape: Sequence[int],
     dtype: np.dtype[Any],
     chunks: Sequence[int],
@@ -282,24 +283,31 @@ def write_chunks(
     *,
     mmap: bool = False,
     on_chunk: Callable[[int], None] | None = None,
+    dparams: Any = None,
 ) -> tuple[Any, str | None]:
     """Create the frame ``path`` and fill it with ``compressed`` (one chunk per number, in order).
+
+    With ``path=None`` the NDArray is built in memory (sparse, as python-blosc2 builds
+    in-memory arrays) and no digest is computed.
 
     Returns
     -------
     (blosc2.NDArray, str or None)
         The open array and the SHA-256 of its data section (spec 4.9) computed from the
         chunks as they were written; ``None`` when the frame on disk does not hold
-        exactly those chunks in that order (the caller then hashes the file).
+        exactly those chunks in that order (the caller then hashes the file), or in memory.
 
     Raises
     ------
     ValueError
         ``compressed`` yields more or fewer chunks than the frame has.
     """
-    kwargs: dict[str, Any] = {"urlpath": path, "mode": "w", "chunks": tuple(chunks), "blocks": tuple(blocks)}
-    kwargs["cparams"] = cparams
-    if mmap:
+    kwargs: dict[str, Any] = {"chunks": tuple(chunks), "blocks": tuple(blocks), "cparams": cparams}
+    if path is not None:
+        kwargs.update(urlpath=path, mode="w")
+    if dparams is not None:
+        kwargs["dparams"] = dparams
+    if mmap and path is not None:
         kwargs["mmap_mode"] = "w+"
     nd = blosc2.uninit(tuple(shape), dtype=dtype, **kwargs)
     total = nd.schunk.nchunks
@@ -315,11 +323,11 @@ def write_chunks(
         written += 1
     if written != total:
         raise ValueError(f"{written} chunks written, the frame holds {total}")
-    return nd, folded_digest(path, digest.sha, digest.sizes)
+    return nd, None if path is None else folded_digest(path, digest.sha, digest.sizes)
 
 
 def write_array(
-    path: str,
+    path: str | None,
     data: np.ndarray[Any, Any],
     chunks: Sequence[int],
     blocks: Sequence[int],
@@ -327,16 +335,20 @@ def write_array(
     nthreads: int | None = None,
     *,
     mmap: bool = False,
+    dparams: Any = None,
 ) -> tuple[Any, str | None]:
     """Write a NumPy array as a Blosc2 NDArray frame, compressing its chunks in parallel.
 
+    ``path=None`` builds the NDArray in memory (with ``dparams``, if given).
     Returns the open NDArray and the data section's digest (see :func:`write_chunks`).
     """
     parts = (data[region] for _, region in chunk_regions(data.shape, chunks))
     nchunks = math.prod(chunk_grid(data.shape, chunks))
     compressed = compress_chunks(parts, chunks, blocks, cparams, nthreads, nchunks=nchunks)
     try:
-        return write_chunks(path, data.shape, data.dtype, chunks, blocks, cparams, compressed, mmap=mmap)
+        return write_chunks(
+            path, data.shape, data.dtype, chunks, blocks, cparams, compressed, mmap=mmap, dparams=dparams
+        )
     finally:
         close = getattr(compressed, "close", None)
         if close is not None:

@@ -10,6 +10,7 @@ files that passed.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -39,7 +40,7 @@ from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.models import Integrity, Layout, Meta, parse_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.codec import decode_header, encode_header
-from mlarray.storage.compress import write_array
+from mlarray.storage.compress import chunk_grid, write_array
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.versions import HEADER_KEY
 
@@ -349,11 +350,19 @@ class Written:
 
 
 def _parallel_ok(data: Any, chunks: Sequence[int] | None, blocks: Sequence[int] | None) -> bool:
-    """Whether :func:`~mlarray.storage.compress.write_array` can write ``data`` (else python-blosc2 does)."""
-    if chunks is None or blocks is None or not isinstance(data, np.ndarray) or data.size == 0:
+    """Whether the parallel writers can write ``data`` (else python-blosc2 does).
+
+    NumPy arrays of either byte order (python-blosc2 stores a big-endian array's bytes
+    and dtype as they are, and so does :func:`~mlarray.storage.compress.write_array`)
+    and Blosc2 NDArrays, once the layout is known.
+    """
+    if chunks is None or blocks is None or not isinstance(data, (np.ndarray, blosc2.NDArray)):
         return False
-    little = data.dtype.str[0] in "<|"  # big-endian data go through python-blosc2's conversion
-    return little and len(chunks) == len(blocks) == data.ndim
+    if data.size == 0 or not (len(chunks) == len(blocks) == data.ndim):
+        return False
+    if isinstance(data, blosc2.NDArray):
+        return type(data) is blosc2.NDArray and data.schunk.nchunks == math.prod(chunk_grid(data.shape, data.chunks))
+    return True
 
 
 def write_data(
@@ -369,15 +378,24 @@ def write_data(
 ) -> Written:
     """Write ``data`` (NumPy array, blosc2 NDArray or ``None`` for metadata-only) to ``tmp``.
 
-    A NumPy array with a given chunk and block shape has its chunks compressed on
-    ``nthreads`` threads (default: one per core) and its digest folded into the write
-    (:mod:`mlarray.storage.compress`); the bytes are those python-blosc2 writes with
-    ``parallel=False``.
+    With a given chunk and block shape, the chunks are compressed on ``nthreads``
+    threads (default: one per core) and the digest is folded into the write
+    (:mod:`mlarray.storage.compress`, :mod:`mlarray.storage.recode` for an NDArray);
+    the bytes are those python-blosc2 writes with ``parallel=False``. An NDArray whose
+    compressed chunks python-blosc2 copies unchanged (same layout and codec) is still
+    copied by python-blosc2: there is nothing to compress.
     """
     if parallel and _parallel_ok(data, chunks, blocks):
         assert chunks is not None and blocks is not None
-        nd, digest = write_array(tmp, data, chunks, blocks, cparams, nthreads, mmap=mmap)
-        return Written(nd, digest)
+        if isinstance(data, np.ndarray):
+            nd, digest = write_array(tmp, data, chunks, blocks, cparams, nthreads, mmap=mmap)
+            return Written(nd, digest)
+        # imported here: mlarray.storage.stream (used by recode) imports this module
+        from mlarray.storage.recode import copies_verbatim, write_ndarray
+
+        if not copies_verbatim(data, chunks, blocks, cparams):
+            nd, digest = write_ndarray(tmp, data, chunks, blocks, cparams, nthreads, mmap=mmap)
+            return Written(nd, digest)
     kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
     if mmap:
         kwargs["mmap_mode"] = "w+"
@@ -390,6 +408,35 @@ def write_data(
     if isinstance(data, blosc2.NDArray):
         return Written(data.copy(**kwargs))
     return Written(blosc2.asarray(np.ascontiguousarray(data), **kwargs))
+
+
+def compress_array(
+    data: np.ndarray[Any, Any],
+    *,
+    chunks: Sequence[int] | None,
+    blocks: Sequence[int] | None,
+    cparams: Any,
+    dparams: Any = None,
+    nthreads: int | None = None,
+) -> Any:
+    """An in-memory Blosc2 NDArray holding ``data`` (what ``blosc2.asarray`` builds without a path).
+
+    With a given chunk and block shape the chunks are compressed on ``nthreads``
+    threads (:func:`~mlarray.storage.compress.write_array` without a file): the array
+    holds the chunks, index and frame ``blosc2.asarray`` builds.
+    """
+    if _parallel_ok(data, chunks, blocks) and isinstance(data, np.ndarray):
+        assert chunks is not None and blocks is not None
+        nd, _ = write_array(None, data, chunks, blocks, cparams, nthreads, dparams=dparams)
+        return nd
+    kwargs: dict[str, Any] = {"cparams": cparams}
+    if chunks is not None:
+        kwargs["chunks"] = tuple(chunks)
+    if blocks is not None:
+        kwargs["blocks"] = tuple(blocks)
+    if dparams is not None:
+        kwargs["dparams"] = dparams
+    return blosc2.asarray(np.ascontiguousarray(data), **kwargs)
 
 
 def write_frame(

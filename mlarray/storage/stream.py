@@ -19,7 +19,7 @@ here knows about formats or the CLI.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import blosc2
