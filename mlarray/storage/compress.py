@@ -4,8 +4,8 @@ python-blosc2 writes a NumPy array one chunk at a time from one Python thread
 (``NDArray.__setitem__`` per chunk); the threads it starts inside C-Blosc2 only
 share the blocks of that one chunk, and the Python work between chunks runs alone.
 Here each chunk is laid out in Blosc2's block order and compressed by
-``blosc2.compress2`` (which releases the GIL) on a pool of threads, several chunks
-at once; the calling thread appends the finished chunks to the frame in order and
+``blosc2.compress2`` (told to release the GIL: :func:`gil_released`) on a pool of
+threads, several chunks at once; the calling thread appends the finished chunks to the frame in order and
 feeds them to the SHA-256 of the data section as they pass, so the digest needs no
 second read of the file (:func:`mlarray.storage.frame.folded_digest`).
 
