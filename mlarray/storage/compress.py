@@ -5,9 +5,9 @@ python-blosc2 writes a NumPy array one chunk at a time from one Python thread
 share the blocks of that one chunk, and the Python work between chunks runs alone.
 Here each chunk is laid out in Blosc2's block order and compressed by
 ``blosc2.compress2`` (told to release the GIL: :func:`gil_released`) on a pool of
-threads, several chunks at once; the calling thread appends the finished chunks to the frame in order and
-feeds them to the SHA-256 of the data section as they pass, so the digest needs no
-second read of the file (:func:`mlarray.storage.frame.folded_digest`).
+threads, several chunks at once; the calling thread appends the finished chunks to the
+frame in order and feeds them to the SHA-256 of the data section as they pass, so the
+digest needs no second read of the file (:func:`mlarray.storage.frame.folded_digest`).
 
 The chunks are the bytes python-blosc2 would have written for the same array,
 chunk and block shapes and compression parameters (same block order, same zero
