@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import blosc2
-import numpy as np
 
 from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
