@@ -364,6 +364,8 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         if isinstance(source, ShapeOnly):
             nd = source.write(tmp, plan.chunks, plan.blocks, plan.cparams)
         else:
+            if source is self._nd and self._chunks is not None:
+                self._chunks.check_all()  # spec 4.4.6: the file's chunks are checked before any is copied or decoded
             written = write_data(tmp, source, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
             nd, digest = written.nd, written.digest
         meta = self._header_for_save(layout=layout_of(nd, plan.strategy, plan.patch))

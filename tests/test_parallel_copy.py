@@ -331,3 +331,42 @@ def test_compressed_images_save_as_numpy_images_do(tmp_path: Path) -> None:
     assert (tmp_path / "compressed.mla").read_bytes() == (tmp_path / "numpy.mla").read_bytes()
     MLArray(data.astype(">f4"), **layout).save(tmp_path / "big.mla")
     assert (tmp_path / "big.mla").read_bytes() == (tmp_path / "numpy.mla").read_bytes()
+
+
+@pytest.mark.parametrize("relayout", [False, True])
+def test_saving_an_opened_file_checks_its_chunks_first(tmp_path: Path, relayout: bool) -> None:
+    """A damaged block table in the opened file stops the save with CORRUPT_FRAME before any decoding.
+
+    Whether the save copies the chunks as they are or decodes them for another layout, every
+    chunk of the source is checked first (spec 4.4.6); the target is not created.
+    """
+    import struct
+
+    from mlarray.errors import CorruptFrameError
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 40, size=(16, 16, 16), dtype=np.int16)
+    source = tmp_path / "source.mla"
+    MLArray(data, chunk_size=(8, 16, 16), block_size=(4, 8, 16)).save(source)
+    with MLArray.open(source) as image:
+        section = image._chunks
+        assert section is not None
+        number = next(n for n, e in enumerate(section.entries) if e >= 0 and not section.chunk_bytes(n)[2] & 0x02)
+        at = section.layout.start + section.entries[number] + 32 + 4  # block 1's start in the table
+    raw = bytearray(source.read_bytes())
+    struct.pack_into("<i", raw, at, 10**6)  # far outside the chunk
+    source.write_bytes(bytes(raw))
+    target = tmp_path / "target.mla"
+    with MLArray.open(source) as image:
+        if relayout:
+            # what the constructor records for a manual layout: the save then decodes and recompresses
+            image._layout_args = {
+                "patch_size": None,
+                "chunk_size": (4, 16, 16),
+                "block_size": (4, 4, 16),
+                "cparams": None,
+            }
+        with pytest.raises(CorruptFrameError, match=f"chunk {number}"):
+            image.save(target)
+    assert not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
