@@ -108,7 +108,7 @@ def decompress_all(
     """
     check_result_size(tuple(nd.shape), nd.dtype, ..., path)
     if section is not None:
-        section.check_all()  # spec 8, step 10: every chunk checked before any is decompressed
+        section.check_all(nthreads)  # spec 8, step 10: every chunk checked before any is decompressed
         out = fast_read(section, ..., nthreads, path)
         if out is not None:
             return out

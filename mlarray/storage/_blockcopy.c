@@ -22,6 +22,7 @@
 #include <string.h>
 
 #if defined(_WIN32)
+#include <windows.h>
 #define MLA_EXPORT __declspec(dllexport)
 #else
 #define MLA_EXPORT __attribute__((visibility("default")))
@@ -38,7 +39,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_TYPESIZE (-1002) /* the block is not a whole number of the chunk's items */
 #define MLA_ERR_SHORT (-1003)    /* C-Blosc2 decoded fewer bytes than a block */
 
-MLA_EXPORT int mla_abi_version(void) { return 2; }
+MLA_EXPORT int mla_abi_version(void) { return 3; }
 
 /*
  * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. The
@@ -184,6 +185,23 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
     }
 }
 
+/* Take the next touched chunk from the counter the threads of one read share. */
+static int64_t take(int64_t *next) {
+#if defined(_MSC_VER)
+    return InterlockedExchangeAdd64((volatile LONG64 *)next, 1);
+#else
+    return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+#endif
+}
+
+static void stop_all(int64_t *next, int64_t end) {
+#if defined(_MSC_VER)
+    InterlockedExchange64((volatile LONG64 *)next, end);
+#else
+    __atomic_store_n(next, end, __ATOMIC_RELAXED);
+#endif
+}
+
 /*
  * Read the selection [sel_lo, sel_hi) (array item coordinates, per axis) of a b2nd
  * array into out (strides out_strides, in bytes; 0 for an axis the key drops).
@@ -191,8 +209,11 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
  * The chunks the selection touches, taken in C order over the chunk grid, are numbered
  * 0, 1, ...; chunk_addr[i] and chunk_size[i] give the stored bytes of touched chunk i
  * (already checked by the caller), or chunk_addr[i] == 0 for a chunk the caller fills
- * itself (special chunks and index entries). Only touched chunks [first, first + count)
- * are read, so threads can share one selection.
+ * itself (special chunks and index entries). Touched chunks [first, first + count) are
+ * read: one after the other when `next` is NULL; else every thread of the read calls this
+ * function with the same `next` counter (starting at `first`) and takes chunks from it
+ * until none is left, so threads share the work without returning to Python. After an
+ * error the counter is moved to the end, so the other threads stop at their next chunk.
  *
  * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
  * scratch: block_bytes bytes of this thread's.
@@ -203,8 +224,9 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
 MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
                                    const int64_t *chunkshape, const int64_t *blockshape, const int64_t *sel_lo,
                                    const int64_t *sel_hi, const int64_t *chunk_addr, const int64_t *chunk_size,
-                                   int64_t first, int64_t count, uint8_t *out, const int64_t *out_strides,
-                                   uint8_t *scratch, int32_t block_bytes, int64_t *failed) {
+                                   int64_t first, int64_t count, int64_t *next, uint8_t *out,
+                                   const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
+                                   int64_t *failed) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
@@ -222,46 +244,49 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         chi[a] = (sel_hi[a] - 1) / chunkshape[a];
         touched *= chi[a] - clo[a] + 1;
     }
-    if (items * itemsize != block_bytes || first + count > touched) {
+    const int64_t end = first + count;
+    if (items * itemsize != block_bytes || end > touched) {
         return MLA_ERR_ARGS;
     }
-    /* the coordinates of touched chunk `first` */
-    int64_t rest = first;
-    for (int32_t a = ndim - 1; a >= 0; a--) {
-        const int64_t span = chi[a] - clo[a] + 1;
-        cq[a] = clo[a] + rest % span;
-        rest /= span;
-    }
     int64_t decoded = 0;
-    for (int64_t i = first; i < first + count; i++) {
-        if (chunk_addr[i] != 0) {
-            uint8_t *dst = out;
-            for (int32_t a = 0; a < ndim; a++) {
-                const int64_t origin = cq[a] * chunkshape[a];
-                const int64_t from = sel_lo[a] > origin ? sel_lo[a] : origin;
-                const int64_t to = sel_hi[a] < origin + chunkshape[a] ? sel_hi[a] : origin + chunkshape[a];
-                lo[a] = from - origin;
-                hi[a] = to - origin;
-                dst += (from - sel_lo[a]) * out_strides[a];
-            }
-            const int64_t rc = read_chunk(getitem, ctx, (const uint8_t *)(intptr_t)chunk_addr[i], (int32_t)chunk_size[i],
-                                          ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
-                                          block_bytes);
-            if (rc < 0) {
-                *failed = i;
-                return rc;
-            }
-            decoded += rc;
+    for (int64_t i = first;; i++) {
+        if (next != NULL) {
+            i = take(next);
         }
-        /* next touched chunk, C order */
+        if (i >= end) {
+            return decoded;
+        }
+        if (chunk_addr[i] == 0) {
+            continue;
+        }
+        /* the coordinates of touched chunk i, then its box and where that lands in out */
+        int64_t rest = i;
         for (int32_t a = ndim - 1; a >= 0; a--) {
-            if (++cq[a] <= chi[a]) {
-                break;
-            }
-            cq[a] = clo[a];
+            const int64_t span = chi[a] - clo[a] + 1;
+            cq[a] = clo[a] + rest % span;
+            rest /= span;
         }
+        uint8_t *dst = out;
+        for (int32_t a = 0; a < ndim; a++) {
+            const int64_t origin = cq[a] * chunkshape[a];
+            const int64_t from = sel_lo[a] > origin ? sel_lo[a] : origin;
+            const int64_t to = sel_hi[a] < origin + chunkshape[a] ? sel_hi[a] : origin + chunkshape[a];
+            lo[a] = from - origin;
+            hi[a] = to - origin;
+            dst += (from - sel_lo[a]) * out_strides[a];
+        }
+        const int64_t rc = read_chunk(getitem, ctx, (const uint8_t *)(intptr_t)chunk_addr[i], (int32_t)chunk_size[i],
+                                      ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
+                                      block_bytes);
+        if (rc < 0) {
+            *failed = i;
+            if (next != NULL) {
+                stop_all(next, end);
+            }
+            return rc;
+        }
+        decoded += rc;
     }
-    return decoded;
 }
 
 static int64_t read_i32(const uint8_t *at) {

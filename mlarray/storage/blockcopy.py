@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 2
+ABI_VERSION = 3
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -43,7 +43,7 @@ class Helper:
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path = path
         self.read_region = lib.mla_read_region
-        self.read_region.argtypes = [_P, _P, _I32, _I32, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _P, _P, _I32, _P]
+        self.read_region.argtypes = [_P, _P, _I32, _I32, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I32, _P]
         self.read_region.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem
         self.blocks_problem.argtypes = [_P, _I64, _I64, _I64, _I64]

@@ -408,8 +408,12 @@ class _NativeRead:
         )
         self.ndim = ndim
 
-    def run(self, first: int, count: int) -> None:
-        """Read touched chunks ``[first, first + count)`` on this thread."""
+    def run(self, first: int, count: int, shared: np.ndarray[Any, Any] | None = None) -> None:
+        """Read touched chunks ``[first, first + count)`` on this thread.
+
+        With ``shared`` (one int64, starting at ``first``), every thread of the read calls
+        this and takes chunks from that counter in C until none is left.
+        """
         worker = _worker(self.lib)
         worker.buffer(self.layout.blocksize)
         geo = _address(self.geometry)
@@ -428,6 +432,7 @@ class _NativeRead:
             _address(self.sizes),
             first,
             count,
+            None if shared is None else _address(shared),
             _address(self.out),
             geo + 4 * step,
             worker.buffer_address,
@@ -561,7 +566,8 @@ def _read_native(
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
         else:
-            threads.run_parallel(range(count), lambda i: read.run(i, 1), int(nthreads))
+            shared = np.zeros(1, dtype=np.int64)  # the next chunk to take, for every thread
+            threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
         read.fill()
     reads += 1
     return out
