@@ -1,16 +1,19 @@
 """Choose Blosc2 chunk and block shapes, and the default codec, for fast random patch reads.
 
 A random patch read decompresses every *block* it touches, inside every *chunk* it
-touches, into a chunk-sized scratch buffer, then copies the patch out block by block.
-Measured on the benchmark volumes (``docs/performance.md``), that gives the rules here:
+touches, and copies the patch out of the decoded blocks (mlarray's reader one block at a
+time through a block-sized buffer; python-blosc2's slicing, the fallback, through a
+chunk-sized one). Measured on the benchmark volumes (``docs/performance.md``), that gives
+the rules here:
 
 - **Blocks** are small (a fraction of L2; 16-64 KiB), so a patch that does not line up
   with the block grid decompresses little it does not need, and the decompression
   buffers stay in cache. Block edges never exceed the patch; a block spans at least 16
   voxels per spatial axis where it can (thinner blocks compress worse).
-- **Chunks** are a few MiB (a few L2 sizes), whatever the patch: the scratch buffer
-  stays in cache and a patch still touches few chunks. Bigger chunks (>= 8 MiB)
-  measurably slow patch reads down; smaller ones only add per-chunk overhead.
+- **Chunks** are a few MiB (a few L2 sizes), whatever the patch: a patch touches few
+  chunks, and python-blosc2's chunk buffer stays in cache. Bigger chunks (>= 8 MiB)
+  measurably slowed patch reads down, and make the first read of each chunk dearer (it
+  checks every block of the chunk, spec 4.4.6); smaller ones add per-chunk overhead.
 - **Bounded edge padding**: an axis is cut so that the padding Blosc2 adds at the array
   edge stays under 1/8 of the axis (or one block, when that is unavoidable).
 - **Non-spatial axes** (channels, time) of up to ``WHOLE_AXIS_LIMIT`` entries are kept
