@@ -33,8 +33,8 @@ def _is_glob(text: str) -> bool:
 def expand(paths_or_glob: PathsOrGlob) -> list[str]:
     """The files :func:`from_mla` reads, in stacking order.
 
-    A path is itself; a pattern with ``*``, ``?`` or ``[`` is expanded (``**`` matches
-    sub-directories) and sorted; a sequence keeps its order.
+    A path or a URL is itself; a local pattern with ``*``, ``?`` or ``[`` is expanded
+    (``**`` matches sub-directories) and sorted; a sequence keeps its order.
 
     Raises
     ------
@@ -43,7 +43,7 @@ def expand(paths_or_glob: PathsOrGlob) -> list[str]:
     """
     if isinstance(paths_or_glob, (str, os.PathLike)):
         text = os.fspath(paths_or_glob)
-        if not _is_glob(text):
+        if not _is_glob(text) or is_remote(text):
             return [text]
         found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
         if not found:
@@ -55,9 +55,9 @@ def expand(paths_or_glob: PathsOrGlob) -> list[str]:
     return found
 
 
-def read_meta(paths_or_glob: PathsOrGlob) -> list[Meta]:
+def read_meta(paths_or_glob: PathsOrGlob, *, storage_options: dict[str, Any] | None = None) -> list[Meta]:
     """The header of every file :func:`from_mla` would read, in the same order (the arrays are not read)."""
-    return [MLAFile(p).meta() for p in expand(paths_or_glob)]
+    return [MLAFile(p, storage_options=storage_options).meta() for p in expand(paths_or_glob)]
 
 
 def _dask_chunks(source: MLAFile, chunks: Any) -> Any:
@@ -86,6 +86,7 @@ def from_mla(
     chunks: Any = "file",
     axis: int = 0,
     dparams: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> da.Array:
     """A lazy Dask array over one ``.mla`` file, or over many stacked along a new axis.
 
@@ -96,9 +97,10 @@ def from_mla(
 
     Parameters
     ----------
-    paths_or_glob : path, glob pattern or sequence of paths
-        One path gives the file's array; a pattern (sorted matches) or a sequence gives
-        the files stacked along a new axis ``axis``, in that order (see :func:`expand`).
+    paths_or_glob : path, URL, glob pattern or sequence of them
+        One path or URL gives the file's array; a local pattern (sorted matches) or a
+        sequence gives the files stacked along a new axis ``axis``, in that order (see
+        :func:`expand`). URLs (``s3://``, ``https://``, ...) need the ``remote`` extra.
     chunks : 'file' or Dask chunks
         ``'file'`` (default): one Dask block per file chunk, so a task decompresses
         exactly one chunk. ``'auto'`` lets Dask pick blocks that are whole multiples of
@@ -108,6 +110,8 @@ def from_mla(
         Where the new axis goes when files are stacked.
     dparams : dict, optional
         Blosc2 decompression parameters of each read (default one thread per read).
+    storage_options : dict, optional
+        fsspec options for URLs (credentials, endpoint, ...); they travel with the graph.
 
     Returns
     -------
@@ -123,8 +127,8 @@ def from_mla(
     import dask.array as da
 
     paths = expand(paths_or_glob)
-    sources = [MLAFile(p, dparams=dparams) for p in paths]
-    if isinstance(paths_or_glob, (str, os.PathLike)) and not _is_glob(os.fspath(paths_or_glob)):
+    sources = [MLAFile(p, dparams=dparams, storage_options=storage_options) for p in paths]
+    if isinstance(paths_or_glob, (str, os.PathLike)) and len(paths) == 1 and paths[0] == os.fspath(paths_or_glob):
         return _one(sources[0], chunks)
     first = sources[0]
     for other in sources[1:]:
@@ -142,15 +146,19 @@ def from_mla(
 def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
     """:meth:`mlarray.MLArray.to_dask`: a Dask array over ``image``.
 
-    A file opened read-only is read lazily through per-task handles (as :func:`from_mla`).
-    An in-memory NumPy image is split into blocks of :attr:`~mlarray.MLArray.chunks`.
-    Anything else (in-memory compressed, a file open for writing, a URL) is read through the
-    image itself under a lock, one block at a time, so its one Blosc2 array is never used
-    by two threads at once; such an array cannot be sent to other processes.
+    A file or URL opened read-only is read lazily through per-task handles (as
+    :func:`from_mla`). An in-memory NumPy image is split into blocks of
+    :attr:`~mlarray.MLArray.chunks`. Anything else (in-memory compressed, a file open for
+    writing, a file object) is read through the image itself under a lock, one block at a
+    time, so its one Blosc2 array is never used by two threads at once; such an array
+    cannot be sent to other processes.
     """
     if image.shape is None or image.dtype is None:
         raise InvalidArgumentError("a metadata-only image has no array")
     path = image.filepath
+    remote = image._remote
+    if remote is not None and remote[0] is not None:  # a URL (file objects stay with the image)
+        return from_mla(remote[0], chunks=chunks, storage_options=remote[1] or None)
     if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
         return from_mla(path, chunks=chunks)
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks

@@ -8,6 +8,13 @@ read-only with :meth:`mlarray.MLArray.open` in the calling thread, or reuses a h
 so a file replaced by an atomic save is reopened). Pickling an ``MLAFile`` (what
 Dask does when it ships a task graph to a worker) carries no handle and no data.
 
+A URL (``s3://``, ``https://``, any fsspec URL) works the same way through
+:mod:`mlarray.remote`: each thread opens its own read-only remote handle, and a read
+of an object that changed since that handle was opened fails with
+:class:`~mlarray.errors.RemoteChangedError` (the object's ETag is checked on every read).
+``storage_options`` travel with the pickled ``MLAFile`` (credentials included), as they
+do with fsspec's own Dask integrations.
+
 This module does not import Dask: it is plain Python over the public API.
 """
 
@@ -23,17 +30,23 @@ import numpy as np
 from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
+from mlarray.remote import is_remote
 
 CACHE_SIZE = 8
 """Handles one thread keeps open at most (least recently used closed first)."""
 
 _local = threading.local()
 
-Stamp = tuple[int, int, int, int]
+Stamp = tuple[int, int, int, int] | None
 
 
 def _stamp(path: str) -> Stamp:
-    """What tells one file at ``path`` from another: device, inode, size, modification time."""
+    """What tells one file at ``path`` from another: device, inode, size, modification time.
+
+    ``None`` for a URL: a remote handle checks the object's ETag on every read instead.
+    """
+    if is_remote(path):
+        return None
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -70,10 +83,12 @@ class MLAFile:
     Parameters
     ----------
     path : str or os.PathLike
-        The file; it is opened once here to read its header.
+        The file or URL; it is opened once here to read its header.
     dparams : dict, optional
         Blosc2 decompression parameters of each read (default: one thread per read,
         as :meth:`mlarray.MLArray.open`; Dask already runs reads in parallel).
+    storage_options : dict, optional
+        fsspec options for a URL (credentials, endpoint, ...), as in :meth:`mlarray.MLArray.open`.
 
     Raises
     ------
@@ -82,12 +97,20 @@ class MLAFile:
         metadata-only (:class:`~mlarray.errors.InvalidArgumentError`).
     """
 
-    __slots__ = ("path", "shape", "dtype", "chunks", "dparams")
+    __slots__ = ("path", "shape", "dtype", "chunks", "dparams", "storage_options")
 
-    def __init__(self, path: str | os.PathLike[str], *, dparams: dict[str, Any] | None = None) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dparams: dict[str, Any] | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        text = os.fspath(path)
+        self.path = text if is_remote(text) else os.path.abspath(text)
         self.dparams = dparams
-        with MLArray.open(self.path, "r", dparams=dparams) as image:
+        self.storage_options = storage_options
+        with self._open(dparams) as image:
             if image.shape is None or image.dtype is None:
                 raise InvalidArgumentError("a metadata-only file has no array to read", path=self.path)
             self.shape: tuple[int, ...] = image.shape
@@ -104,7 +127,12 @@ class MLAFile:
         return f"MLAFile({self.path!r}, shape={self.shape}, dtype={self.dtype}, chunks={self.chunks})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.path, self.shape, self.dtype.str, self.chunks, self.dparams))
+        return (_rebuild, (self.path, self.shape, self.dtype.str, self.chunks, self.dparams, self.storage_options))
+
+    def _open(self, dparams: dict[str, Any] | None = None) -> MLArray:
+        if self.storage_options is not None:
+            return MLArray.open(self.path, "r", dparams=dparams, storage_options=self.storage_options)
+        return MLArray.open(self.path, "r", dparams=dparams)
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         """Dask names arrays by this: the same unchanged file gives the same name."""
@@ -112,11 +140,21 @@ class MLAFile:
             stamp: Any = _stamp(self.path)
         except OSError:
             stamp = None
-        return ("mlarray.MLAFile", self.path, stamp, self.shape, self.dtype.str, self.chunks, repr(self.dparams))
+        options = repr(self.storage_options)
+        return (
+            "mlarray.MLAFile",
+            self.path,
+            stamp,
+            self.shape,
+            self.dtype.str,
+            self.chunks,
+            repr(self.dparams),
+            options,
+        )
 
     def meta(self) -> Meta:
         """The file's header (read now, not cached)."""
-        with MLArray.open(self.path, "r") as image:
+        with self._open() as image:
             return image.meta
 
     def handle(self) -> MLArray:
@@ -131,7 +169,7 @@ class MLAFile:
         if image is not None:
             cache.move_to_end(key)
             return image
-        image = MLArray.open(self.path, "r", dparams=self.dparams)
+        image = self._open(self.dparams)
         if image.shape != self.shape or image.dtype != self.dtype:
             found = f"{image.shape} {image.dtype}"
             image.close()
@@ -151,15 +189,15 @@ class MLAFile:
 
 
 def _rebuild(
-    path: str, shape: tuple[int, ...], dtype: str, chunks: tuple[int, ...], dparams: dict[str, Any] | None
+    path: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...],
+    dparams: dict[str, Any] | None,
+    storage_options: dict[str, Any] | None = None,
 ) -> MLAFile:
     """Unpickle an :class:`MLAFile` without opening the file (the worker opens it when it reads)."""
     obj = MLAFile.__new__(MLAFile)
-    obj.path, obj.shape, obj.dtype, obj.chunks, obj.dparams = (
-        path,
-        tuple(shape),
-        np.dtype(dtype),
-        tuple(chunks),
-        dparams,
-    )
+    obj.path, obj.shape, obj.dtype, obj.chunks = path, tuple(shape), np.dtype(dtype), tuple(chunks)
+    obj.dparams, obj.storage_options = dparams, storage_options
     return obj
