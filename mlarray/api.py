@@ -295,9 +295,10 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
             out = data
         else:
             section = self._chunks if self._unwritten() else None
+            threads = threads_of(self._dparams, 1)
             if self._chunks is not None:
-                self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
-            out = decompress_all(data, self._path, section, threads_of(self._dparams, 1))
+                self._chunks.check_all(threads)  # spec 4.4.6: every chunk checked before blosc2 decompresses it
+            out = decompress_all(data, self._path, section, threads)
         scaling = self._meta.scaling
         if scaled and scaling is not None and scaling.stored == "raw":
             return scaling.to_physical(out)

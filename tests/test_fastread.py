@@ -403,3 +403,25 @@ def test_chunk_refs_spare_the_python_per_chunk(tmp_path: Path, engine: str) -> N
         if engine == "compiled":
             with pytest.raises(ValueError, match="contiguous int64"):
                 fastread.read_region(section.layout, section.entries, get_chunk, ..., refs=strided)
+
+
+def test_a_threaded_whole_load_checks_every_chunk_once(tmp_path: Path) -> None:
+    """After a load on two threads the file counts as fully checked; a bad chunk is reported as one thread would."""
+    a = np.random.default_rng(13).integers(0, 50, size=(24, 20, 10), dtype=np.int32)  # compressible
+    path = write(tmp_path, a, (4, 5, 10), (2, 5, 5))
+    with MLArray.open(path, dparams={"nthreads": 2}) as image:
+        assert image.to_numpy().tobytes() == a.tobytes()
+        assert image._chunks is not None and image._chunks.complete
+    raw = bytearray(path.read_bytes())
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        bad = [n for n in (5, 17) if not section.chunk_bytes(n)[2] & 0x02]
+        assert bad, "chunks 5 and 17 are stored uncompressed"
+        for n in bad:  # the first block's start points inside the block-start table
+            at = section.layout.start + section.entries[n] + 32
+            raw[at : at + 4] = (33).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    for nthreads in (1, 2):
+        with pytest.raises(CorruptFrameError, match=f"chunk {bad[0]}: block offset outside the chunk"):
+            MLArray.load(path, dparams={"nthreads": nthreads})

@@ -381,6 +381,7 @@ class DataSection:
             with contextlib.suppress(CorruptFrameError):  # reported in chunk order below
                 threads.run_parallel(todo, one, nthreads)
             self._checked.update(passed)
+            self.complete = len(self._checked) == self.layout.nchunks
         self.check(todo)  # what is left (after a failure, the bad chunks), in order
 
     def check_key(self, key: Any) -> None:
