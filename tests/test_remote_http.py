@@ -331,6 +331,25 @@ def test_cli_deep_validate_of_a_url_finds_a_corrupt_chunk(url: str, server: Rang
     assert json.loads(deep.output)[0]["code"] in ("CORRUPT_FRAME", "DIGEST_MISMATCH")
 
 
+def test_deep_validation_fetches_the_data_once(url: str, server: RangeServer, local: Path) -> None:
+    """Chunk checks, decompression and the digest share one pass over the data section."""
+    from mlarray.remote.open import validate_remote
+    from mlarray.storage.frame import data_section
+
+    start, end = data_section(local)
+    server.reset()
+    report = validate_remote(url)
+    assert report.valid, report.problems
+    assert end - start <= server.bytes_sent <= local.stat().st_size + 2 * 64 * 1024  # + the two windows of the open
+    data = bytearray(local.read_bytes())
+    data[end - 100] ^= (
+        0xFF  # in the last chunk's stored data: it still decodes (to other values); only the digest tells
+    )
+    server.files["/stale.mla"] = bytes(data)
+    stale = validate_remote(f"{server.url}/stale.mla")
+    assert [p.code for p in stale.problems] == ["DIGEST_MISMATCH"]
+
+
 def test_the_installed_command_reads_a_url(url: str, local: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mlarray", "info", "--json", url], capture_output=True, text=True, timeout=300

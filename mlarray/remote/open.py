@@ -11,7 +11,6 @@ Remote arrays are read-only; saving to a URL writes a local temporary file and u
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
 from mlarray.remote.sources import _fsspec, is_url, open_source
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.codec import decode_header
-from mlarray.storage.frame import data_section, inspect_frame
+from mlarray.storage.frame import inspect_frame
 from mlarray.storage.io import HeaderRead, check_against_frame
 from mlarray.storage.source import ByteSource, FileObjectSource
 
@@ -107,8 +106,9 @@ def load_remote(
 def validate_remote(target: Any, *, deep: bool = True, storage_options: dict[str, Any] | None = None) -> Report:
     """:func:`mlarray.validate.validate_file` for a URL or a file object (the same checks and codes).
 
-    ``deep`` fetches every chunk (checked, then decompressed) and the data section once
-    more for the digest (8 MiB ranges, 8 at a time).
+    ``deep`` fetches the data section once (8 MiB ranges, 8 at a time): every chunk is
+    checked and decompressed and the digest computed from the same bytes
+    (:mod:`mlarray.remote.validate`).
     """
     from mlarray.errors import Problem
     from mlarray.validate import Report, _problems_of
@@ -119,32 +119,17 @@ def validate_remote(target: Any, *, deep: bool = True, storage_options: dict[str
         source = source_of(target, storage_options)
         head = read_header_from(source)
         report.header = head.meta.model_dump(mode="json")
-        if deep:
-            assert head.data is not None
-            if head.meta.array is not None:
-                RemoteArray(source, head.frame, head.data, cache_bytes=0)[...]
-            if head.meta.integrity is not None and _digest(source) != head.meta.integrity.digest:
-                from mlarray.errors import DigestMismatchError
+        if deep:  # the data section fetched once: chunks checked and decoded, digest from the same bytes
+            from mlarray.remote.validate import check_data
 
-                raise DigestMismatchError(
-                    "the data section's SHA-256 differs from the one the header records", path=source.name
-                )
+            assert head.data is not None
+            digest = head.meta.integrity.digest if head.meta.integrity is not None else None
+            check_data(source, head.frame, head.data, digest)
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))
     except OSError as exc:
         report.problems.append(Problem("file", "REMOTE_READ", str(exc)))
     return report
-
-
-def _digest(source: ByteSource, block: int = 8 << 20, batch: int = 8) -> str:
-    """:func:`mlarray.storage.frame.data_digest` with ``batch`` blocks fetched at a time (concurrently, remotely)."""
-    start, end = data_section(source)
-    digest = hashlib.sha256()
-    spans = [(at, min(block, end - at)) for at in range(start, end, block)]
-    for i in range(0, len(spans), batch):
-        for piece in source.read_many(spans[i : i + batch]):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 _WHOLE_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory", "http", "https"})
