@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import math
 import os
 import re
@@ -338,9 +337,9 @@ class _NativeRead:
     """One read through the compiled block loop (:mod:`mlarray.storage.blockcopy`).
 
     The touched chunks are numbered in C order over the chunk grid; the C loop reads a run
-    of them, so one thread reads a patch in one call and several threads take chunks one
-    at a time. Chunks C-Blosc2 need not decode (zero/NaN entries, special chunks) are
-    filled here with NumPy.
+    of them, so one thread reads a patch in one call, and the threads of a parallel read
+    each make one call and take chunks from a counter they share. Chunks C-Blosc2 need not
+    decode (zero/NaN entries, special chunks) are filled here with NumPy.
     """
 
     def __init__(
@@ -446,12 +445,13 @@ class _NativeRead:
 
     def fill(self) -> None:
         """Write the value of every chunk the C loop skipped into its box of the result."""
-        if not self.fills:
-            return
-        boxes = list(itertools.product(*self.ranges))
         for i, value in self.fills:
+            coords, rest = [], i  # touched chunk i's coordinates (C order over self.ranges)
+            for span in reversed(self.ranges):
+                rest, at = divmod(rest, len(span))
+                coords.append(span[at])
             box = []
-            for coord, part, c in zip(boxes[i], self.parts, self.layout.chunks, strict=True):
+            for coord, part, c in zip(reversed(coords), self.parts, self.layout.chunks, strict=True):
                 if not part.dropped:
                     lo, hi = max(part.start, coord * c), min(part.stop, (coord + 1) * c)
                     box.append(slice(lo - part.start, hi - part.start))
