@@ -20,7 +20,7 @@ from mlarray.api import MLArray
 from mlarray.convert._common import METAIMAGE_EXTENSIONS, MLA_EXTENSION, NIFTI_EXTENSIONS, NRRD_EXTENSIONS, suffix_of
 from mlarray.convert._stream import convert_source, copy_image
 from mlarray.convert.dicom import read_dicom_parts
-from mlarray.convert.metaimage import read_metaimage_parts, write_metaimage
+from mlarray.convert.metaimage import MetaImageSource, read_metaimage_parts, write_metaimage
 from mlarray.convert.nifti import NiftiSource, read_nifti_parts, write_nifti
 from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts, write_nrrd
 from mlarray.errors import InvalidArgumentError, WrongExtensionError
@@ -48,6 +48,7 @@ WRITERS: dict[str, Writer] = {
 SOURCES: dict[str, Callable[[str | os.PathLike[str]], Any]] = {
     **dict.fromkeys(NIFTI_EXTENSIONS, NiftiSource),
     **dict.fromkeys(NRRD_EXTENSIONS, NrrdSource.open),
+    **dict.fromkeys(METAIMAGE_EXTENSIONS, MetaImageSource.open),
 }
 """Formats read slab by slab when converted to ``.mla`` (:func:`~mlarray.convert._stream.convert_source`);
 ``None`` from one means the file is read whole."""

@@ -6,11 +6,17 @@ and a vector pixel becomes a trailing ``components`` axis. ITK's index-to-world 
 ``world = origin + D @ diag(spacing) @ index`` in LPS, is exactly ``meta.spatial``'s, so
 spacing, origin and direction are copied as they are (``coord_system='LPS'``). Every
 header field SimpleITK reports is kept in ``meta.source``.
+
+Converting to ``.mla`` streams an uncompressed scalar MetaImage (:class:`MetaImageSource`):
+SimpleITK reads the header alone, then one slab of planes at a time (its reader extracts
+a region, and ITK's MetaImage reader reads just that region of an uncompressed file).
+Compressed data (``CompressedData = True``) and vector pixels are read whole.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,88 @@ def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False
         return data, Meta(spatial=spatial, source=source)
     except GeometryError as exc:
         raise NotRepresentableError(f"the MetaImage geometry cannot be stored: {exc}", path=p) from None
+
+
+def _compressed(path: str) -> bool:
+    """The header says ``CompressedData = True`` (ITK then decompresses the whole file to read any region)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).decode("latin-1")
+    header = head.split("ElementDataFile", 1)[0]
+    return re.search(r"^\s*CompressedData\s*=\s*true\b", header, re.IGNORECASE | re.MULTILINE) is not None
+
+
+class MetaImageSource:
+    """An uncompressed scalar MetaImage file opened for conversion slab by slab (see the module docstring).
+
+    Implements :class:`~mlarray.convert._stream.SlabSource`: ``shape`` in file axis order
+    ``(i, j, k)``, the stored ``dtype``, no intensity scaling, :meth:`read` of a region,
+    :meth:`meta`. The array and header equal :func:`read_metaimage_parts`'s.
+    """
+
+    slope, inter, rgb = 1.0, 0.0, False
+
+    def __init__(self, path: str, reader: Any, dtype: np.dtype[Any], header: dict[str, str], spatial: Spatial) -> None:
+        self.path, self._reader, self.dtype, self._header, self._spatial = path, reader, dtype, header, spatial
+        self.shape: tuple[int, ...] = tuple(int(n) for n in reader.GetSize())
+        self._region: Any = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> MetaImageSource | None:
+        """The source, or ``None`` when the file is read whole (compressed, vector pixels, unreadable)."""
+        p = check_source(path, METAIMAGE_EXTENSIONS, "MetaImage")
+        sitk = require("SimpleITK", p)
+        try:
+            if _compressed(p):
+                return None
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(p)
+            reader.SetImageIO("MetaImageIO")
+            reader.ReadImageInformation()
+            n = reader.GetDimension()
+            if reader.GetNumberOfComponents() != 1 or not 1 <= n <= 3:
+                return None
+            reader.SetExtractIndex([0] * n)
+            reader.SetExtractSize([1] * n)
+            dtype = normalize_dtype(sitk.GetArrayViewFromImage(reader.Execute()).dtype)
+            header = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
+            spatial = Spatial(
+                spacing=list(reader.GetSpacing()),
+                origin=list(reader.GetOrigin()),
+                direction=np.asarray(reader.GetDirection(), dtype=np.float64).reshape(n, n).tolist(),
+                axis_labels=["spatial"] * n,
+                coord_system="LPS",
+            )
+        except (OSError, RuntimeError, InvalidArgumentError, GeometryError, ValueError):
+            return None  # the whole-file reader reports what is wrong
+        return cls(p, reader, dtype, header, spatial)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+        """The values of ``region`` (slices in file axis order), read by SimpleITK's region extraction."""
+        sitk = require("SimpleITK", self.path)
+        self._reader.SetExtractIndex([int(r.start) for r in region])
+        self._reader.SetExtractSize([int(r.stop - r.start) for r in region])
+        try:
+            self._region = self._reader.Execute()  # kept until the next read: the view below is of its buffer
+        except RuntimeError as exc:
+            raise SourceFormatError(f"SimpleITK cannot read this MetaImage file: {exc}", path=self.path) from None
+        block = sitk.GetArrayViewFromImage(self._region)  # (k, j, i): ITK's buffer in C order, not copied
+        return np.transpose(block)  # (i, j, k), the file's own (Fortran) order
+
+    def meta(self, scaling: Any) -> Meta:
+        source = {"format": FORMAT, "file": Path(self.path).name, "header": dict(self._header)}
+        return Meta(spatial=self._spatial.model_copy(deep=True), source=source)
+
+    def check_end(self) -> None:
+        """Nothing to check here: a data file too short for the header fails the read of a slab."""
+
+    def close(self) -> None:
+        self._reader = self._region = None
+
+    def __enter__(self) -> MetaImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_metaimage(path: str | os.PathLike[str]) -> MLArray:
