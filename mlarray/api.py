@@ -244,12 +244,12 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
             return data[key]
         check_result_size(data.shape, data.dtype, key, self._path)
         if self._chunks is not None:
-            self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
             threads = threads_of(self._dparams, 1)
             if threads >= fastread.PATCH_THREADS_MIN and self._unwritten():
-                out = fast_read(self._chunks, key, threads, self._path)
+                out = fast_read(self._chunks, key, threads, self._path)  # checks each chunk before decoding it
                 if out is not None:
                     return out
+            self._chunks.check_key(key)  # spec 4.4.6: the chunks read are checked before blosc2 sees them
         try:
             return data[key]
         except MLArrayError:

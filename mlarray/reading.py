@@ -88,8 +88,9 @@ def threads_of(dparams: Any, default: int) -> int:
 def fast_read(section: DataSection, key: Any, nthreads: int, path: str | None) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded by :mod:`mlarray.storage.fastread`, or ``None`` when it cannot serve it.
 
-    Every chunk is checked (spec 4.4.4-4.4.6) before C-Blosc2 sees it: the caller checks the
-    chunks ``key`` touches, and :meth:`DataSection.chunk_bytes` checks any it was not given.
+    Every chunk is checked (spec 4.4.4-4.4.6) before C-Blosc2 sees it:
+    :meth:`DataSection.chunk_refs` checks the touched chunks before the read starts, and
+    :meth:`DataSection.chunk_bytes` checks any chunk it hands out.
     """
     if not fastread.available():
         return None
