@@ -1,9 +1,11 @@
-"""The compiled helper's block-table check (spec 4.4.6) against the Python rules it replaces.
+"""The compiled helper's block-table checks (spec 4.4.6) against the Python rules they replace.
 
 The read path's copies are compared with python-blosc2 and NumPy in test_fastread.py (both
 engines); here the C check ``mla_blocks_problem`` must give exactly the verdict of
 ``chunks._blocks_problem_py`` on valid chunks, on chunks whose blocks are stored out of
-order, and on chunks with damaged block tables and stream sizes.
+order, and on chunks with damaged block tables and stream sizes; and the per-block check
+the block loop makes before it decodes a block (``mla_block_problem``) must follow the
+rules for that block, and fail for some block exactly when the whole-chunk check fails.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mlarray.storage import blockcopy, chunks
@@ -80,6 +82,7 @@ def test_c_check_agrees_with_python(
         return
     c_verdict, py_verdict = both(chunk)
     assert c_verdict is None and py_verdict is None
+    nblocks = geometry(chunk)[1]
     targets = [32 + 4 * j for j in range(geometry(chunk)[1])] + stream_headers(chunk)
     raw = bytearray(chunk)
     for where, value, small in damage:
@@ -89,6 +92,47 @@ def test_c_check_agrees_with_python(
         struct.pack_into("<i", raw, at, max(-(2**31), min(2**31 - 1, value)))
     c_verdict, py_verdict = both(bytes(raw))
     assert c_verdict == py_verdict
+    # the per-block check a partial reader makes: each block as the rules say, and a chunk
+    # fails the whole check exactly when one of its blocks fails its own
+    per_block = [block_verdict(bytes(raw), j) for j in range(nblocks)]
+    assert per_block == [block_verdict_py(bytes(raw), j) for j in range(nblocks)]
+    assert any(per_block) == (c_verdict is not None)
+
+
+def block_verdict(chunk: bytes, j: int) -> int:
+    assert blockcopy.HELPER is not None
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    return int(blockcopy.HELPER.block_problem(int(data.__array_interface__["data"][0]), len(chunk), j))
+
+
+def block_verdict_py(chunk: bytes, j: int) -> int:
+    """Spec 4.4.6 rules 2-3 for block ``j`` alone, written from the spec: 0 or the kind of problem."""
+    head, nblocks, first = geometry(chunk)
+    starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
+    nbytes, blocksize = struct.unpack_from("<ii", chunk, 4)
+    streams = chunk[3] if not chunk[2] & 0x10 and (j < nblocks - 1 or nbytes % blocksize == 0) else 1
+    pos = starts[j]
+    if pos < first:
+        return 1
+    for _ in range(streams):
+        if pos + 4 > len(chunk):
+            return 1
+        csize = struct.unpack_from("<i", chunk, pos)[0]
+        pos += 4 + (csize if csize > 0 else 1 if csize < 0 else 0)
+        if pos > len(chunk):
+            return 2
+    others = starts[:j] + starts[j + 1 :]
+    return 3 if any(starts[j] <= s < pos for s in others) else 0
+
+
+def test_block_check_finds_table_and_dictionary_outside_the_chunk() -> None:
+    chunk = make_chunk(2, 2, 4, 256, [blosc2.Filter.SHUFFLE])
+    assert [block_verdict(chunk, j) for j in range(4)] == [0, 0, 0, 0]
+    assert block_verdict(chunk[:40], 0) == 4  # the table of 4 entries ends at byte 48
+    with_dict = bytearray(chunk)
+    with_dict[31] |= 0x01  # a dictionary after the table: its size field (byte 48) set past the chunk
+    struct.pack_into("<i", with_dict, 48, len(chunk))
+    assert block_verdict(bytes(with_dict), 0) == 5
 
 
 def test_blocks_out_of_order_pass_and_overlaps_fail() -> None:
@@ -115,3 +159,69 @@ def test_helper_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(blockcopy.DISABLE_ENV)
     helper, status = blockcopy._load()
     assert helper is not None and "_blockcopy" in status
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    damage=st.tuples(st.integers(0, 10**6), st.integers(-64, 64)),
+    box=st.tuples(st.integers(0, 31), st.integers(1, 32), st.integers(0, 39), st.integers(1, 40)),
+)
+def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, damage: tuple[int, int], box: tuple[int, int, int, int]
+) -> None:
+    """Spec 4.4.6 for partial readers: each decoded block is checked before C-Blosc2 sees it, and only those."""
+    from mlarray import MLArray
+    from mlarray.errors import CorruptFrameError
+
+    rng = np.random.default_rng(seed)
+    data = (rng.integers(0, 4, size=(32, 40)) * rng.integers(1, 300, size=(32, 40))).astype("<i2")
+    path = tmp_path_factory.mktemp("blocks") / "a.mla"
+    MLArray(data, chunk_size=(32, 40), block_size=(8, 10)).save(path)  # one chunk of 4 x 4 blocks
+    raw = bytearray(path.read_bytes())
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        at = section.layout.start + section.entries[0]
+    cbytes = struct.unpack_from("<i", raw, at + 12)[0]
+    chunk = bytes(raw[at : at + cbytes])
+    if chunk[2] & 0x02 or chunk[31] & 0x70:
+        return  # stored uncompressed or special: no block table
+    targets = [(32 + 4 * j, j) for j in range(16)] + stream_owners(chunk)
+    where, delta = damage
+    offset, owner = targets[where % len(targets)]
+    target = at + offset
+    struct.pack_into("<i", raw, target, struct.unpack_from("<i", raw, target)[0] + delta)
+    path.write_bytes(bytes(raw))
+    damaged = bytes(raw[at : at + cbytes])
+    r0, rows, c0, cols = box
+    rows, cols = min(rows, 32 - r0), min(cols, 40 - c0)
+    decoded = [
+        q * 4 + p for q in range(r0 // 8, (r0 + rows - 1) // 8 + 1) for p in range(c0 // 10, (c0 + cols - 1) // 10 + 1)
+    ]
+    bad = any(block_verdict_py(damaged, j) for j in decoded)
+    event(
+        "a decoded block is bad"
+        if bad
+        else "damage outside the decoded blocks"
+        if owner not in decoded
+        else "damage inside a decoded block"
+    )
+    key = (slice(r0, r0 + rows), slice(c0, c0 + cols))
+    with MLArray.open(path) as image:
+        if bad:
+            with pytest.raises(CorruptFrameError, match="chunk 0: (block|compressed stream|two blocks)"):
+                image[key]
+        elif owner not in decoded:  # the damage is in a block the read does not decode
+            assert np.array_equal(image[key], data[key])
+        else:  # a decoded block's stream is wrong but inside the chunk: its codec may or may not notice
+            try:
+                assert image[key].shape == (rows, cols)
+            except CorruptFrameError as exc:
+                assert "C-Blosc2 cannot decode it" in str(exc)
+
+
+def stream_owners(chunk: bytes) -> list[tuple[int, int]]:
+    """``(offset of a stream's csize field, its block)`` for every stream of a valid chunk."""
+    streams = chunk[3] if not chunk[2] & 0x10 else 1  # stream_headers lists them block by block
+    return [(pos, i // streams) for i, pos in enumerate(stream_headers(chunk))]

@@ -52,7 +52,7 @@ def test_compiled_loop_serves_reads(tmp_path: Path, engine: str, monkeypatch: py
         real = helper.read_region  # type: ignore[union-attr]
 
         def counting(*args: Any) -> int:
-            calls.append((args[10], args[11], args[12] is not None))  # first, count, shared counter
+            calls.append((args[11], args[12], args[13] is not None))  # first, count, shared counter
             return int(real(*args))
 
         helper.read_region = counting  # type: ignore[union-attr]
@@ -391,17 +391,18 @@ def test_chunk_refs_spare_the_python_per_chunk(tmp_path: Path, engine: str) -> N
         assert plain, "the file has no chunk to decode"
         if engine == "compiled":  # plain chunks come from refs; only the special ones are fetched
             assert not plain & set(asked)
-        addresses, sizes, whole = section.chunk_refs(range(section.layout.nchunks))
+        addresses, sizes, pending, whole = section.chunk_refs(range(section.layout.nchunks))
         assert {n for n in range(section.layout.nchunks) if addresses[n]} == plain
         assert all(sizes[n] == len(section.chunk_bytes(n)) for n in plain)
+        assert not pending.any()  # chunk_bytes checked every chunk whole above
 
         def strided(numbers: Any) -> Any:
-            a, s, w = section.chunk_refs(numbers)
+            a, s, p, w = section.chunk_refs(numbers)
             both_ = np.stack([a, s], axis=1)
-            return both_[:, 0], both_[:, 1], w  # views with a stride of 16 bytes
+            return both_[:, 0], both_[:, 1], p, w  # views with a stride of 16 bytes
 
         if engine == "compiled":
-            with pytest.raises(ValueError, match="contiguous int64"):
+            with pytest.raises(ValueError, match="contiguous vectors"):
                 fastread.read_region(section.layout, section.entries, get_chunk, ..., refs=strided)
 
 

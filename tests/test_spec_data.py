@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
 from mlarray.storage.chunks import touched_chunks
+from mlarray.validate import validate_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "conformance"
@@ -228,8 +229,12 @@ def test_the_api_refuses_a_broken_data_section_before_blosc2_reads_it(case: dict
         MLArray.load(path)
 
 
-def test_a_patch_read_checks_only_the_chunks_it_touches(tmp_path: Path) -> None:
-    """A broken chunk does not stop reads elsewhere in the array, and is refused when read."""
+def test_a_patch_read_checks_only_the_blocks_it_decodes(tmp_path: Path) -> None:
+    """A broken block does not stop reads elsewhere in the array (its own chunk included), and is refused when read.
+
+    Spec 4.4.6 lets a reader that decodes single blocks check just those; a whole read,
+    a load and validation check every block.
+    """
     path = tmp_path / "a.mla"
     data = ((np.arange(1280, dtype=np.int16) // 40) * 3).reshape(32, 40)
     MLArray(data, chunk_size=(16, 40), block_size=(8, 20), cparams={"codec": blosc2.Codec.ZSTD}).save(path)
@@ -241,8 +246,14 @@ def test_a_patch_read_checks_only_the_chunks_it_touches(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with MLArray.open(path) as image:
         assert np.array_equal(image[0:16, :], data[0:16])
-        with pytest.raises(CorruptFrameError):
-            image[15:17, 0:3]
+        assert np.array_equal(image[15:17, 0:3], data[15:17, 0:3])  # block 0 of chunk 1 is sound
+        with pytest.raises(CorruptFrameError, match="chunk 1: block offset outside the chunk"):
+            image[15:17, 19:22]  # block 1 of chunk 1
+    with MLArray.open(path) as image, pytest.raises(CorruptFrameError, match="chunk 1"):
+        image[...]
+    with pytest.raises(CorruptFrameError):
+        MLArray.load(path)
+    assert validate_file(path).code == "CORRUPT_FRAME"
 
 
 @given(

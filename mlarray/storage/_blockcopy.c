@@ -38,8 +38,121 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_ARGS (-1001)     /* the geometry handed in is inconsistent */
 #define MLA_ERR_TYPESIZE (-1002) /* the block is not a whole number of the chunk's items */
 #define MLA_ERR_SHORT (-1003)    /* C-Blosc2 decoded fewer bytes than a block */
+#define MLA_ERR_BLOCK (-1004)    /* spec 4.4.6: a block offset outside the chunk */
+#define MLA_ERR_STREAM (-1005)   /* spec 4.4.6: a compressed stream outside the chunk */
+#define MLA_ERR_OVERLAP (-1006)  /* spec 4.4.6: another block starts inside a block */
+#define MLA_ERR_TABLE (-1007)    /* spec 4.4.6: the block-start table or dictionary outside the chunk */
 
-MLA_EXPORT int mla_abi_version(void) { return 3; }
+MLA_EXPORT int mla_abi_version(void) { return 4; }
+
+static int64_t read_i32(const uint8_t *at) {
+    int32_t v;
+    memcpy(&v, at, 4); /* little-endian machines only: blockcopy.py checks sys.byteorder */
+    return v;
+}
+
+/* Where the blocks of a data chunk are (spec 4.4.6); a chunk stored uncompressed has none. */
+typedef struct {
+    int64_t cbytes, head, nblocks, first;
+} block_table;
+
+/* Rule 1 of spec 4.4.6 (the caller checked the 32-byte header, spec 4.4.4): 0, or 4
+ * (the block-start table outside the chunk) or 5 (the dictionary outside the chunk). */
+static int find_table(const uint8_t *chunk, int64_t cbytes, block_table *t) {
+    t->cbytes = cbytes;
+    t->head = 32;
+    t->nblocks = 0;
+    t->first = 32;
+    if (chunk[2] & 0x02) {
+        return 0; /* stored uncompressed: no table, nothing to walk */
+    }
+    const int64_t nbytes = read_i32(chunk + 4), blocksize = read_i32(chunk + 8);
+    if (nbytes <= 0) {
+        return 0;
+    }
+    if (blocksize <= 0) {
+        return 4;
+    }
+    t->nblocks = (nbytes + blocksize - 1) / blocksize;
+    const int64_t table_end = t->head + 4 * t->nblocks;
+    if (table_end > cbytes) {
+        return 4;
+    }
+    t->first = table_end;
+    if (chunk[31] & 0x01) { /* a dictionary follows the table */
+        if (table_end + 4 > cbytes) {
+            return 5;
+        }
+        const int64_t dsize = read_i32(chunk + table_end);
+        t->first = table_end + 4 + dsize;
+        if (dsize < 0 || t->first > cbytes) {
+            return 5;
+        }
+    }
+    return 0;
+}
+
+/* Walk block j's streams (rule 2 of spec 4.4.6): 0 with *end set, 1 or 2. */
+static int block_end(const uint8_t *chunk, const block_table *t, int64_t j, int64_t *end) {
+    const int flags = chunk[2], ctypesize = chunk[3];
+    const int64_t nbytes = read_i32(chunk + 4), blocksize = read_i32(chunk + 8);
+    const int64_t start = read_i32(chunk + t->head + 4 * j);
+    if (start < t->first) {
+        return 1;
+    }
+    const int whole = j < t->nblocks - 1 || nbytes % blocksize == 0;
+    const int streams = !(flags & 0x10) && whole ? ctypesize : 1;
+    int64_t pos = start;
+    for (int k = 0; k < streams; k++) {
+        if (pos + 4 > t->cbytes) {
+            return 1;
+        }
+        const int64_t csize = read_i32(chunk + pos);
+        pos += 4 + (csize > 0 ? csize : csize < 0 ? 1 : 0);
+        if (pos > t->cbytes) {
+            return 2;
+        }
+    }
+    *end = pos;
+    return 0;
+}
+
+/*
+ * Rules 2 and 3 of spec 4.4.6 for block j alone: its streams lie inside the chunk and no
+ * other block starts inside [bstart[j], end[j]). Every block of a chunk passes this if
+ * and only if the chunk passes rules 2 and 3 (two non-empty ranges overlap exactly when
+ * one of them holds the other's start), so a reader may check just the blocks it decodes
+ * (spec 4.4.6), each touching only the bytes its decoding touches and the table.
+ * Returns 0, 1, 2 or 3 as mla_blocks_problem.
+ */
+static int block_problem(const uint8_t *chunk, const block_table *t, int64_t j) {
+    int64_t end = 0;
+    const int problem = block_end(chunk, t, j, &end);
+    if (problem) {
+        return problem;
+    }
+    const int64_t start = read_i32(chunk + t->head + 4 * j);
+    const uint8_t *table = chunk + t->head;
+    for (int64_t k = 0; k < t->nblocks; k++) {
+        const int64_t other = read_i32(table + 4 * k);
+        if (k != j && other >= start && other < end) {
+            return 3;
+        }
+    }
+    return 0;
+}
+
+/* The checks a reader makes before decoding block j of a chunk (spec 4.4.6, rule 1 and
+ * rules 2-3 for block j): 0, 1, 2, 3 as mla_blocks_problem, 4 (the block-start table) or
+ * 5 (the dictionary outside the chunk). For the tests; the read loop calls the parts. */
+MLA_EXPORT int mla_block_problem(const uint8_t *chunk, int64_t cbytes, int64_t j) {
+    block_table t;
+    const int problem = find_table(chunk, cbytes, &t);
+    if (problem || j < 0 || j >= t.nblocks) {
+        return problem;
+    }
+    return block_problem(chunk, &t, j);
+}
 
 /*
  * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. The
@@ -123,15 +236,27 @@ static void copy_box(const uint8_t *block, const int64_t *bshape, const int64_t 
     }
 }
 
+/* The error code of a problem found by find_table or block_problem. */
+static int64_t block_error(int problem) {
+    switch (problem) {
+    case 1: return MLA_ERR_BLOCK;
+    case 2: return MLA_ERR_STREAM;
+    case 3: return MLA_ERR_OVERLAP;
+    default: return MLA_ERR_TABLE;
+    }
+}
+
 /*
  * Decode the blocks of one chunk that the box [lo, hi) (chunk-local item coordinates)
- * touches, and copy the box to out, which points at the result's item for lo.
+ * touches, and copy the box to out, which points at the result's item for lo. With
+ * `check`, each block is checked (spec 4.4.6) just before it is decoded: the caller
+ * has checked the chunk's header only (spec 4.4.4).
  * Returns the number of blocks decoded, or a negative error.
  */
-static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int32_t srcsize, int32_t ndim,
-                          int32_t itemsize, const int64_t *blockshape, const int64_t *blockgrid, const int64_t *lo,
-                          const int64_t *hi, uint8_t *out, const int64_t *out_strides, uint8_t *scratch,
-                          int32_t block_bytes) {
+static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int32_t srcsize, int check,
+                          int32_t ndim, int32_t itemsize, const int64_t *blockshape, const int64_t *blockgrid,
+                          const int64_t *lo, const int64_t *hi, uint8_t *out, const int64_t *out_strides,
+                          uint8_t *scratch, int32_t block_bytes) {
     int64_t qlo[MLA_MAX_DIM], qhi[MLA_MAX_DIM], q[MLA_MAX_DIM];
     int64_t s[MLA_MAX_DIM], e[MLA_MAX_DIM];
     int64_t gstride[MLA_MAX_DIM];
@@ -143,6 +268,14 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
         return MLA_ERR_TYPESIZE;
     }
     const int nitems = block_bytes / ctypesize;
+    block_table table;
+    if (check) {
+        const int problem = find_table(src, srcsize, &table);
+        if (problem) {
+            return block_error(problem);
+        }
+        check = table.nblocks > 0; /* a chunk stored uncompressed has no blocks to walk */
+    }
     int64_t g = 1;
     for (int32_t a = ndim - 1; a >= 0; a--) {
         gstride[a] = g;
@@ -161,6 +294,15 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
             e[a] = (hi[a] < origin + blockshape[a] ? hi[a] : origin + blockshape[a]) - origin;
             number += q[a] * gstride[a];
             dst += (origin + s[a] - lo[a]) * out_strides[a];
+        }
+        if (check) {
+            if (number >= table.nblocks) {
+                return MLA_ERR_ARGS;
+            }
+            const int problem = block_problem(src, &table, number);
+            if (problem) {
+                return block_error(problem);
+            }
         }
         int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
         if (rc < 0) {
@@ -207,9 +349,11 @@ static void stop_all(int64_t *next, int64_t end) {
  * array into out (strides out_strides, in bytes; 0 for an axis the key drops).
  *
  * The chunks the selection touches, taken in C order over the chunk grid, are numbered
- * 0, 1, ...; chunk_addr[i] and chunk_size[i] give the stored bytes of touched chunk i
- * (already checked by the caller), or chunk_addr[i] == 0 for a chunk the caller fills
- * itself (special chunks and index entries). Touched chunks [first, first + count) are
+ * 0, 1, ...; chunk_addr[i] and chunk_size[i] give the stored bytes of touched chunk i,
+ * or chunk_addr[i] == 0 for a chunk the caller fills itself (special chunks and index
+ * entries). The caller has checked each chunk (spec 4.4.4-4.4.6), or, where
+ * chunk_check[i] is nonzero, its header only (spec 4.4.4): then each block of it is
+ * checked here before it is decoded (spec 4.4.6). chunk_check may be NULL (all checked). Touched chunks [first, first + count) are
  * read: one after the other when `next` is NULL; else every thread of the read calls this
  * function with the same `next` counter (starting at `first`) and takes chunks from it
  * until none is left, so threads share the work without returning to Python. After an
@@ -224,7 +368,7 @@ static void stop_all(int64_t *next, int64_t end) {
 MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
                                    const int64_t *chunkshape, const int64_t *blockshape, const int64_t *sel_lo,
                                    const int64_t *sel_hi, const int64_t *chunk_addr, const int64_t *chunk_size,
-                                   int64_t first, int64_t count, int64_t *next, uint8_t *out,
+                                   const uint8_t *chunk_check, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
                                    int64_t *failed) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
@@ -275,8 +419,9 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
         }
+        const int check = chunk_check != NULL && chunk_check[i];
         const int64_t rc = read_chunk(getitem, ctx, (const uint8_t *)(intptr_t)chunk_addr[i], (int32_t)chunk_size[i],
-                                      ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
+                                      check, ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
                                       block_bytes);
         if (rc < 0) {
             *failed = i;
@@ -287,12 +432,6 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         }
         decoded += rc;
     }
-}
-
-static int64_t read_i32(const uint8_t *at) {
-    int32_t v;
-    memcpy(&v, at, 4); /* little-endian machines only: blockcopy.py checks sys.byteorder */
-    return v;
 }
 
 static int compare_ranges(const void *a, const void *b) {
@@ -311,9 +450,7 @@ static int compare_ranges(const void *a, const void *b) {
  * outside the chunk), 3 (two blocks overlap) or -1 (out of memory).
  */
 MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t head, int64_t nblocks, int64_t first) {
-    const int flags = chunk[2], ctypesize = chunk[3];
-    const int64_t nbytes = read_i32(chunk + 4), blocksize = read_i32(chunk + 8);
-    const int split = !(flags & 0x10);
+    const block_table table = {cbytes, head, nblocks, first};
     int64_t *ranges = malloc((size_t)(nblocks > 0 ? nblocks : 1) * 2 * sizeof(int64_t));
     if (ranges == NULL) {
         return -1;
@@ -321,24 +458,10 @@ MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t 
     int problem = 0, sorted = 1;
     for (int64_t j = 0; j < nblocks && !problem; j++) {
         const int64_t start = read_i32(chunk + head + 4 * j);
-        if (start < first) {
-            problem = 1;
+        int64_t pos = 0;
+        problem = block_end(chunk, &table, j, &pos);
+        if (problem) {
             break;
-        }
-        const int whole = j < nblocks - 1 || nbytes % blocksize == 0;
-        const int streams = split && whole ? ctypesize : 1;
-        int64_t pos = start;
-        for (int k = 0; k < streams; k++) {
-            if (pos + 4 > cbytes) {
-                problem = 1;
-                break;
-            }
-            const int64_t csize = read_i32(chunk + pos);
-            pos += 4 + (csize > 0 ? csize : csize < 0 ? 1 : 0);
-            if (pos > cbytes) {
-                problem = 2;
-                break;
-            }
         }
         ranges[2 * j] = start;
         ranges[2 * j + 1] = pos;

@@ -18,19 +18,26 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 3
+ABI_VERSION = 4
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
     -1003: "C-Blosc2 decoded fewer bytes than a block",
+    -1004: "block offset outside the chunk",
+    -1005: "compressed stream outside the chunk",
+    -1006: "two blocks overlap",
+    -1007: "block-start table or dictionary outside the chunk",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
 BLOCK_PROBLEMS = {
     1: "block offset outside the chunk",
     2: "compressed stream outside the chunk",
     3: "two blocks overlap",
+    4: "block-start table outside the chunk",
+    5: "dictionary outside the chunk",
 }
-"""What ``mla_blocks_problem`` found, in the words of :func:`mlarray.storage.chunks.structure_problem`."""
+"""What ``mla_blocks_problem`` (1-3) and ``mla_block_problem`` (1-5) found, in the words of
+:func:`mlarray.storage.chunks.structure_problem`."""
 
 _P = ctypes.c_void_p
 _I32 = ctypes.c_int32
@@ -43,11 +50,34 @@ class Helper:
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path = path
         self.read_region = lib.mla_read_region
-        self.read_region.argtypes = [_P, _P, _I32, _I32, _P, _P, _P, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _I32, _P]
+        self.read_region.argtypes = [
+            _P,
+            _P,
+            _I32,
+            _I32,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _I64,
+            _I64,
+            _P,
+            _P,
+            _P,
+            _P,
+            _I32,
+            _P,
+        ]
         self.read_region.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem
         self.blocks_problem.argtypes = [_P, _I64, _I64, _I64, _I64]
         self.blocks_problem.restype = ctypes.c_int
+        self.block_problem = lib.mla_block_problem
+        self.block_problem.argtypes = [_P, _I64, _I64]
+        self.block_problem.restype = ctypes.c_int
 
 
 def _candidates() -> list[Path]:

@@ -45,11 +45,13 @@ def _i32(buf: bytes | memoryview, at: int) -> int:
     return int(struct.unpack_from("<i", buf, at)[0])
 
 
-def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False) -> str | None:
+def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, blocks: bool = True) -> str | None:
     """Spec 4.4.4 checks 2, 6, 7 and 4.4.6 on a whole chunk; ``None`` when it may be decompressed.
 
     Special-value chunks pass here (their kind is checked by the caller, which knows what
-    the chunk is for). Only the header chunk may have the 16-byte Blosc header.
+    the chunk is for). Only the header chunk may have the 16-byte Blosc header. With
+    ``blocks=False`` rules 2 and 3 of 4.4.6 (the walk over every block) are left to a
+    caller that checks each block before it decodes it (the compiled block loop).
     """
     if len(chunk) < 16:
         return "shorter than a chunk header"
@@ -85,7 +87,7 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False) 
         first = table_end + 4 + dsize
         if dsize < 0 or first > cbytes:
             return "dictionary outside the chunk"
-    return _blocks_problem(chunk, head, nblocks, first)
+    return _blocks_problem(chunk, head, nblocks, first) if blocks else None
 
 
 def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
@@ -233,10 +235,13 @@ class DataSection:
     def __init__(self, source: str | os.PathLike[str] | ByteSource, frame: FrameInfo) -> None:
         self.layout = DataLayout.of(frame)
         self._checked: set[int] = set()
+        self._heads: set[int] = set()
+        """Chunks checked but for their blocks (spec 4.4.6 rules 2-3), which the block loop checks as it decodes."""
         self._ends: dict[int, int] | None = None
         self._map: np.ndarray[Any, Any] | None = None
-        self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
-        """Per chunk, once checked in the map: the address of its bytes and their count (0 otherwise)."""
+        self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        """Per chunk, once checked in the map: the address of its bytes and their count (0 otherwise),
+        and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
         if isinstance(source, ByteSource):
@@ -285,25 +290,43 @@ class DataSection:
             mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
             self._map = np.frombuffer(mapped, dtype=np.uint8)
             nchunks = self.layout.nchunks
-            self._refs = (np.zeros(nchunks, dtype=np.int64), np.zeros(nchunks, dtype=np.int64))
+            self._refs = (
+                np.zeros(nchunks, dtype=np.int64),
+                np.zeros(nchunks, dtype=np.int64),
+                np.zeros(nchunks, dtype=np.uint8),
+            )
         return self._map
 
-    def chunk_refs(self, numbers: Sequence[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None:
-        """Where the stored bytes of chunks ``numbers`` lie in memory, checked first (for C code).
+    def chunk_refs(
+        self, numbers: Sequence[int]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None:
+        """Where the stored bytes of chunks ``numbers`` lie in memory, checked first (for the block loop).
 
-        Returns the addresses and the byte counts (int64 arrays, in the order of ``numbers``)
-        and the map they point into, which the caller keeps referenced while it uses them
-        (a referenced map cannot be closed). Address 0 marks a chunk that needs no decoding
+        Returns the addresses and the byte counts (int64 arrays, in the order of ``numbers``),
+        a uint8 array that is 1 for the chunks whose blocks are yet to be checked, and the
+        map they point into, which the caller keeps referenced while it uses them (a
+        referenced map cannot be closed). Address 0 marks a chunk that needs no decoding
         (a zeros/NaN entry or a special chunk: :meth:`chunk_bytes` and the entries tell
         which). ``None`` when the file is not mapped (a file object, an address-space limit).
+
+        Chunks are checked up to their block table here (spec 4.4.2-4.4.4, 4.4.6 rule 1);
+        the caller MUST check each block of a flagged chunk before it decodes it (spec
+        4.4.6, rules 2-3 for that block), as the compiled block loop does. A read then
+        touches only the pages of the blocks it decodes, not every page of its chunks.
         """
         if not self.complete:
-            self.check(numbers)
+            todo = sorted(set(numbers) - self._checked - self._heads)
+            if blockcopy.HELPER is not None and self._mapped() is not None:
+                for number in todo:
+                    self._check_chunk(number, blocks=False)
+                    self._heads.add(number)
+            else:
+                self.check(todo)
         whole, refs = self._map, self._refs
         if whole is None or refs is None:
             return None
         picked = np.asarray(numbers, dtype=np.intp)
-        return refs[0][picked], refs[1][picked], whole
+        return refs[0][picked], refs[1][picked], refs[2][picked], whole
 
     def _read(self, at: int, size: int) -> bytes:
         try:
@@ -411,7 +434,7 @@ class DataSection:
         if cbytes < CHUNK_HEADER or entry + cbytes > self.layout.data_size:
             raise self._fail(f"chunk {number} ends outside the chunks area")
 
-    def _check_chunk(self, number: int) -> None:
+    def _check_chunk(self, number: int, blocks: bool = True) -> None:
         entry = self._entry(number)
         if entry is None:
             return
@@ -423,17 +446,18 @@ class DataSection:
             self._check_length(number, entry, cbytes)
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")
-            self._check_bytes(number, view[at : at + cbytes])
+            self._check_bytes(number, view[at : at + cbytes], blocks)
             if self._refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
                 self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
                 self._refs[1][number] = cbytes
+                self._refs[2][number] = 0 if blocks else 1
             return
         cbytes = _i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)
-        self._check_bytes(number, self._read(at, cbytes))
+        self._check_bytes(number, self._read(at, cbytes), blocks)
 
-    def _check_bytes(self, number: int, chunk: bytes | memoryview) -> None:
-        problem = structure_problem(chunk)
+    def _check_bytes(self, number: int, chunk: bytes | memoryview, blocks: bool = True) -> None:
+        problem = structure_problem(chunk, blocks=blocks)
         if problem is None:
             problem = self._data_chunk_problem(chunk)
         if problem is not None:

@@ -80,8 +80,11 @@ ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
-ChunkRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"]
-"""Addresses and lengths of checked chunks in memory (see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`)."""
+ChunkRefs = Callable[
+    [Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"
+]
+"""Addresses and lengths of chunks in memory and which still need their blocks checked
+(see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`)."""
 
 
 class _DParams(ctypes.Structure):
@@ -369,12 +372,20 @@ class _NativeRead:
         if found is None:
             addresses = np.zeros(len(numbers), dtype=np.int64)
             sizes = np.zeros(len(numbers), dtype=np.int64)
+            pending = np.zeros(len(numbers), dtype=np.uint8)
             todo: Sequence[int] = range(len(numbers))
         else:
-            addresses, sizes, whole = found
+            addresses, sizes, pending, whole = found
             self._keep.append(whole)
-            if not (_int64_vector(addresses, len(numbers)) and _int64_vector(sizes, len(numbers))):
-                raise ValueError("chunk refs must be two contiguous int64 vectors, one entry per chunk")
+            if not (
+                _int64_vector(addresses, len(numbers))
+                and _int64_vector(sizes, len(numbers))
+                and isinstance(pending, np.ndarray)
+                and pending.dtype == np.uint8
+                and pending.shape == (len(numbers),)
+                and pending.flags.c_contiguous
+            ):
+                raise ValueError("chunk refs must be int64, int64 and uint8 contiguous vectors, one entry per chunk")
             todo = np.flatnonzero(addresses == 0).tolist()  # chunks with no address: looked at below
         self.fills: list[tuple[int, Any]] = []
         for i in todo:
@@ -392,8 +403,8 @@ class _NativeRead:
                 self.fills.append((i, self._chunk_value(number, kind, data)))
                 continue
             self._keep.append(data)
-            addresses[i], sizes[i] = _address(data), len(data)
-        self.addresses, self.sizes = addresses, sizes
+            addresses[i], sizes[i], pending[i] = _address(data), len(data), 0  # get_chunk checked it whole
+        self.addresses, self.sizes, self.pending = addresses, sizes, pending
         kept_strides = iter(out.strides)
         self.geometry = np.array(
             [
@@ -429,6 +440,7 @@ class _NativeRead:
             geo + 3 * step,
             _address(self.addresses),
             _address(self.sizes),
+            _address(self.pending),
             first,
             count,
             None if shared is None else _address(shared),
