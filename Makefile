@@ -56,6 +56,9 @@ bench-quick: $(BENCH_STAMP)  ## smaller volumes and fewer samples (under 3 minut
 bench-publish: $(BENCH_STAMP)  ## full benchmark, then docs/performance.md + docs/benchmark-results.json regenerated from it
 	$(PY) -m benchmarks.run --publish
 
+bench-paired: $(BENCH_STAMP)  ## issue 15's targets, mlarray and 0.0.54 interleaved round by round (about 2 minutes)
+	$(PY) -m benchmarks.paired
+
 docs: $(STAMP)  ## build the documentation site into site/; any warning fails the build
 	$(PY) docs/gen_reference.py --check
 	$(PY) -m mkdocs build --strict

@@ -2,7 +2,9 @@
 
 Run by :mod:`benchmarks.earlier` as ``<peer venv>/bin/python benchmarks/earlier_worker.py``
 with a JSON request on stdin; prints the measurements of
-:func:`benchmarks.run.bench_format` as JSON on stdout. The repository is put at the
+:func:`benchmarks.run.bench_format` as JSON on stdout. With ``"serve": true`` in the
+request (:mod:`benchmarks.paired`) it answers one JSON line per request instead, until
+told to close. The repository is put at the
 *end* of ``sys.path`` so that ``import mlarray`` finds the release installed in the
 virtualenv, never this checkout (checked before anything is measured).
 """
@@ -18,7 +20,7 @@ sys.path.pop(0)  # this script's folder: its modules are imported as benchmarks.
 
 
 def main() -> int:
-    request = json.load(sys.stdin)
+    request = json.loads(sys.stdin.readline())  # one line: in serve mode more requests follow
     import blosc2
     import numpy as np
 
@@ -56,6 +58,12 @@ def main() -> int:
 
     array = np.load(request["source"])
     ds = Dataset(request["name"], request["description"], array, request["axis_labels"], request["spacing"])
+    if request.get("serve"):  # benchmarks.paired: answer small requests until told to stop
+        from benchmarks import paired
+
+        print(json.dumps({"answer": {"mlarray": mlarray.__version__, "blosc2": blosc2.__version__}}), flush=True)
+        paired.serve(paired.LocalSide(Earlier(), ds))
+        return 0
     cfg = run.Config(**request["config"])
     out = run.bench_format(Earlier(), ds, request["workdir"], cfg)
     out["versions"] = {"mlarray": mlarray.__version__, "blosc2": blosc2.__version__, "numpy": np.__version__}

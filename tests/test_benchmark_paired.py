@@ -1,0 +1,75 @@
+"""The paired benchmark's bookkeeping: rounds alternate, ratios are ours / theirs, the worker protocol round-trips."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import datasets, paired, peers
+
+
+class Recorder:
+    """A side whose answers are scripted; records the order it was asked in."""
+
+    def __init__(self, name: str, value: float, log: list[str]) -> None:
+        self.name, self.value, self.log = name, value, log
+
+    def load(self, path: str, nthreads: int) -> float:
+        self.log.append(self.name)
+        return self.value
+
+
+def test_rounds_alternate_the_order_and_divide_ours_by_theirs() -> None:
+    log: list[str] = []
+    ours, theirs = Recorder("ours", 1.0, log), Recorder("theirs", 4.0, log)
+    ratios = paired.paired_rounds(ours, theirs, "a", "b", 4, lambda side, path, r: side.load(path, 1))  # type: ignore[arg-type]
+    assert ratios == [0.25, 0.25, 0.25, 0.25]
+    assert log == ["ours", "theirs", "theirs", "ours", "ours", "theirs", "theirs", "ours"]
+
+
+def test_summary_of_ratios() -> None:
+    s = paired.summarize([0.9, 0.5, 0.7, 0.6, 0.8])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (0.7, 0.5, 0.9, 5)
+    assert s["q1"] == pytest.approx(0.6) and s["q3"] == pytest.approx(0.8)
+    assert paired.summarize([2.0])["q1"] == 2.0
+
+
+def test_keys_survive_json() -> None:
+    key = (slice(3, 131), slice(None), slice(0, 128))
+    assert paired.decode_key(json.loads(json.dumps(paired.encode_key(key)))) == key
+
+
+def test_the_worker_protocol_answers_reads_and_loads(tmp_path: Path) -> None:
+    """``serve`` (what the 0.0.54 worker runs) answers each request with one JSON line, checked data included."""
+    ds = datasets.Dataset(
+        "tiny", "tiny", np.arange(24 * 20 * 16, dtype=np.int16).reshape(24, 20, 16), ["spatial"] * 3, [1.0] * 3
+    )
+    side = paired.LocalSide(peers.MLArrayFormat(), ds)
+    path = str(tmp_path / "t.mla")
+    key = paired.encode_key((slice(2, 10), slice(0, 20), slice(5, 9)))
+    requests = [
+        {"op": "write", "path": path},
+        {"op": "reads", "path": path, "keys": [key, key], "reopen": False},
+        {"op": "reads", "path": path, "keys": [key], "reopen": True},
+        {"op": "load", "path": path, "nthreads": 2},
+        {"op": "close"},
+    ]
+    out = io.StringIO()
+    paired.serve(side, io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), out)
+    answers = [json.loads(line)["answer"] for line in out.getvalue().splitlines()]
+    assert len(answers) == 4
+    assert answers[0] > 0 and len(answers[1]) == 2 and len(answers[2]) == 1 and answers[3] > 0
+
+
+def test_a_wrong_answer_is_caught(tmp_path: Path) -> None:
+    ds = datasets.Dataset("tiny", "tiny", np.zeros((8, 8, 8), dtype=np.uint8), ["spatial"] * 3, [1.0] * 3)
+    side = paired.LocalSide(peers.NpyMmap(), ds)
+    path = str(tmp_path / "t.npy")
+    side.write(path)
+    np.save(path, np.ones((8, 8, 8), dtype=np.uint8))  # the file no longer holds the dataset
+    with pytest.raises(RuntimeError, match="wrong data"):
+        side.reads(path, [(slice(0, 4), slice(0, 4), slice(0, 4))], reopen=True)
