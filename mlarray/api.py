@@ -296,9 +296,9 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         else:
             section = self._chunks if self._unwritten() else None
             threads = threads_of(self._dparams, 1)
-            if self._chunks is not None:
+            if self._chunks is not None and section is None:
                 self._chunks.check_all(threads)  # spec 4.4.6: every chunk checked before blosc2 decompresses it
-            out = decompress_all(data, self._path, section, threads)
+            out = decompress_all(data, self._path, section, threads)  # with the section: checks as it reads
         scaling = self._meta.scaling
         if scaled and scaling is not None and scaling.stored == "raw":
             return scaling.to_physical(out)

@@ -85,17 +85,29 @@ def threads_of(dparams: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
-def fast_read(section: DataSection, key: Any, nthreads: int, path: str | None) -> np.ndarray[Any, Any] | None:
+def fast_read(
+    section: DataSection, key: Any, nthreads: int, path: str | None, whole: bool = False
+) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded by :mod:`mlarray.storage.fastread`, or ``None`` when it cannot serve it.
 
     Every chunk is checked (spec 4.4.4-4.4.6) before C-Blosc2 sees it:
-    :meth:`DataSection.chunk_refs` checks the touched chunks before the read starts, and
-    :meth:`DataSection.chunk_bytes` checks any chunk it hands out.
+    :meth:`DataSection.chunk_refs` checks the touched chunks' headers before the read
+    starts and the block loop each block before it decodes it, and
+    :meth:`DataSection.chunk_bytes` checks any chunk it hands out whole. With ``whole``
+    (the whole array), the block loop reads each chunk from the file into a buffer of its
+    own and checks it there (:meth:`DataSection.chunk_offsets`).
     """
     if not fastread.available():
         return None
     return fastread.read_region(
-        section.layout, section.entries, section.chunk_bytes, key, nthreads=nthreads, path=path, refs=section.chunk_refs
+        section.layout,
+        section.entries,
+        section.chunk_bytes,
+        key,
+        nthreads=nthreads,
+        path=path,
+        refs=section.chunk_refs,
+        file_refs=section.chunk_offsets if whole else None,
     )
 
 
@@ -109,10 +121,17 @@ def decompress_all(
     """
     check_result_size(tuple(nd.shape), nd.dtype, ..., path)
     if section is not None:
-        section.check_all(nthreads)  # spec 8, step 10: every chunk checked before any is decompressed
-        out = fast_read(section, ..., nthreads, path)
+        try:  # spec 8, step 10: each chunk is checked before it is decoded (in the block loop's own copy)
+            out = fast_read(section, ..., nthreads, path, whole=True)
+        except CorruptFrameError:
+            # report what a one-thread reader reports: the first bad chunk in chunk order
+            section.check_all()
+            if nthreads > 1:
+                fast_read(section, ..., 1, path, whole=True)
+            raise
         if out is not None:
             return out
+        section.check_all(nthreads)  # python-blosc2 reads it: every chunk checked first
     try:
         out = nd[...]
     except MLArrayError:

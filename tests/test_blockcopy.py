@@ -10,7 +10,10 @@ rules for that block, and fail for some block exactly when the whole-chunk check
 
 from __future__ import annotations
 
+import copy
+import os
 import struct
+from pathlib import Path
 from typing import Any
 
 import blosc2
@@ -19,6 +22,8 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from mlarray import MLArray
+from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, chunks
 
 pytestmark = pytest.mark.skipif(blockcopy.HELPER is None, reason="checked in test_fastread: the helper must be built")
@@ -171,9 +176,6 @@ def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
     tmp_path_factory: pytest.TempPathFactory, seed: int, damage: tuple[int, int], box: tuple[int, int, int, int]
 ) -> None:
     """Spec 4.4.6 for partial readers: each decoded block is checked before C-Blosc2 sees it, and only those."""
-    from mlarray import MLArray
-    from mlarray.errors import CorruptFrameError
-
     rng = np.random.default_rng(seed)
     data = (rng.integers(0, 4, size=(32, 40)) * rng.integers(1, 300, size=(32, 40))).astype("<i2")
     path = tmp_path_factory.mktemp("blocks") / "a.mla"
@@ -225,3 +227,74 @@ def stream_owners(chunk: bytes) -> list[tuple[int, int]]:
     """``(offset of a stream's csize field, its block)`` for every stream of a valid chunk."""
     streams = chunk[3] if not chunk[2] & 0x10 else 1  # stream_headers lists them block by block
     return [(pos, i // streams) for i, pos in enumerate(stream_headers(chunk))]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="whole loads read chunks with pread on POSIX only")
+def test_whole_loads_read_chunks_from_the_file_not_the_map(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``load`` and ``to_numpy`` hand the C loop the open file (pread into a thread's buffer); patches use the map."""
+    assert blockcopy.HELPER is not None, blockcopy.STATUS
+    a = np.random.default_rng(21).normal(size=(30, 20, 12)).astype("<f4")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(8, 8, 12), block_size=(4, 4, 6)).save(path)
+    seen: list[int] = []
+    helper = copy.copy(blockcopy.HELPER)
+    real = helper.read_region
+
+    def recording(*args: Any) -> int:
+        seen.append(args[11])  # the file descriptor (-1: chunks in memory)
+        return int(real(*args))
+
+    helper.read_region = recording
+    monkeypatch.setattr(blockcopy, "HELPER", helper)
+    for nthreads in (1, 2):
+        seen.clear()
+        assert MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy().tobytes() == a.tobytes()
+        assert seen and all(fd >= 0 for fd in seen)
+        with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+            seen.clear()
+            assert image.to_numpy().tobytes() == a.tobytes()
+            assert seen and all(fd >= 0 for fd in seen)
+            seen.clear()
+            assert np.array_equal(image[3:9, 2:7, 1:5], a[3:9, 2:7, 1:5])
+            assert seen and all(fd == -1 for fd in seen)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="whole loads read chunks with pread on POSIX only")
+def test_a_chunk_changed_after_its_header_was_checked_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C loop checks the copy it decodes: a chunk that differs from the header checked is not decoded.
+
+    The load then reports what a one-thread check of the file finds (CORRUPT_FRAME for chunk 2).
+    """
+    a = np.random.default_rng(22).integers(-300, 300, size=(16, 16, 8)).astype("<i2")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 8, 8)).save(path)
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        real = section.chunk_offsets
+        at = section.layout.start + section.entries[2] + 4  # chunk 2's nbytes field
+
+        def then_changed(numbers: Any) -> Any:
+            found = real(numbers)
+            with open(path, "r+b") as f:  # another writer changes the file in place after the check
+                f.seek(at)
+                f.write((10**6).to_bytes(4, "little"))
+            return found
+
+        monkeypatch.setattr(section, "chunk_offsets", then_changed)
+        codes: list[int] = []
+        helper = copy.copy(blockcopy.HELPER)
+        real_read = helper.read_region  # type: ignore[union-attr]
+
+        def recording(*args: Any) -> int:
+            codes.append(int(real_read(*args)))
+            return codes[-1]
+
+        helper.read_region = recording  # type: ignore[union-attr]
+        monkeypatch.setattr(blockcopy, "HELPER", helper)
+        with pytest.raises(CorruptFrameError, match="chunk 2"):
+            image.to_numpy()
+        assert codes[0] == -1009  # "it differs from the header checked before", found in the copy
+        assert blockcopy.ERRORS[-1009].startswith("it differs from the header checked before")

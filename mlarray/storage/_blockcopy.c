@@ -25,6 +25,8 @@
 #include <windows.h>
 #define MLA_EXPORT __declspec(dllexport)
 #else
+#include <errno.h>
+#include <unistd.h>
 #define MLA_EXPORT __attribute__((visibility("default")))
 #endif
 
@@ -42,8 +44,10 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_STREAM (-1005)   /* spec 4.4.6: a compressed stream outside the chunk */
 #define MLA_ERR_OVERLAP (-1006)  /* spec 4.4.6: another block starts inside a block */
 #define MLA_ERR_TABLE (-1007)    /* spec 4.4.6: the block-start table or dictionary outside the chunk */
+#define MLA_ERR_READ (-1008)     /* the file could not be read (an error, or it ended early) */
+#define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
 
-MLA_EXPORT int mla_abi_version(void) { return 4; }
+MLA_EXPORT int mla_abi_version(void) { return 5; }
 
 static int64_t read_i32(const uint8_t *at) {
     int32_t v;
@@ -327,6 +331,57 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
     }
 }
 
+static int mla_blocks_problem_table(const uint8_t *chunk, const block_table *t);
+
+/*
+ * Read `size` bytes of the file at `offset` into `copy` and check them as spec 4.4.4 and
+ * 4.4.6 say, whole chunk: the caller checked this chunk's header in the file before (a
+ * data chunk, neither special nor of another size), so a difference means the file
+ * changed since. Decoding then reads only this private copy, which nobody can change.
+ * Returns 0 or a negative error.
+ */
+static int64_t fetch_chunk(int fd, int64_t offset, int64_t size, uint8_t *copy, int64_t copy_size, int64_t nbytes,
+                           int32_t block_bytes) {
+#if defined(_WIN32)
+    (void)fd, (void)offset, (void)size, (void)copy, (void)copy_size, (void)nbytes, (void)block_bytes;
+    return MLA_ERR_ARGS; /* no pread: the caller maps the file instead */
+#else
+    if (size < 32 || size > copy_size || offset < 0) {
+        return MLA_ERR_ARGS;
+    }
+    int64_t got = 0;
+    while (got < size) {
+        const ssize_t n = pread(fd, copy + got, (size_t)(size - got), (off_t)(offset + got));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return MLA_ERR_READ;
+        }
+        got += n;
+    }
+    if (read_i32(copy + 12) != size || (copy[2] & 0x05) != 0x05 || (copy[30] & 0x01) || (copy[31] & 0x78) ||
+        read_i32(copy + 4) != nbytes) {
+        return MLA_ERR_CHANGED;
+    }
+    if (copy[2] & 0x02) { /* stored uncompressed */
+        return size == 32 + nbytes ? 0 : MLA_ERR_CHANGED;
+    }
+    if (read_i32(copy + 8) != block_bytes) {
+        return MLA_ERR_CHANGED;
+    }
+    block_table table;
+    int problem = find_table(copy, size, &table);
+    if (!problem) {
+        problem = mla_blocks_problem_table(copy, &table);
+    }
+    if (problem < 0) {
+        return MLA_ERR_ARGS; /* out of memory for the check */
+    }
+    return problem ? block_error(problem) : 0;
+#endif
+}
+
 /* Take the next touched chunk from the counter the threads of one read share. */
 static int64_t take(int64_t *next) {
 #if defined(_MSC_VER)
@@ -353,7 +408,14 @@ static void stop_all(int64_t *next, int64_t end) {
  * or chunk_addr[i] == 0 for a chunk the caller fills itself (special chunks and index
  * entries). The caller has checked each chunk (spec 4.4.4-4.4.6), or, where
  * chunk_check[i] is nonzero, its header only (spec 4.4.4): then each block of it is
- * checked here before it is decoded (spec 4.4.6). chunk_check may be NULL (all checked). Touched chunks [first, first + count) are
+ * checked here before it is decoded (spec 4.4.6). chunk_check may be NULL (all checked).
+ *
+ * With fd >= 0 (an open file; POSIX only) chunk_addr[i] is instead the offset of touched
+ * chunk i in that file, whose header the caller checked: each chunk is read with pread
+ * into `copy` (copy_size bytes of this thread's), checked whole there (fetch_chunk) and
+ * decoded from it. Whole-array reads use this: pread copies scale over threads, where
+ * first touches of a shared file map did not (the kernel serialised them here), and no
+ * map is left to unmap. Touched chunks [first, first + count) are
  * read: one after the other when `next` is NULL; else every thread of the read calls this
  * function with the same `next` counter (starting at `first`) and takes chunks from it
  * until none is left, so threads share the work without returning to Python. After an
@@ -368,7 +430,8 @@ static void stop_all(int64_t *next, int64_t end) {
 MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
                                    const int64_t *chunkshape, const int64_t *blockshape, const int64_t *sel_lo,
                                    const int64_t *sel_hi, const int64_t *chunk_addr, const int64_t *chunk_size,
-                                   const uint8_t *chunk_check, int64_t first, int64_t count, int64_t *next, uint8_t *out,
+                                   const uint8_t *chunk_check, int32_t fd, int64_t chunk_nbytes, uint8_t *copy,
+                                   int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
                                    int64_t *failed) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
@@ -419,9 +482,21 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
         }
-        const int check = chunk_check != NULL && chunk_check[i];
-        const int64_t rc = read_chunk(getitem, ctx, (const uint8_t *)(intptr_t)chunk_addr[i], (int32_t)chunk_size[i],
-                                      check, ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
+        const uint8_t *src = (const uint8_t *)(intptr_t)chunk_addr[i];
+        int check = chunk_check != NULL && chunk_check[i];
+        if (fd >= 0) {
+            const int64_t rc = fetch_chunk(fd, chunk_addr[i], chunk_size[i], copy, copy_size, chunk_nbytes, block_bytes);
+            if (rc < 0) {
+                *failed = i;
+                if (next != NULL) {
+                    stop_all(next, end);
+                }
+                return rc;
+            }
+            src = copy;
+            check = 0; /* fetch_chunk checked every block */
+        }
+        const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[i], check, ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
                                       block_bytes);
         if (rc < 0) {
             *failed = i;
@@ -451,6 +526,11 @@ static int compare_ranges(const void *a, const void *b) {
  */
 MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t head, int64_t nblocks, int64_t first) {
     const block_table table = {cbytes, head, nblocks, first};
+    return mla_blocks_problem_table(chunk, &table);
+}
+
+static int mla_blocks_problem_table(const uint8_t *chunk, const block_table *t) {
+    const int64_t head = t->head, nblocks = t->nblocks;
     int64_t *ranges = malloc((size_t)(nblocks > 0 ? nblocks : 1) * 2 * sizeof(int64_t));
     if (ranges == NULL) {
         return -1;
@@ -459,7 +539,7 @@ MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t 
     for (int64_t j = 0; j < nblocks && !problem; j++) {
         const int64_t start = read_i32(chunk + head + 4 * j);
         int64_t pos = 0;
-        problem = block_end(chunk, &table, j, &pos);
+        problem = block_end(chunk, t, j, &pos);
         if (problem) {
             break;
         }

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 4
+ABI_VERSION = 5
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -27,6 +27,8 @@ ERRORS = {
     -1005: "compressed stream outside the chunk",
     -1006: "two blocks overlap",
     -1007: "block-start table or dictionary outside the chunk",
+    -1008: "it could not be read from the file",
+    -1009: "it differs from the header checked before (was the file changed while it was read?)",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
 BLOCK_PROBLEMS = {
@@ -51,25 +53,19 @@ class Helper:
         self.path = path
         self.read_region = lib.mla_read_region
         self.read_region.argtypes = [
-            _P,
-            _P,
-            _I32,
-            _I32,
-            _P,
-            _P,
-            _P,
-            _P,
-            _P,
-            _P,
-            _P,
-            _I64,
-            _I64,
-            _P,
-            _P,
-            _P,
-            _P,
-            _I32,
-            _P,
+            *(_P, _P, _I32, _I32, _P, _P, _P, _P),  # getitem, ctx, ndim, itemsize, chunk/block shape, selection
+            *(_P, _P, _P),  # chunk addresses (or file offsets), sizes, block checks
+            *(_I32, _I64, _P, _I64),  # file descriptor, chunk nbytes, copy buffer and its size
+            *(
+                _I64,
+                _I64,
+                _P,
+                _P,
+                _P,
+                _P,
+                _I32,
+                _P,
+            ),  # first, count, counter, out, strides, scratch, block bytes, failed
         ]
         self.read_region.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem

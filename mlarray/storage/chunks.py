@@ -328,6 +328,25 @@ class DataSection:
         picked = np.asarray(numbers, dtype=np.intp)
         return refs[0][picked], refs[1][picked], refs[2][picked], whole
 
+    def chunk_offsets(self, numbers: Sequence[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
+        """Where the stored bytes of chunks ``numbers`` lie in the file, their headers checked (for pread).
+
+        Returns the file offsets and byte counts (int64 arrays in the order of ``numbers``;
+        offset 0 for a chunk that needs no decoding, as in :meth:`chunk_refs`) and the
+        descriptor of the open file. The reader MUST check each chunk it reads whole
+        (spec 4.4.4, 4.4.6) in its own copy, and that the copy's header is the one checked
+        here. ``None`` where chunks are not read so: not a local file, not POSIX, not mapped.
+        """
+        if os.name != "posix" or not isinstance(self._source, LocalFile):
+            return None
+        found = self.chunk_refs(numbers)
+        if found is None:
+            return None
+        addresses, sizes, _pending, whole = found
+        base = int(whole.__array_interface__["data"][0])
+        offsets = np.where(addresses != 0, addresses - base, 0).astype(np.int64)
+        return offsets, sizes, self._source.fileno()
+
     def _read(self, at: int, size: int) -> bytes:
         try:
             return self._source.read(at, size)

@@ -85,6 +85,9 @@ ChunkRefs = Callable[
 ]
 """Addresses and lengths of chunks in memory and which still need their blocks checked
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`)."""
+FileRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
+"""File offsets and lengths of header-checked chunks and the open file's descriptor
+(see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
 
 
 class _DParams(ctypes.Structure):
@@ -189,6 +192,8 @@ class _Worker:
         self.ctx: int = ctx
         self._buffer = np.empty(0, dtype=np.uint8)
         self.buffer_address = 0
+        self._copy = np.empty(0, dtype=np.uint8)
+        self.copy_address = 0
         self._mask = np.empty(0, dtype=np.bool_)
         self._mask_address = 0
 
@@ -198,6 +203,13 @@ class _Worker:
             self._buffer = np.empty(nbytes, dtype=np.uint8)
             self.buffer_address = _address(self._buffer)
         return self._buffer
+
+    def copy(self, nbytes: int) -> int:
+        """Make the buffer for chunks read from a file at least ``nbytes`` long; its size."""
+        if self._copy.nbytes < nbytes:
+            self._copy = np.empty(nbytes, dtype=np.uint8)
+            self.copy_address = _address(self._copy)
+        return int(self._copy.nbytes)
 
     def maskout(self, nblocks: int, wanted: Sequence[int]) -> None:
         """Make the next ``blosc2_decompress_ctx`` on this context decode only the blocks ``wanted``."""
@@ -356,6 +368,7 @@ class _NativeRead:
         out: np.ndarray[Any, Any],
         path: str | None,
         refs: ChunkRefs | None = None,
+        file_refs: FileRefs | None = None,
     ) -> None:
         self.lib, self.helper, self.layout, self.path = lib, helper, layout, path
         self.parts, self.out = parts, out
@@ -368,12 +381,20 @@ class _NativeRead:
             numbers = [k * n + q for k in numbers for q in span]
         self.numbers = numbers
         self._keep: list[Any] = []  # the chunk buffers (or the map they lie in), alive until the read ends
-        found = refs(numbers) if refs is not None else None
-        if found is None:
+        self.fd = -1
+        in_file = file_refs(numbers) if file_refs is not None else None
+        found = refs(numbers) if refs is not None and in_file is None else None
+        if in_file is not None:  # chunks read with pread by the C loop: file offsets, not addresses
+            addresses, sizes, self.fd = in_file
+            if not (_int64_vector(addresses, len(numbers)) and _int64_vector(sizes, len(numbers))):
+                raise ValueError("file refs must be two contiguous int64 vectors, one entry per chunk")
+            pending = np.zeros(len(numbers), dtype=np.uint8)
+            todo: Sequence[int] = np.flatnonzero(addresses == 0).tolist()
+        elif found is None:
             addresses = np.zeros(len(numbers), dtype=np.int64)
             sizes = np.zeros(len(numbers), dtype=np.int64)
             pending = np.zeros(len(numbers), dtype=np.uint8)
-            todo: Sequence[int] = range(len(numbers))
+            todo = range(len(numbers))
         else:
             addresses, sizes, pending, whole = found
             self._keep.append(whole)
@@ -402,6 +423,8 @@ class _NativeRead:
             if kind:
                 self.fills.append((i, self._chunk_value(number, kind, data)))
                 continue
+            if self.fd >= 0:  # every chunk to decode has a file offset: this one should have had one
+                raise self._fail(number, "its stored bytes are not where the chunk index says")
             self._keep.append(data)
             addresses[i], sizes[i], pending[i] = _address(data), len(data), 0  # get_chunk checked it whole
         self.addresses, self.sizes, self.pending = addresses, sizes, pending
@@ -426,6 +449,7 @@ class _NativeRead:
         """
         worker = _worker(self.lib)
         worker.buffer(self.layout.blocksize)
+        copy_size = worker.copy(int(self.sizes.max(initial=0))) if self.fd >= 0 else 0
         geo = _address(self.geometry)
         step = 8 * self.ndim
         failed = ctypes.c_int64(-1)
@@ -441,6 +465,10 @@ class _NativeRead:
             _address(self.addresses),
             _address(self.sizes),
             _address(self.pending),
+            self.fd,
+            self.layout.chunksize,
+            worker.copy_address if self.fd >= 0 else 0,
+            copy_size,
             first,
             count,
             None if shared is None else _address(shared),
@@ -501,12 +529,15 @@ def read_region(
     nthreads: int = 1,
     path: str | None = None,
     refs: ChunkRefs | None = None,
+    file_refs: FileRefs | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
 
     See the module docstring for what each argument must be. ``nthreads > 1`` decodes
     chunks on up to that many threads (this one included; fewer when the process cannot
-    start more).
+    start more). With ``file_refs`` the compiled loop reads each chunk from the file
+    itself (pread into a buffer of its thread's, checked there whole), for whole-array
+    reads; ``refs`` then serves only if ``file_refs`` gives ``None``.
 
     Raises
     ------
@@ -528,7 +559,7 @@ def read_region(
         return None
     helper = blockcopy.HELPER
     if helper is not None:
-        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs)
+        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs, file_refs)
     selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
     if selection is None or len(entries) != layout.nchunks:
         return None
@@ -565,6 +596,7 @@ def _read_native(
     nthreads: int,
     path: str | None,
     refs: ChunkRefs | None,
+    file_refs: FileRefs | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """:func:`read_region` through the compiled block loop."""
     global reads
@@ -573,7 +605,7 @@ def _read_native(
         return None
     out = _result(out, tuple(p.stop - p.start for p in parts if not p.dropped), dtype)
     if out.size:
-        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path, refs)
+        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, path, refs, file_refs)
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
