@@ -298,3 +298,21 @@ def test_a_chunk_changed_after_its_header_was_checked_is_refused(
             image.to_numpy()
         assert codes[0] == -1009  # "it differs from the header checked before", found in the copy
         assert blockcopy.ERRORS[-1009].startswith("it differs from the header checked before")
+
+
+def test_chunks_of_very_many_blocks_are_checked_whole(tmp_path: Path) -> None:
+    """Block-by-block checks cost the square of a chunk's block count: beyond BLOCKWISE_MAX it is checked whole."""
+    data = np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)
+    for block, pending in (((16, 64), 1), ((2, 1), 0)):  # 4 blocks per chunk; 2048 blocks per chunk
+        path = tmp_path / f"b{block[0]}.mla"
+        MLArray(data, chunk_size=(64, 64), block_size=block).save(path)
+        with MLArray.open(path) as image:
+            section = image._chunks
+            assert section is not None
+            found = section.chunk_refs([0])
+            assert found is not None
+            assert found[2].tolist() == [pending]
+            assert (0 in section._checked) == (pending == 0)
+            assert np.array_equal(image[5:60, 3:61], data[5:60, 3:61])
+    assert 4 < chunks.BLOCKWISE_MAX < 2048
+    assert blockcopy.HELPER is not None and blockcopy.HELPER.blockwise_max() == chunks.BLOCKWISE_MAX

@@ -49,6 +49,12 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 
 MLA_EXPORT int mla_abi_version(void) { return 5; }
 
+/* Checking a block scans the chunk's block-start table, so checking every block of a chunk
+ * block by block costs the square of its block count: the caller checks chunks of more
+ * blocks whole (mlarray.storage.chunks.BLOCKWISE_MAX), and the loop refuses to check them so. */
+#define MLA_BLOCKWISE_MAX 1024
+MLA_EXPORT int64_t mla_blockwise_max(void) { return MLA_BLOCKWISE_MAX; }
+
 static int64_t read_i32(const uint8_t *at) {
     int32_t v;
     memcpy(&v, at, 4); /* little-endian machines only: blockcopy.py checks sys.byteorder */
@@ -277,6 +283,9 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
         const int problem = find_table(src, srcsize, &table);
         if (problem) {
             return block_error(problem);
+        }
+        if (table.nblocks > MLA_BLOCKWISE_MAX) {
+            return MLA_ERR_CHANGED; /* the caller checked a header with fewer blocks */
         }
         check = table.nblocks > 0; /* a chunk stored uncompressed has no blocks to walk */
     }

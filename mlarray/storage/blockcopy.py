@@ -71,6 +71,9 @@ class Helper:
         self.blocks_problem = lib.mla_blocks_problem
         self.blocks_problem.argtypes = [_P, _I64, _I64, _I64, _I64]
         self.blocks_problem.restype = ctypes.c_int
+        self.blockwise_max = lib.mla_blockwise_max
+        self.blockwise_max.argtypes = []
+        self.blockwise_max.restype = _I64
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
         self.block_problem.restype = ctypes.c_int

@@ -37,6 +37,10 @@ CHUNK_HEADER = 32
 SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
 ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
 ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
+BLOCKWISE_MAX = 1024
+"""Chunks of more blocks are checked whole even where the block loop could check block by block:
+its check of one block scans the chunk's block-start table, so decoding every block of a chunk
+costs the square of its block count (a hostile file could declare millions)."""
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
 
@@ -88,6 +92,12 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, 
         if dsize < 0 or first > cbytes:
             return "dictionary outside the chunk"
     return _blocks_problem(chunk, head, nblocks, first) if blocks else None
+
+
+def _many_blocks(buf: bytes | memoryview, at: int) -> bool:
+    """The chunk header at ``at`` declares more than :data:`BLOCKWISE_MAX` blocks (or no valid block size)."""
+    nbytes, blocksize = _i32(buf, at + 4), _i32(buf, at + 8)
+    return blocksize <= 0 or nbytes > BLOCKWISE_MAX * blocksize
 
 
 def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
@@ -318,8 +328,9 @@ class DataSection:
             todo = sorted(set(numbers) - self._checked - self._heads)
             if blockcopy.HELPER is not None and self._mapped() is not None:
                 for number in todo:
-                    self._check_chunk(number, blocks=False)
-                    self._heads.add(number)
+                    walked = self._check_chunk(number, blocks=False)
+                    (self._checked if walked else self._heads).add(number)
+                self.complete = len(self._checked) == self.layout.nchunks
             else:
                 self.check(todo)
         whole, refs = self._map, self._refs
@@ -453,15 +464,17 @@ class DataSection:
         if cbytes < CHUNK_HEADER or entry + cbytes > self.layout.data_size:
             raise self._fail(f"chunk {number} ends outside the chunks area")
 
-    def _check_chunk(self, number: int, blocks: bool = True) -> None:
+    def _check_chunk(self, number: int, blocks: bool = True) -> bool:
+        """Check chunk ``number`` (its blocks too unless ``blocks`` is false); whether its blocks were checked."""
         entry = self._entry(number)
         if entry is None:
-            return
+            return True
         at = self.layout.start + entry
         whole = self._mapped()
         if whole is not None and at + CHUNK_HEADER <= len(whole):  # checked in place: nothing copied
             view = memoryview(whole)  # type: ignore[arg-type]
             cbytes = _i32(view, at + 12)
+            blocks = blocks or _many_blocks(view, at)
             self._check_length(number, entry, cbytes)
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")
@@ -470,10 +483,13 @@ class DataSection:
                 self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
                 self._refs[1][number] = cbytes
                 self._refs[2][number] = 0 if blocks else 1
-            return
+            return blocks
         cbytes = _i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)
-        self._check_bytes(number, self._read(at, cbytes), blocks)
+        chunk = self._read(at, cbytes)
+        blocks = blocks or _many_blocks(chunk, 0)
+        self._check_bytes(number, chunk, blocks)
+        return blocks
 
     def _check_bytes(self, number: int, chunk: bytes | memoryview, blocks: bool = True) -> None:
         problem = structure_problem(chunk, blocks=blocks)
