@@ -2,9 +2,12 @@
 
 Started by ``tools/fuzz.py`` as a separate process so that a crash (segfault, abort)
 or a hang inside blosc2's C code kills or stalls only this process, and the parent
-can attribute it to the case and the operation that was running. The address space
-is capped (``RLIMIT_AS``) so a hostile declared size turns into a ``MemoryError``
-instead of exhausting the machine.
+can attribute it to the case and the operation that was running. The process's data
+(heap and private anonymous memory: ``RLIMIT_DATA``) is capped so a hostile declared
+size turns into a ``MemoryError`` instead of exhausting the machine. Not the address
+space (``RLIMIT_AS``): under that cap mlarray reads chunks instead of mapping the file,
+so the mapped read path (the block loop's per-block checks on the map, loads with
+``pread``) would never meet a mutated file.
 
 ``FUZZ_INJECT`` (a JSON object ``{case id: "crash" | "hang" | "memory" | "error"}``)
 makes the worker misbehave on those cases; the tests use it to check the parent.
@@ -32,10 +35,10 @@ OPS = ("read_header", "open", "getitem_small", "getitem_all", "close", "load", "
 
 
 def limit_memory(megabytes: int) -> None:
-    """Cap this process's address space so huge allocations fail with ``MemoryError``."""
+    """Cap this process's data (``RLIMIT_DATA``) so huge allocations fail with ``MemoryError``."""
     if megabytes > 0:
         size = megabytes * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        resource.setrlimit(resource.RLIMIT_DATA, (size, size))
 
 
 def _where(tb: Any) -> dict[str, str]:
