@@ -403,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the JSON report here")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds one operation may take (default 10)")
-    p.add_argument("--mem-mb", type=int, default=2048, help="data-size cap (RLIMIT_DATA) per worker in MiB (default 2048)")
+    p.add_argument("--mem-mb", type=int, default=2048, help="data cap (RLIMIT_DATA) per worker, MiB (default 2048)")
     p.add_argument("--findings", type=Path, default=DEFAULT_FINDINGS, help="directory for finding files")
     p.add_argument("--hypothesis-pool", type=int, default=-1, help="Hypothesis headers to draw (default 12%% of count)")
     p.add_argument("--replay", metavar="ID", help="rebuild one case by id instead of fuzzing")
