@@ -205,6 +205,10 @@ def test_special_chunks_and_entries(tmp_path: Path) -> None:
             assert kinds - {0}, f"no special chunk or entry in the {dtype} file: {kinds}"
         for key in [..., (slice(2, 10), slice(None), 3), (-1, -1), (slice(3, 5),)]:
             three_ways(path, key, expected)
+            three_ways(path, key, expected, nthreads=2)  # the threads fill the special chunks between them
+        for nthreads in (1, 2, 3):
+            loaded = MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy()
+            assert loaded.tobytes() == expected.tobytes()
 
 
 def test_zero_entries_are_filled_in_python(tmp_path: Path) -> None:

@@ -485,17 +485,22 @@ class _NativeRead:
 
     def fill(self) -> None:
         """Write the value of every chunk the C loop skipped into its box of the result."""
-        for i, value in self.fills:
-            coords, rest = [], i  # touched chunk i's coordinates (C order over self.ranges)
-            for span in reversed(self.ranges):
-                rest, at = divmod(rest, len(span))
-                coords.append(span[at])
-            box = []
-            for coord, part, c in zip(reversed(coords), self.parts, self.layout.chunks, strict=True):
-                if not part.dropped:
-                    lo, hi = max(part.start, coord * c), min(part.stop, (coord + 1) * c)
-                    box.append(slice(lo - part.start, hi - part.start))
-            self.out[tuple(box)] = value
+        for k in range(len(self.fills)):
+            self.fill_one(k)
+
+    def fill_one(self, k: int) -> None:
+        """Write the value of the ``k``-th chunk the C loop skipped (threads may fill different ones at once)."""
+        i, value = self.fills[k]
+        coords, rest = [], i  # touched chunk i's coordinates (C order over self.ranges)
+        for span in reversed(self.ranges):
+            rest, at = divmod(rest, len(span))
+            coords.append(span[at])
+        box = []
+        for coord, part, c in zip(reversed(coords), self.parts, self.layout.chunks, strict=True):
+            if not part.dropped:
+                lo, hi = max(part.start, coord * c), min(part.stop, (coord + 1) * c)
+                box.append(slice(lo - part.start, hi - part.start))
+        self.out[tuple(box)] = value
 
     def _entry_value(self, number: int, entry: int) -> Any:
         return _special_entry(entry, self.out.dtype, lambda what: self._fail(number, what))
@@ -609,9 +614,14 @@ def _read_native(
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
+            read.fill()
         else:
             shared = np.zeros(1, dtype=np.int64)  # the next chunk to take, for every thread
-            threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
-        read.fill()
+            # each thread's first task decodes (chunks from the shared counter); then the
+            # threads fill the special chunks' boxes (zeros, runs of one value) between them
+            tasks = [-1] * min(int(nthreads), count) + list(range(len(read.fills)))
+            threads.run_parallel(
+                tasks, lambda k: read.run(0, count, shared) if k < 0 else read.fill_one(k), int(nthreads)
+            )
     reads += 1
     return out
