@@ -316,3 +316,28 @@ def test_chunks_of_very_many_blocks_are_checked_whole(tmp_path: Path) -> None:
             assert np.array_equal(image[5:60, 3:61], data[5:60, 3:61])
     assert 4 < chunks.BLOCKWISE_MAX < 2048
     assert blockcopy.HELPER is not None and blockcopy.HELPER.blockwise_max() == chunks.BLOCKWISE_MAX
+
+
+def test_a_mapped_chunk_changed_after_its_header_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A patch read decodes from the shared map: a header that changes after its check is refused, not trusted."""
+    a = np.random.default_rng(23).integers(-300, 300, size=(16, 16, 8)).astype("<i2")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 8, 8)).save(path)
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        real = section.chunk_refs
+        at = section.layout.start + section.entries[0] + 4  # chunk 0's nbytes field
+
+        def then_changed(numbers: Any) -> Any:
+            found = real(numbers)
+            with open(path, "r+b") as f:  # another writer changes the file in place after the check
+                f.seek(at)
+                f.write((0).to_bytes(4, "little"))
+            return found
+
+        monkeypatch.setattr(section, "chunk_refs", then_changed)
+        with pytest.raises(CorruptFrameError, match="chunk 0: it differs from the header checked before"):
+            image[0:8, 0:8, 0:8]

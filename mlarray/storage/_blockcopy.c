@@ -284,8 +284,8 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
         if (problem) {
             return block_error(problem);
         }
-        if (table.nblocks > MLA_BLOCKWISE_MAX) {
-            return MLA_ERR_CHANGED; /* the caller checked a header with fewer blocks */
+        if (table.nblocks > MLA_BLOCKWISE_MAX || (table.nblocks == 0 && !(src[2] & 0x02))) {
+            return MLA_ERR_CHANGED; /* the caller checked a header with some blocks, and not too many */
         }
         check = table.nblocks > 0; /* a chunk stored uncompressed has no blocks to walk */
     }
