@@ -267,23 +267,9 @@ def test_a_chunk_changed_after_its_header_was_checked_is_refused(
 
     The load then reports what a one-thread check of the file finds (CORRUPT_FRAME for chunk 2).
     """
-    a = np.random.default_rng(22).integers(-300, 300, size=(16, 16, 8)).astype("<i2")
-    path = tmp_path / "a.mla"
-    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 8, 8)).save(path)
+    path = small_file(tmp_path)
     with MLArray.open(path) as image:
-        section = image._chunks
-        assert section is not None
-        real = section.chunk_offsets
-        at = section.layout.start + section.entries[2] + 4  # chunk 2's nbytes field
-
-        def then_changed(numbers: Any) -> Any:
-            found = real(numbers)
-            with open(path, "r+b") as f:  # another writer changes the file in place after the check
-                f.seek(at)
-                f.write((10**6).to_bytes(4, "little"))
-            return found
-
-        monkeypatch.setattr(section, "chunk_offsets", then_changed)
+        change_after_check(image, "chunk_offsets", chunk=2, nbytes=10**6, monkeypatch=monkeypatch)
         codes: list[int] = []
         helper = copy.copy(blockcopy.HELPER)
         real_read = helper.read_region  # type: ignore[union-attr]
@@ -322,22 +308,36 @@ def test_a_mapped_chunk_changed_after_its_header_check_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A patch read decodes from the shared map: a header that changes after its check is refused, not trusted."""
-    a = np.random.default_rng(23).integers(-300, 300, size=(16, 16, 8)).astype("<i2")
-    path = tmp_path / "a.mla"
-    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 8, 8)).save(path)
+    path = small_file(tmp_path)
     with MLArray.open(path) as image:
-        section = image._chunks
-        assert section is not None
-        real = section.chunk_refs
-        at = section.layout.start + section.entries[0] + 4  # chunk 0's nbytes field
-
-        def then_changed(numbers: Any) -> Any:
-            found = real(numbers)
-            with open(path, "r+b") as f:  # another writer changes the file in place after the check
-                f.seek(at)
-                f.write((0).to_bytes(4, "little"))
-            return found
-
-        monkeypatch.setattr(section, "chunk_refs", then_changed)
+        change_after_check(image, "chunk_refs", chunk=0, nbytes=0, monkeypatch=monkeypatch)
         with pytest.raises(CorruptFrameError, match="chunk 0: it differs from the header checked before"):
             image[0:8, 0:8, 0:8]
+
+
+def small_file(tmp_path: Path) -> Path:
+    """A 16x16x8 int16 file of 4 chunks of 2 blocks."""
+    a = np.random.default_rng(22).integers(-300, 300, size=(16, 16, 8)).astype("<i2")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 8, 8)).save(path)
+    return path
+
+
+def change_after_check(image: Any, method: str, *, chunk: int, nbytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``image``'s data section rewrite ``chunk``'s nbytes field in the file right after ``method`` checked it.
+
+    That is another writer changing the file in place between the check and the read.
+    """
+    section = image._chunks
+    assert section is not None
+    real = getattr(section, method)
+    at = section.layout.start + section.entries[chunk] + 4
+
+    def then_changed(numbers: Any) -> Any:
+        found = real(numbers)
+        with open(image._path, "r+b") as f:
+            f.seek(at)
+            f.write(nbytes.to_bytes(4, "little"))
+        return found
+
+    monkeypatch.setattr(section, method, then_changed)
