@@ -73,6 +73,8 @@ always do). With the compiled block loop that is every read. Without it (NumPy c
 one-thread patch read goes to python-blosc2's slicing, which measured faster on the benchmark
 CT (1.1-1.3x its CPU time here: the Python per chunk and per copy costs more than the memset
 and copy it saves)."""
+COPY_KEEP = 64 << 20
+"""A thread keeps its buffer for chunks read from a file between reads up to this size."""
 SUPPORTED_MAJOR = 3
 """C-Blosc2 major version whose ``blosc2_dparams`` layout and ``getitem`` semantics we rely on."""
 MIN_MINOR = 0
@@ -210,6 +212,12 @@ class _Worker:
             self._copy = np.empty(nbytes, dtype=np.uint8)
             self.copy_address = _address(self._copy)
         return int(self._copy.nbytes)
+
+    def trim_copy(self) -> None:
+        """Let go of a chunk buffer larger than :data:`COPY_KEEP` (chunks may be up to 2 GiB)."""
+        if self._copy.nbytes > COPY_KEEP:
+            self._copy = np.empty(0, dtype=np.uint8)
+            self.copy_address = 0
 
     def maskout(self, nblocks: int, wanted: Sequence[int]) -> None:
         """Make the next ``blosc2_decompress_ctx`` on this context decode only the blocks ``wanted``."""
@@ -478,6 +486,7 @@ class _NativeRead:
             self.layout.blocksize,
             ctypes.byref(failed),
         )
+        worker.trim_copy()
         if done < 0:
             number = self.numbers[failed.value] if 0 <= failed.value < len(self.numbers) else -1
             why = blockcopy.ERRORS.get(int(done), f"C-Blosc2 cannot decode it (code {done})")
