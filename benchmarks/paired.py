@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from benchmarks import datasets, peers
+from benchmarks import datasets, peers, run
 
 RESULTS_DIR = Path(__file__).parent / "results"
 GROUP = 10
@@ -79,7 +79,6 @@ class LocalSide:
 
     def __init__(self, fmt: peers.Format, ds: datasets.Dataset) -> None:
         self.fmt, self.ds = fmt, ds
-        self._handles: dict[str, Any] = {}
 
     def write(self, path: str) -> float:
         self.fmt.remove(path)
@@ -89,26 +88,8 @@ class LocalSide:
         return time.perf_counter() - t0
 
     def reads(self, path: str, keys: list[peers.Key], reopen: bool) -> list[float]:
-        """Wall seconds per read; every result is checked against the source array after its timing."""
-        walls = []
-        handle = None
-        if not reopen:
-            handle = self._handles.get(path)
-            if handle is None:
-                handle = self._handles[path] = self.fmt.open(path)
-                self.fmt.read(handle, keys[-1])  # warm-up (not timed)
-        for key in keys:
-            t0 = time.perf_counter()
-            if handle is None:
-                h = self.fmt.open(path)
-                out = self.fmt.read(h, key)
-                self.fmt.close(h)
-            else:
-                out = self.fmt.read(handle, key)
-            walls.append(time.perf_counter() - t0)
-            if not np.array_equal(out, self.ds.array[key]):
-                raise RuntimeError(f"{self.fmt.name} returned wrong data for {self.ds.name}{key}")
-        return walls
+        """Wall seconds per read (:func:`benchmarks.run.time_reads`: every result checked against the source)."""
+        return run.time_reads(self.fmt, self.ds, path, keys, reopen)[2]
 
     def load(self, path: str, nthreads: int) -> float:
         gc.collect()
@@ -120,9 +101,7 @@ class LocalSide:
         return dt
 
     def close(self) -> None:
-        for handle in self._handles.values():
-            self.fmt.close(handle)
-        self._handles.clear()
+        """Nothing stays open between requests."""
 
 
 def serve(side: LocalSide, stdin: Any = sys.stdin, stdout: Any = sys.stdout) -> None:
@@ -250,7 +229,7 @@ def measure_dataset(name: str, ds: datasets.Dataset, workdir: str, rounds: int, 
         theirs.write(paths["earlier.mla"])
         npy.write(paths["npy"])
         for p in paths.values():
-            _warm(p)
+            run.warm(p)
 
         def patches(edge: int, reopen: bool, side: Side, path: str, r: int) -> float:
             keys = _keys(ds, edge, GROUP, [seed, sum(map(ord, name)), edge, int(reopen), r])
@@ -302,15 +281,7 @@ def _two_vs_one(ours: LocalSide, path: str, rounds: int) -> list[float]:
 
 
 def _keys(ds: datasets.Dataset, edge: int, n: int, seed: list[int]) -> list[peers.Key]:
-    from benchmarks.run import patch_keys
-
-    return patch_keys(ds, edge, n, np.random.default_rng(seed))
-
-
-def _warm(path: str) -> None:
-    with open(path, "rb") as f:
-        while f.read(16 << 20):
-            pass
+    return run.patch_keys(ds, edge, n, np.random.default_rng(seed))
 
 
 def _spread(s: dict[str, Any]) -> str:

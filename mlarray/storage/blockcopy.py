@@ -27,8 +27,8 @@ ERRORS = {
     -1005: "compressed stream outside the chunk",
     -1006: "two blocks overlap",
     -1007: "block-start table or dictionary outside the chunk",
-    -1008: "it could not be read from the file",
-    -1009: "it differs from the header checked before (was the file changed while it was read?)",
+    -1008: "it could not be read from the file (was the file truncated while open? open it again)",
+    -1009: "it differs from the header checked before (was the file changed while it was read? open it again)",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
 BLOCK_PROBLEMS = {
