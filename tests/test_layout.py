@@ -236,3 +236,39 @@ def test_files_written_with_the_chosen_layout_read_back_exactly(
         assert (tuple(layout.chunk_size), tuple(layout.block_size)) == (expected.chunks, expected.blocks)
         assert layout.filters == default_compression(np.dtype(dtype).itemsize)[2]
         np.testing.assert_array_equal(image[...], data)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "codec", "filters", "split"),
+    [
+        (np.int16, "lz4hc", ["shuffle"], True),
+        (np.float32, "lz4hc", ["shuffle"], True),
+        (np.float64, "lz4", ["shuffle"], True),
+        (np.int16, "lz4hc", ["bitshuffle"], False),
+        (np.float32, "zstd", ["shuffle"], False),
+    ],
+)
+def test_byte_shuffled_lz4_chunks_keep_each_byte_in_a_stream_of_its_own(
+    tmp_path: Path, dtype: type, codec: str, filters: list[str], split: bool
+) -> None:
+    """Spec 4.4.4 flag 0x10 clear: each byte of the items compressed as a stream of its own (and read back exactly)."""
+    import blosc2
+
+    from mlarray.storage.io import make_cparams, splits_streams
+
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(48, 40, 36)) * 200).astype(dtype)
+    path = tmp_path / "split.mla"
+    itemsize = np.dtype(dtype).itemsize
+    assert splits_streams(codec, filters, itemsize) is split
+    MLArray(data, patch_size=16, cparams=make_cparams(codec, 5, filters, itemsize)).save(path)
+    nd = blosc2.open(str(path), mode="r")
+    flags = {nd.schunk.get_chunk(i)[2] & 0x10 for i in range(nd.schunk.nchunks)}
+    if split:
+        assert flags == {0}
+    elif codec == "lz4hc":  # C-Blosc2 left alone does not split LZ4HC streams
+        assert flags == {0x10}
+    with MLArray.open(path) as image:
+        np.testing.assert_array_equal(image[...], data)
+        np.testing.assert_array_equal(image[3:40, 5:33, 7:30], data[3:40, 5:33, 7:30])
+    assert not splits_streams("lz4hc", ["shuffle"], 1)  # one byte per item: nothing to split
