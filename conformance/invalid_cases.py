@@ -969,6 +969,18 @@ def _stream_size(path: Path) -> None:
     datakit.patch(path, at + start, struct.pack("<i", len(chunk)))
 
 
+def _second_stream_size(path: Path) -> None:
+    """Block 1 of a chunk split into one stream per byte: its second stream declares more bytes than the chunk has."""
+    _i16_frame(path)
+    at, chunk = datakit.compressed_chunk(path)
+    if chunk[2] & 0x10 or chunk[3] != 2:
+        raise AssertionError("the chunk's blocks are not split into two streams")
+    start = datakit.block_starts(chunk)[1]
+    (csize,) = struct.unpack("<i", chunk[start : start + 4])
+    second = start + 4 + (csize if csize > 0 else 1 if csize < 0 else 0)
+    datakit.patch(path, at + second, struct.pack("<i", len(chunk)))
+
+
 def _undecodable(integrity: bool) -> Any:
     """A compressed stream's bytes are all 0xff: every offset and size holds, the codec fails."""
 
@@ -1071,6 +1083,14 @@ INVALID += [
         "A stream of a compressed data chunk declares more bytes than the chunk has.",
         "CORRUPT_FRAME",
         _stream_size,
+    ),
+    InvalidCase(
+        "corrupt-second-stream-past-end",
+        "4.4.6",
+        "Blocks split into one stream per byte of the items: the second stream of a block declares more bytes "
+        "than the chunk has (the first is intact).",
+        "CORRUPT_FRAME",
+        _second_stream_size,
     ),
     InvalidCase(
         "corrupt-header-chunk-block-offset",

@@ -13,6 +13,7 @@ from typing import Any
 import blosc2
 import numpy as np
 from casekit import ValidCase, frame_sizes, json_header, patch, raw_frame, rng, save, text_header, valid_base
+from datakit import compressed_chunk
 
 Array = np.ndarray[Any, Any]
 
@@ -61,6 +62,15 @@ def _codec_case(seed: int, codec: Any, filters: list[Any], clevel: int = 5) -> A
         return save(path, data, chunk_size=(8, 16, 16), block_size=(4, 8, 8), cparams=cparams)
 
     return build
+
+
+def _lz4hc_split(path: Path) -> Array | None:
+    """mlarray's default codec for wider items: LZ4HC level 5, byte shuffle, one stream per byte (flag 0x10 clear)."""
+    built = _codec_case(38, C.LZ4HC, [F.SHUFFLE])(path)
+    _, chunk = compressed_chunk(path)
+    if chunk[2] & 0x10 or chunk[3] != 4 or chunk[2] >> 5 != 1:
+        raise AssertionError("the chunks are not LZ4 streams split by byte")
+    return built
 
 
 def _geometry_2d(path: Path) -> Array | None:
@@ -503,6 +513,13 @@ VALID: list[ValidCase] = [
         "4.4",
         "lz4hc codec at level 9 with the shuffle filter.",
         _codec_case(34, C.LZ4HC, [F.SHUFFLE], clevel=9),
+    ),
+    ValidCase(
+        "codec-lz4hc-shuffle-split",
+        "4.4.6",
+        "lz4hc codec at level 5 with the shuffle filter, each block split into one stream per byte of its items "
+        "(flag 0x10 clear; mlarray's default for items wider than one byte).",
+        _lz4hc_split,
     ),
     ValidCase("codec-blosclz-nofilter", "4.4", "blosclz codec without filters.", _codec_case(35, C.BLOSCLZ, [])),
     ValidCase(
