@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import blosc2
 import numpy as np
 import pytest
 from hypothesis import given
@@ -31,6 +32,7 @@ from mlarray.layout import (
     patch_layout,
     resolve_patch,
 )
+from mlarray.storage.io import make_cparams, splits_streams
 
 ITEMSIZES = [1, 2, 4, 8, 16]
 SMALL = Caches(l1d=16 * 1024, l2=128 * 1024, l3=2 * 1024 * 1024)
@@ -252,10 +254,6 @@ def test_byte_shuffled_lz4_chunks_keep_each_byte_in_a_stream_of_its_own(
     tmp_path: Path, dtype: type, codec: str, filters: list[str], split: bool
 ) -> None:
     """Spec 4.4.4 flag 0x10 clear: each byte of the items compressed as a stream of its own (and read back exactly)."""
-    import blosc2
-
-    from mlarray.storage.io import make_cparams, splits_streams
-
     rng = np.random.default_rng(1)
     data = (rng.normal(size=(48, 40, 36)) * 200).astype(dtype)
     path = tmp_path / "split.mla"
