@@ -12,15 +12,15 @@ the rules here:
   voxels per spatial axis where it can (thinner blocks compress worse).
 - **Chunks** are a few MiB (a few L2 sizes), whatever the patch: a patch touches few
   chunks, and python-blosc2's chunk buffer stays in cache. Bigger chunks (>= 8 MiB)
-  measurably slowed patch reads down, and make the first read of each chunk dearer (it
-  checks every block of the chunk, spec 4.4.6); smaller ones add per-chunk overhead.
+  measurably slowed patch reads down; smaller ones add per-chunk overhead.
 - **Bounded edge padding**: an axis is cut so that the padding Blosc2 adds at the array
   edge stays under 1/8 of the axis (or one block, when that is unavoidable).
 - **Non-spatial axes** (channels, time) of up to ``WHOLE_AXIS_LIMIT`` entries are kept
   whole inside every block and chunk: a patch over all channels touches each block once.
 - **Codec**: LZ4HC level 5 with byte shuffle decompresses fastest of the codecs measured
   (the higher the LZ4HC level, the fewer and longer its matches) and compresses better
-  than LZ4, at the price of slower writes; 1-byte data (label maps, masks) use bit
+  than LZ4, at the price of slower writes (each byte of the items a stream of its own:
+  :func:`mlarray.storage.io.splits_streams`); 1-byte data (label maps, masks) use bit
   shuffle instead.
 
 Everything but :func:`detect_caches` is a pure function of shapes and sizes. The cache
