@@ -39,7 +39,7 @@ from mlarray._saving import FilePersistence
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
-from mlarray.reading import check_result_size, decompress_all, fast_read, threads_of
+from mlarray.reading import any_result_shape, check_out, check_result_size, decompress_all, fast_read, threads_of
 from mlarray.storage import fastread, write_frame, write_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.frame import inspect_frame
@@ -256,6 +256,43 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
             raise  # remote arrays: typed errors of the read itself
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
             raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=self._path) from None
+
+    def read(self, key: Any = ..., *, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
+        """``self[key]`` as a NumPy array, decoded straight into ``out`` when one is given.
+
+        ``out`` must be a writable, C-contiguous NumPy array with the shape of the read and
+        the image's dtype: for instance one slot of a preallocated batch, ``batch[i]``. A
+        file-backed image then decodes every block the read touches straight into it, and
+        a loop reading patches of one size reuses that memory instead of allocating a new
+        result each time (whose pages the kernel must zero first: 2-18% of a 128³ read's
+        CPU time on the benchmark volumes). Other images copy ``self[key]`` into ``out``.
+
+        Returns ``out``, or a new array without it. If the read fails (a damaged chunk),
+        what ``out`` holds is unspecified.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``out`` is not a writable C-contiguous array of the read's shape and the
+            image's dtype.
+        IndexError
+            ``key`` does not index the array (as in NumPy).
+        """
+        if out is None:
+            return np.asarray(self[key])
+        data = self._require_array()
+        check_out(out, any_result_shape(tuple(data.shape), key), data.dtype)
+        threads = threads_of(self._dparams, 1)
+        if (
+            self._chunks is not None
+            and self._nd is not None
+            and threads >= fastread.PATCH_THREADS_MIN
+            and self._unwritten()
+            and fast_read(self._chunks, key, threads, self._path, out=out) is not None
+        ):
+            return out
+        out[...] = self[key]
+        return out
 
     def _unwritten(self) -> bool:
         """The file's chunks are what :attr:`_chunks` indexed: no data written since it was opened."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, MLArrayError, ResourceLimitError
+from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
 from mlarray.storage import fastread
 
 if TYPE_CHECKING:
@@ -65,18 +65,43 @@ def result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...] | None:
     return (*out, *shape[len(parts) :])
 
 
-def check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
-    """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
+def any_result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...]:
+    """Shape of ``array[key]`` for any NumPy key; NumPy's own error for a bad one."""
     result = result_shape(shape, key)
     if result is None:  # Ellipsis, arrays, None, ...: let NumPy work the shape out on a zero-byte view
-        try:
-            probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
-            result = np.shape(probe[key])
-        except (IndexError, TypeError, ValueError):
-            return  # let the array itself report the bad key
+        probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
+        result = np.shape(probe[key])
+    return result
+
+
+def check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | None) -> None:
+    """Refuse a read whose result would not fit in memory (a hostile declared shape, or a typo)."""
+    try:
+        result = any_result_shape(shape, key)
+    except (IndexError, TypeError, ValueError):
+        return  # let the array itself report the bad key
     nbytes = math.prod(result) * np.dtype(dtype).itemsize
     if nbytes > memory_limit():
         raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)
+
+
+def check_out(out: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+    """``out`` if it can take a read of ``shape`` and ``dtype`` in place, else ``INVALID_ARGUMENT``."""
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgumentError(f"out must be a NumPy array, got {type(out).__name__}")
+    dtype = np.dtype(dtype)
+    problems = []
+    if out.shape != shape:
+        problems.append(f"shape {out.shape} (the read has {shape})")
+    if out.dtype != dtype:
+        problems.append(f"dtype {out.dtype} (the image stores {dtype})")
+    if not out.flags.c_contiguous:
+        problems.append("is not C-contiguous")
+    if not out.flags.writeable:
+        problems.append("is read-only")
+    if problems:
+        raise InvalidArgumentError("out does not fit the read: " + ", ".join(problems))
+    return out
 
 
 def threads_of(dparams: Any, default: int) -> int:
@@ -86,7 +111,12 @@ def threads_of(dparams: Any, default: int) -> int:
 
 
 def fast_read(
-    section: DataSection, key: Any, nthreads: int, path: str | None, whole: bool = False
+    section: DataSection,
+    key: Any,
+    nthreads: int,
+    path: str | None,
+    whole: bool = False,
+    out: np.ndarray[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded by :mod:`mlarray.storage.fastread`, or ``None`` when it cannot serve it.
 
@@ -95,7 +125,8 @@ def fast_read(
     starts and the block loop each block before it decodes it, and
     :meth:`DataSection.chunk_bytes` checks any chunk it hands out whole. With ``whole``
     (the whole array), the block loop reads each chunk from the file into a buffer of its
-    own and checks it there (:meth:`DataSection.chunk_offsets`).
+    own and checks it there (:meth:`DataSection.chunk_offsets`). With ``out`` (checked by
+    :func:`check_out`), the blocks are decoded straight into it.
     """
     if not fastread.available():
         return None
@@ -104,6 +135,7 @@ def fast_read(
         section.entries,
         section.chunk_bytes,
         key,
+        out=out,
         nthreads=nthreads,
         path=path,
         refs=section.chunk_refs,

@@ -1,0 +1,192 @@
+"""``MLArray.read(key, out=...)``: reads decoded straight into the caller's array.
+
+The buffer is deliberately dirty before each read (filled with a value the file never
+holds), so a read that skipped any element of it, such as a chunk of zeros that the
+decoder fills instead of decoding, shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlarray import MLArray
+from mlarray.errors import InvalidArgumentError
+from mlarray.storage import blockcopy, fastread
+
+
+@pytest.fixture(params=["compiled", "numpy", "blosc2"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Reads through the compiled block loop, its NumPy stand-in, and python-blosc2's slicing."""
+    if request.param == "blosc2":
+        monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1 << 30)  # no read count qualifies
+        return "blosc2"
+    if not fastread.available():
+        pytest.skip(f"fast path unavailable: {fastread.STATUS}")
+    monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1)
+    if request.param == "numpy":
+        monkeypatch.setattr(blockcopy, "HELPER", None)
+    else:
+        assert blockcopy.HELPER is not None, f"the test environment must build the compiled loop: {blockcopy.STATUS}"
+    return str(request.param)
+
+
+def volume(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray[Any, Any]:
+    """Random values with a zero slab and a constant slab (special chunks and runs), never 250."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 200, size=shape).astype(dtype)
+    a[: shape[0] // 3] = 0
+    a[shape[0] // 3 : shape[0] // 2] = 5
+    return a
+
+
+def dirty(shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+    return np.full(shape, 250, dtype=dtype)
+
+
+@st.composite
+def basic_keys(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """Slices (clipped, negative, empty) and integers over a prefix of the axes."""
+    parts: list[Any] = []
+    for n in shape[: draw(st.integers(0, len(shape)))]:
+        if draw(st.booleans()):
+            parts.append(draw(st.integers(-n, n - 1)))
+        else:
+            bound = st.none() | st.integers(-n - 2, n + 2)
+            parts.append(slice(draw(bound), draw(bound)))
+    return tuple(parts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.lists(st.integers(1, 14), min_size=1, max_size=4).map(tuple),
+    dtype=st.sampled_from(["|u1", "<i2", "<f4", "<f8"]),
+    data=st.data(),
+)
+def test_read_into_equals_numpy(tmp_path: Path, engine: str, shape: tuple[int, ...], dtype: str, data: Any) -> None:
+    a = volume(shape, dtype, seed=len(shape))
+    chunks = tuple(data.draw(st.integers(1, n)) for n in shape)
+    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
+    path = tmp_path / "x.mla"
+    MLArray(a, chunk_size=chunks, block_size=blocks, cparams={"codec": blosc2.Codec.LZ4HC}).save(path)
+    threads = data.draw(st.sampled_from([1, 2]))
+    with MLArray.open(path, dparams={"nthreads": threads}) as image:
+        out = None
+        for _ in range(3):
+            key = data.draw(basic_keys(shape))
+            want = a[key]
+            if out is None or out.shape != np.shape(want):
+                out = dirty(np.shape(want), a.dtype)
+            else:
+                out.fill(250)  # a reused buffer: every element must be written again
+            before = fastread.reads
+            got = image.read(key, out=out)
+            assert got is out
+            assert out.tobytes() == np.asarray(want).tobytes()
+            assert (fastread.reads > before) == (engine != "blosc2")  # the path the engine names served it
+
+
+def test_reused_buffer_over_many_patches(tmp_path: Path, engine: str) -> None:
+    """A training loop's pattern: one buffer, many random patches, some in special (zero) chunks."""
+    a = volume((40, 36, 30), "<i2", seed=3)
+    path = tmp_path / "ct.mla"
+    MLArray(a, chunk_size=(10, 12, 15), block_size=(5, 6, 5)).save(path)
+    rng = np.random.default_rng(4)
+    out = dirty((16, 16, 16), a.dtype)
+    with MLArray.open(path) as image:
+        for _ in range(25):
+            start = [int(rng.integers(0, n - 16 + 1)) for n in a.shape]
+            key = tuple(slice(s, s + 16) for s in start)
+            image.read(key, out=out)
+            assert np.array_equal(out, a[key])
+
+
+def test_read_into_a_batch_slot(tmp_path: Path, engine: str) -> None:
+    a = volume((20, 18, 16), "<f4", seed=5)
+    path = tmp_path / "mr.mla"
+    MLArray(a, chunk_size=(8, 8, 8), block_size=(4, 4, 8)).save(path)
+    batch = dirty((3, 1, 8, 8, 8), a.dtype)
+    starts = [(0, 0, 0), (12, 10, 8), (5, 3, 7)]
+    with MLArray.open(path) as image:
+        for i, (z, y, x) in enumerate(starts):
+            image.read((slice(z, z + 8), slice(y, y + 8), slice(x, x + 8)), out=batch[i, 0])
+    for i, (z, y, x) in enumerate(starts):
+        assert np.array_equal(batch[i, 0], a[z : z + 8, y : y + 8, x : x + 8])
+
+
+def test_whole_array_scalars_and_without_out(tmp_path: Path, engine: str) -> None:
+    a = volume((9, 7, 5), "<u2", seed=6)
+    path = tmp_path / "w.mla"
+    MLArray(a, chunk_size=(4, 4, 5), block_size=(2, 4, 5)).save(path)
+    with MLArray.open(path) as image:
+        whole = dirty(a.shape, a.dtype)
+        assert np.array_equal(image.read(out=whole), a)
+        point = dirty((), a.dtype)
+        assert image.read((8, 6, 4), out=point) is point and point == a[8, 6, 4]
+        assert np.array_equal(image.read((slice(2, 5), 1)), a[2:5, 1])  # no out: a new array
+        assert isinstance(image.read((1, 2, 3)), np.ndarray)
+
+
+def test_in_memory_images(tmp_path: Path) -> None:
+    """Images that are not file-backed copy ``self[key]`` into ``out``."""
+    a = volume((12, 10, 8), "<i2", seed=7)
+    compressed = MLArray(a)
+    compressed.compress()  # in place, as in mlarray 0.0.x
+    for image in (MLArray(a), compressed):
+        out = dirty((6, 10), a.dtype)
+        assert image.read((slice(3, 9), slice(None), 4), out=out) is out
+        assert np.array_equal(out, a[3:9, :, 4])
+
+
+def test_written_images_read_their_new_values(tmp_path: Path) -> None:
+    a = volume((12, 10, 8), "<f4", seed=8)
+    path = tmp_path / "rw.mla"
+    MLArray(a, chunk_size=(4, 5, 8)).save(path)
+    with MLArray.open(path, mmap_mode="r+") as image:
+        image[0:4] = 3.5
+        out = dirty((6, 10, 8), a.dtype)
+        image.read(slice(0, 6), out=out)
+    a[0:4] = 3.5
+    assert np.array_equal(out, a[0:6])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: np.empty((4, 5, 7), "<i2"), "shape (4, 5, 7) (the read has (4, 5, 6))"),
+        (lambda: np.empty((4, 5, 6), "<f4"), "dtype float32 (the image stores int16)"),
+        (lambda: np.empty((4, 5, 12), "<i2")[:, :, ::2], "is not C-contiguous"),
+        (lambda: np.empty((4, 5, 6), ">i2"), "dtype >i2 (the image stores int16)"),
+        (lambda: np.empty((4, 5, 6), "<i2").T.copy().T, "is not C-contiguous"),
+        (lambda: [[0] * 6] * 5, "out must be a NumPy array, got list"),
+    ],
+)
+def test_out_that_does_not_fit(tmp_path: Path, make: Any, message: str) -> None:
+    a = volume((10, 5, 6), "<i2", seed=9)
+    path = tmp_path / "bad.mla"
+    MLArray(a).save(path)
+    with MLArray.open(path) as image, pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        image.read(slice(2, 6), out=make())
+
+
+def test_read_only_out_and_bad_keys(tmp_path: Path) -> None:
+    a = volume((10, 5, 6), "<i2", seed=10)
+    path = tmp_path / "ro.mla"
+    MLArray(a).save(path)
+    frozen = np.zeros((5, 6), a.dtype)
+    frozen.flags.writeable = False
+    with MLArray.open(path) as image:
+        with pytest.raises(InvalidArgumentError, match="is read-only"):
+            image.read(3, out=frozen)
+        assert not frozen.any()
+        with pytest.raises(IndexError):
+            image.read(10, out=np.zeros((5, 6), a.dtype))
+        with pytest.raises(IndexError):
+            image.read((0, 0, 0, 0), out=np.zeros((), a.dtype))
