@@ -1,8 +1,9 @@
-"""Parameter sweeps behind the defaults: ``python -m benchmarks.sweep layout|codec [options]``.
+"""Parameter sweeps behind the defaults: ``python -m benchmarks.sweep layout|codec|out [options]``.
 
 ``layout`` writes a volume with many chunk/block shapes and times random patch
 reads; ``codec`` writes the four volumes with several codec/filter/level choices at
-the default layout and reports size, write time and read times. These are the
+the default layout and reports size, write time and read times; ``out`` compares reads
+into new arrays with reads into existing ones (``MLArray.read(key, out=...)``). These are the
 measurements ``docs/performance.md`` cites for the choices in
 :mod:`mlarray.layout` and :mod:`mlarray.storage.io`. Mlarray only, through its public API.
 """
@@ -160,6 +161,65 @@ def codec_sweep(names: list[str], quick: bool, n: int, workdir: str, codecs: lis
             os.remove(path)
 
 
+def out_sweep(names: list[str], quick: bool, n: int, rounds: int, workdir: str) -> None:
+    """Reads into a new array against reads into an existing one (``MLArray.read(key, out=...)``).
+
+    Patches: ``n`` random 128³ patches, each read both ways in turn, CPU time of the
+    reading thread (median). Loads: ``MLArray.load(...).to_numpy()`` against ``open`` +
+    ``read(out=buffer)`` + ``close``, with 1 and 2 threads, ``rounds`` times each in
+    alternating order, wall-clock (median). Both ways are checked against the source.
+    """
+    from mlarray import MLArray
+
+    makers = datasets.QUICK if quick else datasets.FULL
+    print(
+        "| dataset | 128³: out= / new | load 1T: new ms | load 1T: out= ms | load 2T: new ms | load 2T: out= ms "
+        "| 2T / 1T: new | 2T / 1T: out= |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        ds = makers[name]()
+        path = os.path.join(workdir, "sweep.mla")
+        _write(ds, path)
+        warm(path)
+        keys = patch_keys(ds, 128, n, np.random.default_rng([0, 128]))
+        new_cpu, out_cpu = [], []
+        with MLArray.open(path) as image:
+            buffer = np.empty(image[keys[0]].shape, image.dtype)
+            for key in keys:
+                t0 = time.thread_time()
+                fresh = image[key]
+                new_cpu.append(time.thread_time() - t0)
+                t0 = time.thread_time()
+                image.read(key, out=buffer)
+                out_cpu.append(time.thread_time() - t0)
+                if not (np.array_equal(fresh, ds.array[key]) and np.array_equal(buffer, fresh)):
+                    raise RuntimeError(f"wrong data for {key}")
+                del fresh
+        whole = np.empty_like(ds.array)
+        loads: dict[tuple[str, int], list[float]] = {(way, t): [] for way in ("new", "out") for t in (1, 2)}
+        for r in range(rounds):
+            for way, threads in itertools.product(("new", "out")[:: 1 if r % 2 else -1], (1, 2)[:: -1 if r % 2 else 1]):
+                t0 = time.perf_counter()
+                if way == "new":
+                    result = MLArray.load(path, dparams={"nthreads": threads}).to_numpy()
+                else:
+                    with MLArray.open(path, dparams={"nthreads": threads}) as image:
+                        result = image.read(out=whole)
+                loads[way, threads].append(time.perf_counter() - t0)
+                if r == 0 and not np.array_equal(result, ds.array):
+                    raise RuntimeError(f"wrong data for a {way} load")
+                del result
+        med = {k: 1e3 * statistics.median(v) for k, v in loads.items()}
+        print(
+            f"| {name} | {statistics.median(out_cpu) / statistics.median(new_cpu):.2f} | {med['new', 1]:.1f} | "
+            f"{med['out', 1]:.1f} | {med['new', 2]:.1f} | {med['out', 2]:.1f} | {med['new', 2] / med['new', 1]:.2f} | "
+            f"{med['out', 2] / med['out', 1]:.2f} |",
+            flush=True,
+        )
+        os.remove(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -170,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     cod = sub.add_parser("codec", help="codec/filter/level choices on the volumes")
     cod.add_argument("--datasets", default=",".join(datasets.FULL))
     cod.add_argument("--codecs", help="semicolon-separated codec:clevel:filter+filter entries (default: built-in list)")
-    for p in (lay, cod):
+    out = sub.add_parser("out", help="reads into new arrays against reads into existing ones (read(out=...))")
+    out.add_argument("--datasets", default=",".join(datasets.FULL))
+    out.add_argument("--rounds", type=int, default=20, help="whole loads per way and thread count")
+    for p in (lay, cod, out):
         p.add_argument("--quick", action="store_true", help="the smaller --quick volumes")
         p.add_argument("--patches", type=int, default=30)
     args = parser.parse_args(argv)
@@ -180,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             blocks = [tuple(int(v) for v in b.split("x")) for b in args.blocks.split(",")]
             edges = [int(x) for x in args.chunks.split(",")]
             layout_sweep(ds, blocks, edges, args.patches, workdir)
+        elif args.what == "out":
+            out_sweep(args.datasets.split(","), args.quick, args.patches, args.rounds, workdir)
         else:
             codecs = CODECS
             if args.codecs:

@@ -144,32 +144,41 @@ def fast_read(
 
 
 def decompress_all(
-    nd: Any, path: str | None, section: DataSection | None = None, nthreads: int = 1
+    nd: Any,
+    path: str | None,
+    section: DataSection | None = None,
+    nthreads: int = 1,
+    out: np.ndarray[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any]:
     """The whole array of ``nd`` as NumPy (C-Blosc2 failures become ``CORRUPT_FRAME``).
 
     With the checked data ``section`` of the file, our own decoder reads it with ``nthreads``
-    threads; python-blosc2 reads what it cannot.
+    threads; python-blosc2 reads what it cannot. With ``out`` (checked by :func:`check_out`)
+    the array is decoded into it and ``out`` is returned.
     """
-    check_result_size(tuple(nd.shape), nd.dtype, ..., path)
+    if out is None:
+        check_result_size(tuple(nd.shape), nd.dtype, ..., path)
     if section is not None:
         try:  # spec 8, step 10: each chunk is checked before it is decoded (in the block loop's own copy)
-            out = fast_read(section, ..., nthreads, path, whole=True)
+            done = fast_read(section, ..., nthreads, path, whole=True, out=out)
         except CorruptFrameError:
             # report what a one-thread reader reports: the first bad chunk in chunk order
             section.check_all()
             if nthreads > 1:
-                fast_read(section, ..., 1, path, whole=True)
+                fast_read(section, ..., 1, path, whole=True, out=out)
             raise
-        if out is not None:
-            return out
+        if done is not None:
+            return done
         section.check_all(nthreads)  # python-blosc2 reads it: every chunk checked first
     try:
-        out = nd[...]
+        result = nd[...]
     except MLArrayError:
         raise  # already typed (e.g. a remote read that failed)
     except MemoryError:
         raise ResourceLimitError("not enough memory to decompress the array", path=path) from None
     except Exception as exc:
         raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=path) from None
-    return np.asarray(out)
+    if out is None:
+        return np.asarray(result)
+    out[...] = result
+    return out

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
-from mlarray.errors import InvalidArgumentError
+from mlarray.errors import CorruptFrameError, InvalidArgumentError
 from mlarray.storage import blockcopy, fastread
 
 
@@ -190,3 +190,50 @@ def test_read_only_out_and_bad_keys(tmp_path: Path) -> None:
             image.read(10, out=np.zeros((5, 6), a.dtype))
         with pytest.raises(IndexError):
             image.read((0, 0, 0, 0), out=np.zeros((), a.dtype))
+
+
+def test_whole_array_reads_like_to_numpy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read(out=...)`` of the whole array takes the path of ``to_numpy``: chunks read from the file."""
+    if not fastread.available():
+        pytest.skip(f"fast path unavailable: {fastread.STATUS}")
+    a = volume((24, 20, 10), "<f4", seed=11)
+    path = tmp_path / "whole.mla"
+    MLArray(a, chunk_size=(8, 10, 10), block_size=(4, 5, 5)).save(path)
+    for threads in (1, 2):
+        with MLArray.open(path, dparams={"nthreads": threads}) as image:
+            section = image._chunks
+            assert section is not None
+            used: list[int] = []
+
+            def counted(numbers: Any, real: Any = section.chunk_offsets, used: list[int] = used) -> Any:
+                used.append(len(numbers))
+                return real(numbers)
+
+            monkeypatch.setattr(section, "chunk_offsets", counted)
+            out = dirty(a.shape, a.dtype)
+            assert image.read(out=out) is out
+            assert out.tobytes() == a.tobytes()
+            assert used == [6], "the whole array was not read from the file chunk by chunk"
+
+
+def test_whole_array_read_reports_the_first_bad_chunk(tmp_path: Path) -> None:
+    """A damaged chunk fails ``read(out=...)`` as it fails ``to_numpy``, whatever the threads."""
+    a = np.random.default_rng(13).integers(0, 50, size=(24, 20, 10), dtype=np.int32)  # compressible
+    path = tmp_path / "bad-chunks.mla"
+    MLArray(a, chunk_size=(4, 5, 10), block_size=(2, 5, 5)).save(path)
+    raw = bytearray(path.read_bytes())
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        bad = [n for n in (5, 17) if not section.chunk_bytes(n)[2] & 0x02]
+        assert bad, "chunks 5 and 17 are stored uncompressed"
+        for n in bad:  # the first block's start points inside the block-start table
+            at = section.layout.start + section.entries[n] + 32
+            raw[at : at + 4] = (33).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    for threads in (1, 2):
+        with MLArray.open(path, dparams={"nthreads": threads}) as image:
+            with pytest.raises(CorruptFrameError, match=f"chunk {bad[0]}: block offset outside the chunk"):
+                image.to_numpy()
+            with pytest.raises(CorruptFrameError, match=f"chunk {bad[0]}: block offset outside the chunk"):
+                image.read(out=np.zeros(a.shape, a.dtype))
