@@ -108,7 +108,7 @@ def test_worker_crashes_hangs_memory_and_foreign_errors_are_findings(seeds: list
     summary = fuzz.run_cases(cases, seeds_dir, seeds, workers=2, timeout=3.0, env={"FUZZ_INJECT": json.dumps(inject)})
     clean = summary.by_case["inject/none"]
     assert not clean.findings and clean.outcome == "read_ok"
-    assert clean.ops["load"] == clean.ops["getitem_all"] == "ok_equal"
+    assert clean.ops["load"] == clean.ops["getitem_all"] == clean.ops["read_out"] == "ok_equal"
     assert clean.ops["validate_deep"] == "valid"
     kinds = {case_id: {(f["kind"], f["type"], f["op"]) for f in r.findings} for case_id, r in summary.by_case.items()}
     assert kinds["inject/crash"] == {("crash", "SIGSEGV", "read_header")}

@@ -157,15 +157,31 @@ class Runner:
         if arr is None:
             self.emit(ev="end", op="getitem_small", outcome="skipped", finding=None)
             self.emit(ev="end", op="getitem_all", outcome="skipped", finding=None)
+            self.emit(ev="end", op="read_out", outcome="skipped", finding=None)
             self.emit(ev="end", op="close", outcome="skipped", finding=None)
         else:
             small = tuple(slice(0, 2) for _ in range(max(arr.ndim, 1)))
             self.op("getitem_small", lambda: (None, self.compare(arr[small], expected, small)))
             self.op("getitem_all", lambda: (None, self.compare(arr[...], expected)))
+            self.op("read_out", lambda: (None, self.compare(read_into(arr, small), expected, small)))
             self.op("close", lambda: (arr.close(), "ok"))
         self.op("load", lambda: (None, self.compare(MLArray.load(path).to_numpy(), expected)))
         for name, deep in (("validate", False), ("validate_deep", True)):
             self.op(name, lambda deep=deep: (None, _report_outcome(validate_file(path, deep=deep))))
+
+
+def read_into(arr: Any, key: Any) -> Any:
+    """``arr.read(key, out=...)`` into a buffer whose bytes are all 0x5A: every element must be written."""
+    import numpy as np
+
+    from mlarray.reading import any_result_shape
+
+    if arr.shape is None or arr.dtype is None:  # metadata only: the image's own error
+        return arr.read(key, out=np.empty(0))
+    shape = any_result_shape(tuple(arr.shape), key)
+    count = int(np.prod(shape, dtype=np.int64))
+    out = np.frombuffer(b"\x5a" * (count * arr.dtype.itemsize), dtype=arr.dtype).reshape(shape).copy()
+    return arr.read(key, out=out)
 
 
 def inject(kind: str | None) -> None:
