@@ -15,6 +15,8 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
+from corrupt import break_block_offsets
+from engines import select_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,12 +36,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     One-thread patch reads go through the fast path in both (without the compiled loop the
     default leaves them to python-blosc2).
     """
-    monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1)
-    if request.param == "numpy":
-        monkeypatch.setattr(blockcopy, "HELPER", None)
-    else:
-        assert blockcopy.HELPER is not None, f"the test environment must build the compiled loop: {blockcopy.STATUS}"
-    return str(request.param)
+    return select_engine(str(request.param), monkeypatch)
 
 
 def test_compiled_loop_serves_reads(tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,16 +413,8 @@ def test_a_threaded_whole_load_reports_the_first_bad_chunk(tmp_path: Path) -> No
     path = write(tmp_path, a, (4, 5, 10), (2, 5, 5))
     with MLArray.open(path, dparams={"nthreads": 2}) as image:
         assert image.to_numpy().tobytes() == a.tobytes()
-    raw = bytearray(path.read_bytes())
-    with MLArray.open(path) as image:
-        section = image._chunks
-        assert section is not None
-        bad = [n for n in (5, 17) if not section.chunk_bytes(n)[2] & 0x02]
-        assert bad, "chunks 5 and 17 are stored uncompressed"
-        for n in bad:  # the first block's start points inside the block-start table
-            at = section.layout.start + section.entries[n] + 32
-            raw[at : at + 4] = (33).to_bytes(4, "little")
-    path.write_bytes(bytes(raw))
+    bad = break_block_offsets(path, (5, 17))
+    assert bad, "chunks 5 and 17 are stored uncompressed"
     for nthreads in (1, 2):
         with pytest.raises(CorruptFrameError, match=f"chunk {bad[0]}: block offset outside the chunk"):
             MLArray.load(path, dparams={"nthreads": nthreads})

@@ -14,28 +14,20 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
+from corrupt import break_block_offsets
+from engines import ENGINES, select_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError, InvalidArgumentError
-from mlarray.storage import blockcopy, fastread
+from mlarray.storage import fastread
 
 
-@pytest.fixture(params=["compiled", "numpy", "blosc2"])
+@pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Reads through the compiled block loop, its NumPy stand-in, and python-blosc2's slicing."""
-    if request.param == "blosc2":
-        monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1 << 30)  # no read count qualifies
-        return "blosc2"
-    if not fastread.available():
-        pytest.skip(f"fast path unavailable: {fastread.STATUS}")
-    monkeypatch.setattr(fastread, "PATCH_THREADS_MIN", 1)
-    if request.param == "numpy":
-        monkeypatch.setattr(blockcopy, "HELPER", None)
-    else:
-        assert blockcopy.HELPER is not None, f"the test environment must build the compiled loop: {blockcopy.STATUS}"
-    return str(request.param)
+    return select_engine(str(request.param), monkeypatch)
 
 
 def volume(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray[Any, Any]:
@@ -221,16 +213,8 @@ def test_whole_array_read_reports_the_first_bad_chunk(tmp_path: Path) -> None:
     a = np.random.default_rng(13).integers(0, 50, size=(24, 20, 10), dtype=np.int32)  # compressible
     path = tmp_path / "bad-chunks.mla"
     MLArray(a, chunk_size=(4, 5, 10), block_size=(2, 5, 5)).save(path)
-    raw = bytearray(path.read_bytes())
-    with MLArray.open(path) as image:
-        section = image._chunks
-        assert section is not None
-        bad = [n for n in (5, 17) if not section.chunk_bytes(n)[2] & 0x02]
-        assert bad, "chunks 5 and 17 are stored uncompressed"
-        for n in bad:  # the first block's start points inside the block-start table
-            at = section.layout.start + section.entries[n] + 32
-            raw[at : at + 4] = (33).to_bytes(4, "little")
-    path.write_bytes(bytes(raw))
+    bad = break_block_offsets(path, (5, 17))
+    assert bad, "chunks 5 and 17 are stored uncompressed"
     for threads in (1, 2):
         with MLArray.open(path, dparams={"nthreads": threads}) as image:
             with pytest.raises(CorruptFrameError, match=f"chunk {bad[0]}: block offset outside the chunk"):
