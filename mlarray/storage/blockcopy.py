@@ -56,16 +56,8 @@ class Helper:
             *(_P, _P, _I32, _I32, _P, _P, _P, _P),  # getitem, ctx, ndim, itemsize, chunk/block shape, selection
             *(_P, _P, _P),  # chunk addresses (or file offsets), sizes, block checks
             *(_I32, _I64, _P, _I64),  # file descriptor, chunk nbytes, copy buffer and its size
-            *(
-                _I64,
-                _I64,
-                _P,
-                _P,
-                _P,
-                _P,
-                _I32,
-                _P,
-            ),  # first, count, counter, out, strides, scratch, block bytes, failed
+            *(_I64, _I64, _P, _P),  # first, count, shared counter, out
+            *(_P, _P, _I32, _P),  # out strides, scratch block, block bytes, failed chunk
         ]
         self.read_region.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem
