@@ -39,7 +39,15 @@ from mlarray._saving import FilePersistence
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
-from mlarray.reading import any_result_shape, check_out, check_result_size, decompress_all, fast_read, threads_of
+from mlarray.reading import (
+    any_result_shape,
+    check_out,
+    check_result_size,
+    decompress_all,
+    fast_read,
+    selects_all,
+    threads_of,
+)
 from mlarray.storage import fastread, write_frame, write_header
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.frame import inspect_frame
@@ -265,10 +273,10 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         file-backed image then decodes every block the read touches straight into it, and
         a loop reading patches of one size reuses that memory instead of allocating a new
         result each time, whose pages the kernel must zero first (2-16% of a 128³ read's CPU
-        time on the benchmark volumes, 7-24% of a whole load's). ``read(out=...)``
-        reads the whole array as :meth:`to_numpy` does (each chunk read from the file into
-        a buffer of its thread's and checked there). Other images copy ``self[key]`` into
-        ``out``.
+        time on the benchmark volumes, 7-24% of a whole load's). A read of the whole array
+        (``read(out=...)``, or a key of full slices) takes the path of :meth:`to_numpy`
+        (each chunk read from the file into a buffer of its thread's and checked there).
+        Other images copy ``self[key]`` into ``out``.
 
         Returns ``out``, or a new array without it. If the read fails (a damaged chunk),
         what ``out`` holds is unspecified.
@@ -285,7 +293,7 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
             return np.asarray(self[key])
         data = self._require_array()
         check_out(out, any_result_shape(tuple(data.shape), key), data.dtype)
-        if key is Ellipsis and not isinstance(data, np.ndarray):
+        if not isinstance(data, np.ndarray) and selects_all(tuple(data.shape), key):
             return self._decompress(data, out)
         threads = threads_of(self._dparams, 1)
         if (

@@ -22,6 +22,7 @@ import numpy as np
 
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
 from mlarray.storage import fastread
+from mlarray.storage.selection import normalize_key
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataSection
@@ -63,6 +64,14 @@ def result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...] | None:
         elif not isinstance(part, (int, np.integer)) or isinstance(part, bool):
             return None
     return (*out, *shape[len(parts) :])
+
+
+def selects_all(shape: tuple[int, ...], key: Any) -> bool:
+    """Whether ``array[key]`` is the whole array in its own shape (``...``, ``()``, full step-1 slices)."""
+    parts = normalize_key(key, shape)
+    return parts is not None and all(
+        not p.dropped and p.start == 0 and p.stop == n for p, n in zip(parts, shape, strict=True)
+    )
 
 
 def any_result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...]:

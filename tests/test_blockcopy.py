@@ -345,13 +345,13 @@ def change_after_check(image: Any, method: str, *, chunk: int, nbytes: int, monk
 
 def test_a_load_lets_go_of_a_large_chunk_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each thread keeps its buffer for chunks read from the file only up to COPY_KEEP bytes."""
-    from mlarray.storage import fastread
+    from mlarray.storage import libblosc2
 
     a = np.random.default_rng(24).integers(0, 1000, size=(64, 64, 64)).astype("<i4")  # one chunk of 1 MiB
     path = tmp_path / "a.mla"
     MLArray(a, chunk_size=(64, 64, 64), block_size=(16, 64, 64)).save(path)
-    worker = fastread._worker(fastread._LIB)  # type: ignore[arg-type]
+    worker = libblosc2.worker(libblosc2.LIB)  # type: ignore[arg-type]
     for keep, kept in ((1 << 30, True), (1 << 10, False)):
-        monkeypatch.setattr(fastread, "COPY_KEEP", keep)
+        monkeypatch.setattr(libblosc2, "COPY_KEEP", keep)
         assert MLArray.load(path, dparams={"nthreads": 1}).to_numpy().tobytes() == a.tobytes()
         assert (worker._copy.nbytes > 0) == kept

@@ -7,6 +7,7 @@ decoder fills instead of decoding, shows up as a mismatch.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError, InvalidArgumentError
+from mlarray.reading import selects_all
 from mlarray.storage import fastread
 
 
@@ -82,7 +84,8 @@ def test_read_into_equals_numpy(tmp_path: Path, engine: str, shape: tuple[int, .
             got = image.read(key, out=out)
             assert got is out
             assert out.tobytes() == np.asarray(want).tobytes()
-            assert (fastread.reads > before) == (engine != "blosc2")  # the path the engine names served it
+            # the path the engine names served it; the whole array is always loaded as to_numpy loads it
+            assert (fastread.reads > before) == (engine != "blosc2" or selects_all(a.shape, key))
 
 
 def test_reused_buffer_over_many_patches(tmp_path: Path, engine: str) -> None:
@@ -191,6 +194,7 @@ def test_whole_array_reads_like_to_numpy(tmp_path: Path, monkeypatch: pytest.Mon
     a = volume((24, 20, 10), "<f4", seed=11)
     path = tmp_path / "whole.mla"
     MLArray(a, chunk_size=(8, 10, 10), block_size=(4, 5, 5)).save(path)
+    whole_keys = [..., (), slice(None), (slice(None),) * 3, (slice(0, 24), ...), (..., slice(-10, None))]
     for threads in (1, 2):
         with MLArray.open(path, dparams={"nthreads": threads}) as image:
             section = image._chunks
@@ -206,6 +210,32 @@ def test_whole_array_reads_like_to_numpy(tmp_path: Path, monkeypatch: pytest.Mon
             assert image.read(out=out) is out
             assert out.tobytes() == a.tobytes()
             assert used == [6], "the whole array was not read from the file chunk by chunk"
+            for key in whole_keys:
+                used.clear()
+                out = dirty(a.shape, a.dtype)
+                assert image.read(key, out=out) is out
+                assert out.tobytes() == a.tobytes()
+                assert used == [6], f"key {key!r} selects the whole array but took the patch path"
+            out = dirty((23, 20, 10), a.dtype)
+            used.clear()
+            assert image.read(slice(0, 23), out=out).tobytes() == a[:23].tobytes()
+            assert used == [], "a part of the array was read as a whole"
+
+
+@settings(max_examples=200, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple), data=st.data())
+def test_selects_all_only_for_the_whole_array(shape: tuple[int, ...], data: Any) -> None:
+    """A key called whole gives the array itself in its own shape; full slices and ``...`` are called whole."""
+    x = np.arange(math.prod(shape)).reshape(shape)
+    key = data.draw(basic_keys(shape) | st.just(...) | st.just((..., slice(None))))
+    try:
+        expected = x[key]
+    except IndexError:
+        return
+    if selects_all(shape, key):
+        assert expected.shape == x.shape and np.array_equal(expected, x)
+    full = tuple(slice(None) if data.draw(st.booleans()) else slice(0, n) for n in shape)
+    assert selects_all(shape, full) and selects_all(shape, ...) and selects_all(shape, ())
 
 
 def test_whole_array_read_reports_the_first_bad_chunk(tmp_path: Path) -> None:

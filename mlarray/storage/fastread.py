@@ -14,8 +14,8 @@ out with a few strided NumPy copies per chunk. Special-value chunks and index en
 during each call, so chunks are decoded on several threads when asked.
 
 C-Blosc2 comes from the python-blosc2 wheel (``blosc2/lib/libblosc2.so*``, the library its
-extension modules use), loaded with :mod:`ctypes`. The library version is checked at
-import; when the library is missing or of a version whose ABI we have not checked,
+extension modules use), loaded with :mod:`ctypes` by :mod:`mlarray.storage.libblosc2`, which
+checks its version at import; when the library is missing or of a version whose ABI we have not checked,
 :func:`available` is false and :func:`read_region` returns ``None`` (the caller then uses
 python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off, ``MLARRAY_NO_BLOCKCOPY=1``
 only the compiled loop.
@@ -51,16 +51,14 @@ import ctypes
 import functools
 import math
 import os
-import re
-import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, threads
+from mlarray.storage import blockcopy, libblosc2, threads
+from mlarray.storage.libblosc2 import Library, address
 from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, normalize_key, plan
 
 if TYPE_CHECKING:
@@ -73,11 +71,6 @@ always do). With the compiled block loop that is every read. Without it (NumPy c
 one-thread patch read goes to python-blosc2's slicing, which measured faster on the benchmark
 CT (1.1-1.3x its CPU time here: the Python per chunk and per copy costs more than the memset
 and copy it saves)."""
-COPY_KEEP = 64 << 20
-"""A thread keeps its buffer for chunks read from a file between reads up to this size."""
-SUPPORTED_MAJOR = 3
-"""C-Blosc2 major version whose ``blosc2_dparams`` layout and ``getitem`` semantics we rely on."""
-MIN_MINOR = 0
 ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
@@ -92,159 +85,15 @@ FileRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
 
 
-class _DParams(ctypes.Structure):
-    """``blosc2_dparams`` of C-Blosc2 3.x (passed by value to ``blosc2_create_dctx``)."""
-
-    _fields_ = [
-        ("nthreads", ctypes.c_int16),
-        ("schunk", ctypes.c_void_p),
-        ("postfilter", ctypes.c_void_p),
-        ("postparams", ctypes.c_void_p),
-        ("typesize", ctypes.c_int32),
-    ]
-
-
-class _Library:
-    """The C-Blosc2 functions this module calls, with their signatures declared."""
-
-    def __init__(self, lib: ctypes.CDLL, version: str) -> None:
-        self.version = version
-        lib.blosc2_init()
-        self.create_dctx = lib.blosc2_create_dctx
-        self.create_dctx.argtypes = [_DParams]
-        self.create_dctx.restype = ctypes.c_void_p
-        self.free_ctx = lib.blosc2_free_ctx
-        self.free_ctx.argtypes = [ctypes.c_void_p]
-        self.free_ctx.restype = None
-        self.getitem = lib.blosc2_getitem_ctx
-        self.getitem.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-            ctypes.c_int32,
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_int32,
-        ]
-        self.getitem.restype = ctypes.c_int
-        self.decompress = lib.blosc2_decompress_ctx
-        self.decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32]
-        self.decompress.restype = ctypes.c_int
-        self.set_maskout = lib.blosc2_set_maskout
-        self.set_maskout.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-        self.set_maskout.restype = ctypes.c_int
-
-
-def _library_files() -> list[Path]:
-    """Candidate ``libblosc2`` files of the installed python-blosc2 wheel (versioned name first)."""
-    try:
-        import blosc2
-    except ImportError:  # pragma: no cover - blosc2 is a hard dependency
-        return []
-    folder = Path(blosc2.__file__).parent / "lib"
-    found = sorted(folder.glob("libblosc2.so.*"), key=lambda p: len(p.name)) + sorted(folder.glob("libblosc2.so"))
-    found += sorted(folder.glob("libblosc2*.dylib")) + sorted(folder.glob("blosc2.dll"))
-    return found
-
-
-def _version_ok(version: str) -> bool:
-    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
-    return match is not None and int(match[1]) == SUPPORTED_MAJOR and int(match[2]) >= MIN_MINOR
-
-
-def _load() -> tuple[_Library | None, str]:
-    """The library, or ``None`` and why not."""
-    for candidate in _library_files():
-        try:
-            lib = ctypes.CDLL(str(candidate))
-            lib.blosc2_get_version_string.restype = ctypes.c_char_p
-            raw = lib.blosc2_get_version_string()
-            version = raw.decode("ascii") if isinstance(raw, bytes) else ""
-        except (OSError, AttributeError, UnicodeDecodeError) as exc:
-            return None, f"cannot load {candidate.name}: {exc}"
-        if not _version_ok(version):
-            return None, f"C-Blosc2 {version!r} is not a version this path was checked against"
-        try:
-            return _Library(lib, version), f"C-Blosc2 {version} from {candidate}"
-        except AttributeError as exc:
-            return None, f"{candidate.name} lacks a function: {exc}"
-    return None, "no libblosc2 next to the blosc2 package"
-
-
-_LIB, STATUS = _load()
-"""The loaded library (or ``None``), and a sentence saying which one or why none."""
-
+STATUS = libblosc2.STATUS
+"""Which C-Blosc2 this path uses, or why none (:data:`mlarray.storage.libblosc2.STATUS`)."""
 reads = 0
 """Reads this path has served in this process (tests use it to see that it is used)."""
 
 
 def available() -> bool:
     """Whether reads can use this path now (library loaded, not turned off by the environment)."""
-    return _LIB is not None and os.environ.get(DISABLE_ENV, "") in ("", "0")
-
-
-class _Worker:
-    """A decompression context and its buffers, owned by one thread and reused by every read."""
-
-    def __init__(self, lib: _Library) -> None:
-        self._lib = lib
-        ctx = lib.create_dctx(_DParams(1, None, None, None, 8))  # one thread: threads work on chunks
-        if not ctx:
-            raise MemoryError("C-Blosc2 could not create a decompression context")
-        self.ctx: int = ctx
-        self._buffer = np.empty(0, dtype=np.uint8)
-        self.buffer_address = 0
-        self._copy = np.empty(0, dtype=np.uint8)
-        self.copy_address = 0
-        self._mask = np.empty(0, dtype=np.bool_)
-        self._mask_address = 0
-
-    def buffer(self, nbytes: int) -> np.ndarray[Any, Any]:
-        """A scratch buffer of at least ``nbytes`` (never cleared: only decoded bytes are read)."""
-        if self._buffer.nbytes < nbytes:
-            self._buffer = np.empty(nbytes, dtype=np.uint8)
-            self.buffer_address = _address(self._buffer)
-        return self._buffer
-
-    def copy(self, nbytes: int) -> int:
-        """Make the buffer for chunks read from a file at least ``nbytes`` long; its size."""
-        if self._copy.nbytes < nbytes:
-            self._copy = np.empty(nbytes, dtype=np.uint8)
-            self.copy_address = _address(self._copy)
-        return int(self._copy.nbytes)
-
-    def trim_copy(self) -> None:
-        """Let go of a chunk buffer larger than :data:`COPY_KEEP` (chunks may be up to 2 GiB)."""
-        if self._copy.nbytes > COPY_KEEP:
-            self._copy = np.empty(0, dtype=np.uint8)
-            self.copy_address = 0
-
-    def maskout(self, nblocks: int, wanted: Sequence[int]) -> None:
-        """Make the next ``blosc2_decompress_ctx`` on this context decode only the blocks ``wanted``."""
-        if self._mask.size < nblocks:
-            self._mask = np.empty(nblocks, dtype=np.bool_)
-            self._mask_address = _address(self._mask)
-        mask = self._mask[:nblocks]
-        mask.fill(True)
-        mask[wanted] = False
-        if self._lib.set_maskout(self.ctx, self._mask_address, nblocks) < 0:
-            raise MemoryError("C-Blosc2 refused the block mask")
-
-    def __del__(self) -> None:
-        ctx, self.ctx = self.ctx, 0
-        if ctx:
-            self._lib.free_ctx(ctx)
-
-
-_local = threading.local()
-
-
-def _worker(lib: _Library) -> _Worker:
-    """This thread's worker."""
-    worker: _Worker | None = getattr(_local, "worker", None)
-    if worker is None:
-        worker = _local.worker = _Worker(lib)
-    return worker
+    return libblosc2.LIB is not None and os.environ.get(DISABLE_ENV, "") in ("", "0")
 
 
 def _int64_vector(array: Any, length: int) -> bool:
@@ -255,11 +104,6 @@ def _int64_vector(array: Any, length: int) -> bool:
         and array.shape == (length,)
         and array.flags.c_contiguous
     )
-
-
-def _address(array: np.ndarray[Any, Any]) -> int:
-    """Address of the first byte of ``array`` (cheaper than ``array.ctypes.data``)."""
-    return int(array.__array_interface__["data"][0])
 
 
 @functools.cache
@@ -295,7 +139,7 @@ class _Read:
 
     def __init__(
         self,
-        lib: _Library,
+        lib: Library,
         layout: DataLayout,
         entries: Sequence[int],
         get_chunk: GetChunk,
@@ -321,10 +165,10 @@ class _Read:
         if kind:
             self.out[chunk.dst] = self._special_chunk(chunk.number, kind, data)
             return
-        worker = _worker(self.lib)
+        worker = libblosc2.worker(self.lib)
         lay, lib = self.layout, self.lib
         wanted = chunk.block_numbers(self.plan.blockgrid)
-        src, size = _address(data), len(data)
+        src, size = address(data), len(data)
         ctypesize = int(data[3])
         if len(wanted) == 1 and lay.blocksize % ctypesize == 0:
             # one block: decode just it into a block-sized buffer (it stays in cache)
@@ -367,7 +211,7 @@ class _NativeRead:
 
     def __init__(
         self,
-        lib: _Library,
+        lib: Library,
         helper: blockcopy.Helper,
         layout: DataLayout,
         entries: Sequence[int],
@@ -434,7 +278,7 @@ class _NativeRead:
             if self.fd >= 0:  # every chunk to decode has a file offset: this one should have had one
                 raise self._fail(number, "its stored bytes are not where the chunk index says")
             self._keep.append(data)
-            addresses[i], sizes[i], pending[i] = _address(data), len(data), 0  # get_chunk checked it whole
+            addresses[i], sizes[i], pending[i] = address(data), len(data), 0  # get_chunk checked it whole
         self.addresses, self.sizes, self.pending = addresses, sizes, pending
         kept_strides = iter(out.strides)
         self.geometry = np.array(
@@ -455,10 +299,10 @@ class _NativeRead:
         With ``shared`` (one int64, starting at ``first``), every thread of the read calls
         this and takes chunks from that counter in C until none is left.
         """
-        worker = _worker(self.lib)
+        worker = libblosc2.worker(self.lib)
         worker.buffer(self.layout.blocksize)
         copy_size = worker.copy(int(self.sizes.max(initial=0))) if self.fd >= 0 else 0
-        geo = _address(self.geometry)
+        geo = address(self.geometry)
         step = 8 * self.ndim
         failed = ctypes.c_int64(-1)
         done = self.helper.read_region(
@@ -470,17 +314,17 @@ class _NativeRead:
             geo + step,
             geo + 2 * step,
             geo + 3 * step,
-            _address(self.addresses),
-            _address(self.sizes),
-            _address(self.pending),
+            address(self.addresses),
+            address(self.sizes),
+            address(self.pending),
             self.fd,
             self.layout.chunksize,
             worker.copy_address if self.fd >= 0 else 0,
             copy_size,
             first,
             count,
-            None if shared is None else _address(shared),
-            _address(self.out),
+            None if shared is None else address(shared),
+            address(self.out),
             geo + 4 * step,
             worker.buffer_address,
             self.layout.blocksize,
@@ -562,7 +406,7 @@ def read_region(
         ``out`` is not a C-contiguous array of the result's shape and dtype.
     """
     global reads
-    lib = _LIB
+    lib = libblosc2.LIB
     if lib is None or not available():
         return None
     try:
@@ -599,7 +443,7 @@ def _result(out: np.ndarray[Any, Any] | None, shape: tuple[int, ...], dtype: np.
 
 
 def _read_native(
-    lib: _Library,
+    lib: Library,
     helper: blockcopy.Helper,
     layout: DataLayout,
     entries: Sequence[int],
