@@ -90,12 +90,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     continue  # e.g. a 192³ patch that would be the whole 4-channel volume
                 measured, reps = ratio(ds, OURS, EARLIER, key)
                 cpu = ratio(ds, OURS, EARLIER, key.replace("_ms", "_cpu_ms"))[0]
-                note = "" if cpu is None else f"CPU-time ratio {cpu:.2f}"
+                notes = [] if cpu is None else [f"CPU-time ratio {cpu:.2f}"]
+                over = get(ds, OURS, key.replace("patch", "read_over_floor").replace("_ms", ""))
+                if key.startswith("patch") and over is not None:
+                    notes.append(f"mlarray's read {over:.2f}x its decode floor")
+                note = "; ".join(notes)
                 text = f"{ds} {title}: mlarray / 0.0.54"
                 out.append(_target(f"i15-{ds}-{key[:-3]}", text, measured, limit, reps, note))
     if get("ct", CEILING, "patch128_ms") is not None:
         measured, reps = ratio("ct", OURS, CEILING, "patch128_ms")
-        out.append(_target("i15-ct-patch128-npy", "ct 128³ patch: mlarray / NumPy memmap", measured, 2.2, reps))
+        floor, npy = get("ct", OURS, "floor128_ms"), get("ct", CEILING, "patch128_ms")
+        note = "" if floor is None else f"decoding alone (the decode floor) {floor / npy:.2f}x NumPy memmap"
+        out.append(_target("i15-ct-patch128-npy", "ct 128³ patch: mlarray / NumPy memmap", measured, 2.2, reps, note))
     for ds in data:
         measured, reps = ratio(ds, OURS, OURS, "load2_s", "load1_s")
         if measured is not None:

@@ -282,6 +282,7 @@ def markdown(results: dict[str, Any]) -> str:
             ratio_rows.append([title, _fmt(r["vs_npy"]), _fmt(r.get("vs_earlier")), other])
         header = ["mlarray", "÷ npy-mmap", f"÷ {EARLIER}", "best other compressed (its value ÷ mlarray)"]
         lines += _table(header, ratio_rows) + [""]
+        lines += floor_lines(entry)
     cost = results.get("header_cost")
     if cost:
         lines += ["## Header cost (mlarray)", ""]
@@ -315,6 +316,31 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         lines += _table(["target", "limit", "measured", "spread over repetitions", "verdict", "note"], rows) + [""]
     return "\n".join(lines)
+
+
+def floor_lines(entry: dict[str, Any]) -> list[str]:
+    """What decoding alone costs on this volume (:mod:`benchmarks.floor`), when the run measured it."""
+    formats = entry["formats"]
+    ours, npy = formats.get("mlarray", {}), formats.get("npy-mmap", {})
+    parts = []
+    for edge in (128, 192):
+        floor = ours.get(f"floor{edge}_ms")
+        if floor is None:
+            continue
+        text = (
+            f"{edge}³ {_fmt(floor)} ms (the blocks hold {_fmt(ours[f'overlap{edge}'])}x the patch's voxels; "
+            f"an mlarray read takes {_fmt(ours[f'read_over_floor{edge}'])}x it"
+        )
+        if npy.get(f"patch{edge}_ms"):
+            text += f"; the floor is {_fmt(floor / npy[f'patch{edge}_ms'])}x npy-mmap's read"
+        parts.append(text + ")")
+    if not parts:
+        return []
+    return [
+        "Decode floor of the mlarray file: C-Blosc2 decoding only the blocks each patch overlaps into a "
+        "reused buffer, nothing copied out, measured in turn with the reads: " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def _earlier_versions(results: dict[str, Any]) -> list[str]:

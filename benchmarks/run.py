@@ -209,6 +209,8 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
             wall, cpu, walls = time_reads(fmt, ds, path, keys, reopen=reopen)
             out[f"{name}_ms"], out[f"{name}_cpu_ms"] = 1e3 * wall, 1e3 * cpu
             out[f"{name}_reps_ms"] = [1e3 * t for t in _groups(walls, cfg.repetitions)]
+    if fmt.name == peers.MLArrayFormat.name and not slow:
+        out.update(decode_floors(fmt, ds, path, n_patch, seed))
     spatial = ds.spatial_axes
     for label, axis in (("first", spatial[0]), ("last", spatial[-1])):
         keys = slice_keys(ds, axis, n_slice, np.random.default_rng([*seed, axis, 7]))
@@ -229,6 +231,33 @@ def bench_format(fmt: peers.Format, ds: datasets.Dataset, workdir: str, cfg: Con
         out[f"load{threads}_s"] = _median(loads)
         out[f"load{threads}_reps_s"] = loads
     fmt.remove(path)
+    return out
+
+
+def decode_floors(fmt: peers.Format, ds: datasets.Dataset, path: str, n: int, seed: list[int]) -> dict[str, Any]:
+    """The decode floor of the mlarray file at the patch positions of the reads (:mod:`benchmarks.floor`).
+
+    For each patch size: the floor's median milliseconds, the median overlap (voxels
+    decoded per voxel read) and the median per-patch ratio of an mlarray read to the
+    floor, the two measured in turn on each patch.
+    """
+    from benchmarks import floor
+
+    out: dict[str, Any] = {}
+    handle = fmt.open(path)
+    try:
+        for edge in PATCH_EDGES:
+            if all(edge >= ds.array.shape[a] for a in ds.spatial_axes):
+                continue
+            keys = patch_keys(ds, edge, n, np.random.default_rng([*seed, edge]))
+            found = floor.paired(path, keys, {"read": lambda key: fmt.read(handle, key)})
+            out[f"floor{edge}_ms"] = found["floor_ms"]
+            out[f"overlap{edge}"] = found["overlap"]
+            out[f"read_over_floor{edge}"] = found["read_over_floor"]
+    except RuntimeError as exc:  # no C-Blosc2 to call, or the file is not mapped: nothing to report
+        _log(f"no decode floor for {ds.name}: {exc}")
+    finally:
+        fmt.close(handle)
     return out
 
 
