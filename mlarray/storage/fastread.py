@@ -14,11 +14,11 @@ out with a few strided NumPy copies per chunk. Special-value chunks and index en
 during each call, so chunks are decoded on several threads when asked.
 
 C-Blosc2 comes from the python-blosc2 wheel (``blosc2/lib/libblosc2.so*``, the library its
-extension modules use), loaded with :mod:`ctypes` by :mod:`mlarray.storage.libblosc2`, which
-checks its version at import; when the library is missing or of a version whose ABI we have not checked,
-:func:`available` is false and :func:`read_region` returns ``None`` (the caller then uses
-python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off, ``MLARRAY_NO_BLOCKCOPY=1``
-only the compiled loop.
+extension modules use), loaded with :mod:`ctypes` by :mod:`mlarray.storage.libblosc2`,
+which checks its version at import; when the library is missing or of a version whose ABI
+we have not checked, :func:`available` is false and :func:`read_region` returns ``None``
+(the caller then uses python-blosc2). ``MLARRAY_NO_FASTREAD=1`` turns the path off,
+``MLARRAY_NO_BLOCKCOPY=1`` only the compiled loop.
 
 Interface (used by the local reader and by remote reads)::
 
