@@ -13,10 +13,22 @@ from mlarray.storage.io import normalize_dtype
 
 
 class ShapeOnly:
-    """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value."""
+    """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value.
+
+    The fill value is converted to ``dtype`` here, as ``numpy.full`` converts it; one that
+    the dtype cannot hold (300 for ``uint8``, a string for a number) is an
+    ``INVALID_ARGUMENT``, raised before anything is written.
+    """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], fill_value: Any = 0) -> None:
-        self.shape, self.dtype, self.ndim, self.fill_value = shape, dtype, len(shape), fill_value
+        self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
+        try:
+            with np.errstate(invalid="raise"):
+                self.fill_value = np.asarray(fill_value, dtype=dtype)
+        except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
+            raise InvalidArgumentError(f"fill_value {fill_value!r} cannot be stored as {dtype} ({exc})") from None
+        if self.fill_value.shape != ():
+            raise InvalidArgumentError(f"fill_value must be a single value, got shape {self.fill_value.shape}")
 
     def write(self, tmp: str, chunks: Any, blocks: Any, cparams: Any) -> Any:
         kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
@@ -24,9 +36,9 @@ class ShapeOnly:
             kwargs["chunks"] = tuple(chunks)
         if blocks is not None:
             kwargs["blocks"] = tuple(blocks)
-        if self.fill_value == 0:
+        if self.fill_value.tobytes() == bytes(self.dtype.itemsize):  # zero bytes: -0.0 is not zero here
             return blosc2.zeros(self.shape, dtype=self.dtype, **kwargs)
-        return blosc2.full(self.shape, self.fill_value, dtype=self.dtype, **kwargs)
+        return blosc2.full(self.shape, self.fill_value[()], dtype=self.dtype, **kwargs)
 
 
 def as_storable(array: Any) -> np.ndarray[Any, Any]:

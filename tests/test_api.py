@@ -103,6 +103,34 @@ def test_create_w_plus(tmp_path: Path, volume: np.ndarray) -> None:
     assert again.spacing == [1, 2, 3] and again.meta.is_seg is False
 
 
+@pytest.mark.parametrize(
+    ("dtype", "fill"),
+    [("<f4", -0.0), ("<f8", -0.0), ("<f8", float("nan")), ("<c8", complex(-0.0, 0.0)), ("|b1", True), ("<i2", -7)],
+)
+def test_create_keeps_the_fill_value_bit_for_bit(tmp_path: Path, dtype: str, fill: object) -> None:
+    """-0.0 is not stored as zeros (it compares equal to 0 but its sign bit is set)."""
+    path = tmp_path / "filled.mla"
+    expected = np.full((6, 10, 9), fill, dtype=dtype)
+    with MLArray.create(path, expected.shape, dtype=dtype, fill_value=fill, chunk_size=(2, 5, 9)) as image:
+        assert image[...].tobytes() == expected.tobytes()
+        image[2:4] = 1
+        expected[2:4] = 1
+    for nthreads in (1, 2):
+        assert MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy().tobytes() == expected.tobytes()
+    with MLArray.open(path) as reopened:
+        assert reopened[0:2, 1:7, 3].tobytes() == expected[0:2, 1:7, 3].tobytes()
+
+
+@pytest.mark.parametrize(("dtype", "fill"), [("|u1", 300), ("<i2", "abc"), ("<u2", float("nan")), ("<f4", [1.0, 2.0])])
+def test_create_refuses_a_fill_value_the_dtype_cannot_hold(tmp_path: Path, dtype: str, fill: object) -> None:
+    path = tmp_path / "kept.mla"
+    MLArray(np.arange(4, dtype=np.int8)).save(path)
+    before = path.read_bytes()
+    with pytest.raises(InvalidArgumentError, match="fill_value"):
+        MLArray.create(path, (4, 4), dtype=dtype, fill_value=fill)
+    assert path.read_bytes() == before  # nothing written
+
+
 def test_metadata_edits_are_validated_before_they_are_kept(volume: np.ndarray) -> None:
     image = MLArray(volume, spacing=(1, 1, 1.5))
     image.spacing[1] = 5.3
