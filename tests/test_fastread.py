@@ -208,6 +208,44 @@ def test_special_chunks_and_entries(tmp_path: Path) -> None:
             assert loaded.tobytes() == expected.tobytes()
 
 
+@pytest.mark.parametrize("zeroed_min", [0, 1 << 62])
+@pytest.mark.parametrize(("dtype", "fill", "skipped"), [("<f4", 0.0, True), ("<f4", -0.0, False), ("<i2", 0, True)])
+def test_large_results_are_allocated_zeroed_and_zero_chunks_not_written(
+    tmp_path: Path, engine: str, zeroed_min: int, dtype: str, fill: Any, skipped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ZEROED_MIN bytes on, a result with zero chunks comes zeroed and those chunks are not written.
+
+    Zero entries and chunks are skipped then; a run of -0.0 (whose bytes are not zero) is
+    still written; whatever the threads, for loads, patches and keys that drop axes.
+    """
+    monkeypatch.setattr(fastread, "ZEROED_MIN", zeroed_min)
+    path = tmp_path / "filled.mla"
+    expected = np.full((16, 10, 9), fill, dtype=dtype)
+    with MLArray.create(
+        path, expected.shape, dtype=dtype, fill_value=fill, chunk_size=(2, 5, 9), block_size=(2, 5, 3)
+    ) as image:
+        expected[6:12] = values(np.random.default_rng(8), (6, 10, 9), dtype, False)
+        image[6:12] = expected[6:12]
+    allocated: list[tuple[int, int]] = []
+    if engine == "compiled":
+        real = fastread._NativeRead._allocate
+
+        def spy(read: Any) -> np.ndarray[Any, Any]:
+            before = len(read.fills)
+            result = real(read)
+            allocated.append((before, len(read.fills)))
+            return result
+
+        monkeypatch.setattr(fastread._NativeRead, "_allocate", spy)
+    for key in [..., (slice(1, 14), slice(2, 10), 4), (slice(0, 5),)]:
+        three_ways(path, key, expected)
+        three_ways(path, key, expected, nthreads=2)
+    for nthreads in (1, 2):
+        assert MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy().tobytes() == expected.tobytes()
+    if engine == "compiled":  # the first read is of the whole array: 10 of its 16 chunks hold the fill value
+        assert allocated[0] == (10, 0 if skipped and zeroed_min == 0 else 10), allocated
+
+
 def test_zero_entries_are_filled_in_python(tmp_path: Path) -> None:
     """A chunk whose index entry is the zeros entry is never fetched (get_chunk is not called)."""
     a = np.zeros((8, 8), np.uint16)
