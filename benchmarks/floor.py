@@ -28,7 +28,7 @@ import numpy as np
 
 from mlarray import MLArray
 from mlarray.storage import libblosc2
-from mlarray.storage.selection import normalize_key, plan
+from mlarray.storage.selection import plan
 
 Key = tuple[Any, ...]
 
@@ -101,19 +101,13 @@ def _read_key(fn: Callable[[Key], Any], keys: list[Key], i: int) -> Any:
 
 
 def overlap(lay: Any, key: Key) -> float:
-    """Voxels in the blocks ``key`` overlaps per voxel it selects (blocks restart in each chunk)."""
-    parts = normalize_key(key, lay.shape)
-    if parts is None:
+    """Voxels in the blocks ``key`` overlaps per voxel it selects (the read planner's own count of blocks)."""
+    selection = plan(lay.shape, lay.chunks, lay.blocks, key)
+    if selection is None:
         raise ValueError(f"not a patch key: {key!r}")
-    touched = selected = 1
-    for part, chunk, block in zip(parts, lay.chunks, lay.blocks, strict=True):
-        blocks = 0
-        for c in range(part.start // chunk, (part.stop - 1) // chunk + 1):
-            lo, hi = max(part.start, c * chunk) - c * chunk, min(part.stop, (c + 1) * chunk) - c * chunk
-            blocks += (hi - 1) // block - lo // block + 1
-        touched *= blocks * block
-        selected *= part.stop - part.start
-    return touched / selected if selected else math.nan
+    blocks = sum(math.prod(len(span) for span in chunk.blocks) for chunk in selection.chunks)
+    selected = math.prod(selection.shape)
+    return blocks * math.prod(lay.blocks) / selected if selected else math.nan
 
 
 def paired(path: str, keys: list[Key], others: dict[str, Callable[[Key], Any]]) -> dict[str, Any]:

@@ -26,7 +26,9 @@ class ShapeOnly:
             with np.errstate(invalid="raise"):
                 self.fill_value = np.asarray(fill_value, dtype=dtype)
         except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
-            raise InvalidArgumentError(f"fill_value {fill_value!r} cannot be stored as {dtype} ({exc})") from None
+            raise InvalidArgumentError(
+                f"fill_value {fill_value!r} cannot be stored as {dtype} ({exc}); pass a value {dtype} can hold"
+            ) from None
         if self.fill_value.shape != ():
             raise InvalidArgumentError(f"fill_value must be a single value, got shape {self.fill_value.shape}")
 

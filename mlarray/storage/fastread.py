@@ -72,11 +72,12 @@ one-thread patch read goes to python-blosc2's slicing, which measured faster on 
 CT (1.1-1.3x its CPU time here: the Python per chunk and per copy costs more than the memset
 and copy it saves)."""
 ZEROED_MIN = 32 << 20
-"""A result of at least this many bytes that the read allocates itself is allocated zeroed
-(``numpy.zeros``) when some chunk it covers is all zeros, and those chunks are then not
-written at all. Memory of this size comes fresh from the operating system, already zero,
-so the zeroed allocation costs what an uninitialised one does; a label map loaded whole
-(two thirds of its chunks zero) loads about 20% faster, on one thread or two."""
+"""A result of at least this many bytes that a read through the compiled block loop
+allocates itself is allocated zeroed (``numpy.zeros``) when some chunk it covers is all
+zeros, and those chunks are then not written at all. Memory of this size comes fresh from
+the operating system, already zero, so the zeroed allocation costs what an uninitialised
+one does; a label map loaded whole (two thirds of its chunks zero) loads about 20% faster,
+on one thread or two."""
 ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
