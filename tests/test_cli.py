@@ -686,6 +686,43 @@ def test_migrate_a_current_file_is_refused(tmp_path: Path, sample: Path) -> None
     assert result.exit_code == 1 and "already a current .mla file" in result.stderr
 
 
+def test_header_of_a_legacy_file_prints_the_header_it_is_read_with(tmp_path: Path, volume: np.ndarray) -> None:
+    """``mlarray_header OLD.mla`` keeps working on the files 0.0.x users have (cli.md: "still work")."""
+    old = write_legacy(tmp_path / "old.mla", volume, {"spacing": (1.0, 2.0, 3.0), "meta": {"id": 1}, "custom": 5})
+    with pytest.warns(mlarray.LegacyFormatWarning):
+        expected = MLArray(old).meta.model_dump(mode="json")
+    for target in (app, header_app):
+        result = CliRunner().invoke(target, (["header"] if target is app else []) + [str(old)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == expected
+        assert result.stderr.startswith(f"note: {old} is a file of the earlier mlarray implementation")
+        assert "mlarray migrate" in result.stderr
+    field = run("header", old, "--field", "spatial.spacing")
+    assert field.exit_code == 0 and json.loads(field.stdout) == [1.0, 2.0, 3.0]
+    assert json.loads(run("header", old, "-f", "extra.legacy.custom").stdout) == 5
+
+
+def test_header_of_a_malicious_legacy_file_is_refused(tmp_path: Path, volume: np.ndarray) -> None:
+    marker = tmp_path / "pwned"
+    evil = write_legacy(tmp_path / "evil.mla", volume, {"x": RunsShell(f"touch {shlex.quote(str(marker))}")})
+    result = run("header", evil)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().endswith("[UNSAFE_LEGACY]")
+    assert not marker.exists()
+
+
+def test_header_of_a_non_json_header_that_is_not_legacy_is_still_refused(tmp_path: Path, volume: np.ndarray) -> None:
+    path = tmp_path / "odd.mla"
+    MLArray(volume).save(path)
+    import blosc2
+
+    nd = blosc2.open(str(path), mode="a")
+    nd.schunk.vlmeta.set_vlmeta("mlarray", b"\x00\x01", typesize=1)
+    del nd
+    result = run("header", path)
+    assert result.exit_code == 1 and "[HEADER_ENCODING]" in result.stderr and "note:" not in result.stderr
+
+
 # --------------------------------------------------------------------------- real processes
 
 

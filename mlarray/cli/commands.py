@@ -54,7 +54,7 @@ from mlarray.cli.output import (
     summary_line,
 )
 from mlarray.cli.stats import stats_command
-from mlarray.errors import Problem
+from mlarray.errors import HeaderEncodingError, Problem
 from mlarray.jobs import WORKER_LOST, remove_orphans
 from mlarray.remote import is_remote
 from mlarray.storage import HeaderRead, decode_header, read_header
@@ -232,6 +232,22 @@ def header_json(path: Path | str, storage_options: dict[str, Any] | None = None)
     return decode_header(head.frame.header_bytes, path=str(path))
 
 
+def _legacy_header_json(path: str) -> dict[str, Any] | None:
+    """The header a local file of the earlier implementation maps to (as ``MLArray(path).meta``), else ``None``."""
+    import warnings
+
+    from mlarray.api import MLArray
+    from mlarray.errors import LegacyFormatWarning
+    from mlarray.legacy.reader import is_legacy_file
+
+    if is_remote(path) or not is_legacy_file(path):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LegacyFormatWarning)  # the command says it once, on stderr
+        with MLArray.open(path, mmap_mode="r") as image:  # the header and the frame's layout; no data read
+            return image.meta.model_dump(mode="json")
+
+
 def header(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help="An .mla file or URL.")],
@@ -244,13 +260,29 @@ def header(
     storage_option: StorageOpt = None,
     verbose: Verbose = False,
 ) -> None:
-    """Print the header of an .mla file as JSON (the array data is not read)."""
+    """Print the header of an .mla file as JSON (the array data is not read).
+
+    A file of the earlier implementation (0.0.x) prints the header it is read with here
+    (its pickled header decoded without running code), with a note on stderr.
+    """
     with errors(ctx, verbose):
-        data = header_json(file, _url_options(storage_option, [file] if is_remote(file) else []))
+        try:
+            data = header_json(file, _url_options(storage_option, [file] if is_remote(file) else []))
+        except HeaderEncodingError:
+            legacy = _legacy_header_json(file)
+            if legacy is None:
+                raise
+            typer.echo(f"note: {file} {LEGACY_NOTE}", err=True)
+            data = legacy
         typer.echo(dumps(data if field is None else get_field(data, field)))
 
 
 app.command("header")(header)
+
+LEGACY_NOTE = (
+    "is a file of the earlier mlarray implementation (legacy header): printed as this package reads it; "
+    "`mlarray migrate` converts it"
+)
 
 
 @app.command()
