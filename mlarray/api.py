@@ -37,6 +37,7 @@ from mlarray._opening import FileOpening
 from mlarray._saving import WRITER as WRITER
 from mlarray._saving import FilePersistence
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError
+from mlarray.indexing import gather, gives_scalar, is_basic
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.reading import (
@@ -45,6 +46,7 @@ from mlarray.reading import (
     check_result_size,
     decompress_all,
     fast_read,
+    memory_limit,
     selects_all,
     threads_of,
 )
@@ -250,7 +252,19 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         data = self._require_array()
         if self._nd is None:
             return data[key]
-        check_result_size(data.shape, data.dtype, key, self._path)
+        shape = tuple(data.shape)
+        check_result_size(shape, data.dtype, key, self._path)
+        if not is_basic(key):  # arrays, lists, masks: NumPy's semantics over boxes read with basic keys
+            return gather(shape, data.dtype, key, self._read_basic, memory_limit(), self._path)
+        out = self._read_basic(key)
+        scalar = gives_scalar(key, len(shape))
+        if scalar and isinstance(out, np.ndarray) and out.ndim == 0:
+            return out[()]
+        return out if scalar or isinstance(out, np.ndarray) else np.asarray(out)
+
+    def _read_basic(self, key: Any) -> Any:
+        """``self[key]`` of a file-backed or compressed array for a key of integers, slices, ``...`` and ``None``."""
+        data = self._data
         if self._chunks is not None:
             threads = threads_of(self._dparams, 1)
             if threads >= fastread.PATCH_THREADS_MIN and self._unwritten():

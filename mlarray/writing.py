@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.errors import InvalidArgumentError
+from mlarray.indexing import coordinates, is_basic
 from mlarray.reading import check_result_size
 
 Array = np.ndarray[Any, Any]
@@ -55,17 +56,6 @@ def _typed(exc: Exception, path: str | None) -> InvalidArgumentError:
     if isinstance(exc, TypeError):
         return InvalidKeyTypeError(message, path=path)
     return InvalidArgumentError(message, path=path)
-
-
-def _is_basic(key: tuple[Any, ...]) -> bool:
-    """Whether ``key`` holds only integers, slices, ``...`` and ``None`` (no fancy or boolean indexing)."""
-    for part in key:
-        if part is None or part is Ellipsis or isinstance(part, slice):
-            continue
-        if isinstance(part, (int, np.integer)) and not isinstance(part, (bool, np.bool_)):
-            continue
-        return False
-    return True
 
 
 def _basic_box(shape: tuple[int, ...], key: tuple[Any, ...]) -> tuple[tuple[slice, ...], tuple[Any, ...]] | None:
@@ -110,10 +100,7 @@ def _fancy_box(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], tup
     The coordinates along each axis come from indexing a zero-byte view that holds the
     axis index, so NumPy does all the work (and duplicate indices keep NumPy's order).
     """
-    coords = []
-    for axis, size in enumerate(shape):
-        positions = np.arange(size, dtype=np.intp).reshape([-1 if k == axis else 1 for k in range(len(shape))])
-        coords.append(np.broadcast_to(positions, shape)[key])
+    coords = coordinates(shape, key)
     if coords[0].size == 0:
         return None
     box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in coords)
@@ -150,7 +137,7 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Che
     except (IndexError, TypeError, ValueError, OverflowError) as exc:
         raise _typed(exc, path) from None
     parts = key if isinstance(key, tuple) else (key,)
-    found: Any = _basic_box(shape, parts) if _is_basic(parts) else _fancy_box(shape, key)
+    found: Any = _basic_box(shape, parts) if is_basic(parts) else _fancy_box(shape, key)
     if found is None:
         return  # nothing selected, and the value broadcast: NumPy writes nothing either
     box, relative = found
@@ -171,7 +158,7 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Che
 def _selection(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], Any] | None:
     """The step-1 box a valid key touches and the key relative to it (``None``: nothing selected)."""
     parts = key if isinstance(key, tuple) else (key,)
-    return _basic_box(shape, parts) if _is_basic(parts) else _fancy_box(shape, key)
+    return _basic_box(shape, parts) if is_basic(parts) else _fancy_box(shape, key)
 
 
 class PrivateChunks:
@@ -229,7 +216,7 @@ class PrivateChunks:
         return out
 
     def __getitem__(self, key: Any) -> Any:
-        if not self.private and _is_basic(key if isinstance(key, tuple) else (key,)):
+        if not self.private and is_basic(key if isinstance(key, tuple) else (key,)):
             return self._nd[key]  # blosc2 reads basic keys itself; other keys go through NumPy below
         found = _selection(self.shape, key)
         if found is None:
