@@ -6,8 +6,10 @@ physical values (spec 5.10, ``scaling.stored = "physical"``) in the smallest typ
 holds them exactly, and records the map in ``meta.scaling`` so that writing the source
 format again restores the raw values bit for bit:
 
-* integers when slope and intercept are integral and the range of the values fits
-  (a CT ``uint16`` with intercept -1024 becomes ``int16`` Hounsfield units);
+* integers when the raw values are integers, slope and intercept are integral and the
+  range of the values fits (a CT ``uint16`` with intercept -1024 becomes ``int16``
+  Hounsfield units); floating-point raw values stay floating-point, whatever the
+  scaling (``0.25 * 2 + 1`` is ``1.5``, not an integer);
 * otherwise ``float32`` when every value is exactly a ``float32``, else ``float64``.
 
 When even ``float64`` physical values would not give the raw values back exactly (a
@@ -87,7 +89,8 @@ class PhysicalScan:
         self.raw_dtype = raw_dtype
         self.scaling = Scaling(slope=slope, intercept=intercept, raw_dtype=raw_dtype, stored="physical")
         self.keep_raw = keep_raw
-        self.integral = _integral(slope, intercept)
+        self.integral = integral_scaling(raw_dtype, slope, intercept)
+        """Physical values may be integers (:func:`integral_scaling`)."""
         self.size = 0
         self.low, self.high = math.inf, -math.inf
         self.nan = False
@@ -150,20 +153,29 @@ class PhysicalScan:
         return np.dtype(self.raw_dtype), raw
 
 
-def _integral(*values: float) -> bool:
-    return all(float(v).is_integer() for v in values)
+def integral_scaling(raw_dtype: Any, *values: float) -> bool:
+    """Whether the physical values of raw values of ``raw_dtype`` scaled by ``values`` are all integers.
+
+    True for integer raw types with whole-number slopes and intercepts (``values``) only:
+    a whole-number scaling of floating-point raw values (``0.25 * 2 + 1``) gives fractions,
+    which an integer type would round.
+    """
+    return np.dtype(raw_dtype).kind in "iu" and all(float(v).is_integer() for v in values)
 
 
 def physical_dtype(physical: Array, *, integral: bool) -> np.dtype[Any]:
     """The smallest type that holds the binary64 ``physical`` values exactly (the rule of the module doc).
 
-    ``integral``: slope and intercept are whole numbers, so an integer type may be chosen.
+    ``integral``: the physical values are integers by construction (:func:`integral_scaling`),
+    so an integer type may be chosen. An integer type is only chosen when the binary64
+    values are whole numbers, whatever ``integral`` says: nothing is ever rounded.
     """
     if integral:
         if physical.size == 0:
             return INTEGER_TYPES[0]
         low, high = float(physical.min()), float(physical.max())
-        if low >= -EXACT_INTEGERS and high <= EXACT_INTEGERS:
+        whole = bool(np.all(np.isfinite(physical)) and np.all(np.floor(physical) == physical))
+        if whole and low >= -EXACT_INTEGERS and high <= EXACT_INTEGERS:
             for dtype in INTEGER_TYPES:
                 info = np.iinfo(dtype)
                 if info.min <= low and high <= info.max:
@@ -196,4 +208,5 @@ def physical_array(stored: Array, scaling: Scaling | None) -> Array:
     if scaling is None or scaling.stored == "physical":
         return stored
     physical = scaling.to_physical(stored)
-    return physical.astype(physical_dtype(physical, integral=_integral(scaling.slope, scaling.intercept)))
+    integral = integral_scaling(scaling.raw_dtype, scaling.slope, scaling.intercept)
+    return physical.astype(physical_dtype(physical, integral=integral))

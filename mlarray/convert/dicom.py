@@ -22,7 +22,7 @@ import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.convert._common import require
-from mlarray.convert._scaling import physical_dtype, physical_values
+from mlarray.convert._scaling import integral_scaling, physical_dtype, physical_values
 from mlarray.convert.metaimage import itk_to_parts
 from mlarray.errors import (
     InvalidArgumentError,
@@ -100,7 +100,7 @@ def read_dicom_parts(
         )
     else:  # one scaling per slice: store the physical values, record the scalings in source
         physical = raw.astype(np.float64) * np.asarray(slopes) + np.asarray(intercepts)
-        integral = all(float(v).is_integer() for v in slopes + intercepts)
+        integral = integral_scaling(raw.dtype, *slopes, *intercepts)
         data, scaling = physical.astype(physical_dtype(physical, integral=integral)), None
     source: dict[str, Any] = {
         "format": FORMAT,

@@ -53,6 +53,7 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
+from mlarray.convert._plane import source_world
 from mlarray.convert._scaling import physical_values, raw_values
 from mlarray.convert._slabs import all_pieces, export_slabs, map_pieces
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
@@ -375,7 +376,7 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         header["scl_slope"], header["scl_inter"] = scaling.slope, scaling.intercept
     elif source and not (legacy_raw and same_type):
         _copy_unscaled(header, fields)
-    _write_geometry(header, meta.spatial, n, len(shape), p)
+    _write_geometry(header, meta.spatial, n, meta.source, p)
     _write_units(header, meta.spatial.axis_units, labels, p)
 
     def slabs() -> Iterator[np.ndarray[Any, Any]]:
@@ -466,11 +467,13 @@ def _source_world(header: Any) -> Matrix | None:
     return None
 
 
-def _write_geometry(header: Any, spatial: Spatial, n: int, ndim: int, path: str) -> None:
+def _write_geometry(header: Any, spatial: Spatial, n: int, source: dict[str, Any], path: str) -> None:
     """Set sform/qform/pixdim so that reading ``header`` back gives ``spatial``'s geometry.
 
     A header copied from the source that already says the same is left untouched, so
-    its sform, qform and codes survive bit for bit.
+    its sform, qform and codes survive bit for bit. A 2-d image takes its position
+    along the third world axis from the copied header, else from ``source`` (the
+    image's ``meta.source``, an NRRD one included).
     """
     wanted = affine_of(spatial, n)
     try:
@@ -499,6 +502,8 @@ def _write_geometry(header: Any, spatial: Spatial, n: int, ndim: int, path: str)
             raise NotRepresentableError(
                 f"coord_system {frame!r} cannot be converted to NIfTI's RAS+ world: {exc}", path=path
             ) from None
+    if base is None and n < 3 and frame is not None:
+        base = source_world(source, "RAS")
     world = embed_world(wanted, 3, base if base is not None and n < 3 else None)
     s_code = int(header["sform_code"]) or 1
     q_code = int(header["qform_code"]) or 1

@@ -13,7 +13,9 @@ in the file's own ``space`` (``left-posterior-superior`` -> ``coord_system='LPS'
 ``right-anterior-superior`` -> ``'RAS'``, other spaces verbatim). Without
 ``space directions``, ``spacings`` give the voxel size of the ``domain`` axes.
 Other axes are labelled from their ``kind``. The whole header is kept in
-``meta.source`` and is the base of the header written back.
+``meta.source`` and is the base of the header written back. A 2-d image in a 3-d
+space is written as ITK writes one, a plain ``space dimension`` plus custom fields
+that keep the space and the slice position (:mod:`mlarray.convert._plane`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from mlarray.convert._common import (
 )
 from mlarray.convert._geometry import (
     GeometryError,
-    Matrix,
     affine_of,
     change_frame,
     embed_world,
@@ -47,6 +48,15 @@ from mlarray.convert._geometry import (
     reduce_world,
     same_geometry,
     spatial_fields,
+)
+from mlarray.convert._plane import (
+    FRAME_TO_SPACE,
+    OTHER_SPACES,
+    PLANE_FIELDS,
+    SPACE_TO_FRAME,
+    plane_fields,
+    plane_from_custom,
+    source_world,
 )
 from mlarray.convert._slabs import (
     STREAMED_ENCODINGS,
@@ -94,31 +104,6 @@ GEOMETRY = ("space", "space dimension", "space directions", "space origin", "spa
 DOUBLE_LISTS = frozenset({"spacings", "thicknesses", "axis mins", "axismins", "axis maxs", "axismaxs"})
 DOUBLES = frozenset({"min", "max", "oldmin", "old min", "oldmax", "old max"})
 INTS = frozenset({"dimension", "space dimension", "line skip", "lineskip", "byte skip", "byteskip"})
-
-SPACE_TO_FRAME = {
-    "right-anterior-superior": "RAS",
-    "left-anterior-superior": "LAS",
-    "left-posterior-superior": "LPS",
-    "RAS": "RAS",
-    "LAS": "LAS",
-    "LPS": "LPS",
-}
-FRAME_TO_SPACE = {"RAS": "right-anterior-superior", "LAS": "left-anterior-superior", "LPS": "left-posterior-superior"}
-OTHER_SPACES = {
-    "right-anterior-superior-time": 4,
-    "left-anterior-superior-time": 4,
-    "left-posterior-superior-time": 4,
-    "RAST": 4,
-    "LAST": 4,
-    "LPST": 4,
-    "scanner-xyz": 3,
-    "scanner-xyz-time": 4,
-    "3D-right-handed": 3,
-    "3D-left-handed": 3,
-    "3D-right-handed-time": 4,
-    "3D-left-handed-time": 4,
-}
-"""NRRD spaces kept verbatim as ``coord_system``, with their world dimension."""
 
 SPATIAL_KINDS = frozenset({"domain", "space"})
 KIND_LABELS = {
@@ -301,6 +286,10 @@ def nrrd_geometry(header: dict[str, Any], ndim: int) -> dict[str, Any]:
     full[:m, :n] = linear
     if origin_vec is not None:
         full[:m, m] = origin_vec
+        if frame is None and m == n:  # a slice of a larger space, written as ITK writes one
+            plane = plane_from_custom(full, {k: v for k, v in header.items() if k not in STANDARD_FIELDS})
+            if plane is not None:
+                full, frame = plane[0], plane[1]
     fields = spatial_fields(reduce_world(full, n), with_origin=origin_vec is not None)
     return {**fields, "coord_system": frame}
 
@@ -385,7 +374,7 @@ def write_nrrd(image: MLArray, path: str | os.PathLike[str]) -> None:
         header["kinds"] = [LABEL_KINDS.get(label, "???") for label in labels]
         kinds_made = True
     try:
-        _write_geometry(header, spatial, labels, p)
+        _write_geometry(header, spatial, labels, image.meta.source)
     except GeometryError as exc:
         raise NotRepresentableError(f"the geometry cannot be written as NRRD: {exc}", path=p) from None
     _write_units(header, spatial.axis_units, labels)
@@ -471,27 +460,14 @@ def _nan(value: Any) -> Any:
     return from_json_number(value)
 
 
-def _source_world(header: dict[str, Any]) -> Matrix | None:
-    """The copied header's full world map over its spatial axes (to refill world axes an image lacks)."""
-    directions = header.get("space directions")
-    if directions is None:
-        return None
-    rows = [row for row in _rows(directions) if row is not None]
-    if not rows:
-        return None
-    m = len(rows[0])
-    out = np.eye(m + 1)
-    out[:m, : len(rows)] = np.asarray(rows, dtype=np.float64).T[:, :m]
-    origin = header.get("space origin")
-    if origin is not None and not np.any(np.isnan(np.asarray(origin, dtype=np.float64))):
-        out[:m, m] = np.asarray(origin, dtype=np.float64)
-    return out
-
-
-def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str], path: str) -> None:
+def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str], source: dict[str, Any]) -> None:
     """Set the geometry fields so that reading ``header`` back gives ``spatial``'s geometry.
 
     A copied source header that already reads back the same keeps its fields verbatim.
+    An image with fewer spatial axes than its space has dimensions (a 2-d slice in
+    RAS) gets a plain ``space dimension`` and the custom fields of
+    :func:`~mlarray.convert._plane.plane_fields`, which keep its position along the
+    other world axes (from ``source``, the image's ``meta.source`` of any format).
     """
     ndim = len(labels)
     axes = [k for k, label in enumerate(labels) if is_spatial_label(label)]
@@ -505,8 +481,7 @@ def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str],
             return
     except GeometryError:
         pass
-    base = _source_world(header)
-    for key in GEOMETRY:
+    for key in (*GEOMETRY, *PLANE_FIELDS):
         header.pop(key, None)
     frame = spatial.coord_system
     if wanted is None or n == 0:
@@ -521,25 +496,31 @@ def _write_geometry(header: dict[str, Any], spatial: Spatial, labels: list[str],
         header["spacings"] = spacings
         return
     if frame is None:
-        header["space dimension"], m = n, n
-    elif frame in FRAME_TO_SPACE:
-        header["space"], m = FRAME_TO_SPACE[frame], 3
-    elif frame in OTHER_SPACES:
-        header["space"], m = frame, OTHER_SPACES[frame]
+        m = n
+    elif frame in FRAME_TO_SPACE or frame in OTHER_SPACES:
+        m = OTHER_SPACES.get(frame, 3)
     elif orientation_matrix(frame) is not None:
-        wanted = change_frame(wanted, frame, "RAS")
-        header["space"], m = FRAME_TO_SPACE["RAS"], 3
+        wanted, frame, m = change_frame(wanted, frame, "RAS"), "RAS", 3
     else:
         raise GeometryError(f"coord_system {frame!r} is neither an orientation code like 'LPS' nor an NRRD space")
     if m < n:
         raise GeometryError(f"{n} spatial axes do not fit the {m}-d space {frame!r}")
-    reuse = base is not None and base.shape == (m + 1, m + 1) and n < m
-    world = embed_world(wanted, m, base if reuse else None)
-    directions = np.full((ndim, m), np.nan)
+    world = wanted
+    if frame is None:
+        header["space dimension"] = n
+    elif n < m:  # ITK reads no slice in a larger space: write it as ITK does, keep the space aside
+        base = source_world(source, frame)
+        world = embed_world(wanted, m, base if base is not None and base.shape == (m + 1, m + 1) else None)
+        world, custom = plane_fields(world, n, frame)
+        header["space dimension"] = n
+        header.update(custom)
+    else:
+        header["space"] = FRAME_TO_SPACE.get(frame, frame)
+    directions = np.full((ndim, n), np.nan)
     for column, k in enumerate(axes):
-        directions[k] = world[:m, column]
+        directions[k] = world[:n, column]
     header["space directions"] = directions
-    header["space origin"] = world[:m, m].copy()
+    header["space origin"] = world[:n, n].copy()
 
 
 DOMAIN_KINDS = frozenset({"domain", "space", "time"})
