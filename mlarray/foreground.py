@@ -12,7 +12,8 @@ same result from a pass (two with coordinates) over C-ordered slabs, so a label 
 larger than memory never has to be loaded: it keeps per class a count, a box and the
 sampled coordinates, and per slab the slab's foreground indices.
 
-It is NumPy only: no file I/O, no header models, no torch.
+It is NumPy only: no file I/O, no header models, no torch (its errors are
+:mod:`mlarray.errors`' ``InvalidArgumentError``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from mlarray.errors import InvalidArgumentError
 
 MAX_PER_CLASS = 10_000
 """Most coordinates kept per class (nnU-Net keeps the same number)."""
@@ -50,6 +53,16 @@ class ClassSample:
     """Inclusive ``(min, max)`` index of the class's voxels per axis (``None`` when not computed)."""
 
 
+def _check_labels(dtype: np.dtype[Any], max_per_class: int, max_total: int) -> None:
+    """Refuse a label map that does not hold integers and coordinate bounds below 1."""
+    if dtype.kind not in "biu":
+        raise InvalidArgumentError(f"a label map holds integers or booleans, got dtype {dtype}")
+    if max_per_class < 1 or max_total < 1:
+        raise InvalidArgumentError(
+            f"the coordinate bounds must be positive, got max_per_class={max_per_class}, max_total={max_total}"
+        )
+
+
 def per_class_bound(n_classes: int, max_per_class: int = MAX_PER_CLASS, max_total: int = MAX_TOTAL) -> int:
     """How many coordinates each of ``n_classes`` classes keeps under both bounds."""
     if n_classes <= 0:
@@ -69,8 +82,8 @@ def class_locations(
 
     Parameters
     ----------
-    labels : ndarray of integers or booleans
-        The label map, spatial axes only.
+    labels : array_like of integers or booleans
+        The label map, spatial axes only (at least one), in either byte order.
     background : int or None
         The class that is not foreground (left out); ``None`` keeps every class.
     max_per_class, max_total : int
@@ -85,13 +98,14 @@ def class_locations(
 
     Raises
     ------
-    ValueError
-        ``labels`` is not an integer or boolean array, or a bound is not positive.
+    InvalidArgumentError
+        ``labels`` is not an integer or boolean array of at least one axis, or a bound
+        is not positive (also a ``ValueError``).
     """
-    if labels.dtype.kind not in "biu":
-        raise ValueError(f"a label map holds integers, got dtype {labels.dtype}")
-    if max_per_class < 1 or max_total < 1:
-        raise ValueError("the coordinate bounds must be positive")
+    labels = np.asarray(labels)
+    _check_labels(labels.dtype, max_per_class, max_total)
+    if labels.ndim == 0:
+        raise InvalidArgumentError("a label map has at least one axis, got a 0-d array")
     flat = np.ascontiguousarray(labels).reshape(-1)
     where = np.arange(flat.size, dtype=np.int64) if background is None else np.flatnonzero(flat != background)
     values = flat[where]
@@ -189,13 +203,11 @@ def locate_classes(
 
     Raises
     ------
-    ValueError
-        ``dtype`` is not an integer or boolean type, or a bound is not positive.
+    InvalidArgumentError
+        ``dtype`` is not an integer or boolean type, or a bound is not positive (also a
+        ``ValueError``).
     """
-    if np.dtype(dtype).kind not in "biu":
-        raise ValueError(f"a label map holds integers, got dtype {np.dtype(dtype)}")
-    if max_per_class < 1 or max_total < 1:
-        raise ValueError("the coordinate bounds must be positive")
+    _check_labels(np.dtype(dtype), max_per_class, max_total)
     counts: dict[int, int] = {}
     low: dict[int, np.ndarray[Any, Any]] = {}
     high: dict[int, np.ndarray[Any, Any]] = {}

@@ -26,7 +26,17 @@ where they were:
   may differ in the last bits.
 * ``std`` and ``percentile_std``: exact variance, correctly rounded, for integers of at
   most 16 bits; a float64 two-pass sum of squared deviations (NumPy's method, summed
-  slab by slab) for the other types, equal to NumPy's to the last bits.
+  slab by slab, on deviations scaled by a power of two) for the other types, equal to
+  NumPy's to the last bits where NumPy's squares neither overflow nor underflow.
+
+Values are converted, never reinterpreted: big-endian arrays give the statistics of
+their values. Float values that are NaN or infinite are left out. Floats of huge
+magnitude do not overflow: where NumPy's float64 sums or interpolations overflow
+(``[1.7e308, 1.7e308, -1.7e308]``), they are redone on the values scaled by a power of
+two (exact), and squared deviations are always scaled (``[1e300, -1e300]`` has ``std``
+``1e300``, NumPy's is infinite), so every statistic whose true value is a finite
+float64 is recorded. One that still rounds to infinity is left unset (``None``) rather
+than written, which the header would refuse.
 
 With only two distinct values none lies between the two percentiles, and
 ``percentile_mean``/``median``/``std`` are left out (NumPy gives NaN for them, which the
@@ -43,7 +53,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -65,13 +75,44 @@ Array = np.ndarray[Any, Any]
 
 
 def intensity_stats(data: Array) -> Stats | None:
-    """``min``/``max``/``mean``/``median``/``std`` and the robust ``percentile_*`` values (``None`` if complex)."""
+    """``min``/``max``/``mean``/``median``/``std`` and the robust ``percentile_*`` values of ``data``.
+
+    Parameters
+    ----------
+    data : array_like
+        Booleans, integers or floats of at most 64 bits, in either byte order.
+
+    Returns
+    -------
+    Stats or None
+        ``None`` for complex, empty or all-NaN/inf arrays. A field whose value is not
+        a finite float64 is ``None`` (see the module docstring).
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``data`` has another dtype (strings, objects, dates, ``float128``, ...).
+    """
     return _summarise(_Source.of_array(np.asarray(data)))[0]
 
 
 def looks_like_labels(data: Array) -> bool:
-    """Whether ``data`` is taken for a label map: integers or booleans, none negative, few distinct values."""
+    """Whether ``data`` is taken for a label map: integers or booleans, none negative, at most 255 distinct values.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``data`` has a dtype :func:`intensity_stats` refuses.
+    """
     return _summarise(_Source.of_array(np.asarray(data)))[1]
+
+
+def _check_dtype(dtype: np.dtype[Any]) -> None:
+    """Refuse the dtypes without statistics: all but bool, integers, floats up to 64 bits and complex up to 128."""
+    if dtype.kind not in "biufc" or (dtype.kind == "f" and dtype.itemsize > 8) or dtype.itemsize > 16:
+        raise InvalidArgumentError(
+            f"statistics need a bool, integer, float (at most 64-bit) or complex array, got dtype {dtype}"
+        )
 
 
 @dataclass
@@ -84,6 +125,12 @@ class _Source:
     blocks: tuple[int, ...] | None = None
     budget: int = SLAB_BYTES
 
+    def __post_init__(self) -> None:
+        """Check the dtype and take its native byte order: :meth:`slabs` converts the values to it."""
+        self.dtype = np.dtype(self.dtype)
+        _check_dtype(self.dtype)
+        self.dtype = self.dtype.newbyteorder("=")
+
     @classmethod
     def of_array(cls, data: Array) -> _Source:
         return cls(data.__getitem__, tuple(data.shape), data.dtype)
@@ -91,15 +138,17 @@ class _Source:
     @classmethod
     def of_image(cls, image: MLArray) -> _Source:
         shape, dtype = image.shape, image.dtype
-        assert shape is not None and dtype is not None
+        if shape is None or dtype is None:
+            raise InvalidArgumentError("a metadata-only image has no values to compute statistics from")
         layout = image.meta.layout
         return cls(image.__getitem__, shape, dtype, tuple(layout.block_size) if layout is not None else None)
 
     def slabs(self) -> Iterator[tuple[int, Array]]:
-        """``(flat offset, values)`` of every slab, in C order (``values`` flat)."""
+        """``(flat offset, values)`` of every slab, in C order (``values`` flat, in native byte order)."""
         # sized as if every element took 8 bytes: the passes work on float64 values and 64-bit keys
         for offset, key in slab_keys(self.shape, max(8, self.dtype.itemsize), self.blocks, self.budget):
-            yield offset, np.asarray(self.read(key)).reshape(-1)
+            # astype converts the values of a big-endian slab; a view would reinterpret its bytes
+            yield offset, np.asarray(self.read(key)).reshape(-1).astype(self.dtype, copy=False)
 
 
 def _summarise(source: _Source) -> tuple[Stats | None, bool]:
@@ -115,24 +164,78 @@ def _summarise(source: _Source) -> tuple[Stats | None, bool]:
 def _stats(
     n: int, order: Callable[[int], float], mean: float, std: float, inside: Callable[[float, float], _Inside]
 ) -> Stats:
-    low = percentile_of(n, PERCENTILES[0], order)
-    high = percentile_of(n, PERCENTILES[1], order)
+    low = _interpolated(lambda o: percentile_of(n, PERCENTILES[0], o), order)
+    high = _interpolated(lambda o: percentile_of(n, PERCENTILES[1], o), order)
     kept = inside(low, high)
     empty = kept.count == 0  # two distinct values only: none lies between the percentiles
-    return Stats(
-        min=float(order(0)),
-        max=float(order(n - 1)),
-        mean=mean,
-        median=median_of(n, order),
-        std=std,
-        percentile_min=low,
-        percentile_max=high,
-        percentile_mean=None if empty else kept.mean,
-        percentile_median=None if empty else median_of(kept.count, lambda r: order(kept.first + r)),
-        percentile_std=None if empty else kept.std,
-        percentile_min_key=PERCENTILES[0],
-        percentile_max_key=PERCENTILES[1],
-    )
+
+    def kept_order(rank: int) -> float:
+        return order(kept.first + rank)
+
+    values = {
+        "min": float(order(0)),
+        "max": float(order(n - 1)),
+        "mean": mean,
+        "median": _interpolated(lambda o: median_of(n, o), order),
+        "std": std,
+        "percentile_min": low,
+        "percentile_max": high,
+        "percentile_mean": math.nan if empty else kept.mean,
+        "percentile_median": math.nan if empty else _interpolated(lambda o: median_of(kept.count, o), kept_order),
+        "percentile_std": math.nan if empty else kept.std,
+    }
+    finite = {name: value for name, value in values.items() if math.isfinite(value)}  # the rest is left unset
+    return Stats(**finite, percentile_min_key=PERCENTILES[0], percentile_max_key=PERCENTILES[1])
+
+
+def _ldexp(value: float, exponent: int) -> float:
+    """``value * 2**exponent``, infinite instead of an ``OverflowError``."""
+    try:
+        return math.ldexp(value, exponent)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _interpolated(statistic: Callable[[Callable[[int], float]], float], order: Callable[[int], float]) -> float:
+    """A median or percentile from ``order``, redone on halved values when NumPy's formula overflows.
+
+    ``percentile_of`` interpolates with ``high - low``, which overflows for ends of opposite
+    sign near the float64 limit, and ``median_of`` adds the middle two. Halving both ends is
+    exact for such huge values, and the result lies between them, so it is doubled back.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        value = float(statistic(order))
+        if math.isfinite(value):
+            return value
+        return _ldexp(float(statistic(lambda rank: order(rank) / 2)), 1)
+
+
+_SUM_SHIFT = 64
+"""Float slab sums that overflow are redone on values times ``2**-_SUM_SHIFT``; fewer than 2**63 such values cannot."""
+
+
+def _spread(passes: Callable[[], Iterator[Array]], centre: float, n: int, low: float, high: float) -> float:
+    """``sqrt(sum((v - centre)**2) / n)`` of the values of a pass, whose least and greatest are ``low``, ``high``.
+
+    NumPy's two-pass method (slab sums added with ``math.fsum``) on the deviations scaled by
+    the power of two that brings ``high - low`` into ``[0.5, 1)``. Scaling by a power of two
+    is exact, so the result is NumPy's wherever NumPy's squares neither overflow nor
+    underflow, and stays exact where they would (``[1e300, -1e300]``, ``[0, 1e-310]``).
+    """
+    if not math.isfinite(centre):
+        return math.nan
+    if high <= low:  # all values equal
+        return 0.0
+    width = high - low  # may overflow; the halves cannot
+    exponent = math.frexp(width)[1] if math.isfinite(width) else math.frexp(high / 2 - low / 2)[1] + 1
+    scaled_centre = math.ldexp(centre, -exponent)
+    parts = []
+    with np.errstate(under="ignore"):  # only deviations below 2**-511 of the width lose bits
+        for v in passes():
+            w = np.ldexp(v.astype(np.float64, copy=False), -exponent)
+            w -= scaled_centre
+            parts.append(float(np.sum(np.square(w, out=w))))
+    return _ldexp(math.sqrt(math.fsum(parts) / n), exponent)
 
 
 @dataclass
@@ -207,21 +310,45 @@ def _exact_sum(values: Array) -> int:
 
 
 class _Sum:
-    """A running sum: exact for integers, ``math.fsum`` of pairwise slab sums for floats."""
+    """A running sum: exact for integers, ``math.fsum`` of pairwise slab sums for floats.
+
+    A float slab whose sum overflows is summed again scaled by ``2**-_SUM_SHIFT``
+    (``scaled``); if any did, or the total overflows, :meth:`mean` adds every part scaled.
+    """
 
     def __init__(self, kind: str) -> None:
         self.exact = kind != "f"
         self.integer = 0
         self.parts: list[float] = []
+        self.scaled: list[float] = []
 
     def add(self, values: Array) -> None:
         if self.exact:
             self.integer += _exact_sum(values)
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            part = float(values.sum(dtype=np.float64))
+        if math.isfinite(part):
+            self.parts.append(part)
         else:
-            self.parts.append(float(values.sum(dtype=np.float64)))
+            with np.errstate(under="ignore"):
+                self.scaled.append(float(np.ldexp(values.astype(np.float64, copy=False), -_SUM_SHIFT).sum()))
 
     def mean(self, n: int) -> float:
-        return self.integer / n if self.exact else math.fsum(self.parts) / n
+        if self.exact:
+            return self.integer / n
+        if not self.scaled:
+            try:
+                return math.fsum(self.parts) / n
+            except OverflowError:
+                pass
+        total = math.fsum([math.ldexp(p, -_SUM_SHIFT) for p in self.parts] + self.scaled)
+        return _ldexp(total / n, _SUM_SHIFT)
+
+
+def _between(mean: float, low: float, high: float) -> float:
+    """A rounded float mean moved back into ``[low, high]``, where the true mean lies (``[x] * 5`` gives ``x``)."""
+    return min(max(mean, low), high) if math.isfinite(mean) else mean
 
 
 def _radix_stats(source: _Source) -> tuple[Stats | None, bool]:
@@ -248,7 +375,6 @@ def _radix_stats(source: _Source) -> tuple[Stats | None, bool]:
     if n == 0:
         return None, False
     labels = distinct is not None and not negative
-    mean = total.mean(n)
     found: dict[int, float] = {}
 
     def order(rank: int) -> float:
@@ -263,10 +389,8 @@ def _radix_stats(source: _Source) -> tuple[Stats | None, bool]:
             found[r] = float(key_values(np.array([key], np.uint64), kind)[0])
 
     prefetch(_ranks(n))
-    squares: list[float] = []
-    for v in values():  # pass 2: squared deviations (NumPy's two-pass method)
-        squares.append(float(np.sum((v.astype(np.float64) - mean) ** 2)))
-    std = math.sqrt(math.fsum(squares) / n)
+    mean = _between(total.mean(n), order(0), order(n - 1))
+    std = _spread(values, mean, n, order(0), order(n - 1))  # pass 2: squared deviations
 
     def inside(lo: float, hi: float) -> _Inside:
         first, count, kept = 0, 0, _Sum(kind)
@@ -278,13 +402,16 @@ def _radix_stats(source: _Source) -> tuple[Stats | None, bool]:
             kept.add(chosen)
         if count == 0:
             return _Inside(first, 0, math.nan, math.nan)
-        inner_mean = kept.mean(count)
-        deviations = [
-            float(np.sum((w[(w >= lo) & (w <= hi)] - inner_mean) ** 2))
-            for w in (u.astype(np.float64, copy=False) for u in values())
-        ]  # pass 4
-        prefetch([first + r for r in _ranks(count, percentiles=False)])
-        return _Inside(first, count, inner_mean, math.sqrt(math.fsum(deviations) / count))
+        inner_mean = _between(kept.mean(count), lo, hi)
+
+        def kept_values() -> Iterator[Array]:
+            for u in values():
+                w = u.astype(np.float64, copy=False)
+                yield w[(w >= lo) & (w <= hi)]
+
+        prefetch([first + r for r in _ranks(count, percentiles=False)])  # the least and greatest among them
+        inner_std = _spread(kept_values, inner_mean, count, order(first), order(first + count - 1))  # pass 4
+        return _Inside(first, count, inner_mean, inner_std)
 
     return _stats(n, order, mean, std, inside), labels
 
@@ -300,13 +427,32 @@ def _ranks(n: int, *, percentiles: bool = True) -> list[int]:
     return sorted(r for r in ranks if 0 <= r < n)
 
 
-def _check_label_shape(image: MLArray) -> tuple[int, ...]:
-    """The spatial shape of a label map (its non-spatial axes must have length 1)."""
+def _spatial_axes(image: MLArray) -> list[int]:
+    """The indices of the spatial axes (every axis when the header names none)."""
     shape = image.shape or ()
-    axes = image.meta.spatial_axes() or list(range(len(shape)))
+    return image.meta.spatial_axes() or list(range(len(shape)))
+
+
+def _check_label_shape(image: MLArray) -> tuple[int, ...]:
+    """The spatial shape of a label map whose class locations are recorded (non-spatial axes of length 1)."""
+    shape = image.shape or ()
+    axes = _spatial_axes(image)
     if any(shape[a] != 1 for a in range(len(shape)) if a not in axes):
-        raise InvalidArgumentError("class locations need a label map whose non-spatial axes have length 1")
+        raise InvalidArgumentError(
+            f"class locations need a label map whose non-spatial axes have length 1, got shape {list(shape)} "
+            f"with spatial axes {axes}: leave out class locations (boxes and statistics need no such shape)"
+        )
     return tuple(shape[a] for a in axes)
+
+
+def _check_label_dtype(dtype: np.dtype[Any], seg: bool | None) -> None:
+    """Refuse to treat a non-integer image as a label map."""
+    if dtype.kind not in "biu":
+        given = "seg=True was given" if seg else "its header records is_seg"
+        raise InvalidArgumentError(
+            f"a label map holds integers or booleans, got dtype {dtype} ({given}): pass seg=False (--no-seg) "
+            "or store the labels as integers"
+        )
 
 
 def annotate(
@@ -321,7 +467,10 @@ def annotate(
     """Fill ``stats``, ``is_seg`` and, for a label map, ``bbox`` (one box per class) and optionally ``class_locations``.
 
     The array is read slab by slab, never whole (see the module docstring for the memory
-    bound and for which values are exact).
+    bound and for which values are exact; a statistic that is not a finite float64 is
+    left unset). Boxes span the spatial axes; when a label map has a non-spatial axis
+    longer than 1 (a time series of label maps, say), each box covers its class at every
+    position of those axes.
 
     Parameters
     ----------
@@ -330,7 +479,7 @@ def annotate(
     with_class_locations : bool
         Also record per-class voxel counts and up to ``max_per_class`` voxels per class
         (``max_total`` over all classes), for patch samplers. Images that are not label
-        maps get statistics only.
+        maps get statistics only; label maps need non-spatial axes of length 1.
     seg : bool or None
         Whether the image is a label map; ``None`` keeps a recorded ``is_seg`` or
         detects it (:func:`looks_like_labels`).
@@ -343,15 +492,24 @@ def annotate(
     Raises
     ------
     InvalidArgumentError
-        A label map with a non-spatial axis longer than 1.
+        ``with_class_locations`` for a label map with a non-spatial axis longer than 1;
+        a label map (``seg=True`` or a recorded ``is_seg``) that is not an integer or
+        boolean array; a bound below 1; an image without array (metadata only) or of a
+        dtype without statistics.
     """
     source = _Source.of_image(image)
     meta = image.meta.model_copy(deep=True)
+    is_seg = seg if seg is not None else meta.is_seg
+    if is_seg:  # before the passes: refuse bad requests without reading the array
+        _check_label_dtype(source.dtype, seg)
+        if with_class_locations:
+            _check_label_shape(image)
     meta.stats, detected = _summarise(source)
-    is_seg = seg if seg is not None else meta.is_seg if meta.is_seg is not None else detected
+    is_seg = is_seg if is_seg is not None else detected
     meta.is_seg = is_seg
     if is_seg:
-        shape = _check_label_shape(image)
+        # class locations: in the spatial shape (the other axes have length 1); boxes only: in the whole shape
+        shape = _check_label_shape(image) if with_class_locations else tuple(image.shape or ())
         samples = locate_classes(
             source.slabs,
             source.dtype,
@@ -361,6 +519,9 @@ def annotate(
             max_total=max_total,
             seed=seed,
         )
+        if not with_class_locations:  # project each box onto the spatial axes
+            axes = _spatial_axes(image)
+            samples = [replace(s, box=tuple(s.box[a] for a in axes) if s.box else None) for s in samples]
         boxes = [[list(pair) for pair in s.box or ()] for s in samples]
         meta.bbox = BBoxes(boxes, labels=[s.label for s in samples]) if samples else None
         if with_class_locations:
@@ -381,6 +542,11 @@ def update_stats(
     The array data are not rewritten; a crash leaves the previous file complete. Peak
     memory is bounded as :func:`annotate` says, plus the header rewrite's file copy
     (streamed).
+
+    Raises
+    ------
+    InvalidArgumentError
+        As :func:`annotate`; the file is left unchanged.
     """
     with MLArray.open(path, "r+") as image:
         return annotate(image, with_class_locations=with_class_locations, seg=seg, seed=seed)

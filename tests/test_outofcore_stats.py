@@ -21,6 +21,19 @@ from mlarray.stats import PERCENTILES, _Source, _summarise, annotate
 ORDER_FIELDS = ("min", "max", "median", "percentile_min", "percentile_max", "percentile_median")
 
 
+def scaled_std(values: np.ndarray[Any, Any]) -> float:
+    """``numpy.std`` of the values times the power of two that brings their range to about 1, scaled back.
+
+    The same as ``numpy.std`` (scaling by a power of two is exact) except where NumPy's squares
+    underflow: ``numpy.std([1e-200, 0])`` is 0, this is 5e-201.
+    """
+    width = float(values.max() - values.min()) if values.size else 0.0
+    if width == 0:
+        return float(values.std())
+    exponent = math.frexp(width)[1]
+    return math.ldexp(float(np.ldexp(values, -exponent).std()), exponent)
+
+
 def reference_stats(data: np.ndarray[Any, Any]) -> dict[str, float] | None:
     """What ``mlarray.stats.intensity_stats`` computed before it streamed: NumPy on the whole array."""
     if data.dtype.kind == "c" or data.size == 0:
@@ -38,12 +51,12 @@ def reference_stats(data: np.ndarray[Any, Any]) -> dict[str, float] | None:
         "max": float(finite.max()),
         "mean": float(finite.mean()),
         "median": float(np.median(finite)),
-        "std": float(finite.std()),
+        "std": scaled_std(finite),
         "percentile_min": float(low),
         "percentile_max": float(high),
         "percentile_mean": float(inside.mean()),
         "percentile_median": float(np.median(inside)),
-        "percentile_std": float(inside.std()),
+        "percentile_std": scaled_std(inside),
     }
 
 

@@ -68,7 +68,8 @@ def stats_command(
         bool,
         typer.Option(
             "--class-locations",
-            help="Also record, per label, the voxel count and up to 10,000 voxels (for patch samplers).",
+            help="Also record, per label, the voxel count and up to 10,000 voxels (for patch samplers); "
+            "label maps whose non-spatial axes have length 1 only.",
         ),
     ] = False,
     seg: Annotated[
@@ -86,7 +87,8 @@ def stats_command(
 
     Only the header is rewritten, atomically (a copy of the file replaces it). An integer or boolean
     array with no negative value and at most 255 distinct values is taken for a label map unless
-    is_seg is recorded or --seg/--no-seg is given.
+    is_seg is recorded or --seg/--no-seg is given. Class locations are recorded only with
+    --class-locations.
     """
     files = find_files(paths)
     if not files:
