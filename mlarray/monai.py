@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without monai
 
 from mlarray import MLArray
 from mlarray.errors import InvalidArgumentError
-from mlarray.torch._patches import ras_affine
+from mlarray.frames import to_ras
 
 PathLike = str | os.PathLike[str]
 
@@ -41,6 +41,34 @@ def _channel_axis(image: MLArray) -> int | None:
     return others[0] if others else None
 
 
+def _drop_axis(affine: np.ndarray[Any, Any], column: int, tol: float = 1e-9) -> np.ndarray[Any, Any]:
+    """``affine`` (``(n+1) x (n+1)``) without spatial axis ``column`` and the world axis it alone moves along.
+
+    That axis becomes MONAI's channel axis: like MONAI's own readers, the affine then
+    covers the remaining axes only. The axis must map to exactly one world axis that no
+    other axis moves along (true of any spacing with a permuted or flipped direction).
+
+    Raises
+    ------
+    InvalidArgumentError
+        The axis is mixed with the others by a rotation or shear: no world axis belongs to it alone.
+    """
+    n = affine.shape[0] - 1
+    linear = affine[:n, :n]
+    small = tol * float(np.abs(linear).max())
+    rows = np.flatnonzero(np.abs(linear[:, column]) > small)
+    others = [c for c in range(n) if c != column]
+    if len(rows) != 1 or np.any(np.abs(linear[rows[0], others]) > small):
+        raise InvalidArgumentError(
+            f"axis {column} cannot be the channel axis: the affine mixes it with the other axes "
+            "(a rotation or shear); give the file axis labels with a 'channel' axis instead"
+        )
+    keep_rows = [r for r in range(n + 1) if r != rows[0]]
+    keep_cols = [*others, n]
+    out: np.ndarray[Any, Any] = affine[np.ix_(keep_rows, keep_cols)]
+    return out
+
+
 class MLArrayReader(ImageReader):
     """Load ``.mla`` files in MONAI: ``LoadImage(reader=MLArrayReader())``.
 
@@ -48,10 +76,15 @@ class MLArrayReader(ImageReader):
     ----------
     channel_dim : int, 'no_channel' or None
         Which array axis holds channels. ``None`` takes it from the file's axis labels
-        (the one non-spatial axis, or no channel).
+        (the one non-spatial axis, or no channel). An axis the file counts as spatial
+        (a file without axis labels counts every axis so) is taken out of
+        ``spatial_shape`` and of the affine, as MONAI's NIfTI and ITK readers do, so
+        MONAI's spatial transforms act on the other axes only.
     to_ras : bool
         Give LPS+ files (``spatial.coord_system == 'LPS'``) a RAS+ affine, as MONAI's
-        ITK reader does by default; ``space`` says which frame the affine is in.
+        ITK reader does by default; ``space`` says which frame the affine is in. Files in
+        other orientation codes (``'LAS'``, ...) always get a RAS+ affine
+        (:func:`mlarray.frames.to_ras`), since MONAI's spaces are RAS and LPS only.
     nthreads : int, optional
         Decompression threads (all cores by default).
     """
@@ -74,21 +107,30 @@ class MLArrayReader(ImageReader):
         images = [MLArray.load(p, dparams=dparams) for p in paths]
         return images[0] if isinstance(data, (str, os.PathLike)) else images
 
+    def _channel(self, image: MLArray) -> int | None:
+        """The channel axis as MONAI's ``original_channel_dim`` (as given: it may be negative)."""
+        if self.channel_dim is None:
+            return _channel_axis(image)
+        if isinstance(self.channel_dim, str) and self.channel_dim == "no_channel":
+            return None
+        channel = int(self.channel_dim)
+        if not -image.ndim <= channel < image.ndim:
+            raise InvalidArgumentError(f"channel_dim {channel} is out of range for a {image.ndim}-d image")
+        return channel
+
     def _one(self, image: MLArray) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
         axes = image.meta.spatial_axes() or []
         assert image.shape is not None
-        if self.to_ras:
-            affine, _ = ras_affine(image)
-            space = SpaceKeys.RAS
-        else:
-            affine = image.affine
-            space = SpaceKeys.LPS if image.meta.spatial.coord_system == "LPS" else SpaceKeys.RAS
-        if self.channel_dim is None:
-            channel = _channel_axis(image)
-        elif self.channel_dim == "no_channel":
-            channel = None
-        else:
-            channel = int(self.channel_dim)
+        channel = self._channel(image)
+        frame = image.meta.spatial.coord_system
+        affine = np.asarray(image.affine, dtype=np.float64)
+        if channel is not None and channel % image.ndim in axes:  # a spatial axis named as the channel
+            affine = _drop_axis(affine, axes.index(channel % image.ndim))
+            axes = [a for a in axes if a != channel % image.ndim]
+        keep_lps = frame == "LPS" and not self.to_ras  # MONAI's spaces are RAS and LPS only
+        if not keep_lps:
+            affine = to_ras(affine, frame)
+        space = SpaceKeys.LPS if keep_lps else SpaceKeys.RAS
         meta: dict[str, Any] = {
             MetaKeys.AFFINE: affine,
             MetaKeys.ORIGINAL_AFFINE: affine.copy(),

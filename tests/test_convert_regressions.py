@@ -148,6 +148,16 @@ def assert_same_itk_geometry(path: Path, spacing: Any, origin: Any, direction: A
         np.testing.assert_array_equal(value, expected)
 
 
+def convert_via(src: Path, out: Path, via_mla: bool) -> None:
+    """``src`` converted to ``out``, directly or through an ``.mla`` file beside ``out``."""
+    if via_mla:
+        middle = out.with_name(out.name.split(".")[0] + "-via.mla")
+        convert_file(src, middle)
+        convert_file(middle, out)
+    else:
+        convert_file(src, out)
+
+
 def nifti_slice(path: Path) -> Path:
     nib.save(nib.Nifti1Image(SLICE, SLICE_AFFINE), path)
     return path
@@ -162,11 +172,7 @@ def in_plane(affine: Array) -> Array:
 def test_2d_nifti_to_nrrd_keeps_the_slice_position_and_opens_in_simpleitk(tmp_path: Path, via_mla: bool) -> None:
     src = nifti_slice(tmp_path / "slice.nii.gz")
     out = tmp_path / "slice.nrrd"
-    if via_mla:
-        convert_file(src, tmp_path / "slice.mla")
-        convert_file(tmp_path / "slice.mla", out)
-    else:
-        convert_file(src, out)
+    convert_via(src, out, via_mla)
     # SimpleITK reads the NRRD, with the geometry it reads from the NIfTI source (LPS, 2-d)
     assert_same_itk_geometry(out, [0.75, 0.5], [-10.0, 20.0], [[-1.0, 0.0], [0.0, -1.0]])
     np.testing.assert_array_equal(itk_geometry(src)[1], itk_geometry(out)[1])
@@ -183,11 +189,7 @@ def test_2d_nifti_to_nrrd_keeps_the_slice_position_and_opens_in_simpleitk(tmp_pa
     assert image.direction == [[1.0, 0.0], [0.0, 1.0]]
     for route in ("direct", "via_mla"):
         again = tmp_path / f"again-{route}.nii.gz"
-        if route == "direct":
-            convert_file(out, again)
-        else:
-            convert_file(out, tmp_path / "b.mla")
-            convert_file(tmp_path / "b.mla", again)
+        convert_via(out, again, route == "via_mla")
         np.testing.assert_array_equal(in_plane(nib.load(again).affine), in_plane(SLICE_AFFINE))
         assert_same_itk_geometry(again, *itk_geometry(src))
         np.testing.assert_array_equal(np.asanyarray(nib.load(again).dataobj), SLICE)
@@ -221,11 +223,7 @@ def lps_slice_nrrd(path: Path, data: Array = SLICE, kinds: Any = None) -> Path:
 def test_2d_nrrd_in_3d_space_to_nifti_keeps_the_third_coordinate(tmp_path: Path, via_mla: bool) -> None:
     src = lps_slice_nrrd(tmp_path / "slice.nrrd")
     out = tmp_path / "slice.nii.gz"
-    if via_mla:
-        convert_file(src, tmp_path / "slice.mla")
-        convert_file(tmp_path / "slice.mla", out)
-    else:
-        convert_file(src, out)
+    convert_via(src, out, via_mla)
     affine = nib.load(out).affine
     np.testing.assert_array_equal(affine[:3, 3], [-1.0, -2.0, 3.0])
     np.testing.assert_allclose(affine[:3, :2], [[-0.5, 0.0], [0.0, -0.6], [0.0, 0.0]], rtol=1e-7)  # float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import io
 import pickle
 import subprocess
@@ -210,6 +211,35 @@ def test_a_replaced_file_is_reopened(tmp_path: Path) -> None:
     _save(path, np.ones((20, 21, 8), np.float32))
     with pytest.raises(InvalidArgumentError, match="changed since the array was made"):
         arr.compute(scheduler="sync")
+    close_handles()
+
+
+def test_an_existing_file_name_with_glob_characters_is_taken_literally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``scan[1].mla`` is that file, for ``from_mla``, ``expand`` and ``to_dask``, with or without a ``scan1.mla``."""
+    monkeypatch.chdir(tmp_path)
+    data = np.arange(24 * 20 * 10, dtype=np.float32).reshape(24, 20, 10)
+    _save(tmp_path / "scan[1].mla", data)
+
+    def check(arr: Any) -> None:
+        assert arr.shape == data.shape
+        np.testing.assert_array_equal(arr.compute(scheduler="sync"), data)
+
+    with MLArray.open("scan[1].mla") as image:  # only scan[1].mla exists: the pattern would match nothing
+        check(image.to_dask())
+    check(from_mla("scan[1].mla"))
+    check(from_mla(tmp_path / "scan[1].mla"))
+    _save(tmp_path / "scan1.mla", np.zeros_like(data))  # now the pattern "scan[1].mla" would match this file
+    assert expand("scan[1].mla") == ["scan[1].mla"]
+    with MLArray.open("scan[1].mla") as image:
+        check(image.to_dask())
+    check(from_mla("scan[1].mla"))
+    assert [meta.array.shape for meta in read_meta("scan[1].mla")] == [list(data.shape)]  # type: ignore[union-attr]
+    # text that names no file is still a pattern, and an escaped name inside one matches only itself
+    stacked = from_mla("scan[1x].mla")
+    assert stacked.shape == (1, *data.shape) and not stacked.compute().any()
+    assert expand(glob.escape("scan[1]") + "*.mla") == ["scan[1].mla"]
     close_handles()
 
 

@@ -12,11 +12,13 @@ import torch
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.transforms import (
     Compose,
+    EnsureChannelFirst,
     EnsureChannelFirstd,
     LoadImage,
     LoadImaged,
     Orientationd,
     RandSpatialCropd,
+    Spacing,
     Spacingd,
 )
 
@@ -108,6 +110,23 @@ def test_lps_files_get_a_ras_affine_and_channels_are_found(tmp_path: Path) -> No
     assert np.allclose(kept.affine.numpy(), lps) and kept.meta["space"] == "LPS"
 
 
+def test_every_orientation_code_gets_the_ras_affine_of_its_twin(tmp_path: Path) -> None:
+    """An LAS (or PIR) file and the same grid described in RAS load with one affine, with or without to_ras."""
+    data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    ras = np.array([[-2.0, 0, 0, -4], [0, 3, 0, 5], [0, 0, 1, 6], [0, 0, 0, 1]])  # RAS twin of the LAS file below
+    MLArray(data, affine=ras, meta=Meta(spatial=Spatial(coord_system="RAS"))).save(tmp_path / "ras.mla")
+    las = np.diag([-1.0, 1, 1, 1]) @ ras
+    MLArray(data, affine=las, meta=Meta(spatial=Spatial(coord_system="LAS"))).save(tmp_path / "las.mla")
+    pir = ras.copy()  # world (posterior, inferior, right) = (-y, -z, x) of RAS
+    pir[:3, :] = np.array([[0, -1.0, 0], [0, 0, -1.0], [1.0, 0, 0]]) @ ras[:3, :]
+    MLArray(data, affine=pir, meta=Meta(spatial=Spatial(coord_system="PIR"))).save(tmp_path / "pir.mla")
+    for to_ras in (True, False):
+        for name in ("ras", "las", "pir"):
+            out = LoadImage(reader=MLArrayReader(to_ras=to_ras), image_only=True)(tmp_path / f"{name}.mla")
+            np.testing.assert_array_equal(out.affine.numpy(), ras)
+            assert out.meta["space"] == "RAS"
+
+
 def test_several_files_stack_into_channels_and_suffixes_are_checked(pair: dict[str, Path], tmp_path: Path) -> None:
     both = LoadImage(reader=MLArrayReader(), image_only=True)([pair["ct"], pair["ct"]])
     assert both.shape == (2, 20, 24, 16) and both.meta["original_channel_dim"] == 0
@@ -123,6 +142,49 @@ def test_several_files_stack_into_channels_and_suffixes_are_checked(pair: dict[s
     )
     with pytest.raises(InvalidArgumentError, match="channel"):
         reader.get_data(reader.read(tmp_path / "two.mla"))
+
+
+@pytest.mark.parametrize("channel_dim", [0, -1])
+def test_an_explicit_channel_dim_leaves_the_spatial_shape_and_affine_like_monais_nifti_reader(
+    tmp_path: Path, channel_dim: int
+) -> None:
+    """A file without axis labels counts every axis as spatial; ``channel_dim`` takes one out, as NibabelReader does."""
+    channels_last = np.random.default_rng(2).random((8, 9, 7, 2)).astype(np.float32)
+    world = np.diag([2.0, 3.0, 1.0, 1.0])
+    world[:3, 3] = [4.0, -5.0, 6.0]
+    nib.save(nib.Nifti1Image(channels_last, world), tmp_path / "c.nii.gz")  # NIfTI: channels last
+    data = np.moveaxis(channels_last, 3, 0) if channel_dim == 0 else channels_last
+    spacing = [1.0, 2.0, 3.0, 1.0] if channel_dim == 0 else [2.0, 3.0, 1.0, 1.0]
+    origin = [0.0, 4.0, -5.0, 6.0] if channel_dim == 0 else [4.0, -5.0, 6.0, 0.0]
+    MLArray(data, spacing=spacing, origin=origin).save(tmp_path / "c.mla")  # no axis labels
+    ours = LoadImage(reader=MLArrayReader(channel_dim=channel_dim), image_only=True)(tmp_path / "c.mla")
+    theirs = LoadImage(reader="NibabelReader", image_only=True)(tmp_path / "c.nii.gz")  # channel -1 by default
+    assert ours.meta["original_channel_dim"] == channel_dim
+    assert list(ours.meta["spatial_shape"]) == list(theirs.meta["spatial_shape"]) == [8, 9, 7]
+    assert ours.affine.shape == (4, 4) and np.allclose(ours.affine.numpy(), theirs.affine.numpy())
+    resample = Spacing(pixdim=(1.0, 1.0, 1.0))
+    got, expected = resample(EnsureChannelFirst()(ours)), resample(EnsureChannelFirst()(theirs))
+    assert tuple(got.shape) == tuple(expected.shape) == (2, 15, 25, 7)
+    assert np.allclose(got.affine.numpy(), expected.affine.numpy())
+    assert np.allclose(got.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_an_explicit_channel_dim_of_an_lps_file_and_of_a_rotated_one(tmp_path: Path) -> None:
+    data = np.zeros((3, 4, 5, 6), np.float32)
+    MLArray(data, spacing=[1.0, 2.0, 3.0, 4.0], meta=Meta(spatial=Spatial(coord_system="LPS"))).save(tmp_path / "l.mla")
+    ras = LoadImage(reader=MLArrayReader(channel_dim=0), image_only=True)(tmp_path / "l.mla")
+    assert np.allclose(ras.affine.numpy(), np.diag([-2.0, -3.0, 4.0, 1.0]))  # LPS -> RAS on the remaining axes
+    kept = LoadImage(reader=MLArrayReader(channel_dim=0, to_ras=False), image_only=True)(tmp_path / "l.mla")
+    assert np.allclose(kept.affine.numpy(), np.diag([2.0, 3.0, 4.0, 1.0])) and kept.meta["space"] == "LPS"
+    turn = np.eye(4)
+    turn[:2, :2] = [[0.6, -0.8], [0.8, 0.6]]  # axes 0 and 1 share two world axes: neither is a channel
+    MLArray(data, direction=turn.tolist()).save(tmp_path / "r.mla")
+    with pytest.raises(InvalidArgumentError, match="cannot be the channel axis"):
+        LoadImage(reader=MLArrayReader(channel_dim=0), image_only=True)(tmp_path / "r.mla")
+    third = LoadImage(reader=MLArrayReader(channel_dim=3), image_only=True)(tmp_path / "r.mla")  # axis 3 is apart
+    assert list(third.meta["spatial_shape"]) == [3, 4, 5] and np.allclose(third.affine.numpy()[:2, :2], turn[:2, :2])
+    with pytest.raises(InvalidArgumentError, match="out of range"):
+        LoadImage(reader=MLArrayReader(channel_dim=4), image_only=True)(tmp_path / "r.mla")
 
 
 def test_raw_values_kept_at_conversion_come_out_scaled_like_nibabels(tmp_path: Path) -> None:

@@ -299,6 +299,121 @@ def test_layer_data_of_an_in_memory_array_without_geometry() -> None:
     assert kind == "image" and kwargs["scale"] == [1.0, 1.0] and kwargs["contrast_limits"] == [0.0, 11.0]
 
 
+# --------------------------------------------------------------------------- world frame
+
+TO_RAS = {"RAS": np.diag([1.0, 1.0, 1.0]), "LPS": np.diag([-1.0, -1.0, 1.0]), "LAS": np.diag([-1.0, 1.0, 1.0])}
+
+
+def twin_in(frame: str, ras: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The index-to-world matrix ``ras`` (RAS+) written in ``frame`` instead: the same physical geometry."""
+    out = ras.copy()
+    out[:3, :] = TO_RAS[frame].T @ ras[:3, :]
+    return out
+
+
+def flipped_ras() -> np.ndarray[Any, Any]:
+    """A RAS+ geometry as NIfTI writes a DICOM-derived scan: x and y flipped, with an origin."""
+    out = np.diag([-0.7, -0.8, 2.0, 1.0])
+    out[:3, 3] = [-5.0, 3.0, 12.0]
+    return out
+
+
+OBLIQUE_RAS = np.array([[0.0, -0.8, 0.0, 40.0], [0.7, 0.0, 0.1, -12.0], [0.0, 0.0, 2.0, 7.5], [0.0, 0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("ras", [flipped_ras(), OBLIQUE_RAS], ids=["flipped", "oblique"])
+@pytest.mark.parametrize("frame", ["LPS", "LAS"])
+def test_a_file_and_its_ras_twin_overlay_in_napari(tmp_path: Path, frame: str, ras: np.ndarray[Any, Any]) -> None:
+    """The same voxel of the same volume stored in ``frame`` and in RAS lands on one world point (RAS+)."""
+    vol = ct_volume((12, 14, 10))
+    other = MLArray(vol, affine=twin_in(frame, ras))
+    other.meta.spatial.coord_system = frame
+    other.save(tmp_path / "other.mla")
+    twin = MLArray((vol == 400).astype(np.uint8), affine=ras)
+    twin.meta.spatial.coord_system = "RAS"
+    twin.meta.is_seg = True
+    twin.save(tmp_path / "ras.mla")
+    assert not np.allclose(MLArray.open(tmp_path / "other.mla").affine, ras)  # the headers' numbers differ
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)
+        v = viewer()
+        image, labels = v.open([str(tmp_path / "other.mla"), str(tmp_path / "ras.mla")], plugin="mlarray", stack=False)
+    assert type(labels).__name__ == "Labels" and image.metadata["coord_system"] == frame
+    for index in ([0, 0, 0], [3, 4, 5], [11, 13, 9], [6, 2, 8]):
+        p = np.array(index, float)
+        assert np.allclose(world(image, p), world(labels, p))
+        assert np.allclose(world(image, p), (ras @ [*index, 1])[:3])  # RAS+, as MONAI and TorchIO place it
+        assert np.allclose(np.asarray(labels.world_to_data(world(image, p))), p)
+
+
+def test_napari_world_is_the_ras_world_of_monai_and_torchio(tmp_path: Path) -> None:
+    """One convention across integrations: napari's placement of an LPS file is ``ras_affine`` (MONAI, TorchIO)."""
+    from mlarray.torch._patches import ras_affine
+
+    for n in (2, 3, 4):
+        image = MLArray(np.zeros((3,) * n, np.float32), spacing=[0.5 + k for k in range(n)], origin=list(range(n)))
+        image.meta.spatial.coord_system = "LPS"
+        ((data, kwargs, _),) = layer_data(image)
+        layer = napari_layers.Image(data, **{k: kwargs[k] for k in ("scale", "translate", "affine") if k in kwargs})
+        index = np.arange(n, dtype=float)
+        assert np.allclose(world(layer, index), (ras_affine(image)[0] @ [*index, 1.0])[:n])
+
+
+def test_files_without_a_frame_or_with_a_custom_one_keep_their_numbers(tmp_path: Path) -> None:
+    affine = np.diag([0.7, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [5.0, -3.0, 12.0]
+    for frame in (None, "scanner-xyz"):
+        image = MLArray(ct_volume((4, 5, 6)), affine=affine)
+        image.meta.spatial.coord_system = frame
+        ((data, kwargs, _),) = layer_data(image)
+        layer = napari_layers.Image(data, **{k: kwargs[k] for k in ("scale", "translate")})
+        assert np.allclose(world(layer, np.array([3.0, 4.0, 5.0])), (affine @ [3, 4, 5, 1])[:3])
+        assert kwargs["metadata"]["coord_system"] == frame
+
+
+@pytest.mark.parametrize("frame", ["LPS", "RAS", None, "scanner-xyz"])
+def test_writer_keeps_the_frame_and_the_physical_geometry(tmp_path: Path, frame: str | None) -> None:
+    affine = twin_in("LPS", OBLIQUE_RAS)
+    vol = ct_volume((6, 7, 8))
+    original = MLArray(vol, affine=affine, meta={"patient": "phantom"})
+    original.meta.spatial.coord_system = frame
+    original.save(tmp_path / "in.mla")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Non-orthogonal slicing", UserWarning)
+        (layer,) = viewer().open(str(tmp_path / "in.mla"), plugin="mlarray")
+        layer.save(str(tmp_path / "copy.mla"), plugin="mlarray")
+        copy = MLArray.load(tmp_path / "copy.mla")
+        assert copy.meta.spatial.coord_system == frame
+        assert np.allclose(copy.affine, affine) and np.array_equal(copy.to_numpy(), vol)  # the header's own numbers
+        assert copy.meta.source == {"patient": "phantom"}
+        (again,) = viewer().open(str(tmp_path / "copy.mla"), plugin="mlarray")
+    for index in ([0, 0, 0], [5, 6, 7], [1, 4, 2]):
+        p = np.array(index, float)
+        assert np.allclose(world(again, p), world(layer, p))
+
+
+def test_writer_keeps_the_frame_of_a_time_series_and_its_axis_labels(tmp_path: Path) -> None:
+    """Only spatial axes have geometry: a temporal axis keeps its label and the frame stays on x, y, z."""
+    series = np.arange(3 * 4 * 5 * 6, dtype=np.int16).reshape(3, 4, 5, 6)
+    labels = ["temporal", "spatial", "spatial", "spatial"]
+    original = MLArray(series, spacing=[2.0, 0.5, 0.25], origin=[1.0, 2.0, 3.0], axis_labels=labels)
+    original.meta.spatial.coord_system = "LPS"
+    original.save(tmp_path / "series.mla")
+    (layer,) = viewer().open(str(tmp_path / "series.mla"), plugin="mlarray")
+    assert np.allclose(world(layer, np.array([1.0, 1, 1, 1])), [1.0, -3.0, -2.5, 3.25])  # t, then RAS x, y, z
+    layer.save(str(tmp_path / "copy.mla"), plugin="mlarray")
+    copy = MLArray.load(tmp_path / "copy.mla")
+    assert copy.meta.spatial.axis_labels == labels and copy.meta.spatial.coord_system == "LPS"
+    assert np.allclose(copy.affine, original.affine) and np.array_equal(copy.to_numpy(), series)
+
+
+def test_writer_of_a_layer_made_in_napari_has_no_frame(tmp_path: Path) -> None:
+    layer = viewer().add_image(ct_volume((4, 5, 6)), scale=[2.0, 1.0, 0.5], translate=[1.0, 2.0, 3.0])
+    layer.save(str(tmp_path / "made.mla"), plugin="mlarray")
+    made = MLArray.load(tmp_path / "made.mla")
+    assert made.meta.spatial.coord_system is None and made.spacing == [2.0, 1.0, 0.5]
+
+
 # --------------------------------------------------------------------------- writer
 
 

@@ -169,6 +169,35 @@ def test_datasets_pickle_and_reopen(volume: tuple[Path, np.ndarray[Any, Any]]) -
         again.close()
 
 
+def test_a_dataarray_opened_by_a_relative_path_unpickles_in_another_working_directory(
+    volume: tuple[Path, np.ndarray[Any, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pickle holds the absolute path: another process in another directory reads the same file."""
+    import pickle
+
+    path, data = volume
+    monkeypatch.chdir(path.parent)
+    elsewhere = path.parent / "elsewhere"
+    elsewhere.mkdir()
+    with xr.open_dataarray(path.name, engine="mlarray") as da:
+        assert da.encoding["source"] == str(path)  # absolute, as xarray's own backends give it
+        pickled = path.parent / "da.pkl"
+        pickled.write_bytes(pickle.dumps(da))
+    code = (
+        "import pickle, sys; import numpy as np; "
+        "d = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        "print(int(np.asarray(d.values, dtype=np.int64).sum()), d.encoding['source'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(pickled)], cwd=elsewhere, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    total, source = out.stdout.split()
+    assert int(total) == int(data.astype(np.int64).sum()) and source == str(path)
+    monkeypatch.chdir(elsewhere)  # and in this process, after a chdir
+    again = pickle.loads(pickled.read_bytes())
+    assert np.array_equal(again[1, 2].values, data[1, 2])
+    again.close()
+
+
 def test_importing_mlarray_does_not_import_xarray() -> None:
     code = "import sys, mlarray, mlarray.api, mlarray.stats; print('xarray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

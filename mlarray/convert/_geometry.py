@@ -18,60 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from mlarray.frames import GeometryError, change_frame, orientation_matrix
 from mlarray.models import compose_affine
 from mlarray.models.v1.spatial import ORTHONORMAL_TOL
 
-Matrix = np.ndarray[Any, np.dtype[np.float64]]
+__all__ = ["SAME_TOL", "GeometryError", "Matrix", "change_frame", "orientation_matrix"]
 
-_PAIRS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
 SAME_TOL = 1e-9
 """Relative and absolute tolerance for "this is still the same geometry" (far below float32 precision)."""
-
-
-class GeometryError(ValueError):
-    """A geometry that mlarray (or the target format) cannot represent; callers add the file name."""
-
-
-def orientation_matrix(code: str | None) -> Matrix | None:
-    """Signed permutation ``M`` with ``ras = M @ xyz`` for an orientation code such as ``'LPS'``.
-
-    Returns ``None`` when ``code`` is not a three-letter code made of one letter from
-    each of the pairs R/L, A/P, S/I (for example a custom frame name).
-    """
-    if code is None or len(code) != 3 or any(c not in _PAIRS for c in code.upper()):
-        return None
-    m = np.zeros((3, 3))
-    for column, letter in enumerate(code.upper()):
-        axis, sign = _PAIRS[letter]
-        m[axis, column] = sign
-    if not np.allclose(np.abs(m).sum(axis=0), 1) or not np.allclose(np.abs(m).sum(axis=1), 1):
-        return None
-    return m
-
-
-def change_frame(affine: Matrix, source: str, target: str) -> Matrix:
-    """Re-express ``affine`` (world in frame ``source``) in frame ``target``.
-
-    Both frames are orientation codes (see :func:`orientation_matrix`). For ``n < 3``
-    world axes the first ``n`` letters apply, and the change must not mix them with
-    the missing axes (LPS -> RAS is fine in 2-d, LPS -> SAR is not).
-    """
-    a = orientation_matrix(source)
-    b = orientation_matrix(target)
-    if a is None or b is None:
-        unknown = source if a is None else target
-        raise GeometryError(f"{unknown!r} is not an orientation code like 'RAS' or 'LPS'")
-    full = b.T @ a  # source coordinates -> RAS -> target coordinates
-    n = affine.shape[0] - 1
-    if n > 3:
-        raise GeometryError(f"cannot change the frame of a {n}-d world")
-    m = full[:n, :n]
-    if n < 3 and (np.any(full[:n, n:]) or np.any(full[n:, :n])):
-        raise GeometryError(f"changing {source} to {target} mixes the {n} world axes with missing ones")
-    out: Matrix = np.array(affine, dtype=np.float64)
-    out[:n, :] = m @ affine[:n, :]
-    return out
 
 
 def is_orthonormal(direction: Matrix) -> bool:

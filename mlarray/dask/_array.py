@@ -33,8 +33,11 @@ def _is_glob(text: str) -> bool:
 def expand(paths_or_glob: PathsOrGlob) -> list[str]:
     """The files :func:`from_mla` reads, in stacking order.
 
-    A path or a URL is itself; a local pattern with ``*``, ``?`` or ``[`` is expanded
-    (``**`` matches sub-directories) and sorted; a sequence keeps its order.
+    An existing file is always itself, even when its name has ``*``, ``?`` or ``[``
+    (``scan[1].mla``); so is a URL or a path without those characters. Any other
+    local text with them is a pattern: expanded (``**`` matches sub-directories) and
+    sorted. A sequence keeps its order and is never expanded. To use a file name as a
+    pattern's literal part, escape it with :func:`glob.escape`.
 
     Raises
     ------
@@ -43,7 +46,7 @@ def expand(paths_or_glob: PathsOrGlob) -> list[str]:
     """
     if isinstance(paths_or_glob, (str, os.PathLike)):
         text = os.fspath(paths_or_glob)
-        if not _is_glob(text) or is_remote(text):
+        if is_remote(text) or not _is_glob(text) or os.path.isfile(text):
             return [text]
         found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
         if not found:
@@ -78,6 +81,17 @@ def _from_array(x: Any, **kwargs: Any) -> da.Array:
 def _one(source: MLAFile, chunks: Any) -> da.Array:
     meta = np.empty((0,) * source.ndim, dtype=source.dtype)
     return _from_array(source, chunks=_dask_chunks(source, chunks), meta=meta)
+
+
+def _file(
+    path: str,
+    *,
+    chunks: Any = "file",
+    dparams: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> da.Array:
+    """A lazy Dask array over the one file or URL ``path``, taken literally (never expanded as a pattern)."""
+    return _one(MLAFile(path, dparams=dparams, storage_options=storage_options), chunks)
 
 
 def from_mla(
@@ -127,9 +141,9 @@ def from_mla(
     import dask.array as da
 
     paths = expand(paths_or_glob)
-    sources = [MLAFile(p, dparams=dparams, storage_options=storage_options) for p in paths]
     if isinstance(paths_or_glob, (str, os.PathLike)) and len(paths) == 1 and paths[0] == os.fspath(paths_or_glob):
-        return _one(sources[0], chunks)
+        return _file(paths[0], chunks=chunks, dparams=dparams, storage_options=storage_options)
+    sources = [MLAFile(p, dparams=dparams, storage_options=storage_options) for p in paths]
     first = sources[0]
     for other in sources[1:]:
         if other.shape != first.shape or other.dtype != first.dtype:
@@ -157,10 +171,11 @@ def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
         raise InvalidArgumentError("a metadata-only image has no array")
     path = image.filepath
     remote = image._remote
+    # the image's own file, taken literally: its name is never a glob pattern (``scan[1].mla``)
     if remote is not None and remote[0] is not None:  # a URL (file objects stay with the image)
-        return from_mla(remote[0], chunks=chunks, storage_options=remote[1] or None)
+        return _file(remote[0], chunks=chunks, storage_options=remote[1] or None)
     if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
-        return from_mla(path, chunks=chunks)
+        return _file(path, chunks=chunks)
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks
     if block is not None and not isinstance(block, str):
         block = tuple(max(1, min(int(c), n)) for c, n in zip(block, image.shape, strict=True))

@@ -4,6 +4,9 @@ Each file opens memory-mapped (``MLArray.open(path, mmap_mode="r")``) and that o
 array is the layer data: napari indexes it for the slices it shows, so only those
 chunks are decompressed. Placement, contrast limits and layer type come from the
 header alone; contrast limits fall back to a small bounded sample, never a full scan.
+Placement is in one world frame, RAS+ (see :mod:`mlarray.frames`), so files
+stored in LPS+ and in RAS+ overlay; the file's own frame travels in the layer metadata
+(``coord_system``) for the writer.
 
 The returned layer data tuples are plain Python: this module does not import napari.
 """
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.api import MLArray
+from mlarray.frames import to_ras
 from mlarray.napari._views import ChannelView
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -83,13 +87,16 @@ def _axis_roles(array: MLArray) -> tuple[list[str], int | None]:
 
 
 def placement(array: MLArray, drop_axis: int | None = None) -> dict[str, Any]:
-    """napari transform keyword arguments that put ``array`` where its header says.
+    """napari transform keyword arguments that put ``array`` where its header says, in RAS+.
 
     The header's index-to-world affine covers the spatial axes; other axes (time,
-    custom) get the identity. A diagonal map with positive spacing becomes ``scale``
-    and ``translate``; anything else (rotation, flips, shear) becomes ``scale`` (the
+    custom) get the identity. It is first re-expressed in napari's RAS+ world when the
+    header's ``coord_system`` is an orientation code (an LPS+ file has its first two
+    world axes negated, as MONAI and TorchIO do); without a frame, or with a custom one,
+    it is used as it is. A diagonal map with positive spacing becomes ``scale`` and
+    ``translate``; anything else (rotation, flips, shear) becomes ``scale`` (the
     length of each axis' world step) and an ``affine`` holding the rest, so that
-    ``affine @ diag(scale)`` is exactly the header's matrix.
+    ``affine @ diag(scale)`` is exactly the (RAS+) header matrix.
     """
     labels, _ = _axis_roles(array)
     axes = [i for i in range(array.ndim) if i != drop_axis]
@@ -98,7 +105,7 @@ def placement(array: MLArray, drop_axis: int | None = None) -> dict[str, Any]:
     m = len(axes)
     if n == 0:
         return {}
-    header = array.affine
+    header = to_ras(array.affine, array.meta.spatial.coord_system)
     full = np.eye(m + 1)
     rows = [axes.index(a) for a in spatial]  # layer position of each spatial axis
     for k, row in enumerate(rows):
@@ -187,7 +194,8 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
     * ``is_seg`` with an integer dtype gives a ``labels`` layer, anything else ``image``;
     * a ``channel`` axis gives one layer per channel (lazy :class:`ChannelView`);
     * bounding boxes give a ``shapes`` layer (2-D) or ``vectors`` box outlines (3-D and up);
-    * ``metadata`` holds ``source``, the whole header and the path.
+    * ``metadata`` holds ``source``, the whole header, the path and ``coord_system``, the
+      file's own world frame (the writer saves the layer back in it).
     """
     labels, channel = _axis_roles(array)
     dtype = np.dtype(array.dtype)
@@ -197,7 +205,13 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
     layer_labels = [label for i, label in enumerate(labels) if i != channel]
     units = array.meta.spatial.axis_units
     layer_units = [u for i, u in enumerate(units) if i != channel] if units is not None else None
-    metadata = {"source": array.meta.source.to_plain(), "header": array.meta.to_plain(), "path": path}
+    frame = array.meta.spatial.coord_system
+    metadata = {
+        "source": array.meta.source.to_plain(),
+        "header": array.meta.to_plain(),
+        "path": path,
+        "coord_system": None if frame is None else str(frame),
+    }
     common: dict[str, Any] = {**geometry, "axis_labels": _unique(layer_labels), "metadata": metadata}
     if layer_units is not None and (napari_units := _napari_units(layer_units)) is not None:
         common["units"] = napari_units

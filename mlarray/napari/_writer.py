@@ -2,19 +2,28 @@
 
 napari places a layer with ``affine @ (translate + rotate @ shear @ diag(scale))``;
 the writer composes that into one index-to-world matrix and stores it as the
-header's geometry, so reading the file back places it exactly where it was. The
-save is :meth:`mlarray.MLArray.save`: validated first, then written atomically.
+header's geometry, so reading the file back places it exactly where it was. A layer
+the reader made carries its file's frame in ``metadata["coord_system"]``; its
+placement (in napari's RAS+ world, see :mod:`mlarray.frames`) is turned back
+into that frame, so the copy has the original's physical geometry and frame. Its
+axis labels are kept too, so only the spatial axes get geometry. The save is
+:meth:`mlarray.MLArray.save`: validated first, then written atomically.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
+from mlarray.frames import from_ras
+from mlarray.models import AXIS_VOCABULARY, is_spatial_label
+
+Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def _square(value: Any, m: int, name: str) -> np.ndarray[Any, Any]:
@@ -66,6 +75,44 @@ def _units(attributes: dict[str, Any], m: int) -> list[str] | None:
     return ["" if name == "pixel" else name for name in names]
 
 
+def file_labels(layer_labels: Any, m: int) -> list[str] | None:
+    """mlarray axis labels of a layer's ``axis_labels``, or ``None`` when none of them is spatial.
+
+    The reader makes repeated labels distinct (``spatial`` x3 becomes ``spatial_0``,
+    ``spatial_1``, ``spatial_2``); that suffix is taken off again. A layer made in napari
+    (labels ``-3``, ``-2``, ``-1``) has no spatial label: every axis is then spatial.
+    """
+    if layer_labels is None:
+        return None
+    labels = [str(label) for label in layer_labels]
+    if len(labels) != m:
+        return None
+    out = []
+    for label in labels:
+        match = re.fullmatch(r"(.+)_\d+", label)
+        out.append(match.group(1) if label not in AXIS_VOCABULARY and match and match[1] in AXIS_VOCABULARY else label)
+    return out if any(is_spatial_label(label) for label in out) else None
+
+
+def _spatial_part(world: Matrix, labels: list[str] | None) -> tuple[Matrix, list[str] | None]:
+    """The matrix over the spatial axes of ``labels`` and the labels to save with it.
+
+    Non-spatial axes have no geometry in ``.mla``: their own scale or translation is
+    dropped. A layer whose placement mixes them with spatial axes (a rotation across
+    time and space) is saved as napari shows it instead: every axis spatial, no labels.
+    """
+    m = world.shape[0] - 1
+    if labels is None:
+        return world, None
+    spatial = [i for i, label in enumerate(labels) if is_spatial_label(label)]
+    others = [i for i in range(m) if i not in spatial]
+    if np.any(world[np.ix_(spatial, others)]) or np.any(world[np.ix_(others, spatial)]):
+        return world, None
+    keep = [*spatial, m]
+    out: Matrix = world[np.ix_(keep, keep)]
+    return out, labels
+
+
 def _write(path: str, data: Any, attributes: dict[str, Any], is_seg: bool) -> list[str]:
     if isinstance(data, list):  # multiscale: the full-resolution level
         data = data[0]
@@ -75,8 +122,14 @@ def _write(path: str, data: Any, attributes: dict[str, Any], is_seg: bool) -> li
     m = array.ndim
     metadata = attributes.get("metadata") or {}
     source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
-    image = MLArray(array, affine=world_affine(attributes, m), meta=source)
+    frame = metadata.get("coord_system") if isinstance(metadata.get("coord_system"), str) else None
+    given = file_labels(attributes.get("axis_labels"), m)
+    world, labels = _spatial_part(world_affine(attributes, m), given)
+    if given is not None and labels is None:  # saved with every axis spatial: the frame's axes are lost
+        frame = None
+    image = MLArray(array, affine=from_ras(world, frame), axis_labels=labels, meta=source)
     image.meta.is_seg = is_seg
+    image.meta.spatial.coord_system = frame
     units = _units(attributes, m)
     if units is not None:
         image.meta.spatial.axis_units = units

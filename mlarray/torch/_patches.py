@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlarray import MLArray
+from mlarray.frames import to_ras
 
 PadMode = Literal["constant", "edge"]
 Array = np.ndarray[Any, Any]
@@ -92,12 +93,10 @@ def patch_affine(affine: Array, corner: Index) -> Array:
 def ras_affine(image: MLArray) -> tuple[Array, str | None]:
     """The index-to-world matrix of ``image`` in RAS+ (the frame of nibabel, MONAI and TorchIO) and the frame it was in.
 
-    A file in LPS+ (DICOM/ITK/NRRD's usual frame) has its first two world axes negated;
-    any other frame (``RAS``, none recorded, a custom name) is returned unchanged.
+    A file whose frame is an orientation code is re-expressed in RAS+
+    (:func:`mlarray.frames.to_ras`; LPS+, the usual frame of DICOM, ITK and NRRD, has its
+    first two world axes negated); without a frame, or with a custom frame name, the
+    matrix is returned unchanged.
     """
-    affine = np.array(image.affine, dtype=np.float64)
     frame = image.meta.spatial.coord_system
-    if frame == "LPS":
-        n = min(2, affine.shape[0] - 1)
-        affine[:n, :] *= -1
-    return affine, frame
+    return to_ras(image.affine, frame), frame

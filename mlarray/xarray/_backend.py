@@ -35,11 +35,12 @@ class MLArrayBackendArray(BackendArray):
 
     python-blosc2 must not share one open array between threads, so every read holds a
     lock (dask's threaded scheduler may read several chunks at once). Pickling keeps the
-    path only; the unpickled copy opens the file again on its first read.
+    path only, made absolute here, so the unpickled copy opens the same file again on its
+    first read even in a process with another working directory.
     """
 
     def __init__(self, path: str, image: MLArray) -> None:
-        self.path = path
+        self.path = os.path.abspath(path)
         shape, dtype = image.shape, image.dtype
         if shape is None or dtype is None:
             raise ValueError("a metadata-only file has no array")
@@ -103,7 +104,10 @@ def open_mla_dataset(
     Parameters
     ----------
     path : path
-        The ``.mla`` file; it is opened read-only.
+        The ``.mla`` file; it is opened read-only. It is made absolute (``~`` expanded) at
+        once, as xarray's own backends do: ``encoding["source"]`` and the pickled array
+        hold that absolute path, so an unpickled copy reads the same file whatever the
+        working directory of the process that receives it.
     drop_variables : str or iterable of str, optional
         Variables left out (the data variable ``image`` and/or coordinates), as in
         :func:`xarray.open_dataset`.
@@ -111,7 +115,7 @@ def open_mla_dataset(
         Relative size of an off-axis affine entry still taken for zero when deciding
         whether the volume is aligned (see :mod:`mlarray.xarray._coords`).
     """
-    p = os.fspath(path)
+    p = os.path.abspath(os.path.expanduser(os.fspath(path)))
     image = MLArray.open(p, "r")
     try:
         drop = _names(drop_variables)
