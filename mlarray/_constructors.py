@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from mlarray._inputs import as_shape
 from mlarray.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -28,20 +29,11 @@ if TYPE_CHECKING:
 Shape = Sequence[int] | int
 
 
-def _shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    try:
-        return tuple(int(s) for s in shape)
-    except TypeError:
-        raise InvalidArgumentError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
-
-
 def _fitted(values: np.ndarray[Any, Any], shape: Any, what: str) -> np.ndarray[Any, Any]:
     """``values`` reshaped to ``shape`` (when given), which must hold exactly as many elements."""
     if shape is None:
         return values
-    target = _shape(shape)
+    target = as_shape(shape)
     if math.prod(target) != values.size:
         raise InvalidArgumentError(f"shape {target} holds {math.prod(target)} elements but {what} gives {values.size}")
     return values.reshape(target)
@@ -67,22 +59,22 @@ class ArrayConstructors:
     @classmethod
     def empty(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image with uninitialized values."""
-        return cls._build(np.empty(_shape(shape), dtype=dtype), kwargs)
+        return cls._build(np.empty(as_shape(shape), dtype=dtype), kwargs)
 
     @classmethod
     def zeros(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image of zeros."""
-        return cls._build(np.zeros(_shape(shape), dtype=dtype), kwargs)
+        return cls._build(np.zeros(as_shape(shape), dtype=dtype), kwargs)
 
     @classmethod
     def ones(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image of ones."""
-        return cls._build(np.ones(_shape(shape), dtype=dtype), kwargs)
+        return cls._build(np.ones(as_shape(shape), dtype=dtype), kwargs)
 
     @classmethod
     def full(cls, shape: Shape, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """An image filled with ``fill_value`` (``dtype`` defaults to NumPy's choice for it)."""
-        return cls._build(np.full(_shape(shape), fill_value, dtype=dtype), kwargs)
+        return cls._build(np.full(as_shape(shape), fill_value, dtype=dtype), kwargs)
 
     @classmethod
     def arange(
@@ -150,7 +142,7 @@ class ArrayConstructors:
         if num is None:
             if shape is None:
                 raise InvalidArgumentError("linspace needs num or shape")
-            num = math.prod(_shape(shape))
+            num = math.prod(as_shape(shape))
         if num < 0:
             raise InvalidArgumentError(f"num must be non-negative, got {num}")
         if dtype is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import blosc2
@@ -10,6 +11,24 @@ import numpy as np
 from mlarray.errors import HeaderValidationError, InvalidArgumentError, Problem
 from mlarray.models.v1.header import MAX_NDIM
 from mlarray.storage.io import normalize_dtype
+
+
+def as_shape(shape: Any) -> tuple[int, ...]:
+    """``shape`` (an int or a sequence of ints) as a tuple of non-negative ints, as NumPy takes it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not an int or a sequence of ints (floats included, as NumPy refuses them), or a
+        negative dimension.
+    """
+    try:
+        dims = (operator.index(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(operator.index, shape))
+    except TypeError:
+        raise InvalidArgumentError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise InvalidArgumentError(f"shape {dims} has a negative dimension")
+    return dims
 
 
 class ShapeOnly:

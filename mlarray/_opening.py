@@ -19,7 +19,7 @@ import blosc2
 import numpy as np
 import numpy.typing as npt
 
-from mlarray._inputs import ShapeOnly
+from mlarray._inputs import ShapeOnly, as_shape
 from mlarray._state import ImageState
 from mlarray.errors import HeaderEncodingError, InvalidArgumentError, ReadOnlyError
 from mlarray.models import Meta
@@ -191,7 +191,7 @@ class FileOpening(ImageState):
         if meta is not None:
             kwargs["meta"] = meta
         p = check_path(path, must_exist=False)
-        shape = tuple(int(s) for s in shape)
+        shape = as_shape(shape)
         dt = normalize_dtype(dtype)
         template = mla(ShapeOnly(shape, dt), **kwargs)
         with atomic_target(p) as tmp:

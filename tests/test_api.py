@@ -131,6 +131,21 @@ def test_create_refuses_a_fill_value_the_dtype_cannot_hold(tmp_path: Path, dtype
     assert path.read_bytes() == before  # nothing written
 
 
+@pytest.mark.parametrize("shape", [(2, -2), -1, (2.5, 3), 3.0, "ab", None])
+def test_shapes_numpy_refuses_are_invalid_arguments(tmp_path: Path, shape: object) -> None:
+    path = tmp_path / "kept.mla"
+    MLArray(np.arange(4, dtype=np.int8)).save(path)
+    before = path.read_bytes()
+    with pytest.raises(InvalidArgumentError, match="shape"):
+        MLArray.create(path, shape, dtype=np.uint8)  # type: ignore[arg-type]
+    assert path.read_bytes() == before
+    for make in (MLArray.zeros, MLArray.empty, MLArray.ones, lambda s: MLArray.full(s, 1)):
+        with pytest.raises(InvalidArgumentError, match="shape") as info:
+            make(shape)
+        assert info.value.code == "INVALID_ARGUMENT" and isinstance(info.value, ValueError)
+    assert MLArray.zeros([np.uint8(2), 3]).shape == (2, 3) and MLArray.zeros(np.int64(4)).shape == (4,)
+
+
 def test_metadata_edits_are_validated_before_they_are_kept(volume: np.ndarray) -> None:
     image = MLArray(volume, spacing=(1, 1, 1.5))
     image.spacing[1] = 5.3
