@@ -16,7 +16,13 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from mlarray import MLArray
-from mlarray.errors import MLArrayFileNotFoundError, ReadOnlyError, RemoteChangedError
+from mlarray.errors import (
+    MLArrayError,
+    MLArrayFileNotFoundError,
+    NotAFrameError,
+    ReadOnlyError,
+    RemoteChangedError,
+)
 
 BUCKET = "scans"
 
@@ -139,6 +145,22 @@ def test_missing_objects_and_write_modes(options: dict[str, Any], uploaded: str)
         MLArray.open(f"s3://{BUCKET}/absent.mla", storage_options=options)
     with pytest.raises(ReadOnlyError):
         MLArray.open(uploaded, mmap_mode="r+", storage_options=options)
+
+
+def test_empty_and_short_objects_get_the_codes_of_local_files(options: dict[str, Any], s3: Any, local: Path) -> None:
+    """A 0-byte object is not a frame (moto serves it whole, with no Content-Range); a cut one is truncated."""
+    s3.put_object(Bucket=BUCKET, Key="empty.mla", Body=b"")
+    with pytest.raises(NotAFrameError):
+        MLArray.open(f"s3://{BUCKET}/empty.mla", storage_options=options)
+    data = local.read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="cut.mla", Body=data[: len(data) // 2])
+    with pytest.raises(MLArrayError) as info:
+        MLArray.open(f"s3://{BUCKET}/cut.mla", storage_options=options)[...]
+    local_cut = local.with_name("cut.mla")
+    local_cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MLArrayError) as here:
+        MLArray.open(local_cut)[...]
+    assert info.value.code == here.value.code
 
 
 def test_the_command_line_takes_storage_options(uploaded: str, endpoint: str, local: Path) -> None:

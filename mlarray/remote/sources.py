@@ -327,6 +327,8 @@ class S3Source(_RangedSource):
         except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
             raise RemoteError(f"the request for {spec} failed ({type(exc).__name__}: {exc})", path=self.name) from None
         self._count(body)
+        if offset is None and not body and response.get("ContentRange") is None and response.get("ContentLength") == 0:
+            return b"", 0, 0, None  # an empty object, served whole (it has no range): as a 416 answer says
         start, total = _content_range(response.get("ContentRange"), body, self.name)
         return body, start, total, response.get("ETag")
 
