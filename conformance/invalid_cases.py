@@ -248,6 +248,9 @@ _HEADER_OVERFLOW = '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i
 _HEADER_BIG_INT = (
     '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"count":1' + "0" * 400 + "}}"
 )
+_HEADER_HUGE_INT = (
+    '{"schema_version":"1.1","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"count":-1' + "0" * 4999 + "}}"
+)
 _HEADER_LONE_HIGH = (
     '{"schema_version":"1.0","array":{"shape":[3,4,5],"dtype":"<i2"},"extra":{"note":"before \\ud800\\u0041 after"}}'
 )
@@ -790,6 +793,13 @@ INVALID: list[InvalidCase] = [
         "An integer literal of 401 digits in extra (beyond binary64, written without exponent).",
         "HEADER_INVALID",
         _header_text(_HEADER_BIG_INT),
+    ),
+    InvalidCase(
+        "number-overflow-integer-5000-digits",
+        "5.1",
+        "An integer literal of 5000 digits in extra (more digits than some JSON parsers convert by default).",
+        "HEADER_INVALID",
+        _header_text(_HEADER_HUGE_INT),
     ),
     InvalidCase(
         "corrupt-b2nd-dtype-format",

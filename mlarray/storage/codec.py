@@ -98,6 +98,24 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+BEYOND_BINARY64 = 10**400
+"""Stands in for an integer literal of more than :data:`INTEGER_DIGITS` digits."""
+INTEGER_DIGITS = 400
+"""Integer literals longer than this are beyond binary64 (its largest finite value has 309 digits)."""
+
+
+def _integer(literal: str) -> int:
+    """A JSON integer literal as an ``int``; one of more than 400 digits as :data:`BEYOND_BINARY64` (signed).
+
+    Such a literal lies beyond binary64, so the header's finiteness rule (spec 5.1) refuses
+    it wherever it is; its exact value is never needed. Converting it would hit Python's
+    limit on digit strings (4300 digits), which is not a rule of the format.
+    """
+    if len(literal) <= INTEGER_DIGITS:
+        return int(literal)
+    return -BEYOND_BINARY64 if literal.startswith("-") else BEYOND_BINARY64
+
+
 def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
     """Decode on-disk header bytes into a JSON object (a ``dict``); nothing else is constructed.
 
@@ -113,7 +131,9 @@ def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise HeaderEncodingError(f"the header is not valid UTF-8 (byte {exc.start})", path=path) from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_integer, object_pairs_hook=_no_duplicates
+        )
     except HeaderNotJSONError as exc:
         raise HeaderNotJSONError(str(exc), path=path) from None
     except (ValueError, RecursionError) as exc:
