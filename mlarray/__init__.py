@@ -49,6 +49,7 @@ from mlarray.meta import (
     MetaVersion,
 )
 from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
+from mlarray.models.base import to_json_value
 from mlarray.versions import SCHEMA_VERSION
 
 empty = MLArray.empty
@@ -65,6 +66,50 @@ full_like = MLArray.full_like
 load = MLArray.load
 open = MLArray.open  # noqa: A001 - mirrors MLArray.open
 create = MLArray.create
+
+
+def is_serializable(d: object) -> bool:
+    """Whether ``d`` can be stored in ``meta.source`` or ``meta.extra`` (mlarray 0.0.x's check).
+
+    True when ``d`` is valid JSON as the header requires it: finite numbers, string keys,
+    dicts, lists/tuples, strings, booleans and ``None`` (NumPy scalars and arrays count as
+    their values). NaN, Infinity and non-string keys, which ``json.dumps`` accepts, are not.
+    """
+    try:
+        to_json_value(d)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _run_entry_point(run: object) -> None:
+    """Run a command-line entry point as a function: return on success, re-raise a failing exit."""
+    try:
+        run()  # type: ignore[operator]
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+
+
+def cli_print_header() -> None:
+    """mlarray 0.0.x's ``mlarray_header FILE`` entry point: prints the header of the file named in ``sys.argv``.
+
+    The same as ``mlarray header FILE``. The command line is imported only when called.
+    """
+    from mlarray.cli import legacy_header
+
+    _run_entry_point(legacy_header)
+
+
+def cli_convert_to_mlarray() -> None:
+    """mlarray 0.0.x's ``mlarray_convert IN OUT`` entry point: converts the files named in ``sys.argv``.
+
+    The same as ``mlarray convert IN OUT``. The command line is imported only when called.
+    """
+    from mlarray.cli import legacy_convert
+
+    _run_entry_point(legacy_convert)
+
 
 __all__ = [
     "MLARRAY_DEFAULT_PATCH_SIZE",
@@ -119,11 +164,14 @@ __all__ = [
     "__version__",
     "arange",
     "asarray",
+    "cli_convert_to_mlarray",
+    "cli_print_header",
     "create",
     "empty",
     "empty_like",
     "full",
     "full_like",
+    "is_serializable",
     "linspace",
     "load",
     "ones",

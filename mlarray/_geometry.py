@@ -150,7 +150,10 @@ class SpatialGeometry:
 
     @property
     def affine(self) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """The ``(n+1) x (n+1)`` index-to-world matrix of the spatial axes (a copy)."""
+        """The ``(n+1) x (n+1)`` index-to-world matrix of the spatial axes, a NumPy float64 array (a copy).
+
+        mlarray 0.0.x returned nested lists; ``image.affine.tolist()`` gives that form.
+        """
         s = self._meta.spatial
         n = self.spatial_ndim
         if s.affine is not None:

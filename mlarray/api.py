@@ -239,9 +239,8 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         return array_of(self, chunks=chunks)
 
     def __len__(self) -> int:
-        if not self.shape:
-            raise TypeError("len() of a metadata-only MLArray")
-        return self.shape[0]
+        """Length of the first axis; 0 for a metadata-only image (as in mlarray 0.0.x)."""
+        return self.shape[0] if self.shape else 0
 
     def _require_array(self) -> Any:
         if not self._has_array():

@@ -83,13 +83,13 @@ class NotAFrameError(MLArrayError, ValueError):
 
 
 class TruncatedFileError(MLArrayError, ValueError):
-    """The file is shorter (or longer) than the frame it declares."""
+    """The file ends before the frame it declares does (bytes after a complete frame are ``CorruptFrameError``)."""
 
     code = "TRUNCATED_FILE"
 
 
 class CorruptFrameError(MLArrayError, ValueError):
-    """The frame's structure, chunk index or chunk data cannot be decoded."""
+    """The frame's structure, chunk index or chunk data cannot be decoded, or bytes follow the frame."""
 
     code = "CORRUPT_FRAME"
 
@@ -131,7 +131,11 @@ class UnsupportedVersionError(MLArrayError, ValueError):
 
 
 class HeaderValidationError(MLArrayError, ValueError):
-    """The header violates the schema or the semantic rules; ``problems`` lists all of them."""
+    """The header violates the schema or the semantic rules; ``problems`` lists all of them.
+
+    Building or editing a model raises the subclass ``HeaderTypeError`` (also a ``TypeError``)
+    when a value has the wrong type or a member is unknown or missing, and ``from_mapping``
+    raises ``HeaderKeyError`` (also a ``KeyError``) for unknown keys, as mlarray 0.0.x did."""
 
     code = "HEADER_INVALID"
 
@@ -140,6 +144,39 @@ class HeaderValidationError(MLArrayError, ValueError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         n = len(self.problems)
         super().__init__(f"invalid header ({n} problem{'s' if n != 1 else ''}):\n{lines}", path=path)
+
+
+TYPE_PROBLEMS = frozenset({"wrong_type", "unknown_field", "missing_field"})
+"""Problem kinds that Python (and mlarray 0.0.x) report as a ``TypeError`` when a model is built."""
+
+
+class HeaderTypeError(HeaderValidationError, TypeError):
+    """A model was built or edited with a value of the wrong type, or an unknown or missing member.
+
+    Same code and ``problems`` as :class:`HeaderValidationError`; also a ``TypeError``, which
+    mlarray 0.0.x raised here (``Meta(foo=1)``, ``stats.min = "x"``)."""
+
+
+class HeaderKeyError(HeaderTypeError, KeyError):
+    """``from_mapping`` was given keys the model does not define (also a ``KeyError``, as in mlarray 0.0.x)."""
+
+    def __str__(self) -> str:
+        return self.message  # KeyError would print the message quoted, on one line
+
+
+def model_error(problems: list[Problem], *, unknown_is_key_error: bool = False) -> HeaderValidationError:
+    """The error for ``problems`` found while building or editing a model in Python.
+
+    :class:`HeaderTypeError` when any problem is one of :data:`TYPE_PROBLEMS` (with
+    ``unknown_is_key_error``, :class:`HeaderKeyError` when one is an unknown member), else
+    :class:`HeaderValidationError`. Headers read from files always raise the base class.
+    """
+    kinds = {p.code for p in problems}
+    if unknown_is_key_error and "unknown_field" in kinds:
+        return HeaderKeyError(problems)
+    if kinds & TYPE_PROBLEMS:
+        return HeaderTypeError(problems)
+    return HeaderValidationError(problems)
 
 
 class FrameMismatchError(MLArrayError, ValueError):
@@ -154,8 +191,10 @@ class DigestMismatchError(MLArrayError, ValueError):
     code = "DIGEST_MISMATCH"
 
 
-class ReadOnlyError(MLArrayError, PermissionError):
-    """A write was attempted on an array opened read-only (or a read-only file)."""
+class ReadOnlyError(MLArrayError, PermissionError, ValueError):
+    """A write was attempted on an array opened read-only (or a read-only file).
+
+    Also a ``ValueError``, which mlarray 0.0.x (and NumPy, for read-only arrays) raised here."""
 
     code = "READ_ONLY"
 

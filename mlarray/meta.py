@@ -30,6 +30,8 @@ Pure: this module imports models only, never storage or blosc2.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from mlarray.models import ArrayInfo, BBoxes, JsonObject, Layout, Meta, Spatial, Stats, StrictModel, Writer
@@ -54,6 +56,8 @@ class MetaIsSeg(StrictModel):
 
     is_seg: bool | None = None
 
+    _positional: ClassVar[tuple[str, ...]] = ("is_seg",)
+
 
 class MetaImageFormat(StrictModel):
     """Name of the format the source metadata came from (``"nifti"``, ``"nrrd"``, ``"dicom"``, ...).
@@ -64,6 +68,8 @@ class MetaImageFormat(StrictModel):
     """
 
     image_meta_format: str | None = Field(default=None, max_length=64)
+
+    _positional: ClassVar[tuple[str, ...]] = ("image_meta_format",)
 
 
 __all__ = [

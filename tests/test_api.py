@@ -209,6 +209,7 @@ def test_metadata_only_image(tmp_path: Path) -> None:
     image.save(path)
     again = MLArray(path)
     assert again.shape is None and again.meta.bbox.labels == [3]  # type: ignore[union-attr]
+    assert again.ndim == 0 and len(again) == 0 and again.size == 0  # len() 0 as in mlarray 0.0.x
     with pytest.raises(InvalidArgumentError):
         again.to_numpy()
     with MLArray.open(path, mmap_mode="r+") as opened:

@@ -6,6 +6,10 @@ when a file's header is in a legacy encoding. The header is decoded safely
 (:mod:`mlarray.legacy.decode`), mapped onto the current models
 (:mod:`mlarray.legacy.mapping`), and a :class:`~mlarray.errors.LegacyFormatWarning`
 says once per file that ``mlarray migrate`` converts it. Writing in place is refused.
+
+The image gets exactly the header ``mlarray migrate`` would write: values without a
+place in it (the old ``blosc2`` record, ``mlarray_version``, unknown keys) are under
+``meta.extra["legacy"]``, and saving the image keeps them there.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError, model_validator
 from pydantic_core import core_schema
 
-from mlarray.errors import HeaderValidationError, Problem
+from mlarray.errors import HeaderValidationError, Problem, model_error
 from mlarray.models.messages import is_union_tag, message
 
 _LENIENT: ContextVar[bool] = ContextVar("mlarray_ignore_unknown_fields", default=False)
@@ -310,6 +310,8 @@ class StrictModel(BaseModel):
     )
 
     _free_form: ClassVar[frozenset[str]] = frozenset()
+    _positional: ClassVar[tuple[str, ...]] = ()
+    """Fields that may also be given positionally, in this order (mlarray 0.0.x's signatures)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -320,26 +322,60 @@ class StrictModel(BaseModel):
             return {k: v for k, v in data.items() if k in known}
         return data
 
-    def __init__(self, /, **data: Any) -> None:
+    def __init__(self, /, *args: Any, **data: Any) -> None:
+        if args:
+            data = self._positional_data(args, data)
         try:
             if _STRICT.get():
                 self.__pydantic_validator__.validate_python(data, self_instance=self, strict=True)
             else:
                 super().__init__(**data)
         except ValidationError as exc:
-            raise HeaderValidationError(problems_from(exc)) from None
+            raise model_error(problems_from(exc)) from None
+        except HeaderValidationError as exc:
+            raise model_error(exc.problems) from None
+
+    @classmethod
+    def _positional_data(cls, args: tuple[Any, ...], data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with ``args`` assigned to the names of :attr:`_positional`, in order.
+
+        A positional ``None`` means "not given" (the field keeps its default), as in
+        mlarray 0.0.x, where ``Meta(None, None, spatial)`` was common.
+
+        Raises
+        ------
+        TypeError
+            More arguments than the model takes positionally, or a field given twice.
+        """
+        names = cls._positional
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments ({len(args)} given)")
+        out = dict(data)
+        for name, value in zip(names, args, strict=False):
+            if value is None:
+                continue
+            if name in out:
+                raise TypeError(f"{cls.__name__}() got {name!r} both positionally and by keyword")
+            out[name] = value
+        return out
+
+    def _stored(self) -> dict[str, Any]:
+        """The values of the fields set on this model, exactly as stored (what serialises)."""
+        return {key: self.__dict__[key] for key in type(self).model_fields if key in self.model_fields_set}
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_") or name not in type(self).model_fields:
             super().__setattr__(name, value)
             return
-        data = {key: getattr(self, key) for key in type(self).model_fields if key in self.model_fields_set}
+        data = self._stored()
         data[name] = value
         try:
             candidate = type(self).model_validate(data)
         except ValidationError as exc:
-            raise HeaderValidationError(problems_from(exc)) from None
-        self.__dict__[name] = getattr(candidate, name)
+            raise model_error(problems_from(exc)) from None
+        except HeaderValidationError as exc:
+            raise model_error(exc.problems) from None
+        self.__dict__[name] = candidate.__dict__[name]
         self.model_fields_set.add(name)
 
     @model_validator(mode="before")
@@ -381,8 +417,73 @@ class StrictModel(BaseModel):
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> Any:
-        """Build (and validate) the model from a mapping such as :meth:`to_mapping` returns."""
-        return cls(**dict(data or {}))
+        """Build (and validate) the model from a mapping such as :meth:`to_mapping` returns.
+
+        Raises
+        ------
+        TypeError
+            ``data`` is not a mapping.
+        HeaderKeyError
+            ``data`` has keys the model does not define (a ``KeyError``, as in mlarray 0.0.x).
+        HeaderValidationError
+            Any other problem.
+        """
+        if data is not None and not isinstance(data, Mapping):
+            raise TypeError(f"{cls.__name__}.from_mapping expects a mapping, got {type(data).__name__}")
+        try:
+            return cls(**dict(data or {}))
+        except HeaderValidationError as exc:
+            raise model_error(exc.problems, unknown_is_key_error=True) from None
+
+    @classmethod
+    def ensure(cls, value: Any) -> Any:
+        """``value`` as an instance of this model: ``None`` builds the default, a mapping :meth:`from_mapping`.
+
+        Raises
+        ------
+        TypeError
+            ``value`` is neither ``None``, an instance nor a mapping.
+        HeaderValidationError
+            The model has mandatory fields (``None``) or the mapping is invalid.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return cls.from_mapping(value)
+        raise TypeError(f"expected None, a mapping or a {cls.__name__}, got {type(value).__name__}")
+
+    def is_default(self) -> bool:
+        """Whether every field holds its default value (``False`` when a field has no default)."""
+        for name, info in type(self).model_fields.items():
+            if info.is_required():
+                return False
+            value = self.__dict__[name]
+            if isinstance(value, StrictModel):
+                if not value.is_default():
+                    return False
+            elif value != info.get_default(call_default_factory=True):
+                return False
+        return True
+
+    def reset(self) -> None:
+        """Set every field to its default, validated as a whole; fields :meth:`copy_from` skips are kept.
+
+        Raises
+        ------
+        HeaderValidationError
+            A field has no default (the model cannot exist without it); nothing changes.
+        """
+        kept = {name: self.__dict__[name] for name in self._copy_skips() if name in self.model_fields_set}
+        try:
+            candidate = type(self).model_validate(kept)
+        except ValidationError as exc:
+            raise model_error(problems_from(exc)) from None
+        for name in type(self).model_fields:
+            self.__dict__[name] = candidate.__dict__[name]
+        self.model_fields_set.clear()
+        self.model_fields_set.update(candidate.model_fields_set)
 
     def _copy_skips(self) -> frozenset[str]:
         """Fields :meth:`copy_from` never copies (they describe this object's own data)."""
@@ -409,10 +510,10 @@ class StrictModel(BaseModel):
             merged = _merged(self, other, overwrite)
             candidate = type(self).model_validate(merged)
         except ValidationError as exc:
-            raise HeaderValidationError(problems_from(exc)) from None
+            raise model_error(problems_from(exc)) from None
         for name in type(self).model_fields:
             if name in merged:
-                self.__dict__[name] = getattr(candidate, name)
+                self.__dict__[name] = candidate.__dict__[name]
                 self.model_fields_set.add(name)
 
 
@@ -420,18 +521,18 @@ def _unset(value: Any) -> bool:
     if value is None or (isinstance(value, (list, dict)) and not value):
         return True
     if isinstance(value, StrictModel):
-        return all(_unset(getattr(value, name)) for name in type(value).model_fields)
+        return all(_unset(value.__dict__[name]) for name in type(value).model_fields)
     return False
 
 
 def _merged(target: StrictModel, source: StrictModel, overwrite: bool) -> dict[str, Any]:
     """Field values of ``target`` with those of ``source`` copied in (see :meth:`StrictModel.copy_from`)."""
-    out: dict[str, Any] = {name: getattr(target, name) for name in target.model_fields_set}
+    out: dict[str, Any] = target._stored()
     skips = target._copy_skips()
     for name in type(target).model_fields:
         if name in skips:
             continue
-        mine, theirs = getattr(target, name), getattr(source, name)
+        mine, theirs = target.__dict__[name], source.__dict__[name]
         if overwrite or _unset(mine):
             if overwrite or not _unset(theirs):
                 out[name] = copy.deepcopy(theirs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +32,21 @@ class Stats(StrictModel):
     percentile_min_key: Percent | None = None
     percentile_max_key: Percent | None = None
 
+    _positional: ClassVar[tuple[str, ...]] = (
+        "min",
+        "max",
+        "mean",
+        "median",
+        "std",
+        "percentile_min",
+        "percentile_max",
+        "percentile_mean",
+        "percentile_median",
+        "percentile_std",
+        "percentile_min_key",
+        "percentile_max_key",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> Stats:
         """Spec: ``min <= max``, ``percentile_min <= percentile_max`` and ordered percentile keys."""
@@ -58,13 +73,11 @@ class BBoxes(StrictModel):
     scores: list[float] | None = None
     labels: list[str | int] | None = None
 
-    def __init__(self, bboxes: Any = None, /, **data: Any) -> None:
-        """``BBoxes(boxes, scores=..., labels=...)``: the boxes may also be given positionally."""
-        if bboxes is not None:
-            if "bboxes" in data:
-                raise TypeError("bboxes given both positionally and by keyword")
-            data["bboxes"] = bboxes
-        super().__init__(**data)
+    _positional: ClassVar[tuple[str, ...]] = ("bboxes", "scores", "labels")
+
+    def __init__(self, /, *args: Any, **data: Any) -> None:
+        """``BBoxes(boxes, scores, labels)``: the fields may also be given positionally, in this order."""
+        super().__init__(*args, **data)
 
     def ndim(self) -> int | None:
         """Dimensionality of the boxes (``None`` when there are no boxes)."""
@@ -96,6 +109,12 @@ chunk's first block, and partial reads of such chunks crash or return wrong valu
 is lossy by design. Neither may be written."""
 
 
+BLOSC2_CODEC_IDS = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
+"""python-blosc2's ``blosc2.Codec`` value of each codec name (fixed by the C-Blosc2 format)."""
+BLOSC2_FILTER_IDS = {"shuffle": 1, "bitshuffle": 2, "bytedelta": 35}
+"""python-blosc2's ``blosc2.Filter`` value of each filter name; ``0`` is ``NOFILTER``."""
+
+
 class Layout(StrictModel):
     """How the writer laid the array out: what it chose, so re-saving can keep it."""
 
@@ -109,6 +128,23 @@ class Layout(StrictModel):
     codec: Codec = "lz4"
     clevel: Annotated[int, Field(ge=0, le=9)] = 5
     filters: list[FilterName] = Field(default_factory=list)
+
+    @property
+    def cparams(self) -> dict[str, int | list[int]]:
+        """Compression parameters as python-blosc2 takes them (mlarray 0.0.x's ``meta.blosc2.cparams``).
+
+        For example ``{"codec": 2, "clevel": 5, "filters": [1]}``: the integer codes of
+        ``blosc2.Codec`` and ``blosc2.Filter`` (``[0]``: no filter), so
+        ``blosc2.CParams(**layout.cparams)`` or ``MLArray(..., cparams=layout.cparams)``
+        compress the same way. A new dict on every access: changing it changes nothing.
+        """
+        filters = [BLOSC2_FILTER_IDS[name] for name in self.filters] or [0]
+        return {"codec": BLOSC2_CODEC_IDS[self.codec], "clevel": self.clevel, "filters": filters}
+
+    @property
+    def dparams(self) -> dict[str, int]:
+        """``{"nthreads": 1}``: the header records no decompression parameters; this is ``MLArray.open``'s default."""
+        return {"nthreads": 1}
 
     @model_validator(mode="after")
     def _consistent(self) -> Layout:

@@ -7,7 +7,7 @@ are filled in on save.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -110,6 +110,8 @@ class Meta(StrictModel):
     )
     extra: JsonObject = Field(default_factory=JsonObject, description="Application data, free-form JSON.")
 
+    _positional: ClassVar[tuple[str, ...]] = ("source", "extra", "spatial", "stats", "bbox", "is_seg")
+
     @property
     def blosc2(self) -> Layout | None:
         """The layout record under its mlarray 0.0.x name (``None`` until the data are compressed or saved)."""
@@ -149,8 +151,9 @@ class Meta(StrictModel):
                 )
             axes = self.spatial_axes() or []
             n_spatial = len(axes)
-            if self.spatial.shape is not None and self.spatial.shape != [shape[i] for i in axes]:
-                raise ValueError(f"spatial.shape {self.spatial.shape} disagrees with the spatial axes of shape {shape}")
+            stored = self.spatial._stored_shape()
+            if stored is not None and stored != [shape[i] for i in axes]:
+                raise ValueError(f"spatial.shape {stored} disagrees with the spatial axes of shape {shape}")
             if self.layout is not None and len(self.layout.chunk_size) != ndim:
                 raise ValueError(f"layout.chunk_size has {len(self.layout.chunk_size)} entries for a {ndim}-d array")
             if self.scaling is not None and self.scaling.stored == "raw" and self.scaling.raw_dtype != self.array.dtype:
@@ -176,4 +179,8 @@ class Meta(StrictModel):
             box_ndim = self.bbox.ndim()
             if box_ndim is not None and box_ndim != n_spatial:
                 raise ValueError(f"bbox boxes have {box_ndim} axes but the image has {n_spatial} spatial axes")
+        if self.array is not None:
+            # What ``spatial.shape`` reads when the header leaves it out. Only set, never cleared:
+            # a metadata-only Meta built around another image's ``spatial`` must not blank it.
+            self.spatial._array_shape = list(self.array.shape)
         return self

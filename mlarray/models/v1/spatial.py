@@ -18,7 +18,7 @@ from enum import Enum
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from mlarray.models.base import StrictModel
 
@@ -153,6 +153,33 @@ class Spatial(StrictModel):
 
     AxisLabel: ClassVar[type[AxisLabel]] = AxisLabel
     CoordSystem: ClassVar[type[CoordSystem]] = CoordSystem
+    _positional: ClassVar[tuple[str, ...]] = (
+        "spacing",
+        "origin",
+        "direction",
+        "affine",
+        "shape",
+        "axis_labels",
+        "coord_system",
+        "axis_units",
+    )
+    _array_shape: list[int] | None = PrivateAttr(default=None)
+    """Shape of the array the enclosing :class:`~mlarray.models.Meta` describes (set when it is validated)."""
+
+    def _stored_shape(self) -> list[int] | None:
+        """``shape`` as stored in the header (``None`` when the header leaves it out)."""
+        stored: list[int] | None = self.__dict__.get("shape")
+        return stored
+
+    def array_spatial_shape(self) -> list[int] | None:
+        """The spatial part of the array's shape (spec 5.9.4), or ``None`` without an array."""
+        full = self._array_shape
+        if full is None:
+            return None
+        labels = self.axis_labels
+        if labels is None or len(labels) != len(full):
+            return list(full)
+        return [n for n, label in zip(full, labels, strict=True) if is_spatial_label(label)]
 
     def _copy_skips(self) -> frozenset[str]:
         """``shape`` belongs to the array this header describes; it is never copied."""
@@ -172,7 +199,7 @@ class Spatial(StrictModel):
         """Number of spatial axes these fields describe, or ``None`` if nothing tells."""
         if self.axis_labels is not None:
             return sum(is_spatial_label(label) for label in self.axis_labels)
-        for field in (self.spacing, self.origin, self.direction, self.shape):
+        for field in (self.spacing, self.origin, self.direction, self._stored_shape()):
             if field is not None:
                 return len(field)
         if self.affine is not None:
@@ -186,7 +213,7 @@ class Spatial(StrictModel):
         if n is None:
             return self
         for name in ("spacing", "origin", "shape"):
-            value = getattr(self, name)
+            value = self.__dict__.get(name)
             if value is not None and len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries but there are {n} spatial axes")
         if (
@@ -230,6 +257,28 @@ class Spatial(StrictModel):
         if self.spacing is None and self.origin is None and self.direction is None:
             return None
         return compose_affine(self.spacing, self.origin, self.direction, n)
+
+
+class _ShapeView:
+    """``Spatial.shape`` as users read it: the stored value, else the spatial part of the array's shape.
+
+    The header stores ``spatial.shape`` only when it is set (it must then equal the spatial
+    part of ``array.shape``); mlarray 0.0.x always reported the shape. Reading goes through
+    this descriptor, serialising and validating use the stored value, so headers and the
+    schema are unchanged.
+    """
+
+    def __get__(self, obj: Spatial | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        stored = obj._stored_shape()
+        return stored if stored is not None else obj.array_spatial_shape()
+
+    def __set__(self, obj: Spatial, value: Any) -> None:
+        type(obj).__setattr__(obj, "shape", value)  # validated, like every field
+
+
+Spatial.shape = _ShapeView()  # type: ignore[assignment]
 
 
 def compose_affine(
