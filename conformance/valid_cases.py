@@ -753,3 +753,18 @@ VALID += [
         _b2nd_u1_little,
     ),
 ]
+
+_AFFINE_ZERO_SPATIAL = {
+    "schema_version": "1.1",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "spatial": {"axis_labels": ["channel", "time"], "affine": [[1]]},
+}
+
+VALID += [
+    ValidCase(
+        "affine-zero-spatial-axes",
+        "6.5",
+        "No spatial axes and the affine [[1]]: (0+1) x (0+1), last row [1], the empty block is non-singular.",
+        _raw_case(_AFFINE_ZERO_SPATIAL, seed=45),
+    ),
+]

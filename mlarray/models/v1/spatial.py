@@ -56,6 +56,8 @@ def _singular(block: np.ndarray[Any, Any]) -> bool:
     not make an affine singular, and two implementations computing in binary64 agree
     unless |det| is within rounding of the threshold.
     """
+    if block.size == 0:  # no spatial axes: the empty block has determinant 1
+        return False
     peaks = np.abs(block).max(axis=0)
     if not bool(np.all(peaks > 0)):
         return True
