@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import re
 import shutil
 import uuid
 from collections import deque
@@ -241,18 +242,56 @@ def _on_cluster(run: _Run[Any, Any], address: str, name: str) -> None:
             run.done(index, result)
 
 
+def is_temporary(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an unfinished save: a ``.mla-tmp-*`` file or folder (never an input).
+
+    Saves write ``.mla-tmp-<random>-<name>`` (or a ``.mla-tmp-<random>/`` folder holding
+    ``<name>``) and rename it over ``<name>`` when complete (:func:`mlarray.storage.atomic_target`);
+    what a killed process left keeps that name.
+    """
+    return Path(path).name.startswith(TMP_PREFIX)
+
+
+def find_mla(root: str | os.PathLike[str]) -> list[Path]:
+    """Every ``*.mla`` file under the directory ``root`` (recursively, links to files included), sorted.
+
+    Unfinished saves (:func:`is_temporary`: the files and everything inside the folders)
+    are left out: they are no dataset's files, and a command must not take them for one.
+    """
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not is_temporary(d)]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.endswith(".mla") and not is_temporary(name) and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def _orphan_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(TMP_PREFIX) + r"[0-9a-f]+-" + re.escape(name))
+
+
 def remove_orphans(target: str | os.PathLike[str] | None) -> None:
     """Remove the temporary files an unfinished save of ``target`` left beside it (a killed writer's).
 
     Saves write ``.mla-tmp-<random>-<name>`` (or a ``.mla-tmp-<random>/`` folder holding
     ``<name>``) and rename it over ``target`` when complete; a killed process leaves them.
-    Call this only while no other process is saving ``target``.
+    When ``target`` is a symbolic link, saves write beside the file it leads to, so the
+    temporary files of that file are removed too. Call this only while no other process
+    is saving ``target``.
     """
     if target is None:
         return
     path = Path(target)
-    for tmp in path.parent.glob(f"{TMP_PREFIX}*"):
-        if tmp.is_file() and tmp.name.endswith(f"-{path.name}"):
-            tmp.unlink(missing_ok=True)
-        elif tmp.is_dir() and (tmp / path.name).exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    places = {(path.parent, path.name)}
+    real = Path(os.path.realpath(path))
+    if real != path.absolute():
+        places.add((real.parent, real.name))
+    for directory, name in places:
+        pattern = _orphan_pattern(name)
+        for tmp in directory.glob(f"{TMP_PREFIX}*"):
+            if tmp.is_file() and pattern.fullmatch(tmp.name):
+                tmp.unlink(missing_ok=True)
+            elif tmp.is_dir() and (tmp / name).exists():
+                shutil.rmtree(tmp, ignore_errors=True)

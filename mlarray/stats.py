@@ -526,6 +526,8 @@ def annotate(
         meta.bbox = BBoxes(boxes, labels=[s.label for s in samples]) if samples else None
         if with_class_locations:
             meta.class_locations = ClassLocations.model_validate(to_record(samples, shape))
+    else:
+        meta.class_locations = None  # written for label maps only (spec 5.11)
     image.meta = meta
     return image.meta
 

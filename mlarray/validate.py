@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from mlarray.errors import HeaderEncodingError, HeaderValidationError, MLArrayError, Problem
-from mlarray.storage import open_frame, read_header, verify_digest
+from mlarray.errors import FrameMismatchError, HeaderEncodingError, HeaderValidationError, MLArrayError, Problem
+from mlarray.models import Meta, parse_header
+from mlarray.storage import decode_header, inspect_frame, open_frame, read_header, verify_digest
 from mlarray.storage.chunks import DataSection
+from mlarray.storage.frame import FrameInfo
 
 
 @dataclass
@@ -99,6 +101,8 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = True, progress: 
                 progress(total, total)
     except HeaderEncodingError as exc:
         report.problems.extend(_legacy_problems(p) or _problems_of(exc))
+    except FrameMismatchError as exc:  # read_header stops at the first disagreement; list them all
+        report.problems.extend(_mismatch_problems(p) or _problems_of(exc))
     except MLArrayError as exc:
         report.problems.extend(_problems_of(exc))
     except OSError as exc:
@@ -106,6 +110,45 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = True, progress: 
             Problem("file", "FILE_NOT_FOUND" if isinstance(exc, FileNotFoundError) else "READ_ONLY", str(exc))
         )
     return report
+
+
+def frame_mismatches(meta: Meta, frame: FrameInfo) -> list[str]:
+    """Every way the header's shape, dtype and chunking disagree with the frame's b2nd metalayer (spec 8).
+
+    :func:`mlarray.storage.io.check_against_frame` raises for the first of them, with the same
+    message; a report lists them all.
+    """
+    nd = frame.nd
+    if meta.array is None:
+        return [] if nd.shape == (0,) else [f"the header says metadata-only but the frame holds shape {nd.shape}"]
+    found = []
+    if tuple(meta.array.shape) != nd.shape:
+        found.append(f"header shape {tuple(meta.array.shape)} != frame shape {nd.shape}")
+    # spec 5.9.9: byte for byte, except that a 1-byte type's byte-order character is not significant
+    header_dtype = meta.array.dtype
+    one_byte = header_dtype[0] == "|" and nd.dtype[:1] in ("<", ">", "|", "=") and nd.dtype[1:] == header_dtype[1:]
+    if nd.dtype != header_dtype and not one_byte:
+        found.append(f"header dtype {header_dtype} != frame dtype {nd.dtype}")
+    layout = meta.layout
+    if layout is not None and (tuple(layout.chunk_size) != nd.chunks or tuple(layout.block_size) != nd.blocks):
+        found.append(
+            f"header layout chunks {layout.chunk_size}/blocks {layout.block_size} != "
+            f"frame {list(nd.chunks)}/{list(nd.blocks)}"
+        )
+    return found
+
+
+def _mismatch_problems(path: str) -> list[Problem]:
+    """One ``FRAME_MISMATCH`` problem per disagreement of a header that is valid in itself with its frame."""
+    try:
+        frame = inspect_frame(path)
+        meta = parse_header(decode_header(frame.header_bytes, path=path), path=path)
+    except (MLArrayError, OSError):
+        return []  # changed since read_header: report what read_header said
+    code = FrameMismatchError.code
+    return [
+        Problem("file", code, str(FrameMismatchError(message, path=path))) for message in frame_mismatches(meta, frame)
+    ]
 
 
 def _legacy_problems(path: str) -> list[Problem]:

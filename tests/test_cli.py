@@ -31,7 +31,7 @@ from mlarray.storage import encode_header, inspect_frame
 from mlarray.validate import validate_file
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("validate", "header", "info", "convert", "schema", "migrate")
+COMMANDS = ("validate", "header", "info", "convert", "stats", "schema", "migrate")
 DIRECTION = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]
 
 
@@ -681,9 +681,16 @@ def test_migrate_refuses_a_malicious_file(tmp_path: Path, volume: np.ndarray) ->
     assert not marker.exists() and not (tmp_path / "new.mla").exists()
 
 
-def test_migrate_a_current_file_is_refused(tmp_path: Path, sample: Path) -> None:
-    result = run("migrate", sample, tmp_path / "new.mla")
-    assert result.exit_code == 1 and "already a current .mla file" in result.stderr
+def test_migrate_a_current_file_is_copied_or_left_alone(tmp_path: Path, sample: Path) -> None:
+    """As the directory form: "current" files are checked, then copied (OLD NEW) or left alone (--in-place)."""
+    before = sample.read_bytes()
+    copied = run("migrate", sample, tmp_path / "new.mla")
+    assert copied.exit_code == 0, copied.output
+    assert copied.stdout.splitlines() == [f"current {sample} -> {tmp_path / 'new.mla'} (copied)"]
+    assert (tmp_path / "new.mla").read_bytes() == before
+    kept = run("migrate", sample, "--in-place")
+    assert (kept.exit_code, kept.stdout.splitlines()) == (0, [f"current {sample}"])
+    assert sample.read_bytes() == before
 
 
 def test_header_of_a_legacy_file_prints_the_header_it_is_read_with(tmp_path: Path, volume: np.ndarray) -> None:

@@ -299,3 +299,17 @@ def test_stale_slice_fields_are_ignored(tmp_path: Path) -> None:
     nrrd.write(str(tmp_path / "stale.nrrd"), SLICE, header, index_order="F")
     image = read_nrrd(tmp_path / "stale.nrrd")
     assert image.meta.spatial.coord_system is None and image.origin == [7.0, 8.0]
+
+
+def test_exporting_through_a_symbolic_link_replaces_the_file_it_leads_to(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    source = tmp_path / "real" / "a.mla"
+    volume = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    MLArray(volume).save(source)
+    nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), tmp_path / "real" / "out.nii.gz")
+    link = tmp_path / "links" / "out.nii.gz"
+    link.symlink_to("../real/out.nii.gz")
+    convert_file(source, link)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "real" / "out.nii.gz").dataobj), volume)

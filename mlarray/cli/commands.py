@@ -53,9 +53,10 @@ from mlarray.cli.output import (
     report_lines,
     summary_line,
 )
+from mlarray.cli.signals import orderly_sigterm
 from mlarray.cli.stats import stats_command
 from mlarray.errors import HeaderEncodingError, Problem
-from mlarray.jobs import WORKER_LOST, remove_orphans
+from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
 from mlarray.remote import is_remote
 from mlarray.storage import HeaderRead, decode_header, read_header
 from mlarray.validate import Report, validate_file
@@ -97,13 +98,15 @@ def _root(
 def collect_mla(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """Files to validate: given files as they are, directories walked for ``*.mla``.
 
-    Returns the files and the directories in which no ``.mla`` file was found.
+    Unfinished saves (``.mla-tmp-*``, a killed writer's) are not files of the dataset: they
+    are skipped, and left alone (validating writes nothing). Returns the files and the
+    directories in which no ``.mla`` file was found.
     """
     files: list[Path] = []
     empty: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*.mla") if p.is_file())
+            found = find_mla(path)
             files += found
             if not found:
                 empty.append(path)
@@ -316,21 +319,25 @@ def schema_versions() -> list[str]:
 
 @app.command()
 def schema(
+    ctx: typer.Context,
     version: Annotated[
         str | None, typer.Option("--version", help=f"Schema version to print (default {SCHEMA_VERSION}).")
     ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of the header."""
     from mlarray.schema import committed_path, render
 
-    if version is None or version == SCHEMA_VERSION:
-        sys.stdout.write(render())
-        return
-    if version not in schema_versions():
-        raise typer.BadParameter(
-            f"unknown schema version {version!r}; available: {', '.join(schema_versions())}", param_hint="--version"
-        )
-    sys.stdout.write(committed_path(version).read_text(encoding="utf-8"))
+    with errors(ctx, verbose):
+        if version is None or version == SCHEMA_VERSION:
+            sys.stdout.write(render())
+            return
+        if version not in schema_versions():
+            raise typer.BadParameter(
+                f"unknown schema version {version!r}; available: {', '.join(schema_versions())}",
+                param_hint="--version",
+            )
+        sys.stdout.write(committed_path(version).read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- convert
@@ -468,15 +475,18 @@ convert_app.command()(convert)
 
 
 def main() -> None:
-    """Entry point of ``mlarray`` and ``python -m mlarray``."""
-    app(prog_name="mlarray")
+    """Entry point of ``mlarray`` and ``python -m mlarray`` (SIGTERM stops it as Ctrl-C does: exit status 143)."""
+    with orderly_sigterm():
+        app(prog_name="mlarray")
 
 
 def legacy_header() -> None:
     """Entry point of ``mlarray_header FILE`` (same as ``mlarray header FILE``)."""
-    header_app(prog_name="mlarray_header")
+    with orderly_sigterm():
+        header_app(prog_name="mlarray_header")
 
 
 def legacy_convert() -> None:
     """Entry point of ``mlarray_convert IN OUT`` (same as ``mlarray convert IN OUT``)."""
-    convert_app(prog_name="mlarray_convert")
+    with orderly_sigterm():
+        convert_app(prog_name="mlarray_convert")

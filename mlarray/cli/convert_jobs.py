@@ -18,6 +18,7 @@ from typing import Any
 
 from mlarray.cli.output import CLIError
 from mlarray.errors import MLArrayError
+from mlarray.jobs import is_temporary, remove_orphans
 from mlarray.layout import PatchSize
 
 FORMATS = (".mla", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -93,8 +94,9 @@ def convert_one(
     ``keep_raw`` stores a scaled source's raw values instead of its physical values.
     """
     if seg and format_of(dst) != ".mla":
-        raise CLIError(f"--seg needs an .mla output, not {dst}")
+        raise CLIError(f"--seg needs an .mla output, not {dst}", code="INVALID_ARGUMENT")
     convert_file = _converter()
+    remove_orphans(dst)  # what an unfinished earlier save of dst left (a killed run)
     try:
         extra: dict[str, Any] = {"keep_raw": True} if keep_raw else {}
         if series is not None:
@@ -139,9 +141,9 @@ def find_inputs(root: Path) -> list[Path]:
     """Every convertible file under ``root`` (recursively), sorted; skips unfinished saves."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not is_temporary(d))  # unfinished saves' folders
         for name in sorted(filenames):
-            if format_of(name) is not None and not name.startswith(".mla-tmp-"):
+            if format_of(name) is not None and not is_temporary(name):
                 found.append(Path(dirpath) / name)
     return found
 
@@ -154,10 +156,10 @@ def find_unsupported(root: Path) -> list[Path]:
     """
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not is_temporary(d))  # unfinished saves' folders
         headers = {stem_of(Path(n)) for n in filenames if format_of(n) == ".nhdr"}
         for name in sorted(filenames):
-            if format_of(name) is not None or name.startswith(".mla-tmp-") or name.split(".")[0] in headers:
+            if format_of(name) is not None or is_temporary(name) or name.split(".")[0] in headers:
                 continue
             out.append(Path(dirpath) / name)
     return out
@@ -173,7 +175,9 @@ def plan(inputs: Sequence[Path], out_dir: Path, to: str, *, strict: bool = False
     """
     ext = to if to.startswith(".") else f".{to}"
     if ext not in FORMATS:
-        raise CLIError(f"--to {to!r}: unknown format; use one of {', '.join(f[1:] for f in FORMATS)}")
+        raise CLIError(
+            f"--to {to!r}: unknown format; use one of {', '.join(f[1:] for f in FORMATS)}", code="INVALID_ARGUMENT"
+        )
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():

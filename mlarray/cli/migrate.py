@@ -12,8 +12,8 @@ from mlarray.cli.options import ClevelOpt, CodecOpt, JobsOpt, PatchSizeOpt, Sche
 from mlarray.cli.output import dumps, job_line
 from mlarray.jobs import WorkerLostError, remove_orphans
 from mlarray.legacy import MigrationResult, migrate_file
-from mlarray.legacy.migrate import MigrationReport, migrate_one, tree_pairs
-from mlarray.storage.io import make_cparams
+from mlarray.legacy.migrate import MigrationReport, keep_current, migrate_one, tree_pairs
+from mlarray.legacy.reader import is_legacy_file
 
 
 def _migration_line(result: MigrationResult) -> list[str]:
@@ -54,6 +54,26 @@ def _lost(pair: tuple[Path, Path], message: str) -> MigrationResult:
     return MigrationResult(pair[0], pair[1], "failed", error=WorkerLostError(message, path=str(pair[0])))
 
 
+def _migrate_pair(pair: tuple[Path, Path], **options: Any) -> MigrationResult:
+    """One file of a directory migration, after removing what an unfinished earlier save of its target left."""
+    remove_orphans(pair[1])
+    return migrate_one(pair, **options)
+
+
+def _migrate_file(src: Path, target: Path, options: dict[str, Any]) -> MigrationResult:
+    """``migrate OLD NEW`` / ``migrate OLD --in-place``: as one file of a directory migration, failures raised.
+
+    A file already in the current format is checked and copied to ``target`` (left alone in place).
+    """
+    remove_orphans(target)
+    if not is_legacy_file(src):
+        result = keep_current(src, target)
+        if result.error is not None:
+            raise result.error
+        return result
+    return MigrationResult(src, target, "migrated", mapping=migrate_file(src, target, **options))
+
+
 def migrate(
     ctx: typer.Context,
     src: Annotated[Path, typer.Argument(metavar="OLD", help="A legacy file, or a directory of .mla files.")],
@@ -74,27 +94,27 @@ def migrate(
     """Rewrite files of the earlier mlarray implementation (0.0.x, legacy header) in the current format.
 
     OLD NEW migrates one file; DIR OUTDIR every .mla file under DIR into OUTDIR (current files are copied);
-    --in-place replaces each legacy file only once its migrated copy is complete. The legacy header is decoded
+    --in-place replaces each legacy file only once its migrated copy is complete (current files are left
+    alone, so running it again is harmless). The legacy header is decoded
     without running code: a pickle may name only the earlier implementation's own list and dict types.
     """
     with errors(ctx, verbose):
         if in_place == (dst is not None):
             raise typer.BadParameter("give OLD NEW, DIR OUTDIR, or OLD/DIR with --in-place", param_hint="NEW")
-        cparams = None
-        if codec is not None or clevel is not None:
-            cparams = make_cparams(codec.value if codec else "lz4", 5 if clevel is None else clevel, ["shuffle"], 1)
-        options: dict[str, Any] = {"patch_size": patch_size, "cparams": cparams}
+        options: dict[str, Any] = {
+            "patch_size": patch_size,
+            "codec": codec.value if codec else None,
+            "clevel": clevel,
+        }
         if not src.is_dir():
-            target = src if dst is None else dst
-            mapping = migrate_file(src, target, **options)
-            result = MigrationResult(src, target, "migrated", mapping=mapping)
+            result = _migrate_file(src, src if dst is None else dst, options)
             typer.echo(dumps([_migration_json(result)]) if as_json else "\n".join(_migration_line(result)))
             return
         pairs = tree_pairs(src, dst)
         if not pairs:
             raise typer.BadParameter(f"no .mla files found in {src}", param_hint="OLD")
         results = run_files(
-            partial(migrate_one, **options),
+            partial(_migrate_pair, **options),
             pairs,
             lost=_lost,
             jobs=jobs,

@@ -7,6 +7,7 @@ themselves, so what a command prints is exactly what the library returned.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 from collections.abc import Sequence
@@ -24,9 +25,12 @@ from mlarray.validate import Report
 
 
 class CLIError(Exception):
-    """A failure of the command line itself (not of a file), printed as one line."""
+    """A failure of the command line itself (not of a file), printed as one line ending with ``[code]``.
 
-    def __init__(self, message: str, code: str = "CLI_ERROR") -> None:
+    ``code`` is one of the error reference's codes (``docs/reference/errors.md``).
+    """
+
+    def __init__(self, message: str, code: str = "INVALID_ARGUMENT") -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -75,11 +79,27 @@ def error_lines(exc: BaseException) -> list[str]:
             return lines + [f"  {p.loc or '<header>'}: {one_line(p.message)} [{p.code}]" for p in problems]
         return [f"error: {explain(exc.code, exc.message)} [{exc.code}]"]
     if isinstance(exc, CLIError):
-        return [f"error: {one_line(exc.message)}"]
+        return [f"error: {one_line(exc.message)} [{exc.code}]"]
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""
-        return [f"error: {where}{exc.strerror}"]
-    return [f"error: {type(exc).__name__}: {one_line(str(exc))} (run with --verbose for the traceback)"]
+        return [f"error: {where}{exc.strerror} [{os_error_code(exc)}]"]
+    return [f"error: {type(exc).__name__}: {one_line(str(exc))} (run with --verbose for the traceback) [{UNEXPECTED}]"]
+
+
+UNEXPECTED = "MLARRAY_ERROR"
+"""The code printed for a failure that is no mlarray error (a bug, or a library's own exception): the root code."""
+
+
+def os_error_code(exc: OSError) -> str:
+    """The error reference's code for an operating-system error that is no mlarray error."""
+    if isinstance(exc, FileNotFoundError):
+        return "FILE_NOT_FOUND"
+    if isinstance(exc, PermissionError):
+        return "READ_ONLY"
+    return "WRITE_FAILED" if exc.errno in _WRITE_ERRNOS else UNEXPECTED
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 # --------------------------------------------------------------------------- validate

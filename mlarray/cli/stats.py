@@ -6,37 +6,51 @@ Each file's header is rewritten atomically; one failing file does not stop the o
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from mlarray.cli.options import JobsOpt, SchedulerOpt, run_files
+from mlarray.cli.options import JobsOpt, SchedulerOpt, Verbose, errors, run_files
 from mlarray.cli.output import dumps, job_line
 from mlarray.errors import MLArrayError
-from mlarray.jobs import WORKER_LOST, remove_orphans
+from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
+from mlarray.models import Meta
 
 
 def find_files(paths: list[Path]) -> list[Path]:
     """The ``.mla`` files among ``paths``, directories searched recursively (unfinished saves skipped)."""
     found: list[Path] = []
     for path in paths:
-        if not path.is_dir():
-            found.append(path)
-            continue
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            found += [Path(dirpath) / n for n in sorted(filenames) if n.endswith(".mla") and ".mla-tmp-" not in n]
+        found += find_mla(path) if path.is_dir() else [path]
     return found
 
 
-def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
-    from mlarray.stats import update_stats
+def update_header(path: Path, class_locations: bool, seg: bool | None) -> Meta:
+    """:func:`mlarray.stats.update_stats`, and what is recorded only for label maps removed from other images.
 
+    ``class_locations`` is written for label maps only (spec 5.11), so an image that is not
+    one (``--no-seg``) loses the class locations an earlier run recorded. Its ``bbox`` is
+    kept: the header does not say whether the boxes were derived from the labels or given
+    by someone (detections, annotations). One header rewrite, as ``update_stats`` does.
+    """
+    from mlarray.api import MLArray
+    from mlarray.stats import annotate
+
+    with MLArray.open(path, "r+") as image:
+        meta = annotate(image, with_class_locations=class_locations, seg=seg)
+        if not meta.is_seg and meta.class_locations is not None:
+            meta = meta.model_copy()
+            meta.class_locations = None
+            image.meta = meta
+        return image.meta
+
+
+def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
+    remove_orphans(path)  # what an unfinished earlier rewrite of this file left (a killed run)
     try:
-        meta = update_stats(path, with_class_locations=class_locations, seg=seg)
+        meta = update_header(path, class_locations, seg)
     except MLArrayError as exc:
         return {"path": str(path), "ok": False, "code": exc.code, "error": exc.message}
     classes = meta.bbox.labels if meta.is_seg and meta.bbox is not None and meta.bbox.labels is not None else []
@@ -63,6 +77,7 @@ def _line(result: dict[str, Any]) -> str:
 
 
 def stats_command(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(metavar="FILE_OR_DIR", help=".mla files or directories of them.")],
     class_locations: Annotated[
         bool,
@@ -82,32 +97,34 @@ def stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-file report as JSON.")] = False,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
+    verbose: Verbose = False,
 ) -> None:
     """Compute statistics (and, for label maps, per-class boxes and class locations) into each file's header.
 
     Only the header is rewritten, atomically (a copy of the file replaces it). An integer or boolean
     array with no negative value and at most 255 distinct values is taken for a label map unless
     is_seg is recorded or --seg/--no-seg is given. Class locations are recorded only with
-    --class-locations.
+    --class-locations; --no-seg removes class locations recorded earlier (boxes are kept).
     """
-    files = find_files(paths)
-    if not files:
-        raise typer.BadParameter("no .mla files found", param_hint="FILE_OR_DIR")
-    one = partial(_one, class_locations=class_locations, seg=seg)
-    results = run_files(
-        one,
-        files,
-        lost=_lost,
-        jobs=jobs,
-        scheduler=scheduler,
-        what="stats",
-        label=lambda p: p.name,
-        cleanup=remove_orphans,
-    )
-    if as_json:
-        typer.echo(dumps(results))
-    else:
-        for result in results:
-            typer.echo(_line(result))
-    if not all(r["ok"] for r in results):
-        raise typer.Exit(1)
+    with errors(ctx, verbose):
+        files = find_files(paths)
+        if not files:
+            raise typer.BadParameter("no .mla files found", param_hint="FILE_OR_DIR")
+        one = partial(_one, class_locations=class_locations, seg=seg)
+        results = run_files(
+            one,
+            files,
+            lost=_lost,
+            jobs=jobs,
+            scheduler=scheduler,
+            what="stats",
+            label=lambda p: p.name,
+            cleanup=remove_orphans,
+        )
+        if as_json:
+            typer.echo(dumps(results))
+        else:
+            for result in results:
+                typer.echo(_line(result))
+        if not all(r["ok"] for r in results):
+            raise typer.Exit(1)

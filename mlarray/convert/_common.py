@@ -29,7 +29,7 @@ from mlarray.errors import (
     ReadOnlyError,
     WrongExtensionError,
 )
-from mlarray.storage.io import TMP_PREFIX, is_read_only
+from mlarray.storage.io import TMP_PREFIX, is_read_only, write_destination
 
 INSTALL_HINT = 'install the conversion extra: pip install "mlarray[convert]"'
 PACKAGES = {"nrrd": "pynrrd", "nibabel": "nibabel", "SimpleITK": "SimpleITK", "pydicom": "pydicom"}
@@ -89,9 +89,10 @@ def atomic_output(path: str) -> Iterator[str]:
     The writer creates its files inside the directory under their final names (a
     detached NRRD header writes two). They are moved in name order with the file
     named like ``path`` last, so the header of a detached pair appears only once its
-    data is in place. On failure nothing outside the temporary directory changes.
+    data is in place. On failure nothing outside the temporary directory changes. A
+    ``path`` that is a symbolic link stays one: the file it leads to is replaced.
     """
-    target = Path(path)
+    target = Path(write_destination(path))
     directory = target.parent.resolve() if str(target.parent) else Path(".").resolve()
     if not directory.is_dir():
         raise MLArrayFileNotFoundError("the target directory does not exist", path=path)

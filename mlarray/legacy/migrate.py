@@ -14,16 +14,20 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import blosc2
+import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError
-from mlarray.layout import PatchSize
+from mlarray.jobs import find_mla as _find_mla
+from mlarray.layout import PatchSize, default_compression
 from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
+from mlarray.models.v1.annotations import Codec
 from mlarray.storage import atomic_target, check_path, open_frame, read_header
+from mlarray.storage.io import make_cparams
 
 
 def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
@@ -39,23 +43,31 @@ def migrate_file(
     *,
     patch_size: PatchSize | None = None,
     cparams: Any = None,
+    codec: str | None = None,
+    clevel: int | None = None,
 ) -> LegacyMapping:
     """Read the legacy file ``src`` safely and write it as a current ``.mla`` file ``dst``.
 
     The array is laid out anew: for ``patch_size=None`` from the patch size the legacy
-    file recorded (else the default); ``cparams`` as in :class:`MLArray`. ``dst`` is
-    written atomically and may be ``src`` itself (an in-place migration).
+    file recorded (else the default); ``cparams`` as in :class:`MLArray`, or only a
+    ``codec`` and/or a ``clevel``, the others as a save without ``cparams`` chooses them
+    (``lz4hc``, level 5). ``dst`` is written atomically and may be ``src`` itself (an
+    in-place migration); when ``dst`` is a symbolic link, the file it leads to is replaced.
 
     Raises
     ------
     UnsafeLegacyFileError
         The legacy header would have loaded a Python global; nothing is written.
+    InvalidArgumentError
+        ``cparams`` is given together with ``codec`` or ``clevel``, or these are unknown.
     MLArrayError
         The file cannot be read or the result cannot be written.
     """
     p = os.fspath(src)
     check_path(dst, must_exist=False)
     legacy = read_legacy(p)
+    if legacy.meta.array is not None:
+        cparams = _compression(cparams, codec, clevel, np.dtype(legacy.meta.array.dtype).itemsize)
     shape = legacy.meta.array.shape if legacy.has_array and legacy.meta.array is not None else None
     if shape is not None and 0 not in shape:
         _migrate_streaming(legacy, dst, patch_size, cparams)
@@ -100,6 +112,21 @@ def _migrate_streaming(
     save_slabs(dst, image, read)
 
 
+def _compression(cparams: Any, codec: str | None, clevel: int | None, itemsize: int) -> Any:
+    """``cparams``, or the compression of a save with ``codec``/``clevel`` changed (``None``: the default)."""
+    if codec is None and clevel is None:
+        return cparams
+    if cparams is not None:
+        raise InvalidArgumentError("give cparams, or codec and clevel, not both")
+    default_codec, default_clevel, filters = default_compression(itemsize)
+    codecs = get_args(Codec)
+    if codec is not None and codec not in codecs:
+        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(codecs)}")
+    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
+        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
+    return make_cparams(codec or default_codec, default_clevel if clevel is None else clevel, filters, itemsize)
+
+
 def _usable_patch(patch: list[int] | None, spatial_ndim: int) -> list[int] | None:
     """The legacy patch size, if it has one entry per spatial axis of the image."""
     if patch is None:
@@ -133,12 +160,15 @@ class MigrationReport:
         return self.count("failed") == 0
 
 
-def _current(source: Path, target: Path) -> MigrationResult:
-    """A file that is not legacy: checked, and copied (atomically) when migrating into another directory."""
+def keep_current(source: Path, target: Path) -> MigrationResult:
+    """A file that is not legacy: checked, and copied (atomically) when ``target`` is another file.
+
+    A failure (the file is not a valid ``.mla`` file either) is a ``"failed"`` result, not an exception.
+    """
     try:
         read_header(source)
-        if target != source:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        if not _same_file(source, target):
+            check_path(target, must_exist=False)
             with atomic_target(str(target)) as tmp:
                 shutil.copyfile(source, tmp)
         return MigrationResult(source, target, "current")
@@ -146,9 +176,14 @@ def _current(source: Path, target: Path) -> MigrationResult:
         return MigrationResult(source, target, "failed", error=exc)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (the same path, or links to one file)."""
+    return a == b or (b.exists() and os.path.samefile(a, b))
+
+
 def find_mla(root: Path) -> list[Path]:
-    """Every ``*.mla`` file under ``root``, sorted."""
-    return sorted(p for p in root.rglob("*.mla") if p.is_file())
+    """Every ``*.mla`` file under ``root``, sorted; unfinished saves (``.mla-tmp-*``) are left out."""
+    return _find_mla(root)
 
 
 def plan_tree(src: Path, dst: Path | None) -> Iterator[tuple[Path, Path]]:
@@ -169,15 +204,20 @@ def tree_pairs(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) 
 
 
 def migrate_one(
-    pair: tuple[Path, Path], *, patch_size: PatchSize | None = None, cparams: Any = None
+    pair: tuple[Path, Path],
+    *,
+    patch_size: PatchSize | None = None,
+    cparams: Any = None,
+    codec: str | None = None,
+    clevel: int | None = None,
 ) -> MigrationResult:
     """Migrate (or check and copy) one file of a directory migration; a failure is a result, not an exception."""
     source, target = pair
+    target.parent.mkdir(parents=True, exist_ok=True)
     if not is_legacy_file(source):
-        return _current(source, target)
+        return keep_current(source, target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        mapping = migrate_file(source, target, patch_size=patch_size, cparams=cparams)
+        mapping = migrate_file(source, target, patch_size=patch_size, cparams=cparams, codec=codec, clevel=clevel)
         return MigrationResult(source, target, "migrated", mapping=mapping)
     except MLArrayError as exc:
         return MigrationResult(source, target, "failed", error=exc)
@@ -189,17 +229,20 @@ def migrate_tree(
     *,
     patch_size: PatchSize | None = None,
     cparams: Any = None,
+    codec: str | None = None,
+    clevel: int | None = None,
     on_file: Callable[[MigrationResult], None] | None = None,
 ) -> MigrationReport:
     """Migrate every ``.mla`` file under ``src`` into ``dst`` (same relative paths), or in place when ``dst`` is None.
 
     Files already in the current format are checked and left as they are, or copied to
     ``dst`` (``status="current"``). A file that fails is reported and the
-    others still migrate; each target is written atomically.
+    others still migrate; each target is written atomically. Unfinished saves
+    (``.mla-tmp-*``) are not taken for files. ``codec`` and ``clevel`` as for :func:`migrate_file`.
     """
     report = MigrationReport()
     for pair in tree_pairs(src, dst):
-        result = migrate_one(pair, patch_size=patch_size, cparams=cparams)
+        result = migrate_one(pair, patch_size=patch_size, cparams=cparams, codec=codec, clevel=clevel)
         report.results.append(result)
         if on_file is not None:
             on_file(result)

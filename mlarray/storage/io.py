@@ -314,17 +314,35 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
+def write_destination(path: str) -> str:
+    """The file a save of ``path`` replaces: ``path`` itself, or the file a symbolic link leads to.
+
+    Saving through a link updates the file it leads to and keeps the link, as ``open(path, "w")``
+    does; a dangling link's target is created. A link that never leads to a file (a loop) is refused.
+    """
+    if not os.path.islink(path):
+        return path
+    real = os.path.realpath(path)
+    if os.path.islink(real):
+        raise InvalidArgumentError("the symbolic link never leads to a file (a loop); refusing to write", path=path)
+    return real
+
+
 @contextlib.contextmanager
 def atomic_target(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success fsync and rename it over ``path``.
 
-    On any failure the temporary file is removed and ``path`` is left untouched.
+    On any failure the temporary file is removed and ``path`` is left untouched. When
+    ``path`` is a symbolic link, the file it leads to is replaced instead (the temporary
+    file is made beside that file), so the link stays a link and its target is updated
+    atomically; a dangling link's target is created.
     """
-    target = Path(path)
+    dest = write_destination(path)
+    target = Path(dest)
     directory = str(target.parent.resolve()) if str(target.parent) else "."
     if not os.path.isdir(directory):
         raise MLArrayFileNotFoundError("the target directory does not exist", path=path)
-    if os.path.exists(path) and is_read_only(path):
+    if os.path.exists(dest) and is_read_only(dest):
         raise ReadOnlyError("the file is read-only; refusing to replace it", path=path)
     if not os.access(directory, os.W_OK):
         raise ReadOnlyError("the target directory is not writable", path=path)
@@ -336,7 +354,7 @@ def atomic_target(path: str) -> Iterator[str]:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, dest)
         _fsync_dir(directory)
     except MLArrayError:
         _discard(tmp)
