@@ -1352,3 +1352,300 @@ INVALID += [
         ),
     ),
 ]
+
+
+# --- MUST rules the readers enforce that no case covered yet (coverage audit)
+
+_BOX = [[0, 1], [0, 2], [0, 3]]
+_MAX_CHUNK = 2147483647  # C-Blosc2's chunk limit (spec 4.3, check 6)
+
+
+def _u1_frame(path: Path) -> None:
+    """A 1-D uint8 array of 100 elements in 2 chunks, without ``integrity``."""
+    header = {"schema_version": "1.0", "array": {"shape": [100], "dtype": "|u1"}}
+    raw_frame(path, np.arange(100, dtype=np.uint8), json_header(header), chunks=(50,), blocks=(10,))
+
+
+def _u1_chunkshape(chunk: int, block: int) -> Any:
+    """The 1-D uint8 file whose b2nd chunkshape and blockshape become ``[chunk]`` and ``[block]``."""
+
+    def build(path: Path) -> None:
+        def change(v: list[Any]) -> None:
+            v[3], v[4] = [chunk], [block]
+
+        _u1_frame(path)
+        patch_b2nd(path, change)
+
+    return build
+
+
+def _block_above_chunk(path: Path) -> None:
+    """Chunks and blocks of 64 uint8 written by C-Blosc2, then the b2nd chunkshape set to [50].
+
+    Every size still agrees (the extended chunk is ceil(50 / 64) * 64 = 64 bytes, 2 chunks of
+    100 elements): only 1 <= blockshape <= chunkshape fails.
+    """
+    header = {"schema_version": "1.0", "array": {"shape": [100], "dtype": "|u1"}}
+    raw_frame(path, np.arange(100, dtype=np.uint8), json_header(header), chunks=(64,), blocks=(64,))
+    patch_b2nd(path, lambda v: v.__setitem__(3, [50]))
+
+
+def _header_size_over_limit(path: Path) -> None:
+    """The b2nd dtype '<u00...01' (itemsize 1) is padded with zeros until header_size is 1048577."""
+    _u1_frame(path)
+    (header_size,) = struct.unpack(">i", path.read_bytes()[11:15])
+    digits = "0" * (1048577 - header_size) + "1"  # the dtype grows by 1048577 - header_size bytes
+    resize_b2nd(path, lambda v: v.__setitem__(6, ("<u" + digits).encode()))
+    if frame_sizes(path)[0] != 1048577:
+        raise AssertionError("header_size is not 1 MiB + 1")
+
+
+def _chunk_flag(byte: int, bit: int) -> Any:
+    """Set ``bit`` of byte ``byte`` of the first compressed data chunk's header (no ``integrity``)."""
+
+    def build(path: Path) -> None:
+        _i16_frame(path)
+        at, chunk = datakit.compressed_chunk(path)
+        datakit.patch(path, at + byte, bytes([chunk[byte] | bit]))
+
+    return build
+
+
+def _frame_header_leftover(path: Path) -> None:
+    """A msgpack nil after the frame header array, counted in header_size (the data section moves with it)."""
+    valid_base(path)
+    raw = path.read_bytes()
+    header_size, frame_size, _ = frame_sizes(path)
+    out = bytearray(raw[:header_size] + b"\xc0" + raw[header_size:])
+    out[11:15] = struct.pack(">i", header_size + 1)
+    out[16:24] = struct.pack(">Q", frame_size + 1)
+    path.write_bytes(bytes(out))
+
+
+def _zero_length_i16(path: Path) -> None:
+    header = {"schema_version": "1.0", "array": {"shape": [0], "dtype": "<i2"}}
+    raw_frame(path, np.zeros((0,), dtype=np.int16), json_header(header))
+
+
+def _no_chunks_element5(path: Path) -> None:
+    """A zero-length array (N == 0, empty data section) whose frame-header element 5 is 32."""
+    _zero_length_i16(path)
+    if datakit.section(path).data_size != 0:
+        raise AssertionError("element 5 is not 0")
+    datakit.set_element5(path, 32)
+
+
+def _no_chunks_data(path: Path) -> None:
+    """A zero-length array (N == 0) whose data section holds 32 bytes (element 5 stays 0)."""
+    _zero_length_i16(path)
+    sec = datakit.section(path)
+    if sec.start != sec.end:
+        raise AssertionError("the data section is not empty")
+    raw = path.read_bytes()
+    out = bytearray(raw[: sec.start] + bytes(32) + raw[sec.start :])
+    out[16:24] = struct.pack(">Q", len(out))
+    path.write_bytes(bytes(out))
+
+
+def _stored_special(kind: int) -> Any:
+    """A filled int32 array (every chunk a stored value run, kind 3) whose first chunk becomes ``kind``."""
+
+    def build(path: Path) -> None:
+        nd = blosc2.full((9, 10), -7, dtype=np.int32, chunks=(4, 8), blocks=(2, 4), urlpath=str(path), mode="w")
+        header = {"schema_version": "1.0", "array": {"shape": [9, 10], "dtype": "<i4"}}
+        nd.schunk.vlmeta.set_vlmeta("mlarray", json_header(header), typesize=1)
+        del nd
+        at = datakit.section(path).start + datakit.entries(path)[0]
+        raw = path.read_bytes()
+        if raw[at + 31] != 0x30:
+            raise AssertionError("the first chunk is not a stored value run")
+        datakit.patch(path, at + 31, bytes([kind << 4]))
+
+    return build
+
+
+def _spatial_4d(units: list[str]) -> Any:
+    """A 4-D int16 array with a channel axis and three spatial axes, and ``axis_units``."""
+    header = {
+        "schema_version": "1.0",
+        "array": {"shape": [2, 3, 4, 5], "dtype": "<i2"},
+        "spatial": {"axis_labels": ["channel", "spatial", "spatial", "spatial"], "axis_units": units},
+    }
+
+    def build(path: Path) -> None:
+        data = rng(46).integers(0, 100, size=(2, 3, 4, 5), dtype=np.int16)
+        raw_frame(path, data, json_header(header), chunks=(1, 2, 4, 4), blocks=(1, 2, 2, 2))
+
+    return build
+
+
+INVALID += [
+    InvalidCase(
+        "axis-units-length",
+        "5.9",
+        "spatial.axis_units has 2 entries for a 3-D array (rule 5.9.2).",
+        "HEADER_INVALID",
+        _set("spatial.axis_units", ["mm", "mm"]),
+    ),
+    InvalidCase(
+        "axis-units-spatial-count",
+        "5.9",
+        "A 4-D array with a channel axis: 3 axis_units (one per spatial axis) instead of one per array axis.",
+        "HEADER_INVALID",
+        _spatial_4d(["mm", "mm", "mm"]),
+    ),
+    InvalidCase(
+        "bbox-scores-length",
+        "5.8",
+        "bbox has 2 boxes but 1 score (one per box).",
+        "HEADER_INVALID",
+        _set("bbox", {"bboxes": [_BOX, _BOX], "scores": [0.5]}),
+    ),
+    InvalidCase(
+        "bbox-labels-length",
+        "5.8",
+        "bbox has 2 boxes but 3 labels (one per box).",
+        "HEADER_INVALID",
+        _set("bbox", {"bboxes": [_BOX, _BOX], "labels": ["a", "b", 3]}),
+    ),
+    InvalidCase(
+        "layout-chunk-size-length",
+        "5.9",
+        "layout.chunk_size and block_size have 2 entries for a 3-D array: HEADER_INVALID (step 8), not FRAME_MISMATCH.",
+        "HEADER_INVALID",
+        _edit(lambda h: h["layout"].update(chunk_size=[4, 8], block_size=[2, 4])),
+    ),
+    InvalidCase(
+        "layout-filter-delta",
+        "5.5",
+        "layout.filters is ['delta'] (Blosc2's delta breaks block-wise partial reads; not an allowed filter).",
+        "HEADER_INVALID",
+        _edit(lambda h: h["layout"].update(filters=["delta"])),
+    ),
+    InvalidCase(
+        "integrity-algorithm-md5",
+        "5.6",
+        "integrity.algorithm is 'md5' (sha256 is the only algorithm of version 1).",
+        "HEADER_INVALID",
+        _edit(lambda h: h["integrity"].update(algorithm="md5")),
+    ),
+    InvalidCase(
+        "stats-std-negative",
+        "5.7",
+        "stats.std is -0.5 (std MUST be >= 0).",
+        "HEADER_INVALID",
+        _set("stats", {"mean": 1.0, "std": -0.5}),
+    ),
+    InvalidCase(
+        "version-trailing-dot",
+        "2.2",
+        "schema_version '1.': the minor run of digits is empty.",
+        "HEADER_INVALID",
+        _set("schema_version", "1."),
+    ),
+    InvalidCase(
+        "version-minor-leading-zero",
+        "2.2",
+        "schema_version '1.01': the minor version has a leading zero (2.1, the schema pattern).",
+        "HEADER_INVALID",
+        _set("schema_version", "1.01"),
+    ),
+    InvalidCase(
+        "corrupt-b2nd-block-above-chunk",
+        "4.3",
+        "The b2nd blockshape [64] exceeds the chunkshape [50]; every frame size agrees with them (check 5 alone).",
+        "CORRUPT_FRAME",
+        _block_above_chunk,
+    ),
+    InvalidCase(
+        "corrupt-b2nd-block-zero",
+        "4.3",
+        "The b2nd blockshape [2, 0, 4] has a 0 entry (check 5: 1 <= blockshape; no division by it).",
+        "CORRUPT_FRAME",
+        _b2nd(lambda v: v.__setitem__(4, [2, 0, 4])),
+    ),
+    InvalidCase(
+        "resource-chunk-too-large",
+        "4.3",
+        "uint8 chunkshape [2^31-1] with blockshape [2]: the extended chunk is 2^31 bytes, over the limit (check 6).",
+        "RESOURCE_LIMIT",
+        _u1_chunkshape(_MAX_CHUNK, 2),
+    ),
+    InvalidCase(
+        "corrupt-chunk-at-size-limit",
+        "4.3",
+        "uint8 chunkshape [2^31-1], blockshape [1]: exactly the chunk limit passes check 6, chunksize fails check 8.",
+        "CORRUPT_FRAME",
+        _u1_chunkshape(_MAX_CHUNK, 1),
+    ),
+    InvalidCase(
+        "corrupt-header-size-over-limit",
+        "4.1",
+        "header_size is 1048577 (1 MiB + 1) for an otherwise readable frame header (a b2nd dtype padded with zeros).",
+        "CORRUPT_FRAME",
+        _header_size_over_limit,
+    ),
+    InvalidCase(
+        "corrupt-chunk-flags2-varlen",
+        "4.4.4",
+        "A data chunk's byte 30 has bit 0x01 (variable-length blocks) set (check 2).",
+        "CORRUPT_FRAME",
+        _chunk_flag(30, 0x01),
+    ),
+    InvalidCase(
+        "corrupt-chunk-lazy-bit",
+        "4.4.4",
+        "A data chunk's byte 31 has bit 0x08 (lazy chunk) set (check 2).",
+        "CORRUPT_FRAME",
+        _chunk_flag(31, 0x08),
+    ),
+    InvalidCase(
+        "corrupt-frame-header-leftover",
+        "4.2",
+        "One msgpack nil after the frame header array, inside header_size: bytes left over.",
+        "CORRUPT_FRAME",
+        _frame_header_leftover,
+    ),
+    InvalidCase(
+        "corrupt-metalayer-count-mismatch",
+        "4.2",
+        "The fixed metalayer section maps 1 name (b2nd) but holds 2 contents.",
+        "CORRUPT_FRAME",
+        _fixed_section([(_B2ND, _OFFSET)], 2),
+    ),
+    InvalidCase(
+        "corrupt-vlmetalayer-count-mismatch",
+        "4.5",
+        "The variable-length metalayer section maps 1 name (mlarray) but holds 2 contents.",
+        "CORRUPT_FRAME",
+        _vl_section([(_MLARRAY, _OFFSET)], 2),
+    ),
+    InvalidCase(
+        "corrupt-no-chunks-element5",
+        "4.4.1",
+        "A zero-length array (N == 0, empty data section) whose frame-header element 5 is 32, not 0.",
+        "CORRUPT_FRAME",
+        _no_chunks_element5,
+    ),
+    InvalidCase(
+        "corrupt-no-chunks-data",
+        "4.4.1",
+        "A zero-length array (N == 0) whose data section is 32 zero bytes instead of empty.",
+        "CORRUPT_FRAME",
+        _no_chunks_data,
+    ),
+    InvalidCase(
+        "corrupt-stored-special-uninit",
+        "4.4.3",
+        "A stored data chunk that is a special-value chunk of kind 4 (uninitialised).",
+        "CORRUPT_FRAME",
+        _stored_special(4),
+    ),
+    InvalidCase(
+        "corrupt-stored-special-kind-7",
+        "4.4.3",
+        "A stored data chunk that is a special-value chunk of kind 7 (no such value).",
+        "CORRUPT_FRAME",
+        _stored_special(7),
+    ),
+]

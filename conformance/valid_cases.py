@@ -768,3 +768,51 @@ VALID += [
         _raw_case(_AFFINE_ZERO_SPATIAL, seed=45),
     ),
 ]
+
+
+# --- counterparts of the coverage-audit invalid cases: the boundary values are valid
+
+_STD_ZERO = {
+    "schema_version": "1.0",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "stats": {"min": 3.0, "max": 3.0, "mean": 3.0, "std": 0.0, "percentile_std": 0},
+}
+_MINOR_10 = {
+    "schema_version": "1.10",
+    "array": {"shape": [5, 9], "dtype": "<i2"},
+    "future_member": {"since": "1.10"},
+}
+
+
+def _axis_units_4d(path: Path) -> Array | None:
+    """A 4-D array with a channel axis: axis_units has one entry per array axis, the channel's empty."""
+    data = rng(46).integers(0, 100, size=(2, 3, 4, 5), dtype=np.int16)
+    header = {
+        "schema_version": "1.0",
+        "array": {"shape": [2, 3, 4, 5], "dtype": "<i2"},
+        "spatial": {"axis_labels": ["channel", "spatial", "spatial", "spatial"], "axis_units": ["", "mm", "mm", "mm"]},
+    }
+    raw_frame(path, data, json_header(header), chunks=(1, 2, 4, 4), blocks=(1, 2, 2, 2))
+    return data
+
+
+VALID += [
+    ValidCase(
+        "stats-std-zero",
+        "5.7",
+        "stats.std and percentile_std are 0 (the bound of >= 0 is inclusive).",
+        _raw_case(_STD_ZERO, seed=47),
+    ),
+    ValidCase(
+        "version-minor-10",
+        "2.2",
+        "schema_version '1.10' is minor 10, newer than 1.1 (not the number 1.1): its unknown member is ignored.",
+        _raw_case(_MINOR_10, seed=48),
+    ),
+    ValidCase(
+        "axis-units-channel-axis",
+        "5.9",
+        "A 4-D array with a channel axis and 4 axis_units (one per array axis, the channel's empty).",
+        _axis_units_4d,
+    ),
+]
