@@ -12,6 +12,7 @@ the choice is made in one place for files and for in-memory compression.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,9 +29,29 @@ UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
 """Marks an argument that was not given (``patch_size=None`` has a meaning of its own)."""
 
 
-def _cparams_names(cparams: Any) -> tuple[str, int, list[str]]:
+def _cparams_names(cparams: Any, itemsize: int) -> tuple[str, int, list[str]]:
+    """Codec, level and filter names of the ``cparams`` a user gave.
+
+    A dict is completed from this package's defaults for the dtype (LZ4HC and its
+    filters), not python-blosc2's: ``{"clevel": 9}`` changes the level only.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not a dict or ``blosc2.CParams``, a key ``blosc2.CParams`` does not have, or a
+        codec or filter the format does not support.
+    """
     if isinstance(cparams, dict):
-        cparams = blosc2.CParams(**cparams)
+        base = make_cparams(*default_compression(itemsize), itemsize)
+        given = dict(cparams)
+        if "filters" in given and "filters_meta" not in given:  # one meta per filter, as python-blosc2 pads
+            given["filters_meta"] = [0] * len(given["filters"])
+        try:
+            cparams = dataclasses.replace(base, **given)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"cparams {cparams!r} is not valid ({exc})") from None
+    elif not isinstance(cparams, blosc2.CParams):
+        raise InvalidArgumentError(f"cparams must be a dict or blosc2.CParams, got {type(cparams).__name__}")
     return describe_cparams(cparams)
 
 
@@ -75,7 +96,7 @@ class InMemoryCompression(ImageState):
         except ValueError as exc:
             raise InvalidArgumentError(str(exc), path=target) from None
         if args["cparams"] is not None:
-            codec, clevel, filters = _cparams_names(args["cparams"])
+            codec, clevel, filters = _cparams_names(args["cparams"], dtype.itemsize)
         else:
             codec, clevel, filters = default_compression(dtype.itemsize)
         cparams = make_cparams(codec, clevel, filters, dtype.itemsize)

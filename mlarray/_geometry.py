@@ -35,7 +35,7 @@ import numpy as np
 
 from mlarray._inputs import decompose, tolist
 from mlarray.bound import BoundList, bound_matrix
-from mlarray.models import compose_affine, parse_header
+from mlarray.models import Spatial, compose_affine, parse_header
 
 if TYPE_CHECKING:
     from mlarray.models import Meta
@@ -162,6 +162,7 @@ class SpatialGeometry:
 
     @affine.setter
     def affine(self, value: Any) -> None:
+        Spatial(affine=tolist(value))  # the affine's own rules (square, last row, non-singular) before any split
         matrix = np.asarray(value, dtype=np.float64)
         spacing, origin, direction = decompose(matrix)
         d = np.asarray(direction)

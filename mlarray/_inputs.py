@@ -68,7 +68,10 @@ def as_storable(array: Any) -> np.ndarray[Any, Any]:
         return np.broadcast_to(np.zeros((), dtype=array.dtype), array.shape)
     if isinstance(array, blosc2.NDArray):
         array = array[...]
-    out = np.asarray(array)
+    try:
+        out = np.asarray(array)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, objects NumPy cannot convert
+        raise InvalidArgumentError(f"the data cannot be made into an array ({exc})") from None
     if out.ndim == 0 or out.ndim > MAX_NDIM:
         raise InvalidArgumentError(f"arrays must have 1 to {MAX_NDIM} dimensions, got {out.ndim}")
     stored = normalize_dtype(out.dtype)

@@ -27,7 +27,7 @@ from mlarray.reading import decompress_all, threads_of
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path
 from mlarray.storage.io import is_read_only, normalize_dtype, open_checked
-from mlarray.storage.locking import FileLock
+from mlarray.storage.locking import FileLock, ensure_unlocked
 
 if TYPE_CHECKING:
     from mlarray.api import MLArray
@@ -182,6 +182,9 @@ class FileOpening(ImageState):
         ``dparams``, ...). ``mode`` must be ``'w'`` and ``mmap_mode`` ``'w+'`` or ``None``
         (the same read/write access; both kept for code written for mlarray 0.0.x).
         Until the file is complete the previous file at ``path`` (if any) is left untouched.
+        A file a writer of another process holds open (``'r+'``) is not replaced
+        (``LockError``); a handle of this process that has it open keeps the old file, and
+        its edits are not written over the new one.
         """
         mla = _mlarray(cls)
         if mode != "w" or mmap_mode not in ("w+", None):
@@ -194,6 +197,7 @@ class FileOpening(ImageState):
         shape = as_shape(shape)
         dt = normalize_dtype(dtype)
         template = mla(ShapeOnly(shape, dt), **kwargs)
+        ensure_unlocked(p, except_this_process=True)  # another process's writer keeps it (LOCKED)
         with atomic_target(p) as tmp:
             nd = template._write_to(tmp, source=ShapeOnly(shape, dt, fill_value), target=p)
             del nd

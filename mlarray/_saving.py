@@ -80,11 +80,14 @@ class FilePersistence(ImageState):
         The new header (and, after data writes, the refreshed integrity digest) is
         written to a copy of the file that atomically replaces it, so a crash during
         ``close`` leaves the previous, complete file. This costs one copy of the file.
+        When the file at the path is no longer the one this handle opened (replaced by
+        ``MLArray.create`` in this process), nothing is written over the new file.
         """
         if self._closed:
             return
         try:
-            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None:
+            replaced = self._lock is not None and not self._lock.holds(self._path or "")
+            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None and not replaced:
                 current = self._meta.model_dump(mode="json")
                 if current != self._persisted or self._dirty:
                     meta = self._header_for_save(layout=self._meta.layout)

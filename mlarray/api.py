@@ -139,6 +139,8 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
             keep_layout = True
         else:
             values_of = array if isinstance(array, MLArray) else None
+            if copy is not None and not isinstance(copy, MLArray):
+                raise InvalidArgumentError(f"copy must be an MLArray, got {type(copy).__name__}")
             if isinstance(array, MLArray):
                 copy = array if copy is None else copy
                 array = array.to_numpy() if array.shape is not None else None

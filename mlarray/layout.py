@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PATCH = 192
 """Patch edge used for ``patch_size='default'`` on every spatial axis."""
@@ -166,12 +168,16 @@ def resolve_patch(patch_size: PatchSize, n_spatial: int) -> tuple[int, ...] | No
         if patch_size != "default":
             raise ValueError(f"patch_size must be 'default', an int, a sequence or None, got {patch_size!r}")
         return (DEFAULT_PATCH,) * n_spatial
-    if isinstance(patch_size, int):
-        sizes: tuple[int, ...] = (patch_size,) * n_spatial
-    else:
-        sizes = tuple(int(p) for p in patch_size)
-        if len(sizes) != n_spatial:
-            raise ValueError(f"patch_size has {len(sizes)} entries but the array has {n_spatial} spatial axes")
+    given: Any = patch_size
+    scalar = hasattr(given, "__index__")  # an int, or a NumPy integer
+    try:
+        sizes = (operator.index(given),) * n_spatial if scalar else tuple(map(operator.index, given))
+    except TypeError:
+        raise ValueError(
+            f"patch_size must be 'default', an int, a sequence of ints or None, got {patch_size!r}"
+        ) from None
+    if not scalar and len(sizes) != n_spatial:
+        raise ValueError(f"patch_size has {len(sizes)} entries but the array has {n_spatial} spatial axes")
     if any(p < 1 for p in sizes):
         raise ValueError(f"patch_size entries must be >= 1, got {sizes}")
     return sizes

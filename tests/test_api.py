@@ -7,7 +7,9 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import blosc2
 import numpy as np
 import pytest
 from strategies import DTYPES
@@ -146,6 +148,37 @@ def test_shapes_numpy_refuses_are_invalid_arguments(tmp_path: Path, shape: objec
     assert MLArray.zeros([np.uint8(2), 3]).shape == (2, 3) and MLArray.zeros(np.int64(4)).shape == (4,)
 
 
+def test_bad_constructor_arguments_are_invalid_arguments(tmp_path: Path) -> None:
+    volume = np.zeros((8, 8, 8), np.float32)
+    for kwargs in ({"patch_size": 2.5}, {"patch_size": [4, 4.5, 4]}, {"cparams": {"nope": 1}}, {"cparams": 5}):
+        path = tmp_path / "never.mla"
+        with pytest.raises(InvalidArgumentError) as info:
+            MLArray(volume, **kwargs).save(path)  # type: ignore[arg-type]
+        assert info.value.code == "INVALID_ARGUMENT" and not path.exists()
+    with pytest.raises(InvalidArgumentError, match="copy"):
+        MLArray(volume, copy=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="array"):
+        MLArray([[1, 2], [3]])
+    assert MLArray(volume, patch_size=np.int64(4)).save(tmp_path / "np.mla") is None
+
+
+@pytest.mark.parametrize(
+    ("cparams", "expected"),
+    [
+        ({"clevel": 9}, ("lz4hc", 9, ["shuffle"])),
+        ({"filters": []}, ("lz4hc", 5, [])),
+        ({"codec": blosc2.Codec.ZSTD}, ("zstd", 5, ["shuffle"])),
+    ],
+)
+def test_a_partial_cparams_dict_is_completed_from_the_package_defaults(
+    tmp_path: Path, cparams: dict[str, Any], expected: tuple[str, int, list[str]]
+) -> None:
+    """``{"clevel": 9}`` changes the level only (python-blosc2's own defaults would switch to ZSTD)."""
+    MLArray(np.zeros((8, 8, 8), np.float32), cparams=cparams).save(tmp_path / "a.mla")
+    layout = MLArray.open(tmp_path / "a.mla").meta.layout
+    assert layout is not None and (layout.codec, layout.clevel, layout.filters) == expected
+
+
 def test_metadata_edits_are_validated_before_they_are_kept(volume: np.ndarray) -> None:
     image = MLArray(volume, spacing=(1, 1, 1.5))
     image.spacing[1] = 5.3
@@ -193,6 +226,12 @@ def test_geometry_and_affine(volume: np.ndarray) -> None:
     np.testing.assert_allclose(image.affine, sheared)
     assert image.meta.spatial.spacing is None
     assert image.spatial_ndim == 3
+    before = image.meta.spatial.model_dump()
+    transposed = np.array([[2.0, 0, 0, 0], [0, 3, 0, 0], [0, 0, 4, 0], [-100, -80, 40, 1]])
+    for bad in (transposed, transposed @ np.diag([1, 1, 1, 1.0]) + np.triu(np.ones((4, 4)), 1) * 0.1, np.eye(3)):
+        with pytest.raises(HeaderValidationError):  # was: the last row dropped, origin silently 0
+            image.affine = bad
+        assert image.meta.spatial.model_dump() == before
 
 
 def test_channel_first_geometry_labels_the_leading_axis() -> None:

@@ -174,6 +174,11 @@ def _try_open_writer(path: str, queue: mp.Queue) -> None:  # type: ignore[type-a
         queue.put("saved")
     except LockError as exc:
         queue.put(f"locked:{exc.code}")
+    try:
+        MLArray.create(path, (7, 7), np.uint8)
+        queue.put("created")
+    except LockError as exc:
+        queue.put(f"locked:{exc.code}")
 
 
 def test_a_second_writer_gets_a_lock_error(tmp_path: Path) -> None:
@@ -187,12 +192,30 @@ def test_a_second_writer_gets_a_lock_error(tmp_path: Path) -> None:
     proc = ctx.Process(target=_try_open_writer, args=(str(path), queue))
     proc.start()
     proc.join(60)
-    assert [queue.get(timeout=5), queue.get(timeout=5)] == ["locked:LOCKED", "locked:LOCKED"]
+    assert [queue.get(timeout=5) for _ in range(3)] == ["locked:LOCKED"] * 3  # open r+, save, create
     assert MLArray.open(path, mmap_mode="r")[3] == 3  # readers are never blocked
     writer[0] = 42
     writer.close()
     with MLArray.open(path, mmap_mode="r+") as again:  # released on close
         assert again[0] == 42
+
+
+def test_create_over_a_file_this_process_holds_replaces_it_and_the_old_handle_keeps_off(tmp_path: Path) -> None:
+    """The seed README's pattern: an 'r+' handle still alive while ``MLArray.create`` rewrites the path."""
+    from mlarray.validate import validate_file
+
+    path = tmp_path / "sample.mla"
+    MLArray(np.arange(10)).save(path)
+    old = MLArray.open(path, mmap_mode="r+")
+    old[0] = 99
+    old.meta.source["note"] = "old"
+    new = MLArray.create(path, (7, 7), np.uint8, fill_value=3)
+    old.close()  # its file was replaced: nothing of it is written over the new one
+    new[0, 0] = 5
+    new.close()
+    image = MLArray.load(path)
+    assert image.shape == (7, 7) and image[0, 0] == 5 and image[1, 1] == 3 and "note" not in image.meta.source
+    assert validate_file(path).valid
 
 
 def test_readers_racing_a_writer_see_old_or_new_never_torn(tmp_path: Path) -> None:

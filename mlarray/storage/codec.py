@@ -131,9 +131,7 @@ def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise HeaderEncodingError(f"the header is not valid UTF-8 (byte {exc.start})", path=path) from None
     try:
-        value = json.loads(
-            text, parse_constant=_refuse_constant, parse_int=_integer, object_pairs_hook=_no_duplicates
-        )
+        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_integer, object_pairs_hook=_no_duplicates)
     except HeaderNotJSONError as exc:
         raise HeaderNotJSONError(str(exc), path=path) from None
     except (ValueError, RecursionError) as exc:

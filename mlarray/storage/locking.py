@@ -3,8 +3,11 @@
 A writer (``MLArray.open(..., 'r+')``, ``MLArray.create``) holds an exclusive
 ``flock`` on the file for as long as it is open; a second writer, in this or any
 other process, gets :class:`~mlarray.errors.LockError` instead of corrupting the
-file. ``save`` refuses to replace a file another writer holds. Readers take no lock:
-they see either the old or the new file of an atomic save, never a torn one.
+file. ``save`` refuses to replace a file another writer holds; ``MLArray.create`` refuses
+when the writer is another process, and replaces the file when the writer is a handle of
+this process (numpy.memmap's ``'w+'`` semantics: that handle then holds the old file,
+whose edits are not written over the new one). Readers take no lock: they see either the
+old or the new file of an atomic save, never a torn one.
 
 The locks are advisory (POSIX ``flock``); on platforms without ``fcntl`` they are a no-op.
 """
@@ -22,22 +25,32 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+_HELD: dict[tuple[int, int], int] = {}
+"""How many locks this process holds per file (device, inode)."""
+
+
+def _identity(fd_or_path: int | str) -> tuple[int, int]:
+    st = os.fstat(fd_or_path) if isinstance(fd_or_path, int) else os.stat(fd_or_path)
+    return st.st_dev, st.st_ino
+
+
 class FileLock:
     """An exclusive lock held on the inode of ``path`` until :meth:`release`."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = os.open(path, os.O_RDONLY)
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            self._fd = None
-            raise LockError(
-                "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
-            ) from None
+        self._inode = _identity(self._fd)
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._fd)
+                self._fd = None
+                raise LockError(
+                    "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
+                ) from None
+        _HELD[self._inode] = _HELD.get(self._inode, 0) + 1
 
     def holds(self, path: str) -> bool:
         """Whether this lock is on the file currently at ``path``."""
@@ -54,15 +67,27 @@ class FileLock:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+            left = _HELD.get(self._inode, 1) - 1
+            if left:
+                _HELD[self._inode] = left
+            else:
+                _HELD.pop(self._inode, None)
 
     def __del__(self) -> None:
         self.release()
 
 
-def ensure_unlocked(path: str) -> None:
-    """Raise :class:`LockError` if a writer holds ``path`` (a missing file is unlocked)."""
+def ensure_unlocked(path: str, *, except_this_process: bool = False) -> None:
+    """Raise :class:`LockError` if a writer holds ``path`` (a missing file is unlocked).
+
+    With ``except_this_process``, a writer of this process does not count.
+    """
     if fcntl is None or not os.path.exists(path):
         return
+    if except_this_process:
+        with contextlib.suppress(OSError):
+            if _identity(path) in _HELD:
+                return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
