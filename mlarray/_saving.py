@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mlarray._state import ImageState
 from mlarray._version import __version__
-from mlarray.models import Meta, Writer
+from mlarray.errors import HeaderValidationError
+from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
 from mlarray.storage.locking import ensure_unlocked
@@ -74,6 +75,13 @@ class FilePersistence(ImageState):
         meta.integrity = self._meta.integrity if self._nd is not None and not self._dirty else None
         return meta
 
+    def _persisted_header(self) -> Meta:
+        """The header the file had when it was opened, ready to be written again (digest left to refresh)."""
+        meta = parse_header(self._persisted, path=self._path)
+        meta.writer = Writer(name=WRITER, version=__version__)
+        meta.integrity = None
+        return meta
+
     def close(self) -> None:
         """Persist metadata edits (``'r+'``/``'w+'``) and release the file. Idempotent.
 
@@ -82,6 +90,13 @@ class FilePersistence(ImageState):
         ``close`` leaves the previous, complete file. This costs one copy of the file.
         When the file at the path is no longer the one this handle opened (replaced by
         ``MLArray.create`` in this process), nothing is written over the new file.
+
+        Raises
+        ------
+        HeaderValidationError
+            The metadata edits make an invalid header (an edit inside a list of ``meta``,
+            which is checked only here). They are not written; data written through this
+            handle stay, under the header the file had, with its digest refreshed.
         """
         if self._closed:
             return
@@ -91,7 +106,13 @@ class FilePersistence(ImageState):
                 current = self._meta.model_dump(mode="json")
                 if current != self._persisted or self._dirty:
                     meta = self._header_for_save(layout=self._meta.layout)
-                    header_bytes(meta)  # validate before touching anything
+                    try:
+                        header_bytes(meta)  # validate before touching anything
+                    except HeaderValidationError:
+                        if self._dirty:  # the data are in the file: keep its digest true, under the old header
+                            self._nd = None
+                            _rewrite_header(self._path, self._persisted_header(), refresh_digest=True)
+                        raise
                     self._nd = None  # release the mapping: every write is in the file now
                     _rewrite_header(self._path, meta, refresh_digest=self._dirty)
         finally:

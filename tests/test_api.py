@@ -179,6 +179,30 @@ def test_a_partial_cparams_dict_is_completed_from_the_package_defaults(
     assert layout is not None and (layout.codec, layout.clevel, layout.filters) == expected
 
 
+def test_an_invalid_in_place_list_edit_fails_at_close_and_leaves_a_valid_file(tmp_path: Path) -> None:
+    """``meta.spatial.spacing[0] = -1`` bypasses the models; close refuses it and keeps the file consistent."""
+    from mlarray.validate import validate_file
+
+    path = tmp_path / "n.mla"
+    MLArray(np.zeros((4, 5, 6), np.float32), spacing=(1, 2, 3)).save(path)
+    handle = MLArray.open(path, mmap_mode="r+")
+    handle[0] = 1.0
+    handle.meta.spatial.spacing[0] = -1.0
+    with pytest.raises(HeaderValidationError):
+        handle.close()
+    assert handle._closed
+    report = validate_file(path, deep=True)
+    assert report.valid, report.code  # was DIGEST_MISMATCH: data written, digest stale
+    again = MLArray.load(path)
+    assert again.spacing == [1.0, 2.0, 3.0] and float(again[0].min()) == 1.0 and float(again[1].max()) == 0.0
+    with MLArray.open(path, mmap_mode="r+") as clean:  # metadata-only edits of that kind: nothing written
+        clean.meta.spatial.spacing.append(5.0)
+        before = path.read_bytes()
+        with pytest.raises(HeaderValidationError):
+            clean.close()
+    assert path.read_bytes() == before
+
+
 def test_metadata_edits_are_validated_before_they_are_kept(volume: np.ndarray) -> None:
     image = MLArray(volume, spacing=(1, 1, 1.5))
     image.spacing[1] = 5.3
