@@ -195,6 +195,24 @@ def test_the_in_memory_relayout_would_not_fit(big_mla: Path, tmp_path: Path) -> 
         )
 
 
+def test_running_out_of_memory_is_a_resource_limit_not_a_damaged_file(tmp_path: Path) -> None:
+    """Below one slab's memory: RESOURCE_LIMIT (a MemoryError), not INVALID_SOURCE or WRITE_FAILED; nothing left."""
+    src = write_nifti_pattern(tmp_path / "big.nii")
+    out = tmp_path / "out" / "x.mla"
+    out.parent.mkdir()
+    code = (
+        "from mlarray.convert import convert_file\n"
+        "try:\n"
+        "    convert_file(src, dst, patch_size=64)\n"
+        "    result = 'converted'\n"
+        "except mlarray.MLArrayError as exc:\n"
+        "    result = [type(exc).__name__, exc.code, isinstance(exc, MemoryError)]"
+    )
+    run = run_limited(code, budget=24 * MiB, setup=SETUP, variables={"src": str(src), "dst": str(out)})
+    assert run.result == ["ResourceLimitError", "RESOURCE_LIMIT", True]
+    assert list(out.parent.iterdir()) == []  # no output, no temporary file
+
+
 def test_migration_of_a_legacy_file_larger_than_the_memory_limit(tmp_path: Path) -> None:
     import gzip
     import pickle

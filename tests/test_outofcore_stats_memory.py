@@ -87,6 +87,37 @@ def test_stats_of_a_file_four_times_the_memory_limit(ct: Path) -> None:
     reopened.close()
 
 
+def test_writers_open_under_an_address_space_cap(ct: Path, tmp_path: Path) -> None:
+    """'r+' and ``create`` under a cap far below the 1 GiB map C-Blosc2 reserves for writing (file I/O instead).
+
+    Was: CORRUPT_FRAME for a valid file, and ``create`` failed after it had replaced the old file.
+    """
+    small = tmp_path / "small.mla"
+    MLArray(np.arange(1000, dtype=np.int16).reshape(10, 10, 10)).save(small)
+    code = (
+        "with mlarray.MLArray.open(small, 'r+') as image:\n"
+        "    image[0, 0, :3] = [7, 8, 9]\n"
+        "    image.meta.source['edited'] = True\n"
+        "made = mlarray.MLArray.create(created, (20, 30), numpy.uint8, fill_value=4)\n"
+        "made[1] = 5\n"
+        "made.close()\n"
+        "from mlarray.stats import update_stats\n"
+        "result = update_stats(big).model_dump(mode='json')['stats']['max']"
+    )
+    created = tmp_path / "created.mla"
+    budget = 128 * MiB
+    run = run_limited(
+        code, budget=budget, setup=SETUP, variables={"small": str(small), "created": str(created), "big": str(ct)}
+    )
+    assert run.peak_over_baseline < budget
+    values, _ = _expected_ct()
+    assert run.result == float(values[-1])
+    edited = MLArray.load(small)
+    assert edited[0, 0, :4].tolist() == [7, 8, 9, 3] and edited.meta.source["edited"] is True
+    made = MLArray.load(created)
+    assert made.shape == (20, 30) and int(made[1].min()) == 5 and int(made[0].max()) == 4
+
+
 def test_validate_of_a_file_four_times_the_memory_limit(ct: Path) -> None:
     budget = 128 * MiB
     code = "from mlarray.validate import validate_file\nr = validate_file(path)\nresult = [r.valid, r.code]"

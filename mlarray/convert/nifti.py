@@ -56,7 +56,13 @@ from mlarray.convert._geometry import (
 from mlarray.convert._plane import source_world
 from mlarray.convert._scaling import physical_values, raw_values
 from mlarray.convert._slabs import all_pieces, export_slabs, map_pieces
-from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
+from mlarray.errors import (
+    InvalidArgumentError,
+    MLArrayError,
+    NotRepresentableError,
+    ResourceLimitError,
+    SourceFormatError,
+)
 from mlarray.models import Meta, Scaling, Spatial, is_spatial_label
 from mlarray.storage.io import normalize_dtype
 
@@ -173,6 +179,10 @@ class NiftiSource:
         """The raw (unscaled) voxels of ``region`` (``.mla`` axes), in the file's byte order."""
         try:
             raw = np.asarray(self.proxy[region[: self.nifti_ndim]])
+        except MemoryError as exc:
+            raise ResourceLimitError(
+                f"not enough memory to read the NIfTI data ({exc or type(exc).__name__})", path=self.path
+            ) from None
         except Exception as exc:
             raise SourceFormatError(f"nibabel cannot read the NIfTI data: {exc}", path=self.path) from None
         if self.rgb:

@@ -20,7 +20,7 @@ import blosc2
 import numpy as np
 
 from mlarray.api import MLArray
-from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError
+from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
 from mlarray.jobs import find_mla as _find_mla
 from mlarray.layout import PatchSize, default_compression
 from mlarray.legacy.mapping import LegacyMapping
@@ -106,6 +106,8 @@ def _migrate_streaming(
     def read(region: tuple[slice, ...]) -> Any:
         try:
             return nd[region]
+        except MemoryError as exc:
+            raise ResourceLimitError(f"not enough memory for a slab ({exc})", path=legacy.path) from None
         except Exception as exc:
             raise CorruptFrameError(f"the legacy array cannot be decompressed ({exc})", path=legacy.path) from None
 

@@ -29,6 +29,7 @@ from mlarray.errors import (
     LegacyFormatError,
     LegacyFormatWarning,
     MLArrayError,
+    ResourceLimitError,
 )
 from mlarray.legacy.decode import Encoding, looks_legacy, read_legacy_frame
 from mlarray.legacy.mapping import LegacyMapping, map_legacy
@@ -197,6 +198,8 @@ def load_legacy_array(
         meta.layout = _layout(nd, legacy.patch_size)
         try:
             data = np.ascontiguousarray(nd[...])
+        except MemoryError as exc:
+            raise ResourceLimitError(f"not enough memory to load the legacy array ({exc})", path=path) from None
         except Exception as exc:
             raise CorruptFrameError(f"the legacy array cannot be decompressed ({exc})", path=path) from None
     obj._init_empty(meta)

@@ -222,7 +222,7 @@ def touched_chunks(
     return numbers
 
 
-def _may_map() -> bool:
+def may_map() -> bool:
     """Whether whole files may be mapped: no address-space limit is set for this process."""
     try:
         import resource
@@ -296,7 +296,7 @@ class DataSection:
         Not under an address-space limit (``RLIMIT_AS``, which counts a map at its full
         size): there chunks are read instead.
         """
-        if self._map is None and isinstance(self._source, LocalFile) and _may_map():
+        if self._map is None and isinstance(self._source, LocalFile) and may_map():
             mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
             self._map = np.frombuffer(mapped, dtype=np.uint8)
             nchunks = self.layout.nchunks

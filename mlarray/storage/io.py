@@ -29,6 +29,7 @@ from mlarray.errors import (
     MLArrayError,
     MLArrayFileNotFoundError,
     ReadOnlyError,
+    ResourceLimitError,
     WriteFailedError,
     WrongExtensionError,
 )
@@ -38,7 +39,7 @@ from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
 from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
 from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.models import Integrity, Layout, Meta, parse_header
-from mlarray.storage.chunks import DataSection
+from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.compress import chunk_grid, write_array
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
@@ -221,8 +222,18 @@ def read_header(path: str | os.PathLike[str]) -> HeaderRead:
 
 
 def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
-    """Open an already inspected file with blosc2 (memory-mapped; ``mmap_mode=None`` reads through the file)."""
-    kwargs: dict[str, Any] = {"mmap_mode": mmap_mode}
+    """Open an already inspected file with blosc2 (memory-mapped; ``mmap_mode=None`` reads through the file).
+
+    Under an address-space limit (``RLIMIT_AS``) the file is read and written through
+    file I/O instead (``'r'`` -> ``mode='r'``, ``'r+'`` -> ``mode='a'``): a map counts at
+    its full size against the limit, and C-Blosc2 reserves a map far larger than the file
+    for writing, so a small file could not be opened for writing under a cap of 1 GiB.
+    """
+    kwargs: dict[str, Any]
+    if mmap_mode is not None and not may_map():
+        kwargs = {"mode": "r" if mmap_mode == "r" else "a"}
+    else:
+        kwargs = {"mmap_mode": mmap_mode}
     if dparams is not None:
         kwargs["dparams"] = dparams
     try:
@@ -359,6 +370,10 @@ def atomic_target(path: str) -> Iterator[str]:
     except MLArrayError:
         _discard(tmp)
         raise
+    except MemoryError as exc:
+        _discard(tmp)
+        message = f"not enough memory to write ({exc}); the previous file is untouched"
+        raise ResourceLimitError(message, path=path) from None
     except Exception as exc:
         _discard(tmp)
         reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
