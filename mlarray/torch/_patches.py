@@ -49,19 +49,15 @@ def centred_corner(voxel: Index, shape: Sequence[int], patch: Sequence[int]) -> 
     return clipped
 
 
-def read_patch(
-    image: MLArray,
-    axes: Sequence[int],
-    corner: Index,
-    patch: Sequence[int],
-    pad_mode: PadMode = "constant",
-    pad_value: float = 0,
-) -> Array:
-    """The patch at ``corner`` over the spatial ``axes``, padded where it leaves the image.
+Pads = list[tuple[int, int]]
+"""Per axis of a file, how many values to add before and after the part read."""
 
-    Only the part inside the image is read (a memory-mapped file decompresses just the
-    blocks it touches). Non-spatial axes are read whole and come first in the result,
-    merged into one channel axis: the result has shape ``(C, *patch)``.
+
+def read_region(image: MLArray, axes: Sequence[int], corner: Index, patch: Sequence[int]) -> tuple[Array, Pads]:
+    """The part of the patch at ``corner`` that lies inside ``image``, and the padding that completes it.
+
+    Only that part is read (a memory-mapped file decompresses just the blocks it touches);
+    non-spatial axes are read whole. The array keeps the file's axis order and dtype.
     """
     shape = image.shape
     assert shape is not None
@@ -71,15 +67,45 @@ def read_patch(
         low, high = max(0, int(c)), min(shape[axis], int(c) + int(p))
         key[axis] = slice(low, high)
         pads[axis] = (low - int(c), int(c) + int(p) - high)
-    data = np.asarray(image[tuple(key)])
+    return np.asarray(image[tuple(key)]), pads
+
+
+def complete_patch(
+    data: Array, pads: Pads, axes: Sequence[int], pad_mode: PadMode = "constant", pad_value: Any = 0
+) -> Array:
+    """``data`` from :func:`read_region` padded by ``pads`` and with its channel axes merged first.
+
+    Padding happens in ``data``'s dtype: convert ``data`` to the dtype the caller returns
+    first, so that the constant is exactly ``pad_value`` there. The result has shape
+    ``(C, *patch)``, the non-spatial axes merged into one channel axis.
+    """
     if any(before or after for before, after in pads):
         if pad_mode == "edge":
             data = np.pad(data, pads, mode="edge")
         else:
-            data = np.pad(data, pads, mode="constant", constant_values=np.asarray(pad_value, dtype=data.dtype))
-    others = [a for a in range(len(shape)) if a not in axes]
-    data = np.moveaxis(data, [*others, *axes], list(range(len(shape))))
+            data = np.pad(data, pads, mode="constant", constant_values=pad_value)
+    others = [a for a in range(data.ndim) if a not in axes]
+    data = np.moveaxis(data, [*others, *axes], list(range(data.ndim)))
     return data.reshape((-1, *data.shape[len(others) :]))
+
+
+def read_patch(
+    image: MLArray,
+    axes: Sequence[int],
+    corner: Index,
+    patch: Sequence[int],
+    pad_mode: PadMode = "constant",
+    pad_value: Any = 0,
+    dtype: np.dtype[Any] | None = None,
+) -> Array:
+    """The patch at ``corner`` over the spatial ``axes`` as ``(C, *patch)``, padded where it leaves the image.
+
+    ``dtype`` (default: the file's) is the dtype of the result; the padding is ``pad_value`` in it.
+    """
+    data, pads = read_region(image, axes, corner, patch)
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    return complete_patch(data, pads, axes, pad_mode, pad_value)
 
 
 def patch_affine(affine: Array, corner: Index) -> Array:

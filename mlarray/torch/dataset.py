@@ -11,6 +11,11 @@ The dataset holds paths and small NumPy arrays only. File handles are opened laz
 in the process that reads, so it works with ``DataLoader(num_workers=N)`` under
 both ``fork`` and ``spawn``: a forked worker notices the new process id and opens
 its own handles; a spawned worker receives the pickled dataset without handles.
+Each process keeps at most ``max_open_files`` files open (least recently used closed
+first), so an epoch over any number of cases stays within the descriptor limit.
+
+Argument problems, including a padding constant the returned dtype cannot hold, are
+refused when the dataset is built, never mid-epoch in a worker.
 """
 
 from __future__ import annotations
@@ -26,11 +31,22 @@ import torch
 from mlarray import MLArray
 from mlarray.errors import InvalidArgumentError
 from mlarray.foreground import ClassSample, class_locations, from_record
-from mlarray.torch._patches import PadMode, centred_corner, patch_affine, random_corner, read_patch
+from mlarray.torch import _checks
+from mlarray.torch._handles import HandleCache
+from mlarray.torch._patches import PadMode, centred_corner, complete_patch, patch_affine, random_corner, read_region
 
 PathLike = str | os.PathLike[str]
 
 _TORCH_DTYPES = {np.dtype(t) for t in ("bool", "uint8", "int8", "int16", "int32", "int64")}
+
+DEFAULT_MAX_OPEN_FILES = 128
+"""Files each process keeps open by default: 64 image/label pairs, a few hundred descriptors."""
+
+
+def label_dtype(stored: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype of label patches: the stored integer type, widened to int64 where torch lacks it."""
+    native = stored.newbyteorder("=")
+    return native if native in _TORCH_DTYPES else np.dtype(np.int64)
 
 
 @dataclass
@@ -47,20 +63,31 @@ class Case:
     classes: list[ClassSample]
     scaling: tuple[float, float] | None = None
     """``(slope, intercept)`` when the image stores raw values (``meta.scaling.stored == 'raw'``)."""
+    label_dtype: np.dtype[Any] | None = None
+    """The dtype of this case's label patches (see :func:`label_dtype`)."""
 
 
 def read_class_samples(label: MLArray, path: str, axes: list[int], seed: int) -> list[ClassSample]:
-    """Class counts and coordinates of a label map: from its header when recorded, else one pass over it."""
+    """The foreground classes of a label map with voxels to centre on: from its header, else one pass over it.
+
+    Label 0 is background and never a foreground class, even where the header lists it
+    (spec 5.11 allows a class entry for it). A header class that has voxels (``count``)
+    but no stored ``indices`` (also allowed) cannot be located from the header, so the
+    label map is then located by one pass, as one without ``class_locations`` is.
+    Classes without coordinates are left out.
+    """
     assert label.shape is not None
     shape = tuple(label.shape[a] for a in axes)
     recorded = label.meta.class_locations
     if recorded is not None:
-        return from_record([(c.label, c.count, c.indices) for c in recorded.classes], shape)
+        entries = [(c.label, c.count, c.indices) for c in recorded.classes if c.label != 0]
+        if all(indices or not count for _, count, indices in entries):
+            return [c for c in from_record(entries, shape) if len(c.coords)]
     data = label[...]
     others = [a for a in range(data.ndim) if a not in axes]
     if any(data.shape[a] != 1 for a in others):
         raise InvalidArgumentError("a label map may have non-spatial axes only of length 1", path=path)
-    return class_locations(data.reshape(shape), seed=seed)
+    return [c for c in class_locations(data.reshape(shape), background=0, seed=seed) if len(c.coords)]
 
 
 def _spatial_axes(image: MLArray, path: str) -> list[int]:
@@ -81,6 +108,7 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
         linear = (scaling.slope, scaling.intercept) if scaling is not None and scaling.stored == "raw" else None
     classes: list[ClassSample] = []
     label_axes: list[int] = []
+    out_dtype: np.dtype[Any] | None = None
     if label_path is not None:
         with MLArray.open(label_path, "r") as label:
             label_axes = _spatial_axes(label, label_path)
@@ -98,7 +126,8 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
             if label.dtype is None or label.dtype.kind not in "biu":
                 raise InvalidArgumentError(f"a label map holds integers, got dtype {label.dtype}", path=label_path)
             classes = read_class_samples(label, label_path, label_axes, seed)
-    return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes, linear)
+            out_dtype = label_dtype(label.dtype)
+    return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes, linear, out_dtype)
 
 
 class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
@@ -111,21 +140,25 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
     labels : sequence of paths, optional
         One label map per image, with the same spatial shape and geometry (checked).
     patch_size : int or sequence of int
-        Patch size over the spatial axes (one int means the same for every axis).
+        Patch size over the spatial axes (one int means the same for every axis); Python
+        or NumPy integers.
     samples_per_epoch : int
         Length of the dataset: how many patches one pass of a DataLoader yields.
     foreground_fraction : float
         Share of patches centred on a voxel of a randomly chosen foreground class
         (default 1/3, as nnU-Net). Needs ``labels``; cases without foreground get a
-        random patch instead.
+        random patch instead. Label 0 is background, never a foreground class.
     pad_mode : 'constant' or 'edge'
         How patches that leave the image are filled (images smaller than the
         patch, patches centred near the border).
     pad_value, label_pad_value : float, int
-        The constant for ``pad_mode='constant'`` (labels are always padded with a constant).
+        The constant for ``pad_mode='constant'`` (labels are always padded with a
+        constant), exactly this value in the returned patch: ``pad_value`` in
+        ``image_dtype`` (a physical value for scaled images), ``label_pad_value`` in the
+        label patches' type. A value that type cannot hold is refused.
     seed : int or None
-        With an int, patch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the
-        same whatever the number of workers and the start method; call
+        With a non-negative int, patch ``i`` of epoch ``e`` depends only on ``(seed, e,
+        i)``: the same whatever the number of workers and the start method; call
         :meth:`set_epoch` to draw new patches. With ``None``, each process draws from
         its own generator seeded by ``torch.initial_seed()``, which PyTorch sets per
         worker (``base_seed + worker_id``, a new base seed every epoch), so
@@ -133,6 +166,17 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
     image_dtype : torch.dtype
         Element type of the image patches (``float32`` by default). Images that store raw
         values with a scaling (``meta.scaling.stored == 'raw'``) give physical values.
+    max_open_files : int
+        Most ``.mla`` files each process (the main one, each DataLoader worker) keeps
+        open; beyond it the least recently read is closed and reopened when needed.
+        Each open file holds a few file descriptors; the default, 128 (64 image/label
+        pairs), stays well below the usual limit of 1024.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A file pair does not match, or an argument is invalid (including a negative
+        ``seed`` and a padding constant the returned type cannot hold).
 
     Each item is a dict: ``image`` (``C x *patch_size``), ``label`` (``1 x
     *patch_size``, when labels are given, in the label map's integer type, widened
@@ -155,6 +199,7 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         label_pad_value: int = 0,
         seed: int | None = None,
         image_dtype: torch.dtype = torch.float32,
+        max_open_files: int = DEFAULT_MAX_OPEN_FILES,
     ) -> None:
         if not images:
             raise InvalidArgumentError("PatchDataset needs at least one image")
@@ -166,15 +211,21 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
             raise InvalidArgumentError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
         if pad_mode not in ("constant", "edge"):
             raise InvalidArgumentError(f"pad_mode must be 'constant' or 'edge', got {pad_mode!r}")
+        seed = _checks.seed(seed)
+        max_open_files = _checks.integer(max_open_files, "max_open_files", minimum=1)
+        if not isinstance(image_dtype, torch.dtype):
+            raise InvalidArgumentError(f"image_dtype must be a torch.dtype, got {image_dtype!r}")
+        if pad_mode == "constant":
+            pad_value = _checks.fill_value(pad_value, image_dtype, "pad_value")
         label_paths: list[str | None] = [None] * len(images) if labels is None else [os.fspath(p) for p in labels]
         self.cases = [_describe(os.fspath(img), lab, seed or 0) for img, lab in zip(images, label_paths, strict=True)]
         n = len(self.cases[0].shape)
-        sizes = [int(patch_size)] * n if isinstance(patch_size, int) else [int(p) for p in patch_size]
-        if len(sizes) != n or any(p < 1 for p in sizes):
-            raise InvalidArgumentError(f"patch_size {patch_size} does not fit {n} spatial axes")
+        sizes = _checks.patch_sizes(patch_size, n)
         for case in self.cases:
             if len(case.shape) != n:
                 raise InvalidArgumentError(f"every image needs {n} spatial axes", path=case.image)
+            if case.label_dtype is not None:
+                label_pad_value = _checks.fill_value(label_pad_value, case.label_dtype, "label_pad_value", case.label)
         self.patch_size = sizes
         self.samples_per_epoch = int(samples_per_epoch)
         self.foreground_fraction = float(foreground_fraction)
@@ -184,7 +235,9 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.seed = seed
         self.epoch = 0
         self.image_dtype = image_dtype
-        self._handles: dict[str, MLArray] = {}
+        self.max_open_files = max_open_files
+        self._work_dtype = _numpy_dtype(image_dtype)
+        self._handles = HandleCache(max_open_files)
         self._pid = os.getpid()
         self._rng: np.random.Generator | None = None
 
@@ -195,13 +248,20 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         """Draw the patches of ``epoch`` (only matters with an integer ``seed``).
 
         Call it before iterating a DataLoader whose workers are not persistent; persistent
-        workers keep the copy of the dataset they started with.
+        workers keep the copy of the dataset they started with, so with
+        ``persistent_workers=True`` every epoch repeats the same patches (use ``seed=None``
+        there, or non-persistent workers).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``epoch`` is not a non-negative integer.
         """
-        self.epoch = int(epoch)
+        self.epoch = _checks.integer(epoch, "epoch", minimum=0)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_handles"] = {}
+        state["_handles"] = HandleCache(self.max_open_files)
         state["_rng"] = None
         return state
 
@@ -211,14 +271,13 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
 
     def _in_this_process(self) -> None:
         if self._pid != os.getpid():  # a forked worker: the parent's handles and generator are not ours
-            self._handles, self._rng, self._pid = {}, None, os.getpid()
+            self._handles.forget()
+            self._handles = HandleCache(self.max_open_files)
+            self._rng, self._pid = None, os.getpid()
 
     def _open(self, path: str) -> MLArray:
         self._in_this_process()
-        handle = self._handles.get(path)
-        if handle is None:
-            handle = self._handles[path] = MLArray.open(path, "r")
-        return handle
+        return self._handles.get(path)
 
     def _generator(self, index: int) -> np.random.Generator:
         if self.seed is not None:
@@ -245,11 +304,12 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
             raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples")
         which, corner, foreground = self.sample(index)
         case = self.cases[which]
-        image = read_patch(
-            self._open(case.image), case.image_axes, corner, self.patch_size, self.pad_mode, self.pad_value
-        )
+        data, pads = read_region(self._open(case.image), case.image_axes, corner, self.patch_size)
         if case.scaling is not None:  # physical values, as to_numpy(scaled=True) gives them
-            image = image * np.float64(case.scaling[0]) + np.float64(case.scaling[1])
+            data = data * np.float64(case.scaling[0]) + np.float64(case.scaling[1])
+        # pad in the returned type, after scaling: the constant is exactly pad_value there
+        data = data.astype(self._work_dtype, copy=False)
+        image = complete_patch(data, pads, case.image_axes, self.pad_mode, self.pad_value)
         item: dict[str, Any] = {
             "image": self._image_tensor(image),
             "affine": torch.from_numpy(patch_affine(case.affine, corner)),
@@ -259,24 +319,30 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
             "foreground": foreground,
         }
         if case.label is not None:
-            label = read_patch(
-                self._open(case.label), case.label_axes, corner, self.patch_size, "constant", self.label_pad_value
-            )
-            if label.dtype not in _TORCH_DTYPES:
-                label = label.astype(np.int64)
+            assert case.label_dtype is not None
+            data, pads = read_region(self._open(case.label), case.label_axes, corner, self.patch_size)
+            data = data.astype(case.label_dtype, copy=False)
+            label = complete_patch(data, pads, case.label_axes, "constant", self.label_pad_value)
             item["label"] = torch.from_numpy(np.ascontiguousarray(label))
         return item
 
     def _image_tensor(self, image: np.ndarray[Any, Any]) -> torch.Tensor:
-        """The patch as a tensor of ``image_dtype``; NumPy converts (several times faster than ``Tensor.to``)."""
-        try:
-            target = torch.empty(0, dtype=self.image_dtype).numpy().dtype
-        except TypeError:  # no NumPy equivalent (bfloat16): let torch convert
-            return torch.from_numpy(np.ascontiguousarray(image)).to(self.image_dtype)
-        return torch.from_numpy(np.ascontiguousarray(image, dtype=target))
+        """The patch (already of ``_work_dtype``) as a tensor of ``image_dtype``."""
+        tensor = torch.from_numpy(np.ascontiguousarray(image))
+        return tensor if tensor.dtype == self.image_dtype else tensor.to(self.image_dtype)
 
     def close(self) -> None:
         """Release the file handles this process opened (they reopen on the next read)."""
-        for handle in self._handles.values():
-            handle.close()
-        self._handles = {}
+        self._in_this_process()
+        self._handles.close()
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype[Any]:
+    """The NumPy dtype patches of ``dtype`` are made in (NumPy converts several times faster than ``Tensor.to``).
+
+    Types NumPy lacks (bfloat16, float8) are made in float32 and converted by torch.
+    """
+    try:
+        return np.dtype(torch.empty(0, dtype=dtype).numpy().dtype)
+    except TypeError:
+        return np.dtype(np.float32)
