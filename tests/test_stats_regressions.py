@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
 
-from mlarray import MLArray, MLArrayError
+from mlarray import MLArray, MLArrayError, Stats
 from mlarray.cli import app
 from mlarray.errors import InvalidArgumentError
 from mlarray.foreground import class_locations, locate_classes
@@ -46,18 +46,8 @@ runner = CliRunner()
 Array = np.ndarray[Any, Any]
 HUGE = float(np.finfo(np.float64).max)
 NUMERIC = ["bool", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"]
-FIELDS = (
-    "min",
-    "max",
-    "mean",
-    "median",
-    "std",
-    "percentile_min",
-    "percentile_max",
-    "percentile_mean",
-    "percentile_median",
-    "percentile_std",
-)
+FIELDS = tuple(name for name in Stats.model_fields if not name.endswith("_key"))
+"""The statistics (not the percentile keys)."""
 
 
 def _streamed(data: Array, budget: int) -> tuple[Any, bool]:
