@@ -2,15 +2,16 @@
 
 The decoders read boxes of step-1 slices. Every other key NumPy accepts (integer arrays
 and lists, boolean masks, integers and ``None`` mixed with them in any order) is read
-here in three steps, so the result is NumPy's in values, shape, order and errors:
+here in three steps, so the result is NumPy's in values, shape, order, scalar-ness and errors:
 
-1. NumPy indexes, with the key, one zero-byte view per axis that holds that axis's
-   position: this gives the coordinates of every element of the result, and NumPy's own
-   error for a key it refuses;
-2. along each axis the coordinates used are grouped into runs of consecutive positions,
-   and the boxes those runs span are read (so ``image[[0, -1]]`` reads two slices, not
-   the whole volume); when the combinations of runs would be many, nearby runs merge;
-3. the result is taken from the boxes read with NumPy's fancy indexing.
+1. NumPy checks the key on a view of zero-byte elements of the array's shape (its own
+   errors; nothing the size of the result is allocated);
+2. along each axis the positions the key uses (a slice's range, an integer, the unique
+   values of an index array; a mask counts as its ``nonzero()`` arrays) are grouped into
+   runs of consecutive positions, and the boxes those runs span are read (so
+   ``image[[0, -1]]`` reads two slices, not the whole volume); when the combinations of
+   runs would be many, nearby runs merge;
+3. the key is re-expressed for the boxes, part by part and in place, and NumPy applies it.
 
 The boxes read at once are bounded by the machine's memory, as every read is
 (``RESOURCE_LIMIT``).
@@ -54,16 +55,54 @@ def gives_scalar(key: Any, ndim: int) -> bool:
     )
 
 
+ZERO_BYTES = np.dtype("V0")
+"""Elements of no size: NumPy checks a key on a view of them without allocating its result."""
+
+
+def probe(shape: tuple[int, ...], key: Any) -> Any:
+    """What NumPy gives for ``array[key]`` on an array of ``shape`` (zero bytes): its shape and scalar-ness.
+
+    Raises what NumPy raises for ``array[key]`` (``IndexError``, ``TypeError``, ...).
+    """
+    return np.broadcast_to(np.zeros((), ZERO_BYTES), shape)[key]
+
+
 def coordinates(shape: tuple[int, ...], key: Any) -> tuple[Array, ...]:
     """Per axis, the position along it of every element of ``array[key]`` (arrays of the result's shape).
 
-    Raises what NumPy raises for ``array[key]`` (``IndexError``, ``TypeError``, ...).
+    For writes, whose value has the result's shape anyway. Raises what NumPy raises.
     """
     coords = []
     for axis, size in enumerate(shape):
         positions = np.arange(size, dtype=np.intp).reshape([-1 if k == axis else 1 for k in range(len(shape))])
         coords.append(np.asarray(np.broadcast_to(positions, shape)[key]))
     return tuple(coords)
+
+
+def _takes_no_axis(part: Any) -> bool:
+    """``None``, ``...`` and 0-d booleans (NumPy adds an axis for those) index no axis of the array."""
+    return (
+        part is None
+        or part is Ellipsis
+        or isinstance(part, (bool, np.bool_))
+        or (isinstance(part, np.ndarray) and part.dtype == np.bool_ and part.ndim == 0)
+    )
+
+
+def _parts(shape: tuple[int, ...], key: Any) -> list[Any]:
+    """``key`` as a list in which every boolean mask is its ``nonzero()`` arrays (NumPy's own equivalence).
+
+    Lists become arrays; ``...`` stays (it expands the same way on the boxes read).
+    """
+    out: list[Any] = []
+    for part in key if isinstance(key, tuple) else (key,):
+        if not (_takes_no_axis(part) or isinstance(part, (slice, int, np.integer))):
+            part = np.asarray(part)
+            if part.dtype == np.bool_:
+                out.extend(part.nonzero())
+                continue
+        out.append(part)
+    return out
 
 
 def _runs(used: Array, most: int) -> list[tuple[int, int]]:
@@ -81,6 +120,11 @@ def _runs(used: Array, most: int) -> list[tuple[int, int]]:
 def gather(shape: tuple[int, ...], dtype: Any, key: Any, read_box: ReadBox, limit: int, path: str | None = None) -> Any:
     """``array[key]`` for any key NumPy accepts, from boxes read with ``read_box`` (see the module docstring).
 
+    The key is re-expressed for the boxes read, part by part and in place (integers,
+    slices and index arrays shifted into the boxes, ``None`` and ``...`` kept), so NumPy
+    applies exactly its own rules to it: result shape, order, and scalar or 0-d array.
+    Memory: the boxes and the key's own index arrays, never arrays the size of the result.
+
     Raises
     ------
     IndexError, TypeError, ValueError
@@ -89,25 +133,67 @@ def gather(shape: tuple[int, ...], dtype: Any, key: Any, read_box: ReadBox, limi
         The boxes the key needs at once would take more than ``limit`` bytes.
     """
     dtype = np.dtype(dtype)
-    coords = coordinates(shape, key)
-    result_shape = coords[0].shape if coords else np.shape(np.empty((), dtype)[key])
-    if not coords:  # a 0-d array: NumPy's key on its single element
-        return np.asarray(read_box(()), dtype=dtype).reshape(())[key]
-    if coords[0].size == 0:
-        return np.empty(result_shape, dtype=dtype)
-    used = [np.unique(c) for c in coords]
-    split = sum(len(u) > 1 and bool(np.any(np.diff(u) > 1)) for u in used)
-    most = max(1, int(MAX_BOXES ** (1 / split))) if split else 1
-    runs = [_runs(u, most) for u in used]
-    held = [np.concatenate([np.arange(lo, hi, dtype=np.intp) for lo, hi in axis]) for axis in runs]
+    expected = probe(shape, key)  # NumPy's errors; and an empty result needs no read
+    if np.size(expected) == 0:
+        return np.empty(np.shape(expected), dtype=dtype)
+    parts = _parts(shape, key)
+    used_axes = sum(not _takes_no_axis(p) for p in parts)
+    axes: list[Any] = []  # per array axis: a slice, an int or the sorted unique positions of an index array
+    local: list[Any] = []  # the key for the boxes; index arrays filled in once the runs are known
+    pending: list[tuple[int, int, Array]] = []  # (place in local, axis, normalized index array)
+    for part in parts:
+        if part is Ellipsis:
+            axes.extend([slice(None)] * (len(shape) - used_axes))
+            local.append(Ellipsis)
+        elif _takes_no_axis(part):
+            local.append(part)
+        elif isinstance(part, slice):
+            axes.append(part)
+            local.append(part)  # made relative below
+        elif isinstance(part, (int, np.integer)):
+            n = shape[len(axes)]
+            axes.append(int(part) + n if part < 0 else int(part))
+            local.append(0)
+        else:
+            n = shape[len(axes)]
+            index = np.where(part < 0, part + n, part).astype(np.intp)
+            pending.append((len(local), len(axes), index))
+            axes.append(np.unique(index))
+            local.append(None)
+    axes.extend([slice(None)] * (len(shape) - len(axes)))
+    spans: list[list[tuple[int, int]]] = []
+    split = sum(isinstance(a, np.ndarray) and bool(np.any(np.diff(a) > 1)) for a in axes)
+    most = max(2, int(MAX_BOXES ** (1 / split))) if split else 1
+    for n, part in zip(shape, axes, strict=True):
+        if isinstance(part, slice):
+            span = range(*part.indices(n))  # not empty: the result is not
+            spans.append([(min(span[0], span[-1]), max(span[0], span[-1]) + 1)])
+        elif isinstance(part, int):
+            spans.append([(part, part + 1)])
+        else:
+            spans.append(_runs(part, most))
+    held = [np.concatenate([np.arange(lo, hi, dtype=np.intp) for lo, hi in runs]) for runs in spans]
     nbytes = math.prod(len(h) for h in held) * dtype.itemsize
     if nbytes > limit:
         raise ResourceLimitError(f"this read needs {nbytes} bytes of boxes, more than the machine's memory", path=path)
     held_data = np.empty([len(h) for h in held], dtype=dtype)
-    offsets = [np.cumsum([0] + [hi - lo for lo, hi in axis]).tolist() for axis in runs]
-    for combo in itertools.product(*(range(len(axis)) for axis in runs)):
-        box = tuple(slice(*runs[a][i]) for a, i in enumerate(combo))
+    offsets = [np.cumsum([0] + [hi - lo for lo, hi in runs]).tolist() for runs in spans]
+    for combo in itertools.product(*(range(len(runs)) for runs in spans)):
+        box = tuple(slice(*spans[a][i]) for a, i in enumerate(combo))
         at = tuple(slice(offsets[a][i], offsets[a][i + 1]) for a, i in enumerate(combo))
         held_data[at] = np.asarray(read_box(box)).reshape(held_data[at].shape)
-    local = tuple(np.searchsorted(h, c) for h, c in zip(held, coords, strict=True))
-    return held_data[local]
+    for place, axis, index in pending:
+        local[place] = np.searchsorted(held[axis], index).reshape(index.shape)
+    axis = 0
+    for place, part in enumerate(local):  # slices relative to their boxes, in the same place of the key
+        if part is Ellipsis:
+            axis += len(shape) - used_axes
+        elif isinstance(part, slice):
+            low = spans[axis][0][0]
+            span = range(*part.indices(shape[axis]))
+            stop = span.stop - low
+            local[place] = slice(span.start - low, stop if stop >= 0 else None, span.step)
+            axis += 1
+        elif not _takes_no_axis(part):
+            axis += 1
+    return held_data[tuple(local)]

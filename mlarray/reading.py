@@ -21,6 +21,7 @@ import blosc2
 import numpy as np
 
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
+from mlarray.indexing import probe
 from mlarray.storage import fastread
 from mlarray.storage.selection import normalize_key
 
@@ -77,9 +78,8 @@ def selects_all(shape: tuple[int, ...], key: Any) -> bool:
 def any_result_shape(shape: tuple[int, ...], key: Any) -> tuple[int, ...]:
     """Shape of ``array[key]`` for any NumPy key; NumPy's own error for a bad one."""
     result = result_shape(shape, key)
-    if result is None:  # Ellipsis, arrays, None, ...: let NumPy work the shape out on a zero-byte view
-        probe = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), shape=shape, strides=(0,) * len(shape))
-        result = np.shape(probe[key])
+    if result is None:  # Ellipsis, arrays, None, ...: NumPy works the shape out on elements of no size
+        result = np.shape(probe(shape, key))
     return result
 
 

@@ -325,3 +325,10 @@ def test_cli_convert_to_mlarray_converts(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(sys, "argv", ["mlarray_convert", str(source), str(tmp_path / "out.mla")])
     mlarray.cli_convert_to_mlarray()
     np.testing.assert_array_equal(MLArray(tmp_path / "out.mla")[...], np.arange(24).reshape(2, 3, 4))
+
+
+def test_spatial_equality_is_field_equality() -> None:
+    """The array shape a header records for ``spatial.shape``'s read-out does not make equal fields unequal."""
+    assert MLArray(np.zeros((4, 5)), spacing=[1, 2]).meta.spatial == MetaSpatial(spacing=[1.0, 2.0])
+    assert MLArray(np.zeros((3, 3))).meta.spatial == MLArray(np.zeros((7, 7))).meta.spatial == MetaSpatial()
+    assert MetaSpatial(spacing=[1.0]) != MetaSpatial(spacing=[2.0])

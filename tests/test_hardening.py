@@ -218,6 +218,33 @@ def test_create_over_a_file_this_process_holds_replaces_it_and_the_old_handle_ke
     assert validate_file(path).valid
 
 
+def test_a_forked_child_does_not_take_its_parents_writer_for_its_own(tmp_path: Path) -> None:
+    """The lock registry is per process: a DataLoader-style fork must not replace a file the parent writes."""
+    path = tmp_path / "held.mla"
+    MLArray(np.zeros((4, 4), np.float32)).save(path)
+    writer = MLArray.open(path, mmap_mode="r+")
+    writer[0, 0] = 7
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        try:
+            MLArray.create(path, (2, 2), np.uint8)
+            os.write(write, b"created")
+        except LockError:
+            os.write(write, b"locked")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.waitpid(pid, 0)
+    os.close(read)
+    writer.close()
+    assert answer == b"locked"
+    again = MLArray.load(path)
+    assert again.shape == (4, 4) and float(again[0, 0]) == 7.0
+
+
 def test_readers_racing_a_writer_see_old_or_new_never_torn(tmp_path: Path) -> None:
     path = tmp_path / "race.mla"
     MLArray(np.zeros((40, 64, 64), np.int16), meta={"generation": 0}).save(path)

@@ -169,3 +169,44 @@ def test_bad_keys_raise_numpys_errors(tmp_path: Path) -> None:
                 array[key]
             with pytest.raises(error):
                 image[key]
+
+
+def test_zero_d_index_arrays_keep_numpys_scalar_or_array(tmp_path: Path) -> None:
+    array = np.arange(10, dtype=np.int16)
+    MLArray(array).save(tmp_path / "a.mla")
+    with MLArray.open(tmp_path / "a.mla") as image:
+        for key in [
+            (Ellipsis, np.array(-5)),
+            (np.array(2), Ellipsis),
+            (np.array(2), None),
+            (np.array(2),),
+            np.array(3),
+        ]:
+            _same(image[key], array[key])  # (..., 0-d array) is a 0-d array in NumPy, (0-d array,) a scalar
+
+
+def test_a_list_key_needs_memory_of_the_result_not_of_coordinates() -> None:
+    import tracemalloc
+
+    shape = (2, 1024, 1024)
+    array = np.arange(np.prod(shape), dtype=np.uint32).astype(np.uint8).reshape(shape)
+    tracemalloc.start()
+    got = gather(shape, array.dtype, ([0, 1],), lambda box: array[box], 1 << 30)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    _same(got, array[[0, 1]])
+    assert peak < 3 * array.nbytes  # boxes and result; was 57x the result (an intp per element and axis)
+
+
+def test_scattered_picks_on_many_axes_read_few_small_boxes() -> None:
+    shape = (6,) * 7
+    array = np.arange(6**7, dtype=np.int32).reshape(shape)
+    boxes: list[tuple[slice, ...]] = []
+
+    def read(box: tuple[slice, ...]) -> np.ndarray[Any, Any]:
+        boxes.append(box)
+        return array[box]
+
+    key = ([0, 5],) * 7
+    _same(gather(shape, array.dtype, key, read, limit=1 << 20), array[key])
+    assert all(b.stop - b.start == 1 for box in boxes for b in box)  # was: every axis merged into one run

@@ -25,13 +25,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-_HELD: dict[tuple[int, int], int] = {}
-"""How many locks this process holds per file (device, inode)."""
+_HELD: dict[tuple[int, int, int], int] = {}
+"""How many locks each process holds per file (process id, device, inode): a forked child
+inherits this dict, and the parent's locks must not count as the child's own."""
 
 
-def _identity(fd_or_path: int | str) -> tuple[int, int]:
+def _identity(fd_or_path: int | str) -> tuple[int, int, int]:
     st = os.fstat(fd_or_path) if isinstance(fd_or_path, int) else os.stat(fd_or_path)
-    return st.st_dev, st.st_ino
+    return os.getpid(), st.st_dev, st.st_ino
 
 
 class FileLock:

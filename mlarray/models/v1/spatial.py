@@ -168,6 +168,14 @@ class Spatial(StrictModel):
     _array_shape: list[int] | None = PrivateAttr(default=None)
     """Shape of the array the enclosing :class:`~mlarray.models.Meta` describes (set when it is validated)."""
 
+    def __eq__(self, other: object) -> bool:
+        """Equal fields (the array shape a header records for :attr:`shape`'s read-out does not count)."""
+        if not isinstance(other, Spatial):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every model
+
     def _stored_shape(self) -> list[int] | None:
         """``shape`` as stored in the header (``None`` when the header leaves it out)."""
         stored: list[int] | None = self.__dict__.get("shape")
