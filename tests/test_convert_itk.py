@@ -209,3 +209,24 @@ def test_multi_frame_dicom_file(tmp_path: Path) -> None:
     assert image.shape == (6, 5, 3) and image.spacing == [0.7, 0.8, 2.5]
     np.testing.assert_array_equal(image.to_numpy(), np.transpose(frames, (2, 1, 0)).astype(np.int32) - 1024)
     _check_geometry(image, sitk.ReadImage(str(tmp_path / "mf" / "frames.dcm")))
+
+
+def test_colour_dicom_series_gets_a_trailing_samples_axis(tmp_path: Path) -> None:
+    """RGB slices (SamplesPerPixel 3): values as SimpleITK reads them, samples last (was: a shape error)."""
+    import pydicom
+
+    write_series(tmp_path / "rgb", RNG.integers(0, 4096, size=(7, 6, 2)).astype(np.uint16))
+    colours = RNG.integers(0, 255, size=(2, 6, 7, 3)).astype(np.uint8)  # slices, rows, columns, samples
+    for k, path in enumerate(sorted((tmp_path / "rgb").iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.PixelData = colours[k].tobytes()
+        ds.save_as(path, enforce_file_format=True)
+    image = read_dicom(tmp_path / "rgb")
+    itk = _itk_series(tmp_path / "rgb")
+    assert image.shape == (7, 6, 2, 3) and itk.GetNumberOfComponentsPerPixel() == 3
+    np.testing.assert_array_equal(image.to_numpy(), np.transpose(colours, (2, 1, 0, 3)))
+    np.testing.assert_array_equal(image.to_numpy(), np.transpose(sitk.GetArrayFromImage(itk), (2, 1, 0, 3)))
+    _check_geometry(image, itk)

@@ -124,11 +124,15 @@ def read_dicom(path: str | os.PathLike[str], *, keep_raw: bool = False, series: 
 
 
 def _raw_voxels(datasets: list[Any]) -> np.ndarray[Any, Any]:
-    """Stored values as ``(columns, rows, slices)``; a single multi-frame file gives its frames as slices."""
+    """Stored values as ``(columns, rows, slices)``, then a samples axis for colour (RGB) pixels.
+
+    A single multi-frame file gives its frames as slices.
+    """
     if len(datasets) == 1 and int(datasets[0].get("NumberOfFrames", 1)) > 1:
-        frames = np.asarray(datasets[0].pixel_array)  # (frames, rows, columns)
-        return np.ascontiguousarray(np.transpose(frames, (2, 1, 0)))
-    return np.ascontiguousarray(np.stack([np.asarray(ds.pixel_array).T for ds in datasets], axis=-1))
+        frames = np.asarray(datasets[0].pixel_array)  # (frames, rows, columns[, samples])
+        return np.ascontiguousarray(np.swapaxes(frames, 0, 2))
+    slices = [np.swapaxes(np.asarray(ds.pixel_array), 0, 1) for ds in datasets]  # (columns, rows[, samples])
+    return np.ascontiguousarray(np.stack(slices, axis=2))
 
 
 def _header_json(dataset: Any) -> dict[str, Any]:
