@@ -243,3 +243,19 @@ __all__ = [
     "text_header",
     "valid_base",
 ]
+
+
+def channel_first_4d(units: list[str]) -> Callable[[Path], np.ndarray[Any, Any]]:
+    """A builder: a 4-D int16 array with a channel axis and three spatial axes, and ``axis_units``."""
+    header = {
+        "schema_version": "1.0",
+        "array": {"shape": [2, 3, 4, 5], "dtype": "<i2"},
+        "spatial": {"axis_labels": ["channel", "spatial", "spatial", "spatial"], "axis_units": units},
+    }
+
+    def build(path: Path) -> np.ndarray[Any, Any]:
+        data = rng(46).integers(0, 100, size=(2, 3, 4, 5), dtype=np.int16)
+        raw_frame(path, data, json_header(header), chunks=(1, 2, 4, 4), blocks=(1, 2, 2, 2))
+        return data
+
+    return build

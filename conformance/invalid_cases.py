@@ -18,6 +18,7 @@ import msgpack
 import numpy as np
 from casekit import (
     InvalidCase,
+    channel_first_4d,
     edit_header,
     frame_sizes,
     json_header,
@@ -1464,21 +1465,6 @@ def _stored_special(kind: int) -> Any:
     return build
 
 
-def _spatial_4d(units: list[str]) -> Any:
-    """A 4-D int16 array with a channel axis and three spatial axes, and ``axis_units``."""
-    header = {
-        "schema_version": "1.0",
-        "array": {"shape": [2, 3, 4, 5], "dtype": "<i2"},
-        "spatial": {"axis_labels": ["channel", "spatial", "spatial", "spatial"], "axis_units": units},
-    }
-
-    def build(path: Path) -> None:
-        data = rng(46).integers(0, 100, size=(2, 3, 4, 5), dtype=np.int16)
-        raw_frame(path, data, json_header(header), chunks=(1, 2, 4, 4), blocks=(1, 2, 2, 2))
-
-    return build
-
-
 INVALID += [
     InvalidCase(
         "axis-units-length",
@@ -1492,7 +1478,7 @@ INVALID += [
         "5.9",
         "A 4-D array with a channel axis: 3 axis_units (one per spatial axis) instead of one per array axis.",
         "HEADER_INVALID",
-        _spatial_4d(["mm", "mm", "mm"]),
+        channel_first_4d(["mm", "mm", "mm"]),
     ),
     InvalidCase(
         "bbox-scores-length",

@@ -12,7 +12,18 @@ from typing import Any
 
 import blosc2
 import numpy as np
-from casekit import ValidCase, frame_sizes, json_header, patch, raw_frame, rng, save, text_header, valid_base
+from casekit import (
+    ValidCase,
+    channel_first_4d,
+    frame_sizes,
+    json_header,
+    patch,
+    raw_frame,
+    rng,
+    save,
+    text_header,
+    valid_base,
+)
 from datakit import compressed_chunk
 
 Array = np.ndarray[Any, Any]
@@ -784,18 +795,6 @@ _MINOR_10 = {
 }
 
 
-def _axis_units_4d(path: Path) -> Array | None:
-    """A 4-D array with a channel axis: axis_units has one entry per array axis, the channel's empty."""
-    data = rng(46).integers(0, 100, size=(2, 3, 4, 5), dtype=np.int16)
-    header = {
-        "schema_version": "1.0",
-        "array": {"shape": [2, 3, 4, 5], "dtype": "<i2"},
-        "spatial": {"axis_labels": ["channel", "spatial", "spatial", "spatial"], "axis_units": ["", "mm", "mm", "mm"]},
-    }
-    raw_frame(path, data, json_header(header), chunks=(1, 2, 4, 4), blocks=(1, 2, 2, 2))
-    return data
-
-
 VALID += [
     ValidCase(
         "stats-std-zero",
@@ -813,6 +812,6 @@ VALID += [
         "axis-units-channel-axis",
         "5.9",
         "A 4-D array with a channel axis and 4 axis_units (one per array axis, the channel's empty).",
-        _axis_units_4d,
+        channel_first_4d(["", "mm", "mm", "mm"]),
     ),
 ]

@@ -136,8 +136,7 @@ def assign(nd: Any, key: Any, value: Any, *, path: str | None = None, check: Che
         target[...] = value  # the value in the shape of the selection
     except (IndexError, TypeError, ValueError, OverflowError) as exc:
         raise _typed(exc, path) from None
-    parts = key if isinstance(key, tuple) else (key,)
-    found: Any = _basic_box(shape, parts) if is_basic(parts) else _fancy_box(shape, key)
+    found = _selection(shape, key)
     if found is None:
         return  # nothing selected, and the value broadcast: NumPy writes nothing either
     box, relative = found

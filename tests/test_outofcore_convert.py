@@ -27,10 +27,10 @@ import mlarray.storage.stream
 from mlarray import MLArray
 from mlarray.convert import convert_file, write_nifti, write_nrrd
 from mlarray.convert._stream import convert_source
-from mlarray.convert.files import _cparams
 from mlarray.convert.nifti import NiftiSource, read_nifti_parts
 from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts
 from mlarray.errors import SourceFormatError
+from mlarray.storage.io import named_cparams as _cparams
 from mlarray.validate import validate_file
 
 WRITES: list[int] = []

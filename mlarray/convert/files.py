@@ -10,8 +10,8 @@ that keeps every header field).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, get_args
+from collections.abc import Callable
+from typing import Any
 
 import blosc2
 import numpy as np
@@ -26,10 +26,7 @@ from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts, write_nrrd
 from mlarray.errors import InvalidArgumentError, WrongExtensionError
 from mlarray.layout import PatchSize
 from mlarray.models import Meta
-from mlarray.models.v1.annotations import Codec
-from mlarray.storage.io import DEFAULT_CLEVEL, DEFAULT_CODEC, DEFAULT_FILTERS, make_cparams
-
-CODECS: tuple[str, ...] = get_args(Codec)
+from mlarray.storage.io import named_cparams
 
 Reader = Callable[..., tuple[np.ndarray[Any, Any], Meta]]
 """``reader(path, keep_raw=False) -> (array, meta)``."""
@@ -124,7 +121,7 @@ def convert_file(
                 if 0 not in source.shape:
                     layout = {
                         "patch_size": "default" if patch_size is None else patch_size,
-                        "cparams": _cparams(codec, clevel, source.dtype.itemsize),
+                        "cparams": named_cparams(codec, clevel, source.dtype.itemsize),
                     }
                     convert_source(source, dst, layout, keep_raw=keep_raw)
                     return
@@ -133,7 +130,7 @@ def convert_file(
             data,
             meta=meta,
             patch_size="default" if patch_size is None else patch_size,
-            cparams=_cparams(codec, clevel, data.dtype.itemsize),
+            cparams=named_cparams(codec, clevel, data.dtype.itemsize),
         )
         image.save(dst)
         return
@@ -166,20 +163,12 @@ def _write_read(
 ) -> None:
     """Write an image just read (a DICOM series) to ``dst``: ``.mla`` with the layout asked for, or another format."""
     if ending == MLA_EXTENSION:
-        cparams = _cparams(codec, clevel, data.dtype.itemsize)
+        cparams = named_cparams(codec, clevel, data.dtype.itemsize)
         MLArray(data, meta=meta, patch_size="default" if patch_size is None else patch_size, cparams=cparams).save(dst)
         return
     if patch_size is not None or codec is not None or clevel is not None:
         raise InvalidArgumentError("patch_size, codec and clevel only apply when writing .mla", path=os.fspath(dst))
     WRITERS[ending](MLArray(data, meta=meta, patch_size=None), dst)
-
-
-def _cparams(codec: str | None, clevel: int | None, itemsize: int, filters: Sequence[str] = DEFAULT_FILTERS) -> Any:
-    if codec is not None and codec not in CODECS:
-        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(CODECS)}")
-    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
-        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
-    return make_cparams(codec or DEFAULT_CODEC, DEFAULT_CLEVEL if clevel is None else clevel, list(filters), itemsize)
 
 
 def _relayout(
@@ -222,10 +211,10 @@ def _layout_args(image: MLArray, patch_size: PatchSize | None, codec: str | None
         kwargs["patch_size"] = None if old is None or old.strategy == "blosc2" else old.patch_size
     dtype = image.dtype
     assert dtype is not None
-    kwargs["cparams"] = _cparams(
+    kwargs["cparams"] = named_cparams(
         codec or (old.codec if old else None),
         clevel if clevel is not None else (old.clevel if old else None),
         dtype.itemsize,
-        list(old.filters) if old else DEFAULT_FILTERS,
+        list(old.filters) if old else None,
     )
     return kwargs

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import blosc2
 import numpy as np
@@ -22,12 +22,11 @@ import numpy as np
 from mlarray.api import MLArray
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
 from mlarray.jobs import find_mla as _find_mla
-from mlarray.layout import PatchSize, default_compression
+from mlarray.layout import PatchSize
 from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
-from mlarray.models.v1.annotations import Codec
 from mlarray.storage import atomic_target, check_path, open_frame, read_header
-from mlarray.storage.io import make_cparams
+from mlarray.storage.io import named_cparams
 
 
 def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
@@ -120,13 +119,7 @@ def _compression(cparams: Any, codec: str | None, clevel: int | None, itemsize: 
         return cparams
     if cparams is not None:
         raise InvalidArgumentError("give cparams, or codec and clevel, not both")
-    default_codec, default_clevel, filters = default_compression(itemsize)
-    codecs = get_args(Codec)
-    if codec is not None and codec not in codecs:
-        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(codecs)}")
-    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
-        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
-    return make_cparams(codec or default_codec, default_clevel if clevel is None else clevel, filters, itemsize)
+    return named_cparams(codec, clevel, itemsize)
 
 
 def _usable_patch(patch: list[int] | None, spatial_ndim: int) -> list[int] | None:

@@ -38,6 +38,7 @@ from mlarray.errors import (
 from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
 from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
 from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
+from mlarray.layout import default_compression
 from mlarray.models import Integrity, Layout, Meta, parse_header
 from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
@@ -155,6 +156,23 @@ def make_cparams(codec: str, clevel: int, filters: Sequence[str], typesize: int,
     if nthreads is not None:
         kwargs["nthreads"] = nthreads
     return blosc2.CParams(**kwargs)
+
+
+def named_cparams(codec: str | None, clevel: int | None, itemsize: int, filters: Sequence[str] | None = None) -> Any:
+    """Compression parameters from names; what is not given is a default save's for the item size.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown codec, or a level that is not an integer from 0 to 9.
+    """
+    if codec is not None and codec not in _CODECS:
+        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(_CODECS)}")
+    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
+        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
+    default_codec, default_clevel, default_filters = default_compression(itemsize)
+    chosen = default_filters if filters is None else list(filters)
+    return make_cparams(codec or default_codec, default_clevel if clevel is None else clevel, chosen, itemsize)
 
 
 def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
