@@ -38,6 +38,43 @@ def test_spatial_rules_refuse(spatial: dict[str, object], fragment: str) -> None
     assert all(p.code in PROBLEM_KINDS for p in info.value.problems)
 
 
+@pytest.mark.parametrize(
+    ("spatial", "fragments"),
+    [
+        (
+            {"axis_labels": ["spatial"] * 3, "origin": [0, 0], "direction": [[1, 0.1, 0], [0, 1, 0], [0, 0, 1]]},
+            ["origin has 2 entries", "not orthonormal"],
+        ),
+        (
+            {"spacing": [1, 1, 1], "axis_units": ["mm"], "axis_labels": ["spatial"] * 3, "affine": [[0] * 4] * 4},
+            ["axis_units has 1 entries", "last row", "singular"],
+        ),
+        (
+            {
+                "direction": [[1, 0.1, 0], [0, 1, 0], [0, 0, 1]],
+                "affine": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+            },
+            ["not orthonormal", "disagrees"],
+        ),
+    ],
+)
+def test_every_broken_spatial_rule_is_reported(spatial: dict[str, object], fragments: list[str]) -> None:
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(header(**spatial))
+    text = str(info.value)
+    assert [fragment in text for fragment in fragments] == [True] * len(fragments)
+
+
+def test_rules_needing_a_right_size_are_not_checked_on_a_wrong_size() -> None:
+    # a 2x2 direction for 3 axes: no orthonormality message, and no affine comparison with it
+    spatial = {"direction": [[1, 0], [0, 1]], "axis_labels": ["spatial"] * 3, "affine": np.eye(4).tolist()}
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(header(**spatial))
+    text = str(info.value)
+    assert "direction is 2x2 but there are 3 spatial axes" in text
+    assert "orthonormal" not in text and "disagrees" not in text
+
+
 def test_sheared_affine_alone_is_accepted_and_oblique_direction_too() -> None:
     sheared = [[1, 0.5, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]]
     assert parse_header(header(affine=sheared)).spatial.affine == sheared

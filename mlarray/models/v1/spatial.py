@@ -218,50 +218,67 @@ class Spatial(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Spatial:
-        """Spec: lengths agree with the spatial axes; direction orthonormal; affine consistent."""
+        """Spec: lengths agree with the spatial axes; direction orthonormal; affine consistent.
+
+        Every broken rule is reported (one error naming them all, in the order below); a
+        rule that needs a value of the right size is not checked when that size is wrong.
+        """
         n = self.spatial_ndim()
         if n is None:
             return self
+        problems = self._problems(n)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self, n: int) -> list[str]:
+        problems = []
+        sized = True  # spacing and origin (whose lengths the implied affine needs) have n entries
         for name in ("spacing", "origin", "shape"):
             value = self.__dict__.get(name)
             if value is not None and len(value) != n:
-                raise ValueError(f"{name} has {len(value)} entries but there are {n} spatial axes")
+                problems.append(f"{name} has {len(value)} entries but there are {n} spatial axes")
+                sized = sized and name == "shape"
         if (
             self.axis_labels is not None
             and self.axis_units is not None
             and len(self.axis_units) != len(self.axis_labels)
         ):
-            raise ValueError(
+            problems.append(
                 f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}"
             )
         if self.direction is not None:
             if len(self.direction) != n:
-                raise ValueError(
+                sized = False
+                problems.append(
                     f"direction is {len(self.direction)}x{len(self.direction)} but there are {n} spatial axes"
                 )
-            d = np.asarray(self.direction, dtype=np.float64)
-            error = float(np.abs(d.T @ d - np.eye(n)).max())
-            if error > ORTHONORMAL_TOL:
-                raise ValueError(
-                    f"direction is not orthonormal (max |D^T D - I| = {error:.3g} > {ORTHONORMAL_TOL}); "
-                    "store sheared or scaled geometry in 'affine'"
-                )
+            else:
+                d = np.asarray(self.direction, dtype=np.float64)
+                error = float(np.abs(d.T @ d - np.eye(n)).max())
+                if error > ORTHONORMAL_TOL:
+                    problems.append(
+                        f"direction is not orthonormal (max |D^T D - I| = {error:.3g} > {ORTHONORMAL_TOL}); "
+                        "store sheared or scaled geometry in 'affine'"
+                    )
         if self.affine is not None:
             if len(self.affine) != n + 1:
-                raise ValueError(
+                problems.append(
                     f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {len(self.affine)}x{len(self.affine)}"
                 )
+                return problems
             a = np.asarray(self.affine, dtype=np.float64)
             expected_last = np.zeros(n + 1)
             expected_last[n] = 1.0
-            if not np.array_equal(a[n], expected_last):
-                raise ValueError(f"the last row of affine must be {expected_last.tolist()}")
+            last_row = bool(np.array_equal(a[n], expected_last))
+            if not last_row:
+                problems.append(f"the last row of affine must be {expected_last.tolist()}")
             if _singular(a[:n, :n]):
-                raise ValueError("affine is singular (its axis vectors are linearly dependent or nearly so)")
-            implied = self._implied_affine(n)
+                problems.append("affine is singular (its axis vectors are linearly dependent or nearly so)")
+            implied = self._implied_affine(n) if sized and last_row else None
             if implied is not None and not np.allclose(a, implied, rtol=AFFINE_TOL, atol=AFFINE_TOL):
-                raise ValueError("affine disagrees with spacing/origin/direction")
-        return self
+                problems.append("affine disagrees with spacing/origin/direction")
+        return problems
 
     def _implied_affine(self, n: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
         if self.spacing is None and self.origin is None and self.direction is None:
