@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import blosc2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.convert import convert_file
@@ -71,6 +74,77 @@ def test_slabs_tile_the_array_once_in_order() -> None:
     assert [r[0] for r in thick] == [slice(0, 6), slice(6, 10)]
     numbers = [n for region in thick for n, _ in chunk_regions(shape, chunks, region)]
     assert sorted(numbers) == list(range(4 * 2 * 1))
+
+
+@st.composite
+def _grids(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+    ndim = draw(st.integers(1, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 12), min_size=ndim, max_size=ndim)))
+    chunks = tuple(draw(st.integers(1, n + 2)) for n in shape)
+    itemsize = draw(st.sampled_from([1, 2, 8]))
+    budget = draw(st.integers(1, 2 * math.prod(shape) * itemsize))
+    return shape, chunks, itemsize, budget
+
+
+@settings(max_examples=300, deadline=None)
+@given(_grids())
+def test_slabs_along_axis_0_are_chunk_boxes_in_frame_order_within_the_budget(
+    grid: tuple[tuple[int, ...], tuple[int, ...], int, int],
+) -> None:
+    shape, chunks, itemsize, budget = grid
+    regions = slab_regions(shape, chunks, itemsize, axis=0, max_bytes=budget)
+    seen = np.zeros(shape, dtype=int)
+    numbers = []
+    for region in regions:
+        seen[region] += 1
+        for r, c, n in zip(region, chunks, shape, strict=True):
+            assert r.start % c == 0 and (r.stop % c == 0 or r.stop == n)
+        inside = [n for n, _ in chunk_regions(shape, chunks, region)]
+        assert inside == list(range(inside[0], inside[0] + len(inside)))  # consecutive in the frame
+        numbers += inside
+        size = math.prod(r.stop - r.start for r in region) * itemsize
+        assert size <= budget or len(inside) == 1  # over the budget only when one chunk is
+    assert (seen == 1).all()
+    assert numbers == list(range(math.prod(-(-n // c) for n, c in zip(shape, chunks, strict=True))))
+
+
+def test_a_chunk_row_over_the_budget_is_cut_along_the_next_axes() -> None:
+    # one chunk row of 64 planes of 512 x 3072 int16 is 192 MiB; the slabs stay within 64 MiB
+    shape, chunks = (256, 3072, 512), (64, 128, 512)
+    regions = slab_regions(shape, chunks, 2, axis=0, max_bytes=64 << 20)
+    assert max(math.prod(r.stop - r.start for r in region) * 2 for region in regions) <= 64 << 20
+    assert regions[0] == (slice(0, 64), slice(0, 1024), slice(0, 512))
+    assert len(regions) == 4 * 3
+
+
+def test_relayout_with_slabs_smaller_than_a_chunk_row_writes_the_same_file(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlarray.storage.stream
+
+    src, streamed, in_memory = tmp_path / "a.mla", tmp_path / "b.mla", tmp_path / "c.mla"
+    volume = _volume((40, 90, 70))
+    MLArray(volume, spacing=[0.5] * 3).save(src)
+    kwargs = {"chunk_size": (8, 16, 16), "block_size": (8, 8, 8)}
+    monkeypatch.setattr(mlarray.storage.stream, "SLAB_BYTES", 8 * 16 * 70 * 2)  # a chunk row is 8 x 90 x 70
+    calls = []
+    regions = mlarray.storage.stream.slab_regions
+
+    def counting(*args: object, **options: object) -> list:
+        calls.append(out := regions(*args, **options))  # type: ignore[arg-type]
+        return out
+
+    monkeypatch.setattr(mlarray.storage.stream, "slab_regions", counting)
+    image = template(volume.shape, volume.dtype, Meta(), kwargs)
+    with MLArray.open(src) as opened:
+        save_slabs(streamed, image, lambda region: opened[region], fortran=False)
+    assert calls and all(r[1] != slice(0, 90) for r in calls[0])  # cut along axis 1
+    MLArray(volume, **kwargs).save(in_memory)
+    a, b = blosc2.open(str(in_memory)), blosc2.open(str(streamed))
+    assert a.schunk.nchunks == b.schunk.nchunks
+    assert all(a.schunk.get_chunk(i) == b.schunk.get_chunk(i) for i in range(a.schunk.nchunks))
+    assert validate_file(streamed).valid
+    assert np.array_equal(MLArray.load(streamed).to_numpy(), volume)
 
 
 def test_the_writer_refuses_unaligned_regions_repeats_and_gaps(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Write a frame slab by slab, so arrays larger than memory can be written.
 
 A save from memory hands the whole array to Blosc2. Conversion of a file that does not
-fit in memory cannot: its data arrive one *slab* at a time (a run of whole chunks along
-one axis, the full extent of every other axis). :class:`SlabWriter` creates the frame
+fit in memory cannot: its data arrive one *slab* at a time (a box of whole chunks: a run of them along
+one axis and the full extent of every other axis, or cut further along axis 0 when one
+chunk row is over the budget). :class:`SlabWriter` creates the frame
 empty in the temporary file of an atomic save, compresses each chunk of a slab as it
 arrives, on a thread pool (:mod:`mlarray.storage.compress`; each chunk is written
 exactly once, so the frame holds no stale bytes), and finally writes the header with
@@ -18,6 +19,7 @@ here knows about formats or the CLI.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -40,10 +42,14 @@ __all__ = ["SLAB_BYTES", "Region", "SlabWriter", "chunk_regions", "slab_regions"
 def slab_regions(
     shape: Sequence[int], chunks: Sequence[int], itemsize: int, *, axis: int = 0, max_bytes: int | None = None
 ) -> list[Region]:
-    """Slabs covering an array in order along ``axis``: each a run of whole chunks along ``axis``.
+    """Slabs covering an array in order along ``axis``: each a box of whole chunks.
 
-    A slab spans the full extent of every other axis and is as thick as fits in
-    ``max_bytes`` (default :data:`SLAB_BYTES`, read when called; at least one chunk).
+    A slab is as many whole chunks thick along ``axis`` as fit in ``max_bytes`` (default
+    :data:`SLAB_BYTES`, read when called; at least one chunk) and spans the full extent of
+    every other axis. Along axis 0, where a single chunk row does not fit, slabs are cut
+    further the same way (:func:`c_order_regions`): a slab is then one chunk thick along
+    the leading axes and a run of chunks along the next, so it holds at most the budget
+    or a single chunk, and its chunks are still consecutive in the frame.
     """
     shape = tuple(int(s) for s in shape)
     if not shape or math.prod(shape) == 0:
@@ -51,8 +57,10 @@ def slab_regions(
     if not -len(shape) <= axis < len(shape):
         raise InvalidArgumentError(f"axis {axis} is out of range for {len(shape)} dimensions")
     axis %= len(shape)
-    per_chunk_row = math.prod(shape) // shape[axis] * chunks[axis] * itemsize
     budget = SLAB_BYTES if max_bytes is None else max_bytes
+    if axis == 0:
+        return c_order_regions(shape, chunks, itemsize, budget)
+    per_chunk_row = math.prod(shape) // shape[axis] * chunks[axis] * itemsize
     step = chunks[axis] * max(1, budget // max(per_chunk_row, 1))
     full = [slice(0, n) for n in shape]
     out = []
@@ -60,6 +68,36 @@ def slab_regions(
         region = list(full)
         region[axis] = slice(start, min(start + step, shape[axis]))
         out.append(tuple(region))
+    return out
+
+
+def c_order_regions(shape: Sequence[int], chunks: Sequence[int], itemsize: int, budget: int) -> list[Region]:
+    """Boxes of whole chunks covering an array in chunk-number (C) order, each within ``budget`` bytes.
+
+    The box is cut along the first axis ``d`` where a run one chunk thick along ``d`` (one
+    chunk along every axis before it, the full extent of every axis after it) fits in
+    ``budget`` (the last axis when none does): one chunk along the axes before ``d``, as
+    many chunks along ``d`` as fit (at least one), everything after ``d``. The chunks of
+    each box, and the boxes one after the other, are numbered consecutively.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    lead = 1  # elements of one chunk along each axis before d
+    d = 0
+    for d in range(ndim):
+        run = lead * chunks[d] * math.prod(shape[d + 1 :]) * itemsize
+        if run <= budget or d == ndim - 1:
+            break
+        lead *= min(chunks[d], shape[d])
+    run = lead * chunks[d] * math.prod(shape[d + 1 :]) * itemsize
+    step = chunks[d] * max(1, budget // max(run, 1))
+    grid = [range(0, n, c) for n, c in zip(shape[:d], chunks[:d], strict=True)]
+    out: list[Region] = []
+    for origin in itertools.product(*grid):
+        prefix = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunks, shape, strict=False))
+        for start in range(0, shape[d], step):
+            rest = tuple(slice(0, n) for n in shape[d + 1 :])
+            out.append((*prefix, slice(start, min(start + step, shape[d])), *rest))
     return out
 
 
