@@ -220,7 +220,7 @@ class Spatial(StrictModel):
     def _consistent(self) -> Spatial:
         """Spec: lengths agree with the spatial axes; direction orthonormal; affine consistent.
 
-        Every broken rule is reported (one error naming them all, in the order below); a
+        Every broken rule is reported at once (one error naming them all); a
         rule that needs a value of the right size is not checked when that size is wrong.
         """
         n = self.spatial_ndim()
