@@ -63,6 +63,28 @@ def test_every_broken_spatial_rule_is_reported(spatial: dict[str, object], fragm
         parse_header(header(**spatial))
     text = str(info.value)
     assert [fragment in text for fragment in fragments] == [True] * len(fragments)
+    assert len(info.value.problems) == len(fragments)
+    assert {p.code for p in info.value.problems} == {"rule_violation"}
+
+
+def test_each_broken_spatial_rule_is_a_problem_at_its_member() -> None:
+    spatial = {
+        "axis_labels": ["spatial"] * 3,
+        "origin": [0, 0],
+        "direction": [[1, 0.1, 0], [0, 1, 0], [0, 0, 1]],
+        "affine": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]],
+    }
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(header(**spatial))
+    assert [p.loc for p in info.value.problems] == ["spatial.origin", "spatial.direction", "spatial.affine"]
+    assert "origin has 2 entries but there are 3 spatial axes" in info.value.problems[0].message
+
+
+def test_without_labels_the_message_names_the_member_that_set_the_axes() -> None:
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(header(spacing=[1, 1], origin=[0, 0, 0, 0]))
+    assert info.value.problems[0].loc == "spatial.origin"
+    assert info.value.problems[0].message == "origin has 4 entries but spacing describes 2 spatial axes"
 
 
 def test_rules_needing_a_right_size_are_not_checked_on_a_wrong_size() -> None:

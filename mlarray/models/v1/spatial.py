@@ -18,7 +18,8 @@ from enum import Enum
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mlarray.models.base import StrictModel
 
@@ -220,24 +221,46 @@ class Spatial(StrictModel):
     def _consistent(self) -> Spatial:
         """Spec: lengths agree with the spatial axes; direction orthonormal; affine consistent.
 
-        Every broken rule is reported at once (one error naming them all); a
-        rule that needs a value of the right size is not checked when that size is wrong.
+        Every broken rule is reported at once, each as an error at the member it concerns;
+        a rule that needs a value of the right size is not checked when that size is wrong.
         """
         n = self.spatial_ndim()
         if n is None:
             return self
         problems = self._problems(n)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", "{reason}", {"reason": reason}),
+                        loc=(name,),
+                        input=self.__dict__.get(name),
+                    )
+                    for name, reason in problems
+                ],
+            )
         return self
 
-    def _problems(self, n: int) -> list[str]:
-        problems = []
+    def _axes_phrase(self, n: int) -> str:
+        """Where the number of spatial axes ``n`` came from, for messages."""
+        if self.axis_labels is not None:
+            return f"there are {n} spatial axes"
+        named = (("spacing", self.spacing), ("origin", self.origin), ("direction", self.direction))
+        first = next((name for name, value in named if value is not None), None)
+        if first is None:
+            first = "shape" if self._stored_shape() is not None else "affine"
+        return f"{first} describes {n} spatial axes"
+
+    def _problems(self, n: int) -> list[tuple[str, str]]:
+        """``(member, message)`` of each broken rule."""
+        problems: list[tuple[str, str]] = []
+        axes = self._axes_phrase(n)
         sized = True  # spacing and origin (whose lengths the implied affine needs) have n entries
         for name in ("spacing", "origin", "shape"):
             value = self.__dict__.get(name)
             if value is not None and len(value) != n:
-                problems.append(f"{name} has {len(value)} entries but there are {n} spatial axes")
+                problems.append((name, f"{name} has {len(value)} entries but {axes}"))
                 sized = sized and name == "shape"
         if (
             self.axis_labels is not None
@@ -245,26 +268,38 @@ class Spatial(StrictModel):
             and len(self.axis_units) != len(self.axis_labels)
         ):
             problems.append(
-                f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}"
+                (
+                    "axis_units",
+                    f"axis_units has {len(self.axis_units)} entries but axis_labels has {len(self.axis_labels)}",
+                )
             )
         if self.direction is not None:
             if len(self.direction) != n:
                 sized = False
                 problems.append(
-                    f"direction is {len(self.direction)}x{len(self.direction)} but there are {n} spatial axes"
+                    (
+                        "direction",
+                        f"direction is {len(self.direction)}x{len(self.direction)} but {axes}",
+                    )
                 )
             else:
                 d = np.asarray(self.direction, dtype=np.float64)
                 error = float(np.abs(d.T @ d - np.eye(n)).max())
                 if error > ORTHONORMAL_TOL:
                     problems.append(
-                        f"direction is not orthonormal (max |D^T D - I| = {error:.3g} > {ORTHONORMAL_TOL}); "
-                        "store sheared or scaled geometry in 'affine'"
+                        (
+                            "direction",
+                            f"direction is not orthonormal (max |D^T D - I| = {error:.3g} > {ORTHONORMAL_TOL}); "
+                            "store sheared or scaled geometry in 'affine'",
+                        )
                     )
         if self.affine is not None:
             if len(self.affine) != n + 1:
                 problems.append(
-                    f"affine must be {n + 1}x{n + 1} for {n} spatial axes, got {len(self.affine)}x{len(self.affine)}"
+                    (
+                        "affine",
+                        f"affine must be {n + 1}x{n + 1} as {axes}, got {len(self.affine)}x{len(self.affine)}",
+                    )
                 )
                 return problems
             a = np.asarray(self.affine, dtype=np.float64)
@@ -272,12 +307,12 @@ class Spatial(StrictModel):
             expected_last[n] = 1.0
             last_row = bool(np.array_equal(a[n], expected_last))
             if not last_row:
-                problems.append(f"the last row of affine must be {expected_last.tolist()}")
+                problems.append(("affine", f"the last row of affine must be {expected_last.tolist()}"))
             if _singular(a[:n, :n]):
-                problems.append("affine is singular (its axis vectors are linearly dependent or nearly so)")
+                problems.append(("affine", "affine is singular (its axis vectors are linearly dependent or nearly so)"))
             implied = self._implied_affine(n) if sized and last_row else None
             if implied is not None and not np.allclose(a, implied, rtol=AFFINE_TOL, atol=AFFINE_TOL):
-                problems.append("affine disagrees with spacing/origin/direction")
+                problems.append(("affine", "affine disagrees with spacing/origin/direction"))
         return problems
 
     def _implied_affine(self, n: int) -> np.ndarray[Any, np.dtype[np.float64]] | None:
