@@ -156,7 +156,8 @@ def gather(shape: tuple[int, ...], dtype: Any, key: Any, read_box: ReadBox, limi
             local.append(0)
         else:
             n = shape[len(axes)]
-            index = np.where(part < 0, part + n, part).astype(np.intp)
+            index = part.astype(np.intp)  # in the index's own dtype, part + n can overflow (uint8, n = 300)
+            index = np.where(index < 0, index + n, index)
             pending.append((len(local), len(axes), index))
             axes.append(np.unique(index))
             local.append(None)

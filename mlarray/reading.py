@@ -88,7 +88,8 @@ def check_result_size(shape: tuple[int, ...], dtype: Any, key: Any, path: str | 
     try:
         result = any_result_shape(shape, key)
     except (IndexError, TypeError, ValueError):
-        return  # let the array itself report the bad key
+        probe(shape, key)  # NumPy's own error for this key, as NumPy reports it
+        return  # NumPy takes the key: the array itself reports what it cannot read
     nbytes = math.prod(result) * np.dtype(dtype).itemsize
     if nbytes > memory_limit():
         raise ResourceLimitError(f"this read needs {nbytes} bytes, more than the machine's memory", path=path)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.errors import InvalidArgumentError
-from mlarray.indexing import coordinates, is_basic
+from mlarray.indexing import coordinates, is_basic, probe
 from mlarray.reading import check_result_size
 
 Array = np.ndarray[Any, Any]
@@ -217,10 +217,10 @@ class PrivateChunks:
     def __getitem__(self, key: Any) -> Any:
         if not self.private and is_basic(key if isinstance(key, tuple) else (key,)):
             return self._nd[key]  # blosc2 reads basic keys itself; other keys go through NumPy below
+        expected = probe(self.shape, key)  # NumPy's error for a key it refuses: _selection assumes a valid key
         found = _selection(self.shape, key)
         if found is None:
-            probe = np.lib.stride_tricks.as_strided(np.zeros(1, self.dtype), self.shape, (0,) * len(self.shape))
-            return np.empty(np.shape(probe[key]), dtype=self.dtype)
+            return np.empty(np.shape(expected), dtype=self.dtype)
         box, relative = found
         return self._read_box(box)[relative]
 

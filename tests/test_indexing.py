@@ -210,3 +210,60 @@ def test_scattered_picks_on_many_axes_read_few_small_boxes() -> None:
     key = ([0, 5],) * 7
     _same(gather(shape, array.dtype, key, read, limit=1 << 20), array[key])
     assert all(b.stop - b.start == 1 for box in boxes for b in box)  # was: every axis merged into one run
+
+
+def _bad_key_cases() -> list[Any]:
+    return [
+        (-5,),
+        (5,),
+        (0, 5),
+        (..., -5),
+        (0, 0, 0),
+        (..., 0, slice(0, 1.5)),
+        (2, slice(0, 1.5), slice(None, None, -1)),
+    ]
+
+
+def test_a_copy_on_write_image_checks_keys_after_a_write(tmp_path: Path) -> None:
+    """``mmap_mode="c"`` after a write: out-of-range keys once read other positions' values."""
+    array = np.arange(3 * 4, dtype=np.int32).reshape(3, 4)
+    MLArray(array).save(tmp_path / "a.mla")
+    with MLArray.open(tmp_path / "a.mla", mmap_mode="c") as image:
+        image[0, 0] = -1
+        array[0, 0] = -1
+        for key in _bad_key_cases():
+            expected = _numpy_or_error(array, key)
+            assert isinstance(expected, type), key
+            with pytest.raises(expected):
+                image[key]
+        _same(image[-3], array[-3])
+        _same(image[[0, -1], -4], array[[0, -1], -4])
+
+
+def test_keys_with_two_problems_raise_numpys_error_everywhere(tmp_path: Path) -> None:
+    """NumPy reports the wrong number of indices before a float slice; so must every image."""
+    array = np.arange(7 * 3, dtype=np.int32).reshape(7, 3)
+    MLArray(array).save(tmp_path / "a.mla")
+    images = [MLArray(array, compressed=True), MLArray.open(tmp_path / "a.mla")]
+    images.append(MLArray.open(tmp_path / "a.mla", mmap_mode="r+"))
+    try:
+        for key in [(..., 0, 0, slice(0, 1.5)), (9, slice(0, 1.5), 0)]:
+            expected = _numpy_or_error(array, key)
+            for image in images:
+                with pytest.raises(expected):
+                    image[key]
+    finally:
+        for image in images[1:]:
+            image.close()
+
+
+@pytest.mark.parametrize("index_dtype", ["uint8", "int8", "uint16", "int16"])
+def test_small_integer_index_arrays_on_long_axes(tmp_path: Path, index_dtype: str) -> None:
+    """``part + n`` in the index's own dtype overflowed (uint8 indices on an axis of 300)."""
+    array = np.arange(300 * 2, dtype=np.int16).reshape(300, 2)
+    MLArray(array).save(tmp_path / "a.mla")
+    index = np.array([1, 2, 127] + ([-1, -2] if index_dtype.startswith("int") else []), dtype=index_dtype)
+    with MLArray.open(tmp_path / "a.mla") as image:
+        for key in [(index,), (index, 1), (slice(None), np.array([1, 0], dtype=index_dtype))]:
+            _same(image[key], array[key])
+            _same(MLArray(array, compressed=True)[key], array[key])
