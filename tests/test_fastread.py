@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -474,3 +475,29 @@ def test_whole_loads_from_the_file_match_numpy(tmp_path_factory: pytest.TempPath
     path = write(tmp_path_factory.mktemp("load"), a, chunks, blocks)
     got = MLArray.load(path, dparams={"nthreads": data.draw(st.integers(1, 3))}).to_numpy()
     assert got.dtype == a.dtype and got.shape == a.shape and got.tobytes() == a.tobytes()
+
+
+def _load_twice_threaded(path: str, expected_sum: int, result: Any) -> None:
+    result.put(int(MLArray.load(path, dparams={"nthreads": 2}).to_numpy().sum()) == expected_sum)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_reads_with_threads_after_its_parent_did(tmp_path: Path) -> None:
+    """The parent's read threads do not run in a forked child (a DataLoader worker): the child's threaded
+    read waited for them forever."""
+    import multiprocessing
+
+    volume = np.arange(48**3, dtype=np.int32).reshape(48, 48, 48)
+    path = str(tmp_path / "a.mla")
+    MLArray(volume, chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(path)
+    assert np.array_equal(MLArray.load(path, dparams={"nthreads": 2}).to_numpy(), volume)  # threads started here
+    context = multiprocessing.get_context("fork")
+    result = context.Queue()
+    child = context.Process(target=_load_twice_threaded, args=(path, int(volume.sum()), result))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the forked child hung in a threaded read")
+    assert child.exitcode == 0 and result.get(timeout=10) is True

@@ -7,6 +7,7 @@ address-space limit), work goes on with the threads it has, down to none (the ca
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ class Helpers:
     def available(self, wanted: int) -> int:
         """Start threads up to ``wanted``; return how many there are (at most ``wanted``)."""
         with self._lock:
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
             while len(self._threads) < wanted:
                 thread = threading.Thread(target=self._loop, name="mlarray-read", daemon=True)
                 try:
@@ -46,8 +48,17 @@ class Helpers:
         while True:
             self._jobs.get()()
 
+    def forget(self) -> None:
+        """Start afresh: in a forked child (a DataLoader worker), none of the parent's threads
+        runs, and its queue and lock may have been in use at the fork."""
+        self._jobs = queue.SimpleQueue()
+        self._threads = []
+        self._lock = threading.Lock()
+
 
 helpers = Helpers()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=helpers.forget)
 
 
 def address_space_limited() -> bool:
