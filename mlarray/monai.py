@@ -124,12 +124,12 @@ class MLArrayReader(ImageReader):
         channel = self._channel(image)
         frame = image.meta.spatial.coord_system
         affine = np.asarray(image.affine, dtype=np.float64)
+        keep_lps = frame == "LPS" and not self.to_ras  # MONAI's spaces are RAS and LPS only
+        if not keep_lps:
+            affine = to_ras(affine, frame)  # the whole world: its orientation code names all of its axes
         if channel is not None and channel % image.ndim in axes:  # a spatial axis named as the channel
             affine = _drop_axis(affine, axes.index(channel % image.ndim))
             axes = [a for a in axes if a != channel % image.ndim]
-        keep_lps = frame == "LPS" and not self.to_ras  # MONAI's spaces are RAS and LPS only
-        if not keep_lps:
-            affine = to_ras(affine, frame)
         space = SpaceKeys.LPS if keep_lps else SpaceKeys.RAS
         meta: dict[str, Any] = {
             MetaKeys.AFFINE: affine,

@@ -173,7 +173,8 @@ def test_an_explicit_channel_dim_of_an_lps_file_and_of_a_rotated_one(tmp_path: P
     data = np.zeros((3, 4, 5, 6), np.float32)
     MLArray(data, spacing=[1.0, 2.0, 3.0, 4.0], meta=Meta(spatial=Spatial(coord_system="LPS"))).save(tmp_path / "l.mla")
     ras = LoadImage(reader=MLArrayReader(channel_dim=0), image_only=True)(tmp_path / "l.mla")
-    assert np.allclose(ras.affine.numpy(), np.diag([-2.0, -3.0, 4.0, 1.0]))  # LPS -> RAS on the remaining axes
+    # LPS -> RAS on the whole world (L and P negated), then axis 0 and world L taken out: P, S and the 4th remain
+    assert np.allclose(ras.affine.numpy(), np.diag([-2.0, 3.0, 4.0, 1.0]))
     kept = LoadImage(reader=MLArrayReader(channel_dim=0, to_ras=False), image_only=True)(tmp_path / "l.mla")
     assert np.allclose(kept.affine.numpy(), np.diag([2.0, 3.0, 4.0, 1.0])) and kept.meta["space"] == "LPS"
     turn = np.eye(4)
@@ -185,6 +186,34 @@ def test_an_explicit_channel_dim_of_an_lps_file_and_of_a_rotated_one(tmp_path: P
     assert list(third.meta["spatial_shape"]) == [3, 4, 5] and np.allclose(third.affine.numpy()[:2, :2], turn[:2, :2])
     with pytest.raises(InvalidArgumentError, match="out of range"):
         LoadImage(reader=MLArrayReader(channel_dim=4), image_only=True)(tmp_path / "r.mla")
+
+
+@pytest.mark.parametrize("channel_dim", [0, 1, 2])
+def test_a_spatial_channel_dim_of_an_lps_file_keeps_each_world_axis_sign(tmp_path: Path, channel_dim: int) -> None:
+    """The orientation code names the whole world: converting after dropping an axis flipped S (audit)."""
+    MLArray(np.zeros((3, 30, 20), np.float32), spacing=(1.0, 0.5, 2.0), origin=(10.0, 20.0, 30.0)).save(
+        tmp_path / "a.mla"
+    )
+    with MLArray.open(tmp_path / "a.mla", mmap_mode="r+") as image:
+        image.meta.spatial.coord_system = "LPS"
+    with MLArray.open(tmp_path / "a.mla") as image:
+        full_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine  # LPS -> RAS: world x and y negated
+    keep = [k for k in range(4) if k != channel_dim]
+    expected = full_ras[np.ix_(keep, keep)]  # array axis `channel_dim` and the world axis it alone moves along
+    _, meta = LoadImage(reader=MLArrayReader(channel_dim=channel_dim), image_only=False)(tmp_path / "a.mla")
+    assert np.allclose(np.asarray(meta["affine"]), expected) and meta["space"] == "RAS"
+
+
+def test_forked_workers_load_after_the_main_process_loaded_with_threads(tmp_path: Path) -> None:
+    """Forked DataLoader workers hung: the parent's read threads were counted but do not run in a child."""
+    volume = np.arange(48**3, dtype=np.int32).reshape(48, 48, 48)
+    MLArray(volume, chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(tmp_path / "a.mla")  # 27 chunks
+    transform = Compose([LoadImaged(["img"], reader=MLArrayReader(nthreads=2)), EnsureChannelFirstd(["img"])])
+    dataset = Dataset([{"img": tmp_path / "a.mla"}] * 4, transform)
+    first = dataset[0]["img"]  # the main process reads with two threads first
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context="fork", timeout=120)
+    batches = list(loader)
+    assert len(batches) == 2 and all(torch.equal(b["img"][0], first.as_tensor()) for b in batches)
 
 
 def test_raw_values_kept_at_conversion_come_out_scaled_like_nibabels(tmp_path: Path) -> None:
