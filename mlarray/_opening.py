@@ -26,8 +26,8 @@ from mlarray.models import Meta
 from mlarray.reading import decompress_all, threads_of
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path
-from mlarray.storage.io import is_read_only, normalize_dtype, open_checked
-from mlarray.storage.locking import FileLock, ensure_unlocked
+from mlarray.storage.io import is_read_only, normalize_dtype, open_checked, write_destination
+from mlarray.storage.locking import FileLock, replacing
 
 if TYPE_CHECKING:
     from mlarray.api import MLArray
@@ -135,6 +135,12 @@ class FileOpening(ImageState):
         p = check_path(path, must_exist=True)
         if mmap_mode == "r+" and is_read_only(p):
             raise ReadOnlyError("the file is not writable; open it with mmap_mode='r'", path=p)
+        if mmap_mode == "r+" and not os.access(os.path.dirname(write_destination(p)) or ".", os.W_OK):
+            raise ReadOnlyError(
+                "the folder holding the file is not writable, and a writer rewrites the file's header "
+                "when it closes; open it with mmap_mode='r' (or 'c' for edits kept in memory)",
+                path=p,
+            )
         for _ in range(8):
             lock = FileLock(p) if mmap_mode == "r+" else None
             try:
@@ -197,8 +203,8 @@ class FileOpening(ImageState):
         shape = as_shape(shape)
         dt = normalize_dtype(dtype)
         template = mla(ShapeOnly(shape, dt), **kwargs)
-        ensure_unlocked(p, except_this_process=True)  # another process's writer keeps it (LOCKED)
-        with atomic_target(p) as tmp:
+        # another process's writer keeps the file (LOCKED); one of this process's is left with the old file
+        with replacing(p, except_this_process=True), atomic_target(p) as tmp:
             nd = template._write_to(tmp, source=ShapeOnly(shape, dt, fill_value), target=p)
             del nd
         obj = mla.open(p, "r+", dparams=kwargs.get("dparams"))

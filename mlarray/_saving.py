@@ -10,17 +10,18 @@ Kept apart from :mod:`mlarray.api` so the ``MLArray`` class stays readable.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from typing import TYPE_CHECKING, Any, cast
 
 from mlarray._state import ImageState
 from mlarray._version import __version__
-from mlarray.errors import HeaderValidationError
+from mlarray.errors import HeaderValidationError, WriteFailedError
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
-from mlarray.storage.locking import ensure_unlocked
+from mlarray.storage.locking import replacing
 from mlarray.versions import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -51,9 +52,8 @@ class FilePersistence(ImageState):
         header_bytes(self._header_for_save(layout=self._meta.layout))
         local = self._path is not None and self._remote is None
         reopen = local and os.path.exists(p) and os.path.samefile(p, str(self._path))
-        if not (self._lock is not None and self._lock.holds(p)):
-            ensure_unlocked(p)
-        with atomic_target(p) as tmp:
+        own = self._lock is not None and self._lock.holds(p)  # saving over the file this handle writes
+        with contextlib.nullcontext() if own else replacing(p), atomic_target(p) as tmp:
             self._write_to(tmp, source=data, target=p)
         if reopen:
             from mlarray.api import MLArray
@@ -102,7 +102,20 @@ class FilePersistence(ImageState):
             return
         try:
             replaced = self._lock is not None and not self._lock.holds(self._path or "")
-            if self._nd is not None and self._mode in ("r+", "w+") and self._path is not None and not replaced:
+            writer = self._nd is not None and self._mode in ("r+", "w+") and self._path is not None
+            if (
+                writer
+                and replaced
+                and self._lock is not None
+                and not self._lock.replaced_here()
+                and (self._dirty or self._meta.model_dump(mode="json") != self._persisted)
+            ):
+                raise WriteFailedError(
+                    "the file was replaced by another program while this handle had it open; "
+                    "the edits made through this handle are not in it",
+                    path=self._path,
+                )
+            if writer and not replaced and self._path is not None:
                 current = self._meta.model_dump(mode="json")
                 if current != self._persisted or self._dirty:
                     meta = self._header_for_save(layout=self._meta.layout)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from mlarray.errors import InvalidArgumentError, MissingDependencyError, MLArrayError
-from mlarray.storage.io import TMP_PREFIX
+from mlarray.storage.io import TMP_PREFIX, writer_alive
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -269,17 +269,17 @@ def find_mla(root: str | os.PathLike[str]) -> list[Path]:
 
 
 def _orphan_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(TMP_PREFIX) + r"[0-9a-f]+-" + re.escape(name))
+    return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(name))
 
 
 def remove_orphans(target: str | os.PathLike[str] | None) -> None:
     """Remove the temporary files an unfinished save of ``target`` left beside it (a killed writer's).
 
-    Saves write ``.mla-tmp-<random>-<name>`` (or a ``.mla-tmp-<random>/`` folder holding
-    ``<name>``) and rename it over ``target`` when complete; a killed process leaves them.
-    When ``target`` is a symbolic link, saves write beside the file it leads to, so the
-    temporary files of that file are removed too. Call this only while no other process
-    is saving ``target``.
+    Saves write ``.mla-tmp-<pid>.<random>-<name>`` (or a ``.mla-tmp-<pid>.<random>/`` folder
+    holding ``<name>``) and rename it over ``target`` when complete; a killed process leaves
+    them. Those of a process that still runs (a save in progress) are left alone. When
+    ``target`` is a symbolic link, saves write beside the file it leads to, so the
+    temporary files of that file are removed too.
     """
     if target is None:
         return
@@ -291,6 +291,8 @@ def remove_orphans(target: str | os.PathLike[str] | None) -> None:
     for directory, name in places:
         pattern = _orphan_pattern(name)
         for tmp in directory.glob(f"{TMP_PREFIX}*"):
+            if writer_alive(tmp.name):
+                continue  # a save in progress (another process's writer closing, say), not an orphan
             if tmp.is_file() and pattern.fullmatch(tmp.name):
                 tmp.unlink(missing_ok=True)
             elif tmp.is_dir() and (tmp / name).exists():

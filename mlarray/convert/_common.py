@@ -14,7 +14,6 @@ import contextlib
 import importlib
 import math
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from mlarray.errors import (
     ReadOnlyError,
     WrongExtensionError,
 )
-from mlarray.storage.io import TMP_PREFIX, is_read_only, write_destination
+from mlarray.storage.io import is_read_only, temporary_name, write_destination
 
 INSTALL_HINT = 'install the conversion extra: pip install "mlarray[convert]"'
 PACKAGES = {"nrrd": "pynrrd", "nibabel": "nibabel", "SimpleITK": "SimpleITK", "pydicom": "pydicom"}
@@ -100,7 +99,7 @@ def atomic_output(path: str) -> Iterator[str]:
         raise ReadOnlyError("the file is read-only; refusing to replace it", path=path)
     if not os.access(directory, os.W_OK):
         raise ReadOnlyError("the target directory is not writable", path=path)
-    tmp = directory / f"{TMP_PREFIX}{secrets.token_hex(4)}"
+    tmp = directory / temporary_name()
     tmp.mkdir()
     try:
         yield str(tmp / target.name)

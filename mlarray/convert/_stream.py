@@ -26,7 +26,7 @@ from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta, Scaling
 from mlarray.storage import atomic_target, check_path, header_bytes
 from mlarray.storage.io import layout_of, normalize_dtype
-from mlarray.storage.locking import ensure_unlocked
+from mlarray.storage.locking import replacing
 from mlarray.storage.stream import Region, SlabWriter, slab_regions
 
 Reader = Callable[[Region], Any]
@@ -91,9 +91,8 @@ def save_slabs(
     shape, dtype = image.shape, image.dtype
     assert shape is not None and dtype is not None
     header_bytes(image._header_for_save(layout=image.meta.layout))  # validate before writing
-    ensure_unlocked(p)
     plan = image._storage_plan(p)
-    with atomic_target(p) as tmp:
+    with replacing(p), atomic_target(p) as tmp:
         writer = SlabWriter(tmp, shape, dtype, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams)
         axis = fortran_axis(writer.shape, writer.chunks, writer.dtype.itemsize, max_bytes) if fortran else 0
         for region in writer.slabs(axis=axis, max_bytes=max_bytes):

@@ -27,6 +27,7 @@ from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
 from mlarray.storage import atomic_target, check_path, open_frame, read_header
 from mlarray.storage.io import named_cparams
+from mlarray.storage.locking import replacing
 
 
 def load_legacy(path: str | os.PathLike[str]) -> tuple[MLArray, LegacyMapping]:
@@ -164,7 +165,7 @@ def keep_current(source: Path, target: Path) -> MigrationResult:
         read_header(source)
         if not _same_file(source, target):
             check_path(target, must_exist=False)
-            with atomic_target(str(target)) as tmp:
+            with replacing(str(target)), atomic_target(str(target)) as tmp:
                 shutil.copyfile(source, tmp)
         return MigrationResult(source, target, "current")
     except MLArrayError as exc:

@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import secrets
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,33 @@ from mlarray.versions import HEADER_KEY
 
 EXTENSION = ".mla"
 TMP_PREFIX = ".mla-tmp-"
-"""Temporary files of an unfinished save are named ``.mla-tmp-<random>-<target name>``."""
+"""Temporary files of an unfinished save are named ``.mla-tmp-<pid>.<random>-<target name>``
+(``<pid>`` the writing process; earlier versions wrote no ``<pid>.``)."""
+
+
+def temporary_name(target_name: str = "") -> str:
+    """A fresh name for a temporary file (``target_name`` given) or folder of this process."""
+    stem = f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
+    return f"{stem}-{target_name}" if target_name else stem
+
+
+def writer_alive(temporary: str) -> bool:
+    """Whether the process that named the temporary file or folder ``temporary`` still runs.
+
+    ``False`` for names without a process id and where that cannot be told (not POSIX).
+    """
+    head = temporary[len(TMP_PREFIX) :].split("-", 1)[0]
+    pid_text, dot, _ = head.partition(".")
+    if not (dot and pid_text.isdigit()) or os.name != "posix":
+        return False
+    try:
+        os.kill(int(pid_text), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user's
+    return True
+
 
 _CODECS = {
     "blosclz": blosc2.Codec.BLOSCLZ,
@@ -375,9 +402,11 @@ def atomic_target(path: str) -> Iterator[str]:
         raise ReadOnlyError("the file is read-only; refusing to replace it", path=path)
     if not os.access(directory, os.W_OK):
         raise ReadOnlyError("the target directory is not writable", path=path)
-    tmp = os.path.join(directory, f"{TMP_PREFIX}{secrets.token_hex(4)}-{target.name}")
+    tmp = os.path.join(directory, temporary_name(target.name))
     try:
         yield tmp
+        if os.path.exists(dest):
+            _keep_access(dest, tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -399,6 +428,23 @@ def atomic_target(path: str) -> Iterator[str]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _keep_access(dest: str, tmp: str) -> None:
+    """Give ``tmp`` the permission bits of ``dest``, which it replaces, and its owner where allowed.
+
+    A private file (``0600``) stays private when it is rewritten; only a privileged process
+    may give a file to another user, so otherwise the group is kept where this user may set
+    it, and the owner becomes this user.
+    """
+    st = os.stat(dest)
+    if hasattr(os, "chown"):
+        try:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.chown(tmp, -1, st.st_gid)
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 def _discard(tmp: str) -> None:

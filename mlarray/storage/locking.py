@@ -3,11 +3,13 @@
 A writer (``MLArray.open(..., 'r+')``, ``MLArray.create``) holds an exclusive
 ``flock`` on the file for as long as it is open; a second writer, in this or any
 other process, gets :class:`~mlarray.errors.LockError` instead of corrupting the
-file. ``save`` refuses to replace a file another writer holds; ``MLArray.create`` refuses
-when the writer is another process, and replaces the file when the writer is a handle of
-this process (numpy.memmap's ``'w+'`` semantics: that handle then holds the old file,
-whose edits are not written over the new one). Readers take no lock: they see either the
-old or the new file of an atomic save, never a torn one.
+file. ``save`` (and every other write that replaces a file) refuses to replace a file
+another writer holds, and holds the lock itself until the new file is in place
+(:func:`replacing`); ``MLArray.create`` refuses when the writer is another process, and
+replaces the file when the writer is a handle of this process (numpy.memmap's ``'w+'``
+semantics: that handle then holds the old file, whose edits are not written over the new
+one). A writer whose file was replaced by anything else reports it at ``close``. Readers
+take no lock: they see either the old or the new file of an atomic save, never a torn one.
 
 The locks are advisory (POSIX ``flock``); on platforms without ``fcntl`` they are a no-op.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 from mlarray.errors import LockError
 
@@ -28,6 +31,10 @@ except ImportError:  # pragma: no cover - Windows
 _HELD: dict[tuple[int, int, int], int] = {}
 """How many locks each process holds per file (process id, device, inode): a forked child
 inherits this dict, and the parent's locks must not count as the child's own."""
+
+_REPLACED: set[tuple[int, int, int]] = set()
+"""Files (process id, device, inode) a writer of this process held when this process replaced
+them (``MLArray.create``): closing that writer then writes nothing, quietly."""
 
 
 def _identity(fd_or_path: int | str) -> tuple[int, int, int]:
@@ -52,6 +59,10 @@ class FileLock:
                     "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
                 ) from None
         _HELD[self._inode] = _HELD.get(self._inode, 0) + 1
+
+    def replaced_here(self) -> bool:
+        """Whether this process replaced the file this lock is on (see :func:`replacing`)."""
+        return self._inode in _REPLACED
 
     def holds(self, path: str) -> bool:
         """Whether this lock is on the file currently at ``path``."""
@@ -78,24 +89,36 @@ class FileLock:
         self.release()
 
 
-def ensure_unlocked(path: str, *, except_this_process: bool = False) -> None:
-    """Raise :class:`LockError` if a writer holds ``path`` (a missing file is unlocked).
+@contextlib.contextmanager
+def replacing(path: str, *, except_this_process: bool = False) -> Iterator[None]:
+    """Keep writers off the file at ``path`` while the ``with`` block replaces it.
 
-    With ``except_this_process``, a writer of this process does not count.
+    Raises :class:`LockError` when a writer holds the file. Otherwise the exclusive lock
+    taken on it is held until the block ends, so that no writer opens the old file between
+    this check and the rename that replaces it (its edits would be lost with the old file).
+    A missing file needs no lock. With ``except_this_process``, a file that a writer of
+    this process holds is replaced anyway (that writer's close then writes nothing).
     """
     if fcntl is None or not os.path.exists(path):
+        yield
         return
     if except_this_process:
         with contextlib.suppress(OSError):
-            if _identity(path) in _HELD:
+            identity = _identity(path)
+            if identity in _HELD:
+                _REPLACED.add(identity)
+                yield
                 return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
+        yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise LockError("another writer has this file open; refusing to replace it", path=path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockError("another writer has this file open; refusing to replace it", path=path) from None
+        yield
     finally:
         os.close(fd)
