@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mlarray._state import ImageState
 from mlarray._version import __version__
-from mlarray.errors import HeaderValidationError, WriteFailedError
+from mlarray.errors import HeaderValidationError, ReadOnlyError, ResourceLimitError, WriteFailedError
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
@@ -127,7 +127,18 @@ class FilePersistence(ImageState):
                             _rewrite_header(self._path, self._persisted_header(), refresh_digest=True)
                         raise
                     self._nd = None  # release the mapping: every write is in the file now
-                    _rewrite_header(self._path, meta, refresh_digest=self._dirty)
+                    try:
+                        _rewrite_header(self._path, meta, refresh_digest=self._dirty)
+                    except (WriteFailedError, ReadOnlyError, ResourceLimitError) as exc:
+                        if not self._dirty:
+                            raise
+                        reason = exc.message.removeprefix(f"{exc.path}: ").split("; the previous file")[0]
+                        raise type(exc)(
+                            f"{reason}: the data written through this handle are in the file, but its header "
+                            "could not be rewritten, so its digest no longer matches (DIGEST_MISMATCH); "
+                            "make room and write it again with MLArray.load(path).save(path)",
+                            path=self._path,
+                        ) from None
         finally:
             self._nd = None
             self._np = None

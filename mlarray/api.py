@@ -22,6 +22,7 @@ in a module of its own, over the shared attributes declared in :mod:`mlarray._st
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,13 @@ from mlarray._opening import MMAP_MODES as MMAP_MODES
 from mlarray._opening import FileOpening
 from mlarray._saving import WRITER as WRITER
 from mlarray._saving import FilePersistence
-from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError
+from mlarray.errors import (
+    CorruptFrameError,
+    InvalidArgumentError,
+    MLArrayError,
+    ReadOnlyError,
+    WriteFailedError,
+)
 from mlarray.indexing import gather, gives_scalar, is_basic
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
@@ -51,11 +58,11 @@ from mlarray.reading import (
     threads_of,
 )
 from mlarray.storage import fastread, write_frame, write_header
-from mlarray.storage.chunks import DataSection
+from mlarray.storage.chunks import DataSection, room_needed
 from mlarray.storage.frame import inspect_frame
 from mlarray.storage.io import layout_of, make_cparams, write_data
 from mlarray.storage.locking import FileLock
-from mlarray.writing import PrivateChunks, assign
+from mlarray.writing import PrivateChunks, _selection, assign
 
 
 def _as_meta(meta: Meta | dict[str, Any] | None) -> Meta:
@@ -340,12 +347,46 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         if self._nd is None:
             data[key] = value
             return
-        assign(data, key, value, path=self._path, check=check)  # NumPy's semantics and errors; nothing written on error
+        if self._mode == "r+" and self._chunks is not None and self._path is not None:
+            self._ensure_room(key)
+        try:
+            assign(data, key, value, path=self._path, check=check)  # NumPy's semantics and errors
+        except MLArrayError:
+            raise  # the key or the value, as NumPy reports them: nothing was written
+        except RuntimeError as exc:  # C-Blosc2 could not write the chunks (a full disk, an I/O error)
+            self._dirty = True
+            raise WriteFailedError(
+                f"writing into the file failed ({exc}); it may be damaged now: check it with mlarray validate",
+                path=self._path,
+            ) from None
         self._dirty = True
         if self._mode == "r+" and self._chunks is not None and self._path is not None:
             # blosc2 appended the rewritten chunks and a new chunk index: check against the file as it is now
             self._chunks.close()
             self._chunks = DataSection(self._path, inspect_frame(self._path))
+
+    def _ensure_room(self, key: Any) -> None:
+        """Refuse (``WRITE_FAILED``, nothing written) a write that might not fit on the disk.
+
+        C-Blosc2 grows a file it writes through a memory map; running out of disk space
+        then is a fault on the map that kills the process (``SIGBUS``) halfway through the
+        write, without an exception and with the file's chunk index lost.
+        """
+        assert self._chunks is not None and self._path is not None
+        try:
+            found = _selection(tuple(self._chunks.layout.shape), key)
+        except (IndexError, TypeError, ValueError):
+            return  # assign reports the key as NumPy does
+        if found is None:
+            return  # selects nothing: nothing is written
+        needed = room_needed(self._chunks.layout, found[0], os.path.getsize(self._path))
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(self._path))).free
+        if free < needed:
+            raise WriteFailedError(
+                f"not enough free disk space for this write (it may need {needed} bytes; {free} are free); "
+                "nothing was written",
+                path=self._path,
+            )
 
     def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:
         """The whole array as a NumPy array (decompressed for a file-backed array).

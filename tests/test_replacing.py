@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 from mlarray import MLArray
-from mlarray.errors import LockError, ReadOnlyError, WriteFailedError
+from mlarray.errors import LockError, WriteFailedError
 from mlarray.jobs import remove_orphans
 from mlarray.legacy.migrate import keep_current
 from mlarray.storage.io import TMP_PREFIX, temporary_name, writer_alive
@@ -136,15 +138,19 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
     assert MLArray.load(path).to_numpy()[0, 0, 0] == 5
 
 
-def _open_in_locked_folder(path: str, result: Any) -> None:
-    if os.geteuid() == 0:  # root writes anywhere: become an ordinary user, as the file's owner is
-        os.setgid(65534)
-        os.setuid(65534)
-    try:
-        MLArray.open(path, mmap_mode="r+")
-        result.put("opened")
-    except ReadOnlyError as exc:
-        result.put(str(exc))
+OPEN_IN_LOCKED_FOLDER = """
+import os, sys
+from mlarray import MLArray
+from mlarray.errors import ReadOnlyError
+if os.geteuid() == 0:  # root writes anywhere: become an ordinary user, as the file's owner is
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    MLArray.open(sys.argv[1], mmap_mode="r+")
+    print("opened")
+except ReadOnlyError as exc:
+    print(exc)
+"""
 
 
 def test_a_writer_is_refused_where_its_close_could_not_write() -> None:
@@ -160,12 +166,10 @@ def test_a_writer_is_refused_where_its_close_could_not_write() -> None:
             os.chown(folder, 65534, 65534)
             os.chown(path, 65534, 65534)
         os.chmod(folder, 0o555)
-        assert CONTEXT is not None
-        result = CONTEXT.Queue()
-        child = CONTEXT.Process(target=_open_in_locked_folder, args=(str(path), result))
-        child.start()
-        child.join(60)
-        assert "folder holding the file is not writable" in result.get(timeout=10)
+        run = subprocess.run(
+            [sys.executable, "-c", OPEN_IN_LOCKED_FOLDER, str(path)], capture_output=True, text=True, timeout=120
+        )
+        assert "folder holding the file is not writable" in run.stdout, run.stderr
     finally:
         if folder.exists():
             os.chmod(folder, 0o755)

@@ -182,6 +182,21 @@ class DataLayout:
         )
 
 
+def room_needed(layout: DataLayout, box: tuple[slice, ...] | None, file_size: int) -> int:
+    """Most bytes a write into ``box`` (step-1 slices; ``None``: everything) can add to the file.
+
+    C-Blosc2 appends each rewritten chunk (at most its decoded size plus the chunk and
+    block headers, when it does not compress) and then writes the chunk index and the
+    trailer (metalayers, the header) anew after them.
+    """
+    numbers = None if box is None else touched_chunks(layout.grid, layout.chunks, layout.shape, box)
+    count = layout.nchunks if numbers is None else len(numbers)
+    nblocks = -(-layout.chunksize // layout.blocksize)
+    per_chunk = layout.chunksize + CHUNK_HEADER + 4 * nblocks * (layout.typesize + 1)
+    tail = max(0, file_size - layout.end)  # the index and the trailer, written again after the chunks
+    return count * per_chunk + 8 * layout.nchunks + CHUNK_HEADER + tail + 4096
+
+
 def touched_chunks(
     grid: tuple[int, ...], chunks: tuple[int, ...], shape: tuple[int, ...], key: Any
 ) -> list[int] | None:
@@ -261,11 +276,26 @@ class DataSection:
             self._source = LocalFile(source)
             self._owned = True
         self.path = self._source.name
+        self._size = os.fstat(self._source.fileno()).st_size if isinstance(self._source, LocalFile) else None
+        """The local file's size when opened: a map of it faults (``SIGBUS``) past a shortened end."""
         try:
             self.entries = self._index()
         except BaseException:
             self.close()
             raise
+
+    def ensure_unshortened(self) -> None:
+        """Raise ``TRUNCATED_FILE`` when the local file is shorter now than when it was opened.
+
+        Reading a memory map past the end of a file that another program shortened in
+        place kills the process (``SIGBUS``); reads check first (one ``fstat``). A file
+        shortened during a read can still do that, as with any memory-mapped file.
+        """
+        source = self._source
+        if self._size is not None and isinstance(source, LocalFile) and os.fstat(source.fileno()).st_size < self._size:
+            raise TruncatedFileError(
+                "the file was shortened while it was open (by another program?); open it again", path=self.path
+            )
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""
@@ -324,6 +354,7 @@ class DataSection:
         4.4.6, rules 2-3 for that block), as the compiled block loop does. A read then
         touches only the pages of the blocks it decodes, not every page of its chunks.
         """
+        self.ensure_unshortened()
         if not self.complete:
             todo = sorted(set(numbers) - self._checked - self._heads)
             if blockcopy.HELPER is not None and self._mapped() is not None:
@@ -439,6 +470,7 @@ class DataSection:
 
     def check_key(self, key: Any) -> None:
         """Check the chunks ``array[key]`` touches (all of them for keys other than integers and slices)."""
+        self.ensure_unshortened()
         if self.complete:
             return
         lay = self.layout

@@ -109,6 +109,8 @@ def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
         raise MLArrayFileNotFoundError("no such file or directory", path=p)
     if not p.endswith(EXTENSION):
         raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=p)
+    if missing and os.path.islink(p):
+        raise MLArrayFileNotFoundError("a symbolic link that leads to no file (it dangles, or is a loop)", path=p)
     if missing:
         raise MLArrayFileNotFoundError("no such file", path=p)
     if must_exist and not os.path.isfile(p):
