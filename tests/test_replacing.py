@@ -174,3 +174,19 @@ def test_a_writer_is_refused_where_its_close_could_not_write() -> None:
         if folder.exists():
             os.chmod(folder, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_errors_inside_a_replacement_pass_through_unchanged(tmp_path: Path) -> None:
+    """An OSError (WriteFailedError is one) raised while this process's own writer was being replaced was
+    swallowed by the lock's context manager, which then failed with "generator didn't stop"."""
+    path = tmp_path / "a.mla"
+    MLArray(_volume()).save(path)
+    held = MLArray.open(path, mmap_mode="r+")
+    try:
+        for error in (WriteFailedError("disk full", path=str(path)), OSError("I/O error"), KeyError("x")):
+            with pytest.raises(type(error)), replacing(str(path), except_this_process=True):
+                raise error
+            with pytest.raises(type(error)), replacing(str(tmp_path / "missing.mla")):
+                raise error
+    finally:
+        held.close()

@@ -103,12 +103,13 @@ def replacing(path: str, *, except_this_process: bool = False) -> Iterator[None]
         yield
         return
     if except_this_process:
+        identity = None
         with contextlib.suppress(OSError):
             identity = _identity(path)
-            if identity in _HELD:
-                _REPLACED.add(identity)
-                yield
-                return
+        if identity is not None and identity in _HELD:
+            _REPLACED.add(identity)
+            yield  # outside any handler: the block's own errors pass through unchanged
+            return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
