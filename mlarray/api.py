@@ -44,7 +44,7 @@ from mlarray.errors import (
     ReadOnlyError,
     WriteFailedError,
 )
-from mlarray.indexing import gather, gives_scalar, is_basic
+from mlarray.indexing import gather, gives_scalar, is_basic, probe
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.reading import (
@@ -373,8 +373,10 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         write, without an exception and with the file's chunk index lost.
         """
         assert self._chunks is not None and self._path is not None
+        shape = tuple(self._chunks.layout.shape)
         try:
-            found = _selection(tuple(self._chunks.layout.shape), key)
+            probe(shape, key)  # _selection assumes a key NumPy takes
+            found = _selection(shape, key)
         except (IndexError, TypeError, ValueError):
             return  # assign reports the key as NumPy does
         if found is None:
