@@ -446,7 +446,8 @@ def _keep_access(dest: str, tmp: str) -> None:
         except OSError:
             with contextlib.suppress(OSError):
                 os.chown(tmp, -1, st.st_gid)
-    os.chmod(tmp, stat.S_IMODE(st.st_mode))
+    with contextlib.suppress(OSError):  # file systems without POSIX permissions: the save goes on
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 def _discard(tmp: str) -> None:
