@@ -3,6 +3,7 @@
 from mlarray._version import __version__
 from mlarray.api import MLArray
 from mlarray.errors import (
+    ConcurrentWriterWarning,
     CorruptFrameError,
     DigestMismatchError,
     ForbiddenMetalayerError,
@@ -127,6 +128,7 @@ __all__ = [
     "InvalidArgumentError",
     "Layout",
     "LegacyFormatError",
+    "ConcurrentWriterWarning",
     "LegacyFormatWarning",
     "LockError",
     "MLArray",

@@ -12,6 +12,7 @@ Kept apart from :mod:`mlarray.api` so the ``MLArray`` class stays readable.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,13 +22,13 @@ import numpy.typing as npt
 
 from mlarray._inputs import ShapeOnly, as_shape
 from mlarray._state import ImageState
-from mlarray.errors import HeaderEncodingError, InvalidArgumentError, ReadOnlyError
+from mlarray.errors import ConcurrentWriterWarning, HeaderEncodingError, InvalidArgumentError, ReadOnlyError
 from mlarray.models import Meta
 from mlarray.reading import decompress_all, threads_of
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path
 from mlarray.storage.io import is_read_only, normalize_dtype, open_checked, write_destination
-from mlarray.storage.locking import FileLock, replacing
+from mlarray.storage.locking import FileLock, another_writer_holds, replacing
 
 if TYPE_CHECKING:
     from mlarray.api import MLArray
@@ -167,6 +168,13 @@ class FileOpening(ImageState):
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
         obj._requested = requested
         obj._persisted = head.meta.model_dump(mode="json")
+        if lock is None and another_writer_holds(p):
+            warnings.warn(
+                f"{p}: another process has this file open for writing (mmap_mode='r+'); what this handle "
+                "reads while that process writes may be neither the old nor the new values",
+                ConcurrentWriterWarning,
+                stacklevel=2,
+            )
         return obj
 
     @classmethod

@@ -227,6 +227,13 @@ class LegacyFormatWarning(UserWarning):
     """A file of the earlier (pickle-header) implementation was read; ``mlarray migrate`` converts it."""
 
 
+class ConcurrentWriterWarning(UserWarning):
+    """A file was opened for reading while another process holds it open for writing in place (``'r+'``).
+
+    Reads while that process writes may return values that are neither the old nor the new ones.
+    """
+
+
 class WriteFailedError(MLArrayError, OSError):
     """Writing failed (disk full, I/O error); the previous file, if any, is untouched."""
 

@@ -14,13 +14,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from mlarray import MLArray
+from mlarray import ConcurrentWriterWarning, MLArray
 from mlarray.errors import LockError, WriteFailedError
 from mlarray.jobs import remove_orphans
 from mlarray.legacy.migrate import keep_current
@@ -140,7 +141,7 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
 
 OPEN_IN_LOCKED_FOLDER = """
 import os, sys
-from mlarray import MLArray
+from mlarray import ConcurrentWriterWarning, MLArray
 from mlarray.errors import ReadOnlyError
 if os.geteuid() == 0:  # root writes anywhere: become an ordinary user, as the file's owner is
     os.setgid(65534)
@@ -190,3 +191,23 @@ def test_errors_inside_a_replacement_pass_through_unchanged(tmp_path: Path) -> N
                 raise error
     finally:
         held.close()
+
+
+def test_a_reader_is_warned_when_another_process_writes_the_file_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "a.mla"
+    MLArray(_volume()).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no writer: no warning
+        MLArray.open(path).close()
+        with MLArray.open(path, mmap_mode="r+"):  # this process's own writer: it knows
+            MLArray.open(path).close()
+    child, done, result, _ = _held_by_another_process(path)
+    try:
+        with pytest.warns(ConcurrentWriterWarning, match="another process has this file open for writing"):
+            image = MLArray.open(path)
+        assert np.array_equal(image[...], _volume())  # reading still works
+        image.close()
+    finally:
+        done.set()
+        child.join(60)
+    assert result.get(timeout=10) == "closed"

@@ -93,9 +93,10 @@ class FileLock:
 def replacing(path: str, *, except_this_process: bool = False) -> Iterator[None]:
     """Keep writers off the file at ``path`` while the ``with`` block replaces it.
 
-    Raises :class:`LockError` when a writer holds the file. Otherwise the exclusive lock
-    taken on it is held until the block ends, so that no writer opens the old file between
-    this check and the rename that replaces it (its edits would be lost with the old file).
+    Raises :class:`LockError` when a writer holds the file. Otherwise a shared lock taken on
+    it is held until the block ends, so that no writer (whose lock is exclusive) opens the
+    old file between this check and the rename that replaces it (its edits would be lost
+    with the old file); readers, and other replacements, are not kept off.
     A missing file needs no lock. With ``except_this_process``, a file that a writer of
     this process holds is replaced anyway (that writer's close then writes nothing).
     """
@@ -116,10 +117,30 @@ def replacing(path: str, *, except_this_process: bool = False) -> Iterator[None]
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:  # shared: writers (exclusive) are kept off, readers probing for writers are not misled
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockError("another writer has this file open; refusing to replace it", path=path) from None
         yield
     finally:
         os.close(fd)
+
+
+def another_writer_holds(path: str) -> bool:
+    """Whether a writer of another process holds the file at ``path`` (``False`` without ``fcntl``)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        if _identity(fd) in _HELD:
+            return False  # this process's own writer
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)  # releases the shared lock, if taken
