@@ -31,7 +31,6 @@ class Helpers:
     def available(self, wanted: int) -> int:
         """Start threads up to ``wanted``; return how many there are (at most ``wanted``)."""
         with self._lock:
-            self._threads = [thread for thread in self._threads if thread.is_alive()]
             while len(self._threads) < wanted:
                 thread = threading.Thread(target=self._loop, name="mlarray-read", daemon=True)
                 try:
