@@ -23,6 +23,7 @@ from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
 from mlarray.storage.io import compress_array, describe_cparams, layout_of, make_cparams
+from mlarray.storage.lazyframe import opened
 
 _DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
 UNSET: Any = type("_Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -119,7 +120,7 @@ class InMemoryCompression(ImageState):
         Kept for code written for mlarray 0.0.x that inspects it (``image._store.schunk.cbytes``).
         Writing through it bypasses the checks of ``image[...] = ...``; use that instead.
         """
-        return self._nd if self._nd is not None else self._np
+        return opened(self._nd) if self._nd is not None else self._np
 
     @property
     def compressed(self) -> bool:

@@ -147,7 +147,9 @@ class FileOpening(ImageState):
             try:
                 # 'c' maps read-only; written chunks are kept in memory (see __setitem__).
                 frame_mode = "r" if mmap_mode == "c" else mmap_mode
-                head, nd = open_checked(p, frame_mode, dparams if dparams is not None else {"nthreads": 1})
+                head, nd = open_checked(
+                    p, frame_mode, dparams if dparams is not None else {"nthreads": 1}, lazy=frame_mode == "r"
+                )
             except BaseException as exc:
                 if lock is not None:
                     lock.release()

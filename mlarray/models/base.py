@@ -131,12 +131,34 @@ def _fits_binary64(value: int) -> bool:
     return True
 
 
+def _all_finite(value: Any) -> bool:
+    """Whether every number in ``value`` is a finite binary64 (the quick pass: no locations built)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind is float:
+            if not math.isfinite(node):
+                return False
+        elif isinstance(node, (dict, list, float)):
+            return False  # subclasses: the full pass looks at them
+        elif isinstance(node, int) and not isinstance(node, bool) and not _fits_binary64(node):
+            return False
+    return True
+
+
 def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
     """Problems for every number in decoded JSON that is not a finite binary64 (iterative).
 
     Integers beyond the binary64 range, and literals like ``1e400`` (which Python's JSON
     parser turns into infinity), anywhere in the header, unknown members included.
     """
+    if _all_finite(value):
+        return []
     out: list[Problem] = []
     stack: list[tuple[Any, str]] = [(value, loc)]
     while stack:

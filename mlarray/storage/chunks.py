@@ -269,7 +269,7 @@ class DataSection:
         and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
-        if isinstance(source, ByteSource):
+        if not isinstance(source, (str, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
             self._source: ByteSource = source
             self._owned = False
         else:
@@ -296,6 +296,24 @@ class DataSection:
             raise TruncatedFileError(
                 "the file was shortened while it was open (by another program?); open it again", path=self.path
             )
+
+    def names_checked_file(self, path: str) -> bool:
+        """Whether ``path`` names the local file this section checked (same device and inode)."""
+        if not isinstance(self._source, LocalFile):
+            return False
+        try:
+            now = os.stat(path)
+        except OSError:
+            return False
+        held = os.fstat(self._source.fileno())
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+    def descriptor_path(self) -> str | None:
+        """A path that opens the very file this section checked, whatever its name is now (Linux), or ``None``."""
+        if not isinstance(self._source, LocalFile):
+            return None
+        via = f"/proc/self/fd/{self._source.fileno()}"
+        return via if os.path.exists(via) else None
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""

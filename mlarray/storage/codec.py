@@ -11,6 +11,7 @@ nothing that constructs objects.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgpack
@@ -138,7 +139,21 @@ def decode_header(data: bytes, *, path: str | None = None) -> dict[str, Any]:
         raise HeaderNotJSONError(f"the header is not valid JSON ({exc})", path=path) from None
     if not isinstance(value, dict):
         raise HeaderNotJSONError(f"the header must be a JSON object, got {type(value).__name__}", path=path)
-    problem = json_problem(value)
-    if problem is not None:
-        raise HeaderNotJSONError(problem, path=path)
+    if not _surely_plain(text):
+        problem = json_problem(value)
+        if problem is not None:
+            raise HeaderNotJSONError(problem, path=path)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _surely_plain(text: str) -> bool:
+    """Whether JSON ``text`` surely decodes within :func:`json_problem`'s rules, judged from the text alone.
+
+    Nesting deeper than :data:`~mlarray.versions.MAX_NESTING` levels needs more opening
+    brackets than that, and a lone surrogate can only come from a ``\\uD800``-``\\uDFFF``
+    escape (UTF-8 cannot encode one). ``False`` means "walk the value", not "invalid".
+    """
+    return text.count("[") + text.count("{") <= MAX_NESTING and _SURROGATE_ESCAPE.search(text) is None

@@ -45,6 +45,7 @@ from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.compress import chunk_grid, write_array
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
+from mlarray.storage.lazyframe import LazyFrame, opened
 from mlarray.versions import HEADER_KEY
 
 EXTENSION = ".mla"
@@ -301,20 +302,27 @@ def _identity(path: str) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def open_checked(path: str, mmap_mode: str, dparams: Any = None, attempts: int = 8) -> tuple[HeaderRead, Any]:
+def open_checked(
+    path: str, mmap_mode: str, dparams: Any = None, attempts: int = 8, *, lazy: bool = False
+) -> tuple[HeaderRead, Any]:
     """Read the header and open the frame *of the same file*.
 
     An atomic save by another process may replace ``path`` between reading the header
     and mapping the data; the file's identity is compared before and after, and the
-    open is retried, so header and data always come from one file.
+    open is retried, so header and data always come from one file. With ``lazy`` (read
+    access only) the frame of an array is a :class:`~mlarray.storage.lazyframe.LazyFrame`:
+    python-blosc2 opens it, the same file, only when something needs it.
     """
     for _ in range(attempts):
         before = _identity(path)
         head = read_header(path)
         try:
-            # spec 8, step 10: blosc2 decompresses the chunk index when it opens a frame
+            # spec 8, step 10: the chunk index is checked before any chunk is read
             head.data = DataSection(path, head.frame)
-            nd = open_frame(path, mmap_mode, dparams)
+            if lazy and head.frame.nd.shape != (0,):
+                nd: Any = LazyFrame(path, mmap_mode, dparams, head.data, open_frame)
+            else:  # python-blosc2 checks more of a metadata-only frame than the spec: open it now, as validate does
+                nd = open_frame(path, mmap_mode, dparams)
         except CorruptFrameError:
             if _identity(path) != before:
                 continue  # replaced while blosc2 was opening it (blosc2 opens the path more than once)
@@ -500,6 +508,7 @@ def write_data(
     compressed chunks python-blosc2 copies unchanged (same layout and codec) is still
     copied by python-blosc2: there is nothing to compress.
     """
+    data = opened(data)
     if parallel and _parallel_ok(data, chunks, blocks):
         assert chunks is not None and blocks is not None
         if isinstance(data, np.ndarray):

@@ -1,0 +1,109 @@
+"""A file opened for reading opens python-blosc2's NDArray only when something needs it, of the same file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from mlarray import CorruptFrameError, MLArray
+from mlarray.storage.chunks import DataSection
+from mlarray.storage.lazyframe import LazyFrame
+
+
+@pytest.fixture()
+def volume() -> np.ndarray:
+    return np.random.default_rng(3).integers(-500, 500, size=(40, 36, 30)).astype(np.int16)
+
+
+@pytest.fixture()
+def saved(tmp_path: Path, volume: np.ndarray) -> Path:
+    path = tmp_path / "v.mla"
+    MLArray(volume, spacing=(1.0, 2.0, 3.0), chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(path)
+    return path
+
+
+def _frame(image: MLArray) -> LazyFrame:
+    frame = image._nd
+    assert isinstance(frame, LazyFrame)
+    return frame
+
+
+def test_open_for_reading_answers_shape_dtype_and_chunks_without_python_blosc2(saved: Path, volume: np.ndarray) -> None:
+    with MLArray.open(saved) as image:
+        frame = _frame(image)
+        assert (image.shape, image.dtype, image.chunks) == (volume.shape, volume.dtype, (16, 16, 16))
+        assert frame.blocks == (8, 8, 8) and frame.ndim == 3 and len(frame) == 40
+        assert frame._nd is None
+        assert "not opened yet" in repr(frame)
+
+
+def test_what_needs_python_blosc2_opens_the_same_data(saved: Path, volume: np.ndarray) -> None:
+    with MLArray.open(saved) as image:
+        store = image._store  # code written for 0.0.x inspects the blosc2 array itself
+        assert isinstance(store, blosc2.NDArray)
+        assert _frame(image).opened() is store
+        assert store.schunk.nchunks == 3 * 3 * 2
+        np.testing.assert_array_equal(image[::2, 1::3, ::-5], volume[::2, 1::3, ::-5])  # steps: python-blosc2 reads
+        np.testing.assert_array_equal(store[...], volume)
+
+
+def test_copy_on_write_handles_are_lazy_too(saved: Path, volume: np.ndarray) -> None:
+    with MLArray.open(saved, mmap_mode="c") as image:
+        assert _frame(image)._nd is None
+        image[0:2, 0:2, 0:2] = 7
+        expected = volume.copy()
+        expected[0:2, 0:2, 0:2] = 7
+        np.testing.assert_array_equal(image[...], expected)
+    np.testing.assert_array_equal(MLArray.load(saved).to_numpy(), volume)
+
+
+def test_writers_open_python_blosc2_at_once(saved: Path) -> None:
+    with MLArray.open(saved, mmap_mode="r+") as image:
+        assert isinstance(image._nd, blosc2.NDArray)
+
+
+def test_saving_an_opened_image_copies_the_checked_file(saved: Path, tmp_path: Path, volume: np.ndarray) -> None:
+    copy = tmp_path / "copy.mla"
+    with MLArray.open(saved) as image:
+        image.save(copy)
+    again = MLArray.load(copy)
+    np.testing.assert_array_equal(again.to_numpy(), volume)
+    assert again.meta.spatial.spacing == [1.0, 2.0, 3.0]
+
+
+def test_a_file_replaced_after_open_is_never_read_under_the_old_header(
+    saved: Path, tmp_path: Path, volume: np.ndarray
+) -> None:
+    image = MLArray.open(saved)
+    MLArray(np.zeros((5, 5), dtype=np.float32)).save(saved)  # another writer's atomic save
+    frame = _frame(image)
+    assert not image._chunks.names_checked_file(str(saved))
+    if image._chunks.descriptor_path() is None:  # no /proc: the read is refused, typed
+        with pytest.raises(CorruptFrameError, match="replaced since it was opened"):
+            image[::2]
+    else:  # the NDArray of the checked file, through the process's descriptor of it
+        np.testing.assert_array_equal(image[::2], volume[::2])
+        assert frame.opened().shape == volume.shape
+    image.close()
+
+
+def test_without_a_descriptor_path_a_replaced_file_is_refused(
+    saved: Path, volume: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = MLArray.open(saved)
+    os.replace(saved, saved.with_suffix(".old.mla"))
+    MLArray(volume + 1).save(saved)
+    monkeypatch.setattr(DataSection, "descriptor_path", lambda self: None)  # as on systems without /proc
+    with pytest.raises(CorruptFrameError, match="replaced since it was opened"):
+        image._store  # noqa: B018 - the access opens the frame
+    image.close()
+
+
+def test_a_file_still_in_place_is_opened_by_its_path(saved: Path) -> None:
+    with MLArray.open(saved) as image:
+        assert image._chunks.names_checked_file(str(saved))
+        assert Path(image._store.urlpath) == saved
