@@ -84,7 +84,9 @@ class FileOpening(ImageState):
             return load_remote(mla, path, dparams, storage_options)
         p = check_path(path, must_exist=True)
         try:
-            head, nd = open_checked(p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads})
+            head, nd = open_checked(
+                p, "r", dparams if dparams is not None else {"nthreads": blosc2.nthreads}, lazy=True
+            )
         except HeaderEncodingError:
             from mlarray.legacy.reader import is_legacy_file, load_legacy_array
 

@@ -107,3 +107,15 @@ def test_a_file_still_in_place_is_opened_by_its_path(saved: Path) -> None:
     with MLArray.open(saved) as image:
         assert image._chunks.names_checked_file(str(saved))
         assert Path(image._store.urlpath) == saved
+
+
+def test_a_load_decodes_without_python_blosc2_where_our_decoder_serves_it(
+    saved: Path, volume: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlarray.storage import fastread
+
+    opened: list[str] = []
+    real = LazyFrame.opened
+    monkeypatch.setattr(LazyFrame, "opened", lambda self: opened.append(self._path) or real(self))
+    np.testing.assert_array_equal(MLArray.load(saved).to_numpy(), volume)
+    assert opened == ([] if fastread.available() else [str(saved)])
