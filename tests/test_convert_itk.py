@@ -230,3 +230,23 @@ def test_colour_dicom_series_gets_a_trailing_samples_axis(tmp_path: Path) -> Non
     np.testing.assert_array_equal(image.to_numpy(), np.transpose(colours, (2, 1, 0, 3)))
     np.testing.assert_array_equal(image.to_numpy(), np.transpose(sitk.GetArrayFromImage(itk), (2, 1, 0, 3)))
     _check_geometry(image, itk)
+
+
+def test_a_folder_without_a_series_is_refused_without_gdcm_noise(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "empty.mla"  # a folder whose name looks like a file
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not DICOM")
+    done = subprocess.run(
+        [sys.executable, "-m", "mlarray", "convert", str(folder), str(tmp_path / "out.mla")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "no DICOM series" in done.stderr
+    assert "GDCMSeriesFileNames" not in done.stderr and "WARNING" not in done.stderr
+    assert series_ids(folder) == []
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()  # restored for the caller's own SimpleITK use

@@ -43,7 +43,12 @@ BULK_BYTES = 1024
 def series_ids(directory: str | os.PathLike[str]) -> list[str]:
     """The SeriesInstanceUIDs of the DICOM series in ``directory`` (not recursive)."""
     sitk = require("SimpleITK", os.fspath(directory))
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(os.fspath(directory)))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM prints a C++ warning for a folder without a series
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(os.fspath(directory)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def read_dicom_parts(
