@@ -39,6 +39,7 @@ from mlarray._saving import WRITER as WRITER
 from mlarray._saving import FilePersistence
 from mlarray.errors import (
     CorruptFrameError,
+    FileChangedError,
     InvalidArgumentError,
     MLArrayError,
     ReadOnlyError,
@@ -418,6 +419,26 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         if dtype is not None and np.dtype(dtype) != out.dtype:
             return out.astype(dtype)
         return out.copy() if copy else out
+
+    def _file_version(self) -> tuple[str, tuple[int, int]] | None:
+        """For a local file open read-only: its absolute path and version (size, mtime in ns), else ``None``.
+
+        For views that reopen the file by path (Dask graphs): the path is made absolute when
+        the file was opened. Raises :class:`~mlarray.errors.FileChangedError` when the path
+        names another file by now than the one this image reads.
+        """
+        if self._chunks is None or self._mode not in ("r", None) or self._closed:
+            return None
+        found = self._chunks.checked_file()
+        if found is None:
+            return None
+        if not self._chunks.names_checked_file(found[0]):
+            raise FileChangedError(
+                "the path names another file than this image reads (replaced, moved or deleted since it was "
+                "opened); open it again",
+                path=found[0],
+            )
+        return found
 
     @property
     def filepath(self) -> str | None:

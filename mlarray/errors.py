@@ -290,6 +290,15 @@ class RemoteChangedError(RemoteError):
     code = "REMOTE_CHANGED"
 
 
+class FileChangedError(MLArrayError, OSError):
+    """A local file was replaced or written since a reader took its view of it; open it again.
+
+    Reads never mix two versions of a file: a task of a graph made from one version, or a
+    handle that must reopen a file another program has replaced, raises this instead."""
+
+    code = "FILE_CHANGED"
+
+
 ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     MLArrayError,
     WrongExtensionError,
@@ -318,6 +327,7 @@ ALL_ERRORS: tuple[type[MLArrayError], ...] = (
     NotRepresentableError,
     RemoteError,
     RemoteChangedError,
+    FileChangedError,
 )
 """Every error class; their ``code`` values are the closed list of the spec."""
 

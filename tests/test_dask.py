@@ -258,3 +258,45 @@ def test_import_mlarray_does_not_import_dask() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_to_dask_reads_the_image_s_own_file_or_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlarray import FileChangedError
+
+    data = np.arange(20 * 20 * 8, dtype=np.float32).reshape(20, 20, 8)
+    _save(tmp_path / "a.mla", data)
+    (tmp_path / "other").mkdir()
+    _save(tmp_path / "other" / "a.mla", np.zeros_like(data))
+    monkeypatch.chdir(tmp_path)
+    image = MLArray.open("a.mla")  # a relative path
+    monkeypatch.chdir(tmp_path / "other")  # where another a.mla lives
+    np.testing.assert_array_equal(image.to_dask().compute(scheduler="sync"), data)
+    lazy = image.to_dask()
+    _save(tmp_path / "a.mla", data + 1)  # another process's atomic save over the image's file
+    with pytest.raises(FileChangedError):
+        lazy.compute(scheduler="sync")
+    with pytest.raises(FileChangedError):
+        image.to_dask()
+    np.testing.assert_array_equal(image[...], data)  # the image itself still reads its file
+    image.close()
+    close_handles()
+
+
+def test_a_file_deleted_before_the_graph_runs_is_a_typed_error(tmp_path: Path) -> None:
+    from mlarray import MLArrayFileNotFoundError
+
+    path = _save(tmp_path / "a.mla", np.ones((20, 20, 8), np.float32))
+    lazy = from_mla(path)
+    path.unlink()
+    with pytest.raises(MLArrayFileNotFoundError):
+        lazy.compute(scheduler="sync")
+
+
+def test_a_new_array_of_a_url_never_reads_through_an_older_array_s_handle(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    path = _save(tmp_path / "a.mla", np.zeros((20, 20, 8), np.float32))
+    url = path.as_uri()
+    np.testing.assert_array_equal(from_mla(url).compute(scheduler="sync"), 0)
+    _save(path, np.ones((20, 20, 8), np.float32))
+    np.testing.assert_array_equal(from_mla(url).compute(scheduler="sync"), 1)
+    close_handles()

@@ -9,7 +9,7 @@ import blosc2
 import numpy as np
 import pytest
 
-from mlarray import CorruptFrameError, MLArray
+from mlarray import CorruptFrameError, FileChangedError, MLArray
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.lazyframe import LazyFrame
 
@@ -83,7 +83,7 @@ def test_a_file_replaced_after_open_is_never_read_under_the_old_header(
     frame = _frame(image)
     assert not image._chunks.names_checked_file(str(saved))
     if image._chunks.descriptor_path() is None:  # no /proc: the read is refused, typed
-        with pytest.raises(CorruptFrameError, match="replaced since it was opened"):
+        with pytest.raises(FileChangedError, match="since it was opened"):
             image[::2]
     else:  # the NDArray of the checked file, through the process's descriptor of it
         np.testing.assert_array_equal(image[::2], volume[::2])
@@ -98,7 +98,7 @@ def test_without_a_descriptor_path_a_replaced_file_is_refused(
     os.replace(saved, saved.with_suffix(".old.mla"))
     MLArray(volume + 1).save(saved)
     monkeypatch.setattr(DataSection, "descriptor_path", lambda self: None)  # as on systems without /proc
-    with pytest.raises(CorruptFrameError, match="replaced since it was opened"):
+    with pytest.raises(FileChangedError, match="since it was opened"):
         image._store  # noqa: B018 - the access opens the frame
     image.close()
 
@@ -119,3 +119,54 @@ def test_a_load_decodes_without_python_blosc2_where_our_decoder_serves_it(
     monkeypatch.setattr(LazyFrame, "opened", lambda self: opened.append(self._path) or real(self))
     np.testing.assert_array_equal(MLArray.load(saved).to_numpy(), volume)
     assert opened == ([] if fastread.available() else [str(saved)])
+
+
+def test_many_threads_using_it_first_at_once_open_python_blosc2_once(saved: Path) -> None:
+    import threading
+
+    with MLArray.open(saved) as image:
+        barrier = threading.Barrier(12)
+        seen: list[int] = []
+
+        def first_use() -> None:
+            barrier.wait()
+            seen.append(id(image._store))
+
+        workers = [threading.Thread(target=first_use) for _ in range(12)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert len(set(seen)) == 1
+
+
+def test_a_save_over_the_file_while_python_blosc2_opens_it_reads_the_checked_file(
+    saved: Path, volume: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlarray.storage import io
+
+    image = MLArray.open(saved)
+    real = io.open_frame
+
+    def replaced_meanwhile(path: str, mmap_mode: str | None, dparams: object = None) -> object:
+        if path == str(saved):  # another process saves over the file just as python-blosc2 opens it
+            MLArray(np.ones((3, 3), dtype=np.uint8)).save(saved)
+            raise CorruptFrameError("blosc2 cannot open the frame (it changed under it)", path=path)
+        return real(path, mmap_mode, dparams)
+
+    monkeypatch.setattr(_frame(image), "_opener", replaced_meanwhile)
+    if image._chunks.descriptor_path() is None:
+        with pytest.raises(FileChangedError):
+            image[::2]
+    else:
+        np.testing.assert_array_equal(image[::2], volume[::2])
+    image.close()
+
+
+def test_bytes_paths_still_name_files(saved: Path) -> None:
+    from mlarray.storage import data_digest, data_section, inspect_frame
+
+    raw = os.fsencode(saved)
+    assert inspect_frame(raw).nd.shape == inspect_frame(saved).nd.shape
+    assert data_section(raw) == data_section(saved)
+    assert data_digest(raw) == data_digest(saved)

@@ -175,7 +175,7 @@ def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
     if remote is not None and remote[0] is not None:  # a URL (file objects stay with the image)
         return _file(remote[0], chunks=chunks, storage_options=remote[1] or None)
     if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
-        return _file(path, chunks=chunks)
+        return _one(MLAFile(path, _image=image), chunks)  # the very file the image reads, by its absolute path
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks
     if block is not None and not isinstance(block, str):
         block = tuple(max(1, min(int(c), n)) for c, n in zip(block, image.shape, strict=True))

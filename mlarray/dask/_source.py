@@ -4,9 +4,13 @@ python-blosc2 documents crashes when several threads use one ``NDArray`` at the
 same time, so no handle is ever shared: :class:`MLAFile` holds only the path and
 what the header says (shape, dtype, chunk shape). Each read opens the file
 read-only with :meth:`mlarray.MLArray.open` in the calling thread, or reuses a handle
-*that thread* opened before (a small per-thread cache, keyed by the file's identity
-so a file replaced by an atomic save is reopened). Pickling an ``MLAFile`` (what
-Dask does when it ships a task graph to a worker) carries no handle and no data.
+*that thread* opened before (a small per-thread cache, keyed by the file's identity so
+a file replaced by an atomic save is reopened). An ``MLAFile`` made from an open image
+(:meth:`mlarray.MLArray.to_dask`) stands for that image's file as it is (its size and
+modification time): a task that finds it replaced or written since raises
+:class:`~mlarray.errors.FileChangedError` rather than read another file than the image
+reads. Pickling an ``MLAFile`` (what Dask does when it ships a task graph to a worker)
+carries no handle and no data.
 
 A URL (``s3://``, ``https://``, any fsspec URL) works the same way through
 :mod:`mlarray.remote`: each thread opens its own read-only remote handle, and a read
@@ -21,6 +25,7 @@ This module does not import Dask: it is plain Python over the public API.
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -28,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.api import MLArray
-from mlarray.errors import InvalidArgumentError
+from mlarray.errors import FileChangedError, InvalidArgumentError, MLArrayFileNotFoundError
 from mlarray.models import Meta
 from mlarray.remote import is_remote
 
@@ -47,12 +52,18 @@ def _stamp(path: str) -> Stamp:
     """
     if is_remote(path):
         return None
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MLArrayFileNotFoundError("the file was deleted since the array was made", path=path) from None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _cache() -> OrderedDict[tuple[str, Stamp], MLArray]:
-    cache: OrderedDict[tuple[str, Stamp], MLArray] | None = getattr(_local, "handles", None)
+Key = tuple[str, Any]
+
+
+def _cache() -> OrderedDict[Key, MLArray]:
+    cache: OrderedDict[Key, MLArray] | None = getattr(_local, "handles", None)
     if cache is None:
         cache = _local.handles = OrderedDict()
     return cache
@@ -97,7 +108,7 @@ class MLAFile:
         metadata-only (:class:`~mlarray.errors.InvalidArgumentError`).
     """
 
-    __slots__ = ("path", "shape", "dtype", "chunks", "dparams", "storage_options")
+    __slots__ = ("path", "shape", "dtype", "chunks", "dparams", "storage_options", "version", "token")
 
     def __init__(
         self,
@@ -105,19 +116,33 @@ class MLAFile:
         *,
         dparams: dict[str, Any] | None = None,
         storage_options: dict[str, Any] | None = None,
+        _image: MLArray | None = None,
     ) -> None:
         text = os.fspath(path)
-        self.path = text if is_remote(text) else os.path.abspath(text)
+        remote = isinstance(path, str) and is_remote(text)
+        self.path = text if remote else os.path.abspath(text)
         self.dparams = dparams
         self.storage_options = storage_options
+        self.version: tuple[int, int] | None = None
+        """For an array of an open image (``to_dask``): size and modification time (ns) of its file."""
+        self.token = secrets.token_hex(8)
+        """Names this array's handles of a URL: a new array never reads through an older array's handle."""
+        found = _image._file_version() if _image is not None else None
+        if _image is not None and found is not None:  # the file an open image reads, checked to be at the path
+            self.path, self.version = found
+            self._take_shape(_image)
+            return
         with self._open(dparams) as image:
-            if image.shape is None or image.dtype is None:
-                raise InvalidArgumentError("a metadata-only file has no array to read", path=self.path)
-            self.shape: tuple[int, ...] = image.shape
-            self.dtype: np.dtype[Any] = image.dtype
-            chunks = image.chunks
-            assert chunks is not None
-            self.chunks: tuple[int, ...] = chunks
+            self._take_shape(image)
+
+    def _take_shape(self, image: MLArray) -> None:
+        if image.shape is None or image.dtype is None:
+            raise InvalidArgumentError("a metadata-only file has no array to read", path=self.path)
+        self.shape: tuple[int, ...] = image.shape
+        self.dtype: np.dtype[Any] = image.dtype
+        chunks = image.chunks
+        assert chunks is not None
+        self.chunks: tuple[int, ...] = chunks
 
     @property
     def ndim(self) -> int:
@@ -127,7 +152,8 @@ class MLAFile:
         return f"MLAFile({self.path!r}, shape={self.shape}, dtype={self.dtype}, chunks={self.chunks})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.path, self.shape, self.dtype.str, self.chunks, self.dparams, self.storage_options))
+        fields = (self.path, self.shape, self.dtype.str, self.chunks, self.dparams, self.storage_options)
+        return (_rebuild, (*fields, self.version, self.token))
 
     def _open(self, dparams: dict[str, Any] | None = None) -> MLArray:
         if self.storage_options is not None:
@@ -145,6 +171,8 @@ class MLAFile:
             "mlarray.MLAFile",
             self.path,
             stamp,
+            self.version,
+            self.token if stamp is None else None,
             self.shape,
             self.dtype.str,
             self.chunks,
@@ -160,10 +188,17 @@ class MLAFile:
     def handle(self) -> MLArray:
         """A read-only :class:`~mlarray.MLArray` on the file, owned by the calling thread.
 
-        Raises :class:`~mlarray.errors.InvalidArgumentError` when the file no longer
-        has the shape and dtype this object was made with (it was replaced).
+        Raises :class:`~mlarray.errors.FileChangedError` when the file of the image this object
+        was made from was replaced or written since, :class:`~mlarray.errors.MLArrayFileNotFoundError`
+        when it was deleted, and :class:`~mlarray.errors.InvalidArgumentError` when a URL now
+        holds another shape or dtype.
         """
-        key = (self.path, _stamp(self.path))
+        stamp = _stamp(self.path)
+        if stamp is not None and self.version is not None and stamp[2:] != self.version:
+            raise FileChangedError(
+                "the file was replaced or written since this array was made; make the array again", path=self.path
+            )
+        key = (self.path, stamp if stamp is not None else self.token)
         cache = _cache()
         image = cache.get(key)
         if image is not None:
@@ -195,9 +230,13 @@ def _rebuild(
     chunks: tuple[int, ...],
     dparams: dict[str, Any] | None,
     storage_options: dict[str, Any] | None = None,
+    version: tuple[int, int] | None = None,
+    token: str | None = None,
 ) -> MLAFile:
     """Unpickle an :class:`MLAFile` without opening the file (the worker opens it when it reads)."""
     obj = MLAFile.__new__(MLAFile)
     obj.path, obj.shape, obj.dtype, obj.chunks = path, tuple(shape), np.dtype(dtype), tuple(chunks)
     obj.dparams, obj.storage_options = dparams, storage_options
+    obj.version = tuple(version) if version is not None else None  # type: ignore[assignment]
+    obj.token = token if token is not None else secrets.token_hex(8)
     return obj

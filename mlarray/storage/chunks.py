@@ -269,7 +269,7 @@ class DataSection:
         and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
-        if not isinstance(source, (str, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
+        if not isinstance(source, (str, bytes, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
             self._source: ByteSource = source
             self._owned = False
         else:
@@ -307,6 +307,17 @@ class DataSection:
             return False
         held = os.fstat(self._source.fileno())
         return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+    def checked_file(self) -> tuple[str, tuple[int, int]] | None:
+        """The absolute path this section's local file was opened by, and the file's version now (size, mtime in ns).
+
+        ``None`` for other sources. The version is read from the open file itself, so it
+        describes the file this section checked even when the path names another by now.
+        """
+        if not isinstance(self._source, LocalFile):
+            return None
+        held = os.fstat(self._source.fileno())
+        return self._source.absolute, (held.st_size, held.st_mtime_ns)
 
     def descriptor_path(self) -> str | None:
         """A path that opens the very file this section checked, whatever its name is now (Linux), or ``None``."""

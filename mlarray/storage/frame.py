@@ -254,7 +254,7 @@ def inspect_frame(path: str | os.PathLike[str] | ByteSource) -> FrameInfo:
     MissingHeaderError, HeaderTooLargeError
         See :mod:`mlarray.errors`; the spec's reader algorithm lists the order of checks.
     """
-    if not isinstance(path, (str, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
+    if not isinstance(path, (str, bytes, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
         return _inspect(path)
     with LocalFile(path) as source:
         return _inspect(source)
@@ -384,7 +384,7 @@ def data_section(path: str | os.PathLike[str] | ByteSource) -> tuple[int, int]:
     Reads only the frame prefix and the trailer's tail; assumes a structurally valid
     frame (call :func:`inspect_frame` first on untrusted files).
     """
-    if isinstance(path, (str, os.PathLike)):
+    if isinstance(path, (str, bytes, os.PathLike)):
         with LocalFile(path) as source:
             return data_section(source)
     prefix = _read_exact(path, 0, PREFIX_LEN)
@@ -397,7 +397,7 @@ def data_section(path: str | os.PathLike[str] | ByteSource) -> tuple[int, int]:
 
 def data_digest(path: str | os.PathLike[str] | ByteSource, block: int = 4 << 20) -> str:
     """Lower-case hex SHA-256 of the frame's data section (see :func:`data_section`)."""
-    if isinstance(path, (str, os.PathLike)):
+    if isinstance(path, (str, bytes, os.PathLike)):
         with LocalFile(path) as source:
             return data_digest(source, block)
     start, end = data_section(path)

@@ -10,22 +10,27 @@ shape come from our own parse of the frame, and the first use of anything else o
 NDArray, of the same file the handle checked.
 
 "The same file": the handle's :class:`~mlarray.storage.chunks.DataSection` keeps the file it
-checked open. When the path names another file by then (an atomic save by another process),
-the NDArray is opened through the process's descriptor of the checked file
-(``/proc/self/fd/N``) where the system offers one, else the read fails with
-``CORRUPT_FRAME`` telling to open the file again. Nothing of the replacement is ever read
-under the old header.
+checked open. When the path names another file by then (an atomic save by another process,
+also one that happens while python-blosc2 opens it), the NDArray is opened through the
+process's descriptor of the checked file (``/proc/self/fd/N``) where the system offers one,
+else the read fails with ``FILE_CHANGED`` (:class:`~mlarray.errors.FileChangedError`): open
+the file again. Under an address-space limit, where python-blosc2 reads through file I/O and
+opens the path for every chunk, it always goes through that descriptor. Nothing of a
+replacement is read under the old header. Left: a handle whose file lost its read
+permission after it was opened can no longer open python-blosc2 (the fast path, which
+reads through the descriptor it holds, still reads).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from mlarray.errors import CorruptFrameError
-from mlarray.storage.chunks import DataSection
+from mlarray.errors import FileChangedError, MLArrayError
+from mlarray.storage.chunks import DataSection, may_map
 
 Opener = Callable[[str, str, Any], Any]
 
@@ -49,28 +54,41 @@ class LazyFrame:
         self._section = section
         self._opener = opener
         self._nd: Any = None
+        self._lock = threading.Lock()
 
     def opened(self) -> Any:
-        """The ``blosc2.NDArray`` of the checked file (opened now if not yet)."""
+        """The ``blosc2.NDArray`` of the checked file (opened now if not yet; once, whatever the threads)."""
         if self._nd is None:
-            self._nd = self._open()
+            with self._lock:
+                if self._nd is None:
+                    self._nd = self._open()
         return self._nd
 
     def _open(self) -> Any:
-        if self._section.names_checked_file(self._path):
-            nd = self._opener(self._path, self._mode, self._dparams)
-            if self._section.names_checked_file(self._path):
+        section, via = self._section, self._section.descriptor_path()
+        if via is not None and not may_map():
+            # read through file I/O, C-Blosc2 opens the path again for every chunk: keep it on the checked file
+            return self._opener(via, self._mode, self._dparams)
+        if section.names_checked_file(self._path):
+            try:
+                nd = self._opener(self._path, self._mode, self._dparams)
+            except MLArrayError:
+                if section.names_checked_file(self._path):
+                    raise  # the checked file itself: its own error
+                nd = None  # replaced while python-blosc2 opened it (it opens the path more than once)
+            if nd is not None and section.names_checked_file(self._path):
                 return nd
             del nd
-        via = self._section.descriptor_path()
         if via is None:
-            raise CorruptFrameError(
-                "the file was replaced since it was opened (by another program?); open it again", path=self._path
+            raise FileChangedError(
+                "the path names another file than this handle checked (replaced, moved or deleted since it was "
+                "opened); open it again",
+                path=self._path,
             )
         return self._opener(via, self._mode, self._dparams)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_nd", "_section", "_opener", "_path", "_mode", "_dparams"):
+        if name.startswith("__") or name in ("_nd", "_section", "_opener", "_path", "_mode", "_dparams", "_lock"):
             raise AttributeError(name)
         return getattr(self.opened(), name)
 

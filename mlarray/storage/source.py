@@ -64,6 +64,8 @@ class LocalFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.name = os.fspath(path)
+        self.absolute = os.path.abspath(self.name)
+        """The path made absolute when the file was opened (later working-directory changes do not move it)."""
         self._fd = os.open(self.name, os.O_RDONLY)
         self._closer = weakref.finalize(self, os.close, self._fd)
         self._size = os.fstat(self._fd).st_size
