@@ -414,3 +414,31 @@ def test_a_handle_inherited_by_a_forked_worker_still_reads(url: str) -> None:
     finally:
         _INHERITED.clear()
     np.testing.assert_array_equal(result, _volume()[key])
+
+
+@pytest.mark.parametrize(
+    ("target", "remote"),
+    [
+        ("simplecache::s3://bucket/key.mla", True),
+        ("zip::file:///data/x.zip", True),
+        ("simplecache::/tmp/x.mla", True),
+        ("http://[::1]:8000/x.mla", True),
+        ("https://host/x.mla?token=a::b", True),
+        ("scan::v2.mla", False),
+        ("/data/scan::v2.mla", False),
+        (Path("simplecache::s3://bucket/key.mla"), False),  # a Path is always local
+    ],
+)
+def test_only_strings_that_are_urls_are_remote(target: Any, remote: bool) -> None:
+    from mlarray.remote import is_remote
+
+    assert is_remote(target) is remote
+
+
+def test_a_local_file_with_double_colons_in_its_name_is_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = np.arange(12, dtype=np.int16).reshape(3, 4)
+    monkeypatch.chdir(tmp_path)
+    MLArray(data).save("scan::v2.mla")
+    np.testing.assert_array_equal(MLArray.load("scan::v2.mla").to_numpy(), data)
+    with MLArray.open(str(tmp_path / "scan::v2.mla")) as image:
+        np.testing.assert_array_equal(image[...], data)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mlarray import MLArray
@@ -41,11 +41,14 @@ def layout_and_key(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...], t
             parts.append(slice(start, stop, step))
     if parts and draw(st.booleans()):
         parts.insert(draw(st.integers(0, len(parts))), Ellipsis)
+    for _ in range(draw(st.integers(0, 2))):  # new axes: they must not be counted as axes of the array
+        parts.insert(draw(st.integers(0, len(parts))), None)
     return shape, chunks, blocks, dtype, tuple(parts)
 
 
 @pytest.mark.parametrize("decoder", ["default", "numpy"])
 @given(case=layout_and_key(), seed=st.integers(0, 2**16), zero_first=st.booleans())
+@example(case=((3, 5), (2, 2), (1, 1), "<i2", (Ellipsis, 4, None)), seed=0, zero_first=False)
 def test_reads_through_a_byte_source_equal_numpy(
     case: tuple[Any, ...], seed: int, zero_first: bool, decoder: str
 ) -> None:

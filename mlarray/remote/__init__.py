@@ -11,11 +11,41 @@ are imported only when a URL is opened (:mod:`mlarray.remote.sources`), never by
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_CHAIN = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)::")
+
+
+def is_chained(text: str) -> bool:
+    """Whether ``text`` is a chained fsspec URL (``simplecache::s3://...``, ``zip::file://...``).
+
+    Its first part must name a protocol: ``scan::v2.mla`` and ``/data/a::b.mla`` are local
+    paths, and ``http://[::1]:8000/x.mla`` or a query holding ``::`` is a plain URL.
+    """
+    found = _CHAIN.match(text)
+    if found is None:
+        return False
+    if _URL.search(text, found.end()) is not None:
+        return True
+    try:
+        import fsspec
+    except ImportError:
+        return False
+    return found.group(1).lower() in fsspec.available_protocols()
+
+
+def is_url(text: str) -> bool:
+    """Whether the string ``text`` is a URL for fsspec (``scheme://...`` or chained), not a local path."""
+    return _URL.match(text) is not None or is_chained(text)
 
 
 def is_remote(target: Any) -> bool:
-    """Whether ``target`` is read through this package: a URL (``scheme://...``, ``a::b``) or an open file object."""
+    """Whether ``target`` is read through this package: a URL (``scheme://...``, ``a::b``) or an open file object.
+
+    Only strings can be URLs: a :class:`pathlib.Path` is always a local path.
+    """
     if isinstance(target, str):
-        return "://" in target or "::" in target
+        return is_url(target)
     return not isinstance(target, os.PathLike) and callable(getattr(target, "read", None))

@@ -23,6 +23,13 @@ Box = tuple[tuple[int, int], ...]
 """Per axis ``(start, stop)``: the smallest box of the array a key reads."""
 
 
+def _box_part(part: Any) -> bool:
+    """Whether ``part`` is one of the key parts :func:`plan` reads a bounding box for."""
+    if part is Ellipsis or isinstance(part, slice):
+        return True
+    return isinstance(part, (int, np.integer)) and not isinstance(part, bool)
+
+
 def plan(shape: tuple[int, ...], key: Any) -> tuple[Box, Any]:
     """The box ``array[key]`` reads and the key to apply to that box (NumPy's semantics).
 
@@ -31,8 +38,8 @@ def plan(shape: tuple[int, ...], key: Any) -> tuple[Box, Any]:
     """
     parts = list(key) if isinstance(key, tuple) else [key]
     whole: Box = tuple((0, n) for n in shape)
-    if sum(p is Ellipsis for p in parts) > 1:
-        return whole, key
+    if sum(p is Ellipsis for p in parts) > 1 or not all(map(_box_part, parts)):
+        return whole, key  # ``None``, arrays, masks: counting axes needs NumPy's rules
     if any(p is Ellipsis for p in parts):
         at = next(i for i, p in enumerate(parts) if p is Ellipsis)
         parts[at : at + 1] = [slice(None)] * (len(shape) - len(parts) + 1)

@@ -35,6 +35,8 @@ from mlarray.errors import (
     RemoteChangedError,
     RemoteError,
 )
+from mlarray.remote import is_chained
+from mlarray.remote import is_url as _is_url
 
 HEAD_WINDOW = 64 << 10
 """Bytes read from the start of a remote file when it is opened (prefix, frame header, first chunk's header)."""
@@ -44,7 +46,7 @@ TAIL_WINDOW = 64 << 10
 
 def is_url(target: Any) -> bool:
     """Whether ``target`` is a URL for fsspec (``scheme://...`` or a chained ``a::b`` URL), not a local path."""
-    return isinstance(target, str) and ("://" in target or "::" in target)
+    return isinstance(target, str) and _is_url(target)
 
 
 def _fsspec() -> Any:
@@ -414,7 +416,7 @@ class FsspecSource(_Counted, _Windows):
 def open_source(url: str, storage_options: dict[str, Any] | None = None) -> HTTPSource | S3Source | FsspecSource:
     """The checked byte source of ``url`` (the open windows already read for HTTP and S3)."""
     options = dict(storage_options or {})
-    scheme = url.split("://", 1)[0].lower() if "::" not in url else ""
+    scheme = url.split("://", 1)[0].lower() if not is_chained(url) else ""
     if scheme in ("http", "https"):
         return HTTPSource(url, options)
     if scheme in ("s3", "s3a"):
