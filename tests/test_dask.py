@@ -300,3 +300,21 @@ def test_a_new_array_of_a_url_never_reads_through_an_older_array_s_handle(tmp_pa
     _save(path, np.ones((20, 20, 8), np.float32))
     np.testing.assert_array_equal(from_mla(url).compute(scheduler="sync"), 1)
     close_handles()
+
+
+@pytest.mark.parametrize("chunks", [2, -1, {0: 4}, {0: 2, 1: 3}, ((4, 4), (3, 3))])
+def test_to_dask_of_images_in_memory_takes_any_dask_chunks(chunks: Any) -> None:
+    data = np.arange(48, dtype=np.int32).reshape(8, 6)
+    for image in (MLArray(data), MLArray(data, chunk_size=(4, 3), block_size=(2, 3))):
+        if chunks == ((4, 4), (3, 3)):
+            image.compress()
+        lazy = image.to_dask(chunks=chunks)
+        assert lazy.chunks == da.from_array(data, chunks=chunks).chunks
+        np.testing.assert_array_equal(lazy.compute(scheduler="sync"), data)
+
+
+def test_read_meta_gives_metadata_only_headers_too(tmp_path: Path) -> None:
+    MLArray(meta=Meta(extra={"a": 1})).save(tmp_path / "m.mla")
+    _save(tmp_path / "x.mla", np.zeros((4, 4, 4), np.float32))
+    metas = read_meta([tmp_path / "m.mla", tmp_path / "x.mla"])
+    assert metas[0].extra == {"a": 1} and metas[1].array is not None

@@ -47,7 +47,7 @@ def test_the_backend_is_registered_and_guesses_mla_paths(volume: tuple[Path, np.
     path, data = volume
     assert "mlarray" in xr.backends.list_engines()
     entry = MLArrayBackendEntrypoint()
-    assert entry.guess_can_open(str(path)) and entry.guess_can_open(path) and entry.guess_can_open("A.MLA")
+    assert entry.guess_can_open(str(path)) and entry.guess_can_open(path) and not entry.guess_can_open("A.MLA")
     assert not entry.guess_can_open("scan.nc") and not entry.guess_can_open(b"bytes")
     assert entry.description and entry.url
     with xr.open_dataarray(path) as guessed:  # no engine=: guessed from the suffix
@@ -151,6 +151,7 @@ def test_dimension_names() -> None:
     assert dimension_names(["channel", "spatial", "spatial"], 3) == ["channel", "spatial_1", "spatial_2"]
     assert dimension_names(["spatial_1", "spatial", "spatial"], 3) == ["dim_0", "dim_1", "spatial_2"]  # a collision
     assert dimension_names(["t", "spatial_y", "spatial_x"], 3) == ["t", "spatial_y", "spatial_x"]
+    assert dimension_names(["x", "x", "x_1", "dim_1"], 4) == ["x_0", "dim_1", "dim_2", "dim_3"]  # fallbacks unique
 
 
 def test_metadata_only_files_open_as_an_empty_dataset(tmp_path: Path) -> None:
@@ -260,3 +261,46 @@ def test_rotations_are_oblique(n: int, angle: float) -> None:
     flips = np.eye(n + 1)
     flips[:n, :n] = -np.eye(n)[::-1]  # axis k moves along world axis n-1-k, backwards
     assert aligned_axes(flips) == list(reversed(range(n)))
+
+
+def test_index_lists_read_only_the_rows_they_pick(
+    volume: tuple[Path, np.ndarray[Any, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, data = volume
+    keys: list[Any] = []
+    real = MLArray.__getitem__
+    monkeypatch.setattr(MLArray, "__getitem__", lambda self, key: keys.append(key) or real(self, key))
+    with xr.open_dataarray(path, engine="mlarray") as da:
+        picked = da.isel(channel=1, spatial_x=[10, 2, 5]).values  # an integer, a slice between, a list
+        np.testing.assert_array_equal(picked, data[1][:, :, [10, 2, 5]])
+        np.testing.assert_array_equal(da.isel(spatial_z=[0, 6]).values, data[:, [0, 6]])
+    assert any(isinstance(part, np.ndarray) for key in keys for part in key)  # the list reached the file read
+    assert not any(part == slice(0, 7, 1) for key in keys for part in key if isinstance(part, slice))
+
+
+def test_an_axis_labelled_image_keeps_the_data_variable(tmp_path: Path) -> None:
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    path = _write(tmp_path / "a.mla", data, axis_labels=["image", "spatial_y", "spatial_x"])
+    with xr.open_dataset(path, engine="mlarray") as ds:
+        assert list(ds.data_vars) == ["image_data"]
+    with xr.open_dataarray(path, engine="mlarray") as da:
+        np.testing.assert_array_equal(da.values, data)
+        assert da.dims[0] == "image"
+
+
+def test_decoding_options_are_accepted_and_change_nothing(volume: tuple[Path, np.ndarray[Any, Any]]) -> None:
+    path, data = volume
+    options = {"mask_and_scale": True, "decode_times": True, "decode_coords": "all", "use_cftime": False}
+    with xr.open_dataarray(path, engine="mlarray", **options) as da:
+        np.testing.assert_array_equal(da.values, data)
+
+
+def test_a_file_replaced_by_another_shape_is_file_changed(tmp_path: Path) -> None:
+    from mlarray import FileChangedError
+
+    path = _write(tmp_path / "a.mla", np.zeros((3, 4), np.float32))
+    da = xr.open_dataarray(path, engine="mlarray")
+    da.close()  # the next read opens the file again
+    _write(path, np.zeros((5, 5), np.float32))
+    with pytest.raises(FileChangedError):
+        da.values  # noqa: B018

@@ -59,8 +59,17 @@ def expand(paths_or_glob: PathsOrGlob) -> list[str]:
 
 
 def read_meta(paths_or_glob: PathsOrGlob, *, storage_options: dict[str, Any] | None = None) -> list[Meta]:
-    """The header of every file :func:`from_mla` would read, in the same order (the arrays are not read)."""
-    return [MLAFile(p, storage_options=storage_options).meta() for p in expand(paths_or_glob)]
+    """The header of every file :func:`from_mla` would take, in the same order (the arrays are not read).
+
+    Metadata-only files give their headers too (:func:`from_mla` refuses them).
+    """
+    from mlarray.api import MLArray
+
+    headers = []
+    for path in expand(paths_or_glob):
+        with MLArray.open(path, "r", storage_options=storage_options) as image:
+            headers.append(image.meta)
+    return headers
 
 
 def _dask_chunks(source: MLAFile, chunks: Any) -> Any:
@@ -177,7 +186,7 @@ def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
     if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
         return _one(MLAFile(path, _image=image), chunks)  # the very file the image reads, by its absolute path
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks
-    if block is not None and not isinstance(block, str):
+    if isinstance(chunks, str) and chunks == "file" and block is not None:
         block = tuple(max(1, min(int(c), n)) for c, n in zip(block, image.shape, strict=True))
     if not image.compressed:
         return _from_array(image.to_numpy(), chunks=block if block is not None else "auto")

@@ -23,9 +23,18 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from mlarray.api import MLArray
-from mlarray.errors import CorruptFrameError
+from mlarray.errors import FileChangedError
 from mlarray.xarray._coords import DEFAULT_TOLERANCE, geometry
 
+IGNORED_DECODERS = (
+    "mask_and_scale",
+    "decode_times",
+    "decode_timedelta",
+    "use_cftime",
+    "concat_characters",
+    "decode_coords",
+)
+"""Options of :func:`xarray.open_dataset` that decode CF conventions: nothing to decode here."""
 VARIABLE = "image"
 """Name of the data variable of every dataset (and of the DataArray ``open_dataarray`` returns)."""
 
@@ -63,7 +72,7 @@ class MLArrayBackendArray(BackendArray):
             if image.shape != self.shape or image.dtype != self.dtype:
                 shape, dtype = image.shape, image.dtype
                 image.close()
-                raise CorruptFrameError(
+                raise FileChangedError(
                     f"the file changed since it was opened: now {shape} {dtype}, was {self.shape} {self.dtype}",
                     path=self.path,
                 )
@@ -71,11 +80,21 @@ class MLArrayBackendArray(BackendArray):
         return self._image
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
-        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC, self._read)
+        # outer keys with one index array: MLArray reads only the rows that array picks
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER_1VECTOR, self._read)
 
-    def _read(self, key: tuple[int | slice, ...]) -> np.ndarray[Any, Any]:
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray[Any, Any]:
+        """``key``: slices, integers and at most one 1-d integer array, with outer semantics."""
+        dropped = [i for i, part in enumerate(key) if isinstance(part, (int, np.integer))]
+        # integers read as length-1 slices, so an index array anywhere keeps its axis's place (NumPy
+        # would move it first when integers and the array are separated by a slice)
+        box = tuple(
+            slice(int(part) % n, int(part) % n + 1) if i in dropped else part
+            for i, (part, n) in enumerate(zip(key, self.shape, strict=False))
+        )
         with self._lock:
-            return np.asarray(self._open()[key])
+            out = np.asarray(self._open()[box])
+        return out.reshape([n for i, n in enumerate(out.shape) if i not in dropped]) if dropped else out
 
     def close(self) -> None:
         """Release the file (a later read opens it again)."""
@@ -83,6 +102,16 @@ class MLArrayBackendArray(BackendArray):
             if self._image is not None:
                 self._image.close()
                 self._image = None
+
+
+def _variable_name(taken: set[str]) -> str:
+    """``image``, or ``image_data`` (``image_data_1``, ...) when an axis or coordinate is named so."""
+    if VARIABLE not in taken:
+        return VARIABLE
+    name, k = f"{VARIABLE}_data", 1
+    while name in taken:
+        name, k = f"{VARIABLE}_data_{k}", k + 1
+    return name
 
 
 def _names(drop_variables: str | Iterable[str] | None) -> set[str]:
@@ -133,10 +162,11 @@ def open_mla_dataset(
         coords = {name: xr.Variable(*spec) for name, spec in geo.coords.items() if name not in drop}
         variables: dict[str, xr.Variable] = {}
         closer = None
-        if VARIABLE not in drop:
+        name = _variable_name(set(geo.dims) | set(geo.coords))
+        if name not in drop:
             backend = MLArrayBackendArray(p, image)
             data = indexing.LazilyIndexedArray(backend)
-            variables[VARIABLE] = xr.Variable(geo.dims, data, geo.attrs, encoding)
+            variables[name] = xr.Variable(geo.dims, data, geo.attrs, encoding)
             closer = backend.close
         else:
             image.close()
@@ -153,7 +183,7 @@ class MLArrayBackendEntrypoint(BackendEntrypoint):
 
     description = "Open .mla files (Blosc2 arrays with a JSON header) lazily, with world coordinates"
     url = "https://pypi.org/project/mlarray/"  # the guide: docs/guide/xarray.md
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "tolerance")
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "tolerance", *IGNORED_DECODERS)
 
     def open_dataset(
         self,
@@ -161,14 +191,22 @@ class MLArrayBackendEntrypoint(BackendEntrypoint):
         *,
         drop_variables: str | Iterable[str] | None = None,
         tolerance: float = DEFAULT_TOLERANCE,
+        **decoders: Any,
     ) -> xr.Dataset:
-        """Open ``filename_or_obj`` (a path) lazily; see :func:`open_mla_dataset`."""
+        """Open ``filename_or_obj`` (a path) lazily; see :func:`open_mla_dataset`.
+
+        xarray's decoding options (:data:`IGNORED_DECODERS`) are accepted and have no effect:
+        the stored values carry no CF encoding.
+        """
+        unknown = sorted(set(decoders) - set(IGNORED_DECODERS))
+        if unknown:
+            raise TypeError(f"the mlarray engine takes no option {', '.join(unknown)}")
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             raise TypeError(f"the mlarray engine opens paths, got {type(filename_or_obj).__name__}")
         return open_mla_dataset(filename_or_obj, drop_variables=drop_variables, tolerance=tolerance)
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
-        """A path ending in ``.mla``."""
+        """A path ending in ``.mla`` (the extension :meth:`mlarray.MLArray.open` takes)."""
         if not isinstance(filename_or_obj, (str, os.PathLike)):
             return False
-        return os.fspath(filename_or_obj).lower().endswith(".mla")
+        return os.fspath(filename_or_obj).endswith(".mla")

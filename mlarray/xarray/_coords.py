@@ -7,7 +7,8 @@ tested on their own. The rules, also stated in ``docs/guide/xarray.md``:
   is the name as it is; a label shared by several axes (``spatial`` three times, say)
   gets the array axis number appended (``spatial_0``, ``spatial_1``, ...). Without
   labels the names are ``dim_0``, ``dim_1``, ... (xarray's own default names). A name
-  that would still collide falls back to ``dim_<axis>``.
+  that would still collide falls back to ``dim_<axis>``, and, if that is taken too, to
+  ``dim_<axis>_1``, ``dim_<axis>_2``, ...: names are always unique.
 * **Aligned volumes** get world coordinates. The volume is *aligned* when the linear
   part ``A`` of the index-to-world affine is a scaled signed permutation: every column
   (spatial axis ``k``) has exactly one entry ``A[j, k]`` that is not negligible, and no
@@ -32,6 +33,7 @@ tested on their own. The rules, also stated in ``docs/guide/xarray.md``:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,7 +54,13 @@ def dimension_names(labels: list[str] | None, ndim: int) -> list[str]:
     counts = Counter(labels)
     names = [label if counts[label] == 1 else f"{label}_{k}" for k, label in enumerate(labels)]
     seen = Counter(names)
-    return [name if seen[name] == 1 else f"dim_{k}" for k, name in enumerate(names)]
+    names = [name if seen[name] == 1 else f"dim_{k}" for k, name in enumerate(names)]
+    used: set[str] = set()
+    for k, name in enumerate(names):  # a fallback name may still be some other axis's name
+        candidates = itertools.chain((name, f"dim_{k}"), (f"dim_{k}_{j}" for j in itertools.count(1)))
+        names[k] = next(c for c in candidates if c not in used and (c == name or c not in names))
+        used.add(names[k])
+    return names
 
 
 def aligned_axes(affine: np.ndarray[Any, Any], tolerance: float = DEFAULT_TOLERANCE) -> list[int] | None:
