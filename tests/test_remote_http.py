@@ -442,3 +442,45 @@ def test_a_local_file_with_double_colons_in_its_name_is_local(tmp_path: Path, mo
     np.testing.assert_array_equal(MLArray.load("scan::v2.mla").to_numpy(), data)
     with MLArray.open(str(tmp_path / "scan::v2.mla")) as image:
         np.testing.assert_array_equal(image[...], data)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/x.mla", "http://[bad/x.mla", "nosuchproto://a/x.mla", "ftp://127.0.0.1:1/x.mla"]
+)
+def test_urls_that_cannot_be_opened_give_a_typed_error(url: str) -> None:
+    from mlarray.errors import RemoteError
+
+    with pytest.raises(RemoteError):
+        MLArray.open(url)
+
+
+def test_file_objects_whose_seek_returns_none_open(tmp_path: Path) -> None:
+    import mmap
+
+    data = np.arange(10, dtype=np.int16)
+    MLArray(data).save(tmp_path / "a.mla")
+    with open(tmp_path / "a.mla", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        mapped.seek(0)  # mmap.seek returns None before Python 3.13
+        np.testing.assert_array_equal(MLArray.open(mapped)[2:5], data[2:5])
+
+
+def test_a_file_object_that_fails_to_read_is_a_read_error_not_a_corrupt_file(tmp_path: Path) -> None:
+    from mlarray.errors import RemoteError
+
+    MLArray(np.arange(4096, dtype=np.int16).reshape(64, 64)).save(tmp_path / "a.mla")
+
+    class Failing(io.BytesIO):
+        broken = False
+
+        def read(self, size: int | None = -1) -> bytes:
+            if self.broken:
+                raise OSError(5, "Input/output error")
+            return super().read(size)
+
+    source = Failing((tmp_path / "a.mla").read_bytes())
+    image = MLArray.open(source)
+    source.broken = True
+    with pytest.raises(RemoteError):
+        image[2:4]
+    with pytest.raises(RemoteError):
+        image.to_numpy()

@@ -15,7 +15,7 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from mlarray.errors import MLArrayError, ReadOnlyError
+from mlarray.errors import MLArrayError, ReadOnlyError, RemoteError
 from mlarray.models import parse_header
 from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
 from mlarray.remote.sources import _fsspec, is_url, open_source
@@ -38,7 +38,12 @@ READ_ONLY_HINT = (
 def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> ByteSource:
     """A checked byte source for a URL or an open binary file object."""
     if is_url(target):
-        return open_source(str(target), storage_options)
+        try:
+            return open_source(str(target), storage_options)
+        except MLArrayError:
+            raise
+        except (ValueError, OSError) as exc:  # a malformed URL, an unknown protocol, a refused connection
+            raise RemoteError(f"cannot open the URL ({type(exc).__name__}: {exc})", path=str(target)) from None
     if storage_options:
         from mlarray.errors import InvalidArgumentError
 

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from mlarray.errors import InvalidArgumentError, TruncatedFileError
+from mlarray.errors import InvalidArgumentError, MLArrayError, RemoteError, TruncatedFileError
 
 
 @runtime_checkable
@@ -119,7 +119,8 @@ class FileObjectSource:
         self.name = name or str(getattr(fileobj, "name", None) or f"<{type(fileobj).__name__}>")
         self._lock = threading.Lock()
         with self._lock:
-            self._size = int(fileobj.seek(0, io.SEEK_END))
+            fileobj.seek(0, io.SEEK_END)  # some seek() methods return None (mmap before Python 3.13, SFTP files)
+            self._size = int(fileobj.tell())
 
     @property
     def size(self) -> int:
@@ -128,17 +129,24 @@ class FileObjectSource:
     def read(self, offset: int, length: int) -> bytes:
         _check_range(offset, length, self.name)
         with self._lock:
-            self._file.seek(offset)
             parts: list[bytes] = []
             got = 0
-            while got < length:  # raw files may return fewer bytes than asked for
-                piece = self._file.read(length - got)
-                if not piece:
-                    break
-                if not isinstance(piece, (bytes, bytearray, memoryview)):
-                    raise InvalidArgumentError("the file object returned text; open it with 'rb'", path=self.name)
-                parts.append(bytes(piece))
-                got += len(piece)
+            try:
+                self._file.seek(offset)
+                while got < length:  # raw files may return fewer bytes than asked for
+                    piece = self._file.read(length - got)
+                    if not piece:
+                        break
+                    if not isinstance(piece, (bytes, bytearray, memoryview)):
+                        raise InvalidArgumentError("the file object returned text; open it with 'rb'", path=self.name)
+                    parts.append(bytes(piece))
+                    got += len(piece)
+            except (OSError, ValueError) as exc:  # an I/O error, a closed file: not a damaged .mla file
+                if isinstance(exc, MLArrayError):
+                    raise
+                raise RemoteError(
+                    f"reading the file object failed ({type(exc).__name__}: {exc})", path=self.name
+                ) from None
         data = b"".join(parts)
         if len(data) != length:
             raise _short(self.name)
