@@ -197,3 +197,6 @@ class InMemoryCompression(ImageState):
         self._mode = None
         self._persisted = None
         self._dirty = False
+        if self._chunks is not None:  # reads must not go to the file's chunks any more (a 'c' handle's edits)
+            self._chunks.close()
+            self._chunks = None

@@ -170,3 +170,17 @@ def test_bytes_paths_still_name_files(saved: Path) -> None:
     assert inspect_frame(raw).nd.shape == inspect_frame(saved).nd.shape
     assert data_section(raw) == data_section(saved)
     assert data_digest(raw) == data_digest(saved)
+
+
+@pytest.mark.parametrize("method", ["compress", "decompress"])
+def test_a_copy_on_write_handle_keeps_its_edits_in_memory_after_compress_or_decompress(
+    saved: Path, volume: np.ndarray, method: str
+) -> None:
+    image = MLArray.open(saved, mmap_mode="c")
+    image[0:2] = 7
+    getattr(image, method)()
+    expected = volume.copy()
+    expected[0:2] = 7
+    np.testing.assert_array_equal(image[0:3, 0:3, 0:3], expected[0:3, 0:3, 0:3])
+    np.testing.assert_array_equal(image.to_numpy(), expected)
+    np.testing.assert_array_equal(MLArray.load(saved).to_numpy(), volume)  # the file never changed
