@@ -192,3 +192,78 @@ def test_the_command_line_takes_storage_options(uploaded: str, endpoint: str, lo
     wrong = [*given[:4], "--storage-option", "endpoint_url=http://127.0.0.1:9", *given[6:]]
     failed = runner.invoke(app, ["info", uploaded, *wrong])
     assert failed.exit_code == 1 and "error:" in failed.output
+
+
+class _RequesterPaysGate:
+    """A real HTTP proxy in front of the S3 server that refuses object reads without ``x-amz-request-payer``,
+    as S3 does for a requester-pays bucket; everything else is forwarded as it is."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if (
+                    self.command == "GET"
+                    and "?" not in self.path
+                    and self.headers.get("x-amz-request-payer") != "requester"
+                ):
+                    message = b"<Error><Code>AccessDenied</Code><Message>requester pays</Message></Error>"
+                    self.send_response(403)
+                    self.send_header("Content-Length", str(len(message)))
+                    self.end_headers()
+                    self.wfile.write(message)
+                    return
+                upstream_connection = http.client.HTTPConnection(target.hostname, target.port)
+                upstream_connection.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                answer = upstream_connection.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header(
+                    "Content-Length",
+                    answer.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)),
+                )
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_requester_pays_and_other_s3fs_request_options_are_sent(
+    uploaded: str, options: dict[str, Any], endpoint: str, local: Path
+) -> None:
+    gate = _RequesterPaysGate(endpoint)
+    try:
+        gated = {**options, "endpoint_url": gate.url}
+        with pytest.raises(MLArrayError):
+            MLArray.open(uploaded, storage_options=gated)  # without the option: refused, as by S3
+        image = MLArray.open(uploaded, storage_options={**gated, "requester_pays": True})
+        with MLArray.open(local) as reference:
+            np.testing.assert_array_equal(image[3:17, 40:60], reference[3:17, 40:60])
+        image.close()
+    finally:
+        gate.close()

@@ -311,8 +311,10 @@ class S3Source(_RangedSource):
         if offset is not None and self._etag is not None:
             kwargs["IfMatch"] = self._etag
         try:
-            client = await self._fs.set_session()
-            response = await client.get_object(**kwargs)
+            await self._fs.set_session()
+            client = await self._fs.get_s3(self._bucket)  # the bucket's region client when regions are cached
+            # s3fs's request-wide options (requester_pays, s3_additional_kwargs such as SSE-C keys), as it sends them
+            response = await client.get_object(**self._fs._get_s3_method_kwargs(client.get_object, **kwargs))
             async with response["Body"] as stream:
                 limit = length if length is not None else max(HEAD_WINDOW, TAIL_WINDOW)
                 body = await _read_body(stream, limit)
