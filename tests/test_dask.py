@@ -318,3 +318,48 @@ def test_read_meta_gives_metadata_only_headers_too(tmp_path: Path) -> None:
     _save(tmp_path / "x.mla", np.zeros((4, 4, 4), np.float32))
     metas = read_meta([tmp_path / "m.mla", tmp_path / "x.mla"])
     assert metas[0].extra == {"a": 1} and metas[1].array is not None
+
+
+def _live_handles() -> int:
+    import gc
+
+    return sum(
+        1 for obj in gc.get_objects() if isinstance(obj, MLArray) and obj.filepath is not None and not obj._closed
+    )
+
+
+def test_close_handles_releases_the_handles_of_every_thread(tmp_path: Path) -> None:
+    close_handles()
+    for i in range(3):
+        _save(tmp_path / f"s{i}.mla", np.full((20, 20, 8), i, np.float32))
+    arr = from_mla(str(tmp_path / "s*.mla"))
+    sums = arr.sum(axis=(1, 2, 3)).compute(scheduler="threads", num_workers=3)
+    np.testing.assert_array_equal(sums, [0.0, 3200.0, 6400.0])
+    assert open_handles() == 0 and open_handles(all_threads=True) >= 3  # held by the pool's threads
+    assert close_handles() >= 3
+    assert open_handles(all_threads=True) == 0 and _live_handles() == 0
+
+
+def test_a_handle_in_the_middle_of_a_read_is_closed_when_the_read_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    close_handles()
+    data = np.arange(20 * 20 * 8, dtype=np.float32).reshape(20, 20, 8)
+    source = MLAFile(_save(tmp_path / "a.mla", data))
+    reading, resume = threading.Event(), threading.Event()
+    real = MLArray.__getitem__
+
+    def slow(self: MLArray, key: Any) -> Any:
+        reading.set()
+        resume.wait(10)
+        return real(self, key)
+
+    monkeypatch.setattr(MLArray, "__getitem__", slow)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(source.__getitem__, (slice(0, 5),))
+        assert reading.wait(10)
+        assert close_handles() == 1
+        assert _live_handles() == 1  # still reading: not closed under the read
+        resume.set()
+        np.testing.assert_array_equal(pending.result(10), data[0:5])
+    assert _live_handles() == 0

@@ -46,6 +46,12 @@ def test_from_mla_on_a_local_cluster(tmp_path: Path, processes: bool) -> None:
         opened = client.run(_open_handle_count) if processes else {}
         if processes:
             assert sum(opened.values()) >= 1
+            # the task threads' handles are released by a call on the workers (client.run's thread)
+            from mlarray.dask import close_handles
+
+            closed = client.run(close_handles)
+            assert sum(closed.values()) == sum(opened.values())
+            assert set(client.run(_open_handle_count).values()) == {0}
         assert set(client.run(_dask_loaded).values()) == {True}
 
 
@@ -55,7 +61,9 @@ def _open_handle_count() -> int:
 
     from mlarray.api import MLArray
 
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, MLArray) and obj.filepath is not None)
+    return sum(
+        1 for obj in gc.get_objects() if isinstance(obj, MLArray) and obj.filepath is not None and not obj._closed
+    )
 
 
 def _dask_loaded() -> bool:

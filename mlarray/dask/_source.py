@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections import OrderedDict
+import weakref
+from collections import Counter, OrderedDict
 from typing import Any
 
 import numpy as np
@@ -62,30 +63,73 @@ def _stamp(path: str) -> Stamp:
 Key = tuple[str, Any]
 
 
-def _cache() -> OrderedDict[Key, MLArray]:
-    cache: OrderedDict[Key, MLArray] | None = getattr(_local, "handles", None)
+class _Handles(OrderedDict[Key, MLArray]):
+    """The handles one thread keeps open, least recently used first (hashed and compared by identity)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+_ALL: weakref.WeakSet[_Handles] = weakref.WeakSet()
+"""Every thread's handles (a thread that ends takes its own with it)."""
+_LOCK = threading.Lock()
+"""Guards the caches (:func:`close_handles` empties other threads' caches) and the two below."""
+_BUSY: Counter[int] = Counter()
+"""Reads in progress per handle (by ``id``): such a handle is closed when its reads end."""
+_DOOMED: dict[int, MLArray] = {}
+
+
+def _cache() -> _Handles:
+    cache: _Handles | None = getattr(_local, "handles", None)
     if cache is None:
-        cache = _local.handles = OrderedDict()
+        cache = _local.handles = _Handles()
+        with _LOCK:
+            _ALL.add(cache)
     return cache
 
 
-def close_handles() -> int:
-    """Close the handles the *calling thread* keeps open; returns how many were open.
+def _retire(handles: list[MLArray]) -> list[MLArray]:
+    """Of ``handles`` just taken out of a cache, those to close now; the busy ones close after their reads.
 
-    Dask worker threads keep up to :data:`CACHE_SIZE` handles each; this is for code
-    that wants the files released (e.g. before deleting them on Windows).
+    Called with :data:`_LOCK` held.
     """
-    cache = _cache()
-    count = len(cache)
-    while cache:
-        _, handle = cache.popitem(last=False)
+    now = []
+    for handle in handles:
+        if _BUSY[id(handle)]:
+            _DOOMED[id(handle)] = handle
+        else:
+            now.append(handle)
+    return now
+
+
+def close_handles() -> int:
+    """Close the handles *every* thread of this process keeps open; returns how many were open.
+
+    Dask worker threads keep up to :data:`CACHE_SIZE` handles each; this is for code that
+    wants the files released (before deleting them, or their disk space stays in use while
+    a handle holds them). On a cluster, run it on the workers: ``client.run(close_handles)``.
+    A handle in the middle of a read is closed when that read ends; a thread that reads
+    again opens a new one.
+    """
+    with _LOCK:
+        taken = [handle for cache in list(_ALL) for handle in cache.values()]
+        for cache in list(_ALL):
+            cache.clear()
+        closing = _retire(taken)
+    for handle in closing:
         handle.close()
-    return count
+    return len(taken)
 
 
-def open_handles() -> int:
-    """How many handles the calling thread keeps open."""
-    return len(_cache())
+def open_handles(all_threads: bool = False) -> int:
+    """How many handles the calling thread (or, with ``all_threads``, every thread) keeps open."""
+    if not all_threads:
+        return len(_cache())
+    with _LOCK:
+        return sum(len(cache) for cache in list(_ALL))
 
 
 class MLAFile:
@@ -193,17 +237,26 @@ class MLAFile:
         when it was deleted, and :class:`~mlarray.errors.InvalidArgumentError` when a URL now
         holds another shape or dtype.
         """
+        return self._take(self._key(), busy=False)
+
+    def _key(self) -> Key:
+        """What names the calling thread's handle: the path and the file's identity (a URL: this array's token)."""
         stamp = _stamp(self.path)
         if stamp is not None and self.version is not None and stamp[2:] != self.version:
             raise FileChangedError(
                 "the file was replaced or written since this array was made; make the array again", path=self.path
             )
-        key = (self.path, stamp if stamp is not None else self.token)
+        return (self.path, stamp if stamp is not None else self.token)
+
+    def _take(self, key: Key, *, busy: bool) -> MLArray:
+        """The calling thread's handle for ``key`` (opened now if needed); with ``busy``, marked as reading."""
         cache = _cache()
-        image = cache.get(key)
-        if image is not None:
-            cache.move_to_end(key)
-            return image
+        with _LOCK:
+            image = cache.get(key)
+            if image is not None:
+                cache.move_to_end(key)
+                _BUSY[id(image)] += busy
+                return image
         image = self._open(self.dparams)
         if image.shape != self.shape or image.dtype != self.dtype:
             found = f"{image.shape} {image.dtype}"
@@ -212,15 +265,29 @@ class MLAFile:
                 f"the file changed since the array was made: it holds {found}, not {self.shape} {self.dtype}",
                 path=self.path,
             )
-        for stale in [k for k in cache if k[0] == self.path]:  # an older version of the same path
-            cache.pop(stale).close()
-        cache[key] = image
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)[1].close()
+        with _LOCK:
+            stale = [cache.pop(k) for k in [k for k in cache if k[0] == self.path]]  # older versions of the path
+            cache[key] = image
+            while len(cache) > CACHE_SIZE:
+                stale.append(cache.popitem(last=False)[1])
+            _BUSY[id(image)] += busy
+            closing = _retire(stale)
+        for handle in closing:
+            handle.close()
         return image
 
     def __getitem__(self, key: Any) -> np.ndarray[Any, Any]:
-        return np.asarray(self.handle()[key])
+        image = self._take(self._key(), busy=True)
+        try:
+            return np.asarray(image[key])
+        finally:
+            with _LOCK:
+                _BUSY[id(image)] -= 1
+                doomed = _DOOMED.pop(id(image), None) if _BUSY[id(image)] <= 0 else None
+                if _BUSY[id(image)] <= 0:
+                    del _BUSY[id(image)]
+            if doomed is not None:
+                doomed.close()
 
 
 def _rebuild(
