@@ -416,6 +416,33 @@ def test_a_handle_inherited_by_a_forked_worker_still_reads(url: str) -> None:
     np.testing.assert_array_equal(result, _volume()[key])
 
 
+_FORKED_CHAINED = """
+import multiprocessing, sys, warnings
+import numpy as np
+from mlarray import MLArray
+warnings.simplefilter("ignore", DeprecationWarning)
+image = MLArray.open(sys.argv[1])
+first = image[0:2]
+def child(_):
+    return np.asarray(image[30:40, 0:64, 20:50])
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    got = pool.map(child, [0], chunksize=1)[0]
+np.save(sys.argv[2], got)
+"""
+
+
+def test_a_chained_url_handle_inherited_by_a_forked_worker_still_reads(url: str, tmp_path: Path) -> None:
+    """A chained URL is read through fsspec's own filesystem: the child gets a filesystem of its own (fsspec's
+    async filesystems raise "not fork-safe" otherwise, which surfaced as CORRUPT_FRAME). Run in a fresh
+    interpreter: the fork happens in a process that has no other remote handles."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "got.npy"
+    subprocess.run([sys.executable, "-c", _FORKED_CHAINED, "simplecache::" + url, str(out)], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(out), _volume()[30:40, 0:64, 20:50])
+
+
 @pytest.mark.parametrize(
     ("target", "remote"),
     [

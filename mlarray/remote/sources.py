@@ -347,27 +347,39 @@ class FsspecSource(_Counted, _Windows):
         _Counted.__init__(self)
         _Windows.__init__(self)
         self.name = url
-        try:
-            self._fs, self._path = _fsspec().core.url_to_fs(url, **storage_options)
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f"this URL needs a package fsspec could not import ({exc})", module=str(exc.name)
-            ) from None
+        self._options = storage_options
+        self._connect()
         self._version = self._info()
         self._size = int(self._version[0])
         head, tail = min(HEAD_WINDOW, self._size), min(TAIL_WINDOW, self._size)
         windows = [(0, head), (self._size - tail, tail)]
         self._windows = list(zip([w[0] for w in windows], self.read_many(windows), strict=True))
 
+    def _connect(self) -> None:
+        """The filesystem of the URL, for this process (fsspec's async filesystems do not survive a fork)."""
+        options = self._options if not hasattr(self, "_pid") else {**self._options, "skip_instance_cache": True}
+        try:
+            self._fs, self._path = _fsspec().core.url_to_fs(self.name, **options)
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"this URL needs a package fsspec could not import ({exc})", module=str(exc.name)
+            ) from None
+        self._pid = os.getpid()
+
+    def _forked(self) -> None:
+        if os.getpid() != self._pid:  # a forked process (a data-loader worker): a filesystem of its own
+            self._connect()
+
     def _info(self) -> tuple[Any, ...]:
+        self._forked()
         try:
             info = self._fs.info(self._path)
         except FileNotFoundError:
             raise MLArrayFileNotFoundError("no such file", path=self.name) from None
         except PermissionError as exc:
             raise ReadOnlyError(f"cannot read the file ({exc})", path=self.name) from None
-        except OSError as exc:
-            raise RemoteError(f"cannot stat the file ({exc})", path=self.name) from None
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise RemoteError(f"cannot stat the file ({type(exc).__name__}: {exc})", path=self.name) from None
         if info.get("type") == "directory":
             from mlarray.errors import InvalidArgumentError
 
@@ -390,12 +402,15 @@ class FsspecSource(_Counted, _Windows):
         known = [self._from_window(o, n) for o, n in ranges]
         if all(data is not None for data in known):
             return [data for data in known if data is not None]
+        self._forked()
         try:
             answers = self._fs.cat_ranges(
                 [self._path] * len(ranges), [o for o, _ in ranges], [o + n for o, n in ranges], on_error="return"
             )
         except FileNotFoundError:
             raise MLArrayFileNotFoundError("the file disappeared", path=self.name) from None
+        except (OSError, RuntimeError, ValueError) as exc:  # the filesystem failed, not the file
+            raise RemoteError(f"reading failed ({type(exc).__name__}: {exc})", path=self.name) from None
         out = []
         for (offset, length), answer in zip(ranges, answers, strict=True):
             if isinstance(answer, FileNotFoundError):
