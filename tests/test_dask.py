@@ -320,15 +320,26 @@ def test_read_meta_gives_metadata_only_headers_too(tmp_path: Path) -> None:
     assert metas[0].extra == {"a": 1} and metas[1].array is not None
 
 
-def _live_handles() -> int:
-    import gc
+@pytest.fixture
+def opened_by_tasks(monkeypatch: pytest.MonkeyPatch) -> list[MLArray]:
+    """Every handle the tasks open (through :class:`MLAFile`), to check which are still open."""
+    handles: list[MLArray] = []
+    real = MLAFile._open
 
-    return sum(
-        1 for obj in gc.get_objects() if isinstance(obj, MLArray) and obj.filepath is not None and not obj._closed
-    )
+    def recording(self: MLAFile, dparams: Any = None) -> MLArray:
+        handle = real(self, dparams)
+        handles.append(handle)
+        return handle
+
+    monkeypatch.setattr(MLAFile, "_open", recording)
+    return handles
 
 
-def test_close_handles_releases_the_handles_of_every_thread(tmp_path: Path) -> None:
+def _still_open(handles: list[MLArray]) -> int:
+    return sum(1 for handle in handles if not handle._closed)
+
+
+def test_close_handles_releases_the_handles_of_every_thread(tmp_path: Path, opened_by_tasks: list[MLArray]) -> None:
     close_handles()
     for i in range(3):
         _save(tmp_path / f"s{i}.mla", np.full((20, 20, 8), i, np.float32))
@@ -337,11 +348,11 @@ def test_close_handles_releases_the_handles_of_every_thread(tmp_path: Path) -> N
     np.testing.assert_array_equal(sums, [0.0, 3200.0, 6400.0])
     assert open_handles() == 0 and open_handles(all_threads=True) >= 3  # held by the pool's threads
     assert close_handles() >= 3
-    assert open_handles(all_threads=True) == 0 and _live_handles() == 0
+    assert open_handles(all_threads=True) == 0 and _still_open(opened_by_tasks) == 0
 
 
 def test_a_handle_in_the_middle_of_a_read_is_closed_when_the_read_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened_by_tasks: list[MLArray]
 ) -> None:
     close_handles()
     data = np.arange(20 * 20 * 8, dtype=np.float32).reshape(20, 20, 8)
@@ -359,7 +370,7 @@ def test_a_handle_in_the_middle_of_a_read_is_closed_when_the_read_ends(
         pending = pool.submit(source.__getitem__, (slice(0, 5),))
         assert reading.wait(10)
         assert close_handles() == 1
-        assert _live_handles() == 1  # still reading: not closed under the read
+        assert _still_open(opened_by_tasks) == 1  # still reading: not closed under the read
         resume.set()
         np.testing.assert_array_equal(pending.result(10), data[0:5])
-    assert _live_handles() == 0
+    assert _still_open(opened_by_tasks) == 0
