@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -511,3 +512,17 @@ def test_a_file_object_that_fails_to_read_is_a_read_error_not_a_corrupt_file(tmp
         image[2:4]
     with pytest.raises(RemoteError):
         image.to_numpy()
+
+
+@pytest.mark.parametrize("target", [bytearray(b"not a path"), memoryview(b"not a path"), 5])
+def test_objects_that_are_no_paths_give_a_typed_error(target: Any) -> None:
+    from mlarray.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="expected a path"):
+        MLArray.open(target)
+
+
+def test_bytes_paths_open(tmp_path: Path) -> None:
+    MLArray(np.arange(6, dtype=np.uint8)).save(tmp_path / "a.mla")
+    with MLArray.open(os.fsencode(tmp_path / "a.mla")) as image:
+        np.testing.assert_array_equal(image[...], np.arange(6, dtype=np.uint8))

@@ -99,7 +99,11 @@ def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
     (or a missing path without any extension, a mistyped directory) is
     ``FILE_NOT_FOUND``, before the extension is checked.
     """
-    p = os.fspath(path)
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        in_memory = isinstance(path, (bytearray, memoryview))
+        hint = "; for a file's bytes in memory pass io.BytesIO(data)" if in_memory else ""
+        raise InvalidArgumentError(f"expected a path, a URL or a binary file object, got {type(path).__name__}{hint}")
+    p = os.fsdecode(path)
     if os.path.isdir(p):
         raise InvalidArgumentError("is a directory, not an .mla file", path=p)
     parent = os.path.dirname(p) or "."
