@@ -374,3 +374,14 @@ def test_a_handle_in_the_middle_of_a_read_is_closed_when_the_read_ends(
         resume.set()
         np.testing.assert_array_equal(pending.result(10), data[0:5])
     assert _still_open(opened_by_tasks) == 0
+
+
+def test_handing_out_a_handle_leaves_no_read_marks_behind(tmp_path: Path) -> None:
+    from mlarray.dask import _source
+
+    close_handles()
+    source = MLAFile(_save(tmp_path / "a.mla", np.ones((20, 20, 8), np.float32)))
+    source.handle()
+    source[0:3]
+    assert not _source._BUSY and not _source._DOOMED
+    close_handles()

@@ -255,7 +255,8 @@ class MLAFile:
             image = cache.get(key)
             if image is not None:
                 cache.move_to_end(key)
-                _BUSY[id(image)] += busy
+                if busy:
+                    _BUSY[id(image)] += 1
                 return image
         image = self._open(self.dparams)
         if image.shape != self.shape or image.dtype != self.dtype:
@@ -270,7 +271,8 @@ class MLAFile:
             cache[key] = image
             while len(cache) > CACHE_SIZE:
                 stale.append(cache.popitem(last=False)[1])
-            _BUSY[id(image)] += busy
+            if busy:
+                _BUSY[id(image)] += 1
             closing = _retire(stale)
         for handle in closing:
             handle.close()
@@ -283,9 +285,10 @@ class MLAFile:
         finally:
             with _LOCK:
                 _BUSY[id(image)] -= 1
-                doomed = _DOOMED.pop(id(image), None) if _BUSY[id(image)] <= 0 else None
+                doomed = None
                 if _BUSY[id(image)] <= 0:
                     del _BUSY[id(image)]
+                    doomed = _DOOMED.pop(id(image), None)
             if doomed is not None:
                 doomed.close()
 
