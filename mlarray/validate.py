@@ -76,7 +76,8 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = True, progress: 
     path : path
         The ``.mla`` file.
     deep : bool
-        ``False`` reads only the frame structure and the header, never the array data.
+        ``False`` reads only the frame structure (the chunk index included) and the header,
+        never the array data.
     progress : callable, optional
         ``progress(done, total)`` after the structural chunk checks, after each chunk and after
         the digest (deep only).
@@ -99,6 +100,8 @@ def validate_file(path: str | os.PathLike[str], *, deep: bool = True, progress: 
             verify_digest(p, head.meta)
             if progress is not None:
                 progress(total, total)
+        else:  # the chunk index is frame structure: checked as open() and a remote quick check do
+            DataSection(p, head.frame).close()
     except HeaderEncodingError as exc:
         report.problems.extend(_legacy_problems(p) or _problems_of(exc))
     except FrameMismatchError as exc:  # read_header stops at the first disagreement; list them all

@@ -83,3 +83,22 @@ def test_deep_validation_and_open_agree_on_metadata_only_frames(tmp_path: Path) 
         MLArray.open(path)
     report = validate_file(path, deep=True)
     assert not report.valid and report.code == "CORRUPT_FRAME"
+
+
+def test_quick_validation_checks_the_chunk_index_locally_as_remotely(tmp_path: Path) -> None:
+    import io
+
+    from mlarray.remote.open import validate_remote
+
+    path = tmp_path / "a.mla"
+    MLArray(
+        np.arange(8 * 20 * 24, dtype=np.int16).reshape(8, 20, 24), chunk_size=(4, 10, 12), block_size=(2, 5, 12)
+    ).save(path)
+    with MLArray.open(path) as image:
+        index_at = image._chunks.layout.start + image._chunks.layout.data_size  # the chunk index follows the chunks
+    raw = bytearray(path.read_bytes())
+    raw[index_at + 5] ^= 0x01  # the index chunk's declared uncompressed size
+    path.write_bytes(bytes(raw))
+    local = validate_file(path, deep=False)
+    remote = validate_remote(io.BytesIO(bytes(raw)), deep=False)
+    assert [p.code for p in local.problems] == [p.code for p in remote.problems] == ["CORRUPT_FRAME"]
