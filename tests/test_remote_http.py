@@ -526,3 +526,12 @@ def test_bytes_paths_open(tmp_path: Path) -> None:
     MLArray(np.arange(6, dtype=np.uint8)).save(tmp_path / "a.mla")
     with MLArray.open(os.fsencode(tmp_path / "a.mla")) as image:
         np.testing.assert_array_equal(image[...], np.arange(6, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("url", ["memory://out/a.bin", "memory://out/"])
+def test_saving_to_a_url_without_the_extension_names_the_url(url: str) -> None:
+    from mlarray.errors import WrongExtensionError
+
+    with pytest.raises(WrongExtensionError) as info:
+        MLArray(np.zeros(3)).save(url)
+    assert info.value.path == url

@@ -147,6 +147,11 @@ def save_remote(image: MLArray, url: str, storage_options: dict[str, Any] | None
     On object stores the upload replaces the object whole; on other filesystems it goes
     to a temporary name beside the target that is then moved over it.
     """
+    from mlarray.errors import WrongExtensionError
+    from mlarray.storage.io import EXTENSION
+
+    if url.endswith("/") or not url.split("?", 1)[0].endswith(EXTENSION):
+        raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=url)
     fs, path = _fsspec().core.url_to_fs(url, **dict(storage_options or {}))
     with tempfile.TemporaryDirectory(prefix="mlarray-upload-") as folder:
         local = os.path.join(folder, os.path.basename(path.rstrip("/")) or "upload.mla")
