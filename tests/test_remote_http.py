@@ -535,3 +535,23 @@ def test_saving_to_a_url_without_the_extension_names_the_url(url: str) -> None:
     with pytest.raises(WrongExtensionError) as info:
         MLArray(np.zeros(3)).save(url)
     assert info.value.path == url
+
+
+def test_dparams_threads_decode_remote_reads(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlarray.storage import fastread
+
+    if not fastread.available():  # the NumPy chunk decoder has no threads to give
+        assert MLArray.open(url, dparams={"nthreads": 2})._nd.nthreads == 2
+        return
+    asked: list[int] = []
+    real = fastread.read_region
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("nthreads", 1))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fastread, "read_region", recording)
+    key = (slice(3, 40), slice(5, 60), slice(0, 64))
+    with MLArray.open(url, dparams={"nthreads": 2}) as image:
+        np.testing.assert_array_equal(image[key], _volume()[key])
+    assert asked == [2]

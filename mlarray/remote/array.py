@@ -60,9 +60,16 @@ class RemoteArray:
     """
 
     def __init__(
-        self, source: ByteSource, frame: FrameInfo, section: DataSection, cache_bytes: int = DEFAULT_CACHE_BYTES
+        self,
+        source: ByteSource,
+        frame: FrameInfo,
+        section: DataSection,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        nthreads: int = 1,
     ) -> None:
         lay = section.layout
+        self.nthreads = nthreads
+        """Threads that decode the fetched chunks of one read (``dparams={"nthreads": n}`` of the open)."""
         self.source = source
         self.section = section
         self.shape: tuple[int, ...] = lay.shape
@@ -95,7 +102,12 @@ class RemoteArray:
         if fast is not None and len(batches) == 1:  # decode only the touched blocks, straight into the result
             fetched = self.fetch(numbers)
             region = fast.read_region(
-                self.section.layout, self.section.entries, fetched.__getitem__, key, path=self.source.name
+                self.section.layout,
+                self.section.entries,
+                fetched.__getitem__,
+                key,
+                nthreads=self.nthreads,
+                path=self.source.name,
             )
             if region is not None:
                 return region

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlarray.errors import MLArrayError, ReadOnlyError, RemoteError
 from mlarray.models import parse_header
+from mlarray.reading import threads_of
 from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
 from mlarray.remote.sources import _fsspec, is_url, open_source
 from mlarray.storage.chunks import DataSection
@@ -88,7 +89,7 @@ def open_remote(
     obj = cls.__new__(cls)
     obj._init_empty(head.meta)
     if head.meta.array is not None:
-        obj._nd = RemoteArray(source, head.frame, head.data, cache_bytes)
+        obj._nd = RemoteArray(source, head.frame, head.data, cache_bytes, threads_of(dparams, 1))
     obj._path, obj._mode, obj._dparams = source.name, "r", dparams
     obj._requested = ("r", "r")
     obj._persisted = head.meta.model_dump(mode="json")
