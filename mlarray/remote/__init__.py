@@ -36,9 +36,9 @@ def is_chained(text: str) -> bool:
     return found.group(1).lower() in fsspec.available_protocols()
 
 
-def is_url(text: str) -> bool:
-    """Whether the string ``text`` is a URL for fsspec (``scheme://...`` or chained), not a local path."""
-    return _URL.match(text) is not None or is_chained(text)
+def is_url(target: Any) -> bool:
+    """Whether ``target`` is a string naming a URL for fsspec (``scheme://...`` or chained), not a local path."""
+    return isinstance(target, str) and (_URL.match(target) is not None or is_chained(target))
 
 
 def is_remote(target: Any) -> bool:

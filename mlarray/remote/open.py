@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from mlarray.errors import MLArrayError, ReadOnlyError, RemoteError
 from mlarray.models import parse_header
 from mlarray.reading import threads_of
+from mlarray.remote import is_url
 from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
-from mlarray.remote.sources import _fsspec, is_url, open_source
+from mlarray.remote.sources import _fsspec, open_source
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.codec import decode_header
 from mlarray.storage.frame import inspect_frame

@@ -36,17 +36,11 @@ from mlarray.errors import (
     RemoteError,
 )
 from mlarray.remote import is_chained
-from mlarray.remote import is_url as _is_url
 
 HEAD_WINDOW = 64 << 10
 """Bytes read from the start of a remote file when it is opened (prefix, frame header, first chunk's header)."""
 TAIL_WINDOW = 64 << 10
 """Bytes read from the end when it is opened (trailer with the mlarray header, chunk index)."""
-
-
-def is_url(target: Any) -> bool:
-    """Whether ``target`` is a URL for fsspec (``scheme://...`` or a chained ``a::b`` URL), not a local path."""
-    return isinstance(target, str) and _is_url(target)
 
 
 def _fsspec() -> Any:

@@ -88,7 +88,7 @@ class LazyFrame:
         return self._opener(via, self._mode, self._dparams)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_nd", "_section", "_opener", "_path", "_mode", "_dparams", "_lock"):
+        if name.startswith("_"):  # our own attributes before __init__ set them, dunders: never the NDArray's
             raise AttributeError(name)
         return getattr(self.opened(), name)
 
