@@ -45,7 +45,7 @@ from mlarray.errors import (
     ReadOnlyError,
     WriteFailedError,
 )
-from mlarray.indexing import gather, gives_scalar, is_basic, probe
+from mlarray.indexing import gather, gives_scalar, is_basic
 from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.reading import (
@@ -63,7 +63,7 @@ from mlarray.storage.chunks import DataSection, room_needed
 from mlarray.storage.frame import inspect_frame
 from mlarray.storage.io import layout_of, make_cparams, write_data
 from mlarray.storage.locking import FileLock
-from mlarray.writing import PrivateChunks, _selection, assign
+from mlarray.writing import PrivateChunks, assign, written_box
 
 
 def _as_meta(meta: Meta | dict[str, Any] | None) -> Meta:
@@ -376,13 +376,12 @@ class MLArray(ArrayConstructors, FileOpening, FilePersistence, InMemoryCompressi
         assert self._chunks is not None and self._path is not None
         shape = tuple(self._chunks.layout.shape)
         try:
-            probe(shape, key)  # _selection assumes a key NumPy takes
-            found = _selection(shape, key)
+            box = written_box(shape, key)
         except (IndexError, TypeError, ValueError):
             return  # assign reports the key as NumPy does
-        if found is None:
+        if box is None:
             return  # selects nothing: nothing is written
-        needed = room_needed(self._chunks.layout, found[0], os.path.getsize(self._path))
+        needed = room_needed(self._chunks.layout, box, os.path.getsize(self._path))
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(self._path))).free
         if free < needed:
             raise WriteFailedError(

@@ -160,6 +160,16 @@ def _selection(shape: tuple[int, ...], key: Any) -> tuple[tuple[slice, ...], Any
     return _basic_box(shape, parts) if is_basic(parts) else _fancy_box(shape, key)
 
 
+def written_box(shape: tuple[int, ...], key: Any) -> tuple[slice, ...] | None:
+    """The step-1 box that writing ``array[key] = value`` touches (``None``: nothing selected).
+
+    Raises NumPy's own ``IndexError``/``TypeError``/``ValueError`` for a key NumPy refuses.
+    """
+    probe(shape, key)  # _selection assumes a key NumPy takes
+    found = _selection(shape, key)
+    return None if found is None else found[0]
+
+
 class PrivateChunks:
     """The array of a file opened with ``mmap_mode='c'``: reads from the mapping, writes kept in memory.
 

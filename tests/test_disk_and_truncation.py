@@ -19,6 +19,7 @@ from mlarray.errors import MLArrayFileNotFoundError, TruncatedFileError, WriteFa
 from mlarray.storage.chunks import DataSection, room_needed
 from mlarray.storage.frame import inspect_frame
 from mlarray.validate import validate_file
+from mlarray.writing import written_box
 
 
 def _volume(seed: int = 0) -> np.ndarray:
@@ -40,9 +41,9 @@ def test_a_write_never_grows_the_file_by_more_than_the_room_it_asks_for(tmp_path
     MLArray(_volume(), chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(path)
     section = DataSection(str(path), inspect_frame(str(path)))
     try:
-        box = mlarray.api._selection((40, 48, 56), key)
+        box = written_box((40, 48, 56), key)
         assert box is not None
-        needed = room_needed(section.layout, box[0], os.path.getsize(path))
+        needed = room_needed(section.layout, box, os.path.getsize(path))
     finally:
         section.close()
     before = os.path.getsize(path)
