@@ -2,7 +2,7 @@
 
 The read path's copies are compared with python-blosc2 and NumPy in test_fastread.py (both
 engines); here the C check ``mla_blocks_problem`` must give exactly the verdict of
-``chunks._blocks_problem_py`` on valid chunks, on chunks whose blocks are stored out of
+``structure._blocks_problem_py`` on valid chunks, on chunks whose blocks are stored out of
 order, and on chunks with damaged block tables and stream sizes; and the per-block check
 the block loop makes before it decodes a block (``mla_block_problem``) must follow the
 rules for that block, and fail for some block exactly when the whole-chunk check fails.
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, chunks
+from mlarray.storage import blockcopy, structure
 
 pytestmark = pytest.mark.skipif(blockcopy.HELPER is None, reason="checked in test_fastread: the helper must be built")
 
@@ -50,7 +50,9 @@ def geometry(chunk: bytes) -> tuple[int, int, int]:
 
 def both(chunk: bytes) -> tuple[str | None, str | None]:
     head, nblocks, first = geometry(chunk)
-    return chunks._blocks_problem(chunk, head, nblocks, first), chunks._blocks_problem_py(chunk, head, nblocks, first)
+    return structure._blocks_problem(chunk, head, nblocks, first), structure._blocks_problem_py(
+        chunk, head, nblocks, first
+    )
 
 
 def stream_headers(chunk: bytes) -> list[int]:
@@ -300,8 +302,8 @@ def test_chunks_of_very_many_blocks_are_checked_whole(tmp_path: Path) -> None:
             assert found[2].tolist() == [pending]
             assert (0 in section._checked) == (pending == 0)
             assert np.array_equal(image[5:60, 3:61], data[5:60, 3:61])
-    assert 4 < chunks.BLOCKWISE_MAX < 2048
-    assert blockcopy.HELPER is not None and blockcopy.HELPER.blockwise_max() == chunks.BLOCKWISE_MAX
+    assert 4 < structure.BLOCKWISE_MAX < 2048
+    assert blockcopy.HELPER is not None and blockcopy.HELPER.blockwise_max() == structure.BLOCKWISE_MAX
 
 
 def test_a_mapped_chunk_changed_after_its_header_check_is_refused(

@@ -1,6 +1,6 @@
 /*
  * The per-block loops of mlarray's read path, in C: reading (mlarray/storage/fastread.py)
- * and checking the block table of a chunk (mlarray/storage/chunks.py, spec 4.4.6).
+ * and checking the block table of a chunk (mlarray/storage/structure.py, spec 4.4.6).
  *
  * For one chunk of a b2nd frame and a box of it, decode each block the box touches
  * into a block-sized buffer (which stays in the CPU cache) and copy the box's part of
@@ -51,7 +51,7 @@ MLA_EXPORT int mla_abi_version(void) { return 5; }
 
 /* Checking a block scans the chunk's block-start table, so checking every block of a chunk
  * block by block costs the square of its block count: the caller checks chunks of more
- * blocks whole (mlarray.storage.chunks.BLOCKWISE_MAX), and the loop refuses to check them so. */
+ * blocks whole (mlarray.storage.structure.BLOCKWISE_MAX), and the loop refuses to check them so. */
 #define MLA_BLOCKWISE_MAX 1024
 MLA_EXPORT int64_t mla_blockwise_max(void) { return MLA_BLOCKWISE_MAX; }
 
@@ -525,7 +525,7 @@ static int compare_ranges(const void *a, const void *b) {
 
 /*
  * Spec 4.4.6 on one chunk: every block's streams lie inside the chunk and no two blocks
- * overlap. The same rules, in the same order, as mlarray.storage.chunks._blocks_problem
+ * overlap. The same rules, in the same order, as mlarray.storage.structure._blocks_problem
  * (which the caller runs when this library is missing); the caller has checked the header,
  * that the block-start table (nblocks entries at `head`) lies inside the chunk, and found
  * `first`, the first byte a block may start at.

@@ -39,7 +39,7 @@ BLOCK_PROBLEMS = {
     5: "dictionary outside the chunk",
 }
 """What ``mla_blocks_problem`` (1-3) and ``mla_block_problem`` (1-5) found, in the words of
-:func:`mlarray.storage.chunks.structure_problem`."""
+:func:`mlarray.storage.structure.structure_problem`."""
 
 _P = ctypes.c_void_p
 _I32 = ctypes.c_int32

@@ -25,122 +25,19 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, ResourceLimitError, TruncatedFileError
+from mlarray.errors import CorruptFrameError, TruncatedFileError
 from mlarray.storage import blockcopy, threads
 from mlarray.storage.source import ByteSource, LocalFile
+from mlarray.storage.structure import CHUNK_HEADER, i32, many_blocks, structure_problem
 
 if TYPE_CHECKING:
     from mlarray.storage.frame import FrameInfo
 
-CHUNK_HEADER = 32
-"""Length of the extended Blosc chunk header every data and index chunk has (spec 4.4.4)."""
 SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
 ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
 ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
-BLOCKWISE_MAX = 1024
-"""Chunks of more blocks are checked whole even where the block loop could check block by block:
-its check of one block scans the chunk's block-start table, so decoding every block of a chunk
-costs the square of its block count (a hostile file could declare millions)."""
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
-
-
-def _i32(buf: bytes | memoryview, at: int) -> int:
-    return int(struct.unpack_from("<i", buf, at)[0])
-
-
-def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, blocks: bool = True) -> str | None:
-    """Spec 4.4.4 checks 2, 6, 7 and 4.4.6 on a whole chunk; ``None`` when it may be decompressed.
-
-    Special-value chunks pass here (their kind is checked by the caller, which knows what
-    the chunk is for). Only the header chunk may have the 16-byte Blosc header. With
-    ``blocks=False`` rules 2 and 3 of 4.4.6 (the walk over every block) are left to a
-    caller that checks each block before it decodes it (the compiled block loop).
-    """
-    if len(chunk) < 16:
-        return "shorter than a chunk header"
-    extended = chunk[2] & 0x05 == 0x05
-    head = CHUNK_HEADER if extended else 16
-    if not extended and not header_chunk:
-        return "no extended chunk header"
-    if len(chunk) < head:
-        return "shorter than its header"
-    flags, ctypesize = chunk[2], chunk[3]
-    nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
-    if cbytes != len(chunk) or nbytes < 0 or ctypesize < 1:
-        return "inconsistent sizes"
-    if extended and (chunk[30] & 0x01 or chunk[31] & 0x08):
-        return "variable-length blocks or a lazy chunk"
-    if extended and chunk[31] & 0x70:
-        return None
-    if flags & 0x02:  # stored uncompressed
-        return None if cbytes == head + nbytes else "uncompressed size mismatch"
-    if nbytes == 0:
-        return None
-    if blocksize <= 0:
-        return "invalid block size"
-    nblocks = -(-nbytes // blocksize)
-    table_end = head + 4 * nblocks
-    if table_end > cbytes:
-        return "block-start table outside the chunk"
-    first = table_end
-    if extended and chunk[31] & 0x01:  # a dictionary follows the table
-        if table_end + 4 > cbytes:
-            return "dictionary outside the chunk"
-        dsize = _i32(chunk, table_end)
-        first = table_end + 4 + dsize
-        if dsize < 0 or first > cbytes:
-            return "dictionary outside the chunk"
-    return _blocks_problem(chunk, head, nblocks, first) if blocks else None
-
-
-def _many_blocks(buf: bytes | memoryview, at: int) -> bool:
-    """The chunk header at ``at`` declares more than :data:`BLOCKWISE_MAX` blocks (or no valid block size)."""
-    nbytes, blocksize = _i32(buf, at + 4), _i32(buf, at + 8)
-    return blocksize <= 0 or nbytes > BLOCKWISE_MAX * blocksize
-
-
-def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
-    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6).
-
-    In C when the compiled helper is built (:mod:`mlarray.storage.blockcopy`; the same rules
-    in the same order), else here.
-    """
-    helper = blockcopy.HELPER
-    if helper is not None:
-        data = np.frombuffer(chunk, dtype=np.uint8)
-        address = int(data.__array_interface__["data"][0])
-        found = helper.blocks_problem(address, len(data), head, nblocks, first)
-        if found < 0:
-            raise ResourceLimitError("no memory to check a chunk's block table", path=None)
-        return blockcopy.BLOCK_PROBLEMS.get(found)
-    return _blocks_problem_py(chunk, head, nblocks, first)
-
-
-def _blocks_problem_py(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
-    flags, ctypesize = chunk[2], chunk[3]
-    nbytes, blocksize, cbytes = _i32(chunk, 4), _i32(chunk, 8), _i32(chunk, 12)
-    starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
-    split = not flags & 0x10
-    ranges = []
-    for j, start in enumerate(starts):
-        if start < first:
-            return "block offset outside the chunk"
-        whole = j < nblocks - 1 or nbytes % blocksize == 0
-        pos = start
-        for _ in range(ctypesize if split and whole else 1):
-            if pos + 4 > cbytes:
-                return "block offset outside the chunk"
-            csize = _i32(chunk, pos)
-            pos += 4 + (csize if csize > 0 else 1 if csize < 0 else 0)
-            if pos > cbytes:
-                return "compressed stream outside the chunk"
-        ranges.append((start, pos))
-    ranges.sort()
-    for (_, end), (following, _) in zip(ranges, ranges[1:], strict=False):
-        if end > following:
-            return "two blocks overlap"
-    return None
 
 
 @dataclass(frozen=True)
@@ -346,7 +243,7 @@ class DataSection:
         whole = self._mapped()
         if whole is None:  # a file object: read (and keep nothing)
             head = self._read(at + 12, 4)
-            return np.frombuffer(self._read(at, _i32(head, 0)), dtype=np.uint8)
+            return np.frombuffer(self._read(at, i32(head, 0)), dtype=np.uint8)
         return whole[at : at + int(whole[at + 12 : at + 16].view("<i4")[0])]
 
     def _mapped(self) -> np.ndarray[Any, Any] | None:
@@ -441,11 +338,11 @@ class DataSection:
             raise self._fail("element 5 leaves no room for the chunk index")
         head = self._read(lay.start, 16)  # spec 4.4.1: blosc2.open trusts the sizes of the first chunk
         largest = max(lay.chunksize, 8 * lay.nchunks)
-        if not 16 <= _i32(head, 12) <= lay.end - lay.start or not 0 <= _i32(head, 4) <= largest:
+        if not 16 <= i32(head, 12) <= lay.end - lay.start or not 0 <= i32(head, 4) <= largest:
             raise self._fail("the chunk at the start of the data section declares impossible sizes")
         chunk = self._read(lay.start + size, lay.end - lay.start - size)
         problem = structure_problem(chunk)
-        if problem is None and _i32(chunk, 4) != 8 * lay.nchunks:
+        if problem is None and i32(chunk, 4) != 8 * lay.nchunks:
             problem = "it does not hold one entry per chunk"
         if problem is not None:
             raise self._fail(f"the chunk index chunk: {problem}")
@@ -534,8 +431,8 @@ class DataSection:
         whole = self._mapped()
         if whole is not None and at + CHUNK_HEADER <= len(whole):  # checked in place: nothing copied
             view = memoryview(whole)  # type: ignore[arg-type]
-            cbytes = _i32(view, at + 12)
-            blocks = blocks or _many_blocks(view, at)
+            cbytes = i32(view, at + 12)
+            blocks = blocks or many_blocks(view, at)
             self._check_length(number, entry, cbytes)
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")
@@ -545,10 +442,10 @@ class DataSection:
                 self._refs[1][number] = cbytes
                 self._refs[2][number] = 0 if blocks else 1
             return blocks
-        cbytes = _i32(self._read(at + 12, 4), 0)
+        cbytes = i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)
         chunk = self._read(at, cbytes)
-        blocks = blocks or _many_blocks(chunk, 0)
+        blocks = blocks or many_blocks(chunk, 0)
         self._check_bytes(number, chunk, blocks)
         return blocks
 
@@ -580,7 +477,7 @@ class DataSection:
         entry = self._entry(number)
         if entry is None or len(head) < 16:
             raise self._fail(f"chunk {number}: shorter than a chunk header")
-        cbytes = _i32(head, 12)
+        cbytes = i32(head, 12)
         self._check_length(number, entry, cbytes)
         return cbytes
 
@@ -602,7 +499,7 @@ class DataSection:
     def _data_chunk_problem(self, chunk: bytes | memoryview) -> str | None:
         """Spec 4.4.4 checks 3-5 (the structure checks passed)."""
         lay = self.layout
-        if _i32(chunk, 4) != lay.chunksize:
+        if i32(chunk, 4) != lay.chunksize:
             return "its size differs from the frame's chunk size"
         kind = chunk[31] >> 4 & 0x07
         if kind == SPECIAL_ZERO or (kind == SPECIAL_NAN and lay.dtype in NAN_DTYPES):
@@ -611,6 +508,6 @@ class DataSection:
             return None if len(chunk) == CHUNK_HEADER + lay.typesize else "a value run of the wrong length"
         if kind:
             return f"a special chunk of kind {kind}"
-        if _i32(chunk, 8) != lay.blocksize:
+        if i32(chunk, 8) != lay.blocksize:
             return "its block size differs from the frame's"
         return None

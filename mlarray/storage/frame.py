@@ -33,8 +33,8 @@ from mlarray.errors import (
     ResourceLimitError,
     TruncatedFileError,
 )
-from mlarray.storage.chunks import structure_problem
 from mlarray.storage.source import ByteSource, LocalFile
+from mlarray.storage.structure import structure_problem
 from mlarray.versions import ALLOWED_METALAYERS, HEADER_KEY, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_HEADER_BYTES
 
 MAGIC = b"b2frame\x00"

@@ -1,0 +1,123 @@
+"""The structure checks of one Blosc chunk (spec 4.4.4 and 4.4.6), on its raw bytes.
+
+Codecs trust the offsets inside a chunk (block starts, stream sizes): these checks make sure
+every block and stream a decoder will follow lies inside the chunk, and that no two blocks
+overlap, before any codec sees it. :mod:`mlarray.storage.chunks` applies them to the chunks
+of a frame's data section; the compiled block loop (:mod:`mlarray.storage.blockcopy`) runs
+the same rules, in the same order, block by block.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from mlarray.errors import ResourceLimitError
+from mlarray.storage import blockcopy
+
+CHUNK_HEADER = 32
+"""Length of the extended Blosc chunk header every data and index chunk has (spec 4.4.4)."""
+BLOCKWISE_MAX = 1024
+"""Chunks of more blocks are checked whole even where the block loop could check block by block:
+its check of one block scans the chunk's block-start table, so decoding every block of a chunk
+costs the square of its block count (a hostile file could declare millions)."""
+
+
+def i32(buf: bytes | memoryview, at: int) -> int:
+    """The little-endian signed 32-bit integer at ``at``."""
+    return int(struct.unpack_from("<i", buf, at)[0])
+
+
+def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, blocks: bool = True) -> str | None:
+    """Spec 4.4.4 checks 2, 6, 7 and 4.4.6 on a whole chunk; ``None`` when it may be decompressed.
+
+    Special-value chunks pass here (their kind is checked by the caller, which knows what
+    the chunk is for). Only the header chunk may have the 16-byte Blosc header. With
+    ``blocks=False`` rules 2 and 3 of 4.4.6 (the walk over every block) are left to a
+    caller that checks each block before it decodes it (the compiled block loop).
+    """
+    if len(chunk) < 16:
+        return "shorter than a chunk header"
+    extended = chunk[2] & 0x05 == 0x05
+    head = CHUNK_HEADER if extended else 16
+    if not extended and not header_chunk:
+        return "no extended chunk header"
+    if len(chunk) < head:
+        return "shorter than its header"
+    flags, ctypesize = chunk[2], chunk[3]
+    nbytes, blocksize, cbytes = i32(chunk, 4), i32(chunk, 8), i32(chunk, 12)
+    if cbytes != len(chunk) or nbytes < 0 or ctypesize < 1:
+        return "inconsistent sizes"
+    if extended and (chunk[30] & 0x01 or chunk[31] & 0x08):
+        return "variable-length blocks or a lazy chunk"
+    if extended and chunk[31] & 0x70:
+        return None
+    if flags & 0x02:  # stored uncompressed
+        return None if cbytes == head + nbytes else "uncompressed size mismatch"
+    if nbytes == 0:
+        return None
+    if blocksize <= 0:
+        return "invalid block size"
+    nblocks = -(-nbytes // blocksize)
+    table_end = head + 4 * nblocks
+    if table_end > cbytes:
+        return "block-start table outside the chunk"
+    first = table_end
+    if extended and chunk[31] & 0x01:  # a dictionary follows the table
+        if table_end + 4 > cbytes:
+            return "dictionary outside the chunk"
+        dsize = i32(chunk, table_end)
+        first = table_end + 4 + dsize
+        if dsize < 0 or first > cbytes:
+            return "dictionary outside the chunk"
+    return _blocks_problem(chunk, head, nblocks, first) if blocks else None
+
+
+def many_blocks(buf: bytes | memoryview, at: int) -> bool:
+    """The chunk header at ``at`` declares more than :data:`BLOCKWISE_MAX` blocks (or no valid block size)."""
+    nbytes, blocksize = i32(buf, at + 4), i32(buf, at + 8)
+    return blocksize <= 0 or nbytes > BLOCKWISE_MAX * blocksize
+
+
+def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
+    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6).
+
+    In C when the compiled helper is built (:mod:`mlarray.storage.blockcopy`; the same rules
+    in the same order), else here.
+    """
+    helper = blockcopy.HELPER
+    if helper is not None:
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        address = int(data.__array_interface__["data"][0])
+        found = helper.blocks_problem(address, len(data), head, nblocks, first)
+        if found < 0:
+            raise ResourceLimitError("no memory to check a chunk's block table", path=None)
+        return blockcopy.BLOCK_PROBLEMS.get(found)
+    return _blocks_problem_py(chunk, head, nblocks, first)
+
+
+def _blocks_problem_py(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
+    flags, ctypesize = chunk[2], chunk[3]
+    nbytes, blocksize, cbytes = i32(chunk, 4), i32(chunk, 8), i32(chunk, 12)
+    starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
+    split = not flags & 0x10
+    ranges = []
+    for j, start in enumerate(starts):
+        if start < first:
+            return "block offset outside the chunk"
+        whole = j < nblocks - 1 or nbytes % blocksize == 0
+        pos = start
+        for _ in range(ctypesize if split and whole else 1):
+            if pos + 4 > cbytes:
+                return "block offset outside the chunk"
+            csize = i32(chunk, pos)
+            pos += 4 + (csize if csize > 0 else 1 if csize < 0 else 0)
+            if pos > cbytes:
+                return "compressed stream outside the chunk"
+        ranges.append((start, pos))
+    ranges.sort()
+    for (_, end), (following, _) in zip(ranges, ranges[1:], strict=False):
+        if end > following:
+            return "two blocks overlap"
+    return None
