@@ -1,6 +1,7 @@
 """The instance state of an :class:`~mlarray.api.MLArray`, declared once for its mixins.
 
-``MLArray`` is assembled from mixins: :mod:`mlarray._opening` (``load``, ``open``,
+``MLArray`` is assembled from mixins: :mod:`mlarray._access` (indexing, ``read``,
+``to_numpy``, in-place writes), :mod:`mlarray._opening` (``load``, ``open``,
 ``create``), :mod:`mlarray._saving` (``save``, ``close``), :mod:`mlarray._compression`
 (in-memory compression, the storage plan), :mod:`mlarray._geometry` and
 :mod:`mlarray._constructors`. :class:`ImageState` is their common base: it declares
@@ -70,7 +71,7 @@ class ImageState:
         raise NotImplementedError  # provided by MLArray
 
     def to_numpy(self) -> np.ndarray[Any, Any]:
-        raise NotImplementedError  # provided by MLArray
+        raise NotImplementedError  # provided by mlarray._access.ArrayAccess
 
     def _write_to(self, tmp: str, source: Any, target: str | None = None) -> Any:
         raise NotImplementedError  # provided by MLArray

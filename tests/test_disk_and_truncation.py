@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import mlarray.api
+import mlarray._access
 from mlarray import MLArray
 from mlarray.errors import MLArrayFileNotFoundError, TruncatedFileError, WriteFailedError
 from mlarray.storage.chunks import DataSection, room_needed
@@ -62,7 +62,7 @@ def test_a_write_that_may_not_fit_on_the_disk_is_refused_before_it_starts(
     volume = _volume()
     MLArray(volume, chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(path)
     free = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(mlarray.api.shutil, "disk_usage", lambda _: free._replace(free=100_000))
+    monkeypatch.setattr(mlarray._access.shutil, "disk_usage", lambda _: free._replace(free=100_000))
     with MLArray.open(path, mmap_mode="r+") as image:
         image[0, 0, 0] = 5  # one chunk of 8 KiB: fits
         with pytest.raises(WriteFailedError, match="not enough free disk space"):
