@@ -14,7 +14,9 @@ cannot invent truthfully.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +42,22 @@ BULK_BYTES = 1024
 """Binary header elements larger than this are left out of ``meta.source`` (their tag stays, empty)."""
 
 
+@contextlib.contextmanager
+def _quiet(sitk: Any) -> Iterator[None]:
+    """No ITK/GDCM warnings on stderr: what they warn of is checked here and raised as a typed error."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
 def series_ids(directory: str | os.PathLike[str]) -> list[str]:
     """The SeriesInstanceUIDs of the DICOM series in ``directory`` (not recursive)."""
     sitk = require("SimpleITK", os.fspath(directory))
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM prints a C++ warning for a folder without a series
-    try:
+    with _quiet(sitk):  # GDCM prints a C++ warning for a folder without a series
         return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(os.fspath(directory)))
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def read_dicom_parts(
@@ -85,7 +94,8 @@ def read_dicom_parts(
         else:
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
-            image = reader.Execute()
+            with _quiet(sitk):  # ITK warns of uneven slices: _check_regular_grid refuses them
+                image = reader.Execute()
         datasets = [pydicom.dcmread(f) for f in files]
         raw = _raw_voxels(datasets)
     except MLArrayError:
@@ -95,8 +105,8 @@ def read_dicom_parts(
     geometry_source, spatial = itk_to_parts(image, p)
     if geometry_source.shape != raw.shape:
         raise SourceFormatError(f"SimpleITK sees shape {geometry_source.shape} but the files hold {raw.shape}", path=p)
-    slopes = [float(ds.get("RescaleSlope", 1.0)) for ds in datasets]
-    intercepts = [float(ds.get("RescaleIntercept", 0.0)) for ds in datasets]
+    _check_regular_grid(image, _slice_positions(datasets), p)
+    slopes, intercepts = _rescale(datasets, p)
     if len(set(slopes)) == 1 and len(set(intercepts)) == 1:
         data, scaling = physical_values(raw, slopes[0], intercepts[0], keep_raw=keep_raw)
     elif keep_raw:
@@ -128,6 +138,97 @@ def read_dicom(path: str | os.PathLike[str], *, keep_raw: bool = False, series: 
     return MLArray(data, meta=meta)
 
 
+def _frames(datasets: list[Any]) -> int:
+    """Number of slices: the frames of a single multi-frame file, else one per file."""
+    if len(datasets) == 1:
+        return max(1, int(datasets[0].get("NumberOfFrames", 1) or 1))
+    return len(datasets)
+
+
+def _frame_item(dataset: Any, frame: int, sequence: str) -> Any:
+    """The item of functional group ``sequence`` for ``frame`` (per frame first, then shared), else ``None``."""
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        items = dataset.get(groups)
+        if items is not None and index < len(items):
+            found = items[index].get(sequence)
+            if found:
+                return found[0]
+    return None
+
+
+def _number(dataset: Any, keyword: str, default: float, path: str) -> float:
+    """The decimal element ``keyword`` of ``dataset``; ``default`` when absent or empty (as GDCM reads it)."""
+    value = dataset.get(keyword)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SourceFormatError(f"{keyword} {str(value)!r} is not a number", path=path) from None
+    if not np.isfinite(number):
+        raise SourceFormatError(f"{keyword} {str(value)!r} is not a finite number", path=path)
+    return number
+
+
+def _rescale(datasets: list[Any], path: str) -> tuple[list[float], list[float]]:
+    """RescaleSlope and RescaleIntercept of every slice.
+
+    Enhanced multi-frame files keep them in the functional groups (Pixel Value
+    Transformation, per frame or shared); other files at the top level.
+    """
+    slopes, intercepts = [], []
+    for k in range(_frames(datasets)):
+        dataset = datasets[0] if len(datasets) == 1 else datasets[k]
+        item = _frame_item(dataset, k, "PixelValueTransformationSequence")
+        where = item if item is not None and "RescaleSlope" in item else dataset
+        slopes.append(_number(where, "RescaleSlope", 1.0, path))
+        intercepts.append(_number(where, "RescaleIntercept", 0.0, path))
+    return slopes, intercepts
+
+
+def _slice_positions(datasets: list[Any]) -> list[np.ndarray[Any, Any]] | None:
+    """ImagePositionPatient of every slice (per frame for an enhanced multi-frame file); ``None`` if some lack one."""
+    positions = []
+    for k in range(_frames(datasets)):
+        if len(datasets) == 1:
+            item = _frame_item(datasets[0], k, "PlanePositionSequence")
+            where = item if item is not None else (datasets[0] if _frames(datasets) == 1 else None)
+        else:
+            where = datasets[k]
+        value = None if where is None else where.get("ImagePositionPatient")
+        try:
+            position = np.asarray([float(v) for v in value], dtype=np.float64) if value is not None else None
+        except (TypeError, ValueError):
+            position = None
+        if position is None or position.shape != (3,) or not np.all(np.isfinite(position)):
+            return None
+        positions.append(position)
+    return positions
+
+
+def _check_regular_grid(image: Any, positions: list[np.ndarray[Any, Any]] | None, path: str) -> None:
+    """Refuse slices that do not lie where the one regular grid SimpleITK reports puts them.
+
+    GDCM averages the spacing over the series: with a missing slice, varying slice
+    spacing, or several phases (or echoes) of one position in one series, the grid places
+    slices millimetres from where they were acquired, which ``meta.spatial`` cannot express.
+    """
+    if positions is None or len(positions) < 2 or image.GetDimension() != 3 or image.GetSize()[2] != len(positions):
+        return
+    step = abs(float(image.GetSpacing()[2]))
+    tolerance = 1e-2 * step + 1e-4  # DS values carry at most 16 characters; scanners jitter far below 1% of a slice
+    for k, position in enumerate(positions):
+        expected = np.asarray(image.TransformIndexToPhysicalPoint((0, 0, k)), dtype=np.float64)
+        off = float(np.linalg.norm(position - expected))
+        if off > tolerance:
+            raise NotRepresentableError(
+                f"the slices do not lie on one regular grid: slice {k} is {off:.3g} mm from where {len(positions)} "
+                f"evenly spaced slices ({step:.6g} mm apart) put it (a missing slice, varying slice spacing, or "
+                "several phases or echoes in one series); an .mla file holds one regular grid",
+                path=path,
+            )
+
+
 def _raw_voxels(datasets: list[Any]) -> np.ndarray[Any, Any]:
     """Stored values as ``(columns, rows, slices)``, then a samples axis for colour (RGB) pixels.
 
@@ -145,5 +246,9 @@ def _header_json(dataset: Any) -> dict[str, Any]:
     header = dataset.copy()
     if "PixelData" in header:
         del header.PixelData
-    result: dict[str, Any] = header.to_json_dict(bulk_data_threshold=BULK_BYTES, bulk_data_element_handler=lambda _: "")
+    result: dict[str, Any] = header.to_json_dict(
+        bulk_data_threshold=BULK_BYTES,
+        bulk_data_element_handler=lambda _: "",
+        suppress_invalid_tags=True,  # an element pydicom cannot encode (a malformed DS) is left out
+    )
     return result
