@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import blosc2
+import numpy as np
 
 from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
@@ -54,6 +55,42 @@ def _cparams_names(cparams: Any, itemsize: int) -> tuple[str, int, list[str]]:
     elif not isinstance(cparams, blosc2.CParams):
         raise InvalidArgumentError(f"cparams must be a dict or blosc2.CParams, got {type(cparams).__name__}")
     return describe_cparams(cparams)
+
+
+def derived_layout(source: ImageState, shape: tuple[int, ...], dtype: Any) -> dict[str, Any] | None:
+    """Layout arguments for an array of ``shape`` and ``dtype`` made with ``copy=source``.
+
+    ``None`` keeps ``source``'s recorded layout as it is (same shape and type: the file is
+    written as ``source``'s). For another shape or type the layout is derived again, for
+    the new array, the way ``source``'s was: from its patch size (``patch``), by Blosc2
+    (``blosc2``), or with its sizes as given (``manual``, when the number of axes is the
+    same); with its codec and level, and its filters when the item size is the same.
+    An unsaved ``source`` passes on the layout arguments it was given.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    recorded = source._meta.layout
+    if recorded is None:
+        pending = source._layout_args
+        if pending is None:
+            return None
+        args = dict(pending)
+        for name in ("chunk_size", "block_size"):
+            if args[name] is not None and len(args[name]) != len(shape):
+                args.update(chunk_size=None, block_size=None, patch_size="default")
+        return args
+    if shape == source.shape and np.dtype(dtype) == source.dtype:
+        return None
+    args = dict(_DEFAULT_ARGS)
+    if recorded.strategy == "manual" and len(recorded.chunk_size) == len(shape):
+        args.update(chunk_size=list(recorded.chunk_size), block_size=list(recorded.block_size))
+    elif recorded.strategy == "patch" and recorded.patch_size is not None:
+        args["patch_size"] = list(recorded.patch_size)
+    elif recorded.strategy == "blosc2":
+        args["patch_size"] = None
+    same = source.dtype is not None and source.dtype.itemsize == itemsize
+    filters = list(recorded.filters) if same else default_compression(itemsize)[2]
+    args["cparams"] = make_cparams(recorded.codec, recorded.clevel, filters, itemsize)
+    return args
 
 
 class StoragePlan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -28,7 +29,23 @@ def as_shape(shape: Any) -> tuple[int, ...]:
         raise InvalidArgumentError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(d < 0 for d in dims):
         raise InvalidArgumentError(f"shape {dims} has a negative dimension")
+    if math.prod(dims) > np.iinfo(np.intp).max:
+        raise InvalidArgumentError(f"shape {dims} has more elements than an array can index")
     return dims
+
+
+def _check_held(given: Any, stored: Any, dtype: np.dtype[Any]) -> None:
+    """``OverflowError`` when converting ``given`` to ``dtype`` wrapped it around or made a finite value infinite.
+
+    NumPy converts NumPy integers out of a type's range by wrapping (``np.int64(300)`` to
+    ``uint8`` is 44) and large floats to ``inf``, where a Python ``300`` is refused.
+    """
+    if isinstance(given, (bool, np.bool_)) or not isinstance(given, (int, float, np.integer, np.floating)):
+        return
+    if dtype.kind in "iu" and isinstance(given, (int, np.integer)) and int(stored) != int(given):
+        raise OverflowError(f"{given} is outside the range of {dtype}")
+    if dtype.kind in "fc" and np.isfinite(given) and not np.all(np.isfinite(stored)):
+        raise OverflowError(f"{given} is outside the range of {dtype}")
 
 
 class ShapeOnly:
@@ -42,8 +59,10 @@ class ShapeOnly:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any], fill_value: Any = 0) -> None:
         self.shape, self.dtype, self.ndim = shape, dtype, len(shape)
         try:
-            with np.errstate(invalid="raise"):
+            with np.errstate(invalid="raise", over="raise"):
                 self.fill_value = np.asarray(fill_value, dtype=dtype)
+            if self.fill_value.shape == ():
+                _check_held(fill_value, self.fill_value[()], dtype)
         except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
             raise InvalidArgumentError(
                 f"fill_value {fill_value!r} cannot be stored as {dtype} ({exc}); pass a value {dtype} can hold"
@@ -70,7 +89,7 @@ def as_storable(array: Any) -> np.ndarray[Any, Any]:
         array = array[...]
     try:
         out = np.asarray(array)
-    except (ValueError, TypeError) as exc:  # ragged nested lists, objects NumPy cannot convert
+    except (ValueError, TypeError, RuntimeError) as exc:  # ragged lists, unconvertible objects, tensors with grad
         raise InvalidArgumentError(f"the data cannot be made into an array ({exc})") from None
     if out.ndim == 0 or out.ndim > MAX_NDIM:
         raise InvalidArgumentError(f"arrays must have 1 to {MAX_NDIM} dimensions, got {out.ndim}")

@@ -30,7 +30,7 @@ import numpy as np
 
 from mlarray._access import ArrayAccess
 from mlarray._compression import UNSET as _UNSET
-from mlarray._compression import InMemoryCompression
+from mlarray._compression import InMemoryCompression, derived_layout
 from mlarray._constructors import ArrayConstructors
 from mlarray._geometry import SpatialGeometry
 from mlarray._inputs import ShapeOnly, as_storable, default_labels, tolist
@@ -153,10 +153,14 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
         self._layout_args: dict[str, Any] | None = None
         if patch_size is not _UNSET or chunk_size is not None or block_size is not None or cparams is not None:
             keep_layout = False
+        derived = None
+        if keep_layout and copy is not None and self._np is not None:
+            derived = derived_layout(copy, tuple(self._np.shape), self._np.dtype)  # None: copy's layout fits as is
+            keep_layout = derived is None and base.layout is not None
         data = base.model_dump(mode="json")
         if not keep_layout:
             data["layout"] = None
-            self._layout_args = {
+            self._layout_args = derived or {
                 "patch_size": "default" if patch_size is _UNSET else patch_size,
                 "chunk_size": chunk_size,
                 "block_size": block_size,
@@ -177,6 +181,10 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
             data["array"] = None
             data["layout"] = None
         self._meta = parse_header(data)
+        if derived is not None and isinstance(derived["patch_size"], list):
+            spatial_axes = self._meta.spatial_axes() or range(self.ndim)
+            if len(derived["patch_size"]) != len(spatial_axes):  # copy had other spatial axes
+                derived["patch_size"] = "default"
         if compressed and self._np is not None:
             self.compress(dparams=dparams)
 

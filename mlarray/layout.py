@@ -271,6 +271,22 @@ def default_compression(itemsize: int) -> tuple[str, int, list[str]]:
     return DEFAULT_CODEC, DEFAULT_CLEVEL, list(filters)
 
 
+def _manual_sizes(name: str, sizes: Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
+    """``chunk_size``/``block_size`` as given: one positive integer per axis (``ValueError`` otherwise)."""
+    if sizes is None:
+        return None
+    wrong = f"{name} must be a sequence of {ndim} positive integers (one per axis), got {sizes!r}"
+    if isinstance(sizes, (str, bytes)) or hasattr(sizes, "__index__"):
+        raise ValueError(wrong)
+    try:
+        found = tuple(operator.index(v) for v in sizes)
+    except TypeError:
+        raise ValueError(wrong) from None
+    if len(found) != ndim or any(v < 1 for v in found):
+        raise ValueError(f"{name} must have {ndim} positive entries, got {found}")
+    return found
+
+
 def choose_layout(
     shape: Sequence[int],
     itemsize: int,
@@ -282,16 +298,19 @@ def choose_layout(
 ) -> LayoutChoice:
     """Decide the layout: manual sizes win, then the patch size, else Blosc2's own choice."""
     ndim = len(shape)
+    empty = math.prod(shape) == 0  # Blosc2 would choose chunks of 0 along a zero-length axis
     if chunk_size is not None or block_size is not None:
-        chunks = None if chunk_size is None else tuple(int(c) for c in chunk_size)
-        blocks = None if block_size is None else tuple(int(b) for b in block_size)
-        for name, value in (("chunk_size", chunks), ("block_size", blocks)):
-            if value is not None and (len(value) != ndim or any(v < 1 for v in value)):
-                raise ValueError(f"{name} must have {ndim} positive entries, got {value}")
+        chunks = _manual_sizes("chunk_size", chunk_size, ndim)
+        blocks = _manual_sizes("block_size", block_size, ndim)
         if chunks is not None and blocks is not None and any(b > c for b, c in zip(blocks, chunks, strict=True)):
             raise ValueError(f"block_size {blocks} must not exceed chunk_size {chunks} on any axis")
+        if empty and chunks is None:
+            chunks = tuple(max(1, n, b) for n, b in zip(shape, blocks or (1,) * ndim, strict=True))
         return LayoutChoice("manual", chunks, blocks, None)
     patch = resolve_patch(patch_size, len(spatial_axes))
+    if (patch is None or ndim == 0) and empty and ndim > 0:
+        whole = tuple(max(1, n) for n in shape)
+        return LayoutChoice("blosc2", whole, whole, None)
     if patch is None or ndim == 0:
         return LayoutChoice("blosc2", None, None, None)
     chunks, blocks = patch_layout(shape, itemsize, spatial_axes, patch, caches)

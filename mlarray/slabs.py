@@ -16,7 +16,8 @@ only the chunks the key touches):
   collected keys; never the array.
 
 :func:`percentile_of` and :func:`median_of` turn order statistics into the values
-``numpy.percentile`` (method ``linear``) and ``numpy.median`` return for the whole array.
+``numpy.percentile`` (method ``linear``) and ``numpy.median`` return for the whole array's
+values as float64 (NumPy on a ``float32`` array interpolates in ``float32``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ interpreter for 512 MiB of int16; loading it needed 8.5 GiB). The values are exa
 where they were:
 
 * ``min``, ``max``, ``median`` and the ``percentile_*`` bounds and median are exactly
-  ``numpy``'s values for the whole array (order statistics found exactly: a histogram
+  ``numpy``'s values for the whole array's values as float64 (order statistics found exactly: a histogram
   for integers of at most 16 bits, a radix selection for the other types, then
   ``numpy.percentile``'s linear interpolation).
 * ``mean`` and ``percentile_mean`` of integer arrays are exact (the sum is kept as a
