@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mlarray
-from mlarray import MLArray
+from mlarray import Meta, MLArray
 from mlarray.errors import (
     CorruptFrameError,
     ForbiddenMetalayerError,
@@ -414,3 +414,23 @@ def test_leftover_trailer_bytes_and_overflow_in_unknown_members(tmp_path: Path) 
 
     base = '{"schema_version": "1.9", "array": {"shape": [3, 4, 5], "dtype": "<i2"}, "future": {"x": 1e400}}'
     _expect(_frame(tmp_path / "inf.mla", {"mlarray": msgpack.packb(base)}), HeaderValidationError)
+
+
+def test_a_lone_surrogate_in_a_member_name_is_refused_when_it_is_set(tmp_path: Path) -> None:
+    """Values with a lone surrogate were refused at once; names passed and failed every later dump, untyped."""
+    for build in (
+        lambda: Meta(extra={"\udc00": 1}),
+        lambda: Meta(source={"ok": {"\ud800x": [1]}}),
+        lambda: Meta().source.update({"\ud800": 1}),
+    ):
+        with pytest.raises(HeaderValidationError, match="lone surrogate") as caught:
+            build()
+        assert caught.value.code == "HEADER_INVALID"
+    path = tmp_path / "y.mla"
+    MLArray(np.zeros(4, np.uint8)).save(path)
+    before = path.read_bytes()
+    with MLArray.open(path, mmap_mode="r+") as image:
+        with pytest.raises(HeaderValidationError):
+            image.meta.source["\ud800k"] = 1
+        assert "\ud800k" not in image.meta.source
+    assert path.read_bytes() == before

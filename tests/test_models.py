@@ -244,6 +244,18 @@ PYDANTIC_WORDS = (
             "expected an integer, got a number",
         ),
         ({"array": {"shape": [2], "dtype": "<x2"}}, "array.dtype", "invalid_value", "must be one of '|b1'"),
+        (
+            {"array": {"shape": [2], "dtype": 100.0}},
+            "array.dtype",
+            "wrong_type",
+            "must be one of '|b1'",
+        ),  # not a string
+        (
+            {"scaling": {"slope": 2.0, "intercept": 0.0, "stored": True, "raw_dtype": "<i2"}},
+            "scaling.stored",
+            "wrong_type",
+            "one of",
+        ),
         ({"bbox": {"bboxes": [[[1, 2]]], "labels": [1.5]}}, "bbox.labels.0", "wrong_type", "a string or an integer"),
         ({"writer": {"name": "", "version": "1"}}, "writer.name", "out_of_range", "must not be empty"),
         ({"writer": {"name": "x"}}, "writer.version", "missing_field", "mandatory member is missing"),

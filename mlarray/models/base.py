@@ -100,6 +100,8 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
         ctx = item.get("ctx") or {}
         inner = ctx.get("error")
         kind = _kind(item["type"])
+        if item["type"] in ("literal_error", "enum") and not isinstance(item.get("input"), str):
+            kind = "wrong_type"  # spec 7.3: invalid_value is a string that is not one of the allowed ones
         if isinstance(inner, HeaderValidationError) and inner.problems:
             for sub in inner.problems:
                 sub_loc = ".".join(part for part in (loc, sub.loc) if part).replace(".[", "[")
@@ -235,6 +237,14 @@ class JsonObject(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise _bad_json(self._loc, "wrong_type", f"key {key!r} is not a string (JSON keys are strings)")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_json(
+                self._child(key.encode("utf-8", "backslashreplace").decode("ascii")),
+                "invalid_value",
+                "the member name holds a lone surrogate (not valid UTF-8)",
+            ) from None
         super().__setitem__(key, to_json_value(value, self._child(key)))
 
     def update(self, *args: Any, **kwargs: Any) -> None:
