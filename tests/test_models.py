@@ -283,3 +283,23 @@ def test_nan_spacing_given_to_the_api_says_not_finite() -> None:
     with pytest.raises(HeaderValidationError, match="not a finite number") as info:
         MLArray(np.zeros((2, 2, 2)), spacing=[math.nan, 1.0, 1.0])
     assert "binary64" not in str(info.value)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" + "0" * 400])
+def test_a_number_beyond_binary64_does_not_hide_the_headers_other_problems(number: str) -> None:
+    import json
+
+    text = (
+        '{"schema_version": "1.1", "is_seg": "yes", "stats": {"min": 5, "max": 1}, '
+        f'"spatial": {{"spacing": [{number}, 1.0]}}, "extra": {{"x": [{number}]}}}}'
+    )
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header(json.loads(text))
+    found = {(p.loc, p.code) for p in info.value.problems}
+    assert found == {
+        ("spatial.spacing.0", "not_finite"),
+        ("extra.x.0", "not_finite"),
+        ("is_seg", "wrong_type"),
+        ("stats", "rule_violation"),
+    }, found
+    assert [p.code for p in info.value.problems][:2] == ["not_finite", "not_finite"]  # the numbers come first

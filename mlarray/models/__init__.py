@@ -21,6 +21,7 @@ from mlarray.models.base import (
     problems_from,
     strict_json_types,
     to_json_value,
+    without_overflow,
 )
 from mlarray.models.v1 import (
     AXIS_VOCABULARY,
@@ -97,16 +98,27 @@ def parse_header(data: Any, *, path: str | None = None) -> Meta:
             path=path,
         )
     overflow = overflowing_integers(data)
-    if overflow:
-        raise HeaderValidationError(overflow, path=path)
     ours = parse_version(SCHEMA_VERSION)[1]
+    found: list[Problem] = []
     try:
         with strict_json_types():
             if minor > ours:
                 with ignoring_unknown_fields():
-                    return Meta.model_validate(data)
-            return Meta.model_validate(data)
+                    meta = Meta.model_validate(without_overflow(data) if overflow else data)
+            else:
+                meta = Meta.model_validate(without_overflow(data) if overflow else data)
     except ValidationError as exc:
-        raise HeaderValidationError(problems_from(exc), path=path) from None
+        found = problems_from(exc)
     except HeaderValidationError as exc:
-        raise HeaderValidationError(exc.problems, path=path) from None
+        found = list(exc.problems)
+    if overflow:  # the numbers themselves first; then the rest of the header, checked with null in their place
+        places = [p.loc for p in overflow]
+        found = overflow + [p for p in found if not any(_within(p.loc, place) for place in places)]
+    if found:
+        raise HeaderValidationError(found, path=path)
+    return meta
+
+
+def _within(loc: str, place: str) -> bool:
+    """``loc`` is ``place`` or inside it."""
+    return loc == place or loc.startswith((place + ".", place + "["))

@@ -178,6 +178,22 @@ def overflowing_integers(value: Any, loc: str = "") -> list[Problem]:
     return out
 
 
+def without_overflow(value: Any) -> Any:
+    """A copy of decoded JSON ``value`` with ``None`` for every number :func:`overflowing_integers` reports.
+
+    So the rest of a header can still be checked, and all of its problems listed at once.
+    """
+    if isinstance(value, dict):
+        return {k: without_overflow(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_overflow(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not _fits_binary64(value):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _bad_json(loc: str, code: str, message: str) -> HeaderValidationError:
     return HeaderValidationError([Problem(loc, code, message)])
 
