@@ -1634,4 +1634,12 @@ INVALID += [
         "CORRUPT_FRAME",
         _stored_special(7),
     ),
+    # --- integer members compare exactly (section 5.1), added with the 2**53 review
+    InvalidCase(
+        "layout-block-above-chunk-beyond-2-53",
+        "5.1",
+        "layout.block_size 2**53 + 1 against chunk_size 2**53: larger, although both round to the same binary64 value.",
+        "HEADER_INVALID",
+        _edit(lambda h: h["layout"].update(chunk_size=[2**53, 10, 12], block_size=[2**53 + 1, 10, 12])),
+    ),
 ]

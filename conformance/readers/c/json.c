@@ -457,6 +457,30 @@ int json_is_integral(const json_value *v) {
     return v != NULL && v->type == JSON_NUMBER && isfinite(v->num) && floor(v->num) == v->num;
 }
 
+/* Sign (-1, 0 or 1) and the digits without leading zeros of an integer literal ("-0" is 0). */
+static int int_literal(const char *text, const char **digits, size_t *ndigits) {
+    int negative = text[0] == '-';
+    const char *d = text + negative;
+    while (d[0] == '0' && d[1] != '\0') d++;
+    *digits = d;
+    *ndigits = strlen(d);
+    if (*ndigits == 1 && d[0] == '0') return 0;
+    return negative ? -1 : 1;
+}
+
+int json_num_cmp(const json_value *a, const json_value *b) {
+    if (a->is_integer_literal && b->is_integer_literal && a->text && b->text) {
+        const char *da, *db;
+        size_t na, nb;
+        int sa = int_literal(a->text, &da, &na), sb = int_literal(b->text, &db, &nb);
+        if (sa != sb) return sa < sb ? -1 : 1;
+        if (sa == 0) return 0;
+        int magnitude = na != nb ? (na < nb ? -1 : 1) : (strcmp(da, db) > 0) - (strcmp(da, db) < 0);
+        return sa * magnitude;
+    }
+    return (a->num > b->num) - (a->num < b->num);
+}
+
 /* ---- writer ---------------------------------------------------------------------------- */
 
 void json_write_string(FILE *out, const char *s, size_t len) {

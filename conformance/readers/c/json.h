@@ -62,6 +62,9 @@ const json_value *json_get(const json_value *v, const char *key);
 int json_str_is(const json_value *v, const char *s);
 /* Whether v is a finite number with no fractional part. */
 int json_is_integral(const json_value *v);
+/* Compare two numbers: -1, 0 or 1. Two integer literals are compared exactly (by their digits, spec 5.1);
+ * anything else as binary64 values. */
+int json_num_cmp(const json_value *a, const json_value *b);
 
 /* Write v as compact JSON; numbers are written exactly as they were read. */
 void json_write(FILE *out, const json_value *v);

@@ -75,7 +75,7 @@ static int check_layout(vctx *c, const json_value *v) {
             return 0;
         }
         for (size_t k = 0; k < chunk->n; k++) {
-            if (block->items[k]->num > chunk->items[k]->num) {
+            if (json_num_cmp(block->items[k], chunk->items[k]) > 0) {
                 problem(c, "layout", "rule_violation", "axis %zu: block size is larger than chunk size", k);
                 return 0;
             }
@@ -265,7 +265,7 @@ static int check_class_locations(vctx *c, const json_value *v, double *need) {
             ok = 0;
         }
         for (size_t k = 1; k < idx->n; k++) {
-            if (idx->items[k]->num <= idx->items[k - 1]->num) {
+            if (json_num_cmp(idx->items[k], idx->items[k - 1]) <= 0) {
                 problem(c, loc, "rule_violation", "indices must be strictly increasing");
                 ok = 0;
                 break;
@@ -273,7 +273,7 @@ static int check_class_locations(vctx *c, const json_value *v, double *need) {
         }
         for (size_t j = 0; j < i; j++) {
             const json_value *other = json_get(classes->items[j], "label");
-            if (other && other->type == label->type && other->num == label->num) {
+            if (other && other->type == label->type && json_num_cmp(other, label) == 0) {
                 problem(c, "class_locations", "rule_violation", "a label appears more than once");
                 ok = 0;
             }

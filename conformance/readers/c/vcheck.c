@@ -134,7 +134,7 @@ void check_members(vctx *c, const char *loc, const json_value *obj, const char *
             char sub[LOC];
             snprintf(sub, sizeof sub, "%s%s%.*s", loc, *loc ? "." : "", (int)(obj->members[k].klen > 64 ? 64 : obj->members[k].klen),
                      obj->members[k].key);
-            problem(c, sub, "unknown_field", "this member is not defined by schema 1.0");
+            problem(c, sub, "unknown_field", "this member is not defined by the schema version the header names");
         }
     }
 }
