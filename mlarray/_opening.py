@@ -94,7 +94,7 @@ class FileOpening(ImageState):
                 raise
             return load_legacy_array(mla, p, dparams)
         obj = mla.__new__(mla)
-        obj._init_empty(head.meta)
+        obj._init_empty(head.meta, head.dropped)
         if head.meta.array is not None:
             obj._np = decompress_all(nd, p, head.data, threads_of(dparams, blosc2.nthreads))
         return obj
@@ -165,7 +165,7 @@ class FileOpening(ImageState):
                 break
             lock.release()  # the file was replaced after we locked it: lock the new one
         obj = mla.__new__(mla)
-        obj._init_empty(head.meta)
+        obj._init_empty(head.meta, head.dropped)
         obj._nd = nd
         obj._chunks = head.data
         obj._lock = lock
@@ -224,8 +224,12 @@ class FileOpening(ImageState):
         obj._requested = (mode, mmap_mode)
         return obj
 
-    def _init_empty(self, meta: Meta) -> None:
-        """Set every attribute of an instance made with ``__new__``: in memory, no data yet, header ``meta``."""
+    def _init_empty(self, meta: Meta, dropped: tuple[str, ...] = ()) -> None:
+        """Set every attribute of an instance made with ``__new__``: in memory, no data yet, header ``meta``.
+
+        ``dropped``: members of the file's newer-minor header that ``meta`` does not hold.
+        """
+        self._dropped = dropped
         self._np = None
         self._nd = None
         self._path = None

@@ -13,11 +13,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import warnings
 from typing import TYPE_CHECKING, Any, cast
 
 from mlarray._state import ImageState
 from mlarray._version import __version__
-from mlarray.errors import HeaderValidationError, ReadOnlyError, ResourceLimitError, WriteFailedError
+from mlarray.errors import (
+    DroppedMembersWarning,
+    HeaderValidationError,
+    ReadOnlyError,
+    ResourceLimitError,
+    WriteFailedError,
+    caller_stacklevel,
+)
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
@@ -67,7 +75,20 @@ class FilePersistence(ImageState):
             self._lock, fresh._lock = fresh._lock, None
             self._dirty = False
 
+    def _warn_dropped(self) -> None:
+        """Warn once that writing this header drops members of the file's newer minor version (spec 2.3)."""
+        if self._dropped:
+            where = f"{self._path}: " if self._path else ""
+            warnings.warn(
+                f"{where}the header was written by a newer minor schema version; writing it as {SCHEMA_VERSION} drops "
+                f"the members this version does not know: {', '.join(self._dropped)} (upgrade mlarray to keep them)",
+                DroppedMembersWarning,
+                stacklevel=caller_stacklevel(),
+            )
+            self._dropped = ()
+
     def _header_for_save(self, layout: Any) -> Meta:
+        self._warn_dropped()
         meta = self._meta.model_copy(deep=True)
         meta.schema_version = SCHEMA_VERSION  # the writer writes the version whose rules it checked
         meta.writer = Writer(name=WRITER, version=__version__)
@@ -77,6 +98,7 @@ class FilePersistence(ImageState):
 
     def _persisted_header(self) -> Meta:
         """The header the file had when it was opened, ready to be written again (digest left to refresh)."""
+        self._warn_dropped()
         meta = parse_header(self._persisted, path=self._path)
         meta.writer = Writer(name=WRITER, version=__version__)
         meta.integrity = None

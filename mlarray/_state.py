@@ -54,6 +54,8 @@ class ImageState:
     _layout_args: dict[str, Any] | None
     """Layout arguments still to apply (constructor or ``compress``); ``None``: keep ``meta.layout``."""
     _meta: Meta
+    _dropped: tuple[str, ...]
+    """Members of the file's newer-minor header that ``_meta`` does not hold (warned of when it is written)."""
 
     @property
     def shape(self) -> tuple[int, ...] | None:

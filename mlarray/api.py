@@ -123,11 +123,13 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
         self._requested: tuple[str, str | None] | None = None
         self._chunks: DataSection | None = None
         self._remote: tuple[str | None, dict[str, Any]] | None = None  # (URL or None for a file object, options)
+        self._dropped: tuple[str, ...] = ()
         keep_layout = False
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
             base: Meta = loaded.meta
             self._np = loaded._np
+            self._dropped = loaded._dropped
             keep_layout = True
         else:
             values_of = array if isinstance(array, MLArray) else None

@@ -9,6 +9,7 @@ inherits the builtin exception users would naturally catch (``FileNotFoundError`
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,6 +226,24 @@ class LegacyFormatError(MLArrayError, ValueError):
 
 class LegacyFormatWarning(UserWarning):
     """A file of the earlier (pickle-header) implementation was read; ``mlarray migrate`` converts it."""
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning raised by the caller at the first frame outside mlarray."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "mlarray":
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+class DroppedMembersWarning(UserWarning):
+    """A header of a newer minor schema version is written again: the members this version does not know are dropped.
+
+    A reader ignores such members (spec 2.2); a writer cannot vouch for them, so it writes its
+    own version without them (spec 2.3). Upgrade mlarray to keep them.
+    """
 
 
 class ConcurrentWriterWarning(UserWarning):

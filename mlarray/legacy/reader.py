@@ -15,7 +15,6 @@ place in it (the old ``blosc2`` record, ``mlarray_version``, unknown keys) are u
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from mlarray.errors import (
     LegacyFormatWarning,
     MLArrayError,
     ResourceLimitError,
+    caller_stacklevel,
 )
 from mlarray.legacy.decode import Encoding, looks_legacy, read_legacy_frame
 from mlarray.legacy.mapping import LegacyMapping, map_legacy
@@ -126,16 +126,6 @@ def _layout(nd: Any, patch: list[int] | None) -> Layout | None:
     return None
 
 
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside the mlarray package."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "mlarray":
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
-
-
 def _warn(path: str) -> None:
     """Warn once per file (identified by path, inode and modification time)."""
     try:
@@ -150,7 +140,7 @@ def _warn(path: str) -> None:
         f"{path} is a file of the earlier mlarray implementation (legacy header); it is read safely. "
         f"`mlarray migrate {path} NEW.mla` (or `mlarray migrate DIR --in-place`) converts it to the current format",
         LegacyFormatWarning,
-        stacklevel=_caller_stacklevel(),
+        stacklevel=caller_stacklevel(),
     )
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "Writer",
     "compose_affine",
     "is_spatial_label",
+    "newer_members",
     "parse_header",
     "problems_from",
     "to_json_value",
@@ -117,6 +118,36 @@ def parse_header(data: Any, *, path: str | None = None) -> Meta:
     if found:
         raise HeaderValidationError(found, path=path)
     return meta
+
+
+def newer_members(data: dict[str, Any], meta: Meta) -> list[str]:
+    """Locations of the members of decoded header ``data`` that ``meta`` does not hold.
+
+    Only a header of a newer minor version than this package's has such members (spec 2.2:
+    a reader ignores them); a writer drops them when it writes the header again (2.3).
+    ``source`` and ``extra`` are kept whole and never searched.
+    """
+    version = data.get("schema_version")
+    try:
+        newer = isinstance(version, str) and parse_version(version)[1] > parse_version(SCHEMA_VERSION)[1]
+    except ValueError:
+        newer = False
+    if not newer:
+        return []
+    found: list[str] = []
+    stack: list[tuple[Any, Any, str]] = [(data, meta.model_dump(mode="json"), "")]
+    while stack:
+        raw, kept, loc = stack.pop()
+        if isinstance(raw, dict) and isinstance(kept, dict):
+            for key, value in raw.items():
+                where = f"{loc}.{key}" if loc else key
+                if key not in kept:
+                    found.append(where)
+                elif where not in ("source", "extra"):
+                    stack.append((value, kept[key], where))
+        elif isinstance(raw, list) and isinstance(kept, list) and len(raw) == len(kept):
+            stack.extend((r, k, f"{loc}.{i}") for i, (r, k) in enumerate(zip(raw, kept, strict=True)))
+    return sorted(found)
 
 
 def _within(loc: str, place: str) -> bool:

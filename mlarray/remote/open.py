@@ -16,7 +16,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from mlarray.errors import MLArrayError, ReadOnlyError, RemoteError
-from mlarray.models import parse_header
+from mlarray.models import newer_members, parse_header
 from mlarray.reading import threads_of
 from mlarray.remote import is_url
 from mlarray.remote.array import DEFAULT_CACHE_BYTES, RemoteArray
@@ -57,9 +57,10 @@ def read_header_from(source: ByteSource) -> HeaderRead:
     """Frame checks, header validation and the chunk index check, for any byte source."""
     frame = inspect_frame(source)
     name = source.name
-    meta = parse_header(decode_header(frame.header_bytes, path=name), path=name)
+    data = decode_header(frame.header_bytes, path=name)
+    meta = parse_header(data, path=name)
     check_against_frame(meta, frame, name)
-    head = HeaderRead(meta, frame)
+    head = HeaderRead(meta, frame, dropped=tuple(newer_members(data, meta)))
     head.data = DataSection(source, frame)  # spec 8, step 10: the chunk index checked before any chunk is read
     end_open = getattr(source, "end_open", None)
     if callable(end_open):
@@ -88,7 +89,7 @@ def open_remote(
     head = read_header_from(source)
     assert head.data is not None
     obj = cls.__new__(cls)
-    obj._init_empty(head.meta)
+    obj._init_empty(head.meta, head.dropped)
     if head.meta.array is not None:
         obj._nd = RemoteArray(source, head.frame, head.data, cache_bytes, threads_of(dparams, 1))
     obj._path, obj._mode, obj._dparams = source.name, "r", dparams

@@ -40,7 +40,7 @@ from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
 from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
 from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
 from mlarray.layout import default_compression
-from mlarray.models import Integrity, Layout, Meta, parse_header
+from mlarray.models import Integrity, Layout, Meta, newer_members, parse_header
 from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.compress import chunk_grid, write_array
@@ -236,6 +236,8 @@ class HeaderRead:
     frame: FrameInfo
     data: DataSection | None = None
     """The checked chunk index, once the data are opened (:func:`open_checked`)."""
+    dropped: tuple[str, ...] = ()
+    """Members of a newer minor version's header that ``meta`` does not hold (spec 2.2)."""
 
 
 def check_against_frame(meta: Meta, frame: FrameInfo, path: str) -> None:
@@ -268,9 +270,10 @@ def read_header(path: str | os.PathLike[str]) -> HeaderRead:
         frame = inspect_frame(p)
     except PermissionError as exc:
         raise ReadOnlyError(f"cannot read the file ({exc.strerror})", path=p) from None
-    meta = parse_header(decode_header(frame.header_bytes, path=p), path=p)
+    data = decode_header(frame.header_bytes, path=p)
+    meta = parse_header(data, path=p)
     check_against_frame(meta, frame, p)
-    return HeaderRead(meta, frame)
+    return HeaderRead(meta, frame, dropped=tuple(newer_members(data, meta)))
 
 
 def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
