@@ -49,6 +49,7 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
+from mlarray.convert._nrrd_header import check_nrrd_header
 from mlarray.convert._plane import (
     FRAME_TO_SPACE,
     OTHER_SPACES,
@@ -158,7 +159,12 @@ def read_nrrd_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> 
     p = check_source(path, NRRD_EXTENSIONS, "NRRD")
     nrrd = require("nrrd", p)
     try:
-        data, header = nrrd.read(p, index_order="F")
+        with open(p, "rb") as f:
+            header = nrrd.read_header(f)
+            check_nrrd_header(header, p)
+            data = nrrd.read_data(header, f, p, index_order="F")
+    except MLArrayError:
+        raise
     except Exception as exc:
         raise SourceFormatError(f"pynrrd cannot read this NRRD file: {exc}", path=p) from None
     return data, nrrd_meta(header, data.dtype, data.ndim, p)
@@ -212,6 +218,7 @@ class NrrdSource:
             dtype = nrrd.reader._determine_datatype(header)  # the type pynrrd's read_data gives
         except Exception:
             return None  # read whole by pynrrd, which reports the error
+        check_nrrd_header(header, p)
         stream = nrrd_stream(p, header, start, dtype)
         return None if stream is None else cls(p, header, stream)
 
