@@ -63,7 +63,7 @@ def test_streamed_conversion_equals_the_whole_file_one(
 def test_compressed_and_vector_files_are_read_whole(tmp_path: Path) -> None:
     data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
     write_image(tmp_path / "z.mha", data, compress=True)
-    assert mi._compressed(str(tmp_path / "z.mha"))
+    assert mi.is_compressed(str(tmp_path / "z.mha"))
     assert MetaImageSource.open(tmp_path / "z.mha") is None
     write_image(tmp_path / "v.mha", np.zeros((4, 5, 6, 3), np.float32), vector=True)
     assert MetaImageSource.open(tmp_path / "v.mha") is None

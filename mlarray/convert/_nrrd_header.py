@@ -58,7 +58,9 @@ def check_nrrd_header(header: dict[str, Any], path: str) -> None:
     try:
         ndim = int(header.get("dimension"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise SourceFormatError(f"NRRD field 'dimension' is not an integer: {header.get('dimension')!r}", path=path)
+        raise SourceFormatError(
+            f"NRRD field 'dimension' is not an integer: {header.get('dimension')!r}", path=path
+        ) from None
     if ndim < 1:
         raise SourceFormatError(f"NRRD field 'dimension' must be at least 1, not {ndim}", path=path)
     if header.get("sizes") is None:

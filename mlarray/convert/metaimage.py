@@ -16,7 +16,6 @@ Compressed data (``CompressedData = True``) and vector pixels are read whole.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 from mlarray.api import MLArray
 from mlarray.convert._common import atomic_output, check_source, check_target, require
 from mlarray.convert._geometry import GeometryError, affine_of, change_frame, spatial_fields
+from mlarray.convert._metaimage_data import inflate_metaimage, is_compressed
 from mlarray.convert._scaling import physical_array
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
 from mlarray.models import Meta, Spatial, is_spatial_label
@@ -36,38 +36,54 @@ FORMAT = "metaimage"
 METAIMAGE_EXTENSIONS = (".mha", ".mhd")
 
 
-def itk_to_parts(image: Any, path: str) -> tuple[np.ndarray[Any, Any], Spatial]:
-    """The array in file axis order ``(i, j, k[, components])`` and the geometry of a SimpleITK image."""
-    sitk = require("SimpleITK", path)
-    data = sitk.GetArrayFromImage(image)  # (k, j, i[, components]): C order of ITK's buffer
-    n = image.GetDimension()
-    vector = image.GetNumberOfComponentsPerPixel() > 1
+def _spatial(info: Any, n: int, vector: bool) -> Spatial:
+    """``meta.spatial`` of a SimpleITK image or of a reader that has read the image information."""
+    return Spatial(
+        spacing=list(info.GetSpacing()),
+        origin=list(info.GetOrigin()),
+        direction=np.asarray(info.GetDirection(), dtype=np.float64).reshape(n, n).tolist(),
+        axis_labels=["spatial"] * n + (["components"] if vector else []),
+        coord_system="LPS",
+    )
+
+
+def _file_order(data: np.ndarray[Any, Any], n: int, path: str) -> np.ndarray[Any, Any]:
+    """ITK's C-order buffer ``(k, j, i[, components])`` as the file's axis order ``(i, j, k[, components])``."""
     data = np.ascontiguousarray(np.transpose(data, [*range(n)][::-1] + list(range(n, data.ndim))))
     try:
         normalize_dtype(data.dtype)
     except InvalidArgumentError:
         raise NotRepresentableError(f"the pixel type {data.dtype} has no .mla equivalent", path=path) from None
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(n, n)
-    labels = ["spatial"] * n + (["components"] if vector else [])
-    spatial = Spatial(
-        spacing=list(image.GetSpacing()),
-        origin=list(image.GetOrigin()),
-        direction=direction.tolist(),
-        axis_labels=labels,
-        coord_system="LPS",
-    )
-    return data, spatial
+    return data
+
+
+def itk_to_parts(image: Any, path: str) -> tuple[np.ndarray[Any, Any], Spatial]:
+    """The array in file axis order ``(i, j, k[, components])`` and the geometry of a SimpleITK image."""
+    sitk = require("SimpleITK", path)
+    n = image.GetDimension()
+    data = _file_order(sitk.GetArrayFromImage(image), n, path)
+    return data, _spatial(image, n, image.GetNumberOfComponentsPerPixel() > 1)
 
 
 def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False) -> tuple[np.ndarray[Any, Any], Meta]:
-    """The array and header of a MetaImage file (no intensity scaling in the format: ``keep_raw`` is moot)."""
+    """The array and header of a MetaImage file (no intensity scaling in the format: ``keep_raw`` is moot).
+
+    Compressed data are inflated and checked by :func:`~mlarray.convert._metaimage_data.inflate_metaimage`
+    (SimpleITK then reads only the header); anything else is read by SimpleITK.
+    """
     p = check_source(path, METAIMAGE_EXTENSIONS, "MetaImage")
     sitk = require("SimpleITK", p)
     try:
+        voxels = inflate_metaimage(p)
         reader = sitk.ImageFileReader()
         reader.SetFileName(p)
         reader.SetImageIO("MetaImageIO")
-        image = reader.Execute()
+        reader.ReadImageInformation()
+        n, components = reader.GetDimension(), reader.GetNumberOfComponents()
+        expected = tuple(int(v) for v in reversed(reader.GetSize())) + ((components,) if components > 1 else ())
+        image = None
+        if voxels is None or voxels.shape != expected:
+            voxels, image = None, reader.Execute()
         header = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
     except MLArrayError:
         raise
@@ -75,18 +91,13 @@ def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False
         raise SourceFormatError(f"SimpleITK cannot read this MetaImage file: {exc}", path=p) from None
     source = {"format": FORMAT, "file": Path(p).name, "header": header}
     try:
-        data, spatial = itk_to_parts(image, p)
+        if voxels is None:
+            data, spatial = itk_to_parts(image, p)
+        else:
+            data, spatial = _file_order(voxels, n, p), _spatial(reader, n, components > 1)
         return data, Meta(spatial=spatial, source=source)
     except GeometryError as exc:
         raise NotRepresentableError(f"the MetaImage geometry cannot be stored: {exc}", path=p) from None
-
-
-def _compressed(path: str) -> bool:
-    """The header says ``CompressedData = True`` (ITK then decompresses the whole file to read any region)."""
-    with open(path, "rb") as f:
-        head = f.read(1 << 16).decode("latin-1")
-    header = head.split("ElementDataFile", 1)[0]
-    return re.search(r"^\s*CompressedData\s*=\s*true\b", header, re.IGNORECASE | re.MULTILINE) is not None
 
 
 class MetaImageSource:
@@ -110,7 +121,7 @@ class MetaImageSource:
         p = check_source(path, METAIMAGE_EXTENSIONS, "MetaImage")
         sitk = require("SimpleITK", p)
         try:
-            if _compressed(p):
+            if is_compressed(p):
                 return None
             reader = sitk.ImageFileReader()
             reader.SetFileName(p)
@@ -123,13 +134,7 @@ class MetaImageSource:
             reader.SetExtractSize([1] * n)
             dtype = normalize_dtype(sitk.GetArrayViewFromImage(reader.Execute()).dtype)
             header = {key: reader.GetMetaData(key) for key in reader.GetMetaDataKeys()}
-            spatial = Spatial(
-                spacing=list(reader.GetSpacing()),
-                origin=list(reader.GetOrigin()),
-                direction=np.asarray(reader.GetDirection(), dtype=np.float64).reshape(n, n).tolist(),
-                axis_labels=["spatial"] * n,
-                coord_system="LPS",
-            )
+            spatial = _spatial(reader, n, False)
         except (OSError, RuntimeError, InvalidArgumentError, GeometryError, ValueError):
             return None  # the whole-file reader reports what is wrong
         return cls(p, reader, dtype, header, spatial)
