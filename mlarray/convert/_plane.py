@@ -1,11 +1,12 @@
-"""Where a 2-d (or 1-d) image sits in a 3-d world, across NIfTI and NRRD.
+"""Where a 2-d (or 1-d) image sits in a 3-d world, across NIfTI, NRRD and MetaImage.
 
 mlarray describes an image with ``n`` spatial axes in an ``n``-d world (spec 6.5), so a
 2-d slice's position along the third world axis is not in ``meta.spatial``. It stays
 in ``meta.source``: a NIfTI header's sform or qform, an NRRD header's 3-vector
 ``space origin`` (a slice in a 3-d ``space``), or the two custom fields this module
-writes. :func:`source_world` gives that full world map, in any frame, to the NIfTI and
-NRRD writers, whichever format the source was.
+writes, or the 4x4 LPS map ``meta.source["world"]`` of a slice read from a 3-d
+MetaImage of one slice. :func:`source_world` gives that full world map, in any frame,
+to the NIfTI, NRRD and MetaImage writers, whichever format the source was.
 
 ITK refuses an NRRD whose domain axes are fewer than its space has dimensions (a
 2-d image in ``right-anterior-superior``). So a slice is written as ITK itself writes
@@ -145,14 +146,19 @@ def plane_fields(world: Matrix, n: int, frame: str) -> tuple[Matrix, dict[str, s
 
 
 def source_world(source: dict[str, Any], frame: str | None) -> Matrix | None:
-    """The full world map a ``meta.source`` of NIfTI or NRRD records, re-expressed in ``frame``.
+    """The full world map a ``meta.source`` of NIfTI, NRRD or MetaImage records, re-expressed in ``frame``.
 
     NIfTI: the sform (``sform_code > 0``), else the qform, in RAS. NRRD: the ``space
     directions`` and ``space origin`` of a named space, or the custom fields of
-    :func:`plane_fields`. ``None`` when the source records no world larger than the
+    :func:`plane_fields`. MetaImage: ``world`` (LPS), set for a slice read from a 3-d file. ``None`` when the source records no world larger than the
     image, or its frame cannot be changed to ``frame``.
     """
-    found = _nifti_world(source) if source.get("format") == "nifti" else _nrrd_world(source)
+    if source.get("format") == "nifti":
+        found = _nifti_world(source)
+    elif source.get("format") == "metaimage":
+        found = _metaimage_world(source)
+    else:
+        found = _nrrd_world(source)
     if found is None or frame is None:
         return None
     world, own = found
@@ -161,6 +167,15 @@ def source_world(source: dict[str, Any], frame: str | None) -> Matrix | None:
     if world.shape != (4, 4) or orientation_matrix(own) is None or orientation_matrix(frame) is None:
         return None
     return change_frame(world, own, frame)
+
+
+def _metaimage_world(source: dict[str, Any]) -> tuple[Matrix, str] | None:
+    """The 4x4 LPS map of a slice read from a 3-d MetaImage of one slice (``source["world"]``)."""
+    try:
+        world = np.asarray(source.get("world"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return (world, "LPS") if world.shape == (4, 4) and np.all(np.isfinite(world)) else None
 
 
 def _nifti_world(source: dict[str, Any]) -> tuple[Matrix, str] | None:

@@ -10,7 +10,14 @@ header field SimpleITK reports is kept in ``meta.source``.
 Converting to ``.mla`` streams an uncompressed scalar MetaImage (:class:`MetaImageSource`):
 SimpleITK reads the header alone, then one slab of planes at a time (its reader extracts
 a region, and ITK's MetaImage reader reads just that region of an uncompressed file).
-Compressed data (``CompressedData = True``) and vector pixels are read whole.
+Compressed data (``CompressedData = True``) and vector pixels are read whole; compressed
+data are inflated and checked by :mod:`mlarray.convert._metaimage_data` (ITK does not
+report a damaged stream).
+
+A 1-d or 2-d image whose source records a 3-d world is written as a 3-d MetaImage of
+one slice (as ITK writes a positioned slice) with the custom field :data:`AXES_FIELD`;
+reading such a file gives the image back with its own axes and the file's 3-d map in
+``meta.source["world"]``.
 """
 
 from __future__ import annotations
@@ -23,8 +30,17 @@ import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.convert._common import atomic_output, check_source, check_target, require
-from mlarray.convert._geometry import GeometryError, affine_of, change_frame, spatial_fields
+from mlarray.convert._geometry import (
+    GeometryError,
+    Matrix,
+    affine_of,
+    change_frame,
+    embed_world,
+    reduce_world,
+    spatial_fields,
+)
 from mlarray.convert._metaimage_data import inflate_metaimage, is_compressed
+from mlarray.convert._plane import source_world
 from mlarray.convert._scaling import physical_array
 from mlarray.errors import InvalidArgumentError, MLArrayError, NotRepresentableError, SourceFormatError
 from mlarray.models import Meta, Spatial, is_spatial_label
@@ -34,6 +50,10 @@ FORMAT = "metaimage"
 """Value of ``meta.source["format"]`` for images read from MetaImage."""
 
 METAIMAGE_EXTENSIONS = (".mha", ".mhd")
+
+AXES_FIELD = "MLArraySpatialAxes"
+"""Header field of a 1-d or 2-d image written as a 3-d MetaImage (to keep its 3-d position): its own number of
+spatial axes. Reading such a file gives the image back with that many axes."""
 
 
 def _spatial(info: Any, n: int, vector: bool) -> Spatial:
@@ -95,9 +115,63 @@ def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False
             data, spatial = itk_to_parts(image, p)
         else:
             data, spatial = _file_order(voxels, n, p), _spatial(reader, n, components > 1)
+        data, spatial = _unembed(data, spatial, header, source)
         return data, Meta(spatial=spatial, source=source)
     except GeometryError as exc:
         raise NotRepresentableError(f"the MetaImage geometry cannot be stored: {exc}", path=p) from None
+
+
+def _unembed(
+    data: np.ndarray[Any, Any], spatial: Spatial, header: dict[str, str], source: dict[str, Any]
+) -> tuple[np.ndarray[Any, Any], Spatial]:
+    """Undo :func:`_embed`: a file whose :data:`AXES_FIELD` says ``k`` axes, the others of size 1, gives ``k`` axes.
+
+    The file's full LPS map goes to ``source["world"]``. A file whose trailing axes are
+    not of size 1, or whose first ``k`` axes leave the first ``k`` world axes (edited by
+    another tool), is read as it is.
+    """
+    labels = list(spatial.axis_labels or [])
+    n = sum(is_spatial_label(label) for label in labels)
+    try:
+        k = int(header.get(AXES_FIELD, ""))
+    except ValueError:
+        return data, spatial
+    full = affine_of(spatial, n)
+    if not 1 <= k < n or any(size != 1 for size in data.shape[k:n]) or full is None:
+        return data, spatial
+    try:
+        fields = spatial_fields(reduce_world(full, k))
+    except GeometryError:
+        return data, spatial
+    source["world"] = full.tolist()
+    reduced = Spatial(**fields, axis_labels=labels[:k] + labels[n:], coord_system=spatial.coord_system)
+    return data.reshape(data.shape[:k] + data.shape[n:]), reduced
+
+
+def _embed(world: Matrix, n: int, source: dict[str, Any], path: str) -> Matrix:
+    """The 4x4 LPS map of an ``n``-d image (``n < 3``) placed in the 3-d world its ``meta.source`` records.
+
+    The in-plane columns and origin are the image's (``world``, LPS); the position along
+    the other world axes and the spacing of the added axes come from the source. An
+    added axis that is not orthogonal to the image's axes (its source was sheared or
+    the image was re-oriented) is made orthogonal, keeping its length: only the
+    position of index 0 along it matters for the voxels.
+    """
+    base = source_world(source, "LPS")
+    if base is None or base.shape != (4, 4):
+        return world
+    full = embed_world(world, 3, base)
+    if "affine" in spatial_fields(full):
+        for column in range(n, 3):
+            vector = full[:3, column].copy()
+            length = float(np.linalg.norm(vector)) or 1.0
+            for previous in range(column):
+                unit = full[:3, previous] / np.linalg.norm(full[:3, previous])
+                vector -= (vector @ unit) * unit
+            if np.linalg.norm(vector) <= 1e-9 * length:
+                raise NotRepresentableError("the 3-d world of this slice has no axis across its plane", path=path)
+            full[:3, column] = vector * (length / np.linalg.norm(vector))
+    return full
 
 
 class MetaImageSource:
@@ -128,8 +202,8 @@ class MetaImageSource:
             reader.SetImageIO("MetaImageIO")
             reader.ReadImageInformation()
             n = reader.GetDimension()
-            if reader.GetNumberOfComponents() != 1 or not 1 <= n <= 3:
-                return None
+            if reader.GetNumberOfComponents() != 1 or not 1 <= n <= 3 or reader.HasMetaDataKey(AXES_FIELD):
+                return None  # a slice written with its 3-d position (AXES_FIELD) is read whole
             reader.SetExtractIndex([0] * n)
             reader.SetExtractSize([1] * n)
             dtype = normalize_dtype(sitk.GetArrayViewFromImage(reader.Execute()).dtype)
@@ -202,9 +276,8 @@ def write_metaimage(image: MLArray, path: str | os.PathLike[str]) -> None:
             f"MetaImage holds 1 to 3 spatial axes first, then at most one channel axis; this image has {labels}",
             path=p,
         )
-    buffer = np.transpose(data, [*range(n)][::-1] + ([n] if vector else []))
-    out = sitk.GetImageFromArray(np.ascontiguousarray(buffer), isVector=vector)
     world = affine_of(image.meta.spatial, n)
+    m = n
     if world is not None:
         frame = image.meta.spatial.coord_system
         if frame is not None and frame != "LPS":
@@ -212,6 +285,16 @@ def write_metaimage(image: MLArray, path: str | os.PathLike[str]) -> None:
                 world = change_frame(world, frame, "LPS")
             except GeometryError as exc:
                 raise NotRepresentableError(f"coord_system {frame!r} cannot become ITK's LPS: {exc}", path=p) from None
+        if frame is not None and n < 3:
+            world = _embed(world, n, image.meta.source or {}, p)
+            m = world.shape[0] - 1
+    if m > n:  # a slice with its position in a 3-d world: a 3-d image of one slice, as ITK writes one
+        data = data.reshape(data.shape[:n] + (1,) * (m - n) + data.shape[n:])
+    buffer = np.transpose(data, [*range(m)][::-1] + ([m] if vector else []))
+    out = sitk.GetImageFromArray(np.ascontiguousarray(buffer), isVector=vector)
+    if m > n:
+        out.SetMetaData(AXES_FIELD, str(n))
+    if world is not None:
         fields = spatial_fields(world)
         if "affine" in fields:
             raise NotRepresentableError("MetaImage cannot hold a sheared (non-orthonormal) geometry", path=p)
