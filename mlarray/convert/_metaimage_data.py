@@ -10,8 +10,8 @@ stderr.
 
 Handled: the data ``LOCAL`` to an ``.mha`` (right after the ``ElementDataFile`` line,
 ``CompressedDataSize`` bytes or the rest of the file), or one separate data file of an
-``.mhd`` (``HeaderSize`` bytes skipped; ``-1`` takes the last ``CompressedDataSize``
-bytes). Lists of files, file name patterns and element types outside
+``.mhd`` (``HeaderSize`` bytes skipped). ``HeaderSize = -1``, lists of files, file
+name patterns and element types outside
 :data:`ELEMENT_TYPES` are left to ITK (:func:`inflate_metaimage` returns ``None``).
 """
 
@@ -95,12 +95,9 @@ def _block(path: str, fields: dict[str, str], data_start: int) -> bytes | None:
         data_path = name if os.path.isabs(name) else os.path.join(os.path.dirname(path), name)
         if not os.path.isfile(data_path):
             raise SourceFormatError(f"the MetaImage data file {name!r} does not exist", path=path)
-        if header_size == -1:
-            if size is None:
-                return None
-            start = max(os.path.getsize(data_path) - size, 0)
-        else:
-            start = max(header_size, 0)
+        if header_size < 0:
+            return None  # "data at the end of the file": ITK reads no compressed data so (and reports it)
+        start = header_size
     with open(data_path, "rb") as f:
         f.seek(start)
         block = f.read() if size is None else f.read(size)
