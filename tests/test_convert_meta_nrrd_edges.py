@@ -302,6 +302,14 @@ def test_a_slice_keeps_its_3d_position_in_metaimage(tmp_path: Path, make: Any) -
     assert nib.load(str(tmp_path / "again.nii.gz")).affine[2, 3] == pytest.approx(z, abs=1e-5)
     convert_file(tmp_path / "back.mla", tmp_path / "again.mha")
     assert sitk.ReadImage(str(tmp_path / "again.mha")).GetOrigin()[2] == z
+    convert_file(tmp_path / "back.mla", tmp_path / "again.nrrd")
+    assert nrrd.read_header(str(tmp_path / "again.nrrd"))["mlarray_space_origin"].endswith(f",{z!r})")
+    # an uncompressed copy (streamed path otherwise) reads back the same
+    plain = sitk.ReadImage(str(tmp_path / "s.mha"))
+    sitk.WriteImage(plain, str(tmp_path / "plain.mhd"), useCompression=False)
+    convert_file(tmp_path / "plain.mhd", tmp_path / "plain.mla")
+    again = MLArray.load(tmp_path / "plain.mla")
+    assert again.shape == image.shape and again.meta.spatial == back.meta.spatial
 
 
 def test_a_vector_slice_keeps_its_position(tmp_path: Path) -> None:
@@ -349,3 +357,10 @@ def test_errors_stay_typed(tmp_path: Path) -> None:
     path = _damaged(tmp_path)
     with pytest.raises(MLArrayError):
         read_metaimage_parts(path)
+
+
+@pytest.mark.parametrize("shape", [(7,), (1, 1, 6), (2, 3, 4)])
+def test_compressed_arrays_are_writable(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    _write_mha(tmp_path / "w.mha", np.arange(np.prod(shape), dtype=np.int16).reshape(shape), "MET_SHORT", False)
+    data, _ = read_metaimage_parts(tmp_path / "w.mha")
+    assert data.flags.writeable and data.shape == shape[::-1]

@@ -110,7 +110,7 @@ def _block(path: str, fields: dict[str, str], data_start: int) -> bytes | None:
 
 
 def inflate_metaimage(path: str) -> np.ndarray[Any, Any] | None:
-    """The voxels of a compressed MetaImage, C order ``(..., j, i[, channels])`` in native byte order.
+    """The voxels of a compressed MetaImage, C order ``(..., j, i[, channels])`` in native byte order (maybe read-only).
 
     ``None`` when the file is not compressed or uses a layout left to ITK (see the
     module docstring).
@@ -154,4 +154,5 @@ def inflate_metaimage(path: str) -> np.ndarray[Any, Any] | None:
             path=path,
         )
     shape = tuple(reversed(sizes)) + ((channels[0],) if channels[0] > 1 else ())
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    voxels = np.frombuffer(raw, dtype=dtype).reshape(shape)  # read-only, over ``raw``: no copy yet
+    return voxels.astype(dtype.newbyteorder("=")) if not dtype.isnative else voxels

@@ -150,8 +150,9 @@ def source_world(source: dict[str, Any], frame: str | None) -> Matrix | None:
 
     NIfTI: the sform (``sform_code > 0``), else the qform, in RAS. NRRD: the ``space
     directions`` and ``space origin`` of a named space, or the custom fields of
-    :func:`plane_fields`. MetaImage: ``world`` (LPS), set for a slice read from a 3-d file. ``None`` when the source records no world larger than the
-    image, or its frame cannot be changed to ``frame``.
+    :func:`plane_fields`. MetaImage: ``world`` (LPS), set for a slice read from a 3-d
+    file. ``None`` when the source records no world larger than the image, or its
+    frame cannot be changed to ``frame``.
     """
     if source.get("format") == "nifti":
         found = _nifti_world(source)

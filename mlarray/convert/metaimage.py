@@ -115,6 +115,8 @@ def read_metaimage_parts(path: str | os.PathLike[str], *, keep_raw: bool = False
             data, spatial = itk_to_parts(image, p)
         else:
             data, spatial = _file_order(voxels, n, p), _spatial(reader, n, components > 1)
+            if not data.flags.writeable:  # the transposition was a view of zlib's bytes
+                data = data.copy()
         data, spatial = _unembed(data, spatial, header, source)
         return data, Meta(spatial=spatial, source=source)
     except GeometryError as exc:
