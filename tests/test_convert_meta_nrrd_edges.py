@@ -364,3 +364,15 @@ def test_compressed_arrays_are_writable(tmp_path: Path, shape: tuple[int, ...]) 
     _write_mha(tmp_path / "w.mha", np.arange(np.prod(shape), dtype=np.int16).reshape(shape), "MET_SHORT", False)
     data, _ = read_metaimage_parts(tmp_path / "w.mha")
     assert data.flags.writeable and data.shape == shape[::-1]
+
+
+def test_a_slice_whose_source_third_axis_is_oblique_gets_an_orthogonal_one(tmp_path: Path) -> None:
+    affine = np.array([[0.5, 0.0, 0.3, 4.0], [0.0, 0.5, 0.0, 5.0], [0.0, 0.0, 2.5, -6.0], [0, 0, 0, 1.0]])
+    nib.save(nib.Nifti1Image(np.ones((3, 4), np.int16), affine), str(tmp_path / "o.nii"))
+    convert_file(tmp_path / "o.nii", tmp_path / "o.mla")
+    convert_file(tmp_path / "o.mla", tmp_path / "o.mha")
+    itk = sitk.ReadImage(str(tmp_path / "o.mha"))
+    assert itk.GetOrigin() == (-4.0, -5.0, -6.0)
+    assert np.allclose(np.asarray(itk.GetDirection()).reshape(3, 3), np.diag([-1.0, -1.0, 1.0]))
+    assert itk.GetSpacing()[2] == pytest.approx(np.hypot(0.3, 2.5))
+    assert np.allclose(itk.TransformIndexToPhysicalPoint((2, 3, 0)), (-5.0, -6.5, -6.0))
