@@ -105,6 +105,9 @@ class MLArrayReader(ImageReader):
         paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
         dparams = None if self.nthreads is None else {"nthreads": self.nthreads}
         images = [MLArray.load(p, dparams=dparams) for p in paths]
+        for path, image in zip(paths, images, strict=True):
+            if image.shape is None:
+                raise InvalidArgumentError("a metadata-only file has no array to load", path=os.fspath(path))
         return images[0] if isinstance(data, (str, os.PathLike)) else images
 
     def _channel(self, image: MLArray) -> int | None:
@@ -120,7 +123,8 @@ class MLArrayReader(ImageReader):
 
     def _one(self, image: MLArray) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
         axes = image.meta.spatial_axes() or []
-        assert image.shape is not None
+        if image.shape is None:  # read() refuses such files; an image handed in directly
+            raise InvalidArgumentError("a metadata-only image has no array to load")
         channel = self._channel(image)
         frame = image.meta.spatial.coord_system
         affine = np.asarray(image.affine, dtype=np.float64)

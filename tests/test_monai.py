@@ -237,3 +237,11 @@ def test_raw_values_kept_at_conversion_come_out_scaled_like_nibabels(tmp_path: P
         item = ds[i]
         x, y, z = item["corner"].tolist()
         assert np.array_equal(item["image"][0].numpy(), physical[x : x + 4, y : y + 4, z : z + 4])
+
+
+def test_a_metadata_only_file_is_a_typed_error_naming_it(tmp_path: Path) -> None:
+    MLArray(None, spacing=(1.0, 1.0, 1.0)).save(tmp_path / "header.mla")
+    reader = MLArrayReader()
+    with pytest.raises(InvalidArgumentError, match="metadata-only") as caught:
+        reader.get_data(reader.read(tmp_path / "header.mla"))
+    assert caught.value.path is not None and caught.value.path.endswith("header.mla")

@@ -138,7 +138,7 @@ def test_ct_and_segmentation_open_lazily_and_in_place(tmp_path: Path, spy: ReadS
     ct, seg = v.layers
     assert type(ct).__name__ == "Image" and type(seg).__name__ == "Labels"
     for layer, path in ((ct, ct_path), (seg, seg_path)):
-        assert isinstance(layer.data, MLArray) and "mmap_mode='r'" in repr(layer.data)
+        assert isinstance(layer.data, MLArray) and "mmap_mode='c'" in repr(layer.data)  # copy-on-write: paintable
         assert layer.metadata["path"] == str(path)
         header = MLArray.open(path).affine
         for index in ([0, 0, 0], [3, 7, 11], [23, 39, 47]):

@@ -237,3 +237,38 @@ def test_negative_seeds_and_epochs_are_refused_and_numpy_integers_accepted(lesio
     for bad in (8.5, "8", (4, 4.5, 4)):
         with pytest.raises(InvalidArgumentError, match="patch_size"):
             PatchDataset(images, patch_size=bad, samples_per_epoch=1)  # type: ignore[arg-type]
+
+
+def test_label_maps_of_different_integer_types_give_one_label_type_through_workers(tmp_path: Path) -> None:
+    """Workers stack a batch in its first item's type: uint8 next to uint16 turned label 300 into 44."""
+    images, labels = [], []
+    for i, (dtype, value) in enumerate([(np.uint8, 1), (np.uint16, 300)]):
+        MLArray(np.zeros((8, 8, 8), np.float32)).save(tmp_path / f"img{i}.mla")
+        label = MLArray(np.full((8, 8, 8), value, dtype))
+        label.meta.is_seg = True
+        label.save(tmp_path / f"lab{i}.mla")
+        images.append(tmp_path / f"img{i}.mla")
+        labels.append(tmp_path / f"lab{i}.mla")
+    dataset = PatchDataset(images, labels, patch_size=4, samples_per_epoch=16, seed=0)
+    assert {case.label_dtype for case in dataset.cases} == {np.dtype(np.int64)}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, multiprocessing_context="fork")
+    seen = set()
+    for batch in loader:
+        assert batch["label"].dtype == torch.int64
+        for case, label in zip(batch["case"].tolist(), batch["label"], strict=True):
+            assert bool((label == (1 if case == 0 else 300)).all())
+            seen.add(case)
+    assert seen == {0, 1}
+    small = PatchDataset(images[:1], labels[:1], patch_size=4, samples_per_epoch=1, seed=0)
+    assert small[0]["label"].dtype == torch.uint8  # one type only: kept
+
+
+def test_metadata_only_files_and_edge_padding_of_an_empty_axis_are_refused_when_built(tmp_path: Path) -> None:
+    MLArray(None, spacing=(1.0, 1.0, 1.0)).save(tmp_path / "header.mla")
+    with pytest.raises(InvalidArgumentError, match="metadata-only"):
+        PatchDataset([tmp_path / "header.mla"], patch_size=4, samples_per_epoch=1)
+    MLArray(np.zeros((0, 5, 6), np.float32)).save(tmp_path / "empty.mla")
+    with pytest.raises(InvalidArgumentError, match="length 0"):
+        PatchDataset([tmp_path / "empty.mla"], patch_size=4, samples_per_epoch=1, pad_mode="edge")
+    constant = PatchDataset([tmp_path / "empty.mla"], patch_size=4, samples_per_epoch=1, pad_value=3.0)
+    assert bool((constant[0]["image"] == 3.0).all())

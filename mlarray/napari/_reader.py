@@ -1,8 +1,9 @@
 """The napari reader: ``.mla`` files (or folders of them) as lazy layers in world coordinates.
 
-Each file opens memory-mapped (``MLArray.open(path, mmap_mode="r")``) and that open
-array is the layer data: napari indexes it for the slices it shows, so only those
-chunks are decompressed. Placement, contrast limits and layer type come from the
+Each file opens memory-mapped and copy-on-write (``MLArray.open(path, mmap_mode="c")``)
+and that open array is the layer data: napari indexes it for the slices it shows, so only
+those chunks are decompressed, and its label tools paint into chunks kept in memory (the
+file is never changed; save the layer to keep the edits). Placement, contrast limits and layer type come from the
 header alone; contrast limits fall back to a small bounded sample, never a full scan.
 Placement is in one world frame, RAS+ (see :mod:`mlarray.frames`), so files
 stored in LPS+ and in RAS+ overlay; the file's own frame travels in the layer metadata
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 
 from mlarray.api import MLArray
+from mlarray.errors import InvalidArgumentError
 from mlarray.frames import to_ras
-from mlarray.napari._views import ChannelView
+from mlarray.models import is_spatial_label
+from mlarray.napari._views import ByteMask, ChannelView
 
 LayerData = tuple[Any, dict[str, Any], str]
 PathOrPaths = str | Sequence[str]
@@ -65,13 +68,17 @@ def read(path: PathOrPaths) -> list[LayerData]:
     Raises
     ------
     mlarray.errors.MLArrayError
-        A file cannot be opened (its typed error, e.g. ``HeaderValidationError``).
+        A file cannot be opened (its typed error, e.g. ``HeaderValidationError``), or
+        holds no array (``InvalidArgumentError``).
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers: list[LayerData] = []
     for given in paths:
         for file in _mla_files(os.fspath(given)) or [os.fspath(given)]:
-            array = MLArray.open(file, mmap_mode="r")
+            array = MLArray.open(file, mmap_mode="c")  # copy-on-write: Labels layers can be painted
+            if array.shape is None:
+                array.close()
+                raise InvalidArgumentError("a metadata-only file has no array to show", path=file)
             layers.extend(layer_data(array, name=Path(file).stem, path=file))
     return layers
 
@@ -201,10 +208,12 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
     dtype = np.dtype(array.dtype)
     is_labels = bool(array.meta.is_seg) and dtype.kind in "iub"
     kind = "labels" if is_labels else "image"
-    geometry = placement(array, drop_axis=channel)
-    layer_labels = [label for i, label in enumerate(labels) if i != channel]
+    rgb = _is_rgb(array, labels, channel, kind)
+    dropped = array.ndim - 1 if rgb else channel  # the colour axis of RGB has no place in napari's world
+    geometry = placement(array, drop_axis=dropped)
+    layer_labels = [label for i, label in enumerate(labels) if i != dropped]
     units = array.meta.spatial.axis_units
-    layer_units = [u for i, u in enumerate(units) if i != channel] if units is not None else None
+    layer_units = [u for i, u in enumerate(units) if i != dropped] if units is not None else None
     frame = array.meta.spatial.coord_system
     metadata = {
         "source": array.meta.source.to_plain(),
@@ -213,12 +222,16 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
         "coord_system": None if frame is None else str(frame),
     }
     common: dict[str, Any] = {**geometry, "axis_labels": _unique(layer_labels), "metadata": metadata}
+    if rgb:
+        common["rgb"] = True
     if layer_units is not None and (napari_units := _napari_units(layer_units)) is not None:
         common["units"] = napari_units
     if channel is None:
         datas: list[tuple[Any, str]] = [(array, name)]
     else:
         datas = [(ChannelView(array, channel, c), f"{name} [{c}]") for c in range(array.shape[channel])]  # type: ignore[index]
+    if is_labels and dtype.kind == "b":  # napari's Labels take integers: 0 and 1, read lazily
+        datas = [(ByteMask(data), layer_name) for data, layer_name in datas]
     out: list[LayerData] = []
     for number, (data, layer_name) in enumerate(datas):
         kwargs = {**common, "name": layer_name}
@@ -232,6 +245,19 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
     if boxes is not None:
         out.append(boxes)
     return out
+
+
+def _is_rgb(array: MLArray, labels: list[str], channel: int | None, kind: str) -> bool:
+    """An image whose last axis is 3 or 4 colour ``components`` (what the writer makes of an RGB(A) layer)."""
+    shape = array.shape or ()
+    return (
+        kind == "image"
+        and channel is None
+        and len(shape) >= 3
+        and labels[-1] == "components"
+        and shape[-1] in (3, 4)
+        and sum(is_spatial_label(label) for label in labels) == len(shape) - 1
+    )
 
 
 def _box_layer(

@@ -1,4 +1,4 @@
-"""A lazy view of one channel of an array, for napari layers.
+"""Lazy views of an array for napari layers: one channel, or a boolean mask as ``uint8``.
 
 napari's own ``channel_axis`` splitting indexes the array once per channel
 (``data[:, c]``), which for a memory-mapped file decompresses each whole channel up
@@ -83,9 +83,53 @@ class ChannelView:
     def __getitem__(self, key: Any) -> Any:
         return self.base[self._base_key(key)]
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.base[self._base_key(key)] = value  # napari's label tools paint into the layer data
+
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
         out = np.asarray(self[...])
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return f"ChannelView({self.base!r}, axis={self.axis}, index={self.index})"
+
+
+class ByteMask:
+    """A boolean array shown as ``uint8`` (0 and 1), read only when indexed.
+
+    napari's Labels layer turns boolean data into integers with ``data.view(np.uint8)``,
+    which an open file does not have; this view does it slice by slice. Painting writes
+    ``value != 0`` back.
+    """
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.shape: tuple[int, ...] = tuple(int(s) for s in base.shape)
+        self.dtype = np.dtype(np.uint8)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dimensions."""
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        return np.asarray(self.base[key]).view(np.uint8)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.base[key] = np.asarray(value) != 0
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray[Any, Any]:
+        out = np.asarray(self[...])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"ByteMask({self.base!r})"
+

@@ -1,5 +1,8 @@
 """The napari writer: Image and Labels layers to ``.mla``, with their placement as geometry.
 
+A multiscale layer saves its full-resolution level; an RGB(A) layer saves its colour
+as a trailing ``components`` axis, which the reader shows as RGB again.
+
 napari places a layer with ``affine @ (translate + rotate @ shear @ diag(scale))``;
 the writer composes that into one index-to-world matrix and stores it as the
 header's geometry, so reading the file back places it exactly where it was. A layer
@@ -22,8 +25,12 @@ from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
 from mlarray.frames import from_ras
 from mlarray.models import AXIS_VOCABULARY, is_spatial_label
+from mlarray.napari._reader import _UNIT_ALIASES
 
 Matrix = np.ndarray[Any, np.dtype[np.float64]]
+
+_UNIT_NAMES = {"pixel": "", "millimeter": "mm", "micrometer": "um", "second": "s"}
+"""pint's names of the units the reader renames, back in the short form files use (``mm``)."""
 
 
 def _square(value: Any, m: int, name: str) -> np.ndarray[Any, Any]:
@@ -65,14 +72,32 @@ def world_affine(attributes: dict[str, Any], m: int) -> np.ndarray[Any, np.dtype
     return out
 
 
+def _header_units(attributes: dict[str, Any], m: int) -> list[str] | None:
+    """The axis units of the file a layer was read from, for the layer's ``m`` axes (its channel axis left out)."""
+    metadata = attributes.get("metadata") or {}
+    header = metadata.get("header") if isinstance(metadata, dict) else None
+    spatial = header.get("spatial") if isinstance(header, dict) else None
+    if not isinstance(spatial, dict) or not isinstance(spatial.get("axis_units"), list):
+        return None
+    units = [str(u) for u in spatial["axis_units"]]
+    labels = spatial.get("axis_labels")
+    if len(units) == m + 1 and isinstance(labels, list) and "channel" in labels and len(labels) == m + 1:
+        units.pop(labels.index("channel"))
+    return units if len(units) == m else None
+
+
 def _units(attributes: dict[str, Any], m: int) -> list[str] | None:
+    """The layer's units as the header's ``axis_units``: the file's own spelling where napari's names match it."""
     units = attributes.get("units")
     if units is None:
         return None
     names = [str(u) for u in units]
     if len(names) != m or all(name == "pixel" for name in names):
         return None
-    return ["" if name == "pixel" else name for name in names]
+    original = _header_units(attributes, m)
+    if original is not None and [_UNIT_ALIASES.get(u, u) for u in original] == names:
+        return original  # as the reader found them ("mm", not pint's "millimeter")
+    return [_UNIT_NAMES.get(name, name) for name in names]
 
 
 def file_labels(layer_labels: Any, m: int) -> list[str] | None:
@@ -114,12 +139,13 @@ def _spatial_part(world: Matrix, labels: list[str] | None) -> tuple[Matrix, list
 
 
 def _write(path: str, data: Any, attributes: dict[str, Any], is_seg: bool) -> list[str]:
-    if isinstance(data, list):  # multiscale: the full-resolution level
-        data = data[0]
+    if attributes.get("multiscale") or isinstance(data, (list, tuple)):
+        data = data[0]  # the full-resolution level (napari passes a MultiScaleData, whose array is the smallest)
     array = np.asarray(data)
     if is_seg and array.dtype.kind not in "iub":
         raise InvalidArgumentError(f"a labels layer must hold integers, got {array.dtype}")
-    m = array.ndim
+    rgb = bool(attributes.get("rgb")) and not is_seg and array.ndim >= 2 and array.shape[-1] in (3, 4)
+    m = array.ndim - 1 if rgb else array.ndim  # an RGB(A) layer's last axis is its colour: no geometry
     metadata = attributes.get("metadata") or {}
     source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
     frame = metadata.get("coord_system") if isinstance(metadata.get("coord_system"), str) else None
@@ -127,10 +153,13 @@ def _write(path: str, data: Any, attributes: dict[str, Any], is_seg: bool) -> li
     world, labels = _spatial_part(world_affine(attributes, m), given)
     if given is not None and labels is None:  # saved with every axis spatial: the frame's axes are lost
         frame = None
+    units = _units(attributes, m)
+    if rgb:
+        labels = [*(labels or ["spatial"] * m), "components"]
+        units = None if units is None else [*units, ""]
     image = MLArray(array, affine=from_ras(world, frame), axis_labels=labels, meta=source)
     image.meta.is_seg = is_seg
     image.meta.spatial.coord_system = frame
-    units = _units(attributes, m)
     if units is not None:
         image.meta.spatial.axis_units = units
     image.save(path)

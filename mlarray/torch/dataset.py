@@ -91,6 +91,8 @@ def read_class_samples(label: MLArray, path: str, axes: list[int], seed: int) ->
 
 
 def _spatial_axes(image: MLArray, path: str) -> list[int]:
+    if image.shape is None:
+        raise InvalidArgumentError("a metadata-only file has no array to take patches from", path=path)
     axes = image.meta.spatial_axes()
     if not axes:
         raise InvalidArgumentError("the file has no spatial axes to take patches from", path=path)
@@ -179,8 +181,8 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         ``seed`` and a padding constant the returned type cannot hold).
 
     Each item is a dict: ``image`` (``C x *patch_size``), ``label`` (``1 x
-    *patch_size``, when labels are given, in the label map's integer type, widened
-    where torch lacks it), ``affine`` (index-to-world of the patch: the file's affine
+    *patch_size``, when labels are given, in one integer type for the whole dataset: the
+    label maps' common type, widened where torch lacks it), ``affine`` (index-to-world of the patch: the file's affine
     with its origin at the patch corner), ``spacing``, ``corner`` (the patch's first
     voxel in the image, negative where padded), ``case`` (index into ``images``) and
     ``foreground`` (whether the patch was centred on a foreground voxel).
@@ -221,10 +223,18 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         self.cases = [_describe(os.fspath(img), lab, seed or 0) for img, lab in zip(images, label_paths, strict=True)]
         n = len(self.cases[0].shape)
         sizes = _checks.patch_sizes(patch_size, n)
+        stored = [case.label_dtype for case in self.cases if case.label_dtype is not None]
+        common = label_dtype(np.result_type(*stored)) if stored else None  # one type: workers stack items as the first
         for case in self.cases:
             if len(case.shape) != n:
                 raise InvalidArgumentError(f"every image needs {n} spatial axes", path=case.image)
+            if pad_mode == "edge" and 0 in case.shape:
+                raise InvalidArgumentError(
+                    "pad_mode='edge' cannot pad an axis of length 0 (there is no edge value); use 'constant'",
+                    path=case.image,
+                )
             if case.label_dtype is not None:
+                case.label_dtype = common
                 label_pad_value = _checks.fill_value(label_pad_value, case.label_dtype, "label_pad_value", case.label)
         self.patch_size = sizes
         self.samples_per_epoch = int(samples_per_epoch)
