@@ -132,4 +132,3 @@ class ByteMask:
 
     def __repr__(self) -> str:
         return f"ByteMask({self.base!r})"
-

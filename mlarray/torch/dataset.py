@@ -233,9 +233,9 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
                     "pad_mode='edge' cannot pad an axis of length 0 (there is no edge value); use 'constant'",
                     path=case.image,
                 )
-            if case.label_dtype is not None:
+            if case.label_dtype is not None and common is not None:
                 case.label_dtype = common
-                label_pad_value = _checks.fill_value(label_pad_value, case.label_dtype, "label_pad_value", case.label)
+                label_pad_value = _checks.fill_value(label_pad_value, common, "label_pad_value", case.label)
         self.patch_size = sizes
         self.samples_per_epoch = int(samples_per_epoch)
         self.foreground_fraction = float(foreground_fraction)
