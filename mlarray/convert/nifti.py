@@ -53,6 +53,16 @@ from mlarray.convert._geometry import (
     same_geometry,
     spatial_fields,
 )
+from mlarray.convert._nifti_axes import array_dimensions, dimension_labels, keep_unused_dims, mark_vector, nifti_shape
+from mlarray.convert._nifti_header import (
+    EXTENSIONS_FOLLOW,
+    NO_EXTENSIONS,
+    as_loaded,
+    extension_records,
+    header_to_json,
+    read_extensions,
+    set_field,
+)
 from mlarray.convert._plane import source_world
 from mlarray.convert._scaling import physical_values, raw_values
 from mlarray.convert._slabs import all_pieces, export_slabs, map_pieces
@@ -78,9 +88,6 @@ SPACE_UNITS = {1: "m", 2: "mm", 3: "um"}
 TIME_UNITS = {8: "s", 16: "ms", 24: "us", 32: "Hz", 40: "ppm", 48: "rad/s"}
 RGB_CODES = {128: 3, 2304: 4}
 """NIfTI RGB24 / RGBA32 datatypes: stored in mlarray as uint8 with a trailing ``channel`` axis."""
-
-EXTRA_AXIS_LABELS = ("temporal", "components", "non_spatial", "non_spatial")
-"""Labels of NIfTI dimensions 4 to 7: time, then the 5th (vector/intent) dimension, then the rest."""
 
 NIFTI1_MAX_DIM = 32767
 
@@ -140,6 +147,8 @@ class NiftiSource:
 
             with ImageOpener(p, "rb") as f:
                 self.raw_header = image_class.header_class.from_fileobj(f, check=False)
+                end = f.tell()
+                self.extensions = read_extensions(f, self.raw_header, end, p)  # nibabel strips NULs: read them again
                 self.gap = _gap_before_data(f, self.raw_header)
             image = image_class.from_filename(p, mmap=False)
             proxy = image.dataobj
@@ -156,7 +165,10 @@ class NiftiSource:
         self.rgb = self.code in RGB_CODES
         nifti_shape = tuple(int(n) for n in proxy.shape)
         self.nifti_ndim = len(nifti_shape)
-        self.shape = nifti_shape + ((RGB_CODES[self.code],) if self.rgb else ())
+        self.dimensions = array_dimensions(nifti_shape)
+        """The NIfTI dimensions (1-based) the array axes are, in order (see :func:`array_dimensions`)."""
+        shape = tuple(nifti_shape[d - 1] for d in self.dimensions)
+        self.shape = shape + ((RGB_CODES[self.code],) if self.rgb else ())
         raw_dtype = np.dtype(np.uint8) if self.rgb else np.dtype(proxy.dtype)
         try:
             self.dtype = normalize_dtype(raw_dtype)
@@ -177,8 +189,10 @@ class NiftiSource:
 
     def read(self, region: tuple[slice, ...]) -> np.ndarray[Any, Any]:
         """The raw (unscaled) voxels of ``region`` (``.mla`` axes), in the file's byte order."""
+        picks = iter(region)
+        nifti_region = tuple(next(picks) if d in self.dimensions else 0 for d in range(1, self.nifti_ndim + 1))
         try:
-            raw = np.asarray(self.proxy[region[: self.nifti_ndim]])
+            raw = np.asarray(self.proxy[nifti_region])
         except MemoryError as exc:
             raise ResourceLimitError(
                 f"not enough memory to read the NIfTI data ({exc or type(exc).__name__})", path=self.path
@@ -195,7 +209,7 @@ class NiftiSource:
     def meta(self, scaling: Scaling | None) -> Meta:
         """The header of the converted image, given how its values are stored."""
         header, raw_header, p = self.header, self.raw_header, self.path
-        labels = ["spatial"] * min(self.nifti_ndim, 3) + list(EXTRA_AXIS_LABELS[: max(self.nifti_ndim - 3, 0)])
+        labels = dimension_labels(self.dimensions)
         if self.rgb:
             labels.append("channel")
         try:
@@ -209,9 +223,7 @@ class NiftiSource:
             "file": Path(p).name,
             "endianness": raw_header.endianness,
             "header": header_to_json(raw_header),
-            "extensions": [
-                {"code": int(ext.get_code()), "content_base64": b64encode(ext.content)} for ext in raw_header.extensions
-            ],
+            "extensions": self.extensions,
             "gap_base64": b64encode(self.gap) if self.gap else None,
             "sform": _coded(header, "sform"),
             "qform": _coded(header, "qform"),
@@ -285,34 +297,6 @@ def nifti_units(header: Any, labels: list[str]) -> list[str] | None:
     return units if any(units) else None
 
 
-def header_to_json(header: Any) -> dict[str, Any]:
-    """Every field of a nibabel NIfTI header as JSON (text fields decoded, NaN as ``null``)."""
-    out: dict[str, Any] = {}
-    for key in header:
-        value = header[key]
-        if value.dtype.kind == "S":
-            out[key] = _text(bytes(value.item()))
-        elif value.ndim:
-            out[key] = [json_number(v) for v in value.tolist()]
-        else:
-            out[key] = json_number(value.item())
-    return out
-
-
-def _text(raw: bytes) -> Any:
-    """A header text field: a string when it is UTF-8, else ``{"base64": ...}`` so no byte is lost."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": b64encode(raw)}
-
-
-def _untext(value: Any) -> bytes:
-    if isinstance(value, dict):
-        return b64decode(str(value["base64"]))
-    return str(value).encode("utf-8")
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -355,7 +339,7 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
     if isinstance(code, int) and code in RGB_CODES and _is_rgb(dtype, shape, labels, RGB_CODES[code]):
         rgb = np.dtype([(c, "u1") for c in "RGBA"[: RGB_CODES[code]]])
         shape, labels = shape[:-1], labels[:-1]
-    n = _check_axes(labels, shape, p)
+    n, dims = nifti_shape(labels, shape, p)
     version = int(source.get("nifti_version", 1)) if source else 1
     if max(shape) > NIFTI1_MAX_DIM:
         version = 2
@@ -368,7 +352,8 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
             f"NIfTI has no data type for {dtype}; cast the array (e.g. bool -> uint8, float16 -> float32)",
             path=p,
         ) from None
-    header.set_data_shape(shape)
+    header.set_data_shape(dims)
+    records = b""
     if source:
         # Scaling comes from meta.scaling; only a file of the 1.0 converter (raw values stored,
         # the scaling kept in source["scaling"]) still takes it from the copied header.
@@ -377,11 +362,10 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
         for key, value in fields.items():
             if key in STRUCTURAL or key not in header or (key in SCALING_FIELDS and not (legacy_raw and same_type)):
                 continue
-            _set_field(header, key, value, p)
-        header.extensions = nib.nifti1.Nifti1Extensions(
-            nib.nifti1.Nifti1Extension(int(e["code"]), b64decode(str(e["content_base64"])))
-            for e in source.get("extensions", [])
-        )
+            set_field(header, key, value, p)
+        keep_unused_dims(header, fields.get("dim"))
+        records = extension_records(list(source.get("extensions", [])), header.endianness, p)
+    mark_vector(header, fields)
     if scaling is not None:
         header["scl_slope"], header["scl_inter"] = scaling.slope, scaling.intercept
     elif source and not (legacy_raw and same_type):
@@ -399,7 +383,7 @@ def write_nifti(image: MLArray, path: str | os.PathLike[str]) -> None:
 
     gap = b64decode(str(source["gap_base64"])) if source and source.get("gap_base64") else b""
     with atomic_output(p) as tmp:
-        _write_file(header, slabs(), tmp, gap)
+        _write_file(header, slabs(), tmp, records, gap)
 
 
 def _all_restore(image: MLArray, scaling: Any) -> bool:
@@ -430,41 +414,6 @@ def _is_rgb(dtype: np.dtype[Any], shape: tuple[int, ...], labels: list[str], com
     return dtype == np.uint8 and len(shape) >= 2 and shape[-1] == components and labels[-1] == "channel"
 
 
-def _check_axes(labels: list[str], shape: tuple[int, ...], path: str) -> int:
-    """Number of spatial axes, after checking NIfTI's order: up to 3 spatial axes first, then the others."""
-    spatial = [i for i, label in enumerate(labels) if is_spatial_label(label)]
-    n = len(spatial)
-    if len(shape) > 7:
-        raise NotRepresentableError(f"NIfTI holds at most 7 dimensions, the array has {len(shape)}", path=path)
-    if n == 0 or n > 3 or spatial != list(range(n)):
-        raise NotRepresentableError(
-            f"NIfTI stores 1 to 3 spatial axes first, then time and other axes; this image's axes are {labels} "
-            "(move the axes, e.g. channel-last, before converting)",
-            path=path,
-        )
-    if n < 3 and len(shape) > n:
-        raise NotRepresentableError(
-            f"NIfTI puts time and other axes after three spatial ones; this image has {n} spatial axes and "
-            f"{len(shape) - n} others ({labels}): add singleton spatial axes first",
-            path=path,
-        )
-    return n
-
-
-def _set_field(header: Any, key: str, value: Any, path: str) -> None:
-    current = header[key]
-    try:
-        if current.dtype.kind == "S":
-            header[key] = _untext(value)
-        elif current.dtype.kind == "f":
-            header[key] = [from_json_number(v) for v in value] if current.ndim else from_json_number(value)
-        else:
-            header[key] = value
-    except Exception as exc:
-        message = f"meta.source.header.{key} = {value!r} does not fit NIfTI: {exc}"
-        raise NotRepresentableError(message, path=path) from None
-
-
 def _source_world(header: Any) -> Matrix | None:
     """The source header's full 4x4 map (sform, else qform), used to fill world axes a 2-d image lacks."""
     try:
@@ -486,13 +435,14 @@ def _write_geometry(header: Any, spatial: Spatial, n: int, source: dict[str, Any
     image's ``meta.source``, an NRRD one included).
     """
     wanted = affine_of(spatial, n)
+    loaded = as_loaded(header)  # decoded as nibabel decodes the file (a negative pixdim is read as its size)
     try:
-        current = nifti_geometry(header, n)
+        current = nifti_geometry(loaded, n)
         if same_geometry(affine_of(current, n), current["coord_system"], wanted, spatial.coord_system):
             return
     except GeometryError:
         pass
-    base = _source_world(header)
+    base = _source_world(loaded)
     if wanted is None:
         header.set_sform(None, code=0)
         header.set_qform(None, code=0)
@@ -548,19 +498,23 @@ def _write_units(header: Any, units: list[str] | None, labels: list[str], path: 
     header["xyzt_units"] = (codes[space.pop()] if space else 0) | (time_codes[time.pop()] if time else 0)
 
 
-def _write_file(header: Any, slabs: Iterable[np.ndarray[Any, Any]], target: str, gap: bytes = b"") -> None:
-    """Header, extensions, the source's bytes before the data, voxels (Fortran order, header byte order).
+def _write_file(
+    header: Any, slabs: Iterable[np.ndarray[Any, Any]], target: str, records: bytes = b"", gap: bytes = b""
+) -> None:
+    """Header, extension records, the source's bytes before the data, voxels (Fortran order, header byte order).
 
-    ``slabs`` are consecutive runs along the last axis that together make the array.
+    ``records`` are the extensions as :func:`~mlarray.convert._nifti_header.extension_records`
+    gives them; the data start right after them and ``gap``. ``slabs`` are
+    consecutive runs along the last axis that together make the array.
     """
     from nibabel.openers import ImageOpener
 
     out_dtype = header.get_data_dtype()
-    header["vox_offset"] = 0  # let nibabel place the data right after the extensions
+    header["vox_offset"] = header.single_vox_offset + len(records) + len(gap)
     with ImageOpener(target, "wb") as f:
-        if gap:
-            header["vox_offset"] = header.single_vox_offset + header.extensions.get_sizeondisk() + len(gap)
-        header.write_to(f)
+        f.write(header.binaryblock)
+        f.write(EXTENSIONS_FOLLOW if records else NO_EXTENSIONS)
+        f.write(records)
         f.write(gap)
         offset = int(header["vox_offset"])
         position = f.tell()
