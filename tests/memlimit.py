@@ -22,8 +22,13 @@ How the limit is made meaningful
 already reserves a lot of it (shared libraries, thread stacks, glibc malloc arenas of
 64 MiB per thread). So the child process:
 
-1. runs with one BLAS/OpenMP thread, ``threads`` Blosc2 threads (``BLOSC_NTHREADS``) and
-   at most two malloc arenas (``MALLOC_ARENA_MAX``), so the reservation is small and stable;
+1. runs with one BLAS/OpenMP thread, ``threads`` Blosc2 threads (``BLOSC_NTHREADS``), at
+   most two malloc arenas (``MALLOC_ARENA_MAX``) and a fixed mmap threshold
+   (``MALLOC_MMAP_THRESHOLD_``), so the reservation is small and stable: with glibc's
+   dynamic threshold a large block freed once came back from an arena's heap, whose
+   64 MiB reservations depended on which thread asked (a run measured 143-149 MiB over
+   its baseline and, on a busy machine, failed its 192 MiB budget; with the fixed
+   threshold it measures 133 MiB every time);
 2. imports ``setup`` and runs ``warmup`` (by default a small Blosc2 compress/decompress, so
    the thread pool exists before the measurement);
 3. reads its own virtual size (``VmSize``) and resident size (``VmRSS``) from
@@ -166,6 +171,7 @@ def run_limited(
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         MALLOC_ARENA_MAX="2",
+        MALLOC_MMAP_THRESHOLD_="131072",  # fixed: a big block is always its own map, whichever thread asks
     )
     job = {"code": code, "budget": budget, "setup": setup, "warmup": warmup, "variables": variables or {}}
     with tempfile.TemporaryDirectory(prefix="memlimit-") as tmp:
