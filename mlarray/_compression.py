@@ -23,7 +23,7 @@ from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
-from mlarray.storage.io import compress_array, describe_cparams, layout_of, make_cparams
+from mlarray.storage.io import compress_array, describe_cparams, layout_of, make_cparams, named_enums
 from mlarray.storage.lazyframe import opened
 
 _DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}
@@ -45,7 +45,7 @@ def _cparams_names(cparams: Any, itemsize: int) -> tuple[str, int, list[str]]:
     """
     if isinstance(cparams, dict):
         base = make_cparams(*default_compression(itemsize), itemsize)
-        given = dict(cparams)
+        given = named_enums(cparams)
         if "filters" in given and "filters_meta" not in given:  # one meta per filter, as python-blosc2 pads
             given["filters_meta"] = [0] * len(given["filters"])
         try:

@@ -199,7 +199,10 @@ class FileOpening(ImageState):
         (``spacing``, ``patch_size``, ``chunk_size``, ``block_size``, ``cparams``,
         ``dparams``, ...). ``mode`` must be ``'w'`` and ``mmap_mode`` ``'w+'`` or ``None``
         (the same read/write access; both kept for code written for mlarray 0.0.x).
-        Until the file is complete the previous file at ``path`` (if any) is left untouched.
+        The new file is written beside ``path`` and renamed over it before this returns: a
+        failure here leaves a previous file at ``path`` untouched, but once this has returned
+        the previous file is replaced, before any region is filled (a fill interrupted by an
+        exception leaves a valid file holding ``fill_value`` where nothing was written).
         A file a writer of another process holds open (``'r+'``) is not replaced
         (``LockError``); a handle of this process that has it open keeps the old file, and
         its edits are not written over the new one.

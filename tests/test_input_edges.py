@@ -169,3 +169,29 @@ def test_the_constructor_keeps_the_array_it_is_given_as_documented() -> None:
     assert kept[0] == 5 and own[0] == 0
     kept[1] = 2
     assert buffer[1] == 2
+
+
+@pytest.mark.parametrize(
+    "cparams", [{"clevel": 12}, {"clevel": -1}, {"clevel": 2.5}, {"codec": "brotli"}, {"filters": ["delta"]}]
+)
+def test_compression_parameters_the_format_does_not_allow_are_invalid_arguments(tmp_path: Path, cparams: Any) -> None:
+    """A level outside 0-9 was WRITE_FAILED at save (a disk error) and a bare RuntimeError in compress()."""
+    data = np.zeros((4, 5, 6), np.int16)
+    with pytest.raises(InvalidArgumentError):
+        MLArray(data, cparams=cparams).save(tmp_path / "x.mla")
+    with pytest.raises(InvalidArgumentError):
+        MLArray(data).compress(cparams=cparams)
+    with pytest.raises(InvalidArgumentError):
+        MLArray.create(tmp_path / "y.mla", shape=(4, 5, 6), dtype=np.int16, cparams=cparams)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_codec_and_filter_names_are_accepted_as_the_header_spells_them(tmp_path: Path) -> None:
+    data = np.arange(120, dtype=np.int16).reshape(4, 5, 6)
+    MLArray(data, cparams={"codec": "zstd", "clevel": 3, "filters": ["bitshuffle"]}).save(tmp_path / "z.mla")
+    layout = _layout(tmp_path / "z.mla")
+    assert (layout.codec, layout.clevel, layout.filters) == ("zstd", 3, ["bitshuffle"])
+    again = MLArray(data, cparams={"codec": layout.codec, "clevel": layout.clevel, "filters": list(layout.filters)})
+    again.save(tmp_path / "again.mla")
+    assert _layout(tmp_path / "again.mla") == layout
+    np.testing.assert_array_equal(MLArray.load(tmp_path / "again.mla").to_numpy(), data)

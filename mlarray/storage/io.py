@@ -209,11 +209,43 @@ def named_cparams(codec: str | None, clevel: int | None, itemsize: int, filters:
     return make_cparams(codec or default_codec, default_clevel if clevel is None else clevel, chosen, itemsize)
 
 
+def named_enums(given: dict[str, Any]) -> dict[str, Any]:
+    """``cparams`` given as a dict, with codec and filter names (``"zstd"``, ``"shuffle"``) as blosc2's enums."""
+    out = dict(given)
+    codec = out.get("codec")
+    if isinstance(codec, str):
+        if codec.lower() not in _CODECS:
+            raise InvalidArgumentError(f"codec {codec!r} is not one of the .mla codecs: {', '.join(_CODECS)}")
+        out["codec"] = _CODECS[codec.lower()]
+    filters = out.get("filters")
+    if isinstance(filters, (list, tuple)):
+        named = []
+        for f in filters:
+            if isinstance(f, str) and f.lower() not in (*_FILTERS, "nofilter"):
+                raise InvalidArgumentError(f"filter {f!r} is not one of the .mla filters: {', '.join(_FILTERS)}")
+            named.append(
+                (_FILTERS.get(f.lower(), blosc2.Filter.NOFILTER)) if isinstance(f, str) else f  # "nofilter": none
+            )
+        out["filters"] = named
+    return out
+
+
 def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
-    """Codec name, level and filter names of blosc2 compression parameters."""
+    """Codec name, level and filter names of blosc2 compression parameters.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A codec or filter the format does not allow, or a level outside 0-9.
+    """
     codec = {v: k for k, v in _CODECS.items()}.get(cparams.codec)
     if codec is None:
-        raise InvalidArgumentError(f"codec {cparams.codec!r} is not supported by the .mla format")
+        raise InvalidArgumentError(
+            f"codec {cparams.codec!r} is not supported by the .mla format (it allows {', '.join(_CODECS)})"
+        )
+    level = cparams.clevel
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= int(level) <= 9:
+        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {level!r}")
     names = {v: k for k, v in _FILTERS.items()}
     filters = []
     for f in cparams.filters:
@@ -222,7 +254,7 @@ def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
         if f not in names:
             raise InvalidArgumentError(f"filter {f!r} is not supported by the .mla format")
         filters.append(names[f])
-    return codec, int(cparams.clevel), filters
+    return codec, int(level), filters
 
 
 # --------------------------------------------------------------------------- reading
