@@ -252,6 +252,13 @@ def is_temporary(path: str | os.PathLike[str]) -> bool:
     return Path(path).name.startswith(TMP_PREFIX)
 
 
+def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> bool:
+    """Whether ``path`` lies inside ``folder`` (after resolving links): an output folder inside an input folder."""
+    if folder is None:
+        return False
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def find_mla(root: str | os.PathLike[str]) -> list[Path]:
     """Every ``*.mla`` file under the directory ``root`` (recursively, links to files included), sorted.
 

@@ -489,3 +489,43 @@ def test_migrate_a_broken_current_file_still_fails(tmp_path: Path) -> None:
         result = run("migrate", *args)
         assert result.exit_code == 1 and result.stderr.strip().endswith("[TRUNCATED_FILE]")
     assert not (tmp_path / "new.mla").exists()
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "legacy" / "0.0.54"
+
+
+def test_a_second_batch_run_into_a_folder_inside_the_input_does_not_take_its_outputs_for_inputs(tmp_path: Path) -> None:
+    nib = pytest.importorskip("nibabel")
+    data = tmp_path / "data"
+    data.mkdir()
+    nib.save(nib.Nifti1Image(volume().astype(np.int16), np.eye(4)), str(data / "a.nii.gz"))
+    for _ in range(3):
+        result = run("convert", str(data), str(data / "mla"))
+        assert result.exit_code == 0, result.output
+    made = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.mla"))
+    assert made == ["mla/a.mla"]  # not mla/mla/a.mla, mla/mla/mla/a.mla
+    shutil.copy(FIXTURES / "seg_uint8.mla", data / "old.mla")
+    for _ in range(3):
+        result = run("migrate", str(data), str(data / "new"))
+        assert result.exit_code == 0, result.output
+    assert not (data / "new" / "new").exists() and not (data / "new" / "mla" / "mla").exists()
+
+
+def test_changing_the_layout_of_a_metadata_only_file_copies_its_header(tmp_path: Path) -> None:
+    MLArray(None, spacing=(1.0, 2.0, 3.0), meta={"id": 7}).save(tmp_path / "meta.mla")
+    result = run(
+        "convert", str(tmp_path / "meta.mla"), str(tmp_path / "out.mla"), "--codec", "zstd", "--patch-size", "64"
+    )
+    assert result.exit_code == 0, result.output
+    out = MLArray.load(tmp_path / "out.mla")
+    assert out.shape is None and out.spacing == [1.0, 2.0, 3.0] and out.meta.source == {"id": 7}
+
+
+def test_info_reads_files_of_the_earlier_implementation_as_header_does(tmp_path: Path) -> None:
+    old = tmp_path / "old.mla"
+    shutil.copy(FIXTURES / "seg_uint8.mla", old)
+    result = run("info", str(old), "--json")
+    assert result.exit_code == 0, result.output
+    details = json.loads(result.stdout)
+    assert tuple(details["shape"]) == MLArray(old).shape and details["size_on_disk"] == old.stat().st_size
+    assert "earlier mlarray implementation" in result.stderr

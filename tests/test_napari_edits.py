@@ -111,3 +111,10 @@ def test_an_rgb_layer_saves_with_a_colour_axis_and_opens_as_rgb_again(tmp_path: 
     np.testing.assert_array_equal(np.asarray(again.data[...]), photo)
     for index in [(0, 0), (9, 11), (3, 7)]:
         np.testing.assert_allclose(again.data_to_world(index), layer.data_to_world(index))
+
+
+def test_a_folder_with_an_unfinished_save_opens_without_it(tmp_path: Path) -> None:
+    MLArray(np.ones((4, 5), np.float32)).save(tmp_path / "a.mla")
+    (tmp_path / ".mla-tmp-123.abc-b.mla").write_bytes(b"half a frame")  # what a killed save leaves
+    layers = read(str(tmp_path))
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["a"]

@@ -17,6 +17,7 @@ typer and rich are imported only by the ``mlarray.cli`` package.
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -57,6 +58,7 @@ from mlarray.cli.signals import orderly_sigterm
 from mlarray.cli.stats import stats_command
 from mlarray.errors import HeaderEncodingError, Problem
 from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
+from mlarray.models import Meta
 from mlarray.remote import is_remote
 from mlarray.storage import HeaderRead, decode_header, read_header
 from mlarray.validate import Report, validate_file
@@ -235,7 +237,7 @@ def header_json(path: Path | str, storage_options: dict[str, Any] | None = None)
     return decode_header(head.frame.header_bytes, path=str(path))
 
 
-def _legacy_header_json(path: str) -> dict[str, Any] | None:
+def _legacy_meta(path: str) -> Meta | None:
     """The header a local file of the earlier implementation maps to (as ``MLArray(path).meta``), else ``None``."""
     import warnings
 
@@ -248,7 +250,13 @@ def _legacy_header_json(path: str) -> dict[str, Any] | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LegacyFormatWarning)  # the command says it once, on stderr
         with MLArray.open(path, mmap_mode="r") as image:  # the header and the frame's layout; no data read
-            return image.meta.model_dump(mode="json")
+            return image.meta
+
+
+def _legacy_header_json(path: str) -> dict[str, Any] | None:
+    """:func:`_legacy_meta` as JSON."""
+    meta = _legacy_meta(path)
+    return None if meta is None else meta.model_dump(mode="json")
 
 
 def header(
@@ -299,7 +307,15 @@ def info(
     """Show shape, dtype, size on disk, compression ratio, layout and geometry (from the header only)."""
     with errors(ctx, verbose):
         options = _url_options(storage_option, [file] if is_remote(file) else [])
-        details = describe(str(file), _read_header(file, options))
+        try:
+            head = _read_header(file, options)
+            details = describe(str(file), head.meta, head.frame.file_size)
+        except HeaderEncodingError:
+            legacy = _legacy_meta(file)
+            if legacy is None:
+                raise
+            typer.echo(f"note: {file} {LEGACY_NOTE}", err=True)
+            details = describe(str(file), legacy, os.path.getsize(file))
         if as_json:
             typer.echo(dumps(details))
         else:

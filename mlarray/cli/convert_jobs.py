@@ -18,7 +18,7 @@ from typing import Any
 
 from mlarray.cli.output import CLIError
 from mlarray.errors import MLArrayError
-from mlarray.jobs import is_temporary, remove_orphans
+from mlarray.jobs import is_temporary, is_within, remove_orphans
 from mlarray.layout import PatchSize
 
 FORMATS = (".mla", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -180,8 +180,9 @@ def plan(inputs: Sequence[Path], out_dir: Path, to: str, *, strict: bool = False
         )
     jobs: list[Job] = []
     for item in inputs:
-        if item.is_dir():
-            jobs += [Job(f, out_dir / f.relative_to(item).parent / f"{stem_of(f)}{ext}") for f in find_inputs(item)]
+        if item.is_dir():  # an output folder inside the input holds earlier runs' outputs: never inputs
+            found = [f for f in find_inputs(item) if not is_within(f, out_dir)]
+            jobs += [Job(f, out_dir / f.relative_to(item).parent / f"{stem_of(f)}{ext}") for f in found]
             jobs += [
                 Job(
                     f,
@@ -192,6 +193,7 @@ def plan(inputs: Sequence[Path], out_dir: Path, to: str, *, strict: bool = False
                     skipped=True,
                 )
                 for f in find_unsupported(item)
+                if not is_within(f, out_dir)
             ]
         else:
             jobs.append(Job(item, out_dir / f"{stem_of(item)}{ext}"))

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlarray.errors import InvalidArgumentError, MLArrayError
-from mlarray.storage import HeaderRead
+from mlarray.models import Meta
 from mlarray.validate import Report
 
 
@@ -209,16 +209,16 @@ def _fmt(value: Any) -> str:
     return _num(value)
 
 
-def describe(path: str, head: HeaderRead) -> dict[str, Any]:
+def describe(path: str, header: Meta, file_size: int) -> dict[str, Any]:
     """What ``mlarray info`` shows, as JSON: sizes, layout and geometry (from the header only)."""
-    meta = head.meta.model_dump(mode="json")
+    meta = header.model_dump(mode="json")
     out: dict[str, Any] = {
         "path": path,
         "schema_version": meta["schema_version"],
         "writer": meta.get("writer"),
         "shape": None,
         "dtype": None,
-        "size_on_disk": head.frame.file_size,
+        "size_on_disk": file_size,
         "uncompressed_size": None,
         "compression_ratio": None,
     }
@@ -226,7 +226,7 @@ def describe(path: str, head: HeaderRead) -> dict[str, Any]:
     if array is not None:
         nbytes = math.prod(array["shape"]) * np.dtype(array["dtype"]).itemsize
         out.update(shape=array["shape"], dtype=array["dtype"], uncompressed_size=nbytes)
-        out["compression_ratio"] = round(nbytes / head.frame.file_size, 3) if head.frame.file_size else None
+        out["compression_ratio"] = round(nbytes / file_size, 3) if file_size else None
     out["layout"] = meta.get("layout")
     out["spatial"] = {k: v for k, v in meta["spatial"].items() if v is not None}
     out["is_seg"] = meta.get("is_seg")

@@ -186,8 +186,8 @@ def _relayout(
     with MLArray.open(src, "r", dparams={"nthreads": blosc2.nthreads}) as image:
         kwargs = (
             None
-            if patch_size is None and codec is None and clevel is None
-            else _layout_args(image, patch_size, codec, clevel)
+            if (patch_size is None and codec is None and clevel is None) or image.shape is None
+            else _layout_args(image, patch_size, codec, clevel)  # a metadata-only file has no layout to change
         )
         if image.shape is not None and 0 not in image.shape:
             copy_image(image, dst, kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 from mlarray.api import MLArray
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ResourceLimitError
 from mlarray.jobs import find_mla as _find_mla
+from mlarray.jobs import is_within
 from mlarray.layout import PatchSize
 from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
@@ -185,6 +186,8 @@ def find_mla(root: Path) -> list[Path]:
 def plan_tree(src: Path, dst: Path | None) -> Iterator[tuple[Path, Path]]:
     """``(source, target)`` pairs for a directory migration (target = source when in place)."""
     for path in find_mla(src):
+        if is_within(path, dst):
+            continue  # an output folder inside the input: its files are the outputs of an earlier run
         yield path, (path if dst is None else dst / path.relative_to(src))
 
 

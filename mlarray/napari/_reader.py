@@ -24,6 +24,7 @@ import numpy as np
 from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
 from mlarray.frames import to_ras
+from mlarray.jobs import is_temporary
 from mlarray.models import is_spatial_label
 from mlarray.napari._views import ByteMask, ChannelView
 
@@ -41,7 +42,7 @@ def _mla_files(path: str) -> list[str] | None:
     """The ``.mla`` files ``path`` stands for, or ``None`` when it is not ours."""
     p = Path(path)
     if p.is_dir():
-        found = sorted(str(f) for f in p.iterdir() if f.suffix == SUFFIX and f.is_file())
+        found = sorted(str(f) for f in p.iterdir() if f.suffix == SUFFIX and f.is_file() and not is_temporary(f))
         return found or None
     if p.suffix == SUFFIX and p.is_file():
         return [str(p)]
