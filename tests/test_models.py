@@ -303,3 +303,26 @@ def test_a_number_beyond_binary64_does_not_hide_the_headers_other_problems(numbe
         ("stats", "rule_violation"),
     }, found
     assert [p.code for p in info.value.problems][:2] == ["not_finite", "not_finite"]  # the numbers come first
+
+
+_ARRAY = {"shape": [2, 3, 4], "dtype": "<i2"}
+
+
+@pytest.mark.parametrize(
+    ("member", "loc"),
+    [
+        ({"array": _ARRAY, "spatial": {"axis_units": ["mm", "mm"]}}, "spatial.axis_units"),
+        ({"array": _ARRAY, "spatial": {"axis_labels": ["spatial", "spatial"]}}, "spatial.axis_labels"),
+        (
+            {"array": _ARRAY, "layout": {"chunk_size": [2, 3], "block_size": [1, 1], "strategy": "manual"}},
+            "layout.chunk_size",
+        ),
+        ({"layout": {"chunk_size": [2], "block_size": [1], "strategy": "manual"}}, "layout"),
+        ({"array": _ARRAY, "bbox": {"bboxes": [[[0, 1], [0, 1]]]}}, "bbox.bboxes"),
+    ],
+)
+def test_rules_across_members_name_the_member_they_concern(member: dict[str, object], loc: str) -> None:
+    """They were reported at the root (`header` in the CLI) where the other rules give a path."""
+    with pytest.raises(HeaderValidationError) as info:
+        parse_header({"schema_version": "1.1", **member})
+    assert [(p.loc, p.code) for p in info.value.problems] == [(loc, "rule_violation")]

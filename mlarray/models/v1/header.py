@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from mlarray.errors import HeaderValidationError, Problem
 from mlarray.models.base import JsonObject, StrictModel
 from mlarray.models.v1.annotations import BBoxes, ClassLocations, Integrity, Layout, Stats
 from mlarray.models.v1.spatial import Spatial, is_spatial_label
@@ -74,6 +75,11 @@ class Scaling(StrictModel):
         out: np.ndarray[Any, np.dtype[np.float64]] = np.asarray(raw, dtype=np.float64) * np.float64(self.slope)
         out += np.float64(self.intercept)
         return out
+
+
+def _rule(loc: str, message: str) -> HeaderValidationError:
+    """A cross-member rule broken at ``loc`` (pydantic would place the model validator's error at the root)."""
+    return HeaderValidationError([Problem(loc, "rule_violation", message)])
 
 
 class Meta(StrictModel):
@@ -140,26 +146,33 @@ class Meta(StrictModel):
             ndim = len(shape)
             labels = self.spatial.axis_labels
             if labels is not None and len(labels) != ndim:
-                raise ValueError(f"spatial.axis_labels has {len(labels)} entries for a {ndim}-d array")
+                raise _rule(
+                    "spatial.axis_labels", f"spatial.axis_labels has {len(labels)} entries for a {ndim}-d array"
+                )
             units = self.spatial.axis_units
             if units is not None and len(units) != ndim:
-                raise ValueError(f"spatial.axis_units has {len(units)} entries for a {ndim}-d array")
+                raise _rule("spatial.axis_units", f"spatial.axis_units has {len(units)} entries for a {ndim}-d array")
             if labels is None and n_spatial is not None and n_spatial != ndim:
-                raise ValueError(
+                raise _rule(
+                    "spatial",
                     f"spatial fields describe {n_spatial} axes but the array has {ndim}; "
-                    "set axis_labels to mark which axes are spatial"
+                    "set axis_labels to mark which axes are spatial",
                 )
             axes = self.spatial_axes() or []
             n_spatial = len(axes)
             stored = self.spatial._stored_shape()
             if stored is not None and stored != [shape[i] for i in axes]:
-                raise ValueError(f"spatial.shape {stored} disagrees with the spatial axes of shape {shape}")
+                raise _rule("spatial.shape", f"spatial.shape {stored} disagrees with the spatial axes of shape {shape}")
             if self.layout is not None and len(self.layout.chunk_size) != ndim:
-                raise ValueError(f"layout.chunk_size has {len(self.layout.chunk_size)} entries for a {ndim}-d array")
+                raise _rule(
+                    "layout.chunk_size",
+                    f"layout.chunk_size has {len(self.layout.chunk_size)} entries for a {ndim}-d array",
+                )
             if self.scaling is not None and self.scaling.stored == "raw" and self.scaling.raw_dtype != self.array.dtype:
-                raise ValueError(
+                raise _rule(
+                    "scaling.raw_dtype",
                     f"scaling.stored is 'raw' but array.dtype {self.array.dtype} differs from "
-                    f"scaling.raw_dtype {self.scaling.raw_dtype}"
+                    f"scaling.raw_dtype {self.scaling.raw_dtype}",
                 )
             if self.class_locations is not None:
                 voxels = 1
@@ -167,18 +180,23 @@ class Meta(StrictModel):
                     voxels *= shape[axis]
                 for entry in self.class_locations.classes:
                     if entry.indices and entry.indices[-1] >= voxels:
-                        raise ValueError(
+                        raise _rule(
+                            "class_locations",
                             f"class_locations: label {entry.label} has index {entry.indices[-1]} "
-                            f"outside the {voxels} voxels of the spatial axes"
+                            f"outside the {voxels} voxels of the spatial axes",
                         )
                     if entry.count > voxels:
-                        raise ValueError(f"class_locations: label {entry.label} counts more voxels than there are")
+                        raise _rule(
+                            "class_locations", f"class_locations: label {entry.label} counts more voxels than there are"
+                        )
         elif self.layout is not None:
-            raise ValueError("layout is only allowed together with an array")
+            raise _rule("layout", "layout is only allowed together with an array")
         if self.bbox is not None and n_spatial is not None:
             box_ndim = self.bbox.ndim()
             if box_ndim is not None and box_ndim != n_spatial:
-                raise ValueError(f"bbox boxes have {box_ndim} axes but the image has {n_spatial} spatial axes")
+                raise _rule(
+                    "bbox.bboxes", f"bbox boxes have {box_ndim} axes but the image has {n_spatial} spatial axes"
+                )
         if self.array is not None:
             # What ``spatial.shape`` reads when the header leaves it out. Only set, never cleared:
             # a metadata-only Meta built around another image's ``spatial`` must not blank it.
