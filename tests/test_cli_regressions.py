@@ -529,3 +529,18 @@ def test_info_reads_files_of_the_earlier_implementation_as_header_does(tmp_path:
     details = json.loads(result.stdout)
     assert tuple(details["shape"]) == MLArray(old).shape and details["size_on_disk"] == old.stat().st_size
     assert "earlier mlarray implementation" in result.stderr
+
+
+def test_the_command_line_prints_mlarrays_warnings_as_one_line(tmp_path: Path) -> None:
+    old = tmp_path / "old.mla"
+    shutil.copy(FIXTURES / "seg_uint8.mla", old)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlarray", "convert", str(old), str(tmp_path / "new.mla")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "earlier mlarray implementation" in lines[0]
+    assert "LegacyFormatWarning" not in done.stderr and ".py:" not in done.stderr

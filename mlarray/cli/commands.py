@@ -17,8 +17,11 @@ typer and rich are imported only by the ``mlarray.cli`` package.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -490,19 +493,39 @@ convert_app = typer.Typer(help="Convert between .mla, NIfTI and NRRD files.", **
 convert_app.command()(convert)
 
 
+@contextlib.contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """mlarray's own warnings as one ``warning: ...`` line on stderr, not Python's source-line form."""
+    shown = warnings.showwarning
+
+    def show(
+        message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        if category.__module__.startswith("mlarray"):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main() -> None:
     """Entry point of ``mlarray`` and ``python -m mlarray`` (SIGTERM stops it as Ctrl-C does: exit status 143)."""
-    with orderly_sigterm():
+    with orderly_sigterm(), _plain_warnings():
         app(prog_name="mlarray")
 
 
 def legacy_header() -> None:
     """Entry point of ``mlarray_header FILE`` (same as ``mlarray header FILE``)."""
-    with orderly_sigterm():
+    with orderly_sigterm(), _plain_warnings():
         header_app(prog_name="mlarray_header")
 
 
 def legacy_convert() -> None:
     """Entry point of ``mlarray_convert IN OUT`` (same as ``mlarray convert IN OUT``)."""
-    with orderly_sigterm():
+    with orderly_sigterm(), _plain_warnings():
         convert_app(prog_name="mlarray_convert")
