@@ -9,8 +9,9 @@ nibabel write it, and how ITK reads it (as a 3-d image of vectors).
 * Reading (:func:`array_dimensions`, :func:`dimension_labels`): each NIfTI dimension
   is an array axis, except that length-1 dimension 4 before a dimension 5.
 * Writing (:func:`nifti_shape`): each axis goes to the dimension that reads back with
-  its label, a ``channel`` axis to dimension 5 (read back as ``components``), and
-  anything that would read back as other axes is refused.
+  its label, a ``channel`` axis to dimension 4 (read back as ``temporal``, as 4-D
+  multi-modal NIfTI images hold their channels), and anything else that would read back
+  as other axes is refused.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from mlarray.models import is_spatial_label
 EXTRA_AXIS_LABELS = ("temporal", "components", "non_spatial", "non_spatial")
 """Labels of NIfTI dimensions 4 to 7: time, then the 5th (vector/intent) dimension, then the rest."""
 
-EXTRA_AXIS_DIMENSION = {"temporal": 4, "components": 5, "channel": 5}
-"""The NIfTI dimension an axis after the spatial ones is written as; other labels take 6 or 7."""
+EXTRA_AXIS_DIMENSION = {"temporal": 4, "channel": 4, "components": 5}
+"""The NIfTI dimension an axis after the spatial ones is written as; other labels take 6 or 7.
+
+A ``channel`` axis is dimension 4, as multi-modal 4-D NIfTI images (the Medical Segmentation
+Decathlon's) and MONAI store channels; NIfTI has no channel dimension, so it reads back as
+``temporal``. A ``components`` axis (the vector at each voxel) is dimension 5."""
 
 INTENT_VECTOR = 1007
 """``intent_code`` NIFTI_INTENT_VECTOR: dimension 5 holds the components of a vector at each voxel."""
@@ -50,8 +55,8 @@ def nifti_shape(labels: list[str], shape: tuple[int, ...], path: str) -> tuple[i
     """Number of spatial axes and the NIfTI dimensions (``dim[1:dim[0] + 1]``) an image is written as.
 
     Up to 3 spatial axes come first. The other axes take the dimension that reads
-    back with their meaning (:data:`EXTRA_AXIS_DIMENSION`): ``temporal`` is dimension
-    4, ``components`` and ``channel`` dimension 5 (a vector; without a time axis,
+    back with their meaning (:data:`EXTRA_AXIS_DIMENSION`): ``temporal`` and ``channel``
+    are dimension 4, ``components`` dimension 5 (a vector; without a time axis,
     dimension 4 gets length 1, which reading leaves out again), and other labels
     dimensions 6 and 7 after a dimension 5.
 
