@@ -133,7 +133,8 @@ class ArrayAccess(ImageState):
         if self._nd is None:
             data[key] = value
             return
-        if self._mode == "r+" and self._chunks is not None and self._path is not None:
+        writer = self._mode in ("r+", "w+") and self._chunks is not None and self._path is not None
+        if writer:
             self._ensure_room(key)
         try:
             assign(data, key, value, path=self._path, check=check)  # NumPy's semantics and errors
@@ -146,10 +147,14 @@ class ArrayAccess(ImageState):
                 path=self._path,
             ) from None
         self._dirty = True
-        if self._mode == "r+" and self._chunks is not None and self._path is not None:
-            # blosc2 appended the rewritten chunks and a new chunk index: check against the file as it is now
-            self._chunks.close()
-            self._chunks = DataSection(self._path, inspect_frame(self._path))
+        if writer:
+            # blosc2 appended the rewritten chunks and a new chunk index: check against this handle's file as it
+            # is now (through its descriptor when the path names another file: MLArray.create replaced it here)
+            old, path = self._chunks, self._path
+            assert old is not None and path is not None
+            source = path if old.names_checked_file(path) else (old.descriptor_path() or path)
+            self._chunks = DataSection(source, inspect_frame(source))
+            old.close()
 
     def _ensure_room(self, key: Any) -> None:
         """Refuse (``WRITE_FAILED``, nothing written) a write that might not fit on the disk.

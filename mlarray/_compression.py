@@ -224,9 +224,19 @@ class InMemoryCompression(ImageState):
         self._np, self._nd = data, None
 
     def _detach(self) -> None:
-        """Forget the file this image was opened from (and release its write lock)."""
+        """Forget the file this image was opened from (and release its write lock).
+
+        Data written through an ``'r+'``/``'w+'`` handle are in the file already: its
+        digest is refreshed first, under the header the file had (metadata edits are not
+        written back, as documented), so the file stays valid.
+        """
         if self._path is None:
             return
+        if self._dirty and self._mode in ("r+", "w+") and self._lock is not None and self._lock.holds(self._path):
+            from mlarray._saving import _rewrite_header
+
+            self._nd = None  # release the file's mapping: every write is in the file
+            _rewrite_header(self._path, self._persisted_header(), refresh_digest=True)
         if self._lock is not None:
             self._lock.release()
             self._lock = None

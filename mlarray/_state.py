@@ -77,3 +77,6 @@ class ImageState:
 
     def _write_to(self, tmp: str, source: Any, target: str | None = None) -> Any:
         raise NotImplementedError  # provided by MLArray
+
+    def _persisted_header(self) -> Meta:
+        raise NotImplementedError  # provided by mlarray._saving.FilePersistence
