@@ -216,6 +216,8 @@ class InMemoryCompression(ImageState):
         """
         if self._meta.array is None:
             raise InvalidArgumentError("this is a metadata-only image: it has no array to decompress")
+        if self._closed:
+            raise InvalidArgumentError("the array is closed")
         if self._chunks is not None and self._nd is not None:
             self._chunks.check_all()  # spec 4.4.6: every chunk checked before blosc2 decompresses it
         data = decompress_all(self._nd, self._path) if self._nd is not None else self._np

@@ -79,3 +79,14 @@ def test_an_r_plus_handle_keeps_its_own_file_when_create_replaces_the_path(tmp_p
     new.close()
     assert bool(MLArray.load(path).to_numpy().all())
     assert validate_file(path).valid
+
+
+def test_decompress_of_a_closed_image_is_refused_as_compress_is(tmp_path: Path) -> None:
+    from mlarray.errors import InvalidArgumentError
+
+    MLArray(np.zeros(3, np.int8)).save(tmp_path / "a.mla")
+    image = MLArray.open(tmp_path / "a.mla")
+    image.close()
+    for action in (image.compress, image.decompress):
+        with pytest.raises(InvalidArgumentError, match="closed"):
+            action()
