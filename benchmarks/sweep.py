@@ -138,7 +138,7 @@ def codec_sweep(names: list[str], quick: bool, n: int, workdir: str, codecs: lis
     """Size, write, patch and load times per codec/level/filter on each volume (default layout)."""
     import blosc2
 
-    from mlarray.storage.io import make_cparams
+    from mlarray.storage.cparams import make_cparams
 
     makers = datasets.QUICK if quick else datasets.FULL
     print("| dataset | codec | clevel | filters | ratio | write s | 128³ ms | 192³ ms | load 1T s | load 2T s |")

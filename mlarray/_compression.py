@@ -23,7 +23,8 @@ from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
-from mlarray.storage.io import compress_array, describe_cparams, layout_of, make_cparams, named_enums
+from mlarray.storage.cparams import describe_cparams, make_cparams, named_enums
+from mlarray.storage.io import compress_array, layout_of
 from mlarray.storage.lazyframe import opened
 
 _DEFAULT_ARGS: dict[str, Any] = {"patch_size": "default", "chunk_size": None, "block_size": None, "cparams": None}

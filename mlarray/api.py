@@ -46,7 +46,8 @@ from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.storage import write_frame, write_header
 from mlarray.storage.chunks import DataSection
-from mlarray.storage.io import layout_of, make_cparams, write_data
+from mlarray.storage.cparams import make_cparams
+from mlarray.storage.io import layout_of, write_data
 from mlarray.storage.locking import FileLock
 
 

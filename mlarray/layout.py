@@ -20,7 +20,7 @@ the rules here:
 - **Codec**: LZ4HC level 5 with byte shuffle decompresses fastest of the codecs measured
   (the higher the LZ4HC level, the fewer and longer its matches) and compresses better
   than LZ4, at the price of slower writes (each byte of the items a stream of its own:
-  :func:`mlarray.storage.io.splits_streams`); 1-byte data (label maps, masks) use bit
+  :func:`mlarray.storage.cparams.splits_streams`); 1-byte data (label maps, masks) use bit
   shuffle instead.
 
 Everything but :func:`detect_caches` is a pure function of shapes and sizes. The cache

@@ -32,7 +32,7 @@ from mlarray.layout import (
     patch_layout,
     resolve_patch,
 )
-from mlarray.storage.io import make_cparams, splits_streams
+from mlarray.storage.cparams import make_cparams, splits_streams
 
 ITEMSIZES = [1, 2, 4, 8, 16]
 SMALL = Caches(l1d=16 * 1024, l2=128 * 1024, l3=2 * 1024 * 1024)

@@ -30,7 +30,7 @@ from mlarray.convert._stream import convert_source
 from mlarray.convert.nifti import NiftiSource, read_nifti_parts
 from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts
 from mlarray.errors import SourceFormatError
-from mlarray.storage.io import named_cparams as _cparams
+from mlarray.storage.cparams import named_cparams as _cparams
 from mlarray.validate import validate_file
 
 WRITES: list[int] = []

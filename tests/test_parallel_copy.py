@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 import mlarray.api
 from mlarray import MLArray, WriteFailedError
 from mlarray.storage import compress, data_digest, read_header
-from mlarray.storage.io import TMP_PREFIX, compress_array, make_cparams, write_data
+from mlarray.storage.cparams import make_cparams
+from mlarray.storage.io import TMP_PREFIX, compress_array, write_data
 from mlarray.storage.recode import copies_verbatim
 from mlarray.validate import validate_file
 

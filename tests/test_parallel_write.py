@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 import mlarray.api
 from mlarray import MLArray, WriteFailedError
 from mlarray.storage import compress, data_digest, data_section, decode_header, inspect_frame, read_header
+from mlarray.storage.cparams import make_cparams
 from mlarray.storage.frame import folded_digest
-from mlarray.storage.io import TMP_PREFIX, make_cparams, write_data
+from mlarray.storage.io import TMP_PREFIX, write_data
 from mlarray.validate import validate_file
 
 DTYPES = ["|b1", "|u1", "|i1", "<i2", "<u2", "<i4", "<f4", "<f8", "<c8", "<i8"]

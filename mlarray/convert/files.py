@@ -26,7 +26,7 @@ from mlarray.convert.nrrd import NrrdSource, read_nrrd_parts, write_nrrd
 from mlarray.errors import InvalidArgumentError, WrongExtensionError
 from mlarray.layout import PatchSize
 from mlarray.models import Meta
-from mlarray.storage.io import named_cparams
+from mlarray.storage.cparams import named_cparams
 
 Reader = Callable[..., tuple[np.ndarray[Any, Any], Meta]]
 """``reader(path, keep_raw=False) -> (array, meta)``."""

@@ -27,7 +27,7 @@ from mlarray.layout import PatchSize
 from mlarray.legacy.mapping import LegacyMapping
 from mlarray.legacy.reader import LegacyFile, is_legacy_file, load_legacy_array, read_legacy
 from mlarray.storage import atomic_target, check_path, open_frame, read_header
-from mlarray.storage.io import named_cparams
+from mlarray.storage.cparams import named_cparams
 from mlarray.storage.locking import replacing
 
 

@@ -39,11 +39,11 @@ from mlarray.errors import (
 from mlarray.layout import DEFAULT_CLEVEL as DEFAULT_CLEVEL
 from mlarray.layout import DEFAULT_CODEC as DEFAULT_CODEC
 from mlarray.layout import DEFAULT_FILTERS as DEFAULT_FILTERS
-from mlarray.layout import default_compression
 from mlarray.models import Integrity, Layout, Meta, newer_members, parse_header
 from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.compress import chunk_grid, write_array
+from mlarray.storage.cparams import describe_cparams
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.storage.lazyframe import LazyFrame, opened
 from mlarray.versions import HEADER_KEY
@@ -76,20 +76,6 @@ def writer_alive(temporary: str) -> bool:
     except OSError:
         return True  # it exists, as another user's
     return True
-
-
-_CODECS = {
-    "blosclz": blosc2.Codec.BLOSCLZ,
-    "lz4": blosc2.Codec.LZ4,
-    "lz4hc": blosc2.Codec.LZ4HC,
-    "zlib": blosc2.Codec.ZLIB,
-    "zstd": blosc2.Codec.ZSTD,
-}
-_FILTERS = {
-    "shuffle": blosc2.Filter.SHUFFLE,
-    "bitshuffle": blosc2.Filter.BITSHUFFLE,
-    "bytedelta": blosc2.Filter.BYTEDELTA,
-}
 
 
 def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
@@ -160,101 +146,6 @@ def normalize_dtype(dtype: Any) -> np.dtype[Any]:
     }:
         raise InvalidArgumentError(f"dtype {dt} cannot be stored (unsupported size)")
     return stored
-
-
-def splits_streams(codec: str, filters: Sequence[str], typesize: int) -> bool:
-    """Whether a write compresses each byte of the items in a stream of its own (the chunk flag ``0x10`` clear).
-
-    With a byte shuffle, the bytes of each significance lie together in a block; LZ4 and
-    LZ4HC then compress each of them as a stream of its own (C-Blosc2 does so by itself
-    for LZ4 but not for LZ4HC). Measured on the benchmark volumes at our layouts: LZ4HC
-    spends 4-35% less CPU, the CT and MR files get slightly smaller (the 4-channel one
-    0.36% larger), and reads decode no slower (``docs/performance.md``). Not recorded in
-    the header: a function of what is.
-    """
-    return codec in ("lz4", "lz4hc") and "shuffle" in filters and typesize > 1
-
-
-def make_cparams(codec: str, clevel: int, filters: Sequence[str], typesize: int, nthreads: int | None = None) -> Any:
-    """Build blosc2 compression parameters from the names recorded in the header."""
-    chosen = [_FILTERS[f] for f in filters]
-    split = splits_streams(codec, filters, typesize)
-    kwargs: dict[str, Any] = {
-        "codec": _CODECS[codec],
-        "clevel": clevel,
-        "filters": chosen or [blosc2.Filter.NOFILTER],
-        "filters_meta": [0] * max(len(chosen), 1),
-        "typesize": typesize,
-        "splitmode": blosc2.SplitMode.ALWAYS_SPLIT if split else blosc2.SplitMode.AUTO_SPLIT,
-    }
-    if nthreads is not None:
-        kwargs["nthreads"] = nthreads
-    return blosc2.CParams(**kwargs)
-
-
-def named_cparams(codec: str | None, clevel: int | None, itemsize: int, filters: Sequence[str] | None = None) -> Any:
-    """Compression parameters from names; what is not given is a default save's for the item size.
-
-    Raises
-    ------
-    InvalidArgumentError
-        An unknown codec, or a level that is not an integer from 0 to 9.
-    """
-    if codec is not None and codec not in _CODECS:
-        raise InvalidArgumentError(f"unknown codec {codec!r}; use one of {', '.join(_CODECS)}")
-    if clevel is not None and not (isinstance(clevel, int) and 0 <= clevel <= 9):
-        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {clevel!r}")
-    default_codec, default_clevel, default_filters = default_compression(itemsize)
-    chosen = default_filters if filters is None else list(filters)
-    return make_cparams(codec or default_codec, default_clevel if clevel is None else clevel, chosen, itemsize)
-
-
-def named_enums(given: dict[str, Any]) -> dict[str, Any]:
-    """``cparams`` given as a dict, with codec and filter names (``"zstd"``, ``"shuffle"``) as blosc2's enums."""
-    out = dict(given)
-    codec = out.get("codec")
-    if isinstance(codec, str):
-        if codec.lower() not in _CODECS:
-            raise InvalidArgumentError(f"codec {codec!r} is not one of the .mla codecs: {', '.join(_CODECS)}")
-        out["codec"] = _CODECS[codec.lower()]
-    filters = out.get("filters")
-    if isinstance(filters, (list, tuple)):
-        named = []
-        for f in filters:
-            if isinstance(f, str) and f.lower() not in (*_FILTERS, "nofilter"):
-                raise InvalidArgumentError(f"filter {f!r} is not one of the .mla filters: {', '.join(_FILTERS)}")
-            named.append(
-                (_FILTERS.get(f.lower(), blosc2.Filter.NOFILTER)) if isinstance(f, str) else f  # "nofilter": none
-            )
-        out["filters"] = named
-    return out
-
-
-def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
-    """Codec name, level and filter names of blosc2 compression parameters.
-
-    Raises
-    ------
-    InvalidArgumentError
-        A codec or filter the format does not allow, or a level outside 0-9.
-    """
-    codec = {v: k for k, v in _CODECS.items()}.get(cparams.codec)
-    if codec is None:
-        raise InvalidArgumentError(
-            f"codec {cparams.codec!r} is not supported by the .mla format (it allows {', '.join(_CODECS)})"
-        )
-    level = cparams.clevel
-    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= int(level) <= 9:
-        raise InvalidArgumentError(f"clevel must be an integer from 0 to 9, got {level!r}")
-    names = {v: k for k, v in _FILTERS.items()}
-    filters = []
-    for f in cparams.filters:
-        if f == blosc2.Filter.NOFILTER:
-            continue
-        if f not in names:
-            raise InvalidArgumentError(f"filter {f!r} is not supported by the .mla format")
-        filters.append(names[f])
-    return codec, int(level), filters
 
 
 # --------------------------------------------------------------------------- reading
