@@ -109,9 +109,9 @@ def parse_header(data: Any, *, path: str | None = None) -> Meta:
             else:
                 meta = Meta.model_validate(without_overflow(data) if overflow else data)
     except ValidationError as exc:
-        found = problems_from(exc)
+        found = problems_from(exc) or [Problem("", "rule_violation", str(exc))]
     except HeaderValidationError as exc:
-        found = list(exc.problems)
+        found = list(exc.problems) or [Problem("", "rule_violation", str(exc))]
     if overflow:  # the numbers themselves first; then the rest of the header, checked with null in their place
         places = [p.loc for p in overflow]
         found = overflow + [p for p in found if not any(_within(p.loc, place) for place in places)]
