@@ -183,3 +183,14 @@ def test_a_rescale_slope_that_is_not_a_number_is_a_source_error(tmp_path: Path) 
     _patch(tmp_path / "s", b"\x28\x00\x53\x10DS\x04\x009.5 ", b"\x28\x00\x53\x10DS\x04\x00nine")
     with pytest.raises(SourceFormatError, match="RescaleSlope"):
         read_dicom(tmp_path / "s")
+
+
+def test_a_tilted_gantry_series_is_refused_rather_than_placed_along_the_normal(tmp_path: Path) -> None:
+    raw = RNG.integers(0, 3000, size=(5, 4, 4)).astype(np.uint16)
+    write_slices(tmp_path / "t", raw, [0.0, 2.5, 5.0, 7.5])
+    for k, path in enumerate(sorted((tmp_path / "t").iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [-10.0, 5.0 + 0.8 * k, 2.5 * k]  # each slice shifted within its plane
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(NotRepresentableError, match="tilted gantry"):
+        read_dicom(tmp_path / "t")
