@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nifti_helpers import roundtrip
 
 from mlarray import MLArray
 from mlarray.convert import convert_file, read_nifti, write_nifti
@@ -86,15 +87,6 @@ def write_nib(
         image.header[key] = value
     nib.save(image, str(path))
     return path
-
-
-def roundtrip(src: Path, tmp_path: Path, name: str = "back.nii") -> tuple[MLArray, Path]:
-    """src -> .mla file -> NIfTI; returns the reloaded .mla image and the written NIfTI."""
-    mla = tmp_path / "image.mla"
-    convert_file(src, mla)
-    out = tmp_path / name
-    convert_file(mla, out)
-    return MLArray.load(mla), out
 
 
 def raw(path: Path) -> np.ndarray[Any, Any]:

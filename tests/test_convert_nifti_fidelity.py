@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from nifti_helpers import roundtrip
 
 import mlarray.storage.stream
 from mlarray import MLArray
@@ -47,15 +48,6 @@ def _quiet_nibabel() -> Iterator[None]:
     logger.setLevel(logging.ERROR)
     yield
     logger.setLevel(level)
-
-
-def roundtrip(src: Path, tmp_path: Path, name: str = "back.nii") -> tuple[MLArray, Path]:
-    """src -> .mla file -> NIfTI; the reloaded ``.mla`` image and the NIfTI written from it."""
-    mla = tmp_path / "image.mla"
-    convert_file(src, mla)
-    out = tmp_path / name
-    convert_file(mla, out)
-    return MLArray.load(mla), out
 
 
 def content(path: Path) -> bytes:
