@@ -140,8 +140,8 @@ class FilePersistence(ImageState):
             if writer and not replaced and self._path is not None:
                 current = self._meta.model_dump(mode="json")
                 if current != self._persisted or self._dirty:
-                    meta = self._header_for_save(layout=self._meta.layout)
                     try:
+                        meta = self._header_for_save(layout=self._meta.layout)  # an in-place list edit may fail here
                         header_bytes(meta)  # validate before touching anything
                     except HeaderValidationError:
                         if self._dirty:  # the data are in the file: keep its digest true, under the old header

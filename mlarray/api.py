@@ -347,7 +347,9 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
                     f"an MLArray opened with mmap_mode={self._mode!r} cannot be pickled; "
                     "open the file in each process instead (only one writer may hold it)"
                 )
-            return (MLArray.open, (self._path, "r", self._dparams))
+            found = self._chunks.checked_file() if self._chunks is not None else None
+            where = found[0] if found is not None else os.path.abspath(self._path)  # absolute as opened: not cwd's
+            return (MLArray.open, (where, "r", self._dparams))
         data = self.to_numpy() if self._has_array() else None
         return (_restore, (data, self._meta.model_dump(mode="json"), self._layout_args, self._nd is not None))
 

@@ -385,3 +385,15 @@ def test_handing_out_a_handle_leaves_no_read_marks_behind(tmp_path: Path) -> Non
     source.handle()  # after the read: a handle from the cache
     assert not _source._BUSY and not _source._DOOMED
     close_handles()
+
+
+def test_an_older_array_of_a_replaced_file_refuses_a_handle_a_newer_array_opened(tmp_path: Path) -> None:
+    """Cached handles are per file version: the shape check ran only for a handle opened now."""
+    path = tmp_path / "a.mla"
+    MLArray(np.zeros((4, 6), np.float32)).save(path)
+    old = from_mla(path)
+    MLArray(np.arange(64, dtype=np.float32).reshape(8, 8)).save(path)
+    new = from_mla(path)
+    np.testing.assert_array_equal(new.compute(scheduler="sync"), np.arange(64, dtype=np.float32).reshape(8, 8))
+    with pytest.raises(InvalidArgumentError, match="changed since the array was made"):
+        old.compute(scheduler="sync")

@@ -90,3 +90,37 @@ def test_decompress_of_a_closed_image_is_refused_as_compress_is(tmp_path: Path) 
     for action in (image.compress, image.decompress):
         with pytest.raises(InvalidArgumentError, match="closed"):
             action()
+
+
+def test_an_invalid_list_edit_at_close_keeps_the_data_under_a_true_digest(tmp_path: Path) -> None:
+    """A list grown in place fails already when the header is prepared, before the fallback ran."""
+    from mlarray.errors import HeaderValidationError
+
+    path = tmp_path / "a.mla"
+    MLArray(np.arange(12, dtype=np.int16).reshape(3, 4), spacing=[1.0, 1.0]).save(path)
+    image = MLArray.open(path, mmap_mode="r+")
+    image[0, 0] = 42
+    image.meta.spatial.spacing.append(1.0)  # three spacings for two axes: checked when the header is written
+    with pytest.raises(HeaderValidationError):
+        image.close()
+    assert validate_file(path).valid  # was DIGEST_MISMATCH
+    saved = MLArray.load(path)
+    assert saved[0, 0] == 42 and saved.spacing == [1.0, 1.0]
+
+
+def test_a_pickled_handle_reopens_the_file_it_was_opened_on_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    MLArray(np.zeros(4, np.float32)).save(tmp_path / "a" / "scan.mla")
+    MLArray(np.ones(4, np.float32)).save(tmp_path / "b" / "scan.mla")
+    monkeypatch.chdir(tmp_path / "a")
+    with MLArray.open("scan.mla") as image:
+        data = pickle.dumps(image)
+    monkeypatch.chdir(tmp_path / "b")
+    copy = pickle.loads(data)
+    assert copy[:].tolist() == [0.0, 0.0, 0.0, 0.0]  # not b/scan.mla
+    copy.close()

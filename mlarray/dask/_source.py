@@ -248,24 +248,32 @@ class MLAFile:
             )
         return (self.path, stamp if stamp is not None else self.token)
 
+    def _check_same(self, image: MLArray) -> None:
+        """``INVALID_ARGUMENT`` when ``image`` (the file at the path now) has another shape or dtype than this array."""
+        if image.shape != self.shape or image.dtype != self.dtype:
+            raise InvalidArgumentError(
+                f"the file changed since the array was made: it holds {image.shape} {image.dtype}, "
+                f"not {self.shape} {self.dtype}",
+                path=self.path,
+            )
+
     def _take(self, key: Key, *, busy: bool) -> MLArray:
         """The calling thread's handle for ``key`` (opened now if needed); with ``busy``, marked as reading."""
         cache = _cache()
         with _LOCK:
             image = cache.get(key)
             if image is not None:
+                self._check_same(image)  # a handle another array of this path opened: of the file as it is now
                 cache.move_to_end(key)
                 if busy:
                     _BUSY[id(image)] += 1
                 return image
         image = self._open(self.dparams)
-        if image.shape != self.shape or image.dtype != self.dtype:
-            found = f"{image.shape} {image.dtype}"
+        try:
+            self._check_same(image)
+        except InvalidArgumentError:
             image.close()
-            raise InvalidArgumentError(
-                f"the file changed since the array was made: it holds {found}, not {self.shape} {self.dtype}",
-                path=self.path,
-            )
+            raise
         with _LOCK:
             stale = [cache.pop(k) for k in [k for k in cache if k[0] == self.path]]  # older versions of the path
             cache[key] = image
