@@ -2,8 +2,8 @@
 
 NumPy's semantics for every key (basic keys read the boxes they touch; arrays, lists and
 masks are gathered from boxes read with basic keys), reads decoded straight into a caller's
-``out``, in-place writes of ``'r+'`` files (refused before they start when the disk may not
-hold them) and private writes of ``'c'`` images. For a file, the chunks a read or write
+``out``, in-place writes of ``'r+'`` and ``'w+'`` files (refused before they start when the
+disk may not hold them) and private writes of ``'c'`` images. For a file, the chunks a read or write
 touches are checked (spec 4.4.6) before any codec sees them.
 """
 

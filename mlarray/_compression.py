@@ -76,7 +76,8 @@ def derived_layout(source: ImageState, shape: tuple[int, ...], dtype: Any) -> di
             return None
         args = dict(pending)
         for name in ("chunk_size", "block_size"):
-            if args[name] is not None and len(args[name]) != len(shape):
+            given = args[name]
+            if given is not None and (not hasattr(given, "__len__") or len(given) != len(shape)):
                 args.update(chunk_size=None, block_size=None, patch_size="default")
         return args
     if shape == source.shape and np.dtype(dtype) == source.dtype:
