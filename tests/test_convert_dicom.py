@@ -23,7 +23,6 @@ from pydicom.sequence import Sequence  # noqa: E402
 from pydicom.uid import CTImageStorage, EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 RNG = np.random.default_rng(23)
-NORMAL = np.array([0.0, 0.0, 1.0])
 
 
 def _dataset(sop_class: str) -> Dataset:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conversion_helpers import roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nifti_helpers import roundtrip
 
 from mlarray import MLArray
 from mlarray.convert import convert_file, read_nifti, write_nifti

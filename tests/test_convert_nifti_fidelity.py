@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from nifti_helpers import roundtrip
+from conversion_helpers import roundtrip
 
 import mlarray.storage.stream
 from mlarray import MLArray

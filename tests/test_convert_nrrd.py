@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conversion_helpers import roundtrip as conversion_roundtrip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,11 +58,7 @@ def space_header(direction: Any, space: str = "left-posterior-superior", **extra
 
 
 def roundtrip(src: Path, tmp_path: Path, name: str = "back.nrrd") -> tuple[MLArray, Path]:
-    mla = tmp_path / "image.mla"
-    convert_file(src, mla)
-    out = tmp_path / name
-    convert_file(mla, out)
-    return MLArray.load(mla), out
+    return conversion_roundtrip(src, tmp_path, name)
 
 
 def assert_same_header(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = ("type", "data file")) -> None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the NIfTI conversion tests."""
+"""Helpers shared by the conversion tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from mlarray.convert import convert_file
 
 
 def roundtrip(src: Path, tmp_path: Path, name: str = "back.nii") -> tuple[MLArray, Path]:
-    """src -> .mla file -> NIfTI; returns the reloaded .mla image and the written NIfTI."""
+    """src -> .mla file -> ``name`` (its format by its ending); returns the reloaded .mla image and the file written."""
     mla = tmp_path / "image.mla"
     convert_file(src, mla)
     out = tmp_path / name
