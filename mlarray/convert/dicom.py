@@ -225,7 +225,8 @@ def _check_regular_grid(image: Any, positions: list[np.ndarray[Any, Any]] | None
                 f"the slices do not lie on one regular grid: slice {k} is {off:.3g} mm from where {len(positions)} "
                 f"evenly spaced slices ({step:.6g} mm apart) put it (a missing slice, varying slice spacing, "
                 "several phases or echoes in one series, or a tilted gantry that SimpleITK's grid does not "
-                "follow); an .mla file holds one regular grid",
+                "follow); an .mla file holds one regular grid: convert each phase as a series of its own, or "
+                "resample the series onto a regular grid first",
                 path=path,
             )
 
