@@ -123,8 +123,10 @@ def run_each(
         (again if it is retried) and ``on_done(index, item, result)`` as results arrive.
     cleanup : callable, optional
         ``cleanup(item)``, called here for an item whose worker died before it finished
-        (before it runs again, and when it is given up): remove what the dead worker
-        left behind, e.g. with :func:`remove_orphans`.
+        (before it runs again, and when it is given up), and, with ``jobs=1``, for the
+        item ``func`` raised out of (an interrupt: ``KeyboardInterrupt``, ``SystemExit``)
+        before the exception goes on: remove what the stopped work left behind, e.g. with
+        ``remove_orphans(item, mine=True)``.
     name : str
         Prefix of the task names a Dask dashboard shows.
 
@@ -148,7 +150,13 @@ def run_each(
     elif jobs == 1:
         for index, item in enumerate(items):
             run.start(index)
-            run.done(index, func(item))
+            try:
+                result = func(item)
+            except BaseException:
+                if cleanup is not None:
+                    cleanup(item)  # an interrupt may stop a save where its own cleanup cannot run
+                raise
+            run.done(index, result)
     else:
         _in_processes(run, jobs)
     return run.ordered()
@@ -275,16 +283,23 @@ def find_mla(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(found)
 
 
+def _pid(temporary: str) -> int | None:
+    head = temporary[len(TMP_PREFIX) :].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def _orphan_pattern(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(name))
 
 
-def remove_orphans(target: str | os.PathLike[str] | None) -> None:
+def remove_orphans(target: str | os.PathLike[str] | None, *, mine: bool = False) -> None:
     """Remove the temporary files an unfinished save of ``target`` left beside it (a killed writer's).
 
     Saves write ``.mla-tmp-<pid>.<random>-<name>`` (or a ``.mla-tmp-<pid>.<random>/`` folder
     holding ``<name>``) and rename it over ``target`` when complete; a killed process leaves
-    them. Those of a process that still runs (a save in progress) are left alone. When
+    them. Those of a process that still runs (a save in progress) are left alone, unless
+    ``mine`` is true and the process is this one: its saves of ``target`` have stopped (an
+    interrupt; no other thread of it writes ``target``). When
     ``target`` is a symbolic link, saves write beside the file it leads to, so the
     temporary files of that file are removed too.
     """
@@ -298,7 +313,7 @@ def remove_orphans(target: str | os.PathLike[str] | None) -> None:
     for directory, name in places:
         pattern = _orphan_pattern(name)
         for tmp in directory.glob(f"{TMP_PREFIX}*"):
-            if writer_alive(tmp.name):
+            if writer_alive(tmp.name) and not (mine and _pid(tmp.name) == os.getpid()):
                 continue  # a save in progress (another process's writer closing, say), not an orphan
             if tmp.is_file() and pattern.fullmatch(tmp.name):
                 tmp.unlink(missing_ok=True)

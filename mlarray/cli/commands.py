@@ -378,7 +378,7 @@ def _run_jobs(
         scheduler=scheduler,
         what="converting",
         label=lambda job: job.src.name,
-        cleanup=lambda job: remove_orphans(job.dst),
+        cleanup=lambda job: remove_orphans(job.dst, mine=True),
     )
     if as_json:
         typer.echo(dumps([job.to_json() for job in jobs]))

@@ -121,7 +121,7 @@ def migrate(
             scheduler=scheduler,
             what="migrating",
             label=lambda pair: pair[0].name,
-            cleanup=lambda pair: remove_orphans(pair[1]),
+            cleanup=lambda pair: remove_orphans(pair[1], mine=True),
         )
         report = MigrationReport(results)
         if as_json:

@@ -119,7 +119,7 @@ def stats_command(
             scheduler=scheduler,
             what="stats",
             label=lambda p: p.name,
-            cleanup=remove_orphans,
+            cleanup=partial(remove_orphans, mine=True),
         )
         if as_json:
             typer.echo(dumps(results))

@@ -297,7 +297,6 @@ class JsonObject(dict[str, Any]):
         return core_schema.no_info_after_validator_function(
             build,
             core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
-            serialization=core_schema.plain_serializer_function_ser_schema(_plain, when_used="always"),
         )
 
 
