@@ -5,7 +5,9 @@ array in the file's axis order (nibabel's order for files converted from NIfTI) 
 the meta dictionary MONAI's transforms read: ``affine`` and ``original_affine`` (RAS+,
 as MONAI's own NIfTI reader gives them), ``spatial_shape``, ``original_channel_dim``
 and ``space``. Files that store raw values with a ``scaling`` give physical values, as
-MONAI's NIfTI reader does. Needs the ``monai`` extra; ``import mlarray`` never imports this module.
+MONAI's NIfTI reader does. A 2-d slice whose source file placed it in a 3-d world gets
+that 4x4 affine (:func:`mlarray.convert.slice_world`), as MONAI's NIfTI reader gives it.
+Needs the ``monai`` extra; ``import mlarray`` never imports this module.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without monai
     raise MissingDependencyError('mlarray.monai needs MONAI: pip install "mlarray[monai]"', module="monai") from exc
 
 from mlarray import MLArray
+from mlarray.convert import slice_world
 from mlarray.errors import InvalidArgumentError
 from mlarray.frames import to_ras
 
@@ -78,8 +81,8 @@ class MLArrayReader(ImageReader):
         Which array axis holds channels. ``None`` takes it from the file's axis labels
         (the one non-spatial axis, or no channel). An axis the file counts as spatial
         (a file without axis labels counts every axis so) is taken out of
-        ``spatial_shape`` and of the affine, as MONAI's NIfTI and ITK readers do, so
-        MONAI's spatial transforms act on the other axes only.
+        ``spatial_shape`` (as MONAI's own readers do) and of the affine (which they keep
+        whole), so MONAI's spatial transforms act on the other axes only.
     to_ras : bool
         Give LPS+ files (``spatial.coord_system == 'LPS'``) a RAS+ affine, as MONAI's
         ITK reader does by default; ``space`` says which frame the affine is in. Files in
@@ -134,6 +137,9 @@ class MLArrayReader(ImageReader):
         if channel is not None and channel % image.ndim in axes:  # a spatial axis named as the channel
             affine = _drop_axis(affine, axes.index(channel % image.ndim))
             axes = [a for a in axes if a != channel % image.ndim]
+        elif len(axes) < 3:  # a slice: its place in the 3-d world, as MONAI's NIfTI reader gives it
+            world = slice_world(image, "LPS" if keep_lps else "RAS")
+            affine = affine if world is None else world
         space = SpaceKeys.LPS if keep_lps else SpaceKeys.RAS
         meta: dict[str, Any] = {
             MetaKeys.AFFINE: affine,

@@ -38,8 +38,8 @@ two (exact), and squared deviations are always scaled (``[1e300, -1e300]`` has `
 float64 is recorded. One that still rounds to infinity is left unset (``None``) rather
 than written, which the header would refuse.
 
-With only two distinct values none lies between the two percentiles, and
-``percentile_mean``/``median``/``std`` are left out (NumPy gives NaN for them, which the
+When no element lies between the two percentiles (an array of exactly two different
+elements, such as ``[0, 1]``), ``percentile_mean``/``median``/``std`` are left out (NumPy gives NaN for them, which the
 header refuses: the in-memory code this replaced failed on such arrays).
 
 Label maps are recognised by :func:`looks_like_labels` when ``is_seg`` is not set:
@@ -167,7 +167,7 @@ def _stats(
     low = _interpolated(lambda o: percentile_of(n, PERCENTILES[0], o), order)
     high = _interpolated(lambda o: percentile_of(n, PERCENTILES[1], o), order)
     kept = inside(low, high)
-    empty = kept.count == 0  # two distinct values only: none lies between the percentiles
+    empty = kept.count == 0  # no element between the percentiles (e.g. exactly two different ones)
 
     def kept_order(rank: int) -> float:
         return order(kept.first + rank)

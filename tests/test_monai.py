@@ -245,3 +245,30 @@ def test_a_metadata_only_file_is_a_typed_error_naming_it(tmp_path: Path) -> None
     with pytest.raises(InvalidArgumentError, match="metadata-only") as caught:
         reader.get_data(reader.read(tmp_path / "header.mla"))
     assert caught.value.path is not None and caught.value.path.endswith("header.mla")
+
+
+@pytest.mark.parametrize("to_ras", [True, False])
+def test_a_slice_gets_its_place_in_the_3d_world_like_monais_nifti_reader(tmp_path: Path, to_ras: bool) -> None:
+    """A 2-d NIfTI at z = 30 keeps z = 30 in MONAI's affine (4x4, as NibabelReader's); a slice of no place: 3x3."""
+    world = np.array([[0.8, 0, 0, -10.0], [0, -0.8, 0, 20.0], [0, 0, 3.0, 30.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.arange(20, dtype=np.int16).reshape(4, 5), world), tmp_path / "slice.nii.gz")
+    convert_file(tmp_path / "slice.nii.gz", tmp_path / "slice.mla")
+    theirs = LoadImage(reader="NibabelReader", image_only=True)(tmp_path / "slice.nii.gz")
+    ours = LoadImage(reader=MLArrayReader(), image_only=True)(tmp_path / "slice.mla")
+    assert ours.affine.shape == (4, 4) and np.allclose(ours.affine.numpy(), theirs.affine.numpy())
+    assert list(ours.meta["spatial_shape"]) == list(theirs.meta["spatial_shape"]) == [4, 5]
+    assert np.array_equal(ours.numpy(), theirs.numpy())
+
+    lps = MLArray(np.zeros((4, 5), np.int16), spacing=(0.8, 0.8), origin=(10.0, -20.0))
+    lps.meta.spatial.coord_system = "LPS"
+    lps.meta.source = MLArray.load(tmp_path / "slice.mla").meta.source  # the same slice, kept in LPS
+    lps.save(tmp_path / "lps.mla")
+    got = LoadImage(reader=MLArrayReader(to_ras=to_ras), image_only=True)(tmp_path / "lps.mla")
+    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ theirs.affine.numpy() if not to_ras else theirs.affine.numpy()
+    expected[:2, :2] = np.diag([0.8, 0.8]) * ([-1, -1] if to_ras else [1, 1])
+    assert got.meta["space"] == ("RAS" if to_ras else "LPS")
+    assert np.allclose(got.affine.numpy(), expected)
+
+    MLArray(np.zeros((4, 5), np.int16), spacing=(0.8, 0.8)).save(tmp_path / "plain.mla")  # no 3-d world recorded
+    plain = LoadImage(reader=MLArrayReader(), image_only=True)(tmp_path / "plain.mla")
+    assert plain.affine.shape == (3, 3) and np.allclose(plain.affine.numpy(), np.diag([0.8, 0.8, 1.0]))

@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from mlarray.convert._geometry import SAME_TOL, GeometryError, Matrix, change_frame, orientation_matrix
+from mlarray.convert._geometry import (
+    SAME_TOL,
+    GeometryError,
+    Matrix,
+    change_frame,
+    embed_world,
+    orientation_matrix,
+)
 
 SPACE_TO_FRAME = {
     "right-anterior-superior": "RAS",
@@ -168,6 +175,24 @@ def source_world(source: dict[str, Any], frame: str | None) -> Matrix | None:
     if world.shape != (4, 4) or orientation_matrix(own) is None or orientation_matrix(frame) is None:
         return None
     return change_frame(world, own, frame)
+
+
+def slice_world(meta: Any, affine: Matrix, frame: str | None) -> Matrix | None:
+    """The 4x4 map of a 1-d or 2-d image into the 3-d world its source file placed it in, in ``frame``.
+
+    ``affine`` is the image's own ``(n+1) x (n+1)`` map, already in ``frame``; its
+    in-plane part is kept and the source (:func:`source_world`) gives what lies
+    across the plane (the slice position), as the format writers do. ``None`` for
+    images with 3 or more spatial axes and when the source records no 3-d world.
+    """
+    n = affine.shape[0] - 1
+    source = meta.source
+    if n >= 3 or not isinstance(source, dict):
+        return None
+    base = source_world(dict(source), frame)
+    if base is None or base.shape != (4, 4):
+        return None
+    return embed_world(affine, 3, base)
 
 
 def _metaimage_world(source: dict[str, Any]) -> tuple[Matrix, str] | None:
