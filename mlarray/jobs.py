@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from mlarray.errors import InvalidArgumentError, MissingDependencyError, MLArrayError
+from mlarray.storage.filenames import utf8_name
 from mlarray.storage.io import TMP_PREFIX, writer_alive
 
 T = TypeVar("T")
@@ -261,10 +262,13 @@ def is_temporary(path: str | os.PathLike[str]) -> bool:
 
 
 def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None) -> bool:
-    """Whether ``path`` lies inside ``folder`` (after resolving links): an output folder inside an input folder."""
+    """Whether ``path`` lies inside ``folder`` (after resolving links): an output folder inside an input folder.
+
+    A link loop resolves as far as it can (no error): the command that reads it reports it.
+    """
     if folder is None:
         return False
-    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def find_mla(root: str | os.PathLike[str]) -> list[Path]:
@@ -272,15 +276,21 @@ def find_mla(root: str | os.PathLike[str]) -> list[Path]:
 
     Unfinished saves (:func:`is_temporary`: the files and everything inside the folders)
     are left out: they are no dataset's files, and a command must not take them for one.
+    Symbolic links named ``*.mla`` that lead to no file (dangling, or a loop) are kept, so
+    the command that reads them reports them; links to directories are not followed.
     """
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not is_temporary(d)]
         for name in filenames:
             path = Path(dirpath) / name
-            if name.endswith(".mla") and not is_temporary(name) and path.is_file():
+            if name.endswith(".mla") and not is_temporary(name) and (path.is_file() or _broken_link(path)):
                 found.append(path)
     return sorted(found)
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not os.path.exists(path)
 
 
 def _pid(temporary: str) -> int | None:
@@ -289,7 +299,7 @@ def _pid(temporary: str) -> int | None:
 
 
 def _orphan_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(name))
+    return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(utf8_name(name)))
 
 
 def remove_orphans(target: str | os.PathLike[str] | None, *, mine: bool = False) -> None:

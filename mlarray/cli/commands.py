@@ -51,6 +51,7 @@ from mlarray.cli.options import (
 from mlarray.cli.output import (
     describe,
     dumps,
+    error_lines,
     get_field,
     job_line,
     print_info,
@@ -349,14 +350,14 @@ def schema(
 
     with errors(ctx, verbose):
         if version is None or version == SCHEMA_VERSION:
-            sys.stdout.write(render())
+            typer.echo(render(), nl=False)
             return
         if version not in schema_versions():
             raise typer.BadParameter(
                 f"unknown schema version {version!r}; available: {', '.join(schema_versions())}",
                 param_hint="--version",
             )
-        sys.stdout.write(committed_path(version).read_text(encoding="utf-8"))
+        typer.echo(committed_path(version).read_text(encoding="utf-8"), nl=False)
 
 
 # --------------------------------------------------------------------------- convert
@@ -513,19 +514,31 @@ def _plain_warnings() -> Iterator[None]:
         warnings.showwarning = shown
 
 
+@contextlib.contextmanager
+def _output_failures() -> Iterator[None]:
+    """Writing the help or version text failed (stdout on a full disk): one error line, exit status 1."""
+    try:
+        yield
+    except OSError as exc:
+        for line in error_lines(exc):
+            with contextlib.suppress(OSError, AttributeError):
+                print(line, file=sys.stderr)
+        sys.exit(1)
+
+
 def main() -> None:
     """Entry point of ``mlarray`` and ``python -m mlarray`` (SIGTERM stops it as Ctrl-C does: exit status 143)."""
-    with orderly_sigterm(), _plain_warnings():
+    with orderly_sigterm(), _plain_warnings(), _output_failures():
         app(prog_name="mlarray")
 
 
 def legacy_header() -> None:
     """Entry point of ``mlarray_header FILE`` (same as ``mlarray header FILE``)."""
-    with orderly_sigterm(), _plain_warnings():
+    with orderly_sigterm(), _plain_warnings(), _output_failures():
         header_app(prog_name="mlarray_header")
 
 
 def legacy_convert() -> None:
     """Entry point of ``mlarray_convert IN OUT`` (same as ``mlarray convert IN OUT``)."""
-    with orderly_sigterm(), _plain_warnings():
+    with orderly_sigterm(), _plain_warnings(), _output_failures():
         convert_app(prog_name="mlarray_convert")

@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from mlarray.cli.output import CLIError
+from mlarray.cli.output import UNEXPECTED, CLIError, one_line, os_error_code
 from mlarray.errors import MLArrayError
 from mlarray.jobs import is_temporary, is_within, remove_orphans
 from mlarray.layout import PatchSize
@@ -219,8 +219,11 @@ def run_job(job: Job, **options: Any) -> Job:
         convert_one(job.src, job.dst, **options)
     except (MLArrayError, CLIError) as exc:
         job.ok, job.code, job.error = False, exc.code, exc.message
+    except OSError as exc:  # a converter's own file access
+        job.ok, job.code = False, os_error_code(exc)
+        job.error = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
     except Exception as exc:  # a converter's unexpected failure is still one file's failure
-        job.ok, job.code, job.error = False, type(exc).__name__, str(exc) or type(exc).__name__
+        job.ok, job.code, job.error = False, UNEXPECTED, f"{type(exc).__name__}: {one_line(str(exc))}"
     else:
         job.ok = True
     return job

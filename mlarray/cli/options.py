@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -57,13 +59,35 @@ CodecOpt = Annotated[Codec | None, typer.Option("--codec", help="Blosc2 codec.",
 ClevelOpt = Annotated[int | None, typer.Option("--clevel", min=0, max=9, help="Compression level 0-9.")]
 
 
+PIPE_CLOSED_EXIT = 141
+"""Exit status when the reader of the output went away (128 + SIGPIPE, what a shell reports for ``cat``)."""
+
+
+def _discard_output() -> None:
+    """Point stdout at /dev/null, so that flushing what is left at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a real file (a test runner's)
+        pass
+    finally:
+        os.close(devnull)
+
+
 @contextlib.contextmanager
 def errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
-    """Turn any failure into one clear line on stderr and exit status 1 (or re-raise with --verbose)."""
+    """Turn any failure into one clear line on stderr and exit status 1 (or re-raise with --verbose).
+
+    A reader that stopped reading the output (``mlarray validate DIR | head -1``) is no failure
+    of the command: it stops silently with :data:`PIPE_CLOSED_EXIT`, as a program ended by SIGPIPE.
+    """
     try:
         yield
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
+    except BrokenPipeError:
+        _discard_output()
+        raise typer.Exit(PIPE_CLOSED_EXIT) from None
     except Exception as exc:
         root = ctx.find_root().obj
         if verbose or (isinstance(root, dict) and root.get("verbose")):

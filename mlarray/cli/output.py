@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,23 +45,36 @@ def _scalar(value: Any) -> bool:
     return not isinstance(value, (dict, list))
 
 
-def _pretty(value: Any, indent: int) -> str:
+def _pretty(value: Any, indent: int, ascii: bool) -> str:
     pad, inner = " " * indent, " " * (indent + 2)
     if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, indent + 2)}" for k, v in value.items()]
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=ascii)}: {_pretty(v, indent + 2, ascii)}" for k, v in value.items()
+        ]
         return "{\n" + ",\n".join(items) + f"\n{pad}}}"
     if isinstance(value, list) and value:
-        flat = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+        flat = json.dumps(value, ensure_ascii=ascii, allow_nan=False, separators=(", ", ": "))
         if all(_scalar(v) for v in value) and len(flat) <= INLINE_WIDTH:
             return flat
-        rows = [f"{inner}{_pretty(v, indent + 2)}" for v in value]
+        rows = [f"{inner}{_pretty(v, indent + 2, ascii)}" for v in value]
         return "[\n" + ",\n".join(rows) + f"\n{pad}]"
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return json.dumps(value, ensure_ascii=ascii, allow_nan=False)
 
 
 def dumps(value: Any) -> str:
-    """JSON as the CLI prints it: indented, short lists of numbers on one line, UTF-8 kept, no NaN."""
-    return _pretty(value, 0)
+    """JSON as the CLI prints it: indented, short lists of numbers on one line, UTF-8 kept, no NaN.
+
+    Characters the output cannot encode (an 8-bit ``PYTHONIOENCODING``, or the lone
+    surrogates of a file name that is not UTF-8) are written as ``\\uXXXX`` escapes instead,
+    so the output is always JSON.
+    """
+    text = _pretty(value, 0, ascii=False)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return _pretty(value, 0, ascii=True)
+    return text
 
 
 def one_line(text: str) -> str:

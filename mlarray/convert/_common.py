@@ -24,8 +24,10 @@ import numpy as np
 
 from mlarray.errors import (
     MissingDependencyError,
+    MLArrayError,
     MLArrayFileNotFoundError,
     ReadOnlyError,
+    WriteFailedError,
     WrongExtensionError,
 )
 from mlarray.storage.io import is_read_only, temporary_name, write_destination
@@ -88,8 +90,9 @@ def atomic_output(path: str) -> Iterator[str]:
     The writer creates its files inside the directory under their final names (a
     detached NRRD header writes two). They are moved in name order with the file
     named like ``path`` last, so the header of a detached pair appears only once its
-    data is in place. On failure nothing outside the temporary directory changes. A
-    ``path`` that is a symbolic link stays one: the file it leads to is replaced.
+    data is in place. On failure nothing outside the temporary directory changes; an
+    operating-system error (a full disk, say) becomes :class:`~mlarray.errors.WriteFailedError`
+    naming ``path``. A ``path`` that is a symbolic link stays one: the file it leads to is replaced.
     """
     target = Path(write_destination(path))
     directory = target.parent.resolve() if str(target.parent) else Path(".").resolve()
@@ -112,6 +115,11 @@ def atomic_output(path: str) -> Iterator[str]:
                 os.close(fd)
         for name in names:
             os.replace(tmp / name, directory / name)
+    except MLArrayError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WriteFailedError(f"writing failed ({reason}); the previous file is untouched", path=path) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,6 +14,7 @@ import math
 import os
 import secrets
 import stat
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from mlarray.storage.chunks import DataSection, may_map
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.compress import chunk_grid, write_array
 from mlarray.storage.cparams import describe_cparams
+from mlarray.storage.filenames import blosc2_can_name, check_blosc2_name, utf8_name
 from mlarray.storage.frame import FrameInfo, data_digest, inspect_frame
 from mlarray.storage.lazyframe import LazyFrame, opened
 from mlarray.versions import HEADER_KEY
@@ -57,7 +59,7 @@ TMP_PREFIX = ".mla-tmp-"
 def temporary_name(target_name: str = "") -> str:
     """A fresh name for a temporary file (``target_name`` given) or folder of this process."""
     stem = f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
-    return f"{stem}-{target_name}" if target_name else stem
+    return f"{stem}-{utf8_name(target_name)}" if target_name else stem
 
 
 def writer_alive(temporary: str) -> bool:
@@ -206,7 +208,13 @@ def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
     file I/O instead (``'r'`` -> ``mode='r'``, ``'r+'`` -> ``mode='a'``): a map counts at
     its full size against the limit, and C-Blosc2 reserves a map far larger than the file
     for writing, so a small file could not be opened for writing under a cap of 1 GiB.
+
+    A file whose name is not UTF-8 (which C-Blosc2 cannot take) is opened through a
+    descriptor of it (``/proc/self/fd/N``, kept open as long as the NDArray lives); where
+    the system has no ``/proc`` it is refused (:func:`~mlarray.storage.filenames.check_blosc2_name`).
     """
+    if not blosc2_can_name(path):
+        return _open_by_descriptor(path, mmap_mode, dparams)
     kwargs: dict[str, Any]
     if mmap_mode is not None and not may_map():
         kwargs = {"mode": "r" if mmap_mode == "r" else "a"}
@@ -224,6 +232,26 @@ def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
         raise CorruptFrameError(f"blosc2 cannot open the frame ({exc})", path=path) from None
     if not isinstance(nd, blosc2.NDArray):
         raise CorruptFrameError(f"the frame opened as {type(nd).__name__}, not an NDArray", path=path)
+    return nd
+
+
+def _open_by_descriptor(path: str, mmap_mode: str | None, dparams: Any) -> Any:
+    try:
+        fd = os.open(path, os.O_RDONLY if mmap_mode in (None, "r") else os.O_RDWR)
+    except FileNotFoundError:
+        raise MLArrayFileNotFoundError("no such file", path=path) from None
+    except PermissionError as exc:
+        raise ReadOnlyError(f"cannot open the file ({exc.strerror})", path=path) from None
+    via = f"/proc/self/fd/{fd}"
+    if not os.path.exists(via):  # no /proc: nothing but the name could reach C-Blosc2
+        os.close(fd)
+        check_blosc2_name(path)
+    try:
+        nd = open_frame(via, mmap_mode, dparams)
+    except BaseException:
+        os.close(fd)
+        raise
+    weakref.finalize(nd, os.close, fd)
     return nd
 
 
