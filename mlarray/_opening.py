@@ -36,6 +36,17 @@ if TYPE_CHECKING:
 MMAP_MODES = ("r", "r+", "c")
 
 
+def _warn_if_written(path: str, stacklevel: int) -> None:
+    """Warn (:class:`ConcurrentWriterWarning`) when another process has ``path`` open for writing."""
+    if another_writer_holds(path):
+        warnings.warn(
+            f"{path}: another process has this file open for writing (mmap_mode='r+'); what is read "
+            "while that process writes may be neither the old nor the new values",
+            ConcurrentWriterWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _access(mode: str, mmap_mode: str | None) -> str:
     """The access an ``open(mode=..., mmap_mode=...)`` asks for: ``'r'``, ``'r+'`` or ``'c'``."""
     if mode not in ("r", "a"):
@@ -96,6 +107,7 @@ class FileOpening(ImageState):
         obj = mla.__new__(mla)
         obj._init_empty(head.meta, head.dropped)
         if head.meta.array is not None:
+            _warn_if_written(p, stacklevel=2)
             obj._np = decompress_all(nd, p, head.data, threads_of(dparams, blosc2.nthreads))
         return obj
 
@@ -172,13 +184,8 @@ class FileOpening(ImageState):
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
         obj._requested = requested
         obj._persisted = head.meta.model_dump(mode="json")
-        if lock is None and another_writer_holds(p):
-            warnings.warn(
-                f"{p}: another process has this file open for writing (mmap_mode='r+'); what this handle "
-                "reads while that process writes may be neither the old nor the new values",
-                ConcurrentWriterWarning,
-                stacklevel=2,
-            )
+        if lock is None:
+            _warn_if_written(p, stacklevel=2)
         return obj
 
     @classmethod

@@ -18,6 +18,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, TruncatedFileError
+from mlarray.errors import CorruptFrameError, FileChangedError, TruncatedFileError
 from mlarray.storage import blockcopy, threads
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import CHUNK_HEADER, i32, many_blocks, structure_problem
@@ -166,6 +167,8 @@ class DataSection:
         and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
+        self._lock = threading.RLock()
+        """Guards the map's creation and the bookkeeping of checked chunks: threads share a handle."""
         if not isinstance(source, (str, bytes, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
             self._source: ByteSource = source
             self._owned = False
@@ -173,8 +176,11 @@ class DataSection:
             self._source = LocalFile(source)
             self._owned = True
         self.path = self._source.name
-        self._size = os.fstat(self._source.fileno()).st_size if isinstance(self._source, LocalFile) else None
+        held = os.fstat(self._source.fileno()) if isinstance(self._source, LocalFile) else None
+        self._size = None if held is None else held.st_size
         """The local file's size when opened: a map of it faults (``SIGBUS``) past a shortened end."""
+        self._version = None if held is None else (held.st_size, held.st_mtime_ns)
+        """The local file's size and modification time when opened: written in place since, it is another file."""
         try:
             self.entries = self._index()
         except BaseException:
@@ -182,16 +188,28 @@ class DataSection:
             raise
 
     def ensure_unshortened(self) -> None:
-        """Raise ``TRUNCATED_FILE`` when the local file is shorter now than when it was opened.
+        """Raise ``TRUNCATED_FILE`` when the local file is shorter now than when it was opened,
+        ``FILE_CHANGED`` when it was written in place since (its size or modification time changed).
 
         Reading a memory map past the end of a file that another program shortened in
         place kills the process (``SIGBUS``); reads check first (one ``fstat``). A file
-        shortened during a read can still do that, as with any memory-mapped file.
+        shortened during a read can still do that, as with any memory-mapped file. A file
+        another handle wrote in place (``'r+'``, then closed) holds its chunks elsewhere now:
+        this section's checked chunk index no longer describes it.
         """
         source = self._source
-        if self._size is not None and isinstance(source, LocalFile) and os.fstat(source.fileno()).st_size < self._size:
+        if self._size is None or not isinstance(source, LocalFile):
+            return
+        now = os.fstat(source.fileno())
+        if now.st_size < self._size:
             raise TruncatedFileError(
                 "the file was shortened while it was open (by another program?); open it again", path=self.path
+            )
+        if (now.st_size, now.st_mtime_ns) != self._version:
+            raise FileChangedError(
+                "the file was written in place since this handle opened it (by another handle or program); "
+                "open it again",
+                path=self.path,
             )
 
     def names_checked_file(self, path: str) -> bool:
@@ -253,14 +271,16 @@ class DataSection:
         size): there chunks are read instead.
         """
         if self._map is None and isinstance(self._source, LocalFile) and may_map():
-            mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
-            self._map = np.frombuffer(mapped, dtype=np.uint8)
-            nchunks = self.layout.nchunks
-            self._refs = (
-                np.zeros(nchunks, dtype=np.int64),
-                np.zeros(nchunks, dtype=np.int64),
-                np.zeros(nchunks, dtype=np.uint8),
-            )
+            with self._lock:
+                if self._map is None:  # made once: a second map would orphan the chunk addresses of the first
+                    mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
+                    nchunks = self.layout.nchunks
+                    self._refs = (
+                        np.zeros(nchunks, dtype=np.int64),
+                        np.zeros(nchunks, dtype=np.int64),
+                        np.zeros(nchunks, dtype=np.uint8),
+                    )
+                    self._map = np.frombuffer(mapped, dtype=np.uint8)
         return self._map
 
     def chunk_refs(
@@ -282,14 +302,15 @@ class DataSection:
         """
         self.ensure_unshortened()
         if not self.complete:
-            todo = sorted(set(numbers) - self._checked - self._heads)
-            if blockcopy.HELPER is not None and self._mapped() is not None:
-                for number in todo:
-                    walked = self._check_chunk(number, blocks=False)
-                    (self._checked if walked else self._heads).add(number)
-                self.complete = len(self._checked) == self.layout.nchunks
-            else:
-                self.check(todo)
+            with self._lock:
+                todo = sorted(set(numbers) - self._checked - self._heads)
+                if blockcopy.HELPER is not None and self._mapped() is not None:
+                    for number in todo:
+                        walked = self._check_chunk(number, blocks=False)
+                        (self._checked if walked else self._heads).add(number)
+                    self.complete = len(self._checked) == self.layout.nchunks
+                else:
+                    self.check(todo)
         whole, refs = self._map, self._refs
         if whole is None or refs is None:
             return None
@@ -363,13 +384,12 @@ class DataSection:
 
     def check(self, numbers: Iterable[int]) -> None:
         """Spec 4.4.2-4.4.6 on the chunks ``numbers`` (each checked once per instance)."""
-        todo = sorted(set(numbers) - self._checked)
-        if not todo:
-            return
-        for number in todo:
-            self._check_chunk(number)
-            self._checked.add(number)
-        self.complete = len(self._checked) == self.layout.nchunks
+        with self._lock:
+            todo = sorted(set(numbers) - self._checked)
+            for number in todo:
+                self._check_chunk(number)
+                self._checked.add(number)
+            self.complete = len(self._checked) == self.layout.nchunks
 
     def check_all(self, nthreads: int = 1) -> None:
         """Check every chunk not checked yet, on up to ``nthreads`` threads for a mapped file.
@@ -380,6 +400,10 @@ class DataSection:
         """
         if self.complete:
             return
+        with self._lock:
+            self._check_all(nthreads)
+
+    def _check_all(self, nthreads: int) -> None:
         todo = sorted(set(range(self.layout.nchunks)) - self._checked)
         if nthreads > 1 and len(todo) > 1 and self._mapped() is not None and not threads.address_space_limited():
             passed: list[int] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 from mlarray.errors import LockError
@@ -42,6 +43,25 @@ def _identity(fd_or_path: int | str) -> tuple[int, int, int]:
     return os.getpid(), st.st_dev, st.st_ino
 
 
+PROBE_RETRIES = 50
+"""Attempts at the exclusive lock, :data:`PROBE_PAUSE` apart: a reader's probe for writers
+(:func:`another_writer_holds`) holds a shared lock for microseconds, a writer for as long as it is open."""
+PROBE_PAUSE = 0.002
+
+
+def _lock_exclusive(fd: int) -> bool:
+    """Take the exclusive lock on ``fd``; ``False`` when a writer holds the file (past any reader's probe)."""
+    assert fcntl is not None
+    for _ in range(PROBE_RETRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(PROBE_PAUSE)
+        else:
+            return True
+    return False
+
+
 class FileLock:
     """An exclusive lock held on the inode of ``path`` until :meth:`release`."""
 
@@ -49,15 +69,12 @@ class FileLock:
         self.path = path
         self._fd: int | None = os.open(path, os.O_RDONLY)
         self._inode = _identity(self._fd)
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(self._fd)
-                self._fd = None
-                raise LockError(
-                    "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
-                ) from None
+        if fcntl is not None and not _lock_exclusive(self._fd):
+            os.close(self._fd)
+            self._fd = None
+            raise LockError(
+                "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
+            ) from None
         _HELD[self._inode] = _HELD.get(self._inode, 0) + 1
 
     def replaced_here(self) -> bool:

@@ -1,0 +1,141 @@
+"""One handle shared by threads, and handles that outlive another program's changes.
+
+Found by the concurrency audit: threads that start reading a freshly opened handle at once
+raced in the creation of its file map (a second map orphaned the chunk addresses of the
+first: false CORRUPT_FRAME, or a read through an unmapped map, SIGSEGV).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlarray import FileChangedError, MLArray
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+RACE = textwrap.dedent(
+    """
+    import sys, threading
+    import numpy as np
+    from mlarray import MLArray, MLArrayError
+
+    volume = np.arange(64 * 64 * 64, dtype=np.int32).reshape(64, 64, 64)
+    path = sys.argv[1]
+    MLArray(volume, chunk_size=(16, 16, 32), block_size=(8, 16, 16)).save(path)
+    failures = []
+    for trial in range(40):
+        with MLArray.open(path) as handle:
+            barrier = threading.Barrier(6)
+
+            def work(i):
+                barrier.wait()
+                try:
+                    key = (slice(8 * i, 8 * i + 20), slice(0, 64), slice(5, 60))
+                    got, expected = (handle.to_numpy(), volume) if i % 2 else (handle[key], volume[key])
+                    if not np.array_equal(got, expected):
+                        failures.append(f"wrong values in trial {trial}")
+                except MLArrayError as exc:
+                    failures.append(f"{exc.code}: {exc.message}")
+
+            workers = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+    print(len(failures), failures[:2])
+    """
+)
+
+
+def test_threads_that_start_reading_a_fresh_handle_at_once_read_the_values(tmp_path: Path) -> None:
+    """Run in a child process: the race could end a process (SIGSEGV)."""
+    done = subprocess.run(
+        [sys.executable, "-c", RACE, str(tmp_path / "v.mla")], capture_output=True, text=True, timeout=600, env=_env()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0 []"
+
+
+WRITE_IN_PLACE = """
+import sys
+from mlarray import MLArray
+with MLArray.open(sys.argv[1], "r+") as image:
+    exec(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("edit", ["image[:] = image[:] + 1000", "image[5] = -7"])
+def test_a_reader_of_a_file_another_program_wrote_in_place_is_told_to_reopen(tmp_path: Path, edit: str) -> None:
+    """A persistent worker's handle: the file was written ('r+') and closed since; FILE_CHANGED, not CORRUPT_FRAME."""
+    path = tmp_path / "v.mla"
+    volume = np.arange(40 * 48 * 56, dtype=np.int32).reshape(40, 48, 56)
+    MLArray(volume, patch_size=(16, 16, 16)).save(path)
+    with MLArray.open(path) as reader:
+        np.testing.assert_array_equal(reader[:8, :16, :16], volume[:8, :16, :16])
+        subprocess.run([sys.executable, "-c", WRITE_IN_PLACE, str(path), edit], check=True, env=_env(), timeout=300)
+        with pytest.raises(FileChangedError, match="written in place"):
+            reader.to_numpy()
+        with pytest.raises(FileChangedError):
+            reader[20:30, :, 3]
+    with MLArray.open(path) as fresh:  # the file itself is whole
+        assert fresh[5].max() == (-7 if edit.startswith("image[5]") else volume[5].max() + 1000)
+
+
+def test_a_readers_probe_for_writers_does_not_make_a_writer_fail(tmp_path: Path) -> None:
+    """Opening for reading takes a shared lock for a moment; a writer opening then waits it out (was LockError)."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "v.mla"
+    MLArray(np.zeros((4, 8, 8), np.int16)).save(path)
+    probe = os.open(path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a reader's probe, caught in the act
+    release = threading.Timer(0.02, os.close, args=(probe,))
+    release.start()
+    try:
+        with MLArray.open(path, "r+") as writer:
+            writer[0] = 5
+    finally:
+        release.join()
+    created = MLArray.create(path, (4, 8, 8), np.int16, fill_value=3)
+    created.close()
+    assert MLArray.load(path).to_numpy().sum() == 3 * 256
+
+
+HOLD_OPEN = """
+import sys
+from mlarray import MLArray
+with MLArray.open(sys.argv[1], "r+"):
+    print("open", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_loading_a_file_another_process_writes_warns(tmp_path: Path) -> None:
+    from mlarray import ConcurrentWriterWarning
+
+    path = tmp_path / "v.mla"
+    MLArray(np.zeros((4, 8, 8), np.int16)).save(path)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env()
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"open\n"
+        with pytest.warns(ConcurrentWriterWarning, match="open for writing"):
+            MLArray.load(path)
+        with pytest.warns(ConcurrentWriterWarning, match="open for writing"):
+            MLArray(path)
+    finally:
+        writer.communicate(b"", timeout=300)
