@@ -180,6 +180,8 @@ class InMemoryCompression(ImageState):
         (``meta.layout``) is kept, or the default patch layout chosen. ``meta.layout``
         then describes the compressed data. An image opened from a file is detached
         from it (its metadata edits are not written back; :meth:`save` persists).
+        Reads decompress on one thread unless ``dparams`` asks for more: a C-Blosc2 thread
+        pool does not survive a fork, so forked DataLoader workers could not read the image.
 
         Raises
         ------
@@ -197,7 +199,9 @@ class InMemoryCompression(ImageState):
             }
         data = self.to_numpy()
         plan = self._storage_plan(target=None)
-        nd = compress_array(data, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams, dparams=dparams)
+        # one decompression thread unless asked: C-Blosc2's thread pool would not survive a fork (DataLoader workers)
+        one = dparams if dparams is not None else {"nthreads": 1}
+        nd = compress_array(data, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams, dparams=one)
         layout = layout_of(nd, plan.strategy, plan.patch)
         self._detach()
         self._meta.layout = layout

@@ -111,7 +111,8 @@ class FilePersistence(ImageState):
         written to a copy of the file that atomically replaces it, so a crash during
         ``close`` leaves the previous, complete file. This costs one copy of the file.
         When the file at the path is no longer the one this handle opened (replaced by
-        ``MLArray.create`` in this process), nothing is written over the new file.
+        ``MLArray.create`` in this process), nothing is written over the new file. A forked
+        child closing a writer it inherited writes nothing either: the file is its parent's.
 
         Raises
         ------
@@ -125,6 +126,8 @@ class FilePersistence(ImageState):
         try:
             replaced = self._lock is not None and not self._lock.holds(self._path or "")
             writer = self._nd is not None and self._mode in ("r+", "w+") and self._path is not None
+            if self._lock is not None and self._lock.inherited():
+                writer = False  # a forked child's copy of its parent's writer: the parent persists
             if (
                 writer
                 and replaced

@@ -201,6 +201,28 @@ def read_header(path: str | os.PathLike[str]) -> HeaderRead:
     return HeaderRead(meta, frame, dropped=tuple(newer_members(data, meta)))
 
 
+_LIVE: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+"""The python-blosc2 arrays of files and in-memory images this process holds."""
+_INHERITED: list[Any] = []
+"""In a forked child: the arrays its parent held at the fork, kept alive for good. Freeing one
+frees its C-Blosc2 contexts, whose thread pools (the parent's threads) do not exist in the child:
+that waits forever (or crashes). Their memory is the parent's, shared until written anyway."""
+
+
+def tracked(nd: Any) -> Any:
+    """Register a python-blosc2 array (see :data:`_INHERITED`) and return it."""
+    _LIVE[id(nd)] = nd
+    return nd
+
+
+def _keep_inherited() -> None:
+    _INHERITED.extend(_LIVE.values())
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_keep_inherited)
+
+
 def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
     """Open an already inspected file with blosc2 (memory-mapped; ``mmap_mode=None`` reads through the file).
 
@@ -232,7 +254,7 @@ def open_frame(path: str, mmap_mode: str | None, dparams: Any = None) -> Any:
         raise CorruptFrameError(f"blosc2 cannot open the frame ({exc})", path=path) from None
     if not isinstance(nd, blosc2.NDArray):
         raise CorruptFrameError(f"the frame opened as {type(nd).__name__}, not an NDArray", path=path)
-    return nd
+    return tracked(nd)
 
 
 def _open_by_descriptor(path: str, mmap_mode: str | None, dparams: Any) -> Any:
@@ -510,7 +532,7 @@ def compress_array(
     if _parallel_ok(data, chunks, blocks) and isinstance(data, np.ndarray):
         assert chunks is not None and blocks is not None
         nd, _ = write_array(None, data, chunks, blocks, cparams, nthreads, dparams=dparams)
-        return nd
+        return tracked(nd)
     kwargs: dict[str, Any] = {"cparams": cparams}
     if chunks is not None:
         kwargs["chunks"] = tuple(chunks)
@@ -518,7 +540,7 @@ def compress_array(
         kwargs["blocks"] = tuple(blocks)
     if dparams is not None:
         kwargs["dparams"] = dparams
-    return blosc2.asarray(np.ascontiguousarray(data), **kwargs)
+    return tracked(blosc2.asarray(np.ascontiguousarray(data), **kwargs))
 
 
 def write_frame(

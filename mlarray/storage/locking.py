@@ -77,6 +77,10 @@ class FileLock:
             ) from None
         _HELD[self._inode] = _HELD.get(self._inode, 0) + 1
 
+    def inherited(self) -> bool:
+        """Whether this process is a fork of the one that took the lock (the writer is the parent's)."""
+        return self._inode[0] != os.getpid()
+
     def replaced_here(self) -> bool:
         """Whether this process replaced the file this lock is on (see :func:`replacing`)."""
         return self._inode in _REPLACED
