@@ -348,8 +348,10 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
                     "open the file in each process instead (only one writer may hold it)"
                 )
             found = self._chunks.checked_file() if self._chunks is not None else None
-            where = found[0] if found is not None else os.path.abspath(self._path)  # absolute as opened: not cwd's
-            return (MLArray.open, (where, "r", self._dparams))
+            if found is None:
+                return (MLArray.open, (os.path.abspath(self._path), "r", self._dparams))
+            where, version = found  # absolute as opened (not the receiver's cwd), and the version read
+            return (_reopen, (where, self._dparams, version))
         data = self.to_numpy() if self._has_array() else None
         return (_restore, (data, self._meta.model_dump(mode="json"), self._layout_args, self._nd is not None))
 
@@ -358,6 +360,20 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reopen(path: str, dparams: Any, version: tuple[int, int]) -> MLArray:
+    """Unpickle a read-only handle: open ``path`` again; its reads refuse another version than was pickled.
+
+    Unpickling itself does not raise (a ``multiprocessing.Pool`` worker that cannot unpickle
+    its task dies and the pool waits forever): every array read raises ``FILE_CHANGED``.
+    """
+    image = MLArray.open(path, "r", dparams)
+    if image._chunks is not None:
+        image._chunks.expect_version(
+            (version[0], version[1]), "the file was replaced or written since the handle was pickled; open it again"
+        )
+    return image
 
 
 def _restore(

@@ -139,3 +139,21 @@ def test_loading_a_file_another_process_writes_warns(tmp_path: Path) -> None:
             MLArray(path)
     finally:
         writer.communicate(b"", timeout=300)
+
+
+def test_a_pickled_handle_never_reads_another_version_than_its_original(tmp_path: Path) -> None:
+    """The sender reads version 0; a copy unpickled after a save of version 1 refuses to read (it read 1 silently)."""
+    import pickle
+
+    path = tmp_path / "v.mla"
+    MLArray(np.zeros((8, 16, 16), np.int16)).save(path)
+    handle = MLArray.open(path)
+    unchanged = pickle.loads(pickle.dumps(handle))
+    np.testing.assert_array_equal(unchanged.to_numpy(), handle.to_numpy())  # same version: reads
+    MLArray(np.ones((8, 16, 16), np.int16)).save(path)  # another program's atomic save
+    copy = pickle.loads(pickle.dumps(handle))  # unpickling works (a Pool worker that cannot unpickle hangs the pool)
+    with pytest.raises(FileChangedError, match="since the handle was pickled"):
+        copy[0]
+    assert handle[0, 0, 0] == 0  # the sender keeps its version
+    for image in (handle, unchanged, copy):
+        image.close()

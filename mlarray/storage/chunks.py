@@ -181,6 +181,9 @@ class DataSection:
         """The local file's size when opened: a map of it faults (``SIGBUS``) past a shortened end."""
         self._version = None if held is None else (held.st_size, held.st_mtime_ns)
         """The local file's size and modification time when opened: written in place since, it is another file."""
+        self._changed = (
+            "the file was written in place since this handle opened it (by another handle or program); open it again"
+        )
         try:
             self.entries = self._index()
         except BaseException:
@@ -206,11 +209,13 @@ class DataSection:
                 "the file was shortened while it was open (by another program?); open it again", path=self.path
             )
         if (now.st_size, now.st_mtime_ns) != self._version:
-            raise FileChangedError(
-                "the file was written in place since this handle opened it (by another handle or program); "
-                "open it again",
-                path=self.path,
-            )
+            raise FileChangedError(self._changed, path=self.path)
+
+    def expect_version(self, version: tuple[int, int], message: str) -> None:
+        """Reads raise ``FILE_CHANGED`` with ``message`` unless the file is at ``version`` (size, mtime in ns)."""
+        size, mtime = version
+        if self._version is not None and (size, mtime) != self._version:
+            self._version, self._changed = (size, mtime), message
 
     def names_checked_file(self, path: str) -> bool:
         """Whether ``path`` names the local file this section checked (same device and inode)."""
@@ -227,10 +232,13 @@ class DataSection:
         """The absolute path this section's local file was opened by, and the file's version now (size, mtime in ns).
 
         ``None`` for other sources. The version is read from the open file itself, so it
-        describes the file this section checked even when the path names another by now.
+        describes the file this section checked even when the path names another by now;
+        a file written in place since it was checked raises as a read would
+        (:meth:`ensure_unshortened`): what was checked is not in it any more.
         """
         if not isinstance(self._source, LocalFile):
             return None
+        self.ensure_unshortened()
         held = os.fstat(self._source.fileno())
         return self._source.absolute, (held.st_size, held.st_mtime_ns)
 
