@@ -20,7 +20,10 @@ from mlarray._state import ImageState
 from mlarray._version import __version__
 from mlarray.errors import (
     DroppedMembersWarning,
+    FileChangedError,
     HeaderValidationError,
+    InvalidArgumentError,
+    LockError,
     ReadOnlyError,
     ResourceLimitError,
     WriteFailedError,
@@ -29,7 +32,7 @@ from mlarray.errors import (
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
-from mlarray.storage.locking import replacing
+from mlarray.storage.locking import another_writer_holds, replacing
 from mlarray.versions import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -183,3 +186,40 @@ def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
         nd = open_frame(tmp, "r+")
         write_header(nd, meta, digest_of=tmp if refresh_digest else None)
         del nd
+
+
+def refuse_writers(path: str | os.PathLike[str]) -> None:
+    """Raise ``LOCK_HELD`` when another process has the file at ``path`` open for writing."""
+    where = os.fspath(path)
+    if another_writer_holds(where):
+        raise LockError("another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=where)
+
+
+def rewrite_header_of(image: MLArray) -> None:
+    """Write the metadata of ``image``, open read-only (``'r'``), into its file: one atomic header rewrite.
+
+    For commands that only annotate a file (``mlarray stats``): no writer's lock is taken,
+    so readers of the file never see a writer (:class:`~mlarray.errors.ConcurrentWriterWarning`);
+    the copy that replaces the file is checked instead. The data are not touched (the digest
+    stays). Raises ``LOCK_HELD`` when a writer has the file open, ``FILE_CHANGED`` when the
+    path names another file by now, or the file was written in place since it was opened
+    (also while it was copied): the annotations would describe other data.
+    """
+    path, section = image._path, image._chunks
+    if path is None or section is None or image._mode != "r":
+        raise InvalidArgumentError("only an image opened read-only from a local file can have its header rewritten")
+    refuse_writers(path)
+    meta = image._header_for_save(layout=image.meta.layout)
+    header_bytes(meta)
+    with atomic_target(path) as tmp:
+        if not section.names_checked_file(path):
+            raise FileChangedError(
+                "the path names another file than this image read (replaced since it was opened); open it again",
+                path=path,
+            )
+        shutil.copyfile(path, tmp)
+        section.ensure_unshortened()  # nothing wrote the file before or during the copy
+        nd = open_frame(tmp, "r+")
+        write_header(nd, meta, digest_of=None)
+        del nd
+    image._persisted = image.meta.model_dump(mode="json")

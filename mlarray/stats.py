@@ -2,8 +2,8 @@
 
 Files converted from NIfTI/NRRD carry no ``stats``, ``bbox``, ``is_seg`` or
 ``class_locations``. :func:`annotate` computes them for an image; :func:`update_stats`
-does it for a file and rewrites only its header (atomically, through ``MLArray.open``
-in ``'r+'`` mode and ``close()``); ``mlarray stats`` is the command-line front end.
+does it for a file and rewrites only its header (atomically: a copy with the new header
+replaces the file); ``mlarray stats`` is the command-line front end.
 
 Out of core. :func:`annotate` never holds the array: it makes passes over C-ordered
 slabs (:mod:`mlarray.slabs`; ``image[slab]`` reads decompress only the chunks a slab
@@ -543,12 +543,19 @@ def update_stats(
 
     The array data are not rewritten; a crash leaves the previous file complete. Peak
     memory is bounded as :func:`annotate` says, plus the header rewrite's file copy
-    (streamed).
+    (streamed). The file is read through a read-only handle and takes no writer's lock,
+    so readers of it meanwhile see no writer; a file another process has open for writing
+    is refused (``LOCK_HELD``), and one written in place meanwhile (``FILE_CHANGED``).
 
     Raises
     ------
     InvalidArgumentError
         As :func:`annotate`; the file is left unchanged.
     """
-    with MLArray.open(path, "r+") as image:
-        return annotate(image, with_class_locations=with_class_locations, seg=seg, seed=seed)
+    from mlarray._saving import refuse_writers, rewrite_header_of
+
+    refuse_writers(path)  # before reading: a writer's file may change under the computation
+    with MLArray.open(path) as image:  # read-only while computing: readers see no writer
+        meta = annotate(image, with_class_locations=with_class_locations, seg=seg, seed=seed)
+        rewrite_header_of(image)
+        return meta

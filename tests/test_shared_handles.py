@@ -157,3 +157,47 @@ def test_a_pickled_handle_never_reads_another_version_than_its_original(tmp_path
     assert handle[0, 0, 0] == 0  # the sender keeps its version
     for image in (handle, unchanged, copy):
         image.close()
+
+
+def test_annotating_a_file_shows_readers_no_writer(tmp_path: Path) -> None:
+    """``update_stats`` (``mlarray stats``) reads through a read-only handle: readers got a false writer warning."""
+    import fcntl
+    import threading
+
+    from mlarray import LockError
+    from mlarray.stats import update_stats
+
+    path = tmp_path / "v.mla"
+    MLArray(np.random.default_rng(0).integers(0, 9, (64, 128, 128), dtype=np.uint8)).save(path)
+    seen, done = [], threading.Event()
+
+    def probe() -> None:  # what another process's reader does (the library skips its own process's writers)
+        while not done.is_set():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                seen.append(False)
+            except BlockingIOError:
+                seen.append(True)
+            finally:
+                os.close(fd)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        meta = update_stats(path, with_class_locations=True)
+    finally:
+        done.set()
+        prober.join()
+    assert len(seen) > 10 and not any(seen)
+    assert meta.is_seg and MLArray.open(path).meta.class_locations is not None
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env()
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"open\n"
+        with pytest.raises(LockError):
+            update_stats(path)  # a writer has it open: refused, as before
+    finally:
+        writer.communicate(b"", timeout=300)

@@ -35,15 +35,18 @@ def update_header(path: Path, class_locations: bool, seg: bool | None) -> Meta:
     kept: the header does not say whether the boxes were derived from the labels or given
     by someone (detections, annotations). One header rewrite, as ``update_stats`` does.
     """
+    from mlarray._saving import refuse_writers, rewrite_header_of
     from mlarray.api import MLArray
     from mlarray.stats import annotate
 
-    with MLArray.open(path, "r+") as image:
+    refuse_writers(path)  # before reading: a writer's file may change under the computation
+    with MLArray.open(path) as image:  # read-only while computing: readers of the file see no writer
         meta = annotate(image, with_class_locations=class_locations, seg=seg)
         if not meta.is_seg and meta.class_locations is not None:
             meta = meta.model_copy()
             meta.class_locations = None
             image.meta = meta
+        rewrite_header_of(image)
         return image.meta
 
 
