@@ -157,3 +157,65 @@ def test_json_output_survives_an_8bit_output_encoding(tmp_path: Path) -> None:
     done = mlarray_process("header", tmp_path / "u.mla", env={"PYTHONIOENCODING": "latin-1"})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["source"]["descrip"] == "Größe 日本 ✓"
+
+
+def test_a_zero_or_tiny_terminal_width_is_ignored(tmp_path: Path) -> None:
+    """``COLUMNS=0`` (a 0x0 pseudo-terminal) made ``info`` print nothing with exit 0 and dropped usage errors."""
+    MLArray(np.zeros((4, 8, 8), np.int16), spacing=(1, 1, 2)).save(tmp_path / "a.mla")
+    for columns in ("0", "1", "5"):
+        info = mlarray_process("info", tmp_path / "a.mla", env={"COLUMNS": columns})
+        assert info.returncode == 0 and "spacing" in info.stdout and "…" not in info.stdout, info.stdout
+        usage = mlarray_process("validate", "--no-such-option", env={"COLUMNS": columns})
+        assert usage.returncode == 2 and "--no-such-option" in usage.stderr, usage.stderr
+
+
+def _stop_as_the_bar_starts(folder: Path, signum: int) -> tuple[int, bytes]:
+    """Run ``mlarray stats`` on a pseudo-terminal; send ``signum`` the moment the progress bar hides the cursor."""
+    import pty
+    import select
+    import signal
+
+    main, child = pty.openpty()
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlarray", "stats", "--class-locations", str(folder)],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env={**os.environ, "PYTHONPATH": path},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(child)
+    output, sent = b"", False
+    try:
+        while True:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if not sent and b"\x1b[?25l" in output:
+                    proc.send_signal(signum)
+                    sent = True
+            elif proc.poll() is not None:
+                break
+    finally:
+        os.close(main)
+    return proc.wait(timeout=300), output
+
+
+def test_an_interrupt_as_the_progress_bar_starts_leaves_the_cursor_visible(tmp_path: Path) -> None:
+    import signal
+
+    for i in range(10):  # long enough that the signal always comes before the end
+        labels = (np.random.default_rng(i).random((48, 160, 160)) * 4).astype(np.uint8)
+        MLArray(labels).save(tmp_path / f"s{i}.mla")
+    for signum, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        code, output = _stop_as_the_bar_starts(tmp_path, signum)
+        assert b"\x1b[?25l" in output  # the bar hid the cursor on the terminal
+        assert code == status, output
+        assert output.count(b"\x1b[?25h") >= output.count(b"\x1b[?25l"), output[-80:]

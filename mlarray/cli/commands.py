@@ -514,9 +514,17 @@ def _plain_warnings() -> Iterator[None]:
         warnings.showwarning = shown
 
 
+MIN_COLUMNS = 20
+"""Narrower ``COLUMNS`` values are ignored (``0``, which some CI runners and ``docker exec`` export
+for a 0x0 pseudo-terminal, made rich print nothing at all): the terminal's width or 80 then."""
+
+
 @contextlib.contextmanager
 def _output_failures() -> Iterator[None]:
     """Writing the help or version text failed (stdout on a full disk): one error line, exit status 1."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.strip().isdigit() and int(columns) >= MIN_COLUMNS):
+        del os.environ["COLUMNS"]
     try:
         yield
     except OSError as exc:
@@ -524,6 +532,18 @@ def _output_failures() -> Iterator[None]:
             with contextlib.suppress(OSError, AttributeError):
                 print(line, file=sys.stderr)
         sys.exit(1)
+    except BaseException:
+        _show_cursor()  # an interrupt as a progress bar started skips the bar's own cleanup
+        raise
+
+
+def _show_cursor() -> None:
+    """Make the terminal's cursor visible again (a progress bar hides it while it runs)."""
+    stream = sys.__stderr__  # the real one: a progress bar still running has put its proxy in sys.stderr
+    with contextlib.suppress(Exception):
+        if stream is not None and stream.isatty():
+            stream.write("\x1b[?25h")
+            stream.flush()
 
 
 def main() -> None:
