@@ -219,3 +219,17 @@ def test_an_interrupt_as_the_progress_bar_starts_leaves_the_cursor_visible(tmp_p
         assert b"\x1b[?25l" in output  # the bar hid the cursor on the terminal
         assert code == status, output
         assert output.count(b"\x1b[?25h") >= output.count(b"\x1b[?25l"), output[-80:]
+
+
+def test_a_file_name_with_a_newline_keeps_its_report_on_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    MLArray(np.zeros((2, 4, 4), np.uint8)).save(folder / "a\nok      fake.mla")
+    MLArray(np.zeros((2, 4, 4), np.uint8)).save(folder / "b\x1b[31m.mla")
+    for args in (["validate", folder], ["stats", folder, "--no-seg"], ["convert", folder, tmp_path / "out"]):
+        done = run(*args)
+        assert done.exit_code == 0, done.output  # type: ignore[attr-defined]
+        lines = done.stdout.splitlines()  # type: ignore[attr-defined]
+        assert not any(line.startswith("ok      fake.mla") for line in lines), lines
+        assert any("a\\nok      fake.mla" in line for line in lines) and any("b\\x1b[31m.mla" in line for line in lines)
+        assert "\x1b" not in done.stdout  # type: ignore[attr-defined]

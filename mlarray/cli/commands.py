@@ -51,6 +51,7 @@ from mlarray.cli.options import (
 from mlarray.cli.output import (
     describe,
     dumps,
+    echo_line,
     error_lines,
     get_field,
     job_line,
@@ -153,7 +154,7 @@ def validate(
         storage_options = _url_options(storage_option, urls)
         files, empty = collect_mla([Path(p) for p in paths if not is_remote(p)])
         for directory in empty:
-            typer.echo(f"warning: no .mla files under {directory}", err=True)
+            echo_line(f"warning: no .mla files under {directory}", err=True)
         if not files and not urls:
             raise typer.BadParameter("no .mla files to validate", param_hint="PATH")
         serial = jobs == 1 and scheduler is None  # a bar per big file here, or one bar over all files
@@ -174,7 +175,7 @@ def validate(
         else:
             for report in reports:
                 for line in report_lines(report):
-                    typer.echo(line)
+                    echo_line(line)
             typer.echo(summary_line(reports))
         if not all(r.valid for r in reports):
             raise typer.Exit(1)
@@ -287,7 +288,7 @@ def header(
             legacy = _legacy_header_json(file)
             if legacy is None:
                 raise
-            typer.echo(f"note: {file} {LEGACY_NOTE}", err=True)
+            echo_line(f"note: {file} {LEGACY_NOTE}", err=True)
             data = legacy
         typer.echo(dumps(data if field is None else get_field(data, field)))
 
@@ -318,7 +319,7 @@ def info(
             legacy = _legacy_meta(file)
             if legacy is None:
                 raise
-            typer.echo(f"note: {file} {LEGACY_NOTE}", err=True)
+            echo_line(f"note: {file} {LEGACY_NOTE}", err=True)
             details = describe(str(file), legacy, os.path.getsize(file))
         if as_json:
             typer.echo(dumps(details))
@@ -386,9 +387,9 @@ def _run_jobs(
     else:
         for job in jobs:
             if job.skipped and job.ok is None:
-                typer.echo(f"skipped {job.src}: {job.error}")
+                echo_line(f"skipped {job.src}: {job.error}")
             else:
-                typer.echo(job_line(str(job.src), str(job.dst or ""), job.ok, job.code, job.error))
+                echo_line(job_line(str(job.src), str(job.dst or ""), job.ok, job.code, job.error))
         tried = [job for job in jobs if not job.skipped]
         failed = sum(not job.ok for job in tried)
         skipped = len(jobs) - len(tried)
@@ -396,7 +397,7 @@ def _run_jobs(
         if skipped:
             strict = any(job.skipped and job.ok is False for job in jobs)
             line += f", {skipped} skipped (unsupported{', failed with --strict' if strict else ''})"
-        typer.echo(line)
+        echo_line(line)
     if not all(job.ok or (job.skipped and job.ok is None) for job in jobs):
         raise typer.Exit(1)
 
@@ -471,7 +472,7 @@ def convert(
                     _run_jobs([Job(src, dst)], options, as_json=True)
                     return
                 convert_one(src, dst, **options)
-                typer.echo(f"ok      {src} -> {dst}")
+                echo_line(f"ok      {src} -> {dst}")
                 return
             paths, out_dir = [src], dst
         batch = plan(paths, out_dir, to, strict=strict)

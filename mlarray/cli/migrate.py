@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mlarray.cli.options import ClevelOpt, CodecOpt, JobsOpt, PatchSizeOpt, SchedulerOpt, Verbose, errors, run_files
-from mlarray.cli.output import dumps, job_line
+from mlarray.cli.output import dumps, echo_line, job_line
 from mlarray.jobs import WorkerLostError, remove_orphans
 from mlarray.legacy import MigrationResult, migrate_file
 from mlarray.legacy.migrate import MigrationReport, keep_current, migrate_one, tree_pairs
@@ -129,7 +129,7 @@ def migrate(
         else:
             for result in report.results:
                 for line in _migration_line(result):
-                    typer.echo(line)
+                    echo_line(line)
             n = len(report.results)
             typer.echo(
                 f"{n} file{'s' if n != 1 else ''}: {report.count('migrated')} migrated, "

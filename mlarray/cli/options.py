@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlarray.cli.convert_jobs import FORMATS, Codec, parse_patch_size
-from mlarray.cli.output import error_lines
+from mlarray.cli.output import echo_line, error_lines
 from mlarray.jobs import run_each
 
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def errors(ctx: typer.Context, verbose: bool) -> Iterator[None]:
         if verbose or (isinstance(root, dict) and root.get("verbose")):
             raise
         for line in error_lines(exc):
-            typer.echo(line, err=True)
+            echo_line(line, err=True)
         raise typer.Exit(1) from None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -75,6 +76,23 @@ def dumps(value: Any) -> str:
     except (UnicodeEncodeError, LookupError):
         return _pretty(value, 0, ascii=True)
     return text
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]} | {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): one report line stays one line.
+
+    A file name may hold a newline or a terminal escape; printed raw it would split its report
+    line (``grep FAILED`` would see a line for a file that does not exist) or drive the terminal.
+    """
+    return text.translate(_CONTROL)
+
+
+def echo_line(text: str, err: bool = False) -> None:
+    """Print one report or message line (:func:`printable`)."""
+    typer.echo(printable(text), err=err)
 
 
 def one_line(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from mlarray.cli.options import JobsOpt, SchedulerOpt, Verbose, errors, run_files
-from mlarray.cli.output import dumps, job_line
+from mlarray.cli.output import dumps, echo_line, job_line
 from mlarray.errors import MLArrayError
 from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
 from mlarray.models import Meta
@@ -128,6 +128,6 @@ def stats_command(
             typer.echo(dumps(results))
         else:
             for result in results:
-                typer.echo(_line(result))
+                echo_line(_line(result))
         if not all(r["ok"] for r in results):
             raise typer.Exit(1)
