@@ -5,13 +5,20 @@ masks are gathered from boxes read with basic keys), reads decoded straight into
 ``out``, in-place writes of ``'r+'`` and ``'w+'`` files (refused before they start when the
 disk may not hold them) and private writes of ``'c'`` images. For a file, the chunks a read or write
 touches are checked (spec 4.4.6) before any codec sees them.
+
+Threads may share a handle. Those of a writable one (``'r+'``, ``'w+'``) take turns: while
+C-Blosc2 writes, the file is rearranged in place (briefly even shorter), so a read at the
+same time could fail or fault. Read-only handles read concurrently.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +40,26 @@ from mlarray.storage.chunks import DataSection, room_needed
 from mlarray.storage.frame import inspect_frame
 from mlarray.writing import PrivateChunks, assign, written_box
 
+F = TypeVar("F", bound=Callable[..., Any])
+_LOCKS_MADE = threading.Lock()
+
+
+def _one_at_a_time(method: F) -> F:
+    """Serialise ``method`` among the threads sharing a writable handle (see the module's docstring)."""
+
+    @functools.wraps(method)
+    def serialised(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._mode not in ("r+", "w+"):
+            return method(self, *args, **kwargs)
+        lock = self.__dict__.get("_turns")
+        if lock is None:
+            with _LOCKS_MADE:
+                lock = self.__dict__.setdefault("_turns", threading.RLock())
+        with lock:
+            return method(self, *args, **kwargs)
+
+    return serialised  # type: ignore[return-value]
+
 
 class ArrayAccess(ImageState):
     """Element access of an ``MLArray``: ``image[key]``, ``image[key] = value``, ``read``, ``to_numpy``."""
@@ -42,6 +69,7 @@ class ArrayAccess(ImageState):
             raise InvalidArgumentError("this is a metadata-only image: it has no array")
         return self._data
 
+    @_one_at_a_time
     def __getitem__(self, key: Any) -> Any:
         data = self._require_array()
         if self._nd is None:
@@ -73,6 +101,7 @@ class ArrayAccess(ImageState):
         except RuntimeError as exc:  # C-Blosc2 reports undecodable chunks this way
             raise CorruptFrameError(f"the array data cannot be decompressed ({exc})", path=self._path) from None
 
+    @_one_at_a_time
     def read(self, key: Any = ..., *, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any]:
         """``self[key]`` as a NumPy array, decoded straight into ``out`` when one is given.
 
@@ -119,6 +148,7 @@ class ArrayAccess(ImageState):
         """The file's chunks are what :attr:`_chunks` indexed: no data written since it was opened."""
         return not self._dirty and not isinstance(self._nd, PrivateChunks)
 
+    @_one_at_a_time
     def __setitem__(self, key: Any, value: Any) -> None:
         data = self._require_array()
         if self._mode == "r":
@@ -180,6 +210,7 @@ class ArrayAccess(ImageState):
                 path=self._path,
             )
 
+    @_one_at_a_time
     def to_numpy(self, *, scaled: bool = False) -> np.ndarray[Any, Any]:
         """The whole array as a NumPy array (decompressed for a file-backed array).
 

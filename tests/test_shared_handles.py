@@ -201,3 +201,43 @@ def test_annotating_a_file_shows_readers_no_writer(tmp_path: Path) -> None:
             update_stats(path)  # a writer has it open: refused, as before
     finally:
         writer.communicate(b"", timeout=300)
+
+
+def test_threads_sharing_a_writable_handle_take_turns(tmp_path: Path) -> None:
+    """One thread writes rows 32-63 while three read rows 0-31: reads failed (EBADF, a false TRUNCATED_FILE)."""
+    import threading
+
+    path = tmp_path / "v.mla"
+    volume = np.arange(64 * 64 * 64, dtype=np.int32).reshape(64, 64, 64)
+    MLArray(volume, chunk_size=(16, 16, 32), block_size=(8, 16, 16)).save(path)
+    failures: list[str] = []
+    written = np.array(volume)
+    with MLArray.open(path, "r+") as handle:
+        stop = threading.Event()
+
+        def writer() -> None:
+            rng = np.random.default_rng(1)
+            for _ in range(80):
+                z = int(rng.integers(32, 64))
+                rows = rng.integers(0, 100, size=(1, 64, 64)).astype(np.int32)
+                handle[z : z + 1] = rows
+                written[z : z + 1] = rows
+            stop.set()
+
+        def reader(start: int) -> None:
+            while not stop.is_set():
+                key = (slice(start, 32), slice(3, 60), slice(None))
+                try:
+                    if not np.array_equal(handle[key], volume[key]):
+                        failures.append("wrong values")
+                except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                    return
+
+        workers = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(300)
+    assert failures == []
+    np.testing.assert_array_equal(MLArray.load(path).to_numpy(), written)
