@@ -110,7 +110,7 @@ def legacy_dataset(tmp_path: Path) -> tuple[Path, dict[str, bytes], dict[str, np
     return root, {name: (root / name).read_bytes() for name in arrays}, arrays
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_a_signal_during_migrate_in_place_leaves_no_temporary_file(
     legacy_dataset: tuple[Path, dict[str, bytes], dict[str, np.ndarray]], signum: int, status: int
 ) -> None:
