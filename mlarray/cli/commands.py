@@ -521,8 +521,13 @@ for a 0x0 pseudo-terminal, made rich print nothing at all): the terminal's width
 
 
 @contextlib.contextmanager
-def _output_failures() -> Iterator[None]:
-    """Writing the help or version text failed (stdout on a full disk): one error line, exit status 1."""
+def _terminal_and_output() -> Iterator[None]:
+    """What the process meets outside any command: the terminal's width, output failures, interrupts.
+
+    A ``COLUMNS`` below :data:`MIN_COLUMNS` is dropped; writing the help or version text
+    failing (stdout on a full disk) is one error line and exit status 1; an interrupt
+    leaves the terminal's cursor visible (a progress bar it cut short had hidden it).
+    """
     columns = os.environ.get("COLUMNS")
     if columns is not None and not (columns.strip().isdigit() and int(columns) >= MIN_COLUMNS):
         del os.environ["COLUMNS"]
@@ -549,17 +554,17 @@ def _show_cursor() -> None:
 
 def main() -> None:
     """Entry point of ``mlarray`` and ``python -m mlarray`` (SIGTERM stops it as Ctrl-C does: exit status 143)."""
-    with orderly_sigterm(), _plain_warnings(), _output_failures():
+    with orderly_sigterm(), _plain_warnings(), _terminal_and_output():
         app(prog_name="mlarray")
 
 
 def legacy_header() -> None:
     """Entry point of ``mlarray_header FILE`` (same as ``mlarray header FILE``)."""
-    with orderly_sigterm(), _plain_warnings(), _output_failures():
+    with orderly_sigterm(), _plain_warnings(), _terminal_and_output():
         header_app(prog_name="mlarray_header")
 
 
 def legacy_convert() -> None:
     """Entry point of ``mlarray_convert IN OUT`` (same as ``mlarray convert IN OUT``)."""
-    with orderly_sigterm(), _plain_warnings(), _output_failures():
+    with orderly_sigterm(), _plain_warnings(), _terminal_and_output():
         convert_app(prog_name="mlarray_convert")
