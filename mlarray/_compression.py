@@ -23,7 +23,7 @@ from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
-from mlarray.storage.cparams import describe_cparams, make_cparams, named_enums
+from mlarray.storage.cparams import check_dparams, describe_cparams, make_cparams, named_enums
 from mlarray.storage.io import compress_array, layout_of
 from mlarray.storage.lazyframe import opened
 
@@ -190,6 +190,8 @@ class InMemoryCompression(ImageState):
         """
         if self._meta.array is None:
             raise InvalidArgumentError("this is a metadata-only image: it has no array to compress")
+        check_dparams(dparams)
+        previous = self._layout_args
         if patch_size is not UNSET or chunk_size is not None or block_size is not None or cparams is not None:
             self._layout_args = {
                 "patch_size": "default" if patch_size is UNSET else patch_size,
@@ -197,11 +199,16 @@ class InMemoryCompression(ImageState):
                 "block_size": block_size,
                 "cparams": cparams,
             }
-        data = self.to_numpy()
-        plan = self._storage_plan(target=None)
-        # one decompression thread unless asked: C-Blosc2's thread pool would not survive a fork (DataLoader workers)
-        one = dparams if dparams is not None else {"nthreads": 1}
-        nd = compress_array(data, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams, dparams=one)
+        try:
+            data = self.to_numpy()
+            plan = self._storage_plan(target=None)
+            # one decompression thread unless asked: C-Blosc2's thread pool would not survive a fork (DataLoader
+            # workers)
+            one = dparams if dparams is not None else {"nthreads": 1}
+            nd = compress_array(data, chunks=plan.chunks, blocks=plan.blocks, cparams=plan.cparams, dparams=one)
+        except BaseException:
+            self._layout_args = previous  # a failed call leaves the image as it was
+            raise
         layout = layout_of(nd, plan.strategy, plan.patch)
         self._detach()
         self._meta.layout = layout

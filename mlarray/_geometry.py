@@ -162,6 +162,9 @@ class SpatialGeometry:
 
     @affine.setter
     def affine(self, value: Any) -> None:
+        if value is None:  # clears the geometry, as the other setters do with None
+            self._set_spatial(spacing=None, origin=None, direction=None, affine=None)
+            return
         Spatial(affine=tolist(value))  # the affine's own rules (square, last row, non-singular) before any split
         matrix = np.asarray(value, dtype=np.float64)
         spacing, origin, direction = decompose(matrix)

@@ -27,6 +27,7 @@ from mlarray.models import Meta
 from mlarray.reading import decompress_all, threads_of
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path
+from mlarray.storage.cparams import check_dparams
 from mlarray.storage.io import is_read_only, normalize_dtype, open_checked, write_destination
 from mlarray.storage.locking import FileLock, another_writer_holds, replacing
 
@@ -85,6 +86,7 @@ class FileOpening(ImageState):
         ``compressed=True`` keeps the data Blosc2-compressed in memory (see :meth:`compress`).
         """
         mla = _mlarray(cls)
+        check_dparams(dparams)
         if compressed:
             image = mla.load(path, dparams, storage_options=storage_options)
             image.compress(dparams=dparams)
@@ -139,6 +141,7 @@ class FileOpening(ImageState):
         :mod:`mlarray.remote`; needs the ``remote`` extra for URLs).
         """
         mla = _mlarray(cls)
+        check_dparams(dparams)
         requested = (mode, mmap_mode)
         mmap_mode = _access(mode, mmap_mode)
         if _is_remote(path):

@@ -46,7 +46,7 @@ from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.storage import write_frame, write_header
 from mlarray.storage.chunks import DataSection
-from mlarray.storage.cparams import make_cparams
+from mlarray.storage.cparams import check_dparams, make_cparams
 from mlarray.storage.io import layout_of, write_data
 from mlarray.storage.locking import FileLock
 
@@ -112,6 +112,7 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
         dparams: Any = None,
         compressed: bool = False,
     ) -> None:
+        check_dparams(dparams)  # before anything is written (MLArray.create builds its template here)
         self._np: np.ndarray[Any, Any] | None = None
         self._nd: Any = None
         self._path: str | None = None

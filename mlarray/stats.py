@@ -497,6 +497,8 @@ def annotate(
         boolean array; a bound below 1; an image without array (metadata only) or of a
         dtype without statistics.
     """
+    if seg is not None and not isinstance(seg, (bool, np.bool_)):
+        raise InvalidArgumentError(f"seg must be True, False or None, got {seg!r}")
     source = _Source.of_image(image)
     meta = image.meta.model_copy(deep=True)
     is_seg = seg if seg is not None else meta.is_seg

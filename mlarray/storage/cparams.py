@@ -124,3 +124,24 @@ def describe_cparams(cparams: Any) -> tuple[str, int, list[str]]:
             raise InvalidArgumentError(f"filter {f!r} is not supported by the .mla format")
         filters.append(names[f])
     return codec, int(level), filters
+
+
+def check_dparams(dparams: Any) -> None:
+    """Refuse decompression parameters python-blosc2 would reject late or ignore (``INVALID_ARGUMENT``).
+
+    ``None``, a ``blosc2.DParams``, or a dict whose only member is ``nthreads``, a positive
+    int. (python-blosc2 fails on other values only when it opens or decompresses, after a
+    file may have been replaced, or ignores them.)
+    """
+    if dparams is None or isinstance(dparams, blosc2.DParams):
+        return
+    if not isinstance(dparams, dict):
+        raise InvalidArgumentError(
+            f"dparams must be a dict such as {{'nthreads': 4}} or a blosc2.DParams, got {type(dparams).__name__}"
+        )
+    unknown = sorted(str(k) for k in dparams if k != "nthreads")
+    if unknown:
+        raise InvalidArgumentError(f"dparams has unknown members {unknown}; the one member is 'nthreads'")
+    n = dparams.get("nthreads", 1)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidArgumentError(f"dparams['nthreads'] must be a positive int, got {n!r}")

@@ -92,6 +92,8 @@ def check_path(path: str | os.PathLike[str], *, must_exist: bool) -> str:
         hint = "; for a file's bytes in memory pass io.BytesIO(data)" if in_memory else ""
         raise InvalidArgumentError(f"expected a path, a URL or a binary file object, got {type(path).__name__}{hint}")
     p = os.fsdecode(path)
+    if "\0" in p:  # no file system takes it; C-Blosc2 would write under the name cut at the NUL
+        raise InvalidArgumentError("the path holds a NUL character", path=p.replace("\0", "\\0"))
     if os.path.isdir(p):
         raise InvalidArgumentError("is a directory, not an .mla file", path=p)
     parent = os.path.dirname(p) or "."
