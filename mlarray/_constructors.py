@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from mlarray._inputs import as_shape
+from mlarray._inputs import as_shape, held_value
 from mlarray.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -73,8 +73,13 @@ class ArrayConstructors:
 
     @classmethod
     def full(cls, shape: Shape, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
-        """An image filled with ``fill_value`` (``dtype`` defaults to NumPy's choice for it)."""
-        return cls._build(np.full(as_shape(shape), fill_value, dtype=dtype), kwargs)
+        """An image filled with ``fill_value`` (``dtype`` defaults to NumPy's choice for it).
+
+        A value ``dtype`` cannot hold (NumPy would wrap ``np.int64(300)`` to 44 in ``uint8``,
+        or make a finite float infinite) is an ``INVALID_ARGUMENT``, as for :meth:`MLArray.create`.
+        """
+        dt = np.dtype(dtype) if dtype is not None else np.asarray(fill_value).dtype
+        return cls._build(np.full(as_shape(shape), held_value(fill_value, dt), dtype=dt), kwargs)
 
     @classmethod
     def arange(
@@ -175,7 +180,13 @@ class ArrayConstructors:
     @classmethod
     def full_like(cls, x: Any, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
         """Like ``x`` (shape and, for an MLArray, metadata and layout), filled with ``fill_value``."""
-        return cls._like(lambda a, dtype=None: np.full_like(a, fill_value, dtype=dtype), x, dtype, kwargs)
+
+        def make(a: Any, dtype: Any = None) -> Any:
+            return np.full_like(
+                a, held_value(fill_value, np.dtype(dtype) if dtype is not None else a.dtype), dtype=dtype
+            )
+
+        return cls._like(make, x, dtype, kwargs)
 
     @classmethod
     def _like(cls, make: Any, x: Any, dtype: Any, kwargs: dict[str, Any]) -> MLArray:

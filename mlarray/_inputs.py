@@ -52,6 +52,11 @@ def _check_held(given: Any, stored: Any, dtype: np.dtype[Any]) -> None:
         raise OverflowError(f"{given} is outside the range of {dtype}")
 
 
+def held_value(fill_value: Any, dtype: np.dtype[Any]) -> Any:
+    """``fill_value`` converted to ``dtype``; ``INVALID_ARGUMENT`` when it cannot hold it (see :class:`ShapeOnly`)."""
+    return ShapeOnly((), dtype, fill_value).fill_value[()]
+
+
 class ShapeOnly:
     """Stands in for data not yet written (``MLArray.create``): shape, dtype and fill value.
 
@@ -119,12 +124,15 @@ def tolist(value: Any) -> Any:
 def default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
     """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not."""
     n = None
-    for key in ("spacing", "origin", "direction"):
-        if spatial.get(key) is not None:
-            n = len(spatial[key])
-            break
-    if n is None and spatial.get("affine") is not None:
-        n = len(spatial["affine"]) - 1
+    try:
+        for key in ("spacing", "origin", "direction"):
+            if spatial.get(key) is not None:
+                n = len(spatial[key])
+                break
+        if n is None and spatial.get("affine") is not None:
+            n = len(spatial["affine"]) - 1
+    except TypeError:  # a scalar or a generator: the header's validation names the member and its type
+        return None
     if n is None or n == ndim:
         return None
     if n > ndim:

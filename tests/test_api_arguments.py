@@ -74,3 +74,33 @@ def test_annotate_refuses_a_seg_that_is_not_a_bool() -> None:
     with pytest.raises(InvalidArgumentError, match="seg"):
         annotate(labels, seg="no")  # computed label boxes, then recorded is_seg=False
     assert annotate(labels, seg=np.bool_(True)).is_seg is True
+
+
+def test_full_refuses_fill_values_the_dtype_cannot_hold() -> None:
+    """As ``MLArray.create`` does: NumPy wraps np.int64(300) to 44 in uint8 and makes 1e300 infinite in float32."""
+    for value, dtype in ((np.int64(300), np.uint8), (1e300, np.float32), (-1, np.uint16)):
+        with pytest.raises(InvalidArgumentError, match="fill_value"):
+            mlarray.full(3, value, dtype=dtype)
+        with pytest.raises(InvalidArgumentError, match="fill_value"):
+            mlarray.full_like(np.zeros(3, dtype), value)
+    np.testing.assert_array_equal(mlarray.full(3, np.int64(200), dtype=np.uint8).to_numpy(), [200] * 3)
+    assert mlarray.full((2, 2), 2.5).dtype == np.float64 and mlarray.full(2, True).dtype == np.bool_
+
+
+def test_a_typo_in_a_header_member_is_a_typed_error() -> None:
+    from mlarray.errors import HeaderTypeError
+
+    image = MLArray(np.zeros((2, 2)))
+    with pytest.raises(HeaderTypeError, match="is_sg"):
+        image.meta.is_sg = True  # type: ignore[attr-defined]
+    with pytest.raises(HeaderTypeError, match="spacings"):
+        image.meta.spatial.spacings = [1.0, 1.0]  # type: ignore[attr-defined]
+    assert "is_sg" not in image.meta.to_plain()
+
+
+@pytest.mark.parametrize("geometry", [{"spacing": 2.0}, {"origin": 0}, {"direction": 1.0}, {"affine": 1.0}])
+def test_a_scalar_geometry_in_the_constructor_is_the_setters_typed_error(geometry: dict[str, Any]) -> None:
+    from mlarray import HeaderValidationError
+
+    with pytest.raises(HeaderValidationError, match=next(iter(geometry))):
+        MLArray(np.zeros((2, 3, 4)), **geometry)

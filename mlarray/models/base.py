@@ -411,9 +411,17 @@ class StrictModel(BaseModel):
         return {key: self.__dict__[key] for key in type(self).model_fields if key in self.model_fields_set}
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name.startswith("_") or name not in type(self).model_fields:
+        if name.startswith("_"):
             super().__setattr__(name, value)
             return
+        if name not in type(self).model_fields:
+            if hasattr(type(self), name):  # a property or another class attribute: its own rules
+                super().__setattr__(name, value)
+                return
+            # a typo (meta.is_sg = True): the error building the model with that member gives
+            raise model_error(
+                [Problem(name, "unknown_field", "unknown member: this schema version does not define it")]
+            )
         data = self._stored()
         data[name] = value
         try:
