@@ -23,12 +23,12 @@ def as_shape(shape: Any) -> tuple[int, ...]:
         Not an int or a sequence of ints (floats included, as NumPy refuses them), or a
         negative dimension.
     """
-    if isinstance(shape, (bool, np.bool_, set, frozenset, dict, str, bytes)):  # NumPy refuses them; sets are unordered
-        raise InvalidArgumentError(f"shape must be an int or a sequence of ints, got {shape!r}")
+    refused = (bool, np.bool_, set, frozenset, dict, str, bytes)  # NumPy refuses them; a set has no order
     try:
-        dims = (operator.index(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(operator.index, shape))
-        if any(isinstance(d, (bool, np.bool_)) for d in (shape if not isinstance(shape, (int, np.integer)) else ())):
+        given = [shape] if isinstance(shape, (int, np.integer)) else list(shape)
+        if isinstance(shape, refused) or any(isinstance(d, (bool, np.bool_)) for d in given):
             raise TypeError
+        dims = tuple(map(operator.index, given))
     except TypeError:
         raise InvalidArgumentError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(d < 0 for d in dims):

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from mlarray._state import ImageState
@@ -23,7 +24,6 @@ from mlarray.errors import (
     FileChangedError,
     HeaderValidationError,
     InvalidArgumentError,
-    LockError,
     ReadOnlyError,
     ResourceLimitError,
     WriteFailedError,
@@ -32,7 +32,7 @@ from mlarray.errors import (
 from mlarray.models import Meta, Writer, parse_header
 from mlarray.remote import is_remote as _is_remote
 from mlarray.storage import atomic_target, check_path, header_bytes, open_frame, write_header
-from mlarray.storage.locking import another_writer_holds, replacing
+from mlarray.storage.locking import refuse_writers, replacing
 from mlarray.versions import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -179,20 +179,23 @@ class FilePersistence(ImageState):
                 self._lock = None
 
 
-def _rewrite_header(path: str, meta: Meta, *, refresh_digest: bool) -> None:
-    """Replace the header of ``path`` by writing a copy and renaming it over the original."""
+def _rewrite_header(
+    path: str, meta: Meta, *, refresh_digest: bool, unchanged: Callable[[], None] | None = None
+) -> None:
+    """Replace the header of ``path`` by writing a copy and renaming it over the original.
+
+    ``unchanged`` runs before and after the copy and raises when the file is no longer the
+    one the caller read (nothing is renamed then).
+    """
     with atomic_target(path) as tmp:
+        if unchanged is not None:
+            unchanged()
         shutil.copyfile(path, tmp)
+        if unchanged is not None:
+            unchanged()  # nothing wrote the file during the copy
         nd = open_frame(tmp, "r+")
         write_header(nd, meta, digest_of=tmp if refresh_digest else None)
         del nd
-
-
-def refuse_writers(path: str | os.PathLike[str]) -> None:
-    """Raise ``LOCK_HELD`` when another process has the file at ``path`` open for writing."""
-    where = os.fspath(path)
-    if another_writer_holds(where):
-        raise LockError("another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=where)
 
 
 def rewrite_header_of(image: MLArray) -> None:
@@ -211,15 +214,14 @@ def rewrite_header_of(image: MLArray) -> None:
     refuse_writers(path)
     meta = image._header_for_save(layout=image.meta.layout)
     header_bytes(meta)
-    with atomic_target(path) as tmp:
+
+    def unchanged() -> None:
         if not section.names_checked_file(path):
             raise FileChangedError(
                 "the path names another file than this image read (replaced since it was opened); open it again",
                 path=path,
             )
-        shutil.copyfile(path, tmp)
-        section.ensure_unshortened()  # nothing wrote the file before or during the copy
-        nd = open_frame(tmp, "r+")
-        write_header(nd, meta, digest_of=None)
-        del nd
+        section.ensure_unshortened()  # FILE_CHANGED when written in place since it was opened
+
+    _rewrite_header(path, meta, refresh_digest=False, unchanged=unchanged)
     image._persisted = image.meta.model_dump(mode="json")

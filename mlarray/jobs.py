@@ -36,7 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from mlarray.errors import InvalidArgumentError, MissingDependencyError, MLArrayError
 from mlarray.storage.filenames import utf8_name
-from mlarray.storage.io import TMP_PREFIX, writer_alive
+from mlarray.storage.io import TMP_PREFIX, writer_alive, writer_pid
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -293,11 +293,6 @@ def _broken_link(path: Path) -> bool:
     return path.is_symlink() and not os.path.exists(path)
 
 
-def _pid(temporary: str) -> int | None:
-    head = temporary[len(TMP_PREFIX) :].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
 def _orphan_pattern(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(utf8_name(name)))
 
@@ -323,7 +318,7 @@ def remove_orphans(target: str | os.PathLike[str] | None, *, mine: bool = False)
     for directory, name in places:
         pattern = _orphan_pattern(name)
         for tmp in directory.glob(f"{TMP_PREFIX}*"):
-            if writer_alive(tmp.name) and not (mine and _pid(tmp.name) == os.getpid()):
+            if writer_alive(tmp.name) and not (mine and writer_pid(tmp.name) == os.getpid()):
                 continue  # a save in progress (another process's writer closing, say), not an orphan
             if tmp.is_file() and pattern.fullmatch(tmp.name):
                 tmp.unlink(missing_ok=True)

@@ -554,7 +554,8 @@ def update_stats(
     InvalidArgumentError
         As :func:`annotate`; the file is left unchanged.
     """
-    from mlarray._saving import refuse_writers, rewrite_header_of
+    from mlarray._saving import rewrite_header_of
+    from mlarray.storage.locking import refuse_writers
 
     refuse_writers(path)  # before reading: a writer's file may change under the computation
     with MLArray.open(path) as image:  # read-only while computing: readers see no writer

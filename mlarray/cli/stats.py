@@ -16,7 +16,6 @@ from mlarray.cli.options import JobsOpt, SchedulerOpt, Verbose, errors, run_file
 from mlarray.cli.output import dumps, echo_line, job_line
 from mlarray.errors import MLArrayError
 from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
-from mlarray.models import Meta
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -27,33 +26,18 @@ def find_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def update_header(path: Path, class_locations: bool, seg: bool | None) -> Meta:
-    """:func:`mlarray.stats.update_stats`, and what is recorded only for label maps removed from other images.
-
-    ``class_locations`` is written for label maps only (spec 5.11), so an image that is not
-    one (``--no-seg``) loses the class locations an earlier run recorded. Its ``bbox`` is
-    kept: the header does not say whether the boxes were derived from the labels or given
-    by someone (detections, annotations). One header rewrite, as ``update_stats`` does.
-    """
-    from mlarray._saving import refuse_writers, rewrite_header_of
-    from mlarray.api import MLArray
-    from mlarray.stats import annotate
-
-    refuse_writers(path)  # before reading: a writer's file may change under the computation
-    with MLArray.open(path) as image:  # read-only while computing: readers of the file see no writer
-        meta = annotate(image, with_class_locations=class_locations, seg=seg)
-        if not meta.is_seg and meta.class_locations is not None:
-            meta = meta.model_copy()
-            meta.class_locations = None
-            image.meta = meta
-        rewrite_header_of(image)
-        return image.meta
-
-
 def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
+    """One file through :func:`mlarray.stats.update_stats`.
+
+    ``class_locations`` are written for label maps only (spec 5.11), so an image that is not
+    one (``--no-seg``) loses those an earlier run recorded; its ``bbox`` is kept (the header
+    does not say whether the boxes came from the labels or from someone: detections, annotations).
+    """
+    from mlarray.stats import update_stats
+
     remove_orphans(path)  # what an unfinished earlier rewrite of this file left (a killed run)
     try:
-        meta = update_header(path, class_locations, seg)
+        meta = update_stats(path, with_class_locations=class_locations, seg=seg)
     except MLArrayError as exc:
         return {"path": str(path), "ok": False, "code": exc.code, "error": exc.message}
     classes = meta.bbox.labels if meta.is_seg and meta.bbox is not None and meta.bbox.labels is not None else []

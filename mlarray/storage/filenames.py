@@ -25,16 +25,14 @@ def blosc2_can_name(path: str) -> bool:
 
 def check_blosc2_name(path: str) -> None:
     """Raise :class:`InvalidArgumentError` for a path C-Blosc2 cannot open or write (:func:`blosc2_can_name`)."""
+    if blosc2_can_name(path):
+        return
     text = os.fspath(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        char = ord(text[exc.start])
-        byte = f"byte 0x{char - 0xDC00:02X}" if 0xDC80 <= char <= 0xDCFF else f"character U+{char:04X}"
-        raise InvalidArgumentError(
-            f"the file name is not valid UTF-8 ({byte}), and C-Blosc2 takes names as UTF-8: rename the file",
-            path=path,
-        ) from None
+    char = next(ord(c) for c in text if 0xD800 <= ord(c) <= 0xDFFF)  # what UTF-8 cannot encode: a lone surrogate
+    byte = f"byte 0x{char - 0xDC00:02X}" if 0xDC80 <= char <= 0xDCFF else f"character U+{char:04X}"
+    raise InvalidArgumentError(
+        f"the file name is not valid UTF-8 ({byte}), and C-Blosc2 takes names as UTF-8: rename the file", path=path
+    )
 
 
 def utf8_name(name: str) -> str:

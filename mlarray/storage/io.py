@@ -62,17 +62,23 @@ def temporary_name(target_name: str = "") -> str:
     return f"{stem}-{utf8_name(target_name)}" if target_name else stem
 
 
+def writer_pid(temporary: str) -> int | None:
+    """The process id in the name of a temporary file or folder (:func:`temporary_name`), if it has one."""
+    head = temporary[len(TMP_PREFIX) :].split("-", 1)[0]
+    pid_text, dot, _ = head.partition(".")
+    return int(pid_text) if dot and pid_text.isdigit() else None
+
+
 def writer_alive(temporary: str) -> bool:
     """Whether the process that named the temporary file or folder ``temporary`` still runs.
 
     ``False`` for names without a process id and where that cannot be told (not POSIX).
     """
-    head = temporary[len(TMP_PREFIX) :].split("-", 1)[0]
-    pid_text, dot, _ = head.partition(".")
-    if not (dot and pid_text.isdigit()) or os.name != "posix":
+    pid = writer_pid(temporary)
+    if pid is None or os.name != "posix":
         return False
     try:
-        os.kill(int(pid_text), 0)  # signal 0: only asks whether the process exists
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except OSError:

@@ -31,7 +31,6 @@ import numpy as np
 
 from mlarray.errors import FileChangedError, MLArrayError
 from mlarray.storage.chunks import DataSection, may_map
-from mlarray.storage.filenames import blosc2_can_name
 
 Opener = Callable[[str, str, Any], Any]
 
@@ -67,9 +66,8 @@ class LazyFrame:
 
     def _open(self) -> Any:
         section, via = self._section, self._section.descriptor_path()
-        if via is not None and (not may_map() or not blosc2_can_name(self._path)):
-            # read through file I/O, C-Blosc2 opens the path again for every chunk: keep it on the checked file;
-            # a name C-Blosc2 cannot take (not UTF-8) is opened through the descriptor as well
+        if via is not None and not may_map():
+            # read through file I/O, C-Blosc2 opens the path again for every chunk: keep it on the checked file
             return self._opener(via, self._mode, self._dparams)
         if section.names_checked_file(self._path):
             try:

@@ -62,6 +62,16 @@ def _lock_exclusive(fd: int) -> bool:
     return False
 
 
+WRITER_HOLDS = "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first"
+
+
+def refuse_writers(path: str | os.PathLike[str]) -> None:
+    """Raise ``LOCK_HELD`` when another process has the file at ``path`` open for writing."""
+    where = os.fspath(path)
+    if another_writer_holds(where):
+        raise LockError(WRITER_HOLDS, path=where)
+
+
 class FileLock:
     """An exclusive lock held on the inode of ``path`` until :meth:`release`."""
 
@@ -72,9 +82,7 @@ class FileLock:
         if fcntl is not None and not _lock_exclusive(self._fd):
             os.close(self._fd)
             self._fd = None
-            raise LockError(
-                "another writer has this file open (mmap_mode 'r+' or 'w+'); close it first", path=path
-            ) from None
+            raise LockError(WRITER_HOLDS, path=path) from None
         _HELD[self._inode] = _HELD.get(self._inode, 0) + 1
 
     def inherited(self) -> bool:
