@@ -109,6 +109,21 @@ class StoragePlan:
         self.strategy, self.chunks, self.blocks, self.patch, self.cparams = strategy, chunks, blocks, patch, cparams
 
 
+def check_layout_args(shape: tuple[int, ...], itemsize: int, args: dict[str, Any]) -> None:
+    """``INVALID_ARGUMENT`` for ``chunk_size``, ``block_size`` or ``cparams`` no save could use.
+
+    ``patch_size`` waits for the save: its entries follow the spatial axes, which may
+    still be labelled after the image is made.
+    """
+    try:
+        if args["chunk_size"] is not None or args["block_size"] is not None:
+            choose_layout(shape, itemsize, range(len(shape)), None, args["chunk_size"], args["block_size"])
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    if args["cparams"] is not None:
+        _cparams_names(args["cparams"], itemsize)
+
+
 class InMemoryCompression(ImageState):
     """``compress``/``decompress`` and the storage plan; mixed into :class:`~mlarray.api.MLArray`."""
 

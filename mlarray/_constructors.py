@@ -59,17 +59,20 @@ class ArrayConstructors:
     @classmethod
     def empty(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image with uninitialized values."""
-        return cls._build(np.empty(as_shape(shape), dtype=dtype), kwargs)
+        dt = np.dtype(dtype)
+        return cls._build(np.empty(as_shape(shape, dt), dtype=dt), kwargs)
 
     @classmethod
     def zeros(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image of zeros."""
-        return cls._build(np.zeros(as_shape(shape), dtype=dtype), kwargs)
+        dt = np.dtype(dtype)
+        return cls._build(np.zeros(as_shape(shape, dt), dtype=dt), kwargs)
 
     @classmethod
     def ones(cls, shape: Shape, dtype: npt.DTypeLike = np.float64, **kwargs: Any) -> MLArray:
         """An image of ones."""
-        return cls._build(np.ones(as_shape(shape), dtype=dtype), kwargs)
+        dt = np.dtype(dtype)
+        return cls._build(np.ones(as_shape(shape, dt), dtype=dt), kwargs)
 
     @classmethod
     def full(cls, shape: Shape, fill_value: Any, dtype: npt.DTypeLike | None = None, **kwargs: Any) -> MLArray:
@@ -79,7 +82,7 @@ class ArrayConstructors:
         or make a finite float infinite) is an ``INVALID_ARGUMENT``, as for :meth:`MLArray.create`.
         """
         dt = np.dtype(dtype) if dtype is not None else np.asarray(fill_value).dtype
-        return cls._build(np.full(as_shape(shape), held_value(fill_value, dt), dtype=dt), kwargs)
+        return cls._build(np.full(as_shape(shape, dt), held_value(fill_value, dt), dtype=dt), kwargs)
 
     @classmethod
     def arange(
@@ -148,10 +151,13 @@ class ArrayConstructors:
             if shape is None:
                 raise InvalidArgumentError("linspace needs num or shape")
             num = math.prod(as_shape(shape))
+        if isinstance(num, bool) or not hasattr(type(num), "__index__"):
+            raise InvalidArgumentError(f"num must be an integer, got {num!r}")
         if num < 0:
             raise InvalidArgumentError(f"num must be non-negative, got {num}")
         if dtype is None:
             dtype = np.complex128 if any(isinstance(v, complex) for v in (start, stop)) else np.float64
+        as_shape(num, np.dtype(dtype))  # more elements or bytes than an array can hold
         values = np.linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
         return cls._build(_fitted(values, shape, f"num={num}"), {"patch_size": patch_size, **kwargs})
 

@@ -14,14 +14,15 @@ from mlarray.models.v1.header import MAX_NDIM
 from mlarray.storage.io import normalize_dtype
 
 
-def as_shape(shape: Any) -> tuple[int, ...]:
+def as_shape(shape: Any, dtype: np.dtype[Any] | None = None) -> tuple[int, ...]:
     """``shape`` (an int or a sequence of ints) as a tuple of non-negative ints, as NumPy takes it.
 
     Raises
     ------
     InvalidArgumentError
-        Not an int or a sequence of ints (floats included, as NumPy refuses them), or a
-        negative dimension.
+        Not an int or a sequence of ints (floats included, as NumPy refuses them), a
+        negative dimension, or more elements (more bytes of ``dtype``, when given) than an
+        array can index.
     """
     refused = (bool, np.bool_, set, frozenset, dict, str, bytes)  # NumPy refuses them; a set has no order
     try:
@@ -35,6 +36,8 @@ def as_shape(shape: Any) -> tuple[int, ...]:
         raise InvalidArgumentError(f"shape {dims} has a negative dimension")
     if math.prod(dims) > np.iinfo(np.intp).max:
         raise InvalidArgumentError(f"shape {dims} has more elements than an array can index")
+    if dtype is not None and math.prod(dims) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise InvalidArgumentError(f"shape {dims} of {dtype} holds more bytes than an array can index")
     return dims
 
 
@@ -121,8 +124,13 @@ def tolist(value: Any) -> Any:
     return value
 
 
-def default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
-    """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not."""
+def default_labels(ndim: int, spatial: dict[str, Any], refuse_empty: bool = False) -> list[str] | None:
+    """Without labels every axis is spatial; if the geometry covers fewer axes, the leading ones are not.
+
+    ``refuse_empty``: an empty geometry (``spacing=[]``, perhaps an empty variable) is a
+    ``HeaderValidationError`` rather than an array with no spatial axis. Files of mlarray
+    0.0.x are read as they are.
+    """
     n = None
     try:
         for key in ("spacing", "origin", "direction"):
@@ -135,6 +143,10 @@ def default_labels(ndim: int, spatial: dict[str, Any]) -> list[str] | None:
         return None
     if n is None or n == ndim:
         return None
+    if n == 0 and refuse_empty:
+        raise HeaderValidationError(
+            [Problem("spatial", "rule_violation", "the geometry is empty; give one entry per spatial axis")]
+        )
     if n > ndim:
         raise HeaderValidationError(
             [Problem("spatial", "rule_violation", f"geometry describes {n} axes but the array has only {ndim}")]

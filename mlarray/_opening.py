@@ -225,8 +225,8 @@ class FileOpening(ImageState):
         if meta is not None:
             kwargs["meta"] = meta
         p = check_path(path, must_exist=False)
-        shape = as_shape(shape)
         dt = normalize_dtype(dtype)
+        shape = as_shape(shape, dt)
         template = mla(ShapeOnly(shape, dt), **kwargs)
         # another process's writer keeps the file (LOCKED); one of this process's is left with the old file
         with replacing(p, except_this_process=True), atomic_target(p) as tmp:

@@ -53,6 +53,11 @@ class FilePersistence(ImageState):
         image was opened from works. A URL (``s3://...``, with ``storage_options``) is
         written to a local temporary file first and then uploaded once.
         """
+        if _is_remote(path) and not isinstance(path, str):
+            raise InvalidArgumentError(
+                f"save writes to a path or a URL, not to a file object ({type(path).__name__}); "
+                "save to a file and read its bytes"
+            )
         if _is_remote(path):
             from mlarray.remote.open import save_remote
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from mlarray._access import ArrayAccess
 from mlarray._compression import UNSET as _UNSET
-from mlarray._compression import InMemoryCompression, derived_layout
+from mlarray._compression import InMemoryCompression, check_layout_args, derived_layout
 from mlarray._constructors import ArrayConstructors
 from mlarray._geometry import SpatialGeometry
 from mlarray._inputs import ShapeOnly, as_storable, default_labels, tolist
@@ -127,6 +127,8 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
         self._remote: tuple[str | None, dict[str, Any]] | None = None  # (URL or None for a file object, options)
         self._dropped: tuple[str, ...] = ()
         keep_layout = False
+        if isinstance(array, bytes):  # a path, as MLArray.load takes it (0-d bytes data has no use here)
+            array = os.fsdecode(array)
         if isinstance(array, (str, os.PathLike)):
             loaded = MLArray.load(array, dparams=dparams)
             base: Meta = loaded.meta
@@ -179,7 +181,7 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
             spatial["affine"] = tolist(affine)
         if self._np is not None:
             if spatial.get("axis_labels") is None:
-                spatial["axis_labels"] = default_labels(self._np.ndim, spatial)
+                spatial["axis_labels"] = default_labels(self._np.ndim, spatial, refuse_empty=True)
             data["array"] = {"shape": list(self._np.shape), "dtype": self._np.dtype.str}
         elif not isinstance(array, (str, os.PathLike)):
             data["array"] = None
@@ -189,6 +191,8 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
             spatial_axes = self._meta.spatial_axes() or range(self.ndim)
             if len(derived["patch_size"]) != len(spatial_axes):  # copy had other spatial axes
                 derived["patch_size"] = "default"
+        if self._layout_args is not None and self._np is not None:  # here, not at a save much later
+            check_layout_args(tuple(self._np.shape), self._np.dtype.itemsize, self._layout_args)
         if compressed and self._np is not None:
             self.compress(dparams=dparams)
 

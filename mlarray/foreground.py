@@ -53,13 +53,23 @@ class ClassSample:
     """Inclusive ``(min, max)`` index of the class's voxels per axis (``None`` when not computed)."""
 
 
+def _is_count(value: Any) -> bool:
+    """An integer of at least 1 (``bool`` and floats are not)."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer)) and bool(value >= 1)
+
+
 def _check_labels(dtype: np.dtype[Any], max_per_class: int, max_total: int) -> None:
     """Refuse a label map that does not hold integers and coordinate bounds below 1."""
     if dtype.kind not in "biu":
         raise InvalidArgumentError(f"a label map holds integers or booleans, got dtype {dtype}")
-    if max_per_class < 1 or max_total < 1:
+    check_bounds(max_per_class, max_total)
+
+
+def check_bounds(max_per_class: int, max_total: int) -> None:
+    """``INVALID_ARGUMENT`` unless both coordinate bounds are integers of at least 1."""
+    if not all(_is_count(v) for v in (max_per_class, max_total)):
         raise InvalidArgumentError(
-            f"the coordinate bounds must be positive, got max_per_class={max_per_class}, max_total={max_total}"
+            f"the coordinate bounds must be positive integers, got max_per_class={max_per_class}, max_total={max_total}"
         )
 
 

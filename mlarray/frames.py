@@ -17,13 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from mlarray.errors import InvalidArgumentError
+
 Matrix = np.ndarray[Any, np.dtype[np.float64]]
 
 _PAIRS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
 
-class GeometryError(ValueError):
-    """A geometry that mlarray (or a target format) cannot represent; callers add the file name."""
+class GeometryError(InvalidArgumentError):
+    """A geometry that mlarray (or a target format) cannot represent; callers add the file name.
+
+    An ``INVALID_ARGUMENT`` (and a ``ValueError``) when it reaches the caller of :func:`change_frame`.
+    """
 
 
 def orientation_matrix(code: str | None) -> Matrix | None:
@@ -32,7 +37,7 @@ def orientation_matrix(code: str | None) -> Matrix | None:
     Returns ``None`` when ``code`` is not a three-letter code made of one letter from
     each of the pairs R/L, A/P, S/I (no frame, or a custom name such as ``'scanner-xyz'``).
     """
-    if code is None or len(code) != 3 or any(c not in _PAIRS for c in code.upper()):
+    if not isinstance(code, str) or len(code) != 3 or any(c not in _PAIRS for c in code.upper()):
         return None
     m = np.zeros((3, 3))
     for column, letter in enumerate(code.upper()):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import operator
 import os
 import re
 import shutil
@@ -143,8 +144,9 @@ def run_each(
     MissingDependencyError
         A scheduler is given but ``distributed`` is not installed (``mlarray[dask]``).
     """
-    if jobs < 1:
-        raise InvalidArgumentError(f"jobs must be at least 1, got {jobs}")
+    if isinstance(jobs, bool) or not hasattr(type(jobs), "__index__") or operator.index(jobs) < 1:
+        raise InvalidArgumentError(f"jobs must be an integer of at least 1, got {jobs!r}")
+    jobs = operator.index(jobs)
     run = _Run(func, items, lost, on_start, on_done, cleanup)
     if scheduler is not None:
         _on_cluster(run, scheduler, name)

@@ -271,6 +271,24 @@ def default_compression(itemsize: int) -> tuple[str, int, list[str]]:
     return DEFAULT_CODEC, DEFAULT_CLEVEL, list(filters)
 
 
+# C-Blosc2's limits (blosc2.h): a chunk is at most BLOSC2_MAX_BUFFERSIZE bytes (INT32_MAX less the 32-byte chunk
+# header), a block at most BLOSC2_MAXBLOCKSIZE bytes, and every chunk and block edge an int32.
+MAX_CHUNK_BYTES = 2**31 - 1 - 32
+MAX_BLOCK_BYTES = 536_866_816
+_MAX_EDGE = 2**31 - 1
+
+
+def _within_limits(name: str, sizes: tuple[int, ...], itemsize: int, limit: int) -> None:
+    """``ValueError`` for chunk/block edges C-Blosc2 cannot store (the save would fail much later)."""
+    if any(v > _MAX_EDGE for v in sizes):
+        raise ValueError(f"{name} entries must be at most {_MAX_EDGE:,} (an int32), got {sizes}")
+    nbytes = math.prod(sizes) * itemsize
+    if nbytes > limit:
+        raise ValueError(
+            f"{name} {sizes} holds {nbytes:,} bytes of {itemsize}-byte items; Blosc2 allows at most {limit:,}"
+        )
+
+
 def _manual_sizes(name: str, sizes: Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
     """``chunk_size``/``block_size`` as given: one positive integer per axis (``ValueError`` otherwise)."""
     if sizes is None:
@@ -304,6 +322,10 @@ def choose_layout(
         blocks = _manual_sizes("block_size", block_size, ndim)
         if chunks is not None and blocks is not None and any(b > c for b, c in zip(blocks, chunks, strict=True)):
             raise ValueError(f"block_size {blocks} must not exceed chunk_size {chunks} on any axis")
+        if chunks is not None:
+            _within_limits("chunk_size", chunks, itemsize, MAX_CHUNK_BYTES)
+        if blocks is not None:
+            _within_limits("block_size", blocks, itemsize, MAX_BLOCK_BYTES)
         if empty and chunks is None:
             chunks = tuple(max(1, n, b) for n, b in zip(shape, blocks or (1,) * ndim, strict=True))
         return LayoutChoice("manual", chunks, blocks, None)

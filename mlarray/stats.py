@@ -61,7 +61,7 @@ import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
-from mlarray.foreground import MAX_PER_CLASS, MAX_TOTAL, locate_classes, to_record
+from mlarray.foreground import MAX_PER_CLASS, MAX_TOTAL, check_bounds, locate_classes, to_record
 from mlarray.models import BBoxes, ClassLocations, Meta, Stats
 from mlarray.slabs import SLAB_BYTES, OrderStatistics, key_values, median_of, percentile_of, slab_keys, sortable_keys
 
@@ -497,8 +497,13 @@ def annotate(
         boolean array; a bound below 1; an image without array (metadata only) or of a
         dtype without statistics.
     """
+    if not isinstance(image, MLArray):
+        raise InvalidArgumentError(f"annotate takes an MLArray (wrap a NumPy array: MLArray(array)), got {type(image)}")
     if seg is not None and not isinstance(seg, (bool, np.bool_)):
         raise InvalidArgumentError(f"seg must be True, False or None, got {seg!r}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+    check_bounds(max_per_class, max_total)
     source = _Source.of_image(image)
     meta = image.meta.model_copy(deep=True)
     is_seg = seg if seg is not None else meta.is_seg
@@ -555,8 +560,10 @@ def update_stats(
         As :func:`annotate`; the file is left unchanged.
     """
     from mlarray._saving import rewrite_header_of
+    from mlarray.storage.io import check_path
     from mlarray.storage.locking import refuse_writers
 
+    path = check_path(path, must_exist=True)
     refuse_writers(path)  # before reading: a writer's file may change under the computation
     with MLArray.open(path) as image:  # read-only while computing: readers see no writer
         meta = annotate(image, with_class_locations=with_class_locations, seg=seg, seed=seed)

@@ -104,3 +104,116 @@ def test_a_scalar_geometry_in_the_constructor_is_the_setters_typed_error(geometr
 
     with pytest.raises(HeaderValidationError, match=next(iter(geometry))):
         MLArray(np.zeros((2, 3, 4)), **geometry)
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [("chunk_size", [2**63, 2, 2]), ("chunk_size", [2**40, 2, 2]), ("chunk_size", [2**20, 2**10, 2**10])]
+    + [("block_size", [2**62, 2, 2]), ("block_size", [2**28, 1, 1])],
+)
+def test_layout_arguments_blosc2_cannot_store_are_refused_where_given(
+    tmp_path: Path, name: str, sizes: list[int]
+) -> None:
+    """They failed as WRITE_FAILED at save (meant for disk errors) and leaked OverflowError from compress."""
+    array = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(InvalidArgumentError, match=name):
+        MLArray(array, **{name: sizes})
+    image = MLArray(array)
+    with pytest.raises(InvalidArgumentError, match=name):
+        image.compress(**{name: sizes})
+    image.save(tmp_path / "a.mla")  # the failed compress left nothing behind
+    assert np.array_equal(MLArray.load(tmp_path / "a.mla").to_numpy(), array)
+
+
+def test_bad_layout_arguments_fail_in_the_constructor_not_at_a_later_save(tmp_path: Path) -> None:
+    array = np.zeros((4, 4, 4), np.int16)
+    for bad in ({"block_size": [0, 1, 1]}, {"chunk_size": [2, 2]}, {"cparams": {"codec": "nope"}}):
+        with pytest.raises(InvalidArgumentError):
+            MLArray(array, **bad)
+    assert MLArray(array, chunk_size=[4, 4, 4], block_size=[2, 2, 2]).shape == (4, 4, 4)
+    # a patch size follows the spatial axes, which may be labelled after the image is made
+    image = MLArray(np.zeros((2, 8, 8, 8), np.int16), patch_size=(4, 4, 4))
+    image.axis_labels = ["channel", "spatial", "spatial", "spatial"]
+    image.save(tmp_path / "c.mla")
+    layout = MLArray.open(tmp_path / "c.mla").meta.layout
+    assert layout is not None and layout.patch_size == [4, 4, 4]
+
+
+def test_shapes_too_large_in_bytes_are_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="bytes"):
+        MLArray.create(tmp_path / "c.mla", (2**40, 2**20))
+    assert not list(tmp_path.iterdir())
+    for call in (lambda: mlarray.zeros((2**62,)), lambda: mlarray.full((2**61,), 1.0)):
+        with pytest.raises(InvalidArgumentError, match="bytes"):
+            call()
+    with pytest.raises(InvalidArgumentError, match="elements"):
+        mlarray.linspace(0, 1, 2**63)
+    with pytest.raises(InvalidArgumentError, match="integer"):
+        mlarray.linspace(0, 1, 2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["off", "no", "yes", "1", b"true"])
+def test_is_seg_refuses_text(text: Any) -> None:
+    """Pydantic's lax mode read "off" as False, "yes" as True."""
+    image = MLArray(np.zeros(3, np.uint8))
+    with pytest.raises(mlarray.errors.HeaderTypeError, match="is_seg"):
+        image.meta.is_seg = text
+    with pytest.raises(mlarray.errors.HeaderTypeError, match="is_seg"):
+        mlarray.Meta(is_seg=text)
+    assert image.meta.is_seg is None
+    for flag, expected in ((np.True_, True), (1, True), (0, False), (False, False)):
+        image.meta.is_seg = flag
+        assert image.meta.is_seg is expected
+
+
+@pytest.mark.parametrize("geometry", [{"spacing": []}, {"origin": []}, {"affine": [[1.0]]}])
+def test_an_empty_geometry_is_refused_as_the_setters_refuse_it(geometry: dict[str, Any]) -> None:
+    """It made every axis non-spatial; ``image.spacing = []`` was already refused."""
+    with pytest.raises(mlarray.HeaderValidationError, match="empty"):
+        MLArray(np.zeros((4, 5, 6), np.float32), **geometry)
+
+
+def test_helpers_raise_typed_errors(tmp_path: Path) -> None:
+    from mlarray import frames, jobs
+
+    labels = MLArray(np.array([[0, 1], [1, 2]], np.uint8))
+    calls = [
+        lambda: annotate(np.zeros((2, 2))),  # type: ignore[arg-type]
+        lambda: annotate(labels, with_class_locations=True, max_per_class=None),  # type: ignore[arg-type]
+        lambda: annotate(labels, max_total=1.5),  # type: ignore[arg-type]
+        lambda: annotate(labels, seed=-1),
+        lambda: frames.change_frame(np.eye(4), ("L", "P", "S"), "RAS"),  # type: ignore[arg-type]
+        lambda: frames.change_frame(np.eye(4), 3, "RAS"),  # type: ignore[arg-type]
+        lambda: jobs.run_each(str, [1, 2], lost=lambda i, m: m, jobs=2.5),  # type: ignore[arg-type]
+        lambda: jobs.run_each(str, [1, 2], lost=lambda i, m: m, jobs=None),  # type: ignore[arg-type]
+        lambda: jobs.run_each(str, [1, 2], lost=lambda i, m: m, jobs=True),
+        lambda: mlarray.stats.update_stats(None),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgumentError):
+            call()
+    assert jobs.run_each(str, [1, 2], lost=lambda i, m: m, jobs=np.int64(1)) == ["1", "2"]
+    assert labels.meta.bbox is None  # nothing was annotated
+
+
+def test_to_dask_with_chunks_dask_cannot_use() -> None:
+    pytest.importorskip("dask")
+    with pytest.raises(InvalidArgumentError, match="chunks"):
+        MLArray(np.zeros(3)).to_dask(0)
+    assert MLArray(np.arange(6.0)).to_dask(2).compute().tolist() == list(range(6))
+
+
+def test_bytes_paths_and_file_objects(tmp_path: Path) -> None:
+    import io
+    import os
+
+    path = tmp_path / "a.mla"
+    MLArray(np.arange(6.0)).save(path)
+    assert MLArray(os.fsencode(path)).to_numpy().tolist() == list(range(6))  # as MLArray.load takes it
+    with open(path, "rb") as handle:
+        pass
+    for call in (lambda: MLArray.open(handle), lambda: MLArray.load(handle)):
+        with pytest.raises(InvalidArgumentError, match="closed"):
+            call()
+    with pytest.raises(InvalidArgumentError, match="file object"):
+        MLArray(np.zeros(3)).save(io.BytesIO())  # type: ignore[arg-type]

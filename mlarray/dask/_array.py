@@ -82,7 +82,16 @@ def _dask_chunks(source: MLAFile, chunks: Any) -> Any:
 def _from_array(x: Any, **kwargs: Any) -> da.Array:
     """``dask.array.from_array`` (untyped in Dask) with its result typed."""
     import dask.array
+    import dask.array.core
 
+    chunks = kwargs.get("chunks", "auto")
+    normalize: Any = dask.array.core.normalize_chunks
+    try:
+        normalize(chunks, tuple(x.shape), dtype=x.dtype)
+    except (ValueError, TypeError, ZeroDivisionError) as exc:  # Dask's own errors name no argument (``chunks=0``)
+        raise InvalidArgumentError(
+            f"chunks={chunks!r} cannot split an array of shape {tuple(x.shape)} ({exc})"
+        ) from None
     make: Any = dask.array.from_array
     return cast("da.Array", make(x, **kwargs))
 

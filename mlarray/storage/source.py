@@ -112,6 +112,8 @@ class FileObjectSource:
                 raise InvalidArgumentError(f"a file object needs a {method}() method; got {type(fileobj).__name__}")
         if isinstance(fileobj, io.TextIOBase):
             raise InvalidArgumentError("the file object is opened in text mode; open it with 'rb'")
+        if getattr(fileobj, "closed", False) is True:
+            raise InvalidArgumentError(f"the file object is closed; got {fileobj!r}")
         seekable = getattr(fileobj, "seekable", None)
         if callable(seekable) and not seekable():
             raise InvalidArgumentError("the file object is not seekable; .mla files need random access")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from mlarray.errors import HeaderValidationError, Problem
 from mlarray.models.base import JsonObject, StrictModel
@@ -25,6 +26,17 @@ MAX_NDIM = 8
 """Blosc2's limit on array dimensions."""
 
 Dtype = Literal["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8", "<c16"]
+
+
+def _no_words(value: Any) -> Any:
+    """Refuse text for a flag: pydantic would read ``"off"`` or ``"no"`` as ``False`` in Python-built models."""
+    if isinstance(value, (str, bytes)):
+        raise PydanticCustomError("bool_type", "Input should be a valid boolean, got text {text!r}", {"text": value})
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_no_words)]
+"""A boolean; from Python also ``numpy.bool_`` and the integers 0 and 1, never text."""
 
 
 class Writer(StrictModel):
@@ -102,7 +114,7 @@ class Meta(StrictModel):
     spatial: Spatial = Field(default_factory=Spatial)
     stats: Stats | None = None
     bbox: BBoxes | None = None
-    is_seg: bool | None = Field(default=None, description="True when the array is a segmentation (label map).")
+    is_seg: Flag | None = Field(default=None, description="True when the array is a segmentation (label map).")
     scaling: Scaling | None = Field(
         default=None,
         description="Intensity scaling of the source (schema 1.1): physical = raw * slope + intercept.",
