@@ -1,7 +1,17 @@
-"""mlarray: N-dimensional arrays for machine learning, with a validated JSON header, in one Blosc2 file."""
+"""mlarray: N-dimensional arrays for machine learning, with a validated JSON header, in one Blosc2 file.
+
+The names below are imported when first used (PEP 562): ``import mlarray`` itself loads
+only the error classes and version numbers, so the command line's entry point can catch
+an interrupt while NumPy, Blosc2 and pydantic load. ``from mlarray import MLArray`` and
+``mlarray.MLArray`` work as with eager imports; so does ``mlarray.<submodule>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from mlarray._version import __version__
-from mlarray.api import MLArray
 from mlarray.errors import (
     ConcurrentWriterWarning,
     CorruptFrameError,
@@ -36,39 +46,105 @@ from mlarray.errors import (
     WriteFailedError,
     WrongExtensionError,
 )
-from mlarray.layout import DEFAULT_PATCH as MLARRAY_DEFAULT_PATCH_SIZE
-from mlarray.meta import (
-    AxisLabel,
-    CoordSystem,
-    MetaBbox,
-    MetaBlosc2,
-    MetaExtra,
-    MetaHasArray,
-    MetaImageFormat,
-    MetaIsSeg,
-    MetaSource,
-    MetaSpatial,
-    MetaStatistics,
-    MetaVersion,
-)
-from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
-from mlarray.models.base import to_json_value
 from mlarray.versions import SCHEMA_VERSION
 
-empty = MLArray.empty
-zeros = MLArray.zeros
-ones = MLArray.ones
-full = MLArray.full
-arange = MLArray.arange
-linspace = MLArray.linspace
-asarray = MLArray.asarray
-empty_like = MLArray.empty_like
-zeros_like = MLArray.zeros_like
-ones_like = MLArray.ones_like
-full_like = MLArray.full_like
-load = MLArray.load
-open = MLArray.open  # noqa: A001 - mirrors MLArray.open
-create = MLArray.create
+if TYPE_CHECKING:
+    from mlarray.api import MLArray
+    from mlarray.layout import DEFAULT_PATCH as MLARRAY_DEFAULT_PATCH_SIZE
+    from mlarray.meta import (
+        AxisLabel,
+        CoordSystem,
+        MetaBbox,
+        MetaBlosc2,
+        MetaExtra,
+        MetaHasArray,
+        MetaImageFormat,
+        MetaIsSeg,
+        MetaSource,
+        MetaSpatial,
+        MetaStatistics,
+        MetaVersion,
+    )
+    from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
+    from mlarray.models.base import to_json_value as to_json_value
+
+    empty = MLArray.empty
+    zeros = MLArray.zeros
+    ones = MLArray.ones
+    full = MLArray.full
+    arange = MLArray.arange
+    linspace = MLArray.linspace
+    asarray = MLArray.asarray
+    empty_like = MLArray.empty_like
+    zeros_like = MLArray.zeros_like
+    ones_like = MLArray.ones_like
+    full_like = MLArray.full_like
+    load = MLArray.load
+    open = MLArray.open  # noqa: A001 - mirrors MLArray.open
+    create = MLArray.create
+
+_CONSTRUCTORS = (
+    "empty",
+    "zeros",
+    "ones",
+    "full",
+    "arange",
+    "linspace",
+    "asarray",
+    "empty_like",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "load",
+    "open",
+    "create",
+)
+_LAZY: dict[str, tuple[str, str]] = {
+    "MLArray": ("mlarray.api", "MLArray"),
+    "MLARRAY_DEFAULT_PATCH_SIZE": ("mlarray.layout", "DEFAULT_PATCH"),
+    "to_json_value": ("mlarray.models.base", "to_json_value"),
+    **{
+        name: ("mlarray.meta", name)
+        for name in (
+            "AxisLabel",
+            "CoordSystem",
+            "MetaBbox",
+            "MetaBlosc2",
+            "MetaExtra",
+            "MetaHasArray",
+            "MetaImageFormat",
+            "MetaIsSeg",
+            "MetaSource",
+            "MetaSpatial",
+            "MetaStatistics",
+            "MetaVersion",
+        )
+    },
+    **{name: ("mlarray.models", name) for name in ("BBoxes", "Layout", "Meta", "Spatial", "Stats")},
+}
+"""Where each lazily imported name lives (the constructors are ``MLArray``'s class methods)."""
+_LOADED_WITH_API = ("api", "bound", "indexing", "layout", "meta", "models", "reading", "remote", "storage", "writing")
+"""Submodules an eager ``import mlarray`` made attributes of the package; they still are, once used."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (and the submodules ``import mlarray`` always loaded)."""
+    if name in _CONSTRUCTORS:
+        value = getattr(__getattr__("MLArray"), name)
+    elif name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+    elif name in _LOADED_WITH_API:
+        importlib.import_module(f"{__name__}.api")
+        return importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def is_serializable(d: object) -> bool:
@@ -78,6 +154,8 @@ def is_serializable(d: object) -> bool:
     dicts, lists/tuples, strings, booleans and ``None`` (NumPy scalars and arrays count as
     their values). NaN, Infinity and non-string keys, which ``json.dumps`` accepts, are not.
     """
+    from mlarray.models.base import to_json_value as to_json_value
+
     try:
         to_json_value(d)
     except (ValueError, TypeError):

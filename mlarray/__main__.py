@@ -1,6 +1,6 @@
 """``python -m mlarray``: the same command line as the ``mlarray`` script."""
 
-from mlarray.cli import main
+from mlarray._launch import main
 
 if __name__ == "__main__":
     main()

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlarray.versions import MAX_CHUNK_BYTES
+
 DEFAULT_PATCH = 192
 """Patch edge used for ``patch_size='default'`` on every spatial axis."""
 
@@ -271,10 +273,10 @@ def default_compression(itemsize: int) -> tuple[str, int, list[str]]:
     return DEFAULT_CODEC, DEFAULT_CLEVEL, list(filters)
 
 
-# C-Blosc2's limits (blosc2.h): a chunk is at most BLOSC2_MAX_BUFFERSIZE bytes (INT32_MAX less the 32-byte chunk
-# header), a block at most BLOSC2_MAXBLOCKSIZE bytes, and every chunk and block edge an int32.
-MAX_CHUNK_BYTES = 2**31 - 1 - 32
-MAX_BLOCK_BYTES = 536_866_816
+# C-Blosc2's limits (blosc2.h): a chunk it writes is at most BLOSC2_MAX_BUFFERSIZE bytes (the largest chunk a
+# reader takes, less the 32-byte chunk header), a block at most BLOSC2_MAXBLOCKSIZE bytes, every edge an int32.
+_WRITABLE_CHUNK_BYTES = MAX_CHUNK_BYTES - 32
+_MAX_BLOCK_BYTES = 536_866_816
 _MAX_EDGE = 2**31 - 1
 
 
@@ -323,9 +325,9 @@ def choose_layout(
         if chunks is not None and blocks is not None and any(b > c for b, c in zip(blocks, chunks, strict=True)):
             raise ValueError(f"block_size {blocks} must not exceed chunk_size {chunks} on any axis")
         if chunks is not None:
-            _within_limits("chunk_size", chunks, itemsize, MAX_CHUNK_BYTES)
+            _within_limits("chunk_size", chunks, itemsize, _WRITABLE_CHUNK_BYTES)
         if blocks is not None:
-            _within_limits("block_size", blocks, itemsize, MAX_BLOCK_BYTES)
+            _within_limits("block_size", blocks, itemsize, _MAX_BLOCK_BYTES)
         if empty and chunks is None:
             chunks = tuple(max(1, n, b) for n, b in zip(shape, blocks or (1,) * ndim, strict=True))
         return LayoutChoice("manual", chunks, blocks, None)

@@ -773,17 +773,64 @@ def test_console_script_entry_point_in_a_process(sample: Path) -> None:
 
 
 def test_entry_points_declared_in_pyproject_exist() -> None:
-    from mlarray import cli
+    from mlarray import _launch, cli
 
     section = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("[project.scripts]")[1].split("\n[")[0]
     scripts = dict(re.findall(r'^(\w+) = "([\w.:]+)"$', section, re.MULTILINE))
     assert scripts == {
-        "mlarray": "mlarray.cli:main",
-        "mlarray_header": "mlarray.cli:legacy_header",
-        "mlarray_convert": "mlarray.cli:legacy_convert",
+        "mlarray": "mlarray._launch:main",
+        "mlarray_header": "mlarray._launch:legacy_header",
+        "mlarray_convert": "mlarray._launch:legacy_convert",
     }
-    for target in scripts.values():
+    for target in scripts.values():  # each launcher runs the command line's function of its name
+        assert callable(getattr(_launch, target.split(":")[1]))
         assert callable(getattr(cli, target.split(":")[1]))
+
+
+_INTERRUPT_WHILE_IMPORTING = """
+import sys
+
+MODULE = sys.argv[1]
+
+class Interrupt:  # Ctrl-C while the command line's libraries load, at a point of the test's choosing
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["mlarray", "validate", "."]
+from mlarray._launch import main
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["numpy", "blosc2", "pydantic", "typer"])
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback(tmp_path: Path, module: str) -> None:
+    """It printed Python's traceback (20-60 lines) and the process died by SIGINT."""
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_WHILE_IMPORTING, module],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "")
+    assert not list(tmp_path.iterdir())
+
+
+def test_import_mlarray_loads_no_heavy_library_until_a_name_is_used() -> None:
+    script = (
+        "import sys, mlarray\n"
+        "heavy = ('numpy', 'blosc2', 'pydantic', 'typer', 'rich')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from mlarray import MLArray, zeros\n"
+        "print(zeros(2).to_numpy().tolist(), mlarray.MLArray is MLArray, mlarray.models.Meta is mlarray.Meta)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=120, check=True
+    )
+    assert result.stdout.splitlines() == ["[]", "[0.0, 0.0] True True"]
 
 
 # --------------------------------------------------------------------------- docs/cli.md stays true
