@@ -24,6 +24,7 @@ import numpy as np
 
 from mlarray.api import MLArray
 from mlarray.convert._common import require
+from mlarray.convert._geometry import spatial_fields
 from mlarray.convert._scaling import integral_scaling, physical_dtype, physical_values
 from mlarray.convert.metaimage import itk_to_parts
 from mlarray.errors import (
@@ -33,7 +34,7 @@ from mlarray.errors import (
     NotRepresentableError,
     SourceFormatError,
 )
-from mlarray.models import Meta
+from mlarray.models import Meta, Spatial
 
 FORMAT = "dicom"
 """Value of ``meta.source["format"]`` for images read from a DICOM series."""
@@ -94,7 +95,7 @@ def read_dicom_parts(
         else:
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(files)
-            with _quiet(sitk):  # ITK warns of uneven slices: _check_regular_grid refuses them
+            with _quiet(sitk):  # ITK warns of uneven slices: _slice_grid places or refuses them
                 image = reader.Execute()
         datasets = [pydicom.dcmread(f) for f in files]
         raw = _raw_voxels(datasets)
@@ -105,7 +106,7 @@ def read_dicom_parts(
     geometry_source, spatial = itk_to_parts(image, p)
     if geometry_source.shape != raw.shape:
         raise SourceFormatError(f"SimpleITK sees shape {geometry_source.shape} but the files hold {raw.shape}", path=p)
-    _check_regular_grid(image, _slice_positions(datasets), p)
+    spatial = _slice_grid(image, spatial, _slice_positions(datasets), p)
     slopes, intercepts = _rescale(datasets, p)
     if len(set(slopes)) == 1 and len(set(intercepts)) == 1:
         data, scaling = physical_values(raw, slopes[0], intercepts[0], keep_raw=keep_raw)
@@ -206,29 +207,40 @@ def _slice_positions(datasets: list[Any]) -> list[np.ndarray[Any, Any]] | None:
     return positions
 
 
-def _check_regular_grid(image: Any, positions: list[np.ndarray[Any, Any]] | None, path: str) -> None:
-    """Refuse slices that do not lie where the one regular grid SimpleITK reports puts them.
+def _slice_grid(image: Any, spatial: Spatial, positions: list[np.ndarray[Any, Any]] | None, path: str) -> Spatial:
+    """``spatial`` with the slice axis where the slices are; refuse slices that lie on no regular grid.
 
     GDCM averages the spacing over the series: with a missing slice, varying slice
     spacing, or several phases (or echoes) of one position in one series, the grid places
     slices millimetres from where they were acquired, which ``meta.spatial`` cannot express.
+    A CT series with a tilted gantry is regular, but its slices step partly within their
+    plane, while SimpleITK steps along the slice normal: the slice axis then gets the
+    true step between slice positions, a sheared grid that ``spatial.affine`` records exactly.
     """
     if positions is None or len(positions) < 2 or image.GetDimension() != 3 or image.GetSize()[2] != len(positions):
-        return
-    step = abs(float(image.GetSpacing()[2]))
-    tolerance = 1e-2 * step + 1e-4  # DS values carry at most 16 characters; scanners jitter far below 1% of a slice
+        return spatial
+    count = len(positions)
+    step = (positions[-1] - positions[0]) / (count - 1)
+    length = float(np.linalg.norm(step))
+    tolerance = 1e-2 * length + 1e-4  # DS values carry at most 16 characters; scanners jitter far below 1% of a slice
+    itk_grid = [np.asarray(image.TransformIndexToPhysicalPoint((0, 0, k)), dtype=np.float64) for k in range(count)]
+    if all(np.linalg.norm(p - q) <= tolerance for p, q in zip(positions, itk_grid, strict=True)):
+        return spatial  # SimpleITK's grid is the slices' own
     for k, position in enumerate(positions):
-        expected = np.asarray(image.TransformIndexToPhysicalPoint((0, 0, k)), dtype=np.float64)
-        off = float(np.linalg.norm(position - expected))
-        if off > tolerance:
+        off = float(np.linalg.norm(position - (positions[0] + k * step)))
+        if length == 0 or off > tolerance:
             raise NotRepresentableError(
-                f"the slices do not lie on one regular grid: slice {k} is {off:.3g} mm from where {len(positions)} "
-                f"evenly spaced slices ({step:.6g} mm apart) put it (a missing slice, varying slice spacing, "
-                "several phases or echoes in one series, or a tilted gantry that SimpleITK's grid does not "
-                "follow); an .mla file holds one regular grid: convert each phase as a series of its own, or "
-                "resample the series onto a regular grid first",
+                f"the slices do not lie on one regular grid: slice {k} is {off:.3g} mm from where {count} "
+                f"evenly spaced slices ({length:.6g} mm apart) put it (a missing slice, varying slice spacing, or "
+                "several phases or echoes in one series); an .mla file holds one regular grid: convert each phase "
+                "as a series of its own, or resample the series onto a regular grid first",
                 path=path,
             )
+    affine = np.eye(4)
+    affine[:3, :2] = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)[:, :2] * image.GetSpacing()[:2]
+    affine[:3, 2], affine[:3, 3] = step, positions[0]
+    fields = spatial_fields(affine)
+    return Spatial(**fields, axis_labels=spatial.axis_labels, coord_system=spatial.coord_system)
 
 
 def _raw_voxels(datasets: list[Any]) -> np.ndarray[Any, Any]:
