@@ -521,6 +521,19 @@ VALID: list[ValidCase] = [
     ),
     ValidCase("layout-blosc2", "5.5", "Layout chosen by Blosc2 itself.", _layout_case(19, patch_size=None)),
     ValidCase(
+        "layout-one-chunk-blocks-split-inside",
+        "5.5",
+        "One chunk holding the whole array, its blocks split along the first and a middle axis "
+        "(python-blosc2 before 3.8 read such a chunk as if in C order).",
+        _dtype_case(45, "<i2", (6, 20, 8), (6, 20, 8), (3, 10, 8)),
+    ),
+    ValidCase(
+        "layout-one-chunk-blocks-split-middle",
+        "5.5",
+        "One chunk holding the whole array, its blocks split along a middle axis only.",
+        _dtype_case(46, "<u2", (5, 30, 7), (5, 30, 7), (5, 15, 7)),
+    ),
+    ValidCase(
         "data-zero-chunks-first",
         "4.4",
         "All-zero chunks (Blosc2 special chunks) before the data chunks.",

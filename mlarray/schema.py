@@ -19,7 +19,12 @@ from mlarray.models import Meta
 from mlarray.versions import SCHEMA_VERSION, parse_version
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+REPOSITORY_SCHEMAS = Path(__file__).resolve().parent.parent / "schema"
+"""The committed schemas in a checkout of the repository (what ``--write`` regenerates)."""
+SHIPPED_SCHEMAS = Path(__file__).resolve().parent / "schema_files"
+"""The same files inside an installed package (a build copies them there: ``setup.py``)."""
+SCHEMA_DIR = SHIPPED_SCHEMAS if SHIPPED_SCHEMAS.is_dir() else REPOSITORY_SCHEMAS
+"""Where the committed schema of every version is read from."""
 
 
 def schema_id(version: str = SCHEMA_VERSION) -> str:
@@ -135,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write schema/ instead of printing")
     args = parser.parse_args(argv)
     if args.write:
-        SCHEMA_DIR.mkdir(exist_ok=True)
-        committed_path().write_text(render(), encoding="utf-8")
-        print(f"wrote {committed_path()}")
+        if not (REPOSITORY_SCHEMAS.parent / "pyproject.toml").is_file():
+            print("--write regenerates the repository's schema/ folder: run it from a checkout", file=sys.stderr)
+            return 2
+        target = REPOSITORY_SCHEMAS / schema_filename()
+        REPOSITORY_SCHEMAS.mkdir(exist_ok=True)
+        target.write_text(render(), encoding="utf-8")
+        print(f"wrote {target}")
     else:
         sys.stdout.write(render())
     return 0

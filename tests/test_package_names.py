@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,53 @@ def test_unknown_names_are_attribute_errors() -> None:
     from mlarray import errors as errors_module
 
     assert errors_module.MLArrayError is mlarray.MLArrayError
+
+
+def test_a_python_blosc2_that_reads_some_layouts_wrong_is_refused_at_import(tmp_path: Path) -> None:
+    """python-blosc2 before 3.8 decodes a one-chunk array whose blocks split a middle axis as if in C order.
+
+    The conformance cases ``layout-one-chunk-blocks-split-*`` catch such a reader; this checks the guard
+    with a stand-in package that only reports an old version (installing the real 3.7 here would need the network).
+    """
+    fake = tmp_path / "blosc2"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "3.7.2"\n', encoding="utf-8")
+    code = "import mlarray\nmlarray.MLArray"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert "ImportError: mlarray needs python-blosc2 3.8 or newer, found 3.7.2" in result.stderr
+    import blosc2
+
+    assert tuple(int(v) for v in blosc2.__version__.split(".")[:2]) >= (3, 8)  # what the tests run with
+
+
+@pytest.mark.parametrize(
+    ("blocked", "code", "extra"),
+    [
+        ("dask", "import numpy, mlarray; mlarray.MLArray(numpy.zeros(3)).to_dask()", "dask"),
+        ("dask", "import mlarray.dask", "dask"),
+        ("xarray", "import mlarray.xarray", "xarray"),
+        ("monai", "import mlarray.monai", "monai"),
+        ("torch", "import mlarray.torch", "torch"),
+    ],
+)
+def test_a_missing_extra_is_a_missing_dependency_error_naming_it(blocked: str, code: str, extra: str) -> None:
+    """Without the dask extra, to_dask() raised a bare ModuleNotFoundError with no install hint."""
+    script = (
+        f"import sys\nsys.modules[{blocked!r}] = None  # as if not installed\n"
+        "from mlarray.errors import MissingDependencyError\n"
+        f"try:\n    {code}\nexcept MissingDependencyError as exc:\n    print(exc.code, exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MISSING_DEPENDENCY ") and f'pip install "mlarray[{extra}]"' in result.stdout
+
+
+def test_the_all_extra_installs_every_converter_as_in_mlarray_0_0_x() -> None:
+    from importlib.metadata import metadata
+
+    info = metadata("mlarray")
+    assert "all" in info.get_all("Provides-Extra")
+    wanted = [r for r in info.get_all("Requires-Dist") or [] if 'extra == "all"' in r]
+    assert len(wanted) == 1 and all(name in wanted[0] for name in ("convert", "itk", "dicom")), wanted

@@ -11,6 +11,13 @@ pickles and runs on a ``dask.distributed`` cluster whose workers see the files.
 ``import mlarray`` does not import this package or Dask.
 """
 
+try:
+    import dask.array  # noqa: F401 - the extra this package needs
+except ImportError as exc:
+    from mlarray.errors import MissingDependencyError
+
+    raise MissingDependencyError('mlarray.dask needs Dask: pip install "mlarray[dask]"', module="dask") from exc
+
 from mlarray.dask._array import StackMismatchError, array_of, expand, from_mla, read_meta
 from mlarray.dask._source import CACHE_SIZE, MLAFile, close_handles, open_handles
 

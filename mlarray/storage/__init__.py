@@ -1,5 +1,8 @@
 """Blosc2 storage of ``.mla`` files. Knows nothing of the CLI or of conversion."""
 
+from mlarray.storage.requirement import MIN_BLOSC2  # first: refuses a python-blosc2 that reads some files wrong
+
+# isort: split
 from mlarray.storage.codec import decode_header, encode_header
 from mlarray.storage.frame import FrameInfo, NDInfo, data_digest, data_section, inspect_frame
 from mlarray.storage.io import (
@@ -17,6 +20,7 @@ from mlarray.storage.io import (
 
 __all__ = [
     "EXTENSION",
+    "MIN_BLOSC2",
     "FrameInfo",
     "HeaderRead",
     "NDInfo",

@@ -9,6 +9,13 @@ for oblique ones. The rules are in :mod:`mlarray.xarray._coords` and
 ``docs/guide/xarray.md``. Importing this package imports xarray; ``import mlarray`` does not.
 """
 
+try:
+    import xarray  # noqa: F401 - the extra this package needs
+except ImportError as exc:
+    from mlarray.errors import MissingDependencyError
+
+    raise MissingDependencyError('mlarray.xarray needs xarray: pip install "mlarray[xarray]"', module="xarray") from exc
+
 from mlarray.xarray._backend import VARIABLE, MLArrayBackendArray, MLArrayBackendEntrypoint, open_mla_dataset
 from mlarray.xarray._coords import DEFAULT_TOLERANCE, aligned_axes, dimension_names
 
