@@ -95,3 +95,29 @@ def test_the_source_distribution_holds_what_the_build_needs_and_no_half_test_sui
     wanted = {"setup.py", "pyproject.toml", "LICENSE", "README.md", "mlarray/storage/_blockcopy.c"}
     assert wanted | {f"schema/{s.name}" for s in SCHEMAS} <= members
     assert not any(m.startswith("tests/") for m in members)  # shipped half of it, without its helpers
+
+
+def test_the_readme_example_type_checks_without_pydantics_mypy_plugin(tmp_path: Path) -> None:
+    """``Meta(source={...})`` was an arg-type error for users of plain mypy (the field was typed ``JsonObject``)."""
+    example = tmp_path / "example.py"
+    example.write_text(
+        "import numpy as np\n"
+        "from mlarray import MLArray, Meta\n\n"
+        'meta = Meta(source={"Modality": "MR"}, extra={"study": 3}, is_seg=False)\n'
+        "image = MLArray(np.zeros((4, 4, 4), dtype=np.float32), spacing=(2.0, 0.7, 0.7), meta=meta)\n"
+        'image.meta.source["SeriesDescription"] = "T1"\n'
+        "text: str = image.meta.source['Modality']\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "MYPYPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--no-incremental",
+        "--follow-imports=silent",
+        "--config-file=",
+        "example.py",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout

@@ -19,10 +19,10 @@ import copy
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetPydanticSchema, ValidationError, model_validator
 from pydantic_core import core_schema
 
 from mlarray.errors import HeaderValidationError, Problem, model_error
@@ -298,6 +298,16 @@ class JsonObject(dict[str, Any]):
             build,
             core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
         )
+
+
+JsonDict = Annotated[
+    dict[str, Any], GetPydanticSchema(lambda source, handler: JsonObject.__get_pydantic_core_schema__(source, handler))
+]
+"""A model field holding a :class:`JsonObject`, typed as the plain dict users pass in (``Meta(source={...})``).
+
+Type checkers without pydantic's plugin build a model's ``__init__`` from the annotations; a
+``JsonObject`` annotation would refuse a dict literal. At run time the value is a ``JsonObject``.
+"""
 
 
 class JsonList(list[Any]):

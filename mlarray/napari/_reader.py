@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from mlarray.api import MLArray
 from mlarray.errors import InvalidArgumentError
 from mlarray.frames import to_ras
 from mlarray.jobs import is_temporary
-from mlarray.models import is_spatial_label
+from mlarray.models import JsonObject, is_spatial_label
 from mlarray.napari._views import ByteMask, ChannelView
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -217,7 +217,7 @@ def layer_data(array: MLArray, name: str = "mlarray", path: str | None = None) -
     layer_units = [u for i, u in enumerate(units) if i != dropped] if units is not None else None
     frame = array.meta.spatial.coord_system
     metadata = {
-        "source": array.meta.source.to_plain(),
+        "source": cast(JsonObject, array.meta.source).to_plain(),  # typed as the dict it was given
         "header": array.meta.to_plain(),
         "path": path,
         "coord_system": None if frame is None else str(frame),

@@ -14,7 +14,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlarray.errors import HeaderValidationError, Problem
-from mlarray.models.base import JsonObject, StrictModel
+from mlarray.models.base import JsonDict, JsonObject, StrictModel
 from mlarray.models.v1.annotations import BBoxes, ClassLocations, Integrity, Layout, Stats
 from mlarray.models.v1.spatial import Spatial, is_spatial_label
 from mlarray.versions import SCHEMA_VERSION
@@ -123,10 +123,10 @@ class Meta(StrictModel):
         default=None,
         description="Label maps (schema 1.1): per class, the voxel count and a sample of at most 10,000 voxels.",
     )
-    source: JsonObject = Field(
+    source: JsonDict = Field(
         default_factory=JsonObject, description="Header of the original file format, free-form JSON."
     )
-    extra: JsonObject = Field(default_factory=JsonObject, description="Application data, free-form JSON.")
+    extra: JsonDict = Field(default_factory=JsonObject, description="Application data, free-form JSON.")
 
     _positional: ClassVar[tuple[str, ...]] = ("source", "extra", "spatial", "stats", "bbox", "is_seg")
 
