@@ -94,3 +94,12 @@ def test_the_all_extra_installs_every_converter_as_in_mlarray_0_0_x() -> None:
     assert "all" in info.get_all("Provides-Extra")
     wanted = [r for r in info.get_all("Requires-Dist") or [] if 'extra == "all"' in r]
     assert len(wanted) == 1 and all(name in wanted[0] for name in ("convert", "itk", "dicom")), wanted
+
+
+def test_the_declared_python_blosc2_is_the_one_checked_at_import() -> None:
+    from importlib.metadata import requires
+
+    from mlarray.storage import MIN_BLOSC2
+
+    declared = [r for r in requires("mlarray") or [] if r.startswith("blosc2") and "extra" not in r]
+    assert declared == [f"blosc2>={MIN_BLOSC2[0]}.{MIN_BLOSC2[1]}"]
