@@ -272,6 +272,13 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
             )
         return found
 
+    def _remote_version(self) -> tuple[Any, ...] | None:
+        """For an image read from a URL: what names the object as it was opened (size, ETag, ...), else ``None``."""
+        if self._remote is None or self._remote[0] is None or self._nd is None:
+            return None
+        version: tuple[Any, ...] | None = getattr(getattr(self._nd, "source", None), "version", None)
+        return version
+
     @property
     def filepath(self) -> str | None:
         """The file or URL this image is open on (``open``/``create``), else ``None`` (also for a file object)."""

@@ -14,7 +14,7 @@ from mlarray import InvalidArgumentError, MLArray
 
 da = pytest.importorskip("dask.array", reason="the dask extra is part of dev")
 pytest.importorskip("fsspec", reason="the remote extra is part of dev")
-from mlarray.dask import MLAFile, from_mla, read_meta  # noqa: E402
+from mlarray.dask import MLAFile, close_handles, from_mla, read_meta  # noqa: E402
 
 SHAPE, CHUNKS, BLOCKS = (24, 20, 18), (8, 10, 9), (4, 5, 9)
 
@@ -88,3 +88,30 @@ def test_an_object_replaced_by_another_shape_is_a_typed_error(tmp_path: Path) ->
         server.files["/x.mla"] = second.read_bytes()
         with pytest.raises(InvalidArgumentError, match="changed since the array was made"):
             lazy.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("make", ["from_mla", "to_dask", "pickled"])
+def test_an_object_replaced_by_one_of_the_same_shape_is_not_read_into_the_array(tmp_path: Path, make: str) -> None:
+    """Tasks opened their handles on the object as it was at task time: a result could mix two versions."""
+    from mlarray import RemoteChangedError
+
+    first, second = np.zeros((8, 8), np.uint8), np.full((8, 8), 7, np.uint8)
+    blobs = []
+    for array in (first, second):
+        MLArray(array, chunk_size=(4, 8), block_size=(2, 8)).save(tmp_path / "v.mla")
+        blobs.append((tmp_path / "v.mla").read_bytes())
+    with RangeServer(files={"/x.mla": blobs[0]}) as server:
+        url = f"{server.url}/x.mla"
+        if make == "to_dask":
+            with MLArray.open(url) as image:
+                lazy = image.to_dask()
+        elif make == "pickled":  # what a distributed worker gets
+            lazy = da.from_array(pickle.loads(pickle.dumps(MLAFile(url))), chunks=(4, 8))
+        else:
+            lazy = from_mla(url)
+        np.testing.assert_array_equal(lazy[:4].compute(scheduler="sync"), first[:4])
+        server.files["/x.mla"] = blobs[1]
+        close_handles()  # the next task opens a handle of its own, as another worker thread would
+        with pytest.raises(RemoteChangedError, match="make the array again"):
+            lazy.compute(scheduler="sync")
+        np.testing.assert_array_equal(from_mla(url).compute(scheduler="sync"), second)  # a new array reads it

@@ -190,8 +190,8 @@ def array_of(image: MLArray, chunks: Any = "file") -> da.Array:
     path = image.filepath
     remote = image._remote
     # the image's own file, taken literally: its name is never a glob pattern (``scan[1].mla``)
-    if remote is not None and remote[0] is not None:  # a URL (file objects stay with the image)
-        return _file(remote[0], chunks=chunks, storage_options=remote[1] or None)
+    if remote is not None and remote[0] is not None:  # a URL, as the image reads it (file objects stay with the image)
+        return _one(MLAFile(remote[0], storage_options=remote[1] or None, _image=image), chunks)
     if path is not None and not is_remote(path) and image.mmap_mode in ("r", None) and image.mode in ("r", None):
         return _one(MLAFile(path, _image=image), chunks)  # the very file the image reads, by its absolute path
     block = image.chunks if isinstance(chunks, str) and chunks == "file" else chunks

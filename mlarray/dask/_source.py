@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mlarray.api import MLArray
-from mlarray.errors import FileChangedError, InvalidArgumentError, MLArrayFileNotFoundError
+from mlarray.errors import FileChangedError, InvalidArgumentError, MLArrayFileNotFoundError, RemoteChangedError
 from mlarray.models import Meta
 from mlarray.remote import is_remote
 
@@ -152,7 +152,7 @@ class MLAFile:
         metadata-only (:class:`~mlarray.errors.InvalidArgumentError`).
     """
 
-    __slots__ = ("path", "shape", "dtype", "chunks", "dparams", "storage_options", "version", "token")
+    __slots__ = ("path", "shape", "dtype", "chunks", "dparams", "storage_options", "version", "token", "remote")
 
     def __init__(
         self,
@@ -171,13 +171,20 @@ class MLAFile:
         """For an array of an open image (``to_dask``): size and modification time (ns) of its file."""
         self.token = secrets.token_hex(8)
         """Names this array's handles of a URL: a new array never reads through an older array's handle."""
+        self.remote: tuple[Any, ...] | None = None
+        """For a URL: the object as it was when this array was made (size, ETag, ...); every handle must see it."""
         found = _image._file_version() if _image is not None else None
         if _image is not None and found is not None:  # the file an open image reads, checked to be at the path
             self.path, self.version = found
             self._take_shape(_image)
             return
+        if _image is not None and _image._remote_version() is not None:  # the object an open image reads
+            self._take_shape(_image)
+            self.remote = _image._remote_version()
+            return
         with self._open(dparams) as image:
             self._take_shape(image)
+            self.remote = image._remote_version()
 
     def _take_shape(self, image: MLArray) -> None:
         if image.shape is None or image.dtype is None:
@@ -197,7 +204,7 @@ class MLAFile:
 
     def __reduce__(self) -> tuple[Any, ...]:
         fields = (self.path, self.shape, self.dtype.str, self.chunks, self.dparams, self.storage_options)
-        return (_rebuild, (*fields, self.version, self.token))
+        return (_rebuild, (*fields, self.version, self.token, self.remote))
 
     def _open(self, dparams: dict[str, Any] | None = None) -> MLArray:
         if self.storage_options is not None:
@@ -249,11 +256,22 @@ class MLAFile:
         return (self.path, stamp if stamp is not None else self.token)
 
     def _check_same(self, image: MLArray) -> None:
-        """``INVALID_ARGUMENT`` when ``image`` (the file at the path now) has another shape or dtype than this array."""
+        """``INVALID_ARGUMENT`` when ``image`` (the file at the path now) has another shape or dtype than this array.
+
+        A URL whose object is not the one this array was made from (size or ETag) is
+        ``REMOTE_CHANGED``: tasks opening their handles one after another would otherwise
+        read parts of two versions into one result.
+        """
         if image.shape != self.shape or image.dtype != self.dtype:
             raise InvalidArgumentError(
                 f"the file changed since the array was made: it holds {image.shape} {image.dtype}, "
                 f"not {self.shape} {self.dtype}",
+                path=self.path,
+            )
+        if self.remote is not None and image._remote_version() != self.remote:
+            raise RemoteChangedError(
+                "the object changed on the server since this array was made (its size or ETag differs); "
+                "make the array again",
                 path=self.path,
             )
 
@@ -271,7 +289,7 @@ class MLAFile:
         image = self._open(self.dparams)
         try:
             self._check_same(image)
-        except InvalidArgumentError:
+        except BaseException:
             image.close()
             raise
         with _LOCK:
@@ -310,6 +328,7 @@ def _rebuild(
     storage_options: dict[str, Any] | None = None,
     version: tuple[int, int] | None = None,
     token: str | None = None,
+    remote: tuple[Any, ...] | None = None,
 ) -> MLAFile:
     """Unpickle an :class:`MLAFile` without opening the file (the worker opens it when it reads)."""
     obj = MLAFile.__new__(MLAFile)
@@ -317,4 +336,5 @@ def _rebuild(
     obj.dparams, obj.storage_options = dparams, storage_options
     obj.version = tuple(version) if version is not None else None  # type: ignore[assignment]
     obj.token = token if token is not None else secrets.token_hex(8)
+    obj.remote = tuple(remote) if remote is not None else None
     return obj

@@ -115,6 +115,11 @@ class _RangedSource(_Counted, _Windows):
     def size(self) -> int:
         return self._size
 
+    @property
+    def version(self) -> tuple[Any, ...]:
+        """What names the object as it was opened: its size and ETag (``None`` when the server sends none)."""
+        return (self._size, self._etag)
+
     async def _get(self, spec: str, offset: int | None, length: int | None) -> tuple[bytes, int, int, str | None]:
         """One ranged request: body, start, total size and ETag from the answer (checked by the caller)."""
         raise NotImplementedError
@@ -383,6 +388,11 @@ class FsspecSource(_Counted, _Windows):
     @property
     def size(self) -> int:
         return self._size
+
+    @property
+    def version(self) -> tuple[Any, ...]:
+        """What names the object as it was opened: what fsspec's ``info()`` said of it (size, ETag, mtime, ...)."""
+        return self._version
 
     def read(self, offset: int, length: int) -> bytes:
         return self.read_many([(offset, length)])[0]
