@@ -3,7 +3,8 @@
 The names below are imported when first used (PEP 562): ``import mlarray`` itself loads
 only the error classes and version numbers, so the command line's entry point can catch
 an interrupt while NumPy, Blosc2 and pydantic load. ``from mlarray import MLArray`` and
-``mlarray.MLArray`` work as with eager imports; so does ``mlarray.<submodule>``.
+``mlarray.MLArray`` work as with eager imports, and so do the submodules an eager import
+loaded (``mlarray.models``, ``mlarray.storage``, ...).
 """
 
 from __future__ import annotations
