@@ -140,6 +140,7 @@ def fast_read(
     """
     if not fastread.available():
         return None
+    section.ensure_unshortened()  # every read path: SIGBUS past a shortened end, stale chunk index after a write
     return fastread.read_region(
         section.layout,
         section.entries,

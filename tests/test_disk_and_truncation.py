@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from engines import select_engine
 
 import mlarray._access
 from mlarray import MLArray
@@ -72,7 +73,14 @@ def test_a_write_that_may_not_fit_on_the_disk_is_refused_before_it_starts(
     assert np.array_equal(MLArray.load(path).to_numpy(), volume)
 
 
-def test_a_file_shortened_under_a_reader_is_reported_not_read_past_its_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["compiled", "numpy", "blosc2", "off"])
+def test_a_file_shortened_under_a_reader_is_reported_not_read_past_its_end(
+    tmp_path: Path, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine == "off":
+        monkeypatch.setenv("MLARRAY_NO_FASTREAD", "1")
+    else:
+        select_engine(engine, monkeypatch)
     path = tmp_path / "a.mla"
     volume = _volume()
     MLArray(volume, chunk_size=(16, 16, 16), block_size=(8, 8, 8)).save(path)
@@ -83,6 +91,8 @@ def test_a_file_shortened_under_a_reader_is_reported_not_read_past_its_end(tmp_p
             image[24:40, 32:48, 40:56]  # once a SIGBUS: the pages past the new end
         with pytest.raises(TruncatedFileError):
             image.read((slice(24, 40), slice(32, 48), slice(40, 56)))
+        with pytest.raises(TruncatedFileError):
+            image.to_numpy()
 
 
 CLOSE_AFTER_THE_FOLDER_LOCKS = """

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engines import select_engine
 
 from mlarray import FileChangedError, MLArray
 
@@ -76,9 +77,21 @@ with MLArray.open(sys.argv[1], "r+") as image:
 """
 
 
+@pytest.mark.parametrize("engine", ["compiled", "numpy", "blosc2", "off"])
 @pytest.mark.parametrize("edit", ["image[:] = image[:] + 1000", "image[5] = -7"])
-def test_a_reader_of_a_file_another_program_wrote_in_place_is_told_to_reopen(tmp_path: Path, edit: str) -> None:
-    """A persistent worker's handle: the file was written ('r+') and closed since; FILE_CHANGED, not CORRUPT_FRAME."""
+def test_a_reader_of_a_file_another_program_wrote_in_place_is_told_to_reopen(
+    tmp_path: Path, edit: str, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A persistent worker's handle: the file was written ('r+') and closed since; FILE_CHANGED, not CORRUPT_FRAME.
+
+    On every read path: without the compiled loop (no C compiler at install time) or with
+    our reader off, whole loads and patches were CORRUPT_FRAME (and a shortened file could
+    fault the process), since only the compiled loop's chunk lookup checked the file.
+    """
+    if engine == "off":
+        monkeypatch.setenv("MLARRAY_NO_FASTREAD", "1")
+    else:
+        select_engine(engine, monkeypatch)
     path = tmp_path / "v.mla"
     volume = np.arange(40 * 48 * 56, dtype=np.int32).reshape(40, 48, 56)
     MLArray(volume, patch_size=(16, 16, 16)).save(path)

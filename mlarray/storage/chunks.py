@@ -404,8 +404,11 @@ class DataSection:
 
         The checks of a mapped chunk run mostly in C (the block table, spec 4.4.6) and
         first touch the chunk's pages, so threads share the work. The error raised is the
-        one a one-thread check gives: that of the first bad chunk in chunk order.
+        one a one-thread check gives: that of the first bad chunk in chunk order. Like every
+        read, it first checks that the file was not shortened or written in place since it
+        was opened (:meth:`ensure_unshortened`).
         """
+        self.ensure_unshortened()
         if self.complete:
             return
         with self._lock:
