@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from mlarray.errors import InvalidArgumentError, MissingDependencyError, MLArrayError
-from mlarray.storage.filenames import utf8_name
-from mlarray.storage.io import TMP_PREFIX, writer_alive, writer_pid
+from mlarray.storage.io import TMP_PREFIX, temporary_suffix, writer_alive, writer_pid
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -296,7 +295,7 @@ def _broken_link(path: Path) -> bool:
 
 
 def _orphan_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(utf8_name(name)))
+    return re.compile(re.escape(TMP_PREFIX) + r"(?:[0-9]+\.)?[0-9a-f]+-" + re.escape(temporary_suffix(name)))
 
 
 def remove_orphans(target: str | os.PathLike[str] | None, *, mine: bool = False) -> None:

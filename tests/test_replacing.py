@@ -211,3 +211,27 @@ def test_a_reader_is_warned_when_another_process_writes_the_file_in_place(tmp_pa
         done.set()
         child.join(60)
     assert result.get(timeout=10) == "closed"
+
+
+@pytest.mark.parametrize("stem", ["x" * 246, "é" * 120, "scan_" + "ü" * 100 + "_" + "1.2.840" * 4])
+def test_names_up_to_the_file_system_limit_are_saved_and_rewritten(tmp_path: Path, stem: str) -> None:
+    """The temporary file beside the target (``.mla-tmp-<pid>.<random>-<name>``) overflowed NAME_MAX for
+    names over ~230 bytes: save failed as WRITE_FAILED ("Could not build uninit array"), stats in place too."""
+    from mlarray.stats import update_stats
+
+    path = tmp_path / f"{stem}.mla"
+    assert len(path.name.encode()) <= 255
+    labels = np.zeros((6, 7, 8), np.uint8)
+    labels[1:3, 2:5, 3:4] = 2
+    MLArray(labels).save(path)
+    MLArray(labels + 1).save(path)  # replaces the file through a temporary one
+    assert update_stats(path).bbox is not None  # rewrites its header the same way
+    np.testing.assert_array_equal(MLArray.load(path).to_numpy(), labels + 1)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    orphan = tmp_path / temporary_name(path.name).replace(f"{os.getpid()}.", "4194303.", 1)  # a killed writer's
+    assert len(orphan.name.encode()) <= 255
+    orphan.write_bytes(b"partial")
+    other = tmp_path / f"{TMP_PREFIX}4194303.0badf00d-other.mla"
+    other.write_bytes(b"partial")
+    remove_orphans(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other.name])

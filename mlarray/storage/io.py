@@ -10,6 +10,7 @@ files that passed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import secrets
@@ -56,10 +57,29 @@ TMP_PREFIX = ".mla-tmp-"
 (``<pid>`` the writing process; earlier versions wrote no ``<pid>.``)."""
 
 
+_NAME_ROOM = 220
+"""Most bytes of a target's name a temporary name holds whole: with ``.mla-tmp-<pid>.<random>-`` (at most
+35 bytes) it stays within NAME_MAX (255 bytes), the longest file name Linux and macOS file systems take."""
+
+
+def temporary_suffix(target_name: str) -> str:
+    """The end of a temporary file's name that tells which file it is to replace.
+
+    The target's name (spelled as UTF-8, :func:`~mlarray.storage.filenames.utf8_name`), or
+    for a name too long to fit beside the prefix within NAME_MAX, its first 180 bytes and a
+    hash of the whole name, so any name the file system takes can be saved.
+    """
+    name = utf8_name(target_name)
+    raw = name.encode("utf-8")
+    if len(raw) <= _NAME_ROOM:
+        return name
+    return raw[:180].decode("utf-8", "ignore") + "~" + hashlib.sha256(raw).hexdigest()[:16]
+
+
 def temporary_name(target_name: str = "") -> str:
     """A fresh name for a temporary file (``target_name`` given) or folder of this process."""
     stem = f"{TMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}"
-    return f"{stem}-{utf8_name(target_name)}" if target_name else stem
+    return f"{stem}-{temporary_suffix(target_name)}" if target_name else stem
 
 
 def writer_pid(temporary: str) -> int | None:
