@@ -168,17 +168,23 @@ def validate(
             what="validating",
             label=_name,
             bar=not serial,
+            emit=None if as_json else _echo_report,
         )
-        reports += [_validate_url(url, deep, storage_options) for url in urls]
+        urls_checked = [_validate_url(url, deep, storage_options) for url in urls]
+        reports += urls_checked
         if as_json:
             typer.echo(dumps([r.to_json() for r in reports]))
         else:
-            for report in reports:
-                for line in report_lines(report):
-                    echo_line(line)
+            for report in urls_checked:
+                _echo_report(report)
             typer.echo(summary_line(reports))
         if not all(r.valid for r in reports):
             raise typer.Exit(1)
+
+
+def _echo_report(report: Report) -> None:
+    for line in report_lines(report):
+        echo_line(line)
 
 
 PROGRESS_MIN_BYTES = 64 << 20
@@ -368,10 +374,17 @@ def _lost_job(job: Job, message: str) -> Job:
     return Job(job.src, job.dst, ok=False, code=WORKER_LOST, error=message)
 
 
+def _echo_job(job: Job) -> None:
+    if job.skipped and job.ok is None:
+        echo_line(f"skipped {job.src}: {job.error}")
+    else:
+        echo_line(job_line(str(job.src), str(job.dst or ""), job.ok, job.code, job.error))
+
+
 def _run_jobs(
     jobs: list[Job], options: dict[str, Any], as_json: bool, n_jobs: int = 1, scheduler: str | None = None
 ) -> None:
-    """Run a batch with a progress bar, then print the per-file report; exit 1 if any failed."""
+    """Run a batch with a progress bar, printing each file's line as it is done; exit 1 if any failed."""
     jobs = run_files(
         partial(run_job, **options),
         jobs,
@@ -381,15 +394,11 @@ def _run_jobs(
         what="converting",
         label=lambda job: job.src.name,
         cleanup=lambda job: remove_orphans(job.dst, mine=True),
+        emit=None if as_json else _echo_job,
     )
     if as_json:
         typer.echo(dumps([job.to_json() for job in jobs]))
     else:
-        for job in jobs:
-            if job.skipped and job.ok is None:
-                echo_line(f"skipped {job.src}: {job.error}")
-            else:
-                echo_line(job_line(str(job.src), str(job.dst or ""), job.ok, job.code, job.error))
         tried = [job for job in jobs if not job.skipped]
         failed = sum(not job.ok for job in tried)
         skipped = len(jobs) - len(tried)

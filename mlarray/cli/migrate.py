@@ -122,14 +122,12 @@ def migrate(
             what="migrating",
             label=lambda pair: pair[0].name,
             cleanup=lambda pair: remove_orphans(pair[1], mine=True),
+            emit=None if as_json else _echo_migration,
         )
         report = MigrationReport(results)
         if as_json:
             typer.echo(dumps([_migration_json(r) for r in report.results]))
         else:
-            for result in report.results:
-                for line in _migration_line(result):
-                    echo_line(line)
             n = len(report.results)
             typer.echo(
                 f"{n} file{'s' if n != 1 else ''}: {report.count('migrated')} migrated, "
@@ -137,3 +135,8 @@ def migrate(
             )
         if not report.ok:
             raise typer.Exit(1)
+
+
+def _echo_migration(result: Any) -> None:
+    for line in _migration_line(result):
+        echo_line(line)

@@ -183,21 +183,46 @@ def run_files(
     label: Callable[[T], str],
     bar: bool = True,
     cleanup: Callable[[T], None] | None = None,
+    emit: Callable[[R], None] | None = None,
 ) -> list[R]:
     """:func:`mlarray.jobs.run_each` with a progress bar on stderr (on a terminal; ``bar=False``: none).
 
     ``what`` names the job in the bar and in Dask's task names; ``label(item)`` the file being started.
+    ``emit(result)`` is called for each file as soon as it and every file before it are done
+    (in the order of ``items``), so a report streams while the batch runs. A batch stopped by
+    an interrupt says on stderr how many files were done before it re-raises.
     """
+    ready: dict[int, R] = {}
+    shown = 0
+    finished = 0
+
+    def done(index: int, result: R) -> None:
+        nonlocal shown, finished
+        finished += 1
+        progress.advance(task)
+        if emit is None:
+            return
+        ready[index] = result
+        while shown in ready:
+            emit(ready.pop(shown))
+            shown += 1
+
     with progress_bar(Console(stderr=True), show=bar) as progress:
         task = progress.add_task(what, total=len(items))
-        return run_each(
-            func,
-            items,
-            lost=lost,
-            jobs=jobs,
-            scheduler=scheduler,
-            on_start=lambda _, item: progress.update(task, description=label(item)),
-            on_done=lambda *_: progress.advance(task),
-            cleanup=cleanup,
-            name=f"mlarray-{what}",
-        )
+        try:
+            return run_each(
+                func,
+                items,
+                lost=lost,
+                jobs=jobs,
+                scheduler=scheduler,
+                on_start=lambda _, item: progress.update(task, description=label(item)),
+                on_done=lambda index, _, result: done(index, result),
+                cleanup=cleanup,
+                name=f"mlarray-{what}",
+            )
+        except (KeyboardInterrupt, SystemExit) as stop:
+            if not isinstance(stop, SystemExit) or stop.code not in (0, None):
+                with contextlib.suppress(OSError, ValueError):
+                    print(f"stopped after {finished} of {len(items)} files", file=sys.stderr, flush=True)
+            raise

@@ -107,11 +107,9 @@ def stats_command(
             what="stats",
             label=lambda p: p.name,
             cleanup=partial(remove_orphans, mine=True),
+            emit=None if as_json else lambda result: echo_line(_line(result)),
         )
         if as_json:
             typer.echo(dumps(results))
-        else:
-            for result in results:
-                echo_line(_line(result))
         if not all(r["ok"] for r in results):
             raise typer.Exit(1)
