@@ -20,6 +20,7 @@ refused when the dataset is built, never mid-epoch in a worker.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,43 @@ def label_dtype(stored: np.dtype[Any]) -> np.dtype[Any]:
     return native if native in _TORCH_DTYPES else np.dtype(np.int64)
 
 
+class Foreground:
+    """One foreground class of a case: its voxel count and the voxels to centre patches on.
+
+    The voxels are kept as flat C-order indices into the case's spatial shape, 4 bytes each
+    (8 beyond 2**32 voxels) instead of one 8-byte integer per axis: the dataset is copied
+    into every DataLoader worker, and a label map's header may store 10,000 voxels per class.
+    """
+
+    __slots__ = ("label", "count", "shape", "flat")
+
+    def __init__(self, label: int, count: int, shape: tuple[int, ...], flat: np.ndarray[Any, Any]) -> None:
+        self.label, self.count, self.shape, self.flat = label, count, shape, flat
+
+    @classmethod
+    def of(cls, sample: ClassSample, shape: tuple[int, ...]) -> Foreground:
+        dtype = np.uint32 if math.prod(shape) <= 2**32 else np.int64
+        flat = np.ravel_multi_index(tuple(sample.coords.T), shape).astype(dtype)
+        return cls(sample.label, sample.count, shape, flat)
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Foreground, (self.label, self.count, self.shape, self.flat))
+
+    def voxel(self, i: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The index of stored voxel ``i`` (one entry per spatial axis)."""
+        return np.asarray(np.unravel_index(int(self.flat[i]), self.shape), dtype=np.int64)
+
+    @property
+    def coords(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The stored voxels as ``(k, n)`` indices, as :class:`~mlarray.foreground.ClassSample` has them."""
+        if not len(self.flat):
+            return np.zeros((0, len(self.shape)), dtype=np.int64)
+        return np.stack(np.unravel_index(self.flat, self.shape), axis=1).astype(np.int64)
+
+
 @dataclass
 class Case:
     """What the dataset knows about one image/label pair without opening it again."""
@@ -60,7 +98,7 @@ class Case:
     shape: tuple[int, ...]
     affine: np.ndarray[Any, np.dtype[np.float64]]
     spacing: np.ndarray[Any, np.dtype[np.float64]]
-    classes: list[ClassSample]
+    classes: list[Foreground]
     scaling: tuple[float, float] | None = None
     """``(slope, intercept)`` when the image stores raw values (``meta.scaling.stored == 'raw'``)."""
     label_dtype: np.dtype[Any] | None = None
@@ -108,7 +146,7 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
         spacing = np.asarray(list(image.spacing or [1.0] * len(axes)), dtype=np.float64)
         scaling = image.meta.scaling
         linear = (scaling.slope, scaling.intercept) if scaling is not None and scaling.stored == "raw" else None
-    classes: list[ClassSample] = []
+    classes: list[Foreground] = []
     label_axes: list[int] = []
     out_dtype: np.dtype[Any] | None = None
     if label_path is not None:
@@ -127,7 +165,7 @@ def _describe(image_path: str, label_path: str | None, seed: int) -> Case:
                 )
             if label.dtype is None or label.dtype.kind not in "biu":
                 raise InvalidArgumentError(f"a label map holds integers, got dtype {label.dtype}", path=label_path)
-            classes = read_class_samples(label, label_path, label_axes, seed)
+            classes = [Foreground.of(c, shape) for c in read_class_samples(label, label_path, label_axes, seed)]
             out_dtype = label_dtype(label.dtype)
     return Case(image_path, label_path, axes, label_axes, shape, affine, spacing, classes, linear, out_dtype)
 
@@ -305,7 +343,7 @@ class PatchDataset(torch.utils.data.Dataset[dict[str, Any]]):
         wants_foreground = bool(rng.random() < self.foreground_fraction) and bool(case.classes)
         if wants_foreground:
             chosen = case.classes[int(rng.integers(len(case.classes)))]
-            voxel = chosen.coords[int(rng.integers(len(chosen.coords)))]
+            voxel = chosen.voxel(int(rng.integers(len(chosen))))
             return which, centred_corner(voxel, case.shape, self.patch_size), True
         return which, random_corner(rng, case.shape, self.patch_size), False
 
