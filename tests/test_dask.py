@@ -397,3 +397,33 @@ def test_an_older_array_of_a_replaced_file_refuses_a_handle_a_newer_array_opened
     np.testing.assert_array_equal(new.compute(scheduler="sync"), np.arange(64, dtype=np.float32).reshape(8, 8))
     with pytest.raises(InvalidArgumentError, match="changed since the array was made"):
         old.compute(scheduler="sync")
+
+
+MANY_THREADS_FEW_DESCRIPTORS = """
+import resource, sys
+import numpy as np
+import mlarray.dask
+from mlarray.dask import from_mla, open_handles
+resource.setrlimit(resource.RLIMIT_NOFILE, (160, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+stack = from_mla(sys.argv[1] + "/*.mla")
+total = stack.sum().compute(scheduler="threads", num_workers=int(sys.argv[2]))
+budget = getattr(mlarray.dask, "process_budget", lambda: -1)()
+print(int(total), open_handles(all_threads=True), budget)
+"""
+
+
+def test_handles_of_all_threads_together_stay_within_the_descriptor_limit(tmp_path: Path) -> None:
+    """Each thread kept 8 handles (2 descriptors each): a 64-core node's default pool over a big glob died
+    with EMFILE under ``ulimit -n 1024`` (audit scale). All threads together now keep an eighth of the limit."""
+    for i in range(150):
+        MLArray(np.full((4, 4), i, np.int32)).save(tmp_path / f"c{i:03d}.mla")
+    result = subprocess.run(
+        [sys.executable, "-c", MANY_THREADS_FEW_DESCRIPTORS, str(tmp_path), "24"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    total, still_open, budget = map(int, result.stdout.split())
+    assert total == 16 * sum(range(150))
+    assert budget == 160 // 8 and still_open <= budget

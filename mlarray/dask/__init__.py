@@ -19,7 +19,7 @@ except ImportError as exc:
     raise MissingDependencyError('mlarray.dask needs Dask: pip install "mlarray[dask]"', module="dask") from exc
 
 from mlarray.dask._array import StackMismatchError, array_of, expand, from_mla, read_meta
-from mlarray.dask._source import CACHE_SIZE, MLAFile, close_handles, open_handles
+from mlarray.dask._source import CACHE_SIZE, MLAFile, close_handles, open_handles, process_budget
 
 __all__ = [
     "CACHE_SIZE",
@@ -30,5 +30,6 @@ __all__ = [
     "expand",
     "from_mla",
     "open_handles",
+    "process_budget",
     "read_meta",
 ]

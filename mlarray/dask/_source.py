@@ -41,6 +41,24 @@ from mlarray.remote import is_remote
 CACHE_SIZE = 8
 """Handles one thread keeps open at most (least recently used closed first)."""
 
+
+def process_budget() -> int:
+    """Handles all threads of this process keep open together at most: at least :data:`CACHE_SIZE`.
+
+    An eighth of the soft limit on open files (``ulimit -n``; a handle of a local file holds
+    two descriptors): Dask's threaded scheduler runs one thread per core, and 64 threads of
+    :data:`CACHE_SIZE` handles each would need 1,024 descriptors.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 1 << 12
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 12
+    return max(CACHE_SIZE, int(soft) // 8)
+
+
 _local = threading.local()
 
 Stamp = tuple[int, int, int, int] | None
@@ -103,6 +121,22 @@ def _retire(handles: list[MLArray]) -> list[MLArray]:
         else:
             now.append(handle)
     return now
+
+
+def _over_budget(mine: _Handles) -> list[MLArray]:
+    """Handles taken out of other threads' caches (their least recently used first) while all threads
+    together keep more than :func:`process_budget`; called with :data:`_LOCK` held."""
+    budget = process_budget()
+    caches = [cache for cache in list(_ALL) if cache is not mine]
+    total = len(mine) + sum(len(cache) for cache in caches)
+    taken: list[MLArray] = []
+    while total > budget and caches:
+        fullest = max(caches, key=len)
+        if not fullest:
+            break
+        taken.append(fullest.popitem(last=False)[1])
+        total -= 1
+    return taken
 
 
 def close_handles() -> int:
@@ -297,6 +331,7 @@ class MLAFile:
             cache[key] = image
             while len(cache) > CACHE_SIZE:
                 stale.append(cache.popitem(last=False)[1])
+            stale += _over_budget(cache)
             if busy:
                 _BUSY[id(image)] += 1
             closing = _retire(stale)
