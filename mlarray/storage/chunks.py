@@ -18,6 +18,7 @@ import math
 import mmap
 import os
 import struct
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,10 @@ def may_map() -> bool:
     except ImportError:  # pragma: no cover - not POSIX
         return True
     return resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY
+
+
+_UNTRACKED: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+"""Python 3.13+ maps without a duplicate of the file's descriptor (the map needs none; the section keeps one)."""
 
 
 class DataSection:
@@ -281,7 +286,7 @@ class DataSection:
         if self._map is None and isinstance(self._source, LocalFile) and may_map():
             with self._lock:
                 if self._map is None:  # made once: a second map would orphan the chunk addresses of the first
-                    mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ)
+                    mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ, **_UNTRACKED)
                     nchunks = self.layout.nchunks
                     self._refs = (
                         np.zeros(nchunks, dtype=np.int64),
