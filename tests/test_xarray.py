@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -304,3 +305,27 @@ def test_a_file_replaced_by_another_shape_is_file_changed(tmp_path: Path) -> Non
     _write(path, np.zeros((5, 5), np.float32))
     with pytest.raises(FileChangedError):
         da.values  # noqa: B018
+
+
+def test_open_mfdataset_keeps_at_most_xarrays_file_cache_open(tmp_path: Path) -> None:
+    """Every dataset kept its file open (two descriptors each): open_mfdataset over ~500+ files died with
+    "Too many open files" under ulimit -n 1024 (audit scale). xarray's file_cache_maxsize bounds them."""
+    files = []
+    for i in range(40):
+        files.append(tmp_path / f"c{i:02d}.mla")
+        MLArray(np.full((4, 5, 6), i, np.int16), spacing=(1.0, 1.0, 1.0)).save(files[-1])
+
+    def open_mla() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}").endswith(".mla"))
+
+    with (
+        xr.set_options(file_cache_maxsize=6),
+        xr.open_mfdataset(files, engine="mlarray", combine="nested", concat_dim="case") as ds,
+    ):
+        assert open_mla() <= 2 * 6
+        values = ds["image"].compute(scheduler="threads")
+        assert open_mla() <= 2 * 6
+        np.testing.assert_array_equal(values.max(axis=(1, 2, 3)), np.arange(40))
+        again = ds["image"].isel(case=3).values  # a file closed by the budget opens again
+        assert int(again.max()) == 3
+    assert open_mla() == 0

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,21 @@ VARIABLE = "image"
 """Name of the data variable of every dataset (and of the DataArray ``open_dataarray`` returns)."""
 
 
+_OPEN: OrderedDict[int, weakref.ref[MLArrayBackendArray]] = OrderedDict()
+"""Arrays whose file is open, least recently read first (by ``id``; an array collected drops out)."""
+_OPEN_LOCK = threading.RLock()  # re-entrant: a weak reference's callback may run while this thread holds it
+
+
+def open_files_budget() -> int:
+    """Files the arrays of this backend keep open together: xarray's own ``file_cache_maxsize`` (default 128).
+
+    ``open_mfdataset`` over thousands of files would otherwise keep every one open (two
+    descriptors each) and fail with "Too many open files" under ``ulimit -n 1024``.
+    """
+    options: Any = xr.get_options
+    return max(1, int(options()["file_cache_maxsize"]))
+
+
 class MLArrayBackendArray(BackendArray):
     """The array of one ``.mla`` file, read on demand through ``MLArray.open(path, 'r')``.
 
@@ -57,6 +74,8 @@ class MLArrayBackendArray(BackendArray):
         self.dtype: np.dtype[Any] = dtype
         self._image: MLArray | None = image
         self._lock = threading.Lock()
+        with self._lock:
+            self._touch()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "shape": self.shape, "dtype": self.dtype}
@@ -77,7 +96,37 @@ class MLArrayBackendArray(BackendArray):
                     path=self.path,
                 )
             self._image = image
+        self._touch()
         return self._image
+
+    def _touch(self) -> None:
+        """Mark this array's file as the most recently read; close the least recently read ones over the budget.
+
+        Called with this array's lock held. Another array's file is closed only when no read
+        of it is in progress (its lock is free); it opens again on its next read.
+        """
+        key = id(self)
+        with _OPEN_LOCK:
+            if key not in _OPEN:
+                _OPEN[key] = weakref.ref(self, _forgetting(key))
+            _OPEN.move_to_end(key)
+            excess = len(_OPEN) - open_files_budget()
+            others = [ref() for k, ref in list(_OPEN.items())[: max(0, excess)] if k != key]
+        for other in others:
+            if other is not None:
+                other._release()
+
+    def _release(self) -> None:
+        """Close the file unless a read of it is in progress (a later read opens it again)."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._image is not None:
+                self._image.close()
+                self._image = None
+            _forget(id(self))
+        finally:
+            self._lock.release()
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> Any:
         # outer keys with one index array: MLArray reads only the rows that array picks
@@ -102,6 +151,17 @@ class MLArrayBackendArray(BackendArray):
             if self._image is not None:
                 self._image.close()
                 self._image = None
+            _forget(id(self))
+
+
+def _forget(key: int) -> None:
+    with _OPEN_LOCK:
+        _OPEN.pop(key, None)
+
+
+def _forgetting(key: int) -> Callable[[Any], None]:
+    """A weak reference's callback: the collected array drops out of :data:`_OPEN` (its file closes with it)."""
+    return lambda _: _forget(key)
 
 
 def _variable_name(taken: set[str]) -> str:
