@@ -46,6 +46,7 @@ from mlarray.layout import PatchSize
 from mlarray.models import Meta, parse_header
 from mlarray.storage import write_frame, write_header
 from mlarray.storage.chunks import DataSection
+from mlarray.storage.compress import check_chunk_count
 from mlarray.storage.cparams import check_dparams, make_cparams
 from mlarray.storage.io import layout_of, write_data
 from mlarray.storage.locking import FileLock
@@ -330,6 +331,8 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
             write_header(nd, meta, digest_of=tmp)
             return nd
         plan = self._storage_plan(target or tmp)
+        if plan.chunks is not None:
+            check_chunk_count(shape, plan.chunks, target or tmp)  # before a write of hours no reader would open
         digest = None
         if isinstance(source, ShapeOnly):
             nd = source.write(tmp, plan.chunks, plan.blocks, plan.cparams)

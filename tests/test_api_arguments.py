@@ -217,3 +217,16 @@ def test_bytes_paths_and_file_objects(tmp_path: Path) -> None:
             call()
     with pytest.raises(InvalidArgumentError, match="file object"):
         MLArray(np.zeros(3)).save(io.BytesIO())  # type: ignore[arg-type]
+
+
+def test_a_layout_of_more_chunks_than_a_file_may_hold_is_refused_before_writing(tmp_path: Path) -> None:
+    """save started a write of 2**24 + 1 one-byte chunks (hours) of a file every reader refuses (audit scale)."""
+    from mlarray.errors import ResourceLimitError
+    from mlarray.versions import MAX_CHUNKS
+
+    path = tmp_path / "many.mla"
+    with pytest.raises(ResourceLimitError, match="more than a file may hold"):
+        MLArray(np.zeros(MAX_CHUNKS + 1, np.uint8), chunk_size=(1,), block_size=(1,)).save(path)
+    with pytest.raises(ResourceLimitError):
+        MLArray.create(path, (MAX_CHUNKS + 1,), np.uint8, chunk_size=(1,), block_size=(1,))
+    assert list(tmp_path.iterdir()) == []

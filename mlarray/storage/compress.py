@@ -39,7 +39,9 @@ from typing import Any
 import blosc2
 import numpy as np
 
+from mlarray.errors import ResourceLimitError
 from mlarray.storage.frame import folded_digest
+from mlarray.versions import MAX_CHUNKS
 
 MEMCPYED = 0x02
 """Bit 1 of byte 2 (flags) of a chunk header: the chunk is stored uncompressed."""
@@ -53,6 +55,21 @@ def chunk_grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
 
 
 Region = tuple[slice, ...]
+
+
+def check_chunk_count(shape: Sequence[int], chunks: Sequence[int], path: str | None = None) -> None:
+    """``RESOURCE_LIMIT`` for a layout of more chunks than a file may hold (spec 4.10: readers refuse it).
+
+    Checked before a frame is created: such a write would run for hours to make a file no
+    reader opens.
+    """
+    count = math.prod(chunk_grid(shape, chunks))
+    if count > MAX_CHUNKS:
+        raise ResourceLimitError(
+            f"the layout makes {count:,} chunks, more than a file may hold ({MAX_CHUNKS:,}): "
+            "choose larger chunk_size (or patch_size)",
+            path=path,
+        )
 
 
 def chunk_regions(
@@ -309,6 +326,7 @@ def write_chunks(
         kwargs["dparams"] = dparams
     if mmap and path is not None:
         kwargs["mmap_mode"] = "w+"
+    check_chunk_count(shape, chunks, path)
     nd = blosc2.uninit(tuple(shape), dtype=dtype, **kwargs)
     total = nd.schunk.nchunks
     digest = ChunkDigest()

@@ -29,7 +29,7 @@ import numpy as np
 
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
-from mlarray.storage.compress import ChunkDigest, Region, chunk_regions, compress_chunks
+from mlarray.storage.compress import ChunkDigest, Region, check_chunk_count, chunk_regions, compress_chunks
 from mlarray.storage.frame import folded_digest
 from mlarray.storage.io import write_header
 
@@ -138,7 +138,11 @@ class SlabWriter:
         if blocks is not None:
             kwargs["blocks"] = tuple(blocks)
         self.path, self.cparams, self.nthreads = tmp, cparams, nthreads
+        if chunks is not None:
+            check_chunk_count(shape, chunks)
         self.nd: Any = blosc2.uninit(tuple(shape), dtype=np.dtype(dtype), **kwargs)
+        if chunks is None:
+            check_chunk_count(self.nd.shape, self.nd.chunks)
         self.shape: tuple[int, ...] = tuple(self.nd.shape)
         self.chunks: tuple[int, ...] = tuple(self.nd.chunks)
         self.blocks: tuple[int, ...] = tuple(self.nd.blocks)
