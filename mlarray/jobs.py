@@ -272,6 +272,24 @@ def is_within(path: str | os.PathLike[str], folder: str | os.PathLike[str] | Non
     return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
+def each_once(files: Sequence[Path]) -> list[Path]:
+    """``files`` without repeats, in order: a file named twice (``D D/sub``, a glob overlapping a
+    folder, ``a.mla ./a.mla``, a link and its target) keeps its first spelling only, so a batch
+    neither counts it twice nor rewrites it from two workers at once."""
+    seen: set[Any] = set()
+    out: list[Path] = []
+    for path in files:
+        try:
+            st = os.stat(path)
+            identity: Any = (st.st_dev, st.st_ino)
+        except OSError:  # missing or dangling: reported once per spelling that resolves the same
+            identity = os.path.realpath(path)
+        if identity not in seen:
+            seen.add(identity)
+            out.append(path)
+    return out
+
+
 def find_mla(root: str | os.PathLike[str]) -> list[Path]:
     """Every ``*.mla`` file under the directory ``root`` (recursively, links to files included), sorted.
 

@@ -571,3 +571,21 @@ def test_a_batch_reports_each_file_as_it_is_done_and_an_interrupted_one_says_so(
     results = run_files(work, [5, 4, 2, 1], lost=lambda i, m: -1, jobs=2, scheduler=None, what="t", label=str,
                         emit=emitted.append)  # fmt: skip
     assert emitted == results == [50, 40, 20, 10]  # in the order of the files, whichever finished first
+
+
+def test_a_file_named_twice_is_handled_once(tmp_path: Path) -> None:
+    """``validate D D/sub D/./sub/c0.mla`` checked D/sub's files two or three times ("32 files checked" for 20);
+    ``stats D D/sub`` rewrote them twice, perhaps from two workers at once (audit scale)."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for i in range(3):
+        MLArray(np.full((4, 4), i, np.uint8)).save(tmp_path / f"a{i}.mla")
+        MLArray(np.full((4, 4), i, np.uint8)).save(sub / f"c{i}.mla")
+    (tmp_path / "link.mla").symlink_to(sub / "c1.mla")
+    args = (tmp_path, sub, tmp_path / "." / "sub" / "c0.mla", sub / "c0.mla", tmp_path / "link.mla")
+    result = run("validate", *args)
+    assert result.exit_code == 0, result.output
+    assert "6 files checked: 6 valid" in result.output
+    stats = run("stats", *args)
+    assert stats.exit_code == 0, stats.output
+    assert stats.output.count("\n") == 6  # one line per file

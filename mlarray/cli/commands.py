@@ -62,7 +62,7 @@ from mlarray.cli.output import (
 from mlarray.cli.signals import orderly_sigterm
 from mlarray.cli.stats import stats_command
 from mlarray.errors import HeaderEncodingError, Problem
-from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
+from mlarray.jobs import WORKER_LOST, each_once, find_mla, remove_orphans
 from mlarray.models import Meta
 from mlarray.remote import is_remote
 from mlarray.storage import HeaderRead, decode_header, read_header
@@ -119,7 +119,7 @@ def collect_mla(paths: list[Path]) -> tuple[list[Path], list[Path]]:
                 empty.append(path)
         else:
             files.append(path)
-    return files, empty
+    return each_once(files), empty
 
 
 @app.command()

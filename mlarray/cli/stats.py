@@ -15,7 +15,7 @@ import typer
 from mlarray.cli.options import JobsOpt, SchedulerOpt, Verbose, errors, run_files
 from mlarray.cli.output import dumps, echo_line, job_line
 from mlarray.errors import MLArrayError
-from mlarray.jobs import WORKER_LOST, find_mla, remove_orphans
+from mlarray.jobs import WORKER_LOST, each_once, find_mla, remove_orphans
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -23,7 +23,7 @@ def find_files(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         found += find_mla(path) if path.is_dir() else [path]
-    return found
+    return each_once(found)
 
 
 def _one(path: Path, class_locations: bool, seg: bool | None) -> dict[str, Any]:
