@@ -230,3 +230,20 @@ def test_a_layout_of_more_chunks_than_a_file_may_hold_is_refused_before_writing(
     with pytest.raises(ResourceLimitError):
         MLArray.create(path, (MAX_CHUNKS + 1,), np.uint8, chunk_size=(1,), block_size=(1,))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("depth", [70, 400, 5000])
+def test_metadata_nested_beyond_the_limit_is_header_invalid_at_any_depth(tmp_path: Path, depth: int) -> None:
+    """A few hundred levels gave a bare RecursionError (on save, then on assignment) instead of HEADER_INVALID."""
+    from mlarray.errors import HeaderValidationError
+
+    nested: Any = 1
+    for level in range(depth):
+        nested = {"k": nested} if level % 2 else [nested]  # objects and arrays, as JSON nests them
+    image = MLArray(np.zeros(3))
+    with pytest.raises(HeaderValidationError, match="nests deeper than 64 levels"):
+        image.meta.source["deep"] = nested
+    with pytest.raises(HeaderValidationError):
+        mlarray.Meta(extra={"deep": nested})
+    assert "deep" not in image.meta.source
+    image.save(tmp_path / "a.mla")  # the image is as it was

@@ -27,6 +27,7 @@ from pydantic_core import core_schema
 
 from mlarray.errors import HeaderValidationError, Problem, model_error
 from mlarray.models.messages import is_union_tag, message
+from mlarray.versions import MAX_NESTING
 
 _LENIENT: ContextVar[bool] = ContextVar("mlarray_ignore_unknown_fields", default=False)
 
@@ -225,6 +226,9 @@ def to_json_value(value: Any, loc: str = "") -> Any:
         if not math.isfinite(value):
             raise _bad_json(loc, "not_finite", f"{value!r} is not a finite number (JSON has no NaN/Infinity)")
         return float(value)
+    if isinstance(value, (Mapping, list, tuple)) and _nests_deeper(value, MAX_NESTING):
+        # checked without recursion: converting a hostile nesting would exhaust the stack (RecursionError)
+        raise _bad_json(loc, "invalid_value", f"nests deeper than {MAX_NESTING} levels (the header's limit)")
     if isinstance(value, Mapping):
         return JsonObject(value, _loc=loc)
     if isinstance(value, np.ndarray):
@@ -232,6 +236,18 @@ def to_json_value(value: Any, loc: str = "") -> Any:
     if isinstance(value, (list, tuple)):
         return JsonList(value, _loc=loc)
     raise _bad_json(loc, "wrong_type", f"{type(value).__name__} is not a JSON value")
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value``'s dicts and lists nest more than ``limit`` levels (``value`` itself is level 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, Mapping) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
+    return False
 
 
 class JsonObject(dict[str, Any]):
