@@ -315,8 +315,9 @@ def test_open_mfdataset_keeps_at_most_xarrays_file_cache_open(tmp_path: Path) ->
         files.append(tmp_path / f"c{i:02d}.mla")
         MLArray(np.full((4, 5, 6), i, np.int16), spacing=(1.0, 1.0, 1.0)).save(files[-1])
 
-    def open_mla() -> int:
-        return sum(1 for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}").endswith(".mla"))
+    def open_mla() -> int:  # descriptors on this test's files (earlier tests' handles may hold others)
+        links = (os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd"))
+        return sum(1 for target in links if target.startswith(str(tmp_path.resolve())) and target.endswith(".mla"))
 
     with (
         xr.set_options(file_cache_maxsize=6),

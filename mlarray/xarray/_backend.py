@@ -76,6 +76,7 @@ class MLArrayBackendArray(BackendArray):
         self._lock = threading.Lock()
         with self._lock:
             self._touch()
+        _shrink(keep=self)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "shape": self.shape, "dtype": self.dtype}
@@ -100,31 +101,23 @@ class MLArrayBackendArray(BackendArray):
         return self._image
 
     def _touch(self) -> None:
-        """Mark this array's file as the most recently read; close the least recently read ones over the budget.
-
-        Called with this array's lock held. Another array's file is closed only when no read
-        of it is in progress (its lock is free); it opens again on its next read.
-        """
+        """Mark this array's file as open and the most recently read (:func:`_shrink` closes the oldest)."""
         key = id(self)
         with _OPEN_LOCK:
             if key not in _OPEN:
                 _OPEN[key] = weakref.ref(self, _forgetting(key))
             _OPEN.move_to_end(key)
-            excess = len(_OPEN) - open_files_budget()
-            others = [ref() for k, ref in list(_OPEN.items())[: max(0, excess)] if k != key]
-        for other in others:
-            if other is not None:
-                other._release()
 
-    def _release(self) -> None:
-        """Close the file unless a read of it is in progress (a later read opens it again)."""
+    def _release(self) -> bool:
+        """Close the file unless a read of it is in progress (a later read opens it again); whether it was closed."""
         if not self._lock.acquire(blocking=False):
-            return
+            return False
         try:
             if self._image is not None:
                 self._image.close()
                 self._image = None
             _forget(id(self))
+            return True
         finally:
             self._lock.release()
 
@@ -143,6 +136,7 @@ class MLArrayBackendArray(BackendArray):
         )
         with self._lock:
             out = np.asarray(self._open()[box])
+        _shrink(keep=self)
         return out.reshape([n for i, n in enumerate(out.shape) if i not in dropped]) if dropped else out
 
     def close(self) -> None:
@@ -152,6 +146,22 @@ class MLArrayBackendArray(BackendArray):
                 self._image.close()
                 self._image = None
             _forget(id(self))
+
+
+def _shrink(keep: MLArrayBackendArray) -> None:
+    """Close the least recently read files while more than :func:`open_files_budget` are open.
+
+    A file is closed only when no read of it is in progress (its array's lock is free; a
+    busy one is passed over until a later read); it opens again on its next read.
+    """
+    with _OPEN_LOCK:
+        excess = len(_OPEN) - open_files_budget()
+        candidates = [ref() for k, ref in _OPEN.items() if k != id(keep)] if excess > 0 else []
+    for other in candidates:
+        if excess <= 0:
+            break
+        if other is not None and other._release():
+            excess -= 1
 
 
 def _forget(key: int) -> None:
