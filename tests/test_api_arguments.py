@@ -247,3 +247,42 @@ def test_metadata_nested_beyond_the_limit_is_header_invalid_at_any_depth(tmp_pat
         mlarray.Meta(extra={"deep": nested})
     assert "deep" not in image.meta.source
     image.save(tmp_path / "a.mla")  # the image is as it was
+
+
+def test_storage_options_of_the_wrong_type_are_an_invalid_argument() -> None:
+    """``storage_options="abc"`` was a RemoteError (an OSError: "cannot open the URL") for a wrong argument."""
+    for call in (
+        lambda: MLArray.open("memory://x/a.mla", storage_options="abc"),  # type: ignore[arg-type]
+        lambda: MLArray.load("memory://x/a.mla", storage_options=[("a", 1)]),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidArgumentError, match="storage_options must be a dict"):
+            call()
+
+
+BROKEN_BACKEND = """
+import sys
+from mlarray.convert._common import require
+from mlarray.errors import MissingDependencyError
+try:
+    require("nibabel", "scan.nii")
+except MissingDependencyError as exc:
+    print(exc.code, exc)
+"""
+
+
+def test_an_optional_backend_that_fails_to_import_is_a_missing_dependency(tmp_path: Path) -> None:
+    """nibabel 5.0 under NumPy 2 raises AttributeError on import: it came out untyped (MLARRAY_ERROR)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "nibabel").mkdir()
+    (tmp_path / "nibabel" / "__init__.py").write_text('raise AttributeError("np.sctypes was removed")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", BROKEN_BACKEND], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MISSING_DEPENDENCY ")
+    assert "cannot be imported (AttributeError: np.sctypes was removed)" in result.stdout
+    assert 'pip install --upgrade "mlarray[convert]"' in result.stdout

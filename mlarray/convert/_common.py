@@ -46,13 +46,21 @@ MLA_EXTENSION = ".mla"
 
 def require(module: str, path: str | None = None) -> ModuleType:
     """Import an optional dependency or raise :class:`MissingDependencyError` naming the extra."""
+    package = PACKAGES.get(module, module)
+    extra = EXTRAS.get(module, "convert")
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = PACKAGES.get(module, module)
-        hint = f'install the extra: pip install "mlarray[{EXTRAS.get(module, "convert")}]"'
+        hint = f'install the extra: pip install "mlarray[{extra}]"'
         raise MissingDependencyError(
             f"{package} is needed to convert this file ({exc}); {hint}", module=module, path=path
+        ) from None
+    except Exception as exc:  # installed but broken: a release too old for this NumPy, say
+        raise MissingDependencyError(
+            f"{package} is installed but cannot be imported ({type(exc).__name__}: {exc}); "
+            f'install a supported version: pip install --upgrade "mlarray[{extra}]"',
+            module=module,
+            path=path,
         ) from None
 
 

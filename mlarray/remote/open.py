@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlarray.errors import MLArrayError, ReadOnlyError, RemoteError
@@ -39,6 +40,13 @@ READ_ONLY_HINT = (
 
 def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> ByteSource:
     """A checked byte source for a URL or an open binary file object."""
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        from mlarray.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"storage_options must be a dict of fsspec options, got {type(storage_options).__name__}",
+            path=str(target) if isinstance(target, str) else None,
+        )
     if is_url(target):
         try:
             return open_source(str(target), storage_options)
