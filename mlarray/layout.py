@@ -287,7 +287,8 @@ def _within_limits(name: str, sizes: tuple[int, ...], itemsize: int, limit: int)
     nbytes = math.prod(sizes) * itemsize
     if nbytes > limit:
         raise ValueError(
-            f"{name} {sizes} holds {nbytes:,} bytes of {itemsize}-byte items; Blosc2 allows at most {limit:,}"
+            f"{name} {sizes} holds {nbytes:,} bytes of {itemsize}-byte items; Blosc2 allows at most {limit:,}: "
+            f"choose a smaller {name}"
         )
 
 

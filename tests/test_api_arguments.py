@@ -254,6 +254,7 @@ def test_storage_options_of_the_wrong_type_are_an_invalid_argument() -> None:
     for call in (
         lambda: MLArray.open("memory://x/a.mla", storage_options="abc"),  # type: ignore[arg-type]
         lambda: MLArray.load("memory://x/a.mla", storage_options=[("a", 1)]),  # type: ignore[arg-type]
+        lambda: MLArray(np.zeros(3)).save("memory://x/a.mla", storage_options="abc"),  # type: ignore[arg-type]
     ):
         with pytest.raises(InvalidArgumentError, match="storage_options must be a dict"):
             call()

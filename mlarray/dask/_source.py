@@ -212,9 +212,10 @@ class MLAFile:
             self.path, self.version = found
             self._take_shape(_image)
             return
-        if _image is not None and _image._remote_version() is not None:  # the object an open image reads
+        pinned = _image._remote_version() if _image is not None else None
+        if _image is not None and pinned is not None:  # the object an open image reads
             self._take_shape(_image)
-            self.remote = _image._remote_version()
+            self.remote = pinned
             return
         with self._open(dparams) as image:
             self._take_shape(image)

@@ -38,8 +38,8 @@ READ_ONLY_HINT = (
 )
 
 
-def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> ByteSource:
-    """A checked byte source for a URL or an open binary file object."""
+def _check_options(storage_options: Any, target: Any) -> None:
+    """``INVALID_ARGUMENT`` unless ``storage_options`` is ``None`` or a mapping (fsspec's keyword options)."""
     if storage_options is not None and not isinstance(storage_options, Mapping):
         from mlarray.errors import InvalidArgumentError
 
@@ -47,6 +47,11 @@ def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> Byt
             f"storage_options must be a dict of fsspec options, got {type(storage_options).__name__}",
             path=str(target) if isinstance(target, str) else None,
         )
+
+
+def source_of(target: Any, storage_options: dict[str, Any] | None = None) -> ByteSource:
+    """A checked byte source for a URL or an open binary file object."""
+    _check_options(storage_options, target)
     if is_url(target):
         try:
             return open_source(str(target), storage_options)
@@ -161,6 +166,7 @@ def save_remote(image: MLArray, url: str, storage_options: dict[str, Any] | None
     from mlarray.errors import WrongExtensionError
     from mlarray.storage.io import EXTENSION
 
+    _check_options(storage_options, url)
     if url.endswith("/") or not url.split("?", 1)[0].endswith(EXTENSION):
         raise WrongExtensionError(f"mlarray files must end in '{EXTENSION}'", path=url)
     fs, path = _fsspec().core.url_to_fs(url, **dict(storage_options or {}))

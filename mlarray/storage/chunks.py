@@ -312,8 +312,9 @@ class DataSection:
         the caller MUST check each block of a flagged chunk before it decodes it (spec
         4.4.6, rules 2-3 for that block), as the compiled block loop does. A read then
         touches only the pages of the blocks it decodes, not every page of its chunks.
+        The caller has checked the file itself first (:meth:`ensure_unshortened`, once per
+        read: :func:`mlarray.reading.fast_read` does).
         """
-        self.ensure_unshortened()
         if not self.complete:
             with self._lock:
                 todo = sorted(set(numbers) - self._checked - self._heads)

@@ -326,7 +326,6 @@ def write_chunks(
         kwargs["dparams"] = dparams
     if mmap and path is not None:
         kwargs["mmap_mode"] = "w+"
-    check_chunk_count(shape, chunks, path)
     nd = blosc2.uninit(tuple(shape), dtype=dtype, **kwargs)
     total = nd.schunk.nchunks
     digest = ChunkDigest()
