@@ -42,6 +42,9 @@ def ignoring_unknown_fields() -> Iterator[None]:
         _LENIENT.reset(token)
 
 
+_WALKED: ContextVar[bool] = ContextVar("mlarray_nesting_checked", default=False)
+"""Set while the containers of a value whose nesting :func:`to_json_value` checked are converted."""
+
 _STRICT: ContextVar[bool] = ContextVar("mlarray_strict_json_types", default=False)
 
 
@@ -226,16 +229,20 @@ def to_json_value(value: Any, loc: str = "") -> Any:
         if not math.isfinite(value):
             raise _bad_json(loc, "not_finite", f"{value!r} is not a finite number (JSON has no NaN/Infinity)")
         return float(value)
-    if isinstance(value, (Mapping, list, tuple)) and _nests_deeper(value, MAX_NESTING):
-        # checked without recursion: converting a hostile nesting would exhaust the stack (RecursionError)
-        raise _bad_json(loc, "invalid_value", f"nests deeper than {MAX_NESTING} levels (the header's limit)")
-    if isinstance(value, Mapping):
-        return JsonObject(value, _loc=loc)
     if isinstance(value, np.ndarray):
         return to_json_value(value.tolist(), loc)
-    if isinstance(value, (list, tuple)):
-        return JsonList(value, _loc=loc)
-    raise _bad_json(loc, "wrong_type", f"{type(value).__name__} is not a JSON value")
+    if not isinstance(value, (Mapping, list, tuple)):
+        raise _bad_json(loc, "wrong_type", f"{type(value).__name__} is not a JSON value")
+    if _WALKED.get():  # inside a container whose whole nesting was checked
+        return JsonObject(value, _loc=loc) if isinstance(value, Mapping) else JsonList(value, _loc=loc)
+    if _nests_deeper(value, MAX_NESTING):
+        # checked without recursion, once per conversion: a hostile nesting would exhaust the stack (RecursionError)
+        raise _bad_json(loc, "invalid_value", f"nests deeper than {MAX_NESTING} levels (the header's limit)")
+    token = _WALKED.set(True)
+    try:
+        return JsonObject(value, _loc=loc) if isinstance(value, Mapping) else JsonList(value, _loc=loc)
+    finally:
+        _WALKED.reset(token)
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:
