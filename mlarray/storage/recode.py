@@ -25,6 +25,7 @@ the bytes), and the data section's digest is folded into the write.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -58,6 +59,25 @@ def _frame_params(cparams: Any, blocks: Sequence[int], itemsize: int) -> dict[st
     params = dataclasses.asdict(_as_cparams(cparams))
     params.update(typesize=itemsize, blocksize=math.prod(blocks) * itemsize)
     return params
+
+
+@functools.cache
+def _defaults_for_all_metalayers() -> bool:
+    """Whether ``NDArray.copy`` compresses copied metalayers with C-Blosc2's defaults whatever the layout.
+
+    C-Blosc2 3.6 (python-blosc2 4.15) does; 3.3 compressed them with the target frame's
+    parameters when the chunk or block shape changed. Asked once, of a copy in memory:
+    with the defaults its metalayer is too short to compress and lies in the frame as it
+    is, after a 32-byte chunk header whose fourth byte is the type size, 8; with the
+    target's parameters (blocks of 2 bytes, type size 1) it does not.
+    """
+    marker = b"mlarray: which parameters?"
+    params = {"codec": blosc2.Codec.LZ4, "clevel": 1, "typesize": 1, "filters": [blosc2.Filter.NOFILTER]}
+    src = blosc2.asarray(np.zeros(4, dtype=np.uint8), chunks=(2,), blocks=(1,), cparams=params)
+    src.schunk.vlmeta.set_vlmeta("probe", marker, typesize=1)
+    frame = bytes(src.copy(chunks=(4,), blocks=(2,), cparams=params).schunk.to_cframe())
+    at = frame.find(marker)
+    return at >= 32 and frame[at - 32 + 3] == _C_DEFAULTS["typesize"]
 
 
 def _as_cparams(cparams: Any) -> Any:
@@ -161,7 +181,8 @@ def write_ndarray(
         if close is not None:
             close()  # stops the pool when writing failed half-way
     same_layout = tuple(src.chunks) == tuple(chunks) and tuple(src.blocks) == tuple(blocks)
-    meta_params = _C_DEFAULTS if same_layout else _frame_params(cparams, blocks, dtype.itemsize)
+    defaults = same_layout or _defaults_for_all_metalayers()
+    meta_params = _C_DEFAULTS if defaults else _frame_params(cparams, blocks, dtype.itemsize)
     source_meta, target_meta = src.schunk.vlmeta, nd.schunk.vlmeta
     for name in source_meta.get_names():
         target_meta.set_vlmeta(name, source_meta.get_vlmeta(name), **meta_params)
