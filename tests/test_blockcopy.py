@@ -243,7 +243,7 @@ def test_whole_loads_read_chunks_from_the_file_not_the_map(tmp_path: Path, monke
     real = helper.read_region
 
     def recording(*args: Any) -> int:
-        seen.append(args[11])  # the file descriptor (-1: chunks in memory)
+        seen.append(args[14])  # the file descriptor (-1: chunks in memory)
         return int(real(*args))
 
     helper.read_region = recording

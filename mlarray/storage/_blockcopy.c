@@ -46,8 +46,9 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_TABLE (-1007)    /* spec 4.4.6: the block-start table or dictionary outside the chunk */
 #define MLA_ERR_READ (-1008)     /* the file could not be read (an error, or it ended early) */
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
+#define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has no address (not checked yet, or special) */
 
-MLA_EXPORT int mla_abi_version(void) { return 5; }
+MLA_EXPORT int mla_abi_version(void) { return 6; }
 
 /* Checking a block scans the chunk's block-start table, so checking every block of a chunk
  * block by block costs the square of its block count: the caller checks chunks of more
@@ -391,6 +392,56 @@ static int64_t fetch_chunk(int fd, int64_t offset, int64_t size, uint8_t *copy, 
 #endif
 }
 
+/* Fill box [lo, hi) (its first item at dst; result strides in bytes) with the item `value`. */
+static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
+                     int32_t itemsize, const uint8_t *value) {
+    int64_t idx[MLA_MAX_DIM];
+    const int32_t last = ndim - 1;
+    const int64_t row_items = hi[last] - lo[last];
+    const int contiguous = strides[last] == itemsize;
+    int same = 1; /* every byte of the item alike: memset */
+    for (int32_t b = 1; b < itemsize; b++) {
+        same &= value[b] == value[0];
+    }
+    for (int32_t a = 0; a < ndim; a++) {
+        idx[a] = lo[a];
+    }
+    for (;;) {
+        if (contiguous && same) {
+            memset(dst, value[0], (size_t)(row_items * itemsize));
+        } else {
+            for (int64_t k = 0; k < row_items; k++) {
+                memcpy(dst + k * strides[last], value, (size_t)itemsize);
+            }
+        }
+        int32_t a = last - 1;
+        for (; a >= 0; a--) {
+            idx[a]++;
+            dst += strides[a];
+            if (idx[a] < hi[a]) {
+                break;
+            }
+            dst -= (hi[a] - lo[a]) * strides[a];
+            idx[a] = lo[a];
+        }
+        if (a < 0) {
+            return;
+        }
+    }
+}
+
+/* The number (C order over the whole chunk grid) of touched chunk i of the chunks [clo, chi]. */
+static int64_t grid_number(int64_t i, int32_t ndim, const int64_t *clo, const int64_t *chi, const int64_t *grid) {
+    int64_t number = 0, scale = 1;
+    for (int32_t a = ndim - 1; a >= 0; a--) {
+        const int64_t span = chi[a] - clo[a] + 1;
+        number += (clo[a] + i % span) * scale;
+        i /= span;
+        scale *= grid[a];
+    }
+    return number;
+}
+
 /* Take the next touched chunk from the counter the threads of one read share. */
 static int64_t take(int64_t *next) {
 #if defined(_MSC_VER)
@@ -430,6 +481,15 @@ static void stop_all(int64_t *next, int64_t end) {
  * until none is left, so threads share the work without returning to Python. After an
  * error the counter is moved to the end, so the other threads stop at their next chunk.
  *
+ * With `grid` (the shape of the whole chunk grid), chunk_addr, chunk_size and chunk_check
+ * are instead tables of every chunk of the array, indexed by its number in C order over
+ * the grid, and a touched chunk whose address is 0 is not skipped: where fill_known (a table
+ * like them, or NULL) is nonzero, the chunk stands for one value, the itemsize bytes at
+ * fill_value + number * itemsize, which its box is filled with; before anything is read,
+ * the call returns MLA_NOT_READY if any touched chunk has neither (the caller checks it and
+ * tries again, or reads on its slower path). *failed is then a chunk number.
+ * This is the patch path: the caller hands over the tables it keeps, unchanged.
+ *
  * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
  * scratch: block_bytes bytes of this thread's.
  *
@@ -438,8 +498,10 @@ static void stop_all(int64_t *next, int64_t end) {
  */
 MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
                                    const int64_t *chunkshape, const int64_t *blockshape, const int64_t *sel_lo,
-                                   const int64_t *sel_hi, const int64_t *chunk_addr, const int64_t *chunk_size,
-                                   const uint8_t *chunk_check, int32_t fd, int64_t chunk_nbytes, uint8_t *copy,
+                                   const int64_t *sel_hi, const int64_t *grid, const uint8_t *fill_known,
+                                   const uint8_t *fill_value, const int64_t *chunk_addr,
+                                   const int64_t *chunk_size, const uint8_t *chunk_check, int32_t fd,
+                                   int64_t chunk_nbytes, uint8_t *copy,
                                    int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
                                    int64_t *failed) {
@@ -459,10 +521,21 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         clo[a] = sel_lo[a] / chunkshape[a];
         chi[a] = (sel_hi[a] - 1) / chunkshape[a];
         touched *= chi[a] - clo[a] + 1;
+        if (grid != NULL && chi[a] >= grid[a]) {
+            return MLA_ERR_ARGS;
+        }
     }
     const int64_t end = first + count;
     if (items * itemsize != block_bytes || end > touched) {
         return MLA_ERR_ARGS;
+    }
+    if (grid != NULL) { /* every touched chunk must be ready before any is read */
+        for (int64_t i = first; i < end; i++) {
+            const int64_t at = grid_number(i, ndim, clo, chi, grid);
+            if (chunk_addr[at] == 0 && (fill_known == NULL || !fill_known[at])) {
+                return MLA_NOT_READY;
+            }
+        }
     }
     int64_t decoded = 0;
     for (int64_t i = first;; i++) {
@@ -472,7 +545,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         if (i >= end) {
             return decoded;
         }
-        if (chunk_addr[i] == 0) {
+        const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
+        if (chunk_addr[at] == 0 && grid == NULL) {
             continue;
         }
         /* the coordinates of touched chunk i, then its box and where that lands in out */
@@ -491,12 +565,23 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
         }
-        const uint8_t *src = (const uint8_t *)(intptr_t)chunk_addr[i];
-        int check = chunk_check != NULL && chunk_check[i];
+        if (chunk_addr[at] == 0) { /* grid mode: one value, or (tables changed meanwhile) not ready */
+            if (fill_known == NULL || !fill_known[at]) {
+                *failed = at;
+                if (next != NULL) {
+                    stop_all(next, end);
+                }
+                return MLA_NOT_READY;
+            }
+            fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize);
+            continue;
+        }
+        const uint8_t *src = (const uint8_t *)(intptr_t)chunk_addr[at];
+        int check = chunk_check != NULL && chunk_check[at];
         if (fd >= 0) {
-            const int64_t rc = fetch_chunk(fd, chunk_addr[i], chunk_size[i], copy, copy_size, chunk_nbytes, block_bytes);
+            const int64_t rc = fetch_chunk(fd, chunk_addr[at], chunk_size[at], copy, copy_size, chunk_nbytes, block_bytes);
             if (rc < 0) {
-                *failed = i;
+                *failed = at;
                 if (next != NULL) {
                     stop_all(next, end);
                 }
@@ -505,10 +590,10 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             src = copy;
             check = 0; /* fetch_chunk checked every block */
         }
-        const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[i], check, ndim, itemsize, blockshape, blockgrid, lo, hi, dst, out_strides, scratch,
-                                      block_bytes);
+        const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[at], check, ndim, itemsize, blockshape,
+                                      blockgrid, lo, hi, dst, out_strides, scratch, block_bytes);
         if (rc < 0) {
-            *failed = i;
+            *failed = at;
             if (next != NULL) {
                 stop_all(next, end);
             }

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 5
+ABI_VERSION = 6
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -29,6 +29,7 @@ ERRORS = {
     -1007: "block-start table or dictionary outside the chunk",
     -1008: "it could not be read from the file (was the file truncated while open? open it again)",
     -1009: "it differs from the header checked before (was the file changed while it was read? open it again)",
+    -1010: "it was not checked before the read (was the file changed while it was read? open it again)",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
 BLOCK_PROBLEMS = {
@@ -54,6 +55,7 @@ class Helper:
         self.read_region = lib.mla_read_region
         self.read_region.argtypes = [
             *(_P, _P, _I32, _I32, _P, _P, _P, _P),  # getitem, ctx, ndim, itemsize, chunk/block shape, selection
+            *(_P, _P, _P),  # chunk grid (or NULL), which chunks stand for one value and those values
             *(_P, _P, _P),  # chunk addresses (or file offsets), sizes, block checks
             *(_I32, _I64, _P, _I64),  # file descriptor, chunk nbytes, copy buffer and its size
             *(_I64, _I64, _P, _P),  # first, count, shared counter, out

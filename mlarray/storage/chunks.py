@@ -28,7 +28,7 @@ import blosc2
 import numpy as np
 
 from mlarray.errors import CorruptFrameError, FileChangedError, TruncatedFileError
-from mlarray.storage import blockcopy, threads
+from mlarray.storage import blockcopy, patchread, threads
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import CHUNK_HEADER, i32, many_blocks, structure_problem
 
@@ -172,6 +172,8 @@ class DataSection:
         and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
+        self._patches: patchread.PatchReader | None | bool = None
+        """The short patch path's reader once made, ``False`` where it cannot read this section."""
         self._lock = threading.RLock()
         """Guards the map's creation and the bookkeeping of checked chunks: threads share a handle."""
         if not isinstance(source, (str, bytes, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
@@ -254,10 +256,31 @@ class DataSection:
         via = f"/proc/self/fd/{self._source.fileno()}"
         return via if os.path.exists(via) else None
 
+    def read_patch(self, key: Any) -> np.ndarray[Any, Any] | None:
+        """``array[key]`` by the short patch path (:mod:`mlarray.storage.patchread`), or ``None``.
+
+        ``None``: the key is not a box, a chunk it touches is not checked yet or special, or
+        the section is not memory-mapped; the general path (:func:`mlarray.reading.fast_read`)
+        reads it then. The file is checked first as every read checks it (:meth:`ensure_unshortened`).
+        """
+        reader = self._patches
+        if reader is None:
+            if blockcopy.HELPER is None or self._mapped() is None or self._refs is None:
+                return None
+            mapped = (self._refs, self._map)
+            made = patchread.reader_for(self.layout, self.entries, mapped, self.chunk_refs, self.chunk_bytes, self.path)
+            reader = self._patches = made if made is not None else False
+        if reader is False:
+            return None
+        assert isinstance(reader, patchread.PatchReader)
+        self.ensure_unshortened()
+        return reader.read(key)
+
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""
         self._map = None
         self._refs = None
+        self._patches = False
         if self._owned:
             self._source.close()
 
@@ -479,9 +502,10 @@ class DataSection:
                 raise self._fail("the file ends inside the data section")
             self._check_bytes(number, view[at : at + cbytes], blocks)
             if self._refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
-                self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
+                # the address last: the patch path reads a chunk whose address is set without the lock
                 self._refs[1][number] = cbytes
                 self._refs[2][number] = 0 if blocks else 1
+                self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
             return blocks
         cbytes = i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)

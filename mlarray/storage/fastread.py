@@ -119,7 +119,7 @@ def _unit(width: int) -> np.dtype[Any]:
     return np.dtype(f"V{width}")
 
 
-def _special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
+def special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
     """The value a zeros/NaN index entry stands for (spec 4.4.2)."""
     if entry == ENTRY_ZEROS:
         return 0
@@ -128,9 +128,7 @@ def _special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Excep
     raise fail(f"the index entry {entry & (2**64 - 1):#x}")
 
 
-def _special_chunk(
-    kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]
-) -> Any:
+def special_chunk(kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
     """The value a special chunk of ``kind`` stands for (spec 4.4.4)."""
     if kind == 1:
         return 0
@@ -198,10 +196,10 @@ class _Read:
             np.copyto(np.ndarray(shape, unit, out, dst_offset, dst_strides), source)
 
     def _special_entry(self, number: int, entry: int) -> Any:
-        return _special_entry(entry, self.dtype, lambda what: self._fail(number, what))
+        return special_entry(entry, self.dtype, lambda what: self._fail(number, what))
 
     def _special_chunk(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
-        return _special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
+        return special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
 
     def _fail(self, number: int, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
@@ -323,6 +321,9 @@ class _NativeRead:
             geo + step,
             geo + 2 * step,
             geo + 3 * step,
+            None,
+            None,
+            None,
             address(self.addresses),
             address(self.sizes),
             address(self.pending),
@@ -377,16 +378,16 @@ class _NativeRead:
         return np.zeros(shape, dtype=self.dtype)
 
     def _entry_value(self, number: int, entry: int) -> Any:
-        return _special_entry(entry, self.dtype, lambda what: self._fail(number, what))
+        return special_entry(entry, self.dtype, lambda what: self._fail(number, what))
 
     def _chunk_value(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
-        return _special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
+        return special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
 
     def _fail(self, number: int, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
 
 
-def _layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
+def layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
     """The frame's sizes agree with its b2nd geometry (else python-blosc2 decides what it means)."""
     blocks = layout.blocks
     if len(blocks) != len(layout.shape) or len(layout.chunks) != len(blocks) or layout.typesize != dtype.itemsize:
@@ -434,7 +435,7 @@ def read_region(
         dtype = np.dtype(layout.dtype)
     except TypeError:
         return None
-    if dtype.hasobject or not _layout_ok(layout, dtype):
+    if dtype.hasobject or not layout_ok(layout, dtype):
         return None
     helper = blockcopy.HELPER
     if helper is not None:

@@ -1,0 +1,214 @@
+"""The short path of one-thread patch reads (mlarray.storage.patchread).
+
+A box key of an image opened read-only goes to C in one call with the tables of every
+chunk; the first read of a chunk is refused there, checked and noted (special chunks'
+values included), and read again. Every test compares with NumPy byte for byte and counts
+the reads the general path (``fastread.read_region``) served.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from corrupt import break_block_offsets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlarray import MLArray
+from mlarray.errors import CorruptFrameError, FileChangedError
+from mlarray.storage import blockcopy, fastread, patchread
+
+pytestmark = pytest.mark.skipif(
+    blockcopy.HELPER is None or not fastread.available(), reason=f"no compiled loop: {blockcopy.STATUS}"
+)
+
+
+@pytest.fixture
+def general(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The keys the general read path was asked to read."""
+    asked: list[Any] = []
+    real = fastread.read_region
+
+    def counting(layout: Any, entries: Any, get_chunk: Any, key: Any, **kwargs: Any) -> Any:
+        asked.append(key)
+        return real(layout, entries, get_chunk, key, **kwargs)
+
+    monkeypatch.setattr(fastread, "read_region", counting)
+    return asked
+
+
+def special_file(path: Path, dtype: str, fill: Any) -> np.ndarray[Any, Any]:
+    """A file of 3 x 2 x 2 chunks, all but the middle slab of one value (special chunks and entries)."""
+    shape = (12, 10, 9)
+    image = MLArray.create(path, shape, dtype=dtype, fill_value=fill, chunk_size=(4, 5, 5), block_size=(2, 5, 3))
+    expected = np.full(shape, fill, dtype=dtype)
+    rng = np.random.default_rng(7)
+    middle = rng.integers(0, 100, size=(4, 10, 9)).astype(dtype)
+    image[4:8] = middle
+    expected[4:8] = middle
+    image.close()
+    return expected
+
+
+CASES = [
+    ("<f4", 0.0),  # zeros
+    ("<f8", np.nan),  # NaN
+    ("<i2", 7),  # bytes 07 00: not one byte repeated
+    ("<i2", -1),  # bytes ff ff: a memset
+    ("|u1", 200),
+    ("|b1", True),
+    ("<c8", 1 + 2j),
+    ("<u8", 2**63 + 5),
+]
+
+
+@pytest.mark.parametrize(("dtype", "fill"), CASES)
+def test_special_chunks_are_filled_by_the_short_path(tmp_path: Path, dtype: str, fill: Any, general: list[Any]) -> None:
+    """Boxes over special chunks and entries: their values are learnt once, then filled in C."""
+    path = tmp_path / "special.mla"
+    expected = special_file(path, dtype, fill)
+    keys = [
+        (slice(0, 12), slice(0, 10), slice(0, 9)),
+        (slice(1, 5), slice(3, 8), slice(2, 9)),
+        (slice(9, 40), slice(None), slice(4, 5)),
+    ]
+    with MLArray.open(path) as image:
+        for key in keys:
+            assert image[key].tobytes() == expected[key].tobytes()
+        reader = image._chunks._patches  # type: ignore[union-attr]
+        assert isinstance(reader, patchread.PatchReader)
+        assert reader._known.sum() == 8  # the chunks outside the middle slab stand for the fill value
+        for key in keys:
+            got = image[key]
+            assert got.dtype == expected.dtype and got.tobytes() == expected[key].tobytes()
+    assert general == []
+
+
+def test_boxes_of_unchecked_chunks_are_checked_first(tmp_path: Path) -> None:
+    """A box refused in C (chunks not checked) is checked and read in the same call; a damaged block is reported."""
+    a = np.arange(20 * 20 * 10, dtype="<i4").reshape(20, 20, 10)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(5, 10, 10), block_size=(5, 5, 5)).save(path)
+    bad = break_block_offsets(path, [3])
+    assert bad == [3]
+    with MLArray.open(path) as image:
+        assert np.array_equal(image[0:5, 0:10, 0:10], a[0:5, 0:10, 0:10])  # chunk 0: fine
+        with pytest.raises(CorruptFrameError, match="chunk 3: block offset outside the chunk"):
+            image[5:10, 10:20, 0:10]  # chunk 3 alone
+        with pytest.raises(CorruptFrameError, match="chunk 3"):
+            image[:, :, :]  # every chunk, 3 among them: nothing returned
+
+
+def test_box_keys(tmp_path: Path) -> None:
+    """What counts as a box, and that the other keys still read as NumPy reads them."""
+    shape = (6, 7)
+    assert patchread.box((slice(1, 3), slice(None)), shape) == ([1, 0], [3, 7])
+    assert patchread.box((slice(np.int64(2), np.int32(9)), slice(0, 7, 1)), shape) == ([2, 0], [6, 7])  # clipped
+    for key in [
+        (slice(1, 3),),  # too few axes
+        (slice(-2, None), slice(None)),  # negative
+        (slice(0, 3, 2), slice(None)),  # a step
+        (slice(3, 3), slice(None)),  # empty
+        (slice(4, 2), slice(None)),
+        (1, slice(None)),  # an integer
+        (..., slice(None)),
+        (slice(0.5, 3), slice(None)),  # not an integer
+        [slice(0, 2), slice(0, 2)],  # a list
+    ]:
+        assert patchread.box(key, shape) is None, key
+    a = np.arange(42, dtype=np.uint16).reshape(shape)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(2, 3), block_size=(1, 3)).save(path)
+    with MLArray.open(path) as image:
+        for key in [
+            (slice(-2, None), slice(None)),
+            (slice(0, 3, 2), slice(1, 9)),
+            (slice(4, 2), slice(None)),
+            (1, slice(2, 5)),
+        ]:
+            assert np.array_equal(image[key], a[key]), key
+        with pytest.raises(TypeError):
+            image[slice(0.5, 3), slice(None)]
+
+
+def test_threads_learn_and_read_one_handle_at_once(tmp_path: Path) -> None:
+    """Threads read boxes of one fresh handle at once: chunks are checked and learnt while others read."""
+    path = tmp_path / "special.mla"
+    expected = special_file(path, "<i2", 7)
+    rng = np.random.default_rng(5)
+    keys = []
+    for _ in range(200):
+        lo = [int(rng.integers(0, n)) for n in expected.shape]
+        hi = [int(rng.integers(x + 1, n + 1)) for x, n in zip(lo, expected.shape, strict=True)]
+        keys.append(tuple(slice(x, y) for x, y in zip(lo, hi, strict=True)))
+    failures: list[str] = []
+    with MLArray.open(path) as image:
+        barrier = threading.Barrier(4)
+
+        def work(offset: int) -> None:
+            barrier.wait()
+            for key in keys[offset::4]:
+                if image[key].tobytes() != expected[key].tobytes():
+                    failures.append(repr(key))
+
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert failures == []
+
+
+def test_a_file_written_in_place_is_refused(tmp_path: Path) -> None:
+    """The short path checks the file first, as every read does: written in place since, it is FILE_CHANGED."""
+    a = np.arange(1000, dtype=np.int16).reshape(10, 10, 10)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(5, 5, 5), block_size=(5, 5, 5)).save(path)
+    with MLArray.open(path) as image:
+        assert np.array_equal(image[0:5, 0:5, 0:5], a[0:5, 0:5, 0:5])
+        with MLArray.open(path, mmap_mode="r+") as writer:
+            writer[0:2, 0:2, 0:2] = 5
+        with pytest.raises(FileChangedError):
+            image[0:5, 0:5, 0:5]
+
+
+@pytest.mark.parametrize("how", ["r+", "nthreads"])
+def test_other_handles_take_the_general_path(tmp_path: Path, how: str, general: list[Any]) -> None:
+    """Writable handles and threaded reads are read by the general path."""
+    a = np.arange(1000, dtype=np.int16).reshape(10, 10, 10)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(5, 5, 5), block_size=(5, 5, 5)).save(path)
+    opened = MLArray.open(path, mmap_mode="r+") if how == "r+" else MLArray.open(path, dparams={"nthreads": 2})
+    with opened as image:
+        key = (slice(2, 8), slice(0, 10), slice(3, 4))
+        assert np.array_equal(image[key], a[key])
+    assert general == [key]
+
+
+DTYPES = ["|u1", "<i2", "<u4", "<f4", "<f8", "|b1", "<c16"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_boxes_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
+    """Random layouts and dtypes, regions of one value among random ones, random boxes: NumPy's bytes."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
+    chunks = tuple(data.draw(st.integers(1, n + 2)) for n in shape)
+    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
+    dtype = np.dtype(data.draw(st.sampled_from(DTYPES)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = (rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.3)).astype(dtype)  # mostly zeros: special chunks
+    path = tmp_path / f"r{ndim}.mla"
+    MLArray(a, chunk_size=chunks, block_size=blocks).save(path)
+    with MLArray.open(path) as image:
+        for _ in range(4):
+            lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+            hi = [data.draw(st.integers(x + 1, n + 3)) for x, n in zip(lo, shape, strict=True)]
+            key = tuple(slice(x, y) for x, y in zip(lo, hi, strict=True))
+            got = image[key]
+            assert got.shape == a[key].shape and got.dtype == a.dtype and got.tobytes() == a[key].tobytes()
