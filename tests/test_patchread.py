@@ -120,6 +120,7 @@ def test_box_keys(tmp_path: Path) -> None:
         [slice(0, 2), slice(0, 2)],  # a list
     ]:
         assert patchread.box(key, shape) is None, key
+    assert patchread.box((), ()) is None  # no axes: nothing for the loop to read
     a = np.arange(42, dtype=np.uint16).reshape(shape)
     path = tmp_path / "a.mla"
     MLArray(a, chunk_size=(2, 3), block_size=(1, 3)).save(path)

@@ -46,7 +46,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_TABLE (-1007)    /* spec 4.4.6: the block-start table or dictionary outside the chunk */
 #define MLA_ERR_READ (-1008)     /* the file could not be read (an error, or it ended early) */
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
-#define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has no address (not checked yet, or special) */
+#define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 
 MLA_EXPORT int mla_abi_version(void) { return 6; }
 

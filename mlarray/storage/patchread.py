@@ -50,7 +50,7 @@ def box(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]] | None:
     other steps, integers, ``...``, ``None`` and empty selections return ``None`` (the
     general path handles them, errors included).
     """
-    if type(key) is not tuple or len(key) != len(shape):
+    if type(key) is not tuple or len(key) != len(shape) or not shape:
         return None
     starts, stops = [], []
     for part, n in zip(key, shape, strict=True):
@@ -98,7 +98,7 @@ class PatchReader:
         self.shape = tuple(int(n) for n in layout.shape)
         self.dtype = np.dtype(layout.dtype)
         self.path = path
-        self._layout, self._entries, self._refs, self._get_chunk = layout, entries, refs, get_chunk
+        self._entries, self._refs, self._get_chunk = entries, refs, get_chunk
         self._itemsize = self.dtype.itemsize
         self._ndim = len(self.shape)
         self._blocksize = int(layout.blocksize)
