@@ -492,7 +492,8 @@ def test_opening_a_large_file_costs_about_a_slice_of_memory(tmp_path: Path) -> N
     array_kib = 160 * 512 * 512 * 2 // 1024
     assert result["kind"] == "MLArray"
     assert result["grew_kib"] < array_kib // 4, result
-    assert result["control_kib"] >= array_kib // 2, result
+    # the control's 40 MiB result may reuse a few pages freed before the peak was reset
+    assert result["control_kib"] >= 0.9 * (array_kib // 2), result
 
 
 # --------------------------------------------------------------------------- properties
