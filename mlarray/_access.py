@@ -72,7 +72,11 @@ class ArrayAccess(ImageState):
     @_one_at_a_time
     def __getitem__(self, key: Any) -> Any:
         section = self._chunks
-        if section is not None and self._mode == "r" and threads_of(self._dparams, 1) == 1:
+        if (
+            section is not None
+            and self._mode == "r"
+            and threads_of(self._dparams, 1) == 1 >= fastread.PATCH_THREADS_MIN
+        ):
             patch = section.read_patch(key)  # a box of checked chunks: one call into C, no planning
             if patch is not None:
                 return patch

@@ -23,7 +23,7 @@ from mlarray._state import ImageState
 from mlarray.errors import InvalidArgumentError
 from mlarray.layout import choose_layout, default_compression
 from mlarray.reading import decompress_all
-from mlarray.storage.cparams import check_dparams, describe_cparams, make_cparams, named_enums
+from mlarray.storage.cparams import check_dparams, default_for, describe_cparams, make_cparams, named_enums
 from mlarray.storage.io import compress_array, layout_of
 from mlarray.storage.lazyframe import opened
 
@@ -152,8 +152,8 @@ class InMemoryCompression(ImageState):
             raise InvalidArgumentError(str(exc), path=target) from None
         if args["cparams"] is not None:
             codec, clevel, filters = _cparams_names(args["cparams"], dtype.itemsize)
-        else:
-            codec, clevel, filters = default_compression(dtype.itemsize)
+        else:  # label maps and masks are told apart from other 1-byte data on a sample of them
+            codec, clevel, filters = default_for(self._data, self._meta.is_seg)
         cparams = make_cparams(codec, clevel, filters, dtype.itemsize)
         return StoragePlan(choice.strategy, choice.chunks, choice.blocks, choice.patch_size, cparams)
 
