@@ -142,6 +142,14 @@ class ArrayAccess(ImageState):
         if not isinstance(data, np.ndarray) and selects_all(tuple(data.shape), key):
             return self._decompress(data, out)
         threads = threads_of(self._dparams, 1)
+        section = self._chunks
+        if (
+            section is not None
+            and self._mode == "r"
+            and threads == 1 >= fastread.PATCH_THREADS_MIN
+            and section.read_patch(key, out) is not None  # a box of checked chunks, as in __getitem__
+        ):
+            return out
         if (
             self._chunks is not None
             and self._nd is not None

@@ -213,3 +213,19 @@ def test_random_boxes_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
             key = tuple(slice(x, y) for x, y in zip(lo, hi, strict=True))
             got = image[key]
             assert got.shape == a[key].shape and got.dtype == a.dtype and got.tobytes() == a[key].tobytes()
+
+
+def test_reads_into_a_buffer_take_the_short_path(tmp_path: Path, general: list[Any]) -> None:
+    """``read(key, out=...)`` of a box decodes straight into the buffer, special chunks included."""
+    path = tmp_path / "special.mla"
+    expected = special_file(path, "<i2", 7)
+    buffer = np.full((4, 5, 5), -3, dtype=np.int16)
+    with MLArray.open(path) as image:
+        for key in [(slice(0, 4), slice(0, 5), slice(0, 5)), (slice(6, 10), slice(5, 10), slice(4, 9))]:
+            got = image.read(key, out=buffer)
+            assert got is buffer and buffer.tobytes() == expected[key].tobytes()
+        reader = image._chunks._patches  # type: ignore[union-attr]
+        assert isinstance(reader, patchread.PatchReader)
+        strided = np.zeros((8, 5, 5), dtype=np.int16)[::2]  # not C-contiguous: refused here, as read() refuses it
+        assert reader.read((slice(0, 4), slice(0, 5), slice(0, 5)), strided) is None
+    assert general == []

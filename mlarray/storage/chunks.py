@@ -256,8 +256,10 @@ class DataSection:
         via = f"/proc/self/fd/{self._source.fileno()}"
         return via if os.path.exists(via) else None
 
-    def read_patch(self, key: Any) -> np.ndarray[Any, Any] | None:
+    def read_patch(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
         """``array[key]`` by the short patch path (:mod:`mlarray.storage.patchread`), or ``None``.
+
+        With ``out``, decoded into it (see :meth:`PatchReader.read`).
 
         ``None``: the key is not a box, a chunk it touches is not checked yet or special, or
         the section is not memory-mapped; the general path (:func:`mlarray.reading.fast_read`)
@@ -274,7 +276,7 @@ class DataSection:
             return None
         assert isinstance(reader, patchread.PatchReader)
         self.ensure_unshortened()
-        return reader.read(key)
+        return reader.read(key, out)
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""

@@ -116,8 +116,12 @@ class PatchReader:
         self._args = (fixed, fixed + step, fixed + 2 * step, address(self._known), address(self._values))
         self._addresses, self._sizes, self._pending = (address(t) for t in tables)
 
-    def read(self, key: Any) -> np.ndarray[Any, Any] | None:
+    def read(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
         """``array[key]`` for a box key (see :func:`box`), else ``None``.
+
+        With ``out`` (a writable C-contiguous array of the box's shape and the dtype, else
+        ``None`` is returned) the box is decoded into it and ``out`` is returned; after a
+        ``None`` what it holds is unspecified.
 
         Raises
         ------
@@ -135,9 +139,12 @@ class PatchReader:
         size = self._itemsize
         for n in shape:
             size *= n
-        if size > MAX_BYTES:
+        if out is None:
+            if size > MAX_BYTES:
+                return None
+            out = np.empty(shape, dtype=self.dtype)
+        elif not (out.shape == shape and out.dtype == self.dtype and out.flags.c_contiguous and out.flags.writeable):
             return None
-        out = np.empty(shape, dtype=self.dtype)
         done, failed = self._call(helper, starts, stops, out)
         if done == NOT_READY and self._learn(starts, stops):
             done, failed = self._call(helper, starts, stops, out)
