@@ -201,9 +201,10 @@ class MLArray(ArrayAccess, ArrayConstructors, FileOpening, FilePersistence, InMe
 
     @property
     def _data(self) -> Any:
-        if self._closed:
+        data = self._np if self._np is not None else self._nd
+        if self._closed or (data is None and self._has_array()):  # the second: closed by another thread meanwhile
             raise InvalidArgumentError("the array is closed")
-        return self._np if self._np is not None else self._nd
+        return data
 
     def _has_array(self) -> bool:
         return self._meta.array is not None

@@ -101,3 +101,12 @@ def test_a_given_codec_is_kept(tmp_path: Path) -> None:
     """``cparams`` given (in part) are completed from the usual default, not from the sample."""
     layout, _ = saved(tmp_path, "given", label_map(), cparams={"clevel": 9})
     assert (layout.codec, layout.clevel, layout.filters) == ("lz4hc", 9, ["bitshuffle"])
+
+
+def test_a_leading_axis_of_one_is_sampled_like_the_rest(tmp_path: Path) -> None:
+    """``labels[None]`` (NumPy gives its length-1 axis a stride of 0) is sampled, not taken for a broadcast."""
+    labels = label_map()
+    channel_first = labels[None]
+    assert 0 in channel_first.strides
+    assert default_for(channel_first) == default_for(labels.reshape((1, *labels.shape))) == LABELS
+    assert default_for(np.broadcast_to(labels, (2, *labels.shape))) == BYTES  # a real broadcast: a stand-in

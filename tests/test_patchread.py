@@ -9,6 +9,7 @@ the reads the general path (``fastread.read_region``) served.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
-from mlarray.errors import CorruptFrameError, FileChangedError
+from mlarray.errors import CorruptFrameError, FileChangedError, MLArrayError
 from mlarray.storage import blockcopy, fastread, patchread
 
 pytestmark = pytest.mark.skipif(
@@ -229,3 +230,39 @@ def test_reads_into_a_buffer_take_the_short_path(tmp_path: Path, general: list[A
         strided = np.zeros((8, 5, 5), dtype=np.int16)[::2]  # not C-contiguous: refused here, as read() refuses it
         assert reader.read((slice(0, 4), slice(0, 5), slice(0, 5)), strided) is None
     assert general == []
+
+
+def test_closing_while_threads_read_gives_typed_errors(tmp_path: Path) -> None:
+    """A handle closed while other threads read it: every read either succeeds or raises an MLArrayError."""
+    a = np.arange(48 * 40 * 36, dtype="<i4").reshape(48, 40, 36)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(16, 16, 12), block_size=(8, 8, 12)).save(path)
+    untyped: list[str] = []
+    for trial in range(40):
+        image = MLArray.open(path)
+        image[0:16, 0:16, 0:12]
+        stop = threading.Event()
+
+        def reader(seed: int, image: MLArray = image, stop: threading.Event = stop) -> None:
+            rng = np.random.default_rng(seed)
+            while not stop.is_set():
+                key = tuple(slice(int(x), int(x) + 12) for x in rng.integers(0, 24, 3))
+                try:
+                    assert image[key].tobytes() == a[key].tobytes()
+                except MLArrayError:
+                    return
+                except Exception as exc:  # noqa: BLE001 - what the test looks for
+                    untyped.append(f"{type(exc).__name__}: {exc}")
+                    return
+
+        workers = [threading.Thread(target=reader, args=(trial * 4 + k,)) for k in range(3)]
+        for w in workers:
+            w.start()
+        time.sleep(0.002)
+        image.close()
+        stop.set()
+        for w in workers:
+            w.join()
+        section = image._chunks
+        assert section is None or section._map is None  # nothing mapped the file again after close
+    assert untyped == []

@@ -48,7 +48,42 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 
-MLA_EXPORT int mla_abi_version(void) { return 6; }
+MLA_EXPORT int mla_abi_version(void) { return 7; }
+
+/* A release fence, called by the Python that fills the tables a grid-mode read uses without a
+ * lock: between writing a chunk's length, flags or value and the address or flag that makes
+ * it ready. The loop reads those with acquire loads (ready_addr, ready_known), so a reader on
+ * any CPU that sees a chunk ready sees what was written before. */
+MLA_EXPORT void mla_publish(void) {
+#if defined(_MSC_VER)
+    MemoryBarrier();
+#else
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+#endif
+}
+
+static int64_t ready_addr(const int64_t *table, int64_t at) {
+#if defined(_MSC_VER)
+    const int64_t v = *(volatile const int64_t *)&table[at];
+    MemoryBarrier();
+    return v;
+#else
+    return __atomic_load_n(&table[at], __ATOMIC_ACQUIRE);
+#endif
+}
+
+static int ready_known(const uint8_t *table, int64_t at) {
+    if (table == NULL) {
+        return 0;
+    }
+#if defined(_MSC_VER)
+    const uint8_t v = *(volatile const uint8_t *)&table[at];
+    MemoryBarrier();
+    return v != 0;
+#else
+    return __atomic_load_n(&table[at], __ATOMIC_ACQUIRE) != 0;
+#endif
+}
 
 /* Checking a block scans the chunk's block-start table, so checking every block of a chunk
  * block by block costs the square of its block count: the caller checks chunks of more
@@ -532,7 +567,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
     if (grid != NULL) { /* every touched chunk must be ready before any is read */
         for (int64_t i = first; i < end; i++) {
             const int64_t at = grid_number(i, ndim, clo, chi, grid);
-            if (chunk_addr[at] == 0 && (fill_known == NULL || !fill_known[at])) {
+            if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at)) {
                 return MLA_NOT_READY;
             }
         }
@@ -546,7 +581,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             return decoded;
         }
         const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
-        if (chunk_addr[at] == 0 && grid == NULL) {
+        const int64_t address = grid != NULL ? ready_addr(chunk_addr, at) : chunk_addr[at];
+        if (address == 0 && grid == NULL) {
             continue;
         }
         /* the coordinates of touched chunk i, then its box and where that lands in out */
@@ -565,8 +601,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
         }
-        if (chunk_addr[at] == 0) { /* grid mode: one value, or (tables changed meanwhile) not ready */
-            if (fill_known == NULL || !fill_known[at]) {
+        if (address == 0) { /* grid mode: one value, or (tables changed meanwhile) not ready */
+            if (!ready_known(fill_known, at)) {
                 *failed = at;
                 if (next != NULL) {
                     stop_all(next, end);
@@ -576,10 +612,10 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize);
             continue;
         }
-        const uint8_t *src = (const uint8_t *)(intptr_t)chunk_addr[at];
+        const uint8_t *src = (const uint8_t *)(intptr_t)address;
         int check = chunk_check != NULL && chunk_check[at];
         if (fd >= 0) {
-            const int64_t rc = fetch_chunk(fd, chunk_addr[at], chunk_size[at], copy, copy_size, chunk_nbytes, block_bytes);
+            const int64_t rc = fetch_chunk(fd, address, chunk_size[at], copy, copy_size, chunk_nbytes, block_bytes);
             if (rc < 0) {
                 *failed = at;
                 if (next != NULL) {

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 6
+ABI_VERSION = 7
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -68,6 +68,9 @@ class Helper:
         self.blockwise_max = lib.mla_blockwise_max
         self.blockwise_max.argtypes = []
         self.blockwise_max.restype = _I64
+        self.publish = lib.mla_publish
+        self.publish.argtypes = []
+        self.publish.restype = None
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
         self.block_problem.restype = ctypes.c_int

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import blosc2
 import numpy as np
 
-from mlarray.errors import CorruptFrameError, FileChangedError, TruncatedFileError
+from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
 from mlarray.storage import blockcopy, patchread, threads
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import CHUNK_HEADER, i32, many_blocks, structure_problem
@@ -174,6 +174,8 @@ class DataSection:
         """Every chunk has been checked: reads need no more checks."""
         self._patches: patchread.PatchReader | None | bool = None
         """The short patch path's reader once made, ``False`` where it cannot read this section."""
+        self._closed = False
+        """Set first by :meth:`close`: reads already started fail with a typed error; nothing maps the file again."""
         self._lock = threading.RLock()
         """Guards the map's creation and the bookkeeping of checked chunks: threads share a handle."""
         if not isinstance(source, (str, bytes, os.PathLike)):  # a ByteSource (a protocol check costs ~13 µs)
@@ -207,10 +209,17 @@ class DataSection:
         another handle wrote in place (``'r+'``, then closed) holds its chunks elsewhere now:
         this section's checked chunk index no longer describes it.
         """
+        if self._closed:
+            raise InvalidArgumentError("the array is closed", path=self.path)
         source = self._source
         if self._size is None or not isinstance(source, LocalFile):
             return
-        now = os.fstat(source.fileno())
+        try:
+            now = os.fstat(source.fileno())
+        except (OSError, ValueError):
+            if self._closed:  # by another thread, since the check above
+                raise InvalidArgumentError("the array is closed", path=self.path) from None
+            raise
         if now.st_size < self._size:
             raise TruncatedFileError(
                 "the file was shortened while it was open (by another program?); open it again", path=self.path
@@ -267,7 +276,7 @@ class DataSection:
         """
         reader = self._patches
         if reader is None:
-            if blockcopy.HELPER is None or self._mapped() is None or self._refs is None:
+            if self._closed or blockcopy.HELPER is None or self._mapped() is None or self._refs is None:
                 return None
             mapped = (self._refs, self._map)
             made = patchread.reader_for(self.layout, self.entries, mapped, self.chunk_refs, self.chunk_bytes, self.path)
@@ -280,6 +289,7 @@ class DataSection:
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""
+        self._closed = True
         self._map = None
         self._refs = None
         self._patches = False
@@ -308,9 +318,11 @@ class DataSection:
         Not under an address-space limit (``RLIMIT_AS``, which counts a map at its full
         size): there chunks are read instead.
         """
-        if self._map is None and isinstance(self._source, LocalFile) and may_map():
+        if self._map is None and not self._closed and isinstance(self._source, LocalFile) and may_map():
             with self._lock:
-                if self._map is None:  # made once: a second map would orphan the chunk addresses of the first
+                if (
+                    self._map is None and not self._closed
+                ):  # made once: a second would orphan the addresses of the first
                     mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ, **_UNTRACKED)
                     nchunks = self.layout.nchunks
                     self._refs = (
@@ -340,6 +352,8 @@ class DataSection:
         The caller has checked the file itself first (:meth:`ensure_unshortened`, once per
         read: :func:`mlarray.reading.fast_read` does).
         """
+        if self._closed:
+            raise InvalidArgumentError("the array is closed", path=self.path)
         if not self.complete:
             with self._lock:
                 todo = sorted(set(numbers) - self._checked - self._heads)
@@ -380,6 +394,10 @@ class DataSection:
             return self._source.read(at, size)
         except TruncatedFileError:  # the file shrank (or was replaced) after its frame was checked
             raise self._fail("the file ends inside the data section") from None
+        except (OSError, ValueError):
+            if self._closed:  # by another thread, during this read
+                raise InvalidArgumentError("the array is closed", path=self.path) from None
+            raise
 
     def _fail(self, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: {what}", path=self.path)
@@ -503,11 +521,15 @@ class DataSection:
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")
             self._check_bytes(number, view[at : at + cbytes], blocks)
-            if self._refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
-                # the address last: the patch path reads a chunk whose address is set without the lock
-                self._refs[1][number] = cbytes
-                self._refs[2][number] = 0 if blocks else 1
-                self._refs[0][number] = int(whole.__array_interface__["data"][0]) + at
+            refs = self._refs  # once: a close() by another thread sets it to None
+            if refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
+                # the address last, after a fence: the patch path reads a chunk whose address is set without the lock
+                refs[1][number] = cbytes
+                refs[2][number] = 0 if blocks else 1
+                helper = blockcopy.HELPER
+                if helper is not None:
+                    helper.publish()
+                refs[0][number] = int(whole.__array_interface__["data"][0]) + at
             return blocks
         cbytes = i32(self._read(at + 12, 4), 0)
         self._check_length(number, entry, cbytes)

@@ -119,8 +119,9 @@ def default_for(data: Any, is_seg: bool | None = None) -> tuple[str, int, list[s
 def _holds_data(data: Any) -> bool:
     """Whether ``data`` holds values worth sampling: not empty, and not a stand-in for data
     still to come (``MLArray.create``, a streamed conversion: a shape or a broadcast zero)."""
-    if isinstance(data, np.ndarray):
-        return data.size > 0 and data.ndim > 0 and (data.size == 1 or 0 not in data.strides)
+    if isinstance(data, np.ndarray):  # a stride of 0 on an axis of one item is NumPy's way, not a broadcast
+        broadcast = any(s == 0 and n > 1 for s, n in zip(data.strides, data.shape, strict=True))
+        return data.size > 0 and data.ndim > 0 and not broadcast
     return isinstance(data, blosc2.NDArray) and data.ndim > 0 and 0 not in data.shape
 
 

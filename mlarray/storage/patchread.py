@@ -19,8 +19,10 @@ calls again. So only the first reads of each chunk plan in Python.
 
 Keys other than boxes (see :func:`box`) return ``None``, as does a result over
 :data:`MAX_BYTES`: the general path reads those. The section writes its tables under its
-lock, a chunk's address last; a value is written here before its flag; neither changes
-once set, so reads take no lock.
+lock, a chunk's address last; a value is written here before its flag; a release fence
+(``mla_publish``) separates the two and the loop loads the address and the flag with
+acquire semantics, so on any CPU a chunk seen ready is whole. Neither changes once set:
+reads take no lock.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class PatchReader:
         elif not (out.shape == shape and out.dtype == self.dtype and out.flags.c_contiguous and out.flags.writeable):
             return None
         done, failed = self._call(helper, starts, stops, out)
-        if done == NOT_READY and self._learn(starts, stops):
+        if done == NOT_READY and self._learn(helper, starts, stops):
             done, failed = self._call(helper, starts, stops, out)
         if done == NOT_READY:
             return None
@@ -179,7 +181,7 @@ class PatchReader:
         )
         return int(done), failed.value
 
-    def _learn(self, starts: list[int], stops: list[int]) -> bool:
+    def _learn(self, helper: blockcopy.Helper, starts: list[int], stops: list[int]) -> bool:
         """Check the chunks the box touches and note the values of the special ones.
 
         Returns whether every touched chunk is now in a table (else the general path reads).
@@ -199,7 +201,8 @@ class PatchReader:
                     return False
                 at = number * self._itemsize
                 self._values[at : at + self._itemsize] = np.frombuffer(value, dtype=np.uint8)
-                self._known[number] = 1  # after its value: reads take no lock
+                helper.publish()  # the value before its flag, on any CPU: reads take no lock
+                self._known[number] = 1
         return True
 
     def _value(self, number: int) -> bytes | None:
