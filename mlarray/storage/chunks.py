@@ -320,9 +320,8 @@ class DataSection:
         """
         if self._map is None and not self._closed and isinstance(self._source, LocalFile) and may_map():
             with self._lock:
-                if (
-                    self._map is None and not self._closed
-                ):  # made once: a second would orphan the addresses of the first
+                # made once: a second map would orphan the chunk addresses of the first
+                if self._map is None and not self._closed:
                     mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ, **_UNTRACKED)
                     nchunks = self.layout.nchunks
                     self._refs = (
