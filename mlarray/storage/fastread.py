@@ -128,6 +128,14 @@ def special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Except
     raise fail(f"the index entry {entry & (2**64 - 1):#x}")
 
 
+def stored_chunk(raw: Any, fail: Callable[[str], Exception]) -> tuple[np.ndarray[Any, Any], int]:
+    """A chunk's stored bytes (any buffer) as uint8, and its special kind (0: data C decodes; spec 4.4.4)."""
+    data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
+    if len(data) < 32:
+        raise fail("it is shorter than a chunk header")
+    return data, int(data[31]) >> 4 & 0x07
+
+
 def special_chunk(kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
     """The value a special chunk of ``kind`` stands for (spec 4.4.4)."""
     if kind == 1:
@@ -162,11 +170,8 @@ class _Read:
         if entry < 0:
             self.out[chunk.dst] = self._special_entry(chunk.number, entry)
             return
-        raw = self.get_chunk(chunk.number)
-        data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
-        if len(data) < 32:
-            raise self._fail(chunk.number, "it is shorter than a chunk header")
-        kind = int(data[31]) >> 4 & 0x07
+        number = chunk.number
+        data, kind = stored_chunk(self.get_chunk(number), lambda what: self._fail(number, what))
         if kind:
             self.out[chunk.dst] = self._special_chunk(chunk.number, kind, data)
             return
@@ -273,11 +278,7 @@ class _NativeRead:
             if entry < 0:
                 self.fills.append((i, self._entry_value(number, entry)))
                 continue
-            raw = get_chunk(number)
-            data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
-            if len(data) < 32:
-                raise self._fail(number, "it is shorter than a chunk header")
-            kind = int(data[31]) >> 4 & 0x07
+            data, kind = stored_chunk(get_chunk(number), functools.partial(self._fail, number))
             if kind:
                 self.fills.append((i, self._chunk_value(number, kind, data)))
                 continue

@@ -214,9 +214,7 @@ class PatchReader:
         if entry < 0:
             value = fastread.special_entry(entry, self.dtype, fail)
         else:
-            raw = self._get_chunk(number)
-            data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
-            kind = int(data[31]) >> 4 & 0x07 if len(data) >= 32 else 0
+            data, kind = fastread.stored_chunk(self._get_chunk(number), fail)
             if not kind:
                 return None
             value = fastread.special_chunk(kind, data, self.dtype, fail)
