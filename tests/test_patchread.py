@@ -266,3 +266,40 @@ def test_closing_while_threads_read_gives_typed_errors(tmp_path: Path) -> None:
         section = image._chunks
         assert section is None or section._map is None  # nothing mapped the file again after close
     assert untyped == []
+
+
+@pytest.mark.parametrize("dtype", ["|u1", "<i2", "<f8"])
+def test_every_row_width_is_copied(tmp_path: Path, dtype: str, general: list[Any]) -> None:
+    """Rows of every width from 1 item to a whole block (the copy has a case per width class)."""
+    a = np.random.default_rng(3).integers(0, 250, size=(3, 4, 300)).astype(dtype)
+    path = tmp_path / "rows.mla"
+    MLArray(a, chunk_size=(3, 4, 300), block_size=(1, 2, 150)).save(path)
+    with MLArray.open(path) as image:
+        for width in range(1, 151):
+            for start in (0, 150 - width, 149 - width // 2):  # at either edge of a block, and across two
+                key = (slice(0, 3), slice(1, 4), slice(start, start + width))
+                assert image[key].tobytes() == a[key].tobytes(), (width, start)
+    assert general == []
+
+
+@pytest.mark.parametrize(("dtype", "fill"), [("|u1", 200), ("<i2", -1024), ("<f8", 1.5), ("<c16", 1 - 2j)])
+def test_special_chunks_fill_rows_of_every_width(tmp_path: Path, dtype: str, fill: Any, general: list[Any]) -> None:
+    """Special chunks fill rows of every width: longer than the fill's 1 KiB pieces, and whole runs of rows."""
+    shape = (4, 6, 400)
+    path = tmp_path / "fill.mla"
+    image = MLArray.create(path, shape, dtype=dtype, fill_value=fill, chunk_size=(2, 6, 400), block_size=(1, 3, 200))
+    expected = np.full(shape, fill, dtype=dtype)
+    varied = np.arange(6 * 400).reshape(1, 6, 400).astype(dtype)
+    image[2:3] = varied  # the second chunk decoded, the first stands for the fill value
+    expected[2:3] = varied
+    image.close()
+    with MLArray.open(path) as image:
+        for width in [*range(1, 40), 127, 128, 129, 130, 200, 255, 256, 257, 300, 399, 400]:
+            for start in {0, 400 - width, (400 - width) // 3}:
+                for rows in (slice(0, 4), slice(1, 2), slice(0, 3)):
+                    for lines in (slice(0, 6), slice(2, 5)):  # whole rows of the chunk follow one another
+                        key = (rows, lines, slice(start, start + width))
+                        assert image[key].tobytes() == expected[key].tobytes(), (width, start, rows, lines)
+        reader = image._chunks._patches  # type: ignore[union-attr]
+        assert reader._known.sum() == 1  # the first chunk was filled in C
+    assert general == []

@@ -201,9 +201,11 @@ MLA_EXPORT int mla_block_problem(const uint8_t *chunk, int64_t cbytes, int64_t j
 }
 
 /*
- * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. The
- * common row widths get a memcpy of constant size, which the compiler turns into a few
- * vector moves instead of a library call per row.
+ * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. Rows of
+ * 8, 16, 32 or 64 bytes get a memcpy of constant size, which the compiler turns into a few
+ * vector moves; other rows under 64 bytes (the edges of a box) two overlapping moves of a
+ * constant size; longer rows the C library's memcpy, whose stores (the widest the CPU has,
+ * chosen at run time) write a result that is not in the cache faster.
  */
 #define MLA_ROWS(width)                                                                                   \
     for (int64_t r = 0; r < rows; r++) {                                                                  \
@@ -211,16 +213,61 @@ MLA_EXPORT int mla_block_problem(const uint8_t *chunk, int64_t cbytes, int64_t j
     }                                                                                                     \
     return;
 
+#define MLA_PAIR(width)                                                                                   \
+    for (int64_t r = 0; r < rows; r++) {                                                                  \
+        memcpy(dst + r * dst_step, src + r * src_step, width);                                            \
+        memcpy(dst + r * dst_step + n - width, src + r * src_step + n - width, width);                    \
+    }                                                                                                     \
+    return;
+
 static void copy_rows(uint8_t *dst, const uint8_t *src, int64_t rows, int64_t row_bytes, int64_t dst_step,
                       int64_t src_step) {
-    switch (row_bytes) {
+    const size_t n = (size_t)row_bytes;
+    switch (n) {
     case 8: MLA_ROWS(8)
     case 16: MLA_ROWS(16)
     case 32: MLA_ROWS(32)
     case 64: MLA_ROWS(64)
-    case 128: MLA_ROWS(128)
-    case 256: MLA_ROWS(256)
-    default: MLA_ROWS((size_t)row_bytes)
+    default: break;
+    }
+    if (n > 64) {
+        MLA_ROWS(n)
+    } else if (n > 32) {
+        MLA_PAIR(32)
+    } else if (n > 16) {
+        MLA_PAIR(16)
+    } else if (n > 8) {
+        MLA_PAIR(8)
+    } else if (n > 4) {
+        MLA_PAIR(4)
+    } else if (n > 2) {
+        MLA_PAIR(2)
+    }
+    MLA_ROWS(n) /* 1 or 2 bytes */
+}
+
+/*
+ * Set `rows` rows of `row_bytes` bytes, one every `step` bytes, to the byte `byte`: one
+ * memset when the rows follow one another, else a memset of constant size per row for
+ * the common widths (vector stores, no call).
+ */
+#define MLA_SET(width)                                                                                    \
+    for (int64_t r = 0; r < rows; r++) {                                                                  \
+        memset(dst + r * step, byte, width);                                                              \
+    }                                                                                                     \
+    return;
+
+static void set_rows(uint8_t *dst, int64_t rows, int64_t row_bytes, int64_t step, int byte) {
+    if (row_bytes == step) {
+        memset(dst, byte, (size_t)(rows * row_bytes));
+        return;
+    }
+    switch (row_bytes) {
+    case 16: MLA_SET(16)
+    case 32: MLA_SET(32)
+    case 64: MLA_SET(64)
+    case 128: MLA_SET(128)
+    default: MLA_SET((size_t)row_bytes)
     }
 }
 
@@ -427,29 +474,52 @@ static int64_t fetch_chunk(int fd, int64_t offset, int64_t size, uint8_t *copy, 
 #endif
 }
 
-/* Fill box [lo, hi) (its first item at dst; result strides in bytes) with the item `value`. */
+/*
+ * Fill box [lo, hi) (its first item at dst; result strides in bytes) with the item `value`,
+ * a run of rows at a time as copy_box copies: an item of one byte repeated with set_rows,
+ * others copied from a row of them (a piece of FILL_PIECE bytes at a time).
+ */
+#define FILL_PIECE 1024
 static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
                      int32_t itemsize, const uint8_t *value) {
     int64_t idx[MLA_MAX_DIM];
+    uint8_t row[FILL_PIECE];
     const int32_t last = ndim - 1;
     const int64_t row_items = hi[last] - lo[last];
     const int contiguous = strides[last] == itemsize;
-    int same = 1; /* every byte of the item alike: memset */
+    const int32_t row_axis = last - 1;
+    const int64_t rows = row_axis >= 0 ? hi[row_axis] - lo[row_axis] : 1;
+    const int64_t row_step = row_axis >= 0 ? strides[row_axis] : 0;
+    const int64_t piece = FILL_PIECE / itemsize; /* items in `row` */
+    int same = 1;
     for (int32_t b = 1; b < itemsize; b++) {
         same &= value[b] == value[0];
+    }
+    if (contiguous && !same && piece > 0) {
+        for (int64_t k = 0; k < piece; k++) {
+            memcpy(row + k * itemsize, value, (size_t)itemsize);
+        }
     }
     for (int32_t a = 0; a < ndim; a++) {
         idx[a] = lo[a];
     }
     for (;;) {
         if (contiguous && same) {
-            memset(dst, value[0], (size_t)(row_items * itemsize));
+            set_rows(dst, rows, row_items * itemsize, row_step, value[0]);
+        } else if (contiguous && piece > 0) {
+            for (int64_t k = 0; k < row_items; k += piece) {
+                const int64_t take = row_items - k < piece ? row_items - k : piece;
+                copy_rows(dst + k * itemsize, row, rows, take * itemsize, row_step, 0);
+            }
         } else {
-            for (int64_t k = 0; k < row_items; k++) {
-                memcpy(dst + k * strides[last], value, (size_t)itemsize);
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t k = 0; k < row_items; k++) {
+                    memcpy(dst + r * row_step + k * strides[last], value, (size_t)itemsize);
+                }
             }
         }
-        int32_t a = last - 1;
+        /* next run of rows: odometer over axes 0 .. last-2 */
+        int32_t a = last - 2;
         for (; a >= 0; a--) {
             idx[a]++;
             dst += strides[a];
