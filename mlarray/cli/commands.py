@@ -431,7 +431,11 @@ def convert(
     codec: CodecOpt = None,
     clevel: ClevelOpt = None,
     seg: Annotated[
-        bool, typer.Option("--seg", help="Label maps: fill is_seg, stats, per-class boxes and class locations.")
+        bool,
+        typer.Option(
+            "--seg",
+            help="Label maps: fill is_seg, stats, per-class boxes and class locations; 1-byte ones compressed as such.",
+        ),
     ] = False,
     keep_raw: Annotated[
         bool,

@@ -101,6 +101,8 @@ def convert_one(
         extra: dict[str, Any] = {"keep_raw": True} if keep_raw else {}
         if series is not None:
             extra["series"] = series
+        if seg and format_of(src) != ".mla":  # marked and compressed as a label map from the start
+            extra["seg"] = True
         convert_file(src, dst, patch_size=patch_size, codec=codec, clevel=clevel, **extra)
     except ModuleNotFoundError as exc:
         if isinstance(exc, MLArrayError):  # already says what to install

@@ -125,13 +125,15 @@ def convert_source(
     layout: dict[str, Any],
     *,
     keep_raw: bool = False,
+    seg: bool = False,
     max_bytes: int | None = None,
 ) -> None:
     """Convert an open foreign file to the ``.mla`` ``dst`` slab by slab, with the values :func:`physical_values` gives.
 
     A scaled source is read twice: the first pass chooses the stored type
     (:class:`~mlarray.convert._scaling.PhysicalScan`), the second writes. The file is the
-    one a conversion in memory writes (see :func:`save_slabs`).
+    one a conversion in memory writes (see :func:`save_slabs`). ``seg`` marks the image a
+    label map (``is_seg``; with ``layout`` giving no ``cparams``, compressed as one).
     """
     dtype, scaling = source.dtype, None
     scan = None if source.rgb else PhysicalScan.of(source.dtype, source.slope, source.inter, keep_raw=keep_raw)
@@ -143,7 +145,10 @@ def convert_source(
                 for key in pieces(raw.shape, fortran=not raw.flags.c_contiguous):
                     scan.add(raw[key])
         dtype, scaling = scan.result()
-    image = template(source.shape, dtype, source.meta(scaling), layout)
+    meta = source.meta(scaling)
+    if seg:
+        meta.is_seg = True
+    image = template(source.shape, dtype, meta, layout)
     convert = scaling.to_physical if scaling is not None and scaling.stored == "physical" else None
 
     def read(region: Region) -> Any:
