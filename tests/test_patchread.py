@@ -104,6 +104,29 @@ def test_boxes_of_unchecked_chunks_are_checked_first(tmp_path: Path) -> None:
             image[:, :, :]  # every chunk, 3 among them: nothing returned
 
 
+def test_blocks_are_checked_on_their_first_decoding_only(tmp_path: Path) -> None:
+    """The short path remembers the blocks it checked (a bit per block): later reads skip their checks.
+
+    A damaged block of a chunk is still reported when a box first touches it, after other
+    blocks of the same chunk were read.
+    """
+    a = np.arange(20 * 20 * 10, dtype="<i4").reshape(20, 20, 10)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(5, 10, 10), block_size=(5, 5, 5)).save(path)  # 4 blocks a chunk
+    assert break_block_offsets(path, [3]) == [3]  # block 0 of chunk 3
+    with MLArray.open(path) as image:
+        for _ in range(2):
+            assert np.array_equal(image[5:10, 15:20, 5:10], a[5:10, 15:20, 5:10])  # block 3 of chunk 3
+            assert np.array_equal(image[0:5, 0:5, 0:10], a[0:5, 0:5, 0:10])  # blocks 0 and 1 of chunk 0
+            reader = image._chunks._patches  # type: ignore[union-attr]
+            assert isinstance(reader, patchread.PatchReader) and reader._done_stride == 1
+            assert reader._done.tolist() == [0b0011, 0, 0, 0b1000, 0, 0, 0, 0]
+        with pytest.raises(CorruptFrameError, match="chunk 3: block offset outside the chunk"):
+            image[5:10, 10:15, 0:5]  # block 0 of chunk 3
+        assert reader._done[3] == 0b1000
+        assert np.array_equal(image[5:10, 15:20, 5:10], a[5:10, 15:20, 5:10])
+
+
 def test_box_keys(tmp_path: Path) -> None:
     """What counts as a box, and that the other keys still read as NumPy reads them."""
     shape = (6, 7)

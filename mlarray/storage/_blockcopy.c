@@ -48,7 +48,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 
-MLA_EXPORT int mla_abi_version(void) { return 7; }
+MLA_EXPORT int mla_abi_version(void) { return 8; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -82,6 +82,26 @@ static int ready_known(const uint8_t *table, int64_t at) {
     return v != 0;
 #else
     return __atomic_load_n(&table[at], __ATOMIC_ACQUIRE) != 0;
+#endif
+}
+
+/* Whether block j's bit is set in a chunk's row of block checks made (see mla_read_region),
+ * and setting it. Only ever set, after the block passed its checks; the bytes checked are
+ * the file's (mapped read-only), so a reader that sees the bit may skip the check. Relaxed:
+ * a reader that misses a bit just checks again. */
+static int block_checked(const uint8_t *row, int64_t j) {
+#if defined(_MSC_VER)
+    return (*(volatile const uint8_t *)&row[j >> 3] >> (j & 7)) & 1;
+#else
+    return (__atomic_load_n(&row[j >> 3], __ATOMIC_RELAXED) >> (j & 7)) & 1;
+#endif
+}
+
+static void block_passed(uint8_t *row, int64_t j) {
+#if defined(_MSC_VER)
+    InterlockedOr8((volatile char *)&row[j >> 3], (char)(1 << (j & 7)));
+#else
+    __atomic_fetch_or(&row[j >> 3], (uint8_t)(1u << (j & 7)), __ATOMIC_RELAXED);
 #endif
 }
 
@@ -343,13 +363,14 @@ static int64_t block_error(int problem) {
  * Decode the blocks of one chunk that the box [lo, hi) (chunk-local item coordinates)
  * touches, and copy the box to out, which points at the result's item for lo. With
  * `check`, each block is checked (spec 4.4.6) just before it is decoded: the caller
- * has checked the chunk's header only (spec 4.4.4).
+ * has checked the chunk's header only (spec 4.4.4). `done` (or NULL), `done_bytes` long:
+ * this chunk's bits of the blocks checked before, skipped here and set for those checked.
  * Returns the number of blocks decoded, or a negative error.
  */
 static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int32_t srcsize, int check,
                           int32_t ndim, int32_t itemsize, const int64_t *blockshape, const int64_t *blockgrid,
                           const int64_t *lo, const int64_t *hi, uint8_t *out, const int64_t *out_strides,
-                          uint8_t *scratch, int32_t block_bytes) {
+                          uint8_t *scratch, int32_t block_bytes, uint8_t *done, int64_t done_bytes) {
     int64_t qlo[MLA_MAX_DIM], qhi[MLA_MAX_DIM], q[MLA_MAX_DIM];
     int64_t s[MLA_MAX_DIM], e[MLA_MAX_DIM];
     int64_t gstride[MLA_MAX_DIM];
@@ -395,9 +416,15 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
             if (number >= table.nblocks) {
                 return MLA_ERR_ARGS;
             }
-            const int problem = block_problem(src, &table, number);
-            if (problem) {
-                return block_error(problem);
+            const int remembered = done != NULL && (number >> 3) < done_bytes;
+            if (!remembered || !block_checked(done, number)) {
+                const int problem = block_problem(src, &table, number);
+                if (problem) {
+                    return block_error(problem);
+                }
+                if (remembered) {
+                    block_passed(done, number);
+                }
             }
         }
         int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
@@ -593,7 +620,12 @@ static void stop_all(int64_t *next, int64_t end) {
  * fill_value + number * itemsize, which its box is filled with; before anything is read,
  * the call returns MLA_NOT_READY if any touched chunk has neither (the caller checks it and
  * tries again, or reads on its slower path). *failed is then a chunk number.
- * This is the patch path: the caller hands over the tables it keeps, unchanged.
+ * This is the patch path: the caller hands over the tables it keeps, unchanged. There
+ * block_done (or NULL) remembers the blocks checked: done_stride bytes per chunk, bit j of
+ * a chunk's bytes set once its block j passed its checks, so each block of a chunk whose
+ * blocks are checked one by one is checked on its first decoding only, not on every read
+ * (the table scan of block_problem and the walk over its streams).
+ * Without `grid`, block_done must be NULL.
  *
  * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
  * scratch: block_bytes bytes of this thread's.
@@ -609,11 +641,12 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    int64_t chunk_nbytes, uint8_t *copy,
                                    int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
-                                   int64_t *failed) {
+                                   int64_t *failed, uint8_t *block_done, int64_t done_stride) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
-    if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0) {
+    if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0 ||
+        (block_done != NULL && (grid == NULL || done_stride < 1))) {
         return MLA_ERR_ARGS;
     }
     int64_t items = 1, touched = 1;
@@ -696,8 +729,9 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             src = copy;
             check = 0; /* fetch_chunk checked every block */
         }
+        uint8_t *done = block_done != NULL ? block_done + at * done_stride : NULL;
         const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[at], check, ndim, itemsize, blockshape,
-                                      blockgrid, lo, hi, dst, out_strides, scratch, block_bytes);
+                                      blockgrid, lo, hi, dst, out_strides, scratch, block_bytes, done, done_stride);
         if (rc < 0) {
             *failed = at;
             if (next != NULL) {

@@ -340,6 +340,8 @@ class _NativeRead:
             worker.buffer_address,
             self.layout.blocksize,
             ctypes.byref(failed),
+            None,  # blocks checked are remembered on the patch path only (tables of the whole grid)
+            0,
         )
         worker.trim_copy()
         if done < 0:

@@ -38,6 +38,7 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk
 from mlarray.storage.libblosc2 import address
+from mlarray.storage.structure import BLOCKWISE_MAX
 
 NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
@@ -109,6 +110,11 @@ class PatchReader:
         self._grid = tuple(-(-n // c) for n, c in zip(self.shape, self._chunks, strict=True))
         self._tables, self._whole = tables, whole
         nchunks = len(tables[0])
+        # blocks of chunks checked block by block (spec 4.4.6) are checked on their first
+        # decoding only: a bit per block (at most blockcopy's BLOCKWISE_MAX per such chunk)
+        nblocks = -(-self._chunksize // self._blocksize) if self._blocksize > 0 else 0
+        self._done_stride = -(-nblocks // 8) if 0 < nblocks <= BLOCKWISE_MAX else 0
+        self._done = np.zeros(nchunks * self._done_stride, dtype=np.uint8)
         self._known = np.zeros(nchunks, dtype=np.uint8)
         self._values = np.zeros(nchunks * self._itemsize, dtype=np.uint8)
         self._learning = threading.Lock()
@@ -117,6 +123,7 @@ class PatchReader:
         fixed = address(self._fixed)
         self._args = (fixed, fixed + step, fixed + 2 * step, address(self._known), address(self._values))
         self._addresses, self._sizes, self._pending = (address(t) for t in tables)
+        self._done_address = address(self._done) if self._done_stride else None
 
     def read(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
         """``array[key]`` for a box key (see :func:`box`), else ``None``.
@@ -178,6 +185,7 @@ class PatchReader:
             *(-1, self._chunksize, 0, 0),  # no file descriptor: chunks in the map
             *(0, count, None, address(out), at + 2 * step, worker.buffer_address, self._blocksize),
             ctypes.byref(failed),
+            *(self._done_address, self._done_stride),
         )
         return int(done), failed.value
 
