@@ -361,3 +361,14 @@ def test_a_load_lets_go_of_a_large_chunk_buffer(tmp_path: Path, monkeypatch: pyt
         monkeypatch.setattr(libblosc2, "COPY_KEEP", keep)
         assert MLArray.load(path, dparams={"nthreads": 1}).to_numpy().tobytes() == a.tobytes()
         assert (worker._copy.nbytes > 0) == kept
+
+
+def test_a_build_without_a_function_of_its_abi_is_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that reports the current ABI version but lacks one of its functions is not used (no import error)."""
+
+    def lacking(lib: Any, path: Path) -> Any:
+        raise AttributeError("undefined symbol: mla_publish")
+
+    monkeypatch.setattr(blockcopy, "Helper", lacking)
+    helper, status = blockcopy._load()
+    assert helper is None and "stale build" in status and "mla_publish" in status

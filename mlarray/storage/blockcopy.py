@@ -98,7 +98,10 @@ def _load() -> tuple[Helper | None, str]:
             return None, f"cannot load {candidate.name}: {exc}"
         if version != ABI_VERSION:
             return None, f"{candidate.name} is of ABI version {version}, not {ABI_VERSION} (a stale build)"
-        return Helper(lib, candidate), f"compiled block loop {candidate.name}"
+        try:
+            return Helper(lib, candidate), f"compiled block loop {candidate.name}"
+        except AttributeError as exc:  # a build of this ABI number that lacks a function: stale too
+            return None, f"{candidate.name} lacks a function of ABI version {ABI_VERSION} (a stale build): {exc}"
     return None, "the compiled block loop was not built (no C compiler at install time?): copies use NumPy"
 
 
