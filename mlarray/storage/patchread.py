@@ -15,7 +15,9 @@ entry seen so far (zeros, NaN, a run of one value; spec 4.4.2, 4.4.4), with the 
 chunk grid; the loop finds the chunks a box touches itself. When a touched chunk is in
 neither table, the loop refuses before it writes anything; the reader then checks the
 touched chunks (:meth:`DataSection.chunk_refs`), notes the values of the special ones and
-calls again. So only the first reads of each chunk plan in Python.
+calls again. So only the first reads of each chunk plan in Python. The blocks of chunks
+whose blocks are checked one by one (spec 4.4.6) are checked on their first decoding only:
+a bit per block, kept here and set by the loop, remembers those that passed.
 
 Keys other than boxes (see :func:`box`) return ``None``, as does a result over
 :data:`MAX_BYTES`: the general path reads those. The section writes its tables under its
