@@ -151,6 +151,7 @@ def fast_read(
         path=path,
         refs=section.chunk_refs,
         file_refs=section.chunk_offsets if whole else None,
+        marks=section.block_marks(),
     )
 
 

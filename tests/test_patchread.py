@@ -105,26 +105,41 @@ def test_boxes_of_unchecked_chunks_are_checked_first(tmp_path: Path) -> None:
 
 
 def test_blocks_are_checked_on_their_first_decoding_only(tmp_path: Path) -> None:
-    """The short path remembers the blocks it checked (a bit per block): later reads skip their checks.
+    """Reads of the map remember the blocks they checked (a bit per block): later reads skip their checks.
 
-    A damaged block of a chunk is still reported when a box first touches it, after other
-    blocks of the same chunk were read.
+    The short path and the general path (here an integer key, and a handle reading with
+    two threads) share the section's marks. A damaged block of a chunk is still reported
+    when a read first touches it, after other blocks of the same chunk were read.
     """
     a = np.arange(20 * 20 * 10, dtype="<i4").reshape(20, 20, 10)
     path = tmp_path / "a.mla"
     MLArray(a, chunk_size=(5, 10, 10), block_size=(5, 5, 5)).save(path)  # 4 blocks a chunk
     assert break_block_offsets(path, [3]) == [3]  # block 0 of chunk 3
     with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        marks = section.block_marks()
+        assert marks is not None and marks[1] == 1 and not marks[0].any()
         for _ in range(2):
             assert np.array_equal(image[5:10, 15:20, 5:10], a[5:10, 15:20, 5:10])  # block 3 of chunk 3
             assert np.array_equal(image[0:5, 0:5, 0:10], a[0:5, 0:5, 0:10])  # blocks 0 and 1 of chunk 0
-            reader = image._chunks._patches  # type: ignore[union-attr]
-            assert isinstance(reader, patchread.PatchReader) and reader._done_stride == 1
-            assert reader._done.tolist() == [0b0011, 0, 0, 0b1000, 0, 0, 0, 0]
+            reader = section._patches
+            assert isinstance(reader, patchread.PatchReader) and reader._done is marks[0]
+            assert marks[0].tolist() == [0b0011, 0, 0, 0b1000, 0, 0, 0, 0]
+        assert np.array_equal(image[12, 0:10], a[12, 0:10])  # an integer key: the general path, chunk 4
+        assert marks[0].tolist() == [0b0011, 0, 0, 0b1000, 0b1111, 0, 0, 0]
         with pytest.raises(CorruptFrameError, match="chunk 3: block offset outside the chunk"):
             image[5:10, 10:15, 0:5]  # block 0 of chunk 3
-        assert reader._done[3] == 0b1000
+        with pytest.raises(CorruptFrameError, match="chunk 3: block offset outside the chunk"):
+            image[7, 10:15]  # the same block, by the general path
+        assert marks[0][3] == 0b1000
         assert np.array_equal(image[5:10, 15:20, 5:10], a[5:10, 15:20, 5:10])
+    with MLArray.open(path, dparams={"nthreads": 2}) as image:  # the general path, on two threads
+        assert np.array_equal(image[10:20, 0:20, 0:10], a[10:20, 0:20, 0:10])  # chunks 4-7
+        marks = image._chunks.block_marks()  # type: ignore[union-attr]
+        assert marks is not None and marks[0].tolist() == [0, 0, 0, 0, 0b1111, 0b1111, 0b1111, 0b1111]
+        with pytest.raises(CorruptFrameError, match="chunk 3"):
+            image[5:10, 10:20, 0:10]
 
 
 def test_box_keys(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 
-MLA_EXPORT int mla_abi_version(void) { return 8; }
+MLA_EXPORT int mla_abi_version(void) { return 9; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -620,12 +620,14 @@ static void stop_all(int64_t *next, int64_t end) {
  * fill_value + number * itemsize, which its box is filled with; before anything is read,
  * the call returns MLA_NOT_READY if any touched chunk has neither (the caller checks it and
  * tries again, or reads on its slower path). *failed is then a chunk number.
- * This is the patch path: the caller hands over the tables it keeps, unchanged. There
- * block_done (or NULL) remembers the blocks checked: done_stride bytes per chunk, bit j of
- * a chunk's bytes set once its block j passed its checks, so each block of a chunk whose
- * blocks are checked one by one is checked on its first decoding only, not on every read
- * (the table scan of block_problem and the walk over its streams).
- * Without `grid`, block_done must be NULL.
+ * This is the patch path: the caller hands over the tables it keeps, unchanged.
+ *
+ * block_done (or NULL) remembers the blocks checked: done_stride bytes per chunk of the
+ * array, indexed by its number in C order over the grid, bit j of a chunk's bytes set once
+ * its block j passed its checks, so each block of a chunk whose blocks are checked one by
+ * one is checked on its first decoding only, not on every read (the walk over its streams
+ * and the scan of the block-start table). With `grid` the row of touched chunk i is that of
+ * its number; without, chunk_numbers[i] gives the number (block_done needs one or the other).
  *
  * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
  * scratch: block_bytes bytes of this thread's.
@@ -641,12 +643,13 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    int64_t chunk_nbytes, uint8_t *copy,
                                    int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
-                                   int64_t *failed, uint8_t *block_done, int64_t done_stride) {
+                                   int64_t *failed, uint8_t *block_done, int64_t done_stride,
+                                   const int64_t *chunk_numbers) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
     if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0 ||
-        (block_done != NULL && (grid == NULL || done_stride < 1))) {
+        (block_done != NULL && ((grid == NULL && chunk_numbers == NULL) || done_stride < 1))) {
         return MLA_ERR_ARGS;
     }
     int64_t items = 1, touched = 1;
@@ -729,7 +732,11 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             src = copy;
             check = 0; /* fetch_chunk checked every block */
         }
-        uint8_t *done = block_done != NULL ? block_done + at * done_stride : NULL;
+        uint8_t *done = NULL;
+        if (block_done != NULL) {
+            const int64_t number = grid != NULL ? at : chunk_numbers[at];
+            done = number >= 0 ? block_done + number * done_stride : NULL;
+        }
         const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[at], check, ndim, itemsize, blockshape,
                                       blockgrid, lo, hi, dst, out_strides, scratch, block_bytes, done, done_stride);
         if (rc < 0) {

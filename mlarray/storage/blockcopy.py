@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 8
+ABI_VERSION = 9
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -60,7 +60,7 @@ class Helper:
             *(_I32, _I64, _P, _I64),  # file descriptor, chunk nbytes, copy buffer and its size
             *(_I64, _I64, _P, _P),  # first, count, shared counter, out
             *(_P, _P, _I32, _P),  # out strides, scratch block, block bytes, failed chunk
-            *(_P, _I64),  # blocks checked before (a bitmap per chunk, grid mode only; or NULL) and its row bytes
+            *(_P, _I64, _P),  # blocks checked before (a bitmap per chunk, or NULL), its row bytes, chunk numbers
         ]
         self.read_region.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem

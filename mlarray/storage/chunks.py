@@ -30,7 +30,7 @@ import numpy as np
 from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
 from mlarray.storage import blockcopy, patchread, threads
 from mlarray.storage.source import ByteSource, LocalFile
-from mlarray.storage.structure import CHUNK_HEADER, i32, many_blocks, structure_problem
+from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, i32, many_blocks, structure_problem
 
 if TYPE_CHECKING:
     from mlarray.storage.frame import FrameInfo
@@ -170,6 +170,9 @@ class DataSection:
         self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
         """Per chunk, once checked in the map: the address of its bytes and their count (0 otherwise),
         and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
+        self._marks: tuple[np.ndarray[Any, Any], int] | None = None
+        """With the map: the blocks the compiled loop has checked one by one (spec 4.4.6), a bit per
+        block in rows of the given bytes per chunk (see :meth:`block_marks`)."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
         self._patches: patchread.PatchReader | None | bool = None
@@ -279,7 +282,9 @@ class DataSection:
             if self._closed or blockcopy.HELPER is None or self._mapped() is None or self._refs is None:
                 return None
             mapped = (self._refs, self._map)
-            made = patchread.reader_for(self.layout, self.entries, mapped, self.chunk_refs, self.chunk_bytes, self.path)
+            made = patchread.reader_for(
+                self.layout, self.entries, mapped, self.chunk_refs, self.chunk_bytes, self.path, self._marks
+            )
             reader = self._patches = made if made is not None else False
         if reader is False:
             return None
@@ -292,6 +297,7 @@ class DataSection:
         self._closed = True
         self._map = None
         self._refs = None
+        self._marks = None
         self._patches = False
         if self._owned:
             self._source.close()
@@ -329,6 +335,10 @@ class DataSection:
                         np.zeros(nchunks, dtype=np.int64),
                         np.zeros(nchunks, dtype=np.uint8),
                     )
+                    lay = self.layout
+                    nblocks = -(-lay.chunksize // lay.blocksize) if lay.blocksize > 0 else 0
+                    stride = -(-nblocks // 8) if 0 < nblocks <= BLOCKWISE_MAX else 0  # more: checked whole
+                    self._marks = (np.zeros(nchunks * stride, dtype=np.uint8), stride) if stride else None
                     self._map = np.frombuffer(mapped, dtype=np.uint8)
         return self._map
 
@@ -368,6 +378,16 @@ class DataSection:
             return None
         picked = np.asarray(numbers, dtype=np.intp)
         return refs[0][picked], refs[1][picked], refs[2][picked], whole
+
+    def block_marks(self) -> tuple[np.ndarray[Any, Any], int] | None:
+        """Where the compiled loop remembers the blocks it has checked, for reads of the map.
+
+        A uint8 array of ``stride`` bytes per chunk (in C order over the chunk grid) and
+        ``stride``: bit ``j`` of a chunk's bytes is set once its block ``j`` passed the checks
+        of spec 4.4.6, which later reads of the map then skip. ``None`` when the file is not
+        mapped, or its chunks hold more blocks than are checked one by one (checked whole).
+        """
+        return self._marks if self._mapped() is not None else None
 
     def chunk_offsets(self, numbers: Sequence[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
         """Where the stored bytes of chunks ``numbers`` lie in the file, their headers checked (for pread).

@@ -90,6 +90,9 @@ ChunkRefs = Callable[
 FileRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
 """File offsets and lengths of header-checked chunks and the open file's descriptor
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
+Marks = tuple[np.ndarray[Any, Any], int]
+"""The blocks checked one by one, a bit per block in rows of the given bytes per chunk
+(see :meth:`~mlarray.storage.chunks.DataSection.block_marks`)."""
 
 
 STATUS = libblosc2.STATUS
@@ -232,8 +235,10 @@ class _NativeRead:
         path: str | None,
         refs: ChunkRefs | None = None,
         file_refs: FileRefs | None = None,
+        marks: Marks | None = None,
     ) -> None:
         self.lib, self.helper, self.layout, self.path = lib, helper, layout, path
+        self.marks = marks
         self.parts, self.dtype = parts, dtype
         self.getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
         ndim = len(parts)
@@ -243,6 +248,7 @@ class _NativeRead:
         for span, n in zip(self.ranges, nchunks, strict=True):
             numbers = [k * n + q for k in numbers for q in span]
         self.numbers = numbers
+        self._numbers: np.ndarray[Any, Any] | None = None  # as int64, for the loop's block marks
         self._keep: list[Any] = []  # the chunk buffers (or the map they lie in), alive until the read ends
         self.fd = -1
         in_file = file_refs(numbers) if file_refs is not None else None
@@ -340,14 +346,23 @@ class _NativeRead:
             worker.buffer_address,
             self.layout.blocksize,
             ctypes.byref(failed),
-            None,  # blocks checked are remembered on the patch path only (tables of the whole grid)
-            0,
+            *self._marks_args(),
         )
         worker.trim_copy()
         if done < 0:
             number = self.numbers[failed.value] if 0 <= failed.value < len(self.numbers) else -1
             why = blockcopy.ERRORS.get(int(done), f"C-Blosc2 cannot decode it (code {done})")
             raise self._fail(number, why)
+
+    def _marks_args(self) -> tuple[int | None, int, int | None]:
+        """The loop's ``block_done``, ``done_stride`` and ``chunk_numbers``: the section's marks of
+        blocks checked, for chunks read from the map (those read from the file are checked whole)."""
+        if self.marks is None or self.fd >= 0:
+            return None, 0, None
+        if self._numbers is None:
+            self._numbers = np.asarray(self.numbers, dtype=np.int64)
+            self._keep.append(self.marks[0])
+        return address(self.marks[0]), self.marks[1], address(self._numbers)
 
     def fill(self) -> None:
         """Write the value of every chunk the C loop skipped into its box of the result."""
@@ -413,6 +428,7 @@ def read_region(
     path: str | None = None,
     refs: ChunkRefs | None = None,
     file_refs: FileRefs | None = None,
+    marks: Marks | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
 
@@ -420,7 +436,9 @@ def read_region(
     chunks on up to that many threads (this one included; fewer when the process cannot
     start more). With ``file_refs`` the compiled loop reads each chunk from the file
     itself (pread into a buffer of its thread's, checked there whole), for whole-array
-    reads; ``refs`` then serves only if ``file_refs`` gives ``None``.
+    reads; ``refs`` then serves only if ``file_refs`` gives ``None``. ``marks``: where the
+    loop remembers the blocks of chunks from ``refs`` it has checked
+    (:meth:`~mlarray.storage.chunks.DataSection.block_marks`), or ``None``.
 
     Raises
     ------
@@ -442,7 +460,9 @@ def read_region(
         return None
     helper = blockcopy.HELPER
     if helper is not None:
-        return _read_native(lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs, file_refs)
+        return _read_native(
+            lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs, file_refs, marks
+        )
     selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
     if selection is None or len(entries) != layout.nchunks:
         return None
@@ -480,6 +500,7 @@ def _read_native(
     path: str | None,
     refs: ChunkRefs | None,
     file_refs: FileRefs | None = None,
+    marks: Marks | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """:func:`read_region` through the compiled block loop."""
     global reads
@@ -490,7 +511,7 @@ def _read_native(
     if out is not None or not math.prod(shape):
         out = _result(out, shape, dtype)
     if out is None or out.size:
-        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, dtype, path, refs, file_refs)
+        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, dtype, path, refs, file_refs, marks)
         out = read.out
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():

@@ -17,7 +17,8 @@ neither table, the loop refuses before it writes anything; the reader then check
 touched chunks (:meth:`DataSection.chunk_refs`), notes the values of the special ones and
 calls again. So only the first reads of each chunk plan in Python. The blocks of chunks
 whose blocks are checked one by one (spec 4.4.6) are checked on their first decoding only:
-a bit per block, kept here and set by the loop, remembers those that passed.
+a bit per block, kept by the section (:meth:`~DataSection.block_marks`) and set by the
+loop, remembers those that passed.
 
 Keys other than boxes (see :func:`box`) return ``None``, as does a result over
 :data:`MAX_BYTES`: the general path reads those. The section writes its tables under its
@@ -40,7 +41,6 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk
 from mlarray.storage.libblosc2 import address
-from mlarray.storage.structure import BLOCKWISE_MAX
 
 NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
@@ -82,7 +82,8 @@ class PatchReader:
     ``tables``: the section's per-chunk addresses (int64), lengths (int64) and block-check
     flags (uint8), and ``whole``, the map they point into (kept referenced here).
     ``refs``: the section's :meth:`~DataSection.chunk_refs`, which checks chunks and fills
-    those tables; ``get_chunk`` its :meth:`~DataSection.chunk_bytes`. The caller has
+    those tables; ``get_chunk`` its :meth:`~DataSection.chunk_bytes`; ``marks`` its
+    :meth:`~DataSection.block_marks` (the blocks checked, shared with the general path). The caller has
     checked that C-Blosc2 is loaded and that :func:`fastread.layout_ok` holds.
     """
 
@@ -95,6 +96,7 @@ class PatchReader:
         refs: ChunkRefs,
         get_chunk: GetChunk,
         path: str | None,
+        marks: tuple[np.ndarray[Any, Any], int] | None = None,
     ) -> None:
         lib = libblosc2.LIB
         assert lib is not None, "made only when C-Blosc2 is loaded"
@@ -112,11 +114,9 @@ class PatchReader:
         self._grid = tuple(-(-n // c) for n, c in zip(self.shape, self._chunks, strict=True))
         self._tables, self._whole = tables, whole
         nchunks = len(tables[0])
-        # blocks of chunks checked block by block (spec 4.4.6) are checked on their first
-        # decoding only: a bit per block (at most blockcopy's BLOCKWISE_MAX per such chunk)
-        nblocks = -(-self._chunksize // self._blocksize) if self._blocksize > 0 else 0
-        self._done_stride = -(-nblocks // 8) if 0 < nblocks <= BLOCKWISE_MAX else 0
-        self._done = np.zeros(nchunks * self._done_stride, dtype=np.uint8)
+        # blocks of chunks checked block by block (spec 4.4.6) are checked on their first decoding only
+        self._done: np.ndarray[Any, Any] = np.zeros(0, dtype=np.uint8) if marks is None else marks[0]
+        self._done_stride = 0 if marks is None else marks[1]
         self._known = np.zeros(nchunks, dtype=np.uint8)
         self._values = np.zeros(nchunks * self._itemsize, dtype=np.uint8)
         self._learning = threading.Lock()
@@ -187,7 +187,7 @@ class PatchReader:
             *(-1, self._chunksize, 0, 0),  # no file descriptor: chunks in the map
             *(0, count, None, address(out), at + 2 * step, worker.buffer_address, self._blocksize),
             ctypes.byref(failed),
-            *(self._done_address, self._done_stride),
+            *(self._done_address, self._done_stride, None),
         )
         return int(done), failed.value
 
@@ -238,6 +238,7 @@ def reader_for(
     refs: ChunkRefs,
     get_chunk: GetChunk,
     path: str | None,
+    marks: tuple[np.ndarray[Any, Any], int] | None = None,
 ) -> PatchReader | None:
     """A reader for a data section of ``layout``, or ``None`` where the general path must read.
 
@@ -253,4 +254,4 @@ def reader_for(
     if dtype.hasobject or not fastread.layout_ok(layout, dtype) or len(entries) != layout.nchunks:
         return None
     tables, whole = mapped
-    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path)
+    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path, marks)
