@@ -23,6 +23,7 @@ import pytest
 
 import mlarray.convert._slabs
 import mlarray.convert._stream
+import mlarray.convert.files
 import mlarray.storage.stream
 from mlarray import MLArray
 from mlarray.convert import convert_file, write_nifti, write_nrrd
@@ -289,3 +290,40 @@ def test_nrrd_data_of_the_wrong_length_fail_as_in_memory(tmp_path: Path, encodin
     with pytest.raises(SourceFormatError):
         convert_file(src, tmp_path / "out.mla")
     assert not (tmp_path / "out.mla").exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "slope", "options"),
+    [("|u1", 0.5, {}), ("|u1", 0.5, {"codec": "zstd"}), ("<i2", 2.0, {"clevel": 3}), ("|u1", 0.5, {"seg": True})],
+)
+def test_a_scaled_source_is_compressed_by_the_values_it_stores(
+    tmp_path: Path, dtype: str, slope: float, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    """The compression of a scaled source follows the type its physical values are stored in, streamed or not.
+
+    A uint8 source with a slope of 0.5 is stored as float32 (a byte shuffle, not the bit
+    shuffle of 1-byte data); both conversions write the same bytes.
+    """
+    data = np.zeros((20, 24, 18), dtype=dtype)
+    data[2:8, 3:9, 4:10] = 7
+    data[10:, :, 5] = 3
+    image = nib.Nifti1Image(data, np.eye(4))
+    image.header.set_slope_inter(slope, 0.0)
+    nib.save(image, tmp_path / "a.nii")
+    convert_file(tmp_path / "a.nii", tmp_path / "streamed.mla", **options)
+    monkeypatch.setitem(mlarray.convert.files.SOURCES, ".nii", lambda path: None)  # read whole
+    convert_file(tmp_path / "a.nii", tmp_path / "whole.mla", **options)
+    assert (tmp_path / "streamed.mla").read_bytes() == (tmp_path / "whole.mla").read_bytes()
+    with MLArray.open(tmp_path / "streamed.mla") as converted:
+        layout = converted.meta.layout
+        assert layout is not None
+        expected = named_filters(converted.dtype.itemsize, options)
+        assert list(layout.filters) == expected, (converted.dtype, layout)
+        assert np.array_equal(converted.to_numpy(), data * np.float64(slope))
+
+
+def named_filters(itemsize: int, options: dict[str, Any]) -> list[str]:
+    """The filters a conversion of values of ``itemsize`` bytes records (with ``seg``, as label maps get)."""
+    if options.get("seg") and itemsize == 1:
+        return []
+    return ["bitshuffle"] if itemsize == 1 else ["shuffle"]

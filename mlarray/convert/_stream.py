@@ -126,6 +126,7 @@ def convert_source(
     *,
     keep_raw: bool = False,
     seg: bool = False,
+    cparams_for: Callable[[int], Any] | None = None,
     max_bytes: int | None = None,
 ) -> None:
     """Convert an open foreign file to the ``.mla`` ``dst`` slab by slab, with the values :func:`physical_values` gives.
@@ -134,6 +135,8 @@ def convert_source(
     (:class:`~mlarray.convert._scaling.PhysicalScan`), the second writes. The file is the
     one a conversion in memory writes (see :func:`save_slabs`). ``seg`` marks the image a
     label map (``is_seg``; with ``layout`` giving no ``cparams``, compressed as one).
+    ``cparams_for(itemsize)`` gives the ``cparams`` for the item size of the values stored,
+    known after the first pass (a scaled source's are wider than its own).
     """
     dtype, scaling = source.dtype, None
     scan = None if source.rgb else PhysicalScan.of(source.dtype, source.slope, source.inter, keep_raw=keep_raw)
@@ -148,6 +151,8 @@ def convert_source(
     meta = source.meta(scaling)
     if seg:
         meta.is_seg = True
+    if cparams_for is not None:
+        layout = {**layout, "cparams": cparams_for(np.dtype(dtype).itemsize)}
     image = template(source.shape, dtype, meta, layout)
     convert = scaling.to_physical if scaling is not None and scaling.stored == "physical" else None
 

@@ -9,6 +9,7 @@ that keeps every header field).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -128,11 +129,9 @@ def convert_file(
         if source is not None:
             with source:
                 if 0 not in source.shape:
-                    layout = {
-                        "patch_size": "default" if patch_size is None else patch_size,
-                        "cparams": _compression(codec, clevel, source.dtype.itemsize, seg),
-                    }
-                    convert_source(source, dst, layout, keep_raw=keep_raw, seg=seg)
+                    layout = {"patch_size": "default" if patch_size is None else patch_size}
+                    compression = functools.partial(_compression, codec, clevel, seg=seg)  # by the stored item size
+                    convert_source(source, dst, layout, keep_raw=keep_raw, seg=seg, cparams_for=compression)
                     return
         data, meta = READERS[s](src, keep_raw=keep_raw)
         if seg:
@@ -163,7 +162,7 @@ def convert_file(
     WRITERS[d](image, dst)
 
 
-def _compression(codec: str | None, clevel: int | None, itemsize: int, seg: bool) -> Any:
+def _compression(codec: str | None, clevel: int | None, itemsize: int, seg: bool = False) -> Any:
     """The ``cparams`` of a conversion to ``.mla``: ``None`` for a label map given neither codec nor level.
 
     ``None`` leaves the choice to :class:`~mlarray.MLArray`, which compresses an image marked
