@@ -131,3 +131,20 @@ def test_the_cli_converts_label_maps_with_the_label_codec(tmp_path: Path) -> Non
     result = runner.invoke(app, ["convert", str(tmp_path / "seg.mla"), str(tmp_path / "again.mla"), "--seg"])
     assert result.exit_code == 0, result.output  # an .mla source: marked afterwards, its layout kept
     assert codec_of(tmp_path / "again.mla") == LABELS
+
+
+def test_a_batch_with_seg_and_another_target_format_makes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    nifti(tmp_path / "in" / "seg.nii.gz", labels())
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--to", "nii", "--seg"])
+    assert result.exit_code != 0 and "--seg needs .mla outputs" in result.output
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"), "--seg"])
+    assert result.exit_code == 0, result.output
+    assert codec_of(tmp_path / "out" / "seg.mla") == LABELS
+
+
+def test_a_dicom_series_with_seg_and_another_target_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    (tmp_path / "series").mkdir()  # no DICOM files: reading the series would fail otherwise
+    with pytest.raises(InvalidArgumentError, match="seg only apply when writing .mla"):
+        convert_file(tmp_path / "series", tmp_path / "out.nii.gz", seg=True)

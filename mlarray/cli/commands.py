@@ -491,6 +491,8 @@ def convert(
         batch = plan(paths, out_dir, to, strict=strict)
         if not batch:
             raise typer.BadParameter("no convertible files found in the inputs", param_hint="PATH")
+        if seg and to.lstrip(".") != "mla":  # refused before any folder is made
+            raise typer.BadParameter(f"--seg needs .mla outputs, not --to {to.lstrip('.')}", param_hint="--seg")
         out_dir.mkdir(parents=True, exist_ok=True)
         _run_jobs(batch, options, as_json, jobs, scheduler)
 

@@ -108,6 +108,10 @@ def convert_file(
             raise WrongExtensionError(
                 f"unknown format; convertible files end in {', '.join(ENDINGS)}", path=os.fspath(dst)
             )
+        if d != MLA_EXTENSION and (patch_size is not None or codec is not None or clevel is not None or seg):
+            raise InvalidArgumentError(  # before the series is read
+                "patch_size, codec, clevel and seg only apply when writing .mla", path=os.fspath(dst)
+            )
         data, meta = read_dicom_parts(src, keep_raw=keep_raw, series=series)
         _write_read(data, meta, dst, d, patch_size, codec, clevel, seg)
         return
@@ -191,11 +195,7 @@ def _write_read(
         cparams = _compression(codec, clevel, data.dtype.itemsize, seg)
         MLArray(data, meta=meta, patch_size="default" if patch_size is None else patch_size, cparams=cparams).save(dst)
         return
-    if patch_size is not None or codec is not None or clevel is not None or seg:
-        raise InvalidArgumentError(
-            "patch_size, codec, clevel and seg only apply when writing .mla", path=os.fspath(dst)
-        )
-    WRITERS[ending](MLArray(data, meta=meta, patch_size=None), dst)
+    WRITERS[ending](MLArray(data, meta=meta, patch_size=None), dst)  # convert_file refused layout options
 
 
 def _relayout(
