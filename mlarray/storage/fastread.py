@@ -248,8 +248,10 @@ class _NativeRead:
         for span, n in zip(self.ranges, nchunks, strict=True):
             numbers = [k * n + q for k in numbers for q in span]
         self.numbers = numbers
-        self._numbers: np.ndarray[Any, Any] | None = None  # as int64, for the loop's block marks
-        self._keep: list[Any] = []  # the chunk buffers (or the map they lie in), alive until the read ends
+        # as int64 for the loop's block marks: made here, before the threads of the read start
+        self._numbers = np.asarray(numbers, dtype=np.int64) if marks is not None else None
+        # the chunk buffers (or the map they lie in) and the marks, alive until the read ends
+        self._keep: list[Any] = [] if marks is None else [marks[0]]
         self.fd = -1
         in_file = file_refs(numbers) if file_refs is not None else None
         found = refs(numbers) if refs is not None and in_file is None else None
@@ -357,11 +359,8 @@ class _NativeRead:
     def _marks_args(self) -> tuple[int | None, int, int | None]:
         """The loop's ``block_done``, ``done_stride`` and ``chunk_numbers``: the section's marks of
         blocks checked, for chunks read from the map (those read from the file are checked whole)."""
-        if self.marks is None or self.fd >= 0:
+        if self.marks is None or self._numbers is None or self.fd >= 0:
             return None, 0, None
-        if self._numbers is None:
-            self._numbers = np.asarray(self.numbers, dtype=np.int64)
-            self._keep.append(self.marks[0])
         return address(self.marks[0]), self.marks[1], address(self._numbers)
 
     def fill(self) -> None:
