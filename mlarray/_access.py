@@ -69,14 +69,16 @@ class ArrayAccess(ImageState):
             raise InvalidArgumentError("this is a metadata-only image: it has no array")
         return self._data
 
+    def _patch_section(self) -> DataSection | None:
+        """The data section the short patch path may read (a read-only handle decoding on one
+        thread, with the compiled loop), else ``None``."""
+        one_thread = threads_of(self._dparams, 1) == 1 and fastread.PATCH_THREADS_MIN <= 1
+        return self._chunks if self._mode == "r" and one_thread else None
+
     @_one_at_a_time
     def __getitem__(self, key: Any) -> Any:
-        section = self._chunks
-        if (
-            section is not None
-            and self._mode == "r"
-            and threads_of(self._dparams, 1) == 1 >= fastread.PATCH_THREADS_MIN
-        ):
+        section = self._patch_section()
+        if section is not None:
             patch = section.read_patch(key)  # a box of checked chunks: one call into C, no planning
             if patch is not None:
                 return patch
@@ -141,15 +143,10 @@ class ArrayAccess(ImageState):
         check_out(out, any_result_shape(tuple(data.shape), key), data.dtype)
         if not isinstance(data, np.ndarray) and selects_all(tuple(data.shape), key):
             return self._decompress(data, out)
-        threads = threads_of(self._dparams, 1)
-        section = self._chunks
-        if (
-            section is not None
-            and self._mode == "r"
-            and threads == 1 >= fastread.PATCH_THREADS_MIN
-            and section.read_patch(key, out) is not None  # a box of checked chunks, as in __getitem__
-        ):
+        section = self._patch_section()
+        if section is not None and section.read_patch(key, out) is not None:  # a box, as in __getitem__
             return out
+        threads = threads_of(self._dparams, 1)
         if (
             self._chunks is not None
             and self._nd is not None

@@ -103,15 +103,15 @@ def convert_file(
         See :func:`~mlarray.convert.read_nifti` and the other readers and writers.
     """
     s, d = suffix_of(src), suffix_of(dst)
+    layout_given = patch_size is not None or codec is not None or clevel is not None
+    mla_only = "patch_size, codec, clevel, keep_raw and seg only apply when writing .mla"
     if os.path.isdir(src):
         if d is None:
             raise WrongExtensionError(
                 f"unknown format; convertible files end in {', '.join(ENDINGS)}", path=os.fspath(dst)
             )
-        if d != MLA_EXTENSION and (patch_size is not None or codec is not None or clevel is not None or seg):
-            raise InvalidArgumentError(  # before the series is read
-                "patch_size, codec, clevel and seg only apply when writing .mla", path=os.fspath(dst)
-            )
+        if d != MLA_EXTENSION and (layout_given or seg):  # before the series is read
+            raise InvalidArgumentError(mla_only, path=os.fspath(dst))
         data, meta = read_dicom_parts(src, keep_raw=keep_raw, series=series)
         _write_read(data, meta, dst, d, patch_size, codec, clevel, seg)
         return
@@ -119,7 +119,6 @@ def convert_file(
         if ending is None:
             message = f"unknown format; convertible files end in {', '.join(ENDINGS)}"
             raise WrongExtensionError(message, path=os.fspath(path))
-    layout_given = patch_size is not None or codec is not None or clevel is not None
     if d == MLA_EXTENSION:
         if s == MLA_EXTENSION:
             if keep_raw or seg:
@@ -149,9 +148,7 @@ def convert_file(
         image.save(dst)
         return
     if layout_given or keep_raw or seg:
-        raise InvalidArgumentError(
-            "patch_size, codec, clevel, keep_raw and seg only apply when writing .mla", path=os.fspath(dst)
-        )
+        raise InvalidArgumentError(mla_only, path=os.fspath(dst))
     assert d is not None
     if s == MLA_EXTENSION and d in STREAMED_WRITERS:
         with MLArray.open(src, "r", dparams={"nthreads": blosc2.nthreads}) as opened:
