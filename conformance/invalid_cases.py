@@ -1412,6 +1412,20 @@ def _chunk_flag(byte: int, bit: int) -> Any:
     return build
 
 
+def _chunk_bytes(values: dict[int, int], codec: int | None = None) -> Any:
+    """Set bytes of the first compressed data chunk's header (and the codec, bits 5-7 of byte 2)."""
+
+    def build(path: Path) -> None:
+        _i16_frame(path)
+        at, chunk = datakit.compressed_chunk(path)
+        if codec is not None:
+            datakit.patch(path, at + 2, bytes([chunk[2] & 0x1F | codec << 5]))
+        for byte, value in values.items():
+            datakit.patch(path, at + byte, bytes([value]))
+
+    return build
+
+
 def _frame_header_leftover(path: Path) -> None:
     """A msgpack nil after the frame header array, counted in header_size (the data section moves with it)."""
     valid_base(path)
@@ -1584,6 +1598,34 @@ INVALID += [
         "A data chunk's byte 31 has bit 0x08 (lazy chunk) set (check 2).",
         "CORRUPT_FRAME",
         _chunk_flag(31, 0x08),
+    ),
+    InvalidCase(
+        "corrupt-chunk-instrumented-codec",
+        "4.4.4",
+        "A data chunk's byte 31 has bit 0x80 (instrumented codec: it decodes to timings) set (check 2).",
+        "CORRUPT_FRAME",
+        _chunk_flag(31, 0x80),
+    ),
+    InvalidCase(
+        "corrupt-chunk-user-defined-codec",
+        "4.4.7",
+        "A data chunk names codec 6 (user-defined) with byte 22 = 35 (C-Blosc2's ZFP plugin, which crashed on it).",
+        "CORRUPT_FRAME",
+        _chunk_bytes({22: 35}, codec=6),
+    ),
+    InvalidCase(
+        "corrupt-chunk-reserved-codec",
+        "4.4.7",
+        "A data chunk names codec 2 in bits 5-7 of its flags (a reserved code).",
+        "CORRUPT_FRAME",
+        _chunk_bytes({}, codec=2),
+    ),
+    InvalidCase(
+        "corrupt-chunk-plugin-filter",
+        "4.4.7",
+        "A data chunk's last filter slot (byte 21) holds 33 (C-Blosc2's ndmean plugin), not a listed filter.",
+        "CORRUPT_FRAME",
+        _chunk_bytes({21: 33}),
     ),
     InvalidCase(
         "corrupt-frame-header-leftover",

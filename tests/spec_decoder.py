@@ -123,6 +123,10 @@ def decode_chunk(chunk: bytes, nbytes: int, blocksize: int | None, typesize: int
         raise SpecError("chunk sizes disagree")
     if chunk[30] & 0x01 or chunk[31] & 0x08:
         raise SpecError("variable-length blocks or lazy chunk")
+    if chunk[2] >> 5 not in (0, 1, 3, 4) or chunk[31] & 0x80:
+        raise SpecError("a codec outside spec 4.4.7, or an instrumented one")
+    if any(code not in (0, 1, 2, 3, 4, 34, 35, 36) for code in chunk[16:22]):
+        raise SpecError("a filter outside spec 4.4.7")
     special = (chunk[31] >> 4) & 0x07
     if special:
         want = 32 + typesize if special == 3 else 32

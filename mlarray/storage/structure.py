@@ -18,6 +18,17 @@ from mlarray.storage import blockcopy
 
 CHUNK_HEADER = 32
 """Length of the extended Blosc chunk header every data and index chunk has (spec 4.4.4)."""
+CODECS = frozenset({0, 1, 3, 4})
+"""Codec codes a chunk may name in bits 5-7 of its flags (spec 4.4.7): BloscLZ, LZ4 (and
+LZ4HC), zlib, Zstd. A user-defined or plugin codec (6) is refused before any decoder sees the
+chunk: the plugins trust their parameters (C-Blosc2's ZFP crashed on a chunk whose only fault
+was naming it)."""
+FILTERS = frozenset({0, 1, 2, 3, 4, 34, 35, 36})
+"""Filter codes bytes 16-21 of an extended header may hold (spec 4.4.7): none, shuffle,
+bitshuffle, delta, truncated precision, bytedelta (34, the form before C-Blosc2 2.8, and 35),
+integer truncation."""
+INSTRUMENTED = 0x80
+"""Bit of byte 31: the codec was instrumented, so the chunk decodes to timings, not data."""
 BLOCKWISE_MAX = 1024
 """Chunks of more blocks are checked whole even where the block loop could check block by block:
 its check of one block scans the chunk's block-start table, so decoding every block of a chunk
@@ -51,6 +62,9 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, 
         return "inconsistent sizes"
     if extended and (chunk[30] & 0x01 or chunk[31] & 0x08):
         return "variable-length blocks or a lazy chunk"
+    codec_problem = _codec_problem(chunk, extended)
+    if codec_problem is not None:
+        return codec_problem
     if extended and chunk[31] & 0x70:
         return None
     if flags & 0x02:  # stored uncompressed
@@ -72,6 +86,22 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, 
         if dsize < 0 or first > cbytes:
             return "dictionary outside the chunk"
     return _blocks_problem(chunk, head, nblocks, first) if blocks else None
+
+
+def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
+    """The chunk names a codec or filter spec 4.4.7 does not list, or is instrumented (spec 4.4.4 check 2)."""
+    codec = chunk[2] >> 5
+    if codec not in CODECS:
+        name = "a user-defined codec" if codec == 6 else f"codec {codec}"
+        return f"{name} (flags bits 5-7), which .mla files may not use"
+    if not extended:
+        return None
+    if chunk[31] & INSTRUMENTED:
+        return "an instrumented codec (byte 31 bit 0x80): it decodes to timings, not data"
+    unknown = sorted({f for f in bytes(chunk[16:22]) if f not in FILTERS})
+    if unknown:
+        return f"filter code {unknown[0]}, which .mla files may not use"
+    return None
 
 
 def many_blocks(buf: bytes | memoryview, at: int) -> bool:

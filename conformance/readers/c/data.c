@@ -71,6 +71,23 @@ static const char *blocks_problem(const uint8_t *c, int64_t head, int64_t nblock
     return why;
 }
 
+/* Spec 4.4.7: the codecs and filters a chunk may name; anything else never reaches a decoder. */
+static const char *codec_problem(const uint8_t *c, int extended) {
+    switch (c[2] >> 5) {
+    case 0: case 1: case 3: case 4: break; /* BloscLZ, LZ4 / LZ4HC, zlib, Zstd */
+    default: return "a codec .mla files may not use";
+    }
+    if (!extended) return NULL;
+    if (c[31] & 0x80) return "an instrumented codec";
+    for (int slot = 16; slot < 22; slot++) {
+        switch (c[slot]) {
+        case 0: case 1: case 2: case 3: case 4: case 34: case 35: case 36: break;
+        default: return "a filter .mla files may not use";
+        }
+    }
+    return NULL;
+}
+
 const char *mla_chunk_problem(const uint8_t *c, int64_t len, int header_chunk) {
     if (len < 16) return "shorter than a chunk header";
     int extended = (c[2] & 0x05) == 0x05;
@@ -80,6 +97,8 @@ const char *mla_chunk_problem(const uint8_t *c, int64_t len, int header_chunk) {
     int64_t nbytes = le32(c + 4), bsize = le32(c + 8), cbytes = le32(c + 12);
     if (cbytes != len || nbytes < 0 || c[3] < 1) return "inconsistent sizes";
     if (extended && ((c[30] & 0x01) || (c[31] & 0x08))) return "variable-length blocks or a lazy chunk";
+    const char *codec = codec_problem(c, extended);
+    if (codec != NULL) return codec;
     if (extended && (c[31] & 0x70)) return NULL;
     if (c[2] & 0x02) return cbytes == head + nbytes ? NULL : "uncompressed size mismatch";
     if (nbytes == 0) return NULL;
