@@ -11,6 +11,7 @@ previous file intact, no temporary file behind and no compression thread running
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import textwrap
 import threading
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import blosc2
 import numpy as np
@@ -254,3 +256,70 @@ def test_a_full_disk_leaves_the_previous_file(previous: Path) -> None:
     assert run.stdout.strip() == "refused: WRITE_FAILED"
     assert previous.read_bytes() == before
     assert sorted(os.listdir(previous.parent)) == ["old.mla"]
+
+
+# --- frames of many chunks are filled in memory, then written (compress.HELD_MIN_CHUNKS)
+
+
+@given(case=layouts(), held_bytes=st.sampled_from([0, 64, 4096, 2**40]))
+def test_frames_filled_in_memory_are_the_bytes_python_blosc2_writes(
+    tmp_path_factory: Any, case: dict, held_bytes: int
+) -> None:
+    """Every frame held in memory (all of it, or spilled to the file after a few chunks)."""
+    tmp = tmp_path_factory.mktemp("held")
+    serial, held = tmp / "serial.b2nd", tmp / "held.b2nd"
+    _write(serial, case, parallel=False)
+    with mock.patch.object(compress, "HELD_MIN_CHUNKS", 1), mock.patch.object(compress, "HELD_BYTES", held_bytes):
+        digest = _write(held, case, parallel=True)
+    assert digest == data_digest(held)
+    ref = blosc2.open(str(serial))
+    if not any(ref.schunk.get_chunk(i)[2] & compress.MEMCPYED for i in range(ref.schunk.nchunks)):
+        assert held.read_bytes() == serial.read_bytes()
+    assert blosc2.open(str(held))[...].tobytes() == case["data"].tobytes()
+
+
+def _many_chunks() -> np.ndarray:
+    data = np.random.default_rng(3).integers(0, 5, size=(1100, 8, 12), dtype=np.int16)
+    data[:300] = 0  # special chunks among them
+    return data
+
+
+def test_a_save_of_many_chunks_is_the_same_file_either_way(tmp_path: Path) -> None:
+    data = _many_chunks()
+    assert math.prod(compress.chunk_grid(data.shape, (1, 8, 12))) >= compress.HELD_MIN_CHUNKS
+
+    def save(path: Path) -> bytes:
+        image = MLArray(data, chunk_size=(1, 8, 12), block_size=(1, 4, 12), spacing=(2.0, 1.0, 1.0))
+        image.save(path)
+        return path.read_bytes()
+
+    held = save(tmp_path / "held.mla")
+    with mock.patch.object(compress, "HELD_MIN_CHUNKS", 10**9):  # chunk by chunk into the file
+        direct = save(tmp_path / "direct.mla")
+    with mock.patch.object(compress, "HELD_BYTES", 10_000):  # spilled to the file part way
+        spilled = save(tmp_path / "spilled.mla")
+    assert held == direct == spilled
+    assert validate_file(tmp_path / "held.mla", deep=True).valid
+    assert np.array_equal(MLArray.load(tmp_path / "held.mla").to_numpy(), data)
+
+
+@pytest.mark.parametrize("held_bytes", [2**40, 10_000])
+def test_a_held_frame_comes_back_open_for_writing(tmp_path: Path, held_bytes: int) -> None:
+    data = _many_chunks()
+    cparams = make_cparams("lz4", 1, [], 2)
+    parts = (data[r] for _, r in compress.chunk_regions(data.shape, (1, 8, 12)))
+    chunks = compress.compress_chunks(parts, (1, 8, 12), (1, 4, 12), cparams)
+    path = tmp_path / "f.b2nd"
+    with mock.patch.object(compress, "HELD_BYTES", held_bytes):
+        nd, digest = compress.write_chunks(
+            str(path), data.shape, data.dtype, (1, 8, 12), (1, 4, 12), cparams, chunks, mmap=True
+        )
+    assert digest == data_digest(path)
+    nd[5] = 7  # the array returned writes to the file
+    nd.schunk.vlmeta["k"] = b"v"
+    del nd
+    back = blosc2.open(str(path))
+    expected = data.copy()
+    expected[5] = 7
+    assert np.array_equal(back[...], expected)
+    assert back.schunk.vlmeta["k"] == b"v"

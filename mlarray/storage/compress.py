@@ -47,6 +47,10 @@ MEMCPYED = 0x02
 """Bit 1 of byte 2 (flags) of a chunk header: the chunk is stored uncompressed."""
 SPECIAL_MASK = 0x70
 """Bits 4-6 of byte 31 of an extended chunk header: a special-value chunk (stored in the index only)."""
+HELD_MIN_CHUNKS = 1024
+"""Frames of at least this many chunks are filled in memory first (:func:`write_chunks`)."""
+HELD_BYTES = 256 * 1024 * 1024
+"""At most this many compressed bytes are held in memory before they go to the file."""
 
 
 def chunk_grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
@@ -305,7 +309,9 @@ def write_chunks(
     """Create the frame ``path`` and fill it with ``compressed`` (one chunk per number, in order).
 
     With ``path=None`` the NDArray is built in memory (sparse, as python-blosc2 builds
-    in-memory arrays) and no digest is computed.
+    in-memory arrays) and no digest is computed. A frame of :data:`HELD_MIN_CHUNKS` chunks
+    or more is filled in memory too, and written to ``path`` when it is full or holds
+    :data:`HELD_BYTES` (:func:`_to_file`): the same bytes, in time linear in the chunks.
 
     Returns
     -------
@@ -320,16 +326,18 @@ def write_chunks(
         ``compressed`` yields more or fewer chunks than the frame has.
     """
     kwargs: dict[str, Any] = {"chunks": tuple(chunks), "blocks": tuple(blocks), "cparams": cparams}
-    if path is not None:
-        kwargs.update(urlpath=path, mode="w")
     if dparams is not None:
         kwargs["dparams"] = dparams
-    if mmap and path is not None:
-        kwargs["mmap_mode"] = "w+"
+    total = math.prod(chunk_grid(shape, chunks)) if all(shape) else 0
+    held = path is not None and total >= HELD_MIN_CHUNKS
+    if path is not None and not held:
+        kwargs.update(urlpath=path, mode="w")
+        if mmap:
+            kwargs["mmap_mode"] = "w+"
     nd = blosc2.uninit(tuple(shape), dtype=dtype, **kwargs)
     total = nd.schunk.nchunks
     digest = ChunkDigest()
-    written = 0
+    written = held_bytes = 0
     for chunk in compressed:
         if written >= total:
             raise ValueError(f"more chunks than the frame holds ({total})")
@@ -338,9 +346,35 @@ def write_chunks(
         if on_chunk is not None:
             on_chunk(written)
         written += 1
+        if held:
+            held_bytes += len(chunk)
+            if held_bytes > HELD_BYTES:
+                nd, held = _to_file(nd, path, mmap, cparams, dparams), False
     if written != total:
         raise ValueError(f"{written} chunks written, the frame holds {total}")
+    if held:
+        nd = _to_file(nd, path, mmap, cparams, dparams)
     return nd, None if path is None else folded_digest(path, digest.sha, digest.sizes)
+
+
+def _to_file(nd: Any, path: str | None, mmap: bool, cparams: Any, dparams: Any) -> Any:
+    """Write an in-memory frame to ``path`` and reopen it there for writing.
+
+    C-Blosc2 rewrites a file frame's whole chunk index after every chunk it stores, so
+    filling a frame of ``n`` chunks on disk costs time in ``n**2``; a frame in memory
+    (sparse) stores a chunk without that, and saving it writes the same bytes the chunk by
+    chunk writes to the file would have (tests/test_parallel_write.py). Chunks still to
+    come are then stored in the file as before.
+    """
+    assert path is not None
+    blosc2.remove_urlpath(path)  # as mode="w" replaces a file
+    nd.save(path, contiguous=True)
+    kwargs: dict[str, Any] = {"mode": "a", "cparams": cparams}  # its thread count goes into the frame header
+    if mmap:
+        kwargs["mmap_mode"] = "r+"
+    if dparams is not None:
+        kwargs["dparams"] = dparams
+    return blosc2.open(path, **kwargs)
 
 
 def write_array(
