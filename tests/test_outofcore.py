@@ -206,3 +206,41 @@ def test_migration_streams_the_file_an_in_memory_migration_writes(
     assert (tmp_path / "streamed.mla").read_bytes() == (tmp_path / "memory.mla").read_bytes()
     assert validate_file(tmp_path / "streamed.mla").valid
     assert np.array_equal(MLArray.load(tmp_path / "streamed.mla").to_numpy(), volume)
+
+
+@pytest.mark.parametrize("held_bytes", [None, 20_000])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_a_streamed_save_of_many_chunks_is_the_file_a_save_writes(
+    tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch, held_bytes: int | None, fortran: bool
+) -> None:
+    """Frames of many chunks are filled in memory (then spilled to the file), slab by slab too."""
+    from mlarray.storage import compress
+
+    if held_bytes is not None:
+        monkeypatch.setattr(compress, "HELD_BYTES", held_bytes)
+    spills: list[int] = []
+    real = compress.held_to_file
+
+    def counted(nd: object, *args: object, **kwargs: object) -> object:
+        spills.append(nd.schunk.nchunks)  # type: ignore[attr-defined]
+        return real(nd, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compress, "held_to_file", counted)
+    data = _volume((36, 40, 24))
+    data[:10] = 0
+    kwargs = {"chunk_size": (2, 4, 4), "block_size": (2, 2, 4)}  # 1080 chunks
+    assert (
+        math.prod(-(-n // c) for n, c in zip(data.shape, kwargs["chunk_size"], strict=True)) >= compress.HELD_MIN_CHUNKS
+    )
+    image = template(data.shape, data.dtype, Meta(), kwargs)
+    save_slabs(tmp_path / "streamed.mla", image, lambda region: data[region], fortran=fortran, max_bytes=5000)
+    assert len(spills) == 1  # the streamed frame was held in memory, then written
+    MLArray(data, **kwargs).save(tmp_path / "memory.mla")
+    assert len(spills) == 2
+    a, b = blosc2.open(str(tmp_path / "memory.mla")), blosc2.open(str(tmp_path / "streamed.mla"))
+    assert a.schunk.nchunks == b.schunk.nchunks
+    assert all(a.schunk.get_chunk(i) == b.schunk.get_chunk(i) for i in range(a.schunk.nchunks))
+    if not fortran:  # in frame order: the same file
+        assert (tmp_path / "streamed.mla").read_bytes() == (tmp_path / "memory.mla").read_bytes()
+    assert validate_file(tmp_path / "streamed.mla").valid
+    assert np.array_equal(MLArray.load(tmp_path / "streamed.mla").to_numpy(), data)

@@ -311,7 +311,7 @@ def write_chunks(
     With ``path=None`` the NDArray is built in memory (sparse, as python-blosc2 builds
     in-memory arrays) and no digest is computed. A frame of :data:`HELD_MIN_CHUNKS` chunks
     or more is filled in memory too, and written to ``path`` when it is full or holds
-    :data:`HELD_BYTES` (:func:`_to_file`): the same bytes, in time linear in the chunks.
+    :data:`HELD_BYTES` (:func:`held_to_file`): the same bytes, in time linear in the chunks.
 
     Returns
     -------
@@ -349,15 +349,15 @@ def write_chunks(
         if held:
             held_bytes += len(chunk)
             if held_bytes > HELD_BYTES:
-                nd, held = _to_file(nd, path, mmap, cparams, dparams), False
+                nd, held = held_to_file(nd, path, mmap, cparams, dparams), False
     if written != total:
         raise ValueError(f"{written} chunks written, the frame holds {total}")
     if held:
-        nd = _to_file(nd, path, mmap, cparams, dparams)
+        nd = held_to_file(nd, path, mmap, cparams, dparams)
     return nd, None if path is None else folded_digest(path, digest.sha, digest.sizes)
 
 
-def _to_file(nd: Any, path: str | None, mmap: bool, cparams: Any, dparams: Any) -> Any:
+def held_to_file(nd: Any, path: str | None, mmap: bool = False, cparams: Any = None, dparams: Any = None) -> Any:
     """Write an in-memory frame to ``path`` and reopen it there for writing.
 
     C-Blosc2 rewrites a file frame's whole chunk index after every chunk it stores, so
@@ -369,7 +369,7 @@ def _to_file(nd: Any, path: str | None, mmap: bool, cparams: Any, dparams: Any) 
     assert path is not None
     blosc2.remove_urlpath(path)  # as mode="w" replaces a file
     nd.save(path, contiguous=True)
-    kwargs: dict[str, Any] = {"mode": "a", "cparams": cparams}  # its thread count goes into the frame header
+    kwargs: dict[str, Any] = {"mode": "a", "cparams": nd.schunk.cparams if cparams is None else cparams}
     if mmap:
         kwargs["mmap_mode"] = "r+"
     if dparams is not None:

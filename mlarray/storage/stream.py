@@ -29,6 +29,7 @@ import numpy as np
 
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
+from mlarray.storage import compress
 from mlarray.storage.compress import ChunkDigest, Region, check_chunk_count, chunk_regions, compress_chunks
 from mlarray.storage.frame import folded_digest
 from mlarray.storage.io import write_header
@@ -106,7 +107,10 @@ class SlabWriter:
 
     The chunks of each slab are compressed on a thread pool by
     :func:`~mlarray.storage.compress.compress_chunks` (a few chunks in flight), exactly
-    as a save from memory compresses them.
+    as a save from memory compresses them. A frame of many chunks
+    (:data:`~mlarray.storage.compress.HELD_MIN_CHUNKS`) is filled in memory until its
+    chunks hold a slab's budget, then written to ``tmp`` (the same bytes; C-Blosc2 rewrites
+    a file frame's chunk index after every chunk).
 
     Parameters
     ----------
@@ -132,7 +136,7 @@ class SlabWriter:
         cparams: Any,
         nthreads: int | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"urlpath": tmp, "mode": "w", "cparams": cparams}
+        kwargs: dict[str, Any] = {"cparams": cparams}
         if chunks is not None:
             kwargs["chunks"] = tuple(chunks)
         if blocks is not None:
@@ -140,6 +144,16 @@ class SlabWriter:
         self.path, self.cparams, self.nthreads = tmp, cparams, nthreads
         if chunks is not None:
             check_chunk_count(shape, chunks)
+        # many chunks: filled in memory first (compress.held_to_file), as a save from memory is,
+        # until the compressed chunks held there reach a slab's budget
+        total = (
+            math.prod(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+            if chunks is not None and all(shape)
+            else 0
+        )
+        self._held: int | None = 0 if total >= compress.HELD_MIN_CHUNKS else None
+        if self._held is None:
+            kwargs.update(urlpath=tmp, mode="w")
         self.nd: Any = blosc2.uninit(tuple(shape), dtype=np.dtype(dtype), **kwargs)
         if chunks is None:
             check_chunk_count(self.nd.shape, self.nd.chunks)
@@ -191,10 +205,18 @@ class SlabWriter:
                         self._digest = None  # out of number order: the file is hashed at the end
                 self.nd.schunk.update_chunk(number, chunk)
                 self._written.add(number)
+                if self._held is not None:
+                    self._held += len(chunk)
+                    if self._held > min(compress.HELD_BYTES, SLAB_BYTES):  # at most a slab's worth more memory
+                        self._to_file()
         finally:
             close = getattr(compressed, "close", None)
             if close is not None:
                 close()  # stops the pool if writing failed half-way
+
+    def _to_file(self) -> None:
+        """Write the frame held in memory to the file; the chunks still to come go there directly."""
+        self.nd, self._held = compress.held_to_file(self.nd, self.path, cparams=self.cparams), None
 
     def finish(self, meta: Meta) -> Any:
         """Write the header (its ``integrity`` set to the digest of the data section); return the NDArray.
@@ -206,6 +228,8 @@ class SlabWriter:
         """
         if len(self._written) != self.nchunks:
             raise InvalidArgumentError(f"{self.nchunks - len(self._written)} chunks were never written")
+        if self._held is not None:
+            self._to_file()
         digest = None
         if self._digest is not None:
             digest = folded_digest(self.path, self._digest.sha, self._digest.sizes)
