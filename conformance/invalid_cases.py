@@ -1426,6 +1426,33 @@ def _chunk_bytes(values: dict[int, int], codec: int | None = None) -> Any:
     return build
 
 
+def _shuffle_parameter(path: Path) -> None:
+    """The first compressed data chunk's shuffle filter gets the parameter 4 (its items are 2 bytes)."""
+    _i16_frame(path)
+    at, chunk = datakit.compressed_chunk(path)
+    slot = list(chunk[16:22]).index(1)
+    datakit.patch(path, at + 24 + slot, bytes([4]))
+
+
+def _runs_unsplit(path: Path) -> None:
+    """Blocks of one value each (every stream a run); the first chunk's flags get 0x10 (not split)."""
+    data = np.repeat(np.repeat(np.arange(1, 9, dtype=np.int16).reshape(4, 2) * 257, 8, axis=0), 20, axis=1)
+    header = {"schema_version": "1.0", "array": {"shape": [32, 40], "dtype": "<i2"}}
+    raw_frame(path, data, json_header(header), chunks=(16, 40), blocks=(8, 20))
+    at, chunk = datakit.compressed_chunk(path)
+    datakit.patch(path, at + 2, bytes([chunk[2] | 0x10]))
+
+
+def _index_byte(byte: int, value: int) -> Any:
+    """Set byte ``byte`` of the chunk index chunk's header."""
+
+    def build(path: Path) -> None:
+        _i16_frame(path)
+        datakit.patch(path, datakit.section(path).index_at + byte, bytes([value]))
+
+    return build
+
+
 def _frame_header_leftover(path: Path) -> None:
     """A msgpack nil after the frame header array, counted in header_size (the data section moves with it)."""
     valid_base(path)
@@ -1619,6 +1646,42 @@ INVALID += [
         "A data chunk names codec 2 in bits 5-7 of its flags (a reserved code).",
         "CORRUPT_FRAME",
         _chunk_bytes({}, codec=2),
+    ),
+    InvalidCase(
+        "corrupt-chunk-item-size",
+        "4.4.4",
+        "A data chunk's ctypesize (byte 3) is 1 in an int16 frame (check 3; C-Blosc2 would shuffle and run bytes by it).",
+        "CORRUPT_FRAME",
+        _chunk_bytes({3: 1}),
+    ),
+    InvalidCase(
+        "corrupt-chunk-filter-parameter",
+        "4.4.7",
+        "A data chunk's shuffle filter has the parameter 4 (bytes 24-29): C-Blosc2 would shuffle 4-byte items of 2-byte data.",
+        "CORRUPT_FRAME",
+        _shuffle_parameter,
+    ),
+    InvalidCase(
+        "corrupt-chunk-blocks-leave-gaps",
+        "4.4.6",
+        "Blocks whose two byte streams are runs; flags bit 0x10 set: one stream per block, the second left between "
+        "blocks (rule 3: blocks tile the chunk; C-Blosc2 would spread the first run over the block).",
+        "CORRUPT_FRAME",
+        _runs_unsplit,
+    ),
+    InvalidCase(
+        "corrupt-index-zeros-long",
+        "4.4.3",
+        "The chunk index chunk is marked a zeros chunk (byte 31 = 0x10) but keeps its full length.",
+        "CORRUPT_FRAME",
+        _index_byte(31, 0x10),
+    ),
+    InvalidCase(
+        "corrupt-index-item-size",
+        "4.4.4",
+        "The chunk index chunk's ctypesize (byte 3) is 4, not 8 (check 3).",
+        "CORRUPT_FRAME",
+        _index_byte(3, 4),
     ),
     InvalidCase(
         "corrupt-chunk-plugin-filter",

@@ -97,6 +97,10 @@ def _check_blocks(chunk: bytes, nblocks: int, header_len: int) -> None:
     for (_, end), (nxt, _) in zip(ranges, ranges[1:], strict=False):
         if end > nxt:
             raise SpecError("two blocks overlap")
+        if end < nxt:
+            raise SpecError("bytes between two blocks")
+    if ranges and (ranges[0][0] != first or ranges[-1][1] != cbytes):
+        raise SpecError("bytes before the first or after the last block")
 
 
 def _fill(kind: int, nbytes: int, dtype: str, value: bytes = b"") -> bytes:
@@ -127,6 +131,10 @@ def decode_chunk(chunk: bytes, nbytes: int, blocksize: int | None, typesize: int
         raise SpecError("a codec outside spec 4.4.7, or an instrumented one")
     if any(code not in (0, 1, 2, 3, 4, 34, 35, 36) for code in chunk[16:22]):
         raise SpecError("a filter outside spec 4.4.7")
+    if any(chunk[16 + k] in (1, 2, 34, 35) and chunk[24 + k] not in (0, chunk[3]) for k in range(6)):
+        raise SpecError("a filter parameter other than the item size")
+    if chunk[3] != typesize:
+        raise SpecError("the chunk's item size differs from the frame's")
     special = (chunk[31] >> 4) & 0x07
     if special:
         want = 32 + typesize if special == 3 else 32

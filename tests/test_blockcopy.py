@@ -113,7 +113,7 @@ def block_verdict(chunk: bytes, j: int) -> int:
 
 
 def block_verdict_py(chunk: bytes, j: int) -> int:
-    """Spec 4.4.6 rules 2-3 for block ``j`` alone, written from the spec: 0 or the kind of problem."""
+    """Spec 4.4.6 rules 2-3 for block ``j`` alone, written from the spec: 0 or the kind of problem (6: a gap)."""
     head, nblocks, first = geometry(chunk)
     starts = struct.unpack_from(f"<{nblocks}i", chunk, head)
     nbytes, blocksize = struct.unpack_from("<ii", chunk, 4)
@@ -129,7 +129,11 @@ def block_verdict_py(chunk: bytes, j: int) -> int:
         if pos > len(chunk):
             return 2
     others = starts[:j] + starts[j + 1 :]
-    return 3 if any(starts[j] <= s < pos for s in others) else 0
+    if any(starts[j] <= s < pos for s in others):
+        return 3
+    following = min((s for s in others if pos <= s < len(chunk)), default=len(chunk))  # the next block, or the end
+    opens = any(s < starts[j] for s in others) or starts[j] == first  # the first block starts after the table
+    return 0 if pos == following and opens else 6
 
 
 def test_block_check_finds_table_and_dictionary_outside_the_chunk() -> None:
@@ -214,7 +218,7 @@ def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
     key = (slice(r0, r0 + rows), slice(c0, c0 + cols))
     with MLArray.open(path) as image:
         if bad:
-            with pytest.raises(CorruptFrameError, match="chunk 0: (block|compressed stream|two blocks)"):
+            with pytest.raises(CorruptFrameError, match="chunk 0: (block|compressed stream|two blocks|bytes between)"):
                 image[key]
         elif owner not in decoded:  # the damage is in a block the read does not decode
             assert np.array_equal(image[key], data[key])

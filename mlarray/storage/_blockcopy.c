@@ -47,8 +47,9 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_READ (-1008)     /* the file could not be read (an error, or it ended early) */
 #define MLA_ERR_CHANGED (-1009)  /* the chunk read differs from the header checked before (the file changed) */
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
+#define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 9; }
+MLA_EXPORT int mla_abi_version(void) { return 10; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -184,12 +185,15 @@ static int block_end(const uint8_t *chunk, const block_table *t, int64_t j, int6
 }
 
 /*
- * Rules 2 and 3 of spec 4.4.6 for block j alone: its streams lie inside the chunk and no
- * other block starts inside [bstart[j], end[j]). Every block of a chunk passes this if
- * and only if the chunk passes rules 2 and 3 (two non-empty ranges overlap exactly when
- * one of them holds the other's start), so a reader may check just the blocks it decodes
- * (spec 4.4.6), each touching only the bytes its decoding touches and the table.
- * Returns 0, 1, 2 or 3 as mla_blocks_problem.
+ * Rules 2 and 3 of spec 4.4.6 for block j alone: its streams lie inside the chunk, no
+ * other block starts inside [bstart[j], end[j]), and the block ends where the next block
+ * (by start) starts, or at the end of the chunk, and starts at the first byte after the
+ * table (and dictionary) when no block starts before it. Every block of a chunk passes
+ * this if and only if the chunk passes rules 2 and 3 (two non-empty ranges overlap
+ * exactly when one of them holds the other's start; ranges that each end where the next
+ * begins, the first at the start and the last at the end, tile the area), so a reader may
+ * check just the blocks it decodes (spec 4.4.6), each touching only the bytes its decoding
+ * touches and the table. Returns 0, 1, 2, 3 or 6 as mla_blocks_problem.
  */
 static int block_problem(const uint8_t *chunk, const block_table *t, int64_t j) {
     int64_t end = 0;
@@ -199,13 +203,21 @@ static int block_problem(const uint8_t *chunk, const block_table *t, int64_t j) 
     }
     const int64_t start = read_i32(chunk + t->head + 4 * j);
     const uint8_t *table = chunk + t->head;
+    int64_t next = t->cbytes, before = 0;
     for (int64_t k = 0; k < t->nblocks; k++) {
         const int64_t other = read_i32(table + 4 * k);
-        if (k != j && other >= start && other < end) {
+        if (k == j) {
+            continue;
+        }
+        if (other >= start && other < end) {
             return 3;
         }
+        if (other >= end && other < next) {
+            next = other;
+        }
+        before |= other < start;
     }
-    return 0;
+    return end == next && (before || start == t->first) ? 0 : 6;
 }
 
 /* The checks a reader makes before decoding block j of a chunk (spec 4.4.6, rule 1 and
@@ -355,6 +367,7 @@ static int64_t block_error(int problem) {
     case 1: return MLA_ERR_BLOCK;
     case 2: return MLA_ERR_STREAM;
     case 3: return MLA_ERR_OVERLAP;
+    case 6: return MLA_ERR_GAP;
     default: return MLA_ERR_TABLE;
     }
 }
@@ -756,14 +769,16 @@ static int compare_ranges(const void *a, const void *b) {
 }
 
 /*
- * Spec 4.4.6 on one chunk: every block's streams lie inside the chunk and no two blocks
- * overlap. The same rules, in the same order, as mlarray.storage.structure._blocks_problem
+ * Spec 4.4.6 on one chunk: every block's streams lie inside the chunk and the blocks tile
+ * the area after the table (and dictionary): no two overlap, no byte is left between or
+ * after them. The same rules, in the same order, as mlarray.storage.structure._blocks_problem
  * (which the caller runs when this library is missing); the caller has checked the header,
  * that the block-start table (nblocks entries at `head`) lies inside the chunk, and found
  * `first`, the first byte a block may start at.
  *
  * Returns 0 (no problem), 1 (a block offset outside the chunk), 2 (a compressed stream
- * outside the chunk), 3 (two blocks overlap) or -1 (out of memory).
+ * outside the chunk), 3 (two blocks overlap), 6 (bytes between or after the blocks that
+ * no block holds) or -1 (out of memory).
  */
 MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t head, int64_t nblocks, int64_t first) {
     const block_table table = {cbytes, head, nblocks, first};
@@ -795,10 +810,13 @@ static int mla_blocks_problem_table(const uint8_t *chunk, const block_table *t) 
             qsort(ranges, (size_t)nblocks, 2 * sizeof(int64_t), compare_ranges);
         }
         for (int64_t j = 0; j + 1 < nblocks; j++) {
-            if (ranges[2 * j + 1] > ranges[2 * j + 2]) {
-                problem = 3;
+            if (ranges[2 * j + 1] != ranges[2 * j + 2]) {
+                problem = ranges[2 * j + 1] > ranges[2 * j + 2] ? 3 : 6;
                 break;
             }
+        }
+        if (!problem && nblocks > 0 && (ranges[0] != t->first || ranges[2 * nblocks - 1] != t->cbytes)) {
+            problem = 6;
         }
     }
     free(ranges);

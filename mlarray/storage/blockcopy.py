@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 9
+ABI_VERSION = 10
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -29,6 +29,7 @@ ERRORS = {
     -1007: "block-start table or dictionary outside the chunk",
     -1008: "it could not be read from the file (was the file truncated while open? open it again)",
     -1009: "it differs from the header checked before (was the file changed while it was read? open it again)",
+    -1011: "bytes between or after its blocks that no block holds",
     -1010: "it was not checked before the read (was the file changed while it was read? open it again)",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
@@ -38,8 +39,9 @@ BLOCK_PROBLEMS = {
     3: "two blocks overlap",
     4: "block-start table outside the chunk",
     5: "dictionary outside the chunk",
+    6: "bytes between or after its blocks that no block holds",
 }
-"""What ``mla_blocks_problem`` (1-3) and ``mla_block_problem`` (1-5) found, in the words of
+"""What ``mla_blocks_problem`` (1-3, 6) and ``mla_block_problem`` (1-6) found, in the words of
 :func:`mlarray.storage.structure.structure_problem`."""
 
 _P = ctypes.c_void_p

@@ -441,10 +441,14 @@ class DataSection:
         problem = structure_problem(chunk)
         if problem is None and i32(chunk, 4) != 8 * lay.nchunks:
             problem = "it does not hold one entry per chunk"
+        if problem is None and chunk[3] != 8:
+            problem = "its item size is not 8"
         if problem is not None:
             raise self._fail(f"the chunk index chunk: {problem}")
         kind = chunk[31] >> 4 & 0x07
         if kind == SPECIAL_ZERO:
+            if len(chunk) != CHUNK_HEADER:
+                raise self._fail("the chunk index is a zeros chunk of the wrong length")
             return (0,) * lay.nchunks
         if kind == SPECIAL_VALUE and len(chunk) == CHUNK_HEADER + 8:
             return struct.unpack("<q", chunk[32:40]) * lay.nchunks
@@ -609,6 +613,8 @@ class DataSection:
         lay = self.layout
         if i32(chunk, 4) != lay.chunksize:
             return "its size differs from the frame's chunk size"
+        if chunk[3] != lay.typesize:
+            return f"its item size {chunk[3]} differs from the frame's ({lay.typesize})"
         kind = chunk[31] >> 4 & 0x07
         if kind == SPECIAL_ZERO or (kind == SPECIAL_NAN and lay.dtype in NAN_DTYPES):
             return None if len(chunk) == CHUNK_HEADER else "a special chunk of the wrong length"

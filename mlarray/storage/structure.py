@@ -27,6 +27,8 @@ FILTERS = frozenset({0, 1, 2, 3, 4, 34, 35, 36})
 """Filter codes bytes 16-21 of an extended header may hold (spec 4.4.7): none, shuffle,
 bitshuffle, delta, truncated precision, bytedelta (34, the form before C-Blosc2 2.8, and 35),
 integer truncation."""
+SIZED_FILTERS = frozenset({1, 2, 34, 35})
+"""Filters whose parameter (bytes 24-29) C-Blosc2 takes as the item size: it must be 0 or ``ctypesize``."""
 INSTRUMENTED = 0x80
 """Bit of byte 31: the codec was instrumented, so the chunk decodes to timings, not data."""
 BLOCKWISE_MAX = 1024
@@ -101,6 +103,9 @@ def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
     unknown = sorted({f for f in bytes(chunk[16:22]) if f not in FILTERS})
     if unknown:
         return f"filter code {unknown[0]}, which .mla files may not use"
+    for slot in range(6):
+        if chunk[16 + slot] in SIZED_FILTERS and chunk[24 + slot] not in (0, chunk[3]):
+            return f"filter {chunk[16 + slot]} in slot {slot} has the item size {chunk[24 + slot]}, not the chunk's"
     return None
 
 
@@ -111,7 +116,7 @@ def many_blocks(buf: bytes | memoryview, at: int) -> bool:
 
 
 def _blocks_problem(chunk: bytes | memoryview, head: int, nblocks: int, first: int) -> str | None:
-    """Every block's streams lie inside the chunk and no two blocks overlap (spec 4.4.6).
+    """Every block's streams lie inside the chunk and the blocks tile the area after the table (spec 4.4.6).
 
     In C when the compiled helper is built (:mod:`mlarray.storage.blockcopy`; the same rules
     in the same order), else here.
@@ -150,4 +155,8 @@ def _blocks_problem_py(chunk: bytes | memoryview, head: int, nblocks: int, first
     for (_, end), (following, _) in zip(ranges, ranges[1:], strict=False):
         if end > following:
             return "two blocks overlap"
+        if end < following:
+            return blockcopy.BLOCK_PROBLEMS[6]
+    if ranges and (ranges[0][0] != first or ranges[-1][1] != cbytes):
+        return blockcopy.BLOCK_PROBLEMS[6]
     return None

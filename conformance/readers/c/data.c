@@ -28,7 +28,7 @@ static int by_start(const void *a, const void *b) {
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Spec 4.4.6, items 2 and 3: every block's streams inside the chunk, no two blocks overlapping. */
+/* Spec 4.4.6, items 2 and 3: every block's streams inside the chunk, the blocks tiling [first, cbytes). */
 static const char *blocks_problem(const uint8_t *c, int64_t head, int64_t nblocks, int64_t first) {
     int64_t nbytes = le32(c + 4), bsize = le32(c + 8), cbytes = le32(c + 12);
     int split = (c[2] & 0x10) == 0;
@@ -61,11 +61,13 @@ static const char *blocks_problem(const uint8_t *c, int64_t head, int64_t nblock
     if (why == NULL) {
         qsort(r, (size_t)nblocks, sizeof *r, by_start);
         for (int64_t j = 0; j + 1 < nblocks; j++) {
-            if (r[j].end > r[j + 1].start) {
-                why = "two blocks overlap";
+            if (r[j].end != r[j + 1].start) {
+                why = r[j].end > r[j + 1].start ? "two blocks overlap" : "bytes between two blocks";
                 break;
             }
         }
+        if (why == NULL && nblocks > 0 && (r[0].start != first || r[nblocks - 1].end != cbytes))
+            why = "bytes before the first or after the last block";
     }
     free(r);
     return why;
@@ -81,7 +83,10 @@ static const char *codec_problem(const uint8_t *c, int extended) {
     if (c[31] & 0x80) return "an instrumented codec";
     for (int slot = 16; slot < 22; slot++) {
         switch (c[slot]) {
-        case 0: case 1: case 2: case 3: case 4: case 34: case 35: case 36: break;
+        case 1: case 2: case 34: case 35: /* their parameter is an item size: 0 or the chunk's */
+            if (c[slot + 8] != 0 && c[slot + 8] != c[3]) return "a filter parameter other than the item size";
+            break;
+        case 0: case 3: case 4: case 36: break;
         default: return "a filter .mla files may not use";
         }
     }
@@ -145,7 +150,9 @@ static mla_code read_index(FILE *fp, const mla_frame *f, int64_t nchunks, int64_
     }
     const char *why = mla_chunk_problem(chunk, len, 0);
     if (why == NULL && le32(chunk + 4) != 8 * nchunks) why = "it does not hold one entry per chunk";
+    if (why == NULL && chunk[3] != 8) why = "its item size is not 8";
     int kind = (chunk[31] >> 4) & 7;
+    if (why == NULL && kind == 1 && len != CHUNK_HEADER) why = "a zeros chunk of the wrong length";
     if (why == NULL && kind == 3 && len == CHUNK_HEADER + 8) {
         for (int64_t k = 0; k < nchunks; k++) (*entries)[k] = le64(chunk + CHUNK_HEADER);
     } else if (why == NULL && kind != 0 && kind != 1) {
@@ -189,6 +196,8 @@ static mla_code check_chunk(FILE *fp, const mla_frame *f, int64_t k, int64_t ent
     if (why != NULL) {
     } else if (le32(c + 4) != f->chunksize) {
         why = "its size differs from the frame's chunk size";
+    } else if (c[3] != f->typesize) {
+        why = "its item size differs from the frame's";
     } else if (kind == 1 || (kind == 2 && nan_allowed(f))) {
         if (cbytes != CHUNK_HEADER) why = "a special chunk of the wrong length";
     } else if (kind == 3) {
