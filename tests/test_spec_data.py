@@ -248,7 +248,7 @@ def test_a_patch_read_checks_only_the_blocks_it_decodes(tmp_path: Path) -> None:
         assert np.array_equal(image[0:16, :], data[0:16])
         assert np.array_equal(image[24:26, 0:3], data[24:26, 0:3])  # block 2 of chunk 1 (and chunk 0) are sound
         with pytest.raises(CorruptFrameError, match="chunk 1: block offset outside the chunk"):
-            image[15:17, 19:22]  # block 1 of chunk 1
+            image[16:18, 20:23]  # block 1 of chunk 1
         with pytest.raises(CorruptFrameError, match="chunk 1: bytes between or after its blocks"):
             image[16:18, 0:3]  # block 0 of chunk 1: the bytes after it are block 1's, which no block holds now
     with MLArray.open(path) as image, pytest.raises(CorruptFrameError, match="chunk 1"):
