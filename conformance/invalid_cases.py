@@ -7,6 +7,7 @@ permanent: a released case is never changed.
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 from pathlib import Path
@@ -1453,6 +1454,69 @@ def _index_byte(byte: int, value: int) -> Any:
     return build
 
 
+def _element_at(raw: bytes, k: int) -> int:
+    """File offset of frame-header element ``k`` (its msgpack type byte)."""
+    unpacker = msgpack.Unpacker(io.BytesIO(raw[: struct.unpack(">i", raw[11:15])[0]]), raw=True)
+    unpacker.read_array_header()
+    for _ in range(k):
+        unpacker.skip()
+    return int(unpacker.tell())
+
+
+def _negative_ext_type(path: Path) -> None:
+    """The frame header's filter-pipeline fixext16 (element 12) gets the ext type -1; the header is invalid."""
+    raw_frame(path, _DATA, json_header({**_HEADER, "is_seg": "yes"}))
+    raw = path.read_bytes()
+    at = _element_at(raw, 12)
+    if raw[at] != 0xD8:
+        raise AssertionError("element 12 is not a fixext16")
+    patch(path, at + 1, b"\xff")
+
+
+def _metadata_only_float_size(path: Path) -> None:
+    """A metadata-only frame whose chunksize (element 8) is a msgpack float32 instead of an int32."""
+    raw_frame(path, np.zeros((0,), dtype=np.uint8), text_header('{"schema_version":"1.0"}'))
+    raw = path.read_bytes()
+    at = _element_at(raw, 8)
+    if raw[at] != 0xD2:
+        raise AssertionError("element 8 is not an int32")
+    patch(path, at, b"\xca")
+
+
+def _special_block_size(path: Path) -> None:
+    """A stored value-run chunk (kind 3) whose cblocksize is 8 more than the frame's blocksize."""
+    from mlarray import MLArray
+
+    with MLArray.create(path, (9, 10), np.int32, fill_value=-7, chunk_size=(4, 8), block_size=(2, 4)) as image:
+        image[0:4, 0:8] = np.arange(32, dtype=np.int32).reshape(4, 8)
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        start, entries = section.layout.start, section.entries
+    raw = path.read_bytes()
+    for entry in entries:
+        at = start + entry
+        if entry >= 0 and raw[at + 31] >> 4 & 7 == 3:
+            blocksize = struct.unpack("<i", raw[at + 8 : at + 12])[0]
+            patch(path, at + 8, struct.pack("<i", blocksize + 8))
+            return
+    raise AssertionError("no stored value-run chunk")
+
+
+def _bytedelta_zero(path: Path) -> None:
+    """An int32 chunk with shuffle then bytedelta; bytedelta's parameter (its item size) set to 0."""
+    from mlarray import MLArray
+
+    data = np.cumsum(rng(36).integers(-3, 4, size=(12, 20, 24)), axis=2).astype(np.int32)
+    cparams = {"codec": blosc2.Codec.LZ4, "clevel": 5, "filters": [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA]}
+    MLArray(data, chunk_size=(8, 16, 16), block_size=(4, 8, 8), cparams=cparams).save(path)
+    at, chunk = datakit.compressed_chunk(path)
+    slot = list(chunk[16:22]).index(35)
+    if chunk[24 + slot] != 4:
+        raise AssertionError("bytedelta's parameter is not the item size")
+    patch(path, at + 24 + slot, b"\x00")
+
+
 def _frame_header_leftover(path: Path) -> None:
     """A msgpack nil after the frame header array, counted in header_size (the data section moves with it)."""
     valid_base(path)
@@ -1682,6 +1746,35 @@ INVALID += [
         "The chunk index chunk's ctypesize (byte 3) is 4, not 8 (check 3).",
         "CORRUPT_FRAME",
         _index_byte(3, 4),
+    ),
+    InvalidCase(
+        "header-invalid-behind-negative-ext-type",
+        "4.2",
+        "The frame header's filter-pipeline fixext16 has the ext type -1 (readers skip ext values); the header's "
+        'is_seg is "yes": the first failing step is the header\'s.',
+        "HEADER_INVALID",
+        _negative_ext_type,
+    ),
+    InvalidCase(
+        "corrupt-metadata-only-float-size",
+        "4.3",
+        "A metadata-only frame whose chunksize (element 8) is a msgpack float32: check 1 comes before check 4.",
+        "CORRUPT_FRAME",
+        _metadata_only_float_size,
+    ),
+    InvalidCase(
+        "corrupt-special-chunk-block-size",
+        "4.4.4",
+        "A stored value-run chunk whose cblocksize differs from the frame's blocksize (check 4 holds for special chunks).",
+        "CORRUPT_FRAME",
+        _special_block_size,
+    ),
+    InvalidCase(
+        "corrupt-chunk-bytedelta-parameter-zero",
+        "4.4.7",
+        "A chunk's bytedelta parameter (its item size) is 0, not ctypesize (C-Blosc2 then decodes whole chunks only).",
+        "CORRUPT_FRAME",
+        _bytedelta_zero,
     ),
     InvalidCase(
         "corrupt-chunk-plugin-filter",

@@ -131,18 +131,20 @@ def decode_chunk(chunk: bytes, nbytes: int, blocksize: int | None, typesize: int
         raise SpecError("a codec outside spec 4.4.7, or an instrumented one")
     if any(code not in (0, 1, 2, 3, 4, 34, 35, 36) for code in chunk[16:22]):
         raise SpecError("a filter outside spec 4.4.7")
-    if any(chunk[16 + k] in (1, 2, 34, 35) and chunk[24 + k] not in (0, chunk[3]) for k in range(6)):
-        raise SpecError("a filter parameter other than the item size")
+    if any(chunk[16 + k] in (1, 2) and chunk[24 + k] not in (0, chunk[3]) for k in range(6)):
+        raise SpecError("a shuffle's parameter other than the item size")
+    if any(chunk[16 + k] in (34, 35) and chunk[24 + k] != chunk[3] for k in range(6)):
+        raise SpecError("a bytedelta parameter other than the item size")
     if chunk[3] != typesize:
         raise SpecError("the chunk's item size differs from the frame's")
+    if blocksize is not None and c_blocksize != blocksize:  # check 4, before the special kinds
+        raise SpecError("chunk block size differs from the frame's")
     special = (chunk[31] >> 4) & 0x07
     if special:
         want = 32 + typesize if special == 3 else 32
         if cbytes != want:
             raise SpecError("special chunk of the wrong length")
         return _fill(special, nbytes, dtype, chunk[32 : 32 + typesize])
-    if blocksize is not None and c_blocksize != blocksize:
-        raise SpecError("chunk block size differs from the frame's")
     if c_blocksize <= 0:
         raise SpecError("block size")
     nblocks = -(-nbytes // c_blocksize)

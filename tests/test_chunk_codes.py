@@ -23,8 +23,10 @@ import pytest
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
+from mlarray.storage.codec import encode_header
 from mlarray.storage.structure import CODECS, structure_problem
 from mlarray.validate import validate_file
+from mlarray.versions import HEADER_KEY
 
 DATA = (np.arange(32 * 40 * 24, dtype=np.int16) % 251 - 100).reshape(32, 40, 24)
 
@@ -170,6 +172,9 @@ def test_only_the_listed_filter_codes_pass() -> None:
     for code in range(256):
         chunk = bytearray(clean)
         chunk[19] = code
+        if code in (34, 35):  # bytedelta: its parameter is the item size, always written
+            assert structure_problem(bytes(chunk)) == f"filter {code} in slot 3 has the item size 0, not the chunk's"
+            chunk[27] = chunk[3]
         problem = structure_problem(bytes(chunk))
         if code in (0, 1, 2, 3, 4, 34, 35, 36):
             assert problem is None, (code, problem)
@@ -205,3 +210,39 @@ def test_chunks_python_blosc2_writes_with_listed_codecs_and_filters_pass(codec: 
     decoded = blosc2.decompress2(chunk)
     lossy = {blosc2.Filter.TRUNC_PREC, blosc2.Filter.INT_TRUNC} & set(filters)
     assert len(decoded) == data.nbytes and (lossy or decoded == data.tobytes())
+
+
+def _element_at(raw: bytes, k: int) -> int:
+    """File offset of frame-header element ``k`` (its msgpack type byte)."""
+    import io
+
+    import msgpack
+
+    unpacker = msgpack.Unpacker(io.BytesIO(raw[: struct.unpack(">i", raw[11:15])[0]]), raw=True)
+    unpacker.read_array_header()
+    for _ in range(k):
+        unpacker.skip()
+    return int(unpacker.tell())
+
+
+@pytest.mark.parametrize("ext_type", [0xFF, 0x80, 0x7F, 0x00])
+def test_frame_header_ext_objects_of_any_type_are_skipped(tmp_path: Path, ext_type: int) -> None:
+    """Spec 4.2: readers skip ext values; msgpack libraries read type -1 as a timestamp and refuse negative types."""
+    path = _write(tmp_path / "a.mla")
+    raw = bytearray(path.read_bytes())
+    at = _element_at(bytes(raw), 12)  # the filter pipeline, a fixext16
+    assert raw[at] == 0xD8
+    raw[at + 1] = ext_type
+    path.write_bytes(bytes(raw))
+    with MLArray.open(path) as image:  # our own reader needs nothing from that element
+        assert np.array_equal(image[...], DATA)
+    broken = tmp_path / "b.mla"  # a frame python-blosc2 writes, with an invalid header
+    nd = blosc2.asarray(DATA, urlpath=str(broken), mode="w")
+    header = {"schema_version": "1.0", "array": {"shape": list(DATA.shape), "dtype": "<i2"}, "is_seg": "yes"}
+    nd.schunk.vlmeta.set_vlmeta(HEADER_KEY, encode_header(header), typesize=1)
+    del nd
+    raw = bytearray(broken.read_bytes())
+    at = _element_at(bytes(raw), 12)
+    raw[at + 1] = ext_type
+    broken.write_bytes(bytes(raw))
+    assert validate_file(broken).code == "HEADER_INVALID"  # not CORRUPT_FRAME: the frame header decoded

@@ -615,6 +615,8 @@ class DataSection:
             return "its size differs from the frame's chunk size"
         if chunk[3] != lay.typesize:
             return f"its item size {chunk[3]} differs from the frame's ({lay.typesize})"
+        if i32(chunk, 8) != lay.blocksize:  # check 4, special chunks too (C-Blosc2 refuses them otherwise)
+            return "its block size differs from the frame's"
         kind = chunk[31] >> 4 & 0x07
         if kind == SPECIAL_ZERO or (kind == SPECIAL_NAN and lay.dtype in NAN_DTYPES):
             return None if len(chunk) == CHUNK_HEADER else "a special chunk of the wrong length"
@@ -622,6 +624,4 @@ class DataSection:
             return None if len(chunk) == CHUNK_HEADER + lay.typesize else "a value run of the wrong length"
         if kind:
             return f"a special chunk of kind {kind}"
-        if i32(chunk, 8) != lay.blocksize:
-            return "its block size differs from the frame's"
         return None

@@ -91,6 +91,28 @@ def _too_deep(data: bytes, limit: int) -> bool:
     Walks the encoding without decoding values (so ``ext`` objects are never interpreted);
     malformed input is left to the decoder to report.
     """
+    return _walk(data, limit)[0]
+
+
+def _plain_ext(data: bytes) -> bytes:
+    """``data`` with the type byte of every ``ext`` object set to 0.
+
+    Readers skip ext values without interpreting them (spec 4.2); msgpack libraries do not:
+    they read type -1 as a timestamp (refusing other lengths) and refuse negative types
+    when they build their ext object. Nesting is checked first (:func:`_too_deep`).
+    """
+    found = _walk(data, MAX_MSGPACK_LEVELS)[1]
+    if not found:
+        return data
+    out = bytearray(data)
+    for at in found:
+        out[at] = 0
+    return bytes(out)
+
+
+def _walk(data: bytes, limit: int) -> tuple[bool, list[int]]:
+    """``(too deep, offsets of ext type bytes)`` of msgpack ``data`` (see :func:`_too_deep`)."""
+    exts: list[int] = []
     pos, pending = 0, [1]  # pending[i]: items still to read at depth i
     while pos < len(data) and pending:
         if pending[-1] == 0:
@@ -108,10 +130,14 @@ def _too_deep(data: bytes, limit: int) -> bool:
             pos += tag & 0x1F
             continue
         elif tag in _FIXED:
+            if 0xD4 <= tag <= 0xD8 and pos < len(data):  # fixext 1..16: the type byte comes first
+                exts.append(pos)
             pos += _FIXED[tag]
             continue
         elif tag in _SIZED:
             width, ext = _SIZED[tag]
+            if ext and pos + width < len(data):  # ext 8/16/32: the type byte follows the length
+                exts.append(pos + width)
             pos += width + ext + int.from_bytes(data[pos : pos + width], "big")
             continue
         elif tag in _CONTAINERS:
@@ -119,18 +145,18 @@ def _too_deep(data: bytes, limit: int) -> bool:
             items = per * int.from_bytes(data[pos : pos + width], "big")
             pos += width
         else:
-            return False
+            return False, exts
         if len(pending) > limit:  # this container is at level len(pending)
-            return True
+            return True, exts
         pending.append(items)
-    return False
+    return False, exts
 
 
 def _unpack(data: bytes, what: str, path: str) -> Any:
     if _too_deep(data, MAX_MSGPACK_LEVELS):
         raise CorruptFrameError(f"the frame {what} nests msgpack containers too deeply", path=path)
     try:
-        return msgpack.unpackb(data, raw=True, strict_map_key=False, use_list=True)
+        return msgpack.unpackb(_plain_ext(data), raw=True, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises many types on garbage
         raise CorruptFrameError(f"the frame {what} cannot be decoded ({type(exc).__name__})", path=path) from None
 
@@ -198,7 +224,9 @@ def _check_sizes(header: list[Any], nd: NDInfo, path: str) -> None:
     does not contain.
     """
     try:
-        nbytes, typesize, blocksize, chunksize = (int(header[i]) for i in (4, 6, 7, 8))
+        nbytes, typesize, blocksize, chunksize = (header[i] for i in (4, 6, 7, 8))
+        if not all(_is_int(v) for v in (nbytes, typesize, blocksize, chunksize)):
+            raise TypeError  # msgpack integers only (check 1): a float32 of the same value is not one
         itemsize = _itemsize(nd.dtype)
     except (IndexError, TypeError, ValueError):
         raise CorruptFrameError("the frame header's size fields are malformed", path=path) from None
@@ -330,7 +358,7 @@ def _trailer_layers(trailer: bytes, path: str) -> Any:
     """
     if _too_deep(trailer, MAX_MSGPACK_LEVELS):
         raise CorruptFrameError("the frame trailer nests msgpack containers too deeply", path=path)
-    unpacker = msgpack.Unpacker(io.BytesIO(trailer), raw=True, strict_map_key=False, use_list=True)
+    unpacker = msgpack.Unpacker(io.BytesIO(_plain_ext(trailer)), raw=True, strict_map_key=False, use_list=True)
     try:
         count = unpacker.read_array_header()
         if count < 2:

@@ -28,7 +28,8 @@ FILTERS = frozenset({0, 1, 2, 3, 4, 34, 35, 36})
 bitshuffle, delta, truncated precision, bytedelta (34, the form before C-Blosc2 2.8, and 35),
 integer truncation."""
 SIZED_FILTERS = frozenset({1, 2, 34, 35})
-"""Filters whose parameter (bytes 24-29) C-Blosc2 takes as the item size: it must be 0 or ``ctypesize``."""
+"""Filters whose parameter (bytes 24-29) C-Blosc2 takes as the item size: it must be ``ctypesize``
+(or 0, meaning ``ctypesize``, for the two shuffles)."""
 INSTRUMENTED = 0x80
 """Bit of byte 31: the codec was instrumented, so the chunk decodes to timings, not data."""
 BLOCKWISE_MAX = 1024
@@ -104,8 +105,11 @@ def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
     if unknown:
         return f"filter code {unknown[0]}, which .mla files may not use"
     for slot in range(6):
-        if chunk[16 + slot] in SIZED_FILTERS and chunk[24 + slot] not in (0, chunk[3]):
-            return f"filter {chunk[16 + slot]} in slot {slot} has the item size {chunk[24 + slot]}, not the chunk's"
+        code, size = chunk[16 + slot], chunk[24 + slot]
+        # bytedelta's size is always written; C-Blosc2 decodes a block of a chunk without it wrongly
+        allowed = (chunk[3],) if code in (34, 35) else (0, chunk[3])
+        if code in SIZED_FILTERS and size not in allowed:
+            return f"filter {code} in slot {slot} has the item size {size}, not the chunk's"
     return None
 
 

@@ -83,8 +83,11 @@ static const char *codec_problem(const uint8_t *c, int extended) {
     if (c[31] & 0x80) return "an instrumented codec";
     for (int slot = 16; slot < 22; slot++) {
         switch (c[slot]) {
-        case 1: case 2: case 34: case 35: /* their parameter is an item size: 0 or the chunk's */
+        case 1: case 2: /* their parameter is an item size: 0 (the chunk's) or the chunk's */
             if (c[slot + 8] != 0 && c[slot + 8] != c[3]) return "a filter parameter other than the item size";
+            break;
+        case 34: case 35: /* bytedelta: always the chunk's item size */
+            if (c[slot + 8] != c[3]) return "a filter parameter other than the item size";
             break;
         case 0: case 3: case 4: case 36: break;
         default: return "a filter .mla files may not use";
@@ -198,14 +201,14 @@ static mla_code check_chunk(FILE *fp, const mla_frame *f, int64_t k, int64_t ent
         why = "its size differs from the frame's chunk size";
     } else if (c[3] != f->typesize) {
         why = "its item size differs from the frame's";
+    } else if (le32(c + 8) != f->blocksize) {
+        why = "its block size differs from the frame's";
     } else if (kind == 1 || (kind == 2 && nan_allowed(f))) {
         if (cbytes != CHUNK_HEADER) why = "a special chunk of the wrong length";
     } else if (kind == 3) {
         if (cbytes != CHUNK_HEADER + f->typesize) why = "a value run of the wrong length";
     } else if (kind != 0) {
         why = "a special chunk of a refused kind";
-    } else if (le32(c + 8) != f->blocksize) {
-        why = "its block size differs from the frame's";
     }
     free(c);
     if (why != NULL) return mla_fail(err, MLA_CORRUPT_FRAME, "chunk %lld: %s", (long long)k, why);
