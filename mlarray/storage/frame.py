@@ -85,23 +85,17 @@ _SIZED.update({0xDA: (2, 0), 0xDB: (4, 0)})
 _CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
 
 
-def _too_deep(data: bytes, limit: int) -> bool:
-    """Whether msgpack ``data`` nests containers deeper than ``limit`` levels (outermost = level 1).
-
-    Walks the encoding without decoding values (so ``ext`` objects are never interpreted);
-    malformed input is left to the decoder to report.
-    """
-    return _walk(data, limit)[0]
-
-
-def _plain_ext(data: bytes) -> bytes:
-    """``data`` with the type byte of every ``ext`` object set to 0.
+def _decodable(data: bytes, what: str, path: str) -> bytes:
+    """``data`` checked for nesting (spec 4.2: at most :data:`MAX_MSGPACK_LEVELS` levels), with the type
+    byte of every ``ext`` object set to 0.
 
     Readers skip ext values without interpreting them (spec 4.2); msgpack libraries do not:
     they read type -1 as a timestamp (refusing other lengths) and refuse negative types
-    when they build their ext object. Nesting is checked first (:func:`_too_deep`).
+    when they build their ext object. One walk over the encoding does both.
     """
-    found = _walk(data, MAX_MSGPACK_LEVELS)[1]
+    deep, found = _walk(data, MAX_MSGPACK_LEVELS)
+    if deep:
+        raise CorruptFrameError(f"the frame {what} nests msgpack containers too deeply", path=path)
     if not found:
         return data
     out = bytearray(data)
@@ -111,7 +105,12 @@ def _plain_ext(data: bytes) -> bytes:
 
 
 def _walk(data: bytes, limit: int) -> tuple[bool, list[int]]:
-    """``(too deep, offsets of ext type bytes)`` of msgpack ``data`` (see :func:`_too_deep`)."""
+    """Whether msgpack ``data`` nests containers deeper than ``limit`` levels (outermost = level 1),
+    and the offsets of its ext type bytes.
+
+    Walks the encoding without decoding values (so ``ext`` objects are never interpreted);
+    malformed input is left to the decoder to report.
+    """
     exts: list[int] = []
     pos, pending = 0, [1]  # pending[i]: items still to read at depth i
     while pos < len(data) and pending:
@@ -153,10 +152,9 @@ def _walk(data: bytes, limit: int) -> tuple[bool, list[int]]:
 
 
 def _unpack(data: bytes, what: str, path: str) -> Any:
-    if _too_deep(data, MAX_MSGPACK_LEVELS):
-        raise CorruptFrameError(f"the frame {what} nests msgpack containers too deeply", path=path)
+    plain = _decodable(data, what, path)
     try:
-        return msgpack.unpackb(_plain_ext(data), raw=True, strict_map_key=False, use_list=True)
+        return msgpack.unpackb(plain, raw=True, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises many types on garbage
         raise CorruptFrameError(f"the frame {what} cannot be decoded ({type(exc).__name__})", path=path) from None
 
@@ -356,9 +354,8 @@ def _trailer_layers(trailer: bytes, path: str) -> Any:
     Only the first two elements are decoded: readers ignore the fingerprint (spec), whose
     type byte a msgpack library may otherwise try to interpret (e.g. as a timestamp).
     """
-    if _too_deep(trailer, MAX_MSGPACK_LEVELS):
-        raise CorruptFrameError("the frame trailer nests msgpack containers too deeply", path=path)
-    unpacker = msgpack.Unpacker(io.BytesIO(_plain_ext(trailer)), raw=True, strict_map_key=False, use_list=True)
+    plain = _decodable(trailer, "trailer", path)
+    unpacker = msgpack.Unpacker(io.BytesIO(plain), raw=True, strict_map_key=False, use_list=True)
     try:
         count = unpacker.read_array_header()
         if count < 2:

@@ -92,7 +92,8 @@ def structure_problem(chunk: bytes | memoryview, *, header_chunk: bool = False, 
 
 
 def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
-    """The chunk names a codec or filter spec 4.4.7 does not list, or is instrumented (spec 4.4.4 check 2)."""
+    """The chunk names a codec or filter spec 4.4.7 does not list, gives a filter another item
+    size, or is instrumented (spec 4.4.4 check 2)."""
     codec = chunk[2] >> 5
     if codec not in CODECS:
         name = "a user-defined codec" if codec == 6 else f"codec {codec}"
@@ -101,15 +102,27 @@ def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
         return None
     if chunk[31] & INSTRUMENTED:
         return "an instrumented codec (byte 31 bit 0x80): it decodes to timings, not data"
-    unknown = sorted({f for f in bytes(chunk[16:22]) if f not in FILTERS})
+    filters = bytes(chunk[16:22])
+    if filters in _PLAIN:  # the pipelines writers use, whose parameters are all 0
+        return None if not any(chunk[24:30]) else _sized_problem(chunk, filters)
+    unknown = sorted(set(filters) - FILTERS)
     if unknown:
         return f"filter code {unknown[0]}, which .mla files may not use"
-    for slot in range(6):
-        code, size = chunk[16 + slot], chunk[24 + slot]
-        # bytedelta's size is always written; C-Blosc2 decodes a block of a chunk without it wrongly
-        allowed = (chunk[3],) if code in (34, 35) else (0, chunk[3])
-        if code in SIZED_FILTERS and size not in allowed:
-            return f"filter {code} in slot {slot} has the item size {size}, not the chunk's"
+    return _sized_problem(chunk, filters)
+
+
+_PLAIN = frozenset({bytes(6), bytes([0, 0, 0, 0, 0, 1]), bytes([0, 0, 0, 0, 0, 2])})
+"""Filter slots of no filter, or one shuffle or bit shuffle in the last slot (python-blosc2's defaults)."""
+
+
+def _sized_problem(chunk: bytes | memoryview, filters: bytes) -> str | None:
+    """A shuffle whose item-size parameter is neither 0 nor ``ctypesize``, or a bytedelta whose is not ``ctypesize``."""
+    for slot, code in enumerate(filters):
+        if code in SIZED_FILTERS:
+            size = chunk[24 + slot]
+            # bytedelta's size is always written; C-Blosc2 decodes a block of a chunk without it wrongly
+            if size != chunk[3] and (size != 0 or code in (34, 35)):
+                return f"filter {code} in slot {slot} has the item size {size}, not the chunk's"
     return None
 
 
