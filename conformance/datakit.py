@@ -171,3 +171,12 @@ def b2nd_content(path: Path) -> bytes:
     header_size = struct.unpack(">i", raw[11:15])[0]
     fields = msgpack.unpackb(raw[:header_size], raw=True, strict_map_key=False)
     return bytes(fields[-1][2][list(fields[-1][1]).index(b"b2nd")])
+
+
+def frame_element_at(raw: bytes, k: int) -> int:
+    """File offset of frame-header element ``k`` (its msgpack type byte)."""
+    unpacker = msgpack.Unpacker(io.BytesIO(raw[: struct.unpack(">i", raw[11:15])[0]]), raw=True)
+    unpacker.read_array_header()
+    for _ in range(k):
+        unpacker.skip()
+    return int(unpacker.tell())

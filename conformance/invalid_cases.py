@@ -7,7 +7,6 @@ permanent: a released case is never changed.
 
 from __future__ import annotations
 
-import io
 import pickle
 import struct
 from pathlib import Path
@@ -1454,20 +1453,11 @@ def _index_byte(byte: int, value: int) -> Any:
     return build
 
 
-def _element_at(raw: bytes, k: int) -> int:
-    """File offset of frame-header element ``k`` (its msgpack type byte)."""
-    unpacker = msgpack.Unpacker(io.BytesIO(raw[: struct.unpack(">i", raw[11:15])[0]]), raw=True)
-    unpacker.read_array_header()
-    for _ in range(k):
-        unpacker.skip()
-    return int(unpacker.tell())
-
-
 def _negative_ext_type(path: Path) -> None:
     """The frame header's filter-pipeline fixext16 (element 12) gets the ext type -1; the header is invalid."""
     raw_frame(path, _DATA, json_header({**_HEADER, "is_seg": "yes"}))
     raw = path.read_bytes()
-    at = _element_at(raw, 12)
+    at = datakit.frame_element_at(raw, 12)
     if raw[at] != 0xD8:
         raise AssertionError("element 12 is not a fixext16")
     patch(path, at + 1, b"\xff")
@@ -1477,7 +1467,7 @@ def _metadata_only_float_size(path: Path) -> None:
     """A metadata-only frame whose chunksize (element 8) is a msgpack float32 instead of an int32."""
     raw_frame(path, np.zeros((0,), dtype=np.uint8), text_header('{"schema_version":"1.0"}'))
     raw = path.read_bytes()
-    at = _element_at(raw, 8)
+    at = datakit.frame_element_at(raw, 8)
     if raw[at] != 0xD2:
         raise AssertionError("element 8 is not an int32")
     patch(path, at, b"\xca")

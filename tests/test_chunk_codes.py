@@ -28,6 +28,9 @@ from mlarray.storage.structure import CODECS, structure_problem
 from mlarray.validate import validate_file
 from mlarray.versions import HEADER_KEY
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "conformance"))
+import datakit  # noqa: E402  (the conformance suite's frame helpers)
+
 DATA = (np.arange(32 * 40 * 24, dtype=np.int16) % 251 - 100).reshape(32, 40, 24)
 
 
@@ -212,25 +215,12 @@ def test_chunks_python_blosc2_writes_with_listed_codecs_and_filters_pass(codec: 
     assert len(decoded) == data.nbytes and (lossy or decoded == data.tobytes())
 
 
-def _element_at(raw: bytes, k: int) -> int:
-    """File offset of frame-header element ``k`` (its msgpack type byte)."""
-    import io
-
-    import msgpack
-
-    unpacker = msgpack.Unpacker(io.BytesIO(raw[: struct.unpack(">i", raw[11:15])[0]]), raw=True)
-    unpacker.read_array_header()
-    for _ in range(k):
-        unpacker.skip()
-    return int(unpacker.tell())
-
-
 @pytest.mark.parametrize("ext_type", [0xFF, 0x80, 0x7F, 0x00])
 def test_frame_header_ext_objects_of_any_type_are_skipped(tmp_path: Path, ext_type: int) -> None:
     """Spec 4.2: readers skip ext values; msgpack libraries read type -1 as a timestamp and refuse negative types."""
     path = _write(tmp_path / "a.mla")
     raw = bytearray(path.read_bytes())
-    at = _element_at(bytes(raw), 12)  # the filter pipeline, a fixext16
+    at = datakit.frame_element_at(bytes(raw), 12)  # the filter pipeline, a fixext16
     assert raw[at] == 0xD8
     raw[at + 1] = ext_type
     path.write_bytes(bytes(raw))
@@ -242,7 +232,7 @@ def test_frame_header_ext_objects_of_any_type_are_skipped(tmp_path: Path, ext_ty
     nd.schunk.vlmeta.set_vlmeta(HEADER_KEY, encode_header(header), typesize=1)
     del nd
     raw = bytearray(broken.read_bytes())
-    at = _element_at(bytes(raw), 12)
+    at = datakit.frame_element_at(bytes(raw), 12)
     raw[at + 1] = ext_type
     broken.write_bytes(bytes(raw))
     assert validate_file(broken).code == "HEADER_INVALID"  # not CORRUPT_FRAME: the frame header decoded
