@@ -234,10 +234,14 @@ def test_a_failing_worker_leaves_the_previous_file(
     assert len(calls) < 32  # the chunks not yet started were cancelled
 
 
-def test_a_full_disk_leaves_the_previous_file(previous: Path) -> None:
+@pytest.mark.parametrize(
+    ("chunk", "block"),
+    [((16, 64, 64), (8, 32, 32)), ((1, 4, 64), (1, 4, 16))],  # the second: 1,536 chunks, held in memory
+)
+def test_a_full_disk_leaves_the_previous_file(previous: Path, chunk: tuple[int, ...], block: tuple[int, ...]) -> None:
     """RLIMIT_FSIZE makes writes fail with EFBIG half-way through the frame, like a full disk."""
     script = textwrap.dedent(
-        """
+        f"""
         import resource, signal, sys
         import numpy as np
         from mlarray import MLArray, WriteFailedError
@@ -245,7 +249,7 @@ def test_a_full_disk_leaves_the_previous_file(previous: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
         data = np.random.default_rng(0).integers(0, 255, size=(96, 64, 64), dtype=np.uint8)
         try:
-            MLArray(data, chunk_size=(16, 64, 64), block_size=(8, 32, 32)).save(sys.argv[1])
+            MLArray(data, chunk_size={chunk}, block_size={block}).save(sys.argv[1])
         except WriteFailedError as exc:
             print("refused:", exc.code)
         """
