@@ -238,3 +238,22 @@ def test_migration_of_a_legacy_file_larger_than_the_memory_limit(tmp_path: Path)
     with MLArray.open(new) as image:
         assert image.spacing == [0.5, 0.5, 1.0]
     assert same_as_pattern(new)
+
+
+def test_validation_does_not_expand_special_chunks(tmp_path: Path) -> None:
+    """A 256 MiB chunk of zeros (a 700-byte file) is settled by its checks, not expanded in memory.
+
+    Chunks stored with blocks are still decompressed one at a time; a special entry or a
+    special-value chunk stands for one value, which spec 4.4.3 defines completely.
+    """
+    path = tmp_path / "zeros.mla"
+    with MLArray.create(path, (16384, 16384), np.uint8, chunk_size=(16384, 16384), block_size=(64, 16384)):
+        pass  # never written: one chunk of zeros, an index entry
+    assert path.stat().st_size < 4096
+    run = run_limited(
+        "from mlarray.validate import validate_file\nresult = validate_file(path).code",
+        budget=128 << 20,  # half the chunk: expanding it cannot fit
+        setup="import mlarray.validate",
+        variables={"path": str(path)},
+    )
+    assert run.result is None  # valid

@@ -471,6 +471,18 @@ class DataSection:
                 self._checked.add(number)
             self.complete = len(self._checked) == self.layout.nchunks
 
+    def stored_regular(self) -> np.ndarray[Any, Any]:
+        """Per chunk number, whether its chunk is stored with blocks to decode: not a special
+        entry (spec 4.4.2) and not a special-value chunk (4.4.3), which stand for one value
+        that the checks of section 4.4 already settled. Reads one byte per distinct stored chunk."""
+        entries = np.asarray(self.entries, dtype=np.int64)
+        regular = entries >= 0
+        offsets, inverse = np.unique(entries[regular], return_inverse=True)
+        start = self.layout.start
+        kinds = np.array([not self._read(start + int(o) + 31, 1)[0] & 0x70 for o in offsets], dtype=bool)
+        regular[regular] = kinds[inverse]
+        return regular
+
     def check_all(self, nthreads: int = 1) -> None:
         """Check every chunk not checked yet, on up to ``nthreads`` threads for a mapped file.
 
