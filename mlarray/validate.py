@@ -4,13 +4,15 @@
 listing each problem with its location and its code (the codes of
 :mod:`mlarray.errors`, and for header problems the kinds of
 :data:`mlarray.models.PROBLEM_KINDS`). By default the check is *deep*: the digest is
-verified and every chunk decompressed, so "valid" means the whole file loads;
-``deep=False`` reads only the frame structure and the header.
+verified and every chunk stored with blocks decompressed (special entries and
+special-value chunks are settled by their checks, spec 4.4.3), so "valid" means the whole
+file loads; ``deep=False`` reads only the frame structure and the header.
 
 Out of core: the deep check streams. The chunk checks read one chunk at a time, each
 chunk is decompressed on its own (the frame is read through the file, not memory-mapped)
 and the digest is computed over 4 MiB reads, so peak memory is about two chunks
-(compressed and decompressed) plus 4 MiB, whatever the size of the file.
+(compressed and decompressed) plus 4 MiB, whatever the size of the file; a chunk of one
+value is never expanded.
 """
 
 from __future__ import annotations
