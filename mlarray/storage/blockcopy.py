@@ -29,8 +29,8 @@ ERRORS = {
     -1007: "block-start table or dictionary outside the chunk",
     -1008: "it could not be read from the file (was the file truncated while open? open it again)",
     -1009: "it differs from the header checked before (was the file changed while it was read? open it again)",
-    -1011: "bytes between or after its blocks that no block holds",
     -1010: "it was not checked before the read (was the file changed while it was read? open it again)",
+    -1011: "bytes between or after its blocks that no block holds",
 }
 """The helper's own error codes (others are C-Blosc2's)."""
 BLOCK_PROBLEMS = {

@@ -30,7 +30,14 @@ import numpy as np
 from mlarray.errors import InvalidArgumentError
 from mlarray.models import Meta
 from mlarray.storage import compress
-from mlarray.storage.compress import ChunkDigest, Region, check_chunk_count, chunk_regions, compress_chunks
+from mlarray.storage.compress import (
+    ChunkDigest,
+    Region,
+    check_chunk_count,
+    chunk_grid,
+    chunk_regions,
+    compress_chunks,
+)
 from mlarray.storage.frame import folded_digest
 from mlarray.storage.io import write_header
 
@@ -146,11 +153,7 @@ class SlabWriter:
             check_chunk_count(shape, chunks)
         # many chunks: filled in memory first (compress.held_to_file), as a save from memory is,
         # until the compressed chunks held there reach a slab's budget
-        total = (
-            math.prod(-(-n // c) for n, c in zip(shape, chunks, strict=True))
-            if chunks is not None and all(shape)
-            else 0
-        )
+        total = math.prod(chunk_grid(shape, chunks)) if chunks is not None and all(shape) else 0
         self._held: int | None = 0 if total >= compress.HELD_MIN_CHUNKS else None
         if self._held is None:
             kwargs.update(urlpath=tmp, mode="w")
@@ -161,7 +164,7 @@ class SlabWriter:
         self.chunks: tuple[int, ...] = tuple(self.nd.chunks)
         self.blocks: tuple[int, ...] = tuple(self.nd.blocks)
         self.dtype = np.dtype(self.nd.dtype)
-        self.nchunks = math.prod(-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True))
+        self.nchunks = math.prod(chunk_grid(self.shape, self.chunks))
         self._written: set[int] = set()
         self._digest: ChunkDigest | None = ChunkDigest()
         """The data section's digest folded into the write while chunks come in number order."""
