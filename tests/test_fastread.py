@@ -8,6 +8,7 @@ file is also opened as (its own slicing), and from the NumPy array that was save
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, patchread, threads
-from mlarray.storage.chunks import ENTRY_ZEROS
+from mlarray.storage.chunks import ENTRY_NAN, ENTRY_ZEROS
 from mlarray.storage.selection import plan
 
 pytestmark = pytest.mark.skipif(not fastread.available(), reason=f"fast path unavailable: {fastread.STATUS}")
@@ -242,9 +243,9 @@ def test_large_results_are_allocated_zeroed_and_zero_chunks_not_written(
         real = fastread._NativeRead._allocate
 
         def spy(read: Any) -> np.ndarray[Any, Any]:
-            before = len(read.fills)
+            before = int(read.fill_known.sum())
             result = real(read)
-            allocated.append((before, len(read.fills)))
+            allocated.append((before, int(read.fill_known.sum())))
             return result
 
         monkeypatch.setattr(fastread._NativeRead, "_allocate", spy)
@@ -257,7 +258,7 @@ def test_large_results_are_allocated_zeroed_and_zero_chunks_not_written(
         assert allocated[0] == (10, 0 if skipped and zeroed_min == 0 else 10), allocated
 
 
-def test_zero_entries_are_filled_in_python(tmp_path: Path) -> None:
+def test_zero_entries_are_filled_without_fetching(tmp_path: Path) -> None:
     """A chunk whose index entry is the zeros entry is never fetched (get_chunk is not called)."""
     a = np.zeros((8, 8), np.uint16)
     a[4:] = 3
@@ -276,6 +277,44 @@ def test_zero_entries_are_filled_in_python(tmp_path: Path) -> None:
         out = fastread.read_region(section.layout, entries, get_chunk, ...)
     assert out is not None and not out[:4].any() and (out[4:] == 3).all()
     assert 0 not in fetched
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_chunks_sharing_an_entry_are_fetched_once_and_errors_name_the_first(
+    tmp_path: Path, engine: str, nthreads: int
+) -> None:
+    """Touched chunks are settled with NumPy tables, not one by one: ``get_chunk`` is asked once per
+    distinct index entry (first touched chunk first; the NumPy stand-in asks per chunk), values
+    fill the right boxes, and a bad entry is reported for the first touched chunk that has it."""
+    a = np.zeros((12, 8), np.float32)
+    a[4:8] = 3.5  # chunk 1: a run of one value (a special chunk)
+    a[8:] = np.arange(32, dtype=np.float32).reshape(4, 8)  # chunk 2: data to decode
+    path = write(tmp_path, a, (4, 8), (2, 4))
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert section is not None
+        section.check_all()
+        real = list(section.entries)
+        owner = {e: n for n, e in enumerate(real)}
+        fetched: list[int] = []
+
+        def get_chunk(number: int) -> bytes:
+            fetched.append(number)
+            return bytes(section.chunk_bytes(owner[entries[number]]))
+
+        entries = [real[2], real[1], ENTRY_NAN, real[2], real[1], ENTRY_ZEROS]  # six chunks of a 24x8 array
+        lay = dataclasses.replace(section.layout, shape=(24, 8), grid=(6, 1), nchunks=6)
+        out = fastread.read_region(lay, entries, get_chunk, ..., nthreads=nthreads)
+        assert out is not None
+        expected = np.concatenate([a[8:], a[4:8], np.full((4, 8), np.nan, np.float32), a[8:], a[4:8], a[:4]])
+        assert np.array_equal(out, expected, equal_nan=True)
+        assert fetched == ([0, 1] if engine == "compiled" else [0, 1, 3, 4])
+        fetched.clear()
+        assert np.array_equal(fastread.read_region(lay, entries, get_chunk, slice(13, 24)), expected[13:])
+        assert fetched == [3, 4]  # the first touched chunk of each entry
+        bad = [*entries[:3], -5, real[2], -5]
+        with pytest.raises(CorruptFrameError, match="chunk 3: the index entry 0xfffffffffffffffb"):
+            fastread.read_region(lay, bad, get_chunk, ..., nthreads=nthreads)
 
 
 def test_read_region_interface_with_bytes_and_out(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 10; }
+MLA_EXPORT int mla_abi_version(void) { return 11; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -610,8 +610,10 @@ static void stop_all(int64_t *next, int64_t end) {
  *
  * The chunks the selection touches, taken in C order over the chunk grid, are numbered
  * 0, 1, ...; chunk_addr[i] and chunk_size[i] give the stored bytes of touched chunk i,
- * or chunk_addr[i] == 0 for a chunk the caller fills itself (special chunks and index
- * entries). The caller has checked each chunk (spec 4.4.4-4.4.6), or, where
+ * or chunk_addr[i] == 0 for a chunk that needs no decoding (special chunks and index
+ * entries): where fill_known (or NULL) has fill_known[i] nonzero, its box is filled with
+ * the item of itemsize bytes at fill_value + i * itemsize; otherwise it is skipped (the
+ * caller fills it, or the result holds its value already). The caller has checked each chunk (spec 4.4.4-4.4.6), or, where
  * chunk_check[i] is nonzero, its header only (spec 4.4.4): then each block of it is
  * checked here before it is decoded (spec 4.4.6). chunk_check may be NULL (all checked).
  *
@@ -701,7 +703,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         }
         const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
         const int64_t address = grid != NULL ? ready_addr(chunk_addr, at) : chunk_addr[at];
-        if (address == 0 && grid == NULL) {
+        if (address == 0 && grid == NULL && !ready_known(fill_known, at)) {
             continue;
         }
         /* the coordinates of touched chunk i, then its box and where that lands in out */
@@ -720,7 +722,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
         }
-        if (address == 0) { /* grid mode: one value, or (tables changed meanwhile) not ready */
+        if (address == 0) { /* one value; in grid mode possibly (tables changed meanwhile) not ready */
             if (!ready_known(fill_known, at)) {
                 *failed = at;
                 if (next != NULL) {

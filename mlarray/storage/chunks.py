@@ -40,6 +40,9 @@ ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
 ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
+UNCHECKED, CHECKED, HEAD_CHECKED = 0, 1, 2
+"""What :class:`DataSection` knows of a chunk: nothing yet; checked (spec 4.4.2-4.4.6); checked
+but for its blocks (4.4.6 rules 2-3), which the block loop checks as it decodes them."""
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,12 @@ def room_needed(layout: DataLayout, box: tuple[slice, ...] | None, file_size: in
 
 def touched_chunks(
     grid: tuple[int, ...], chunks: tuple[int, ...], shape: tuple[int, ...], key: Any
-) -> list[int] | None:
+) -> np.ndarray[Any, Any] | None:
     """Numbers of the chunks ``array[key]`` reads or writes, for keys of integers, slices and ``...``.
 
-    ``None`` for any other key (the caller then checks every chunk). Slices with a step
-    count every chunk between their first and last index.
+    An int64 array, in C order over the chunk grid; ``None`` for any other key (the caller
+    then checks every chunk). Slices with a step count every chunk between their first and
+    last index.
     """
     parts = list(key) if isinstance(key, tuple) else [key]
     if sum(p is Ellipsis for p in parts) > 1:
@@ -121,7 +125,7 @@ def touched_chunks(
             except (TypeError, ValueError):
                 return None
             if not picked:
-                return []
+                return np.zeros(0, dtype=np.int64)
             lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1])
         elif isinstance(part, (int, np.integer)) and not isinstance(part, bool):
             lo = hi = int(part) + n if part < 0 else int(part)
@@ -130,9 +134,9 @@ def touched_chunks(
         else:
             return None
         spans.append(range(lo // c, hi // c + 1))
-    numbers = [0]
+    numbers = np.zeros(1, dtype=np.int64)
     for span, g in zip(spans, grid, strict=True):
-        numbers = [k * g + i for k in numbers for i in span]
+        numbers = (numbers[:, None] * g + np.arange(span.start, span.stop, dtype=np.int64)).ravel()
     return numbers
 
 
@@ -149,6 +153,20 @@ _UNTRACKED: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) 
 """Python 3.13+ maps without a duplicate of the file's descriptor (the map needs none; the section keeps one)."""
 
 
+def _distinct(numbers: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``numbers`` sorted, each once (a sort: ``numpy.unique`` hashes, ten times slower here)."""
+    ordered = np.sort(numbers)
+    keep = np.ones(len(ordered), dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def _frozen(entries: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``entries``, read-only: the checked index must not change under the reads that trust it."""
+    entries.flags.writeable = False
+    return entries
+
+
 class DataSection:
     """The chunk index of a frame, checked; checks each chunk on demand (spec 4.4.1-4.4.6).
 
@@ -162,9 +180,11 @@ class DataSection:
 
     def __init__(self, source: str | os.PathLike[str] | ByteSource, frame: FrameInfo) -> None:
         self.layout = DataLayout.of(frame)
-        self._checked: set[int] = set()
-        self._heads: set[int] = set()
-        """Chunks checked but for their blocks (spec 4.4.6 rules 2-3), which the block loop checks as it decodes."""
+        self._state = np.zeros(max(self.layout.nchunks, 0), dtype=np.uint8)
+        """Per chunk: :data:`UNCHECKED`, :data:`CHECKED` or :data:`HEAD_CHECKED` (a byte a chunk, not
+        Python objects: a frame may declare millions of chunks)."""
+        self._nchecked = 0
+        """Chunks :data:`CHECKED`."""
         self._ends: dict[int, int] | None = None
         self._map: np.ndarray[Any, Any] | None = None
         self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
@@ -309,7 +329,7 @@ class DataSection:
         checked first. The map is made on first use and shared by every later call (threads
         included); other sources are read.
         """
-        if not self.complete and number not in self._checked:
+        if not self.complete and self._state[number] != CHECKED:
             self.check((number,))
         at = self.layout.start + self.entries[number]
         whole = self._mapped()
@@ -343,7 +363,7 @@ class DataSection:
         return self._map
 
     def chunk_refs(
-        self, numbers: Sequence[int]
+        self, numbers: Sequence[int] | np.ndarray[Any, Any]
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None:
         """Where the stored bytes of chunks ``numbers`` lie in memory, checked first (for the block loop).
 
@@ -365,14 +385,7 @@ class DataSection:
             raise InvalidArgumentError("the array is closed", path=self.path)
         if not self.complete:
             with self._lock:
-                todo = sorted(set(numbers) - self._checked - self._heads)
-                if blockcopy.HELPER is not None and self._mapped() is not None:
-                    for number in todo:
-                        walked = self._check_chunk(number, blocks=False)
-                        (self._checked if walked else self._heads).add(number)
-                    self.complete = len(self._checked) == self.layout.nchunks
-                else:
-                    self.check(todo)
+                self._settle(numbers, blocks=blockcopy.HELPER is None or self._mapped() is None)
         whole, refs = self._map, self._refs
         if whole is None or refs is None:
             return None
@@ -389,7 +402,9 @@ class DataSection:
         """
         return self._marks if self._mapped() is not None else None
 
-    def chunk_offsets(self, numbers: Sequence[int]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
+    def chunk_offsets(
+        self, numbers: Sequence[int] | np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None:
         """Where the stored bytes of chunks ``numbers`` lie in the file, their headers checked (for pread).
 
         Returns the file offsets and byte counts (int64 arrays in the order of ``numbers``;
@@ -421,7 +436,7 @@ class DataSection:
     def _fail(self, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: {what}", path=self.path)
 
-    def _index(self) -> tuple[int, ...]:
+    def _index(self) -> np.ndarray[Any, Any]:
         """Spec 4.4.1: the index chunk at ``header_size + element 5``, checked, then decoded."""
         lay = self.layout
         size = lay.data_size
@@ -430,7 +445,7 @@ class DataSection:
         if lay.nchunks == 0:
             if lay.end != lay.start or size != 0:
                 raise self._fail("a frame without chunks must have an empty data section")
-            return ()
+            return np.zeros(0, dtype=np.int64)
         if size < 0 or lay.start + size + CHUNK_HEADER > lay.end:
             raise self._fail("element 5 leaves no room for the chunk index")
         head = self._read(lay.start, 16)  # spec 4.4.1: blosc2.open trusts the sizes of the first chunk
@@ -449,9 +464,9 @@ class DataSection:
         if kind == SPECIAL_ZERO:
             if len(chunk) != CHUNK_HEADER:
                 raise self._fail("the chunk index is a zeros chunk of the wrong length")
-            return (0,) * lay.nchunks
+            return _frozen(np.zeros(lay.nchunks, dtype=np.int64))
         if kind == SPECIAL_VALUE and len(chunk) == CHUNK_HEADER + 8:
-            return struct.unpack("<q", chunk[32:40]) * lay.nchunks
+            return _frozen(np.full(lay.nchunks, struct.unpack("<q", chunk[32:40])[0], dtype=np.int64))
         if kind:
             raise self._fail("the chunk index is a special chunk of another kind")
         try:
@@ -460,22 +475,86 @@ class DataSection:
             raise self._fail("the chunk index cannot be decompressed") from None
         if not isinstance(body, bytes) or len(body) != 8 * lay.nchunks:
             raise self._fail("the chunk index decompressed to the wrong size")
-        return struct.unpack(f"<{lay.nchunks}q", body)
+        return _frozen(np.frombuffer(body, dtype="<i8").astype(np.int64))
 
-    def check(self, numbers: Iterable[int]) -> None:
+    def check(self, numbers: Iterable[int] | np.ndarray[Any, Any]) -> None:
         """Spec 4.4.2-4.4.6 on the chunks ``numbers`` (each checked once per instance)."""
         with self._lock:
-            todo = sorted(set(numbers) - self._checked)
-            for number in todo:
-                self._check_chunk(number)
-                self._checked.add(number)
-            self.complete = len(self._checked) == self.layout.nchunks
+            self._settle(numbers)
+
+    def _settle(self, numbers: Iterable[int] | np.ndarray[Any, Any], blocks: bool = True) -> None:
+        """Check the chunks ``numbers`` not checked yet, in chunk order, as :meth:`_check_chunk` does
+        (their blocks too unless ``blocks`` is false); the caller holds the lock.
+
+        The bookkeeping is NumPy's, not a loop in Python per chunk: zero/NaN index entries
+        (spec 4.4.2-4.4.3) are settled all at once, and chunks whose entries are the same
+        offset are the same bytes, checked once (a frame of millions of chunks may point
+        them all at one stored chunk). The error raised is the one a chunk-by-chunk walk
+        in chunk order meets first; the chunks before it stay checked.
+        """
+        wanted = numbers if isinstance(numbers, np.ndarray) else np.fromiter(numbers, dtype=np.int64)
+        wanted = wanted.astype(np.int64, copy=False)
+        state = self._state[wanted]
+        todo = _distinct(wanted[state == UNCHECKED] if not blocks else wanted[state != CHECKED])
+        if not len(todo):
+            return
+        entries = self.entries[todo]
+        special = entries < 0
+        known = (entries == ENTRY_ZEROS) | ((entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES))
+        self._mark(todo[known], CHECKED)
+        unknown = special & ~known
+        stop = int(todo[np.argmax(unknown)]) if unknown.any() else None  # the first bad entry
+        stored = todo[~special]
+        if stop is not None:
+            stored = stored[stored < stop]
+        _, first, inverse, counts = np.unique(
+            self.entries[stored], return_index=True, return_inverse=True, return_counts=True
+        )
+        if len(first) == len(stored):  # the usual: a stored chunk per entry
+            for number in stored.tolist():
+                self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
+        else:
+            groups = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
+            for k in np.argsort(first, kind="stable").tolist():
+                members = groups[k]
+                walked = self._check_chunk(int(members[0]), blocks)
+                self._share_refs(members)
+                self._mark(members, CHECKED if walked else HEAD_CHECKED)
+        if stop is not None:
+            self._entry(stop)  # raises: the entry is neither an offset nor a zeros/NaN entry
+            raise AssertionError(f"chunk {stop}: an index entry passed that was refused before")
+
+    def _mark_one(self, number: int, state: int) -> None:
+        if state == CHECKED and self._state[number] != CHECKED:
+            self._nchecked += 1
+        self._state[number] = state
+        self.complete = self._nchecked == self.layout.nchunks
+
+    def _mark(self, numbers: np.ndarray[Any, Any], state: int) -> None:
+        """Record the distinct chunks ``numbers`` (none :data:`CHECKED` yet) as now in ``state``."""
+        if state == CHECKED:
+            self._nchecked += int(np.count_nonzero(self._state[numbers] != CHECKED))
+        self._state[numbers] = state
+        self.complete = self._nchecked == self.layout.nchunks
+
+    def _share_refs(self, members: np.ndarray[Any, Any]) -> None:
+        """Give chunks ``members`` (one entry, so the same bytes) the map reference of the first."""
+        refs = self._refs
+        if refs is None or len(members) < 2:
+            return
+        lead = int(members[0])
+        refs[1][members] = refs[1][lead]
+        refs[2][members] = refs[2][lead]
+        helper = blockcopy.HELPER
+        if helper is not None:  # the addresses last, after a fence (see _check_chunk)
+            helper.publish()
+        refs[0][members] = refs[0][lead]
 
     def stored_regular(self) -> np.ndarray[Any, Any]:
         """Per chunk number, whether its chunk is stored with blocks to decode: not a special
         entry (spec 4.4.2) and not a special-value chunk (4.4.3), which stand for one value
         that the checks of section 4.4 already settled. Reads one byte per distinct stored chunk."""
-        entries = np.asarray(self.entries, dtype=np.int64)
+        entries = self.entries
         regular = entries >= 0
         offsets, inverse = np.unique(entries[regular], return_inverse=True)
         start = self.layout.start
@@ -499,8 +578,11 @@ class DataSection:
             self._check_all(nthreads)
 
     def _check_all(self, nthreads: int) -> None:
-        todo = sorted(set(range(self.layout.nchunks)) - self._checked)
+        todo = np.flatnonzero(self._state != CHECKED)
         if nthreads > 1 and len(todo) > 1 and self._mapped() is not None and not threads.address_space_limited():
+            offsets = self.entries[todo]
+            _, first = np.unique(offsets, return_index=True)
+            lead = todo[first[offsets[first] >= 0]]  # one chunk per stored offset (all, in the usual file)
             passed: list[int] = []
 
             def one(number: int) -> None:
@@ -508,10 +590,9 @@ class DataSection:
                 passed.append(number)
 
             with contextlib.suppress(CorruptFrameError):  # reported in chunk order below
-                threads.run_parallel(todo, one, nthreads)
-            self._checked.update(passed)
-            self.complete = len(self._checked) == self.layout.nchunks
-        self.check(todo)  # what is left (after a failure, the bad chunks), in order
+                threads.run_parallel(lead.tolist(), one, nthreads)
+            self._mark(np.asarray(passed, dtype=np.int64), CHECKED)
+        self._settle(todo)  # what is left (after a failure, the bad chunks), in order
 
     def check_key(self, key: Any) -> None:
         """Check the chunks ``array[key]`` touches (all of them for keys other than integers and slices)."""
@@ -532,7 +613,7 @@ class DataSection:
         if entry < 0:
             if entry == ENTRY_ZEROS or (entry == ENTRY_NAN and lay.dtype in NAN_DTYPES):
                 return None
-            raise self._fail(f"chunk {number} has the index entry {entry & (2**64 - 1):#x}")
+            raise self._fail(f"chunk {number} has the index entry {int(entry) & (2**64 - 1):#x}")
         if entry + CHUNK_HEADER > lay.data_size:
             raise self._fail(f"chunk {number} starts outside the chunks area")
         return int(entry)
@@ -591,7 +672,8 @@ class DataSection:
         if entry is None:
             return None
         if self._ends is None:
-            starts = sorted({e for e in self.entries if e >= 0} | {int(self.layout.data_size)})
+            offsets = self.entries[self.entries >= 0]
+            starts = np.unique(np.append(offsets, int(self.layout.data_size))).tolist()
             self._ends = dict(zip(starts, starts[1:], strict=False))
         end = self._ends.get(entry, int(self.layout.data_size))
         return self.layout.start + entry, max(end - entry, CHUNK_HEADER)
@@ -616,8 +698,8 @@ class DataSection:
             raise self._fail(f"chunk {number}: fewer bytes than its header declares were read")
         chunk = bytes(data[:cbytes])
         self._check_bytes(number, chunk)
-        self._checked.add(number)
-        self.complete = len(self._checked) == self.layout.nchunks
+        with self._lock:
+            self._mark_one(number, CHECKED)
         return chunk
 
     def _data_chunk_problem(self, chunk: bytes | memoryview) -> str | None:

@@ -52,7 +52,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -82,12 +82,12 @@ ENTRY_ZEROS = -0x7F00000000000000
 ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
-ChunkRefs = Callable[
-    [Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"
-]
+Numbers = Union[Sequence[int], "np.ndarray[Any, Any]"]
+"""Chunk numbers or index entries: a sequence of ints or an int64 array."""
+ChunkRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"]
 """Addresses and lengths of chunks in memory and which still need their blocks checked
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_refs`)."""
-FileRefs = Callable[[Sequence[int]], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
+FileRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
 """File offsets and lengths of header-checked chunks and the open file's descriptor
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
 Marks = tuple[np.ndarray[Any, Any], int]
@@ -157,7 +157,7 @@ class _Read:
         self,
         lib: Library,
         layout: DataLayout,
-        entries: Sequence[int],
+        entries: Sequence[int] | np.ndarray[Any, Any],
         get_chunk: GetChunk,
         selection: Plan,
         out: np.ndarray[Any, Any],
@@ -219,7 +219,9 @@ class _NativeRead:
     The touched chunks are numbered in C order over the chunk grid; the C loop reads a run
     of them, so one thread reads a patch in one call, and the threads of a parallel read
     each make one call and take chunks from a counter they share. Chunks C-Blosc2 need not
-    decode (zero/NaN entries, special chunks) are filled here with NumPy.
+    decode (zero/NaN entries, special chunks) are filled by the loop too, from a table of
+    their values built here with NumPy: nothing is done in Python per chunk, so a read of
+    millions of tiny chunks costs a few bytes of tables per chunk, not Python objects.
     """
 
     def __init__(
@@ -227,7 +229,7 @@ class _NativeRead:
         lib: Library,
         helper: blockcopy.Helper,
         layout: DataLayout,
-        entries: Sequence[int],
+        entries: Sequence[int] | np.ndarray[Any, Any],
         get_chunk: GetChunk,
         parts: list[AxisPart],
         out: np.ndarray[Any, Any] | None,
@@ -242,14 +244,12 @@ class _NativeRead:
         self.parts, self.dtype = parts, dtype
         self.getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
         ndim = len(parts)
-        self.ranges = [range(p.start // c, (p.stop - 1) // c + 1) for p, c in zip(parts, layout.chunks, strict=True)]
-        nchunks = [-(-n // c) for n, c in zip(layout.shape, layout.chunks, strict=True)]
-        numbers = [0]
-        for span, n in zip(self.ranges, nchunks, strict=True):
-            numbers = [k * n + q for k in numbers for q in span]
+        numbers = np.zeros(1, dtype=np.int64)  # touched chunks' numbers, in C order over the touched ranges
+        for part, c, n in zip(parts, layout.chunks, layout.grid, strict=True):
+            span = np.arange(part.start // c, (part.stop - 1) // c + 1, dtype=np.int64)
+            numbers = (numbers[:, None] * n + span).ravel()
         self.numbers = numbers
-        # as int64 for the loop's block marks: made here, before the threads of the read start
-        self._numbers = np.asarray(numbers, dtype=np.int64) if marks is not None else None
+        count = len(numbers)
         # the chunk buffers (or the map they lie in) and the marks, alive until the read ends
         self._keep: list[Any] = [] if marks is None else [marks[0]]
         self.fd = -1
@@ -257,46 +257,31 @@ class _NativeRead:
         found = refs(numbers) if refs is not None and in_file is None else None
         if in_file is not None:  # chunks read with pread by the C loop: file offsets, not addresses
             addresses, sizes, self.fd = in_file
-            if not (_int64_vector(addresses, len(numbers)) and _int64_vector(sizes, len(numbers))):
+            if not (_int64_vector(addresses, count) and _int64_vector(sizes, count)):
                 raise ValueError("file refs must be two contiguous int64 vectors, one entry per chunk")
-            pending = np.zeros(len(numbers), dtype=np.uint8)
-            todo: Sequence[int] = np.flatnonzero(addresses == 0).tolist()
+            pending = np.zeros(count, dtype=np.uint8)
         elif found is None:
-            addresses = np.zeros(len(numbers), dtype=np.int64)
-            sizes = np.zeros(len(numbers), dtype=np.int64)
-            pending = np.zeros(len(numbers), dtype=np.uint8)
-            todo = range(len(numbers))
+            addresses = np.zeros(count, dtype=np.int64)
+            sizes = np.zeros(count, dtype=np.int64)
+            pending = np.zeros(count, dtype=np.uint8)
         else:
             addresses, sizes, pending, whole = found
             self._keep.append(whole)
             if not (
-                _int64_vector(addresses, len(numbers))
-                and _int64_vector(sizes, len(numbers))
+                _int64_vector(addresses, count)
+                and _int64_vector(sizes, count)
                 and isinstance(pending, np.ndarray)
                 and pending.dtype == np.uint8
-                and pending.shape == (len(numbers),)
+                and pending.shape == (count,)
                 and pending.flags.c_contiguous
             ):
                 raise ValueError("chunk refs must be int64, int64 and uint8 contiguous vectors, one entry per chunk")
-            todo = np.flatnonzero(addresses == 0).tolist()  # chunks with no address: looked at below
-        self.fills: list[tuple[int, Any]] = []
-        for i in todo:
-            number = numbers[i]
-            entry = entries[number]
-            if entry < 0:
-                self.fills.append((i, self._entry_value(number, entry)))
-                continue
-            data, kind = stored_chunk(get_chunk(number), functools.partial(self._fail, number))
-            if kind:
-                self.fills.append((i, self._chunk_value(number, kind, data)))
-                continue
-            if self.fd >= 0:  # every chunk to decode has a file offset: this one should have had one
-                raise self._fail(number, "its stored bytes are not where the chunk index says")
-            self._keep.append(data)
-            addresses[i], sizes[i], pending[i] = address(data), len(data), 0  # get_chunk checked it whole
         self.addresses, self.sizes, self.pending = addresses, sizes, pending
-        self.out = out = out if out is not None else self._allocate()
-        kept_strides = iter(out.strides)
+        self.fill_known = np.zeros(count, dtype=np.uint8)
+        self.fill_values = np.zeros((count, dtype.itemsize), dtype=np.uint8)
+        self._look_up(np.flatnonzero(addresses == 0), np.asarray(entries, dtype=np.int64), get_chunk)
+        self.out = out if out is not None else self._allocate()
+        kept_strides = iter(self.out.strides)
         self.geometry = np.array(
             [
                 *layout.chunks,
@@ -308,6 +293,23 @@ class _NativeRead:
             dtype=np.int64,
         )
         self.ndim = ndim
+
+    def _look_up(self, todo: np.ndarray[Any, Any], entries: np.ndarray[Any, Any], get_chunk: GetChunk) -> None:
+        """Settle the touched chunks at positions ``todo``, which have no address yet
+        (:func:`chunk_values`): values go to the fill table, chunks to decode get the address of
+        the bytes ``get_chunk`` returns (checked whole there)."""
+        if not len(todo):
+            return
+        known, values, regular = chunk_values(self.numbers[todo], entries, get_chunk, self.dtype, self._fail)
+        self.fill_values[todo[known]] = values[known]
+        self.fill_known[todo[known]] = 1
+        for members, data in regular:
+            at = todo[members]
+            if self.fd >= 0:  # every chunk to decode has a file offset: this one should have had one
+                raise self._fail(int(self.numbers[at[0]]), "its stored bytes are not where the chunk index says")
+            self._keep.append(data)
+            self.addresses[at], self.sizes[at] = address(data), len(data)
+            self.pending[at] = 0  # get_chunk checked it whole
 
     def run(self, first: int, count: int, shared: np.ndarray[Any, Any] | None = None) -> None:
         """Read touched chunks ``[first, first + count)`` on this thread.
@@ -331,8 +333,8 @@ class _NativeRead:
             geo + 2 * step,
             geo + 3 * step,
             None,
-            None,
-            None,
+            address(self.fill_known),
+            address(self.fill_values),
             address(self.addresses),
             address(self.sizes),
             address(self.pending),
@@ -352,56 +354,79 @@ class _NativeRead:
         )
         worker.trim_copy()
         if done < 0:
-            number = self.numbers[failed.value] if 0 <= failed.value < len(self.numbers) else -1
+            number = int(self.numbers[failed.value]) if 0 <= failed.value < len(self.numbers) else -1
             why = blockcopy.ERRORS.get(int(done), f"C-Blosc2 cannot decode it (code {done})")
             raise self._fail(number, why)
 
     def _marks_args(self) -> tuple[int | None, int, int | None]:
         """The loop's ``block_done``, ``done_stride`` and ``chunk_numbers``: the section's marks of
         blocks checked, for chunks read from the map (those read from the file are checked whole)."""
-        if self.marks is None or self._numbers is None or self.fd >= 0:
+        if self.marks is None or self.fd >= 0:
             return None, 0, None
-        return address(self.marks[0]), self.marks[1], address(self._numbers)
-
-    def fill(self) -> None:
-        """Write the value of every chunk the C loop skipped into its box of the result."""
-        for k in range(len(self.fills)):
-            self.fill_one(k)
-
-    def fill_one(self, k: int) -> None:
-        """Write the value of the ``k``-th chunk the C loop skipped (threads may fill different ones at once)."""
-        i, value = self.fills[k]
-        coords, rest = [], i  # touched chunk i's coordinates (C order over self.ranges)
-        for span in reversed(self.ranges):
-            rest, at = divmod(rest, len(span))
-            coords.append(span[at])
-        box = []
-        for coord, part, c in zip(reversed(coords), self.parts, self.layout.chunks, strict=True):
-            if not part.dropped:
-                lo, hi = max(part.start, coord * c), min(part.stop, (coord + 1) * c)
-                box.append(slice(lo - part.start, hi - part.start))
-        self.out[tuple(box)] = value
+        return address(self.marks[0]), self.marks[1], address(self.numbers)
 
     def _allocate(self) -> np.ndarray[Any, Any]:
         """The result, zeroed when that saves writing chunks of zeros (:data:`ZEROED_MIN`)."""
         shape = tuple(p.stop - p.start for p in self.parts if not p.dropped)
         if math.prod(shape) * self.dtype.itemsize < ZEROED_MIN:
             return np.empty(shape, dtype=self.dtype)
-        zero = bytes(self.dtype.itemsize)
-        others = [(i, v) for i, v in self.fills if np.asarray(v, dtype=self.dtype).tobytes() != zero]
-        if len(others) == len(self.fills):
+        zero = (self.fill_known != 0) & ~self.fill_values.any(axis=1)  # -0.0 is not zero here: its bytes are not
+        if not zero.any():
             return np.empty(shape, dtype=self.dtype)
-        self.fills = others  # -0.0 is not zero here: its bytes are not
+        self.fill_known[zero] = 0  # left as they are: zero already
         return np.zeros(shape, dtype=self.dtype)
-
-    def _entry_value(self, number: int, entry: int) -> Any:
-        return special_entry(entry, self.dtype, lambda what: self._fail(number, what))
-
-    def _chunk_value(self, number: int, kind: int, data: np.ndarray[Any, Any]) -> Any:
-        return special_chunk(kind, data, self.dtype, lambda what: self._fail(number, what))
 
     def _fail(self, number: int, what: str) -> CorruptFrameError:
         return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
+
+
+def chunk_values(
+    numbers: np.ndarray[Any, Any],
+    entries: np.ndarray[Any, Any],
+    get_chunk: GetChunk,
+    dtype: np.dtype[Any],
+    fail: Callable[[int, str], Exception],
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[tuple[np.ndarray[Any, Any], Any]]]:
+    """What the chunks ``numbers`` (distinct) stand for, with NumPy rather than a loop per chunk.
+
+    Returns, by position in ``numbers``: whether the chunk stands for one value (a zeros/NaN
+    index entry, spec 4.4.2, or a special chunk, 4.4.4), that value's bytes (a row of
+    ``dtype.itemsize`` bytes, zero elsewhere), and the chunks C-Blosc2 must decode, as
+    groups of positions sharing one index entry (so the same stored bytes) with those
+    bytes. ``get_chunk`` is asked once per distinct entry, in the order of ``numbers``, so
+    an error names the first chunk it concerns; ``fail(number, what)`` makes the errors.
+    A frame may declare millions of chunks, all pointing at one stored chunk.
+    """
+    count = len(numbers)
+    known = np.zeros(count, dtype=bool)
+    values = np.zeros((count, dtype.itemsize), dtype=np.uint8)
+    regular: list[tuple[np.ndarray[Any, Any], Any]] = []
+    wanted = entries[numbers]
+    special = wanted < 0
+    if special.any():
+        zeros = wanted == ENTRY_ZEROS
+        nans = (wanted == ENTRY_NAN) if dtype.kind == "f" else np.zeros_like(zeros)
+        bad = special & ~(zeros | nans)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise fail(int(numbers[k]), f"the index entry {int(wanted[k]) & (2**64 - 1):#x}")
+        if nans.any():
+            values[nans] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
+        known |= special
+    stored = np.flatnonzero(~special)
+    _, first, inverse, counts = np.unique(wanted[stored], return_index=True, return_inverse=True, return_counts=True)
+    groups = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
+    for k in np.argsort(first, kind="stable").tolist():
+        members = groups[k]
+        number = int(numbers[members[0]])
+        data, kind = stored_chunk(get_chunk(number), functools.partial(fail, number))
+        if not kind:
+            regular.append((members, data))
+            continue
+        value = special_chunk(kind, data, dtype, functools.partial(fail, number))
+        values[members] = np.frombuffer(np.asarray(value, dtype=dtype).tobytes(), dtype=np.uint8)
+        known[members] = True
+    return known, values, regular
 
 
 def layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
@@ -419,7 +444,7 @@ def layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
 
 def read_region(
     layout: DataLayout,
-    entries: Sequence[int],
+    entries: Sequence[int] | np.ndarray[Any, Any],
     get_chunk: GetChunk,
     key: Any,
     out: np.ndarray[Any, Any] | None = None,
@@ -490,7 +515,7 @@ def _read_native(
     lib: Library,
     helper: blockcopy.Helper,
     layout: DataLayout,
-    entries: Sequence[int],
+    entries: Sequence[int] | np.ndarray[Any, Any],
     get_chunk: GetChunk,
     key: Any,
     out: np.ndarray[Any, Any] | None,
@@ -515,14 +540,8 @@ def _read_native(
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
-            read.fill()
         else:
             shared = np.zeros(1, dtype=np.int64)  # the next chunk to take, for every thread
-            # each thread's first task decodes (chunks from the shared counter); then the
-            # threads fill the special chunks' boxes (zeros, runs of one value) between them
-            tasks = [-1] * min(int(nthreads), count) + list(range(len(read.fills)))
-            threads.run_parallel(
-                tasks, lambda k: read.run(0, count, shared) if k < 0 else read.fill_one(k), int(nthreads)
-            )
+            threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
     reads += 1
     return out

@@ -105,7 +105,7 @@ class PatchReader:
         self.shape = tuple(int(n) for n in layout.shape)
         self.dtype = np.dtype(layout.dtype)
         self.path = path
-        self._entries, self._refs, self._get_chunk = entries, refs, get_chunk
+        self._entries, self._refs, self._get_chunk = np.asarray(entries, dtype=np.int64), refs, get_chunk
         self._itemsize = self.dtype.itemsize
         self._ndim = len(self.shape)
         self._blocksize = int(layout.blocksize)
@@ -196,39 +196,25 @@ class PatchReader:
 
         Returns whether every touched chunk is now in a table (else the general path reads).
         """
-        numbers = [0]
+        numbers = np.zeros(1, dtype=np.int64)
         for a, b, c, g in zip(starts, stops, self._chunks, self._grid, strict=True):
-            numbers = [k * g + q for k in numbers for q in range(a // c, (b - 1) // c + 1)]
+            numbers = (numbers[:, None] * g + np.arange(a // c, (b - 1) // c + 1, dtype=np.int64)).ravel()
         if self._refs(numbers) is None:
             return False
-        addresses = self._tables[0]
         with self._learning:
-            for number in numbers:
-                if addresses[number] or self._known[number]:
-                    continue
-                value = self._value(number)
-                if value is None:
-                    return False
-                at = number * self._itemsize
-                self._values[at : at + self._itemsize] = np.frombuffer(value, dtype=np.uint8)
-                helper.publish()  # the value before its flag, on any CPU: reads take no lock
-                self._known[number] = 1
+            todo = numbers[(self._tables[0][numbers] == 0) & (self._known[numbers] == 0)]
+            if not len(todo):
+                return True
+            known, values, regular = fastread.chunk_values(todo, self._entries, self._get_chunk, self.dtype, self._fail)
+            if regular:  # a chunk to decode that has no address: not in the map
+                return False
+            self._values.reshape(-1, self._itemsize)[todo] = values
+            helper.publish()  # the values before their flags, on any CPU: reads take no lock
+            self._known[todo] = 1
         return True
 
-    def _value(self, number: int) -> bytes | None:
-        """The item a special chunk or index entry stands for, or ``None`` for a chunk C decodes."""
-        fail = lambda what: CorruptFrameError(  # noqa: E731
-            f"the data section is corrupt: chunk {number}: {what}", path=self.path
-        )
-        entry = self._entries[number]
-        if entry < 0:
-            value = fastread.special_entry(entry, self.dtype, fail)
-        else:
-            data, kind = fastread.stored_chunk(self._get_chunk(number), fail)
-            if not kind:
-                return None
-            value = fastread.special_chunk(kind, data, self.dtype, fail)
-        return np.asarray(value, dtype=self.dtype).tobytes()
+    def _fail(self, number: int, what: str) -> CorruptFrameError:
+        return CorruptFrameError(f"the data section is corrupt: chunk {number}: {what}", path=self.path)
 
 
 def reader_for(
