@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 
 from mlarray.errors import HeaderValidationError, InvalidArgumentError, Problem
 from mlarray.models.v1.header import MAX_NDIM
+from mlarray.storage import compress
 from mlarray.storage.io import normalize_dtype
 
 
@@ -90,6 +92,15 @@ class ShapeOnly:
             kwargs["blocks"] = tuple(blocks)
         if self.fill_value.tobytes() == bytes(self.dtype.itemsize):  # zero bytes: -0.0 is not zero here
             return blosc2.zeros(self.shape, dtype=self.dtype, **kwargs)
+        if chunks is not None and blocks is not None and all(self.shape):
+            count = math.prod(compress.chunk_grid(self.shape, chunks))
+            if count >= compress.HELD_MIN_CHUNKS:  # chunk by chunk into the file would take time in count**2
+                one = blosc2.full(tuple(chunks), self.fill_value[()], dtype=self.dtype, **{**kwargs, "urlpath": None})
+                run = bytes(one.schunk.get_chunk(0))  # a value run: every chunk of the frame is these bytes
+                nd, _ = compress.write_chunks(
+                    tmp, self.shape, self.dtype, chunks, blocks, cparams, itertools.repeat(run, count)
+                )
+                return nd
         return blosc2.full(self.shape, self.fill_value[()], dtype=self.dtype, **kwargs)
 
 

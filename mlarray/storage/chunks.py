@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
+import operator
 import os
 import struct
 import sys
@@ -492,6 +493,12 @@ class DataSection:
         them all at one stored chunk). The error raised is the one a chunk-by-chunk walk
         in chunk order meets first; the chunks before it stay checked.
         """
+        if isinstance(numbers, tuple) and len(numbers) == 1:  # one chunk (chunk_bytes): no arrays
+            number = operator.index(numbers[0])
+            state = self._state[number]
+            if state == UNCHECKED or (blocks and state == HEAD_CHECKED):
+                self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
+            return
         wanted = numbers if isinstance(numbers, np.ndarray) else np.fromiter(numbers, dtype=np.int64)
         wanted = wanted.astype(np.int64, copy=False)
         state = self._state[wanted]
@@ -632,7 +639,7 @@ class DataSection:
         if whole is not None and at + CHUNK_HEADER <= len(whole):  # checked in place: nothing copied
             view = memoryview(whole)  # type: ignore[arg-type]
             cbytes = i32(view, at + 12)
-            blocks = blocks or many_blocks(view, at)
+            blocks = blocks or many_blocks(view, at) or bool(view[at + 31] & 0x70)  # special chunks: no blocks
             self._check_length(number, entry, cbytes)
             if at + cbytes > len(whole):
                 raise self._fail("the file ends inside the data section")

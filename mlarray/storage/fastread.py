@@ -10,8 +10,10 @@ selection is copied to the result, row by row; one call reads every chunk of a p
 Without the compiled loop, each touched chunk's touched blocks are decoded into a reused
 chunk-sized buffer (``blosc2_decompress_ctx`` with a block mask, nothing zeroed) and copied
 out with a few strided NumPy copies per chunk. Special-value chunks and index entries
-(zeros, NaN, value runs) are filled with NumPy and never reach C. ctypes releases the GIL
-during each call, so chunks are decoded on several threads when asked.
+(zeros, NaN, value runs) are never decoded: the compiled loop fills their boxes from a table
+of values made with NumPy (:func:`chunk_values`; the stand-in fills them with NumPy), so a
+read of a frame of millions of chunks costs bytes per chunk, not Python objects. ctypes
+releases the GIL during each call, so chunks are decoded on several threads when asked.
 
 C-Blosc2 comes from the python-blosc2 wheel (``blosc2/lib/libblosc2.so*``, the library its
 extension modules use), loaded with :mod:`ctypes` by :mod:`mlarray.storage.libblosc2`,
@@ -415,9 +417,12 @@ def chunk_values(
         known |= special
     stored = np.flatnonzero(~special)
     _, first, inverse, counts = np.unique(wanted[stored], return_index=True, return_inverse=True, return_counts=True)
-    groups = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
-    for k in np.argsort(first, kind="stable").tolist():
-        members = groups[k]
+    if len(first) == len(stored):  # the usual: a stored chunk per entry
+        groups: Any = stored[:, None]
+    else:
+        split = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
+        groups = [split[k] for k in np.argsort(first, kind="stable").tolist()]
+    for members in groups:
         number = int(numbers[members[0]])
         data, kind = stored_chunk(get_chunk(number), functools.partial(fail, number))
         if not kind:
