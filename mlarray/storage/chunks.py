@@ -30,6 +30,7 @@ import numpy as np
 
 from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
 from mlarray.storage import blockcopy, patchread, threads
+from mlarray.storage.selection import chunk_numbers, shared_groups
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, i32, many_blocks, structure_problem
 
@@ -118,8 +119,9 @@ def touched_chunks(
     parts += [slice(None)] * (len(shape) - len(parts))
     if len(parts) != len(shape):
         return None
-    spans: list[range] = []
-    for part, n, c in zip(parts, shape, chunks, strict=True):
+    starts: list[int] = []
+    stops: list[int] = []
+    for part, n in zip(parts, shape, strict=True):
         if isinstance(part, slice):
             try:
                 picked = range(*part.indices(n))
@@ -134,11 +136,9 @@ def touched_chunks(
                 return None
         else:
             return None
-        spans.append(range(lo // c, hi // c + 1))
-    numbers = np.zeros(1, dtype=np.int64)
-    for span, g in zip(spans, grid, strict=True):
-        numbers = (numbers[:, None] * g + np.arange(span.start, span.stop, dtype=np.int64)).ravel()
-    return numbers
+        starts.append(lo)
+        stops.append(hi + 1)
+    return chunk_numbers(starts, stops, chunks, grid)
 
 
 def may_map() -> bool:
@@ -514,16 +514,13 @@ class DataSection:
         stored = todo[~special]
         if stop is not None:
             stored = stored[stored < stop]
-        _, first, inverse, counts = np.unique(
-            self.entries[stored], return_index=True, return_inverse=True, return_counts=True
-        )
-        if len(first) == len(stored):  # the usual: a stored chunk per entry
+        groups = shared_groups(self.entries[stored])
+        if groups is None:  # the usual: a stored chunk per entry
             for number in stored.tolist():
                 self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
         else:
-            groups = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
-            for k in np.argsort(first, kind="stable").tolist():
-                members = groups[k]
+            for group in groups:
+                members = stored[group]
                 walked = self._check_chunk(int(members[0]), blocks)
                 self._share_refs(members)
                 self._mark(members, CHECKED if walked else HEAD_CHECKED)

@@ -61,7 +61,7 @@ import numpy as np
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, libblosc2, threads
 from mlarray.storage.libblosc2 import Library, address
-from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, normalize_key, plan
+from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, chunk_numbers, normalize_key, plan, shared_groups
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataLayout
@@ -246,10 +246,8 @@ class _NativeRead:
         self.parts, self.dtype = parts, dtype
         self.getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
         ndim = len(parts)
-        numbers = np.zeros(1, dtype=np.int64)  # touched chunks' numbers, in C order over the touched ranges
-        for part, c, n in zip(parts, layout.chunks, layout.grid, strict=True):
-            span = np.arange(part.start // c, (part.stop - 1) // c + 1, dtype=np.int64)
-            numbers = (numbers[:, None] * n + span).ravel()
+        starts, stops = [p.start for p in parts], [p.stop for p in parts]
+        numbers = chunk_numbers(starts, stops, layout.chunks, layout.grid)  # touched chunks, in C order
         self.numbers = numbers
         count = len(numbers)
         # the chunk buffers (or the map they lie in) and the marks, alive until the read ends
@@ -416,12 +414,8 @@ def chunk_values(
             values[nans] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
         known |= special
     stored = np.flatnonzero(~special)
-    _, first, inverse, counts = np.unique(wanted[stored], return_index=True, return_inverse=True, return_counts=True)
-    if len(first) == len(stored):  # the usual: a stored chunk per entry
-        groups: Any = stored[:, None]
-    else:
-        split = np.split(stored[np.argsort(inverse, kind="stable")], np.cumsum(counts)[:-1])
-        groups = [split[k] for k in np.argsort(first, kind="stable").tolist()]
+    shared = shared_groups(wanted[stored])
+    groups: Any = stored[:, None] if shared is None else [stored[g] for g in shared]  # usually one chunk per entry
     for members in groups:
         number = int(numbers[members[0]])
         data, kind = stored_chunk(get_chunk(number), functools.partial(fail, number))

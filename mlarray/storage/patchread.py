@@ -41,6 +41,7 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk
 from mlarray.storage.libblosc2 import address
+from mlarray.storage.selection import chunk_numbers
 
 NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
@@ -196,9 +197,7 @@ class PatchReader:
 
         Returns whether every touched chunk is now in a table (else the general path reads).
         """
-        numbers = np.zeros(1, dtype=np.int64)
-        for a, b, c, g in zip(starts, stops, self._chunks, self._grid, strict=True):
-            numbers = (numbers[:, None] * g + np.arange(a // c, (b - 1) // c + 1, dtype=np.int64)).ravel()
+        numbers = chunk_numbers(starts, stops, self._chunks, self._grid)
         if self._refs(numbers) is None:
             return False
         with self._learning:

@@ -267,3 +267,31 @@ def _box(runs: Sequence[Run], itemsize: int) -> Box:
         if r[8]:
             width = r[8]
     return shape + inner, src + inner_src, dst + inner_dst, src_offset, dst_offset, width
+
+
+def chunk_numbers(
+    starts: Sequence[int], stops: Sequence[int], chunks: Sequence[int], grid: Sequence[int]
+) -> np.ndarray[Any, Any]:
+    """Numbers of the chunks the box ``[starts, stops)`` touches, in C order over the chunk grid.
+
+    An int64 array, built with NumPy (a frame may declare millions of chunks); empty when
+    the box is.
+    """
+    numbers = np.zeros(1, dtype=np.int64)
+    for a, b, c, g in zip(starts, stops, chunks, grid, strict=True):
+        span = np.arange(a // c, (b - 1) // c + 1, dtype=np.int64) if b > a else np.zeros(0, dtype=np.int64)
+        numbers = (numbers[:, None] * g + span).ravel()
+    return numbers
+
+
+def shared_groups(values: np.ndarray[Any, Any]) -> list[np.ndarray[Any, Any]] | None:
+    """Positions in ``values`` grouped by equal value, groups in order of their first position.
+
+    ``None`` when every value differs (the usual case for chunk index entries: a stored chunk
+    per entry), so callers keep a plain loop for it.
+    """
+    _, first, inverse, counts = np.unique(values, return_index=True, return_inverse=True, return_counts=True)
+    if len(first) == len(values):
+        return None
+    groups = np.split(np.argsort(inverse.ravel(), kind="stable"), np.cumsum(counts)[:-1])
+    return [groups[k] for k in np.argsort(first, kind="stable").tolist()]
