@@ -29,7 +29,7 @@ import blosc2
 import numpy as np
 
 from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
-from mlarray.storage import blockcopy, patchread, threads
+from mlarray.storage import blockcopy, headers, patchread, threads
 from mlarray.storage.selection import chunk_numbers, shared_groups
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, i32, many_blocks, structure_problem
@@ -42,6 +42,9 @@ ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
 ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
+AHEAD = 1024
+"""Files of at most this many chunks have every chunk header checked at the first read of the
+map (:meth:`DataSection._look_ahead`); larger ones only the chunks each read touches."""
 UNCHECKED, CHECKED, HEAD_CHECKED = 0, 1, 2
 """What :class:`DataSection` knows of a chunk: nothing yet; checked (spec 4.4.2-4.4.6); checked
 but for its blocks (4.4.6 rules 2-3), which the block loop checks as it decodes them."""
@@ -196,6 +199,8 @@ class DataSection:
         block in rows of the given bytes per chunk (see :meth:`block_marks`)."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
+        self._ahead = False
+        """:meth:`_look_ahead` has run."""
         self._patches: patchread.PatchReader | None | bool = None
         """The short patch path's reader once made, ``False`` where it cannot read this section."""
         self._closed = False
@@ -491,7 +496,8 @@ class DataSection:
         (spec 4.4.2-4.4.3) are settled all at once, and chunks whose entries are the same
         offset are the same bytes, checked once (a frame of millions of chunks may point
         them all at one stored chunk). The error raised is the one a chunk-by-chunk walk
-        in chunk order meets first; the chunks before it stay checked.
+        in chunk order meets first; the chunks before it stay checked, as do those whose
+        headers passed the check of many at once (:meth:`_quick`).
         """
         if isinstance(numbers, tuple) and len(numbers) == 1:  # one chunk (chunk_bytes): no arrays
             number = operator.index(numbers[0])
@@ -501,6 +507,8 @@ class DataSection:
             return
         wanted = numbers if isinstance(numbers, np.ndarray) else np.fromiter(numbers, dtype=np.int64)
         wanted = wanted.astype(np.int64, copy=False)
+        if not blocks and not self._ahead:
+            self._look_ahead()
         state = self._state[wanted]
         todo = _distinct(wanted[state == UNCHECKED] if not blocks else wanted[state != CHECKED])
         if not len(todo):
@@ -516,6 +524,8 @@ class DataSection:
             stored = stored[stored < stop]
         groups = shared_groups(self.entries[stored])
         if groups is None:  # the usual: a stored chunk per entry
+            if not blocks:  # headers checked at once; the rest (uncommon forms, faults) one by one
+                stored = self._quick(stored)
             for number in stored.tolist():
                 self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
         else:
@@ -527,6 +537,45 @@ class DataSection:
         if stop is not None:
             self._entry(stop)  # raises: the entry is neither an offset nor a zeros/NaN entry
             raise AssertionError(f"chunk {stop}: an index entry passed that was refused before")
+
+    def _look_ahead(self) -> None:
+        """Once, at the first read of the map that leaves blocks to the block loop: settle every
+        chunk of a file of at most :data:`AHEAD` chunks whose header passes :func:`headers.quick_pass`.
+
+        One pass over a few kilobytes of headers costs less than the per-chunk checks the
+        next reads of a fresh handle would make (a patch touches a dozen chunks or more).
+        Quietly: a chunk that does not pass is left unchecked, for a read that touches it
+        to check, and to fail if it is faulty; reads that do not touch it are not refused.
+        """
+        self._ahead = True
+        if self._map is None or self._refs is None or self.layout.nchunks > AHEAD:
+            return
+        todo = np.flatnonzero(self._state == UNCHECKED)
+        entries = self.entries[todo]
+        known = (entries == ENTRY_ZEROS) | ((entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES))
+        self._mark(todo[known], CHECKED)
+        self._quick(todo[entries >= 0])
+
+    def _quick(self, stored: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Settle the unchecked chunks ``stored`` (offset entries) whose headers pass
+        :func:`headers.quick_pass`, their blocks left to the block loop; return the others, in order."""
+        whole, refs = self._map, self._refs
+        if whole is None or refs is None or not len(stored):
+            return stored
+        offsets = self.entries[stored]
+        ok, cbytes, runs = headers.quick_pass(whole, self.layout, offsets)
+        regular = ok & ~runs
+        picked = stored[regular]
+        refs[1][picked] = cbytes[regular]
+        refs[2][picked] = 1
+        helper = blockcopy.HELPER
+        if helper is not None:  # the addresses last, after a fence (see _check_chunk)
+            helper.publish()
+        refs[0][picked] = int(whole.__array_interface__["data"][0]) + self.layout.start + offsets[regular]
+        self._mark(picked, HEAD_CHECKED)
+        self._mark(stored[runs], CHECKED)
+        rest: np.ndarray[Any, Any] = stored[~ok]
+        return rest
 
     def _mark_one(self, number: int, state: int) -> None:
         if state == CHECKED and self._state[number] != CHECKED:

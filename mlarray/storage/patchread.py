@@ -118,8 +118,9 @@ class PatchReader:
         # blocks of chunks checked block by block (spec 4.4.6) are checked on their first decoding only
         self._done: np.ndarray[Any, Any] = np.zeros(0, dtype=np.uint8) if marks is None else marks[0]
         self._done_stride = 0 if marks is None else marks[1]
-        self._known = np.zeros(nchunks, dtype=np.uint8)
         self._values = np.zeros(nchunks * self._itemsize, dtype=np.uint8)
+        # zeros entries (spec 4.4.2) need no check beyond the index's: known from the start
+        self._known = (self._entries == fastread.ENTRY_ZEROS).view(np.uint8)
         self._learning = threading.Lock()
         self._fixed = np.array([*self._chunks, *layout.blocks, *self._grid], dtype=np.int64)
         step = 8 * self._ndim

@@ -1,0 +1,102 @@
+"""The headers of many stored chunks checked at once, with NumPy (spec 4.4.2-4.4.4, 4.4.6 rule 1).
+
+:class:`~mlarray.storage.chunks.DataSection` checks a chunk in Python, field by field
+(:func:`~mlarray.storage.structure.structure_problem`), some 30 µs a chunk: the first
+reads of a fresh handle, each touching a dozen chunks never checked, paid that for every
+one of them. Here the 32-byte headers of many chunks of a memory-mapped file are gathered
+into one array and checked a column at a time.
+
+Only the forms writers produce pass here: an extended header, listed codecs and filters
+(with the item sizes spec 4.4.7 asks of them), no dictionary, not stored uncompressed, few
+enough blocks to be checked one by one as they are decoded (the blocks themselves, rules 2-3
+of 4.4.6, are left to the block loop, as for the per-chunk check with ``blocks=False``), and
+the special-value chunks of 4.4.4. Passing here means what passing the per-chunk check
+means; a chunk that does not pass may still be valid (an uncommon form), and is left to the
+per-chunk check, which names the problem if it has one.
+Pure: reads the map, changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, CODECS, FILTERS, SIZED_FILTERS
+
+BATCH = 1 << 15
+"""Headers gathered per step (1 MiB of headers): bounds the memory a read of many chunks takes here."""
+
+_SPECIAL_ZERO, _SPECIAL_NAN, _SPECIAL_VALUE = 1, 2, 3
+_NAN_DTYPES = ("<f4", "<f8")
+_CODEC_OK = np.zeros(8, dtype=bool)
+_CODEC_OK[sorted(CODECS)] = True
+_FILTER_OK = np.zeros(256, dtype=bool)
+_FILTER_OK[sorted(FILTERS)] = True
+_SIZED = np.zeros(256, dtype=bool)
+_SIZED[sorted(SIZED_FILTERS)] = True
+
+
+def quick_pass(
+    whole: np.ndarray[Any, Any], layout: Any, offsets: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Which of the stored chunks at ``offsets`` (index entries >= 0) pass the header checks here.
+
+    ``whole``: the file as a uint8 array; ``layout``: the section's
+    :class:`~mlarray.storage.chunks.DataLayout`. Returns, per offset, whether the chunk
+    passes, its length (``cbytes``, where it passes) and whether it is a special-value
+    chunk (no blocks to decode).
+    """
+    count = len(offsets)
+    ok = np.zeros(count, dtype=bool)
+    cbytes = np.zeros(count, dtype=np.int64)
+    special = np.zeros(count, dtype=bool)
+    chunksize, blocksize, typesize = layout.chunksize, layout.blocksize, layout.typesize
+    if count == 0 or min(chunksize, blocksize, typesize) <= 0 or type(layout.data_size) is not int:
+        return ok, cbytes, special  # the per-chunk check decides
+    nblocks = -(-chunksize // blocksize)
+    table_end = CHUNK_HEADER + 4 * nblocks
+    for lo in range(0, count, BATCH):
+        part = slice(lo, lo + BATCH)
+        ok[part], cbytes[part], special[part] = _batch(
+            whole, layout, np.asarray(offsets[part], dtype=np.int64), nblocks, table_end, typesize
+        )
+    return ok, cbytes, special
+
+
+def _batch(
+    whole: np.ndarray[Any, Any],
+    layout: Any,
+    offsets: np.ndarray[Any, Any],
+    nblocks: int,
+    table_end: int,
+    typesize: int,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    data_size, size = int(layout.data_size), len(whole)
+    at = layout.start + offsets
+    inside = (offsets >= 0) & (offsets + CHUNK_HEADER <= data_size) & (at + CHUNK_HEADER <= size)
+    head = whole[np.where(inside, at, 0)[:, None] + np.arange(CHUNK_HEADER)]  # (n, 32) uint8, C-contiguous
+    words = head.view("<i4")  # columns 1-3: nbytes, blocksize, cbytes
+    length = words[:, 3].astype(np.int64)
+    flags, kind = head[:, 2], head[:, 31] >> 4 & 0x07
+    ok = inside & (length >= CHUNK_HEADER) & (offsets + length <= data_size) & (at + length <= size)
+    ok &= (flags & 0x05) == 0x05  # an extended header
+    ok &= _CODEC_OK[flags >> 5]
+    ok &= (words[:, 1] == layout.chunksize) & (head[:, 3] == typesize) & (words[:, 2] == layout.blocksize)
+    ok &= (head[:, 30] & 0x01) == 0  # not variable-length blocks
+    ok &= (head[:, 31] & 0x89) == 0  # not lazy (0x08) or instrumented (0x80), no dictionary (0x01)
+    filters, sizes = head[:, 16:22], head[:, 24:30]  # six filter slots and their parameters
+    ok &= _FILTER_OK[filters].all(axis=1)
+    sized_wrong = _SIZED[filters] & (sizes != typesize) & ((sizes != 0) | (filters == 34) | (filters == 35))
+    ok &= ~sized_wrong.any(axis=1)  # a shuffle's item size 0 or the chunk's; a bytedelta's the chunk's
+    regular = ok & (kind == 0)
+    regular &= ((flags & 0x02) == 0) & (length >= table_end)  # compressed; the block-start table inside
+    if nblocks > BLOCKWISE_MAX:  # such chunks' blocks are checked whole, by the per-chunk check
+        regular[:] = False
+    nan_ok = layout.dtype in _NAN_DTYPES
+    runs = ok & (
+        ((kind == _SPECIAL_ZERO) & (length == CHUNK_HEADER))
+        | ((kind == _SPECIAL_NAN) & nan_ok & (length == CHUNK_HEADER))
+        | ((kind == _SPECIAL_VALUE) & (length == CHUNK_HEADER + typesize))
+    )
+    return regular | runs, np.where(regular | runs, length, 0), runs

@@ -1,0 +1,212 @@
+"""Chunk headers checked many at once (mlarray.storage.headers) against the per-chunk check.
+
+The vectorized check may leave a chunk to the per-chunk check, never pass one that the
+per-chunk check refuses. A fresh handle's first read of the map checks every header of a
+small file at once (``DataSection._look_ahead``): quietly, so a faulty chunk fails the
+reads that touch it, with the error the per-chunk check gives, and no other read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlarray import MLArray
+from mlarray.errors import CorruptFrameError, MLArrayError
+from mlarray.storage import blockcopy, chunks, headers
+from mlarray.storage.chunks import DataSection
+from mlarray.storage.frame import inspect_frame
+
+SHAPE = (32, 32, 32)
+
+
+def _data() -> np.ndarray[Any, Any]:
+    return np.arange(16 * 32 * 32, dtype=np.int16).reshape(16, 32, 32) % 1000
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 chunks: 32 stored with blocks, 31 value runs (7) and one zeros index entry."""
+    path = tmp_path_factory.mktemp("headers") / "mixed.mla"
+    with MLArray.create(path, SHAPE, np.int16, chunk_size=(8, 8, 8), block_size=(4, 4, 4), fill_value=7) as image:
+        image[:16] = _data()
+        image[16:24, :8, :8] = 0
+    return path
+
+
+def _expected() -> np.ndarray[Any, Any]:
+    out = np.full(SHAPE, 7, dtype=np.int16)
+    out[:16] = _data()
+    out[16:24, :8, :8] = 0
+    return out
+
+
+def _section(path: Path) -> DataSection:
+    return DataSection(str(path), inspect_frame(str(path)))
+
+
+def _kinds(path: Path) -> list[int]:
+    section = _section(path)
+    try:
+        whole = np.fromfile(path, dtype=np.uint8)
+        start = section.layout.start
+        return [int(whole[start + e + 31] >> 4 & 7) if e >= 0 else -1 for e in section.entries.tolist()]
+    finally:
+        section.close()
+
+
+def test_the_forms_writers_produce_pass_at_once(mixed: Path) -> None:
+    assert sorted(set(_kinds(mixed))) == [-1, 0, 3]  # the file has each form
+    section = _section(mixed)
+    try:
+        whole = np.fromfile(mixed, dtype=np.uint8)
+        stored = section.entries[section.entries >= 0]
+        ok, cbytes, runs = headers.quick_pass(whole, section.layout, stored)
+        assert ok.all()
+        at = section.layout.start + stored
+        assert cbytes.tolist() == [int(whole[a + 12 : a + 16].view("<i4")[0]) for a in at.tolist()]
+        assert runs.tolist() == [bool(whole[a + 31] & 0x70) for a in at.tolist()]
+    finally:
+        section.close()
+
+
+def _slow_verdict(path: Path, number: int) -> bool:
+    """Whether the per-chunk check (blocks left to the block loop) passes chunk ``number``."""
+    section = _section(path)
+    try:
+        section._check_chunk(number, blocks=False)
+    except MLArrayError:
+        return False
+    finally:
+        section.close()
+    return True
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    chunk=st.integers(0, 63),
+    changes=st.lists(st.tuples(st.integers(0, 31), st.integers(0, 255)), min_size=1, max_size=3),
+)
+def test_a_header_passing_at_once_passes_the_per_chunk_check(
+    mixed: Path, chunk: int, changes: list[tuple[int, int]]
+) -> None:
+    section = _section(mixed)
+    entry = int(section.entries[chunk])
+    layout = section.layout
+    section.close()
+    if entry < 0:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "changed.mla"
+        shutil.copyfile(mixed, path)
+        whole = np.fromfile(path, dtype=np.uint8)
+        for at, value in changes:
+            whole[layout.start + entry + at] = value
+        whole.tofile(path)
+        ok, cbytes, runs = headers.quick_pass(whole, layout, np.array([entry], dtype=np.int64))
+        if ok[0]:
+            assert _slow_verdict(path, chunk)
+            head = layout.start + entry
+            assert cbytes[0] == int(whole[head + 12 : head + 16].view("<i4")[0])
+            assert runs[0] == bool(whole[head + 31] & 0x70)
+
+
+def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
+    section = _section(mixed)
+    try:
+        whole = np.fromfile(mixed, dtype=np.uint8)
+        layout = section.layout
+        offsets = np.array([-1, layout.data_size - 8, len(whole), 2**40], dtype=np.int64)
+        ok, _, _ = headers.quick_pass(whole, layout, offsets)
+        assert not ok.any()
+    finally:
+        section.close()
+
+
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+def test_a_fresh_handle_checks_every_header_at_its_first_read(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    check = DataSection._check_chunk
+
+    def spy(self: DataSection, number: int, blocks: bool = True) -> bool:
+        calls.append(number)
+        return check(self, number, blocks)
+
+    monkeypatch.setattr(DataSection, "_check_chunk", spy)
+    expected = _expected()
+    with MLArray.open(mixed) as image:
+        assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
+        section = image._chunks
+        assert isinstance(section, DataSection)
+        assert not (section._state == chunks.UNCHECKED).any()  # all 64, not the one touched
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            lo = rng.integers(0, 20, size=3)
+            box = tuple(slice(int(a), int(a) + 12) for a in lo)
+            assert np.array_equal(image[box], expected[box])
+    assert calls == []  # no chunk was checked one by one
+
+
+def _break_codec(source: Path, target: Path, number: int) -> None:
+    """Copy ``source`` to ``target`` with chunk ``number`` naming a user-defined codec."""
+    shutil.copyfile(source, target)
+    section = _section(target)
+    at = section.layout.start + int(section.entries[number])
+    section.close()
+    with open(target, "r+b") as f:
+        f.seek(at + 2)
+        flags = f.read(1)[0]
+        f.seek(at + 2)
+        f.write(bytes([flags & 0x1F | 6 << 5]))
+
+
+@pytest.mark.parametrize("ahead", [chunks.AHEAD, 0])  # every header at the first read; the touched ones only
+@pytest.mark.parametrize("number", [5, 40])  # a chunk with blocks, a value run
+def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
+    mixed: Path, tmp_path: Path, number: int, ahead: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunks, "AHEAD", ahead)
+    broken = tmp_path / "broken.mla"
+    _break_codec(mixed, broken, number)
+    expected = _expected()
+    grid = (4, 4, 4)
+    corner = np.unravel_index(number, grid)
+    inside = tuple(slice(8 * int(c), 8 * int(c) + 4) for c in corner)
+    elsewhere = tuple(slice(0, 4) if c else slice(8, 12) for c in corner)
+    with MLArray.open(broken) as image:
+        assert np.array_equal(image[elsewhere], expected[elsewhere])  # the first read: every header looked at
+        with pytest.raises(CorruptFrameError, match=rf"chunk {number}: a user-defined codec"):
+            image[inside]
+        assert np.array_equal(image[elsewhere], expected[elsewhere])
+    with MLArray.open(broken) as image, pytest.raises(CorruptFrameError, match=rf"chunk {number}: "):
+        image[...]
+    assert os.path.getsize(broken) == os.path.getsize(mixed)
+
+
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+def test_larger_files_check_the_touched_headers_at_once(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chunks, "AHEAD", 0)  # as for a file of more chunks than AHEAD
+    calls: list[int] = []
+    check = DataSection._check_chunk
+
+    def spy(self: DataSection, number: int, blocks: bool = True) -> bool:
+        calls.append(number)
+        return check(self, number, blocks)
+
+    monkeypatch.setattr(DataSection, "_check_chunk", spy)
+    expected = _expected()
+    box = (slice(4, 20), slice(4, 12), slice(0, 8))  # chunks 0, 4, 16, 20 (blocks), 32, 36 (value runs)
+    with MLArray.open(mixed) as image:
+        assert np.array_equal(image[box], expected[box])
+        section = image._chunks
+        assert isinstance(section, DataSection)
+        assert np.flatnonzero(section._state != chunks.UNCHECKED).tolist() == [0, 4, 16, 20, 32, 36]
+    assert calls == []
