@@ -2,7 +2,7 @@
 
 The vectorized check may leave a chunk to the per-chunk check, never pass one that the
 per-chunk check refuses. A fresh handle's first read of the map checks every header of a
-small file at once (``DataSection._look_ahead``): quietly, so a faulty chunk fails the
+small file at once at its second read (``DataSection._look_ahead``): quietly, so a faulty chunk fails the
 reads that touch it, with the error the per-chunk check gives, and no other read.
 """
 
@@ -69,7 +69,7 @@ def test_the_forms_writers_produce_pass_at_once(mixed: Path) -> None:
     try:
         whole = np.fromfile(mixed, dtype=np.uint8)
         stored = section.entries[section.entries >= 0]
-        ok, cbytes, runs = headers.quick_pass(whole, section.layout, stored)
+        ok, cbytes, runs = headers.quick_pass(headers.from_map(whole), len(whole), section.layout, stored)
         assert ok.all()
         at = section.layout.start + stored
         assert cbytes.tolist() == [int(whole[a + 12 : a + 16].view("<i4")[0]) for a in at.tolist()]
@@ -111,7 +111,14 @@ def test_a_header_passing_at_once_passes_the_per_chunk_check(
         for at, value in changes:
             whole[layout.start + entry + at] = value
         whole.tofile(path)
-        ok, cbytes, runs = headers.quick_pass(whole, layout, np.array([entry], dtype=np.int64))
+        offsets = np.array([entry], dtype=np.int64)
+        ok, cbytes, runs = headers.quick_pass(headers.from_map(whole), len(whole), layout, offsets)
+        fd = os.open(path, os.O_RDONLY)
+        try:  # read with pread instead of gathered from a map: the same verdict
+            read = headers.quick_pass(headers.by_pread(fd), len(whole), layout, offsets)
+        finally:
+            os.close(fd)
+        assert [r.tolist() for r in read] == [ok.tolist(), cbytes.tolist(), runs.tolist()]
         if ok[0]:
             assert _slow_verdict(path, chunk)
             head = layout.start + entry
@@ -125,14 +132,14 @@ def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
         whole = np.fromfile(mixed, dtype=np.uint8)
         layout = section.layout
         offsets = np.array([-1, layout.data_size - 8, len(whole), 2**40], dtype=np.int64)
-        ok, _, _ = headers.quick_pass(whole, layout, offsets)
+        ok, _, _ = headers.quick_pass(headers.from_map(whole), len(whole), layout, offsets)
         assert not ok.any()
     finally:
         section.close()
 
 
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
-def test_a_fresh_handle_checks_every_header_at_its_first_read(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     check = DataSection._check_chunk
 
@@ -146,7 +153,9 @@ def test_a_fresh_handle_checks_every_header_at_its_first_read(mixed: Path, monke
         assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
         section = image._chunks
         assert isinstance(section, DataSection)
-        assert not (section._state == chunks.UNCHECKED).any()  # all 64, not the one touched
+        assert np.flatnonzero(section._state != chunks.UNCHECKED).tolist() == [0]  # one patch: its chunk
+        assert np.array_equal(image[9:12, 0:5, 0:5], expected[9:12, 0:5, 0:5])
+        assert not (section._state == chunks.UNCHECKED).any()  # the second: all 64
         rng = np.random.default_rng(0)
         for _ in range(20):
             lo = rng.integers(0, 20, size=3)
@@ -182,7 +191,8 @@ def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
     inside = tuple(slice(8 * int(c), 8 * int(c) + 4) for c in corner)
     elsewhere = tuple(slice(0, 4) if c else slice(8, 12) for c in corner)
     with MLArray.open(broken) as image:
-        assert np.array_equal(image[elsewhere], expected[elsewhere])  # the first read: every header looked at
+        assert np.array_equal(image[elsewhere], expected[elsewhere])
+        assert np.array_equal(image[elsewhere], expected[elsewhere])  # the second read: every header looked at
         with pytest.raises(CorruptFrameError, match=rf"chunk {number}: a user-defined codec"):
             image[inside]
         assert np.array_equal(image[elsewhere], expected[elsewhere])

@@ -26,7 +26,8 @@ def test_without_a_budget_nothing_is_limited() -> None:
     run = run_limited("import numpy as np\nresult = int(np.ones(300 << 20, dtype=np.uint8).sum())", budget=None)
     assert run.limit is None
     assert run.result == 300 * MiB
-    assert run.peak_over_baseline >= 300 * MiB
+    # measured, not exact: pages of the baseline may leave the resident set meanwhile (seen: 299.96 MiB)
+    assert run.peak_over_baseline >= 280 * MiB
 
 
 def test_a_failing_snippet_reports_its_error() -> None:

@@ -43,7 +43,7 @@ ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
 AHEAD = 1024
-"""Files of at most this many chunks have every chunk header checked at the first read of the
+"""Files of at most this many chunks have every chunk header checked at the second read of the
 map (:meth:`DataSection._look_ahead`); larger ones only the chunks each read touches."""
 UNCHECKED, CHECKED, HEAD_CHECKED = 0, 1, 2
 """What :class:`DataSection` knows of a chunk: nothing yet; checked (spec 4.4.2-4.4.6); checked
@@ -199,8 +199,8 @@ class DataSection:
         block in rows of the given bytes per chunk (see :meth:`block_marks`)."""
         self.complete = False
         """Every chunk has been checked: reads need no more checks."""
-        self._ahead = False
-        """:meth:`_look_ahead` has run."""
+        self._ahead = 0
+        """Reads of the map that settled chunks, up to the one that ran :meth:`_look_ahead` (2)."""
         self._patches: patchread.PatchReader | None | bool = None
         """The short patch path's reader once made, ``False`` where it cannot read this section."""
         self._closed = False
@@ -507,8 +507,10 @@ class DataSection:
             return
         wanted = numbers if isinstance(numbers, np.ndarray) else np.fromiter(numbers, dtype=np.int64)
         wanted = wanted.astype(np.int64, copy=False)
-        if not blocks and not self._ahead:
-            self._look_ahead()
+        if not blocks and self._ahead < 2:
+            self._ahead += 1
+            if self._ahead == 2:  # a handle that reads again is likely to read on: all at once
+                self._look_ahead()
         state = self._state[wanted]
         todo = _distinct(wanted[state == UNCHECKED] if not blocks else wanted[state != CHECKED])
         if not len(todo):
@@ -539,31 +541,43 @@ class DataSection:
             raise AssertionError(f"chunk {stop}: an index entry passed that was refused before")
 
     def _look_ahead(self) -> None:
-        """Once, at the first read of the map that leaves blocks to the block loop: settle every
-        chunk of a file of at most :data:`AHEAD` chunks whose header passes :func:`headers.quick_pass`.
+        """Once, at the second read of the map that leaves blocks to the block loop and meets
+        chunks not checked yet: settle every chunk of a file of at most :data:`AHEAD` chunks whose
+        header passes :func:`headers.quick_pass`.
 
-        One pass over a few kilobytes of headers costs less than the per-chunk checks the
-        next reads of a fresh handle would make (a patch touches a dozen chunks or more).
+        One pass over a few kilobytes of headers costs less than the checks the next reads
+        of the handle would make (a patch touches a dozen chunks or more); the first read
+        does not pay for it, as a handle opened for one patch reads no more.
         Quietly: a chunk that does not pass is left unchecked, for a read that touches it
         to check, and to fail if it is faulty; reads that do not touch it are not refused.
         """
-        self._ahead = True
         if self._map is None or self._refs is None or self.layout.nchunks > AHEAD:
             return
         todo = np.flatnonzero(self._state == UNCHECKED)
         entries = self.entries[todo]
         known = (entries == ENTRY_ZEROS) | ((entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES))
         self._mark(todo[known], CHECKED)
-        self._quick(todo[entries >= 0])
+        if isinstance(self._source, LocalFile) and self._size is not None:
+            # read, not from the map: a first touch of a page costs more than reading 32 bytes,
+            # and a read that touches a few of these chunks would map every header's page
+            with contextlib.suppress(OSError):
+                self._quick(todo[entries >= 0], headers.by_pread(self._source.fileno()), self._size)
 
-    def _quick(self, stored: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def _quick(
+        self, stored: np.ndarray[Any, Any], heads: headers.Heads | None = None, size: int = 0
+    ) -> np.ndarray[Any, Any]:
         """Settle the unchecked chunks ``stored`` (offset entries) whose headers pass
-        :func:`headers.quick_pass`, their blocks left to the block loop; return the others, in order."""
+        :func:`headers.quick_pass`, their blocks left to the block loop; return the others, in order.
+
+        The headers are read from the map unless ``heads`` (a file of ``size`` bytes) says otherwise.
+        """
         whole, refs = self._map, self._refs
         if whole is None or refs is None or not len(stored):
             return stored
         offsets = self.entries[stored]
-        ok, cbytes, runs = headers.quick_pass(whole, self.layout, offsets)
+        if heads is None:
+            heads, size = headers.from_map(whole), len(whole)
+        ok, cbytes, runs = headers.quick_pass(heads, size, self.layout, offsets)
         regular = ok & ~runs
         picked = stored[regular]
         refs[1][picked] = cbytes[regular]

@@ -13,11 +13,13 @@ of 4.4.6, are left to the block loop, as for the per-chunk check with ``blocks=F
 the special-value chunks of 4.4.4. Passing here means what passing the per-chunk check
 means; a chunk that does not pass may still be valid (an uncommon form), and is left to the
 per-chunk check, which names the problem if it has one.
-Pure: reads the map, changes nothing.
+Pure: reads headers (from the map or with ``pread``), changes nothing.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,12 +39,35 @@ _SIZED = np.zeros(256, dtype=bool)
 _SIZED[sorted(SIZED_FILTERS)] = True
 
 
+Heads = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
+"""Given file positions (int64, each with 32 bytes of the file after it), the 32 bytes at each:
+an ``(n, 32)`` C-contiguous uint8 array (:func:`from_map`, :func:`by_pread`)."""
+
+
+def from_map(whole: np.ndarray[Any, Any]) -> Heads:
+    """Headers gathered from the file's map (``whole``, uint8): touches the pages they lie in."""
+    return lambda at: whole[at[:, None] + np.arange(CHUNK_HEADER)]
+
+
+def by_pread(fd: int) -> Heads:
+    """Headers read with ``pread`` from the open file ``fd``: maps no page (a first fault costs
+    microseconds on a virtual machine; reading 32 bytes, less than one)."""
+
+    def heads(at: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        data = b"".join([os.pread(fd, CHUNK_HEADER, p) for p in at.tolist()])
+        if len(data) != CHUNK_HEADER * len(at):  # the file was shortened: nothing passes here
+            return np.zeros((len(at), CHUNK_HEADER), dtype=np.uint8)
+        return np.frombuffer(data, dtype=np.uint8).reshape(len(at), CHUNK_HEADER)
+
+    return heads
+
+
 def quick_pass(
-    whole: np.ndarray[Any, Any], layout: Any, offsets: np.ndarray[Any, Any]
+    heads: Heads, size: int, layout: Any, offsets: np.ndarray[Any, Any]
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Which of the stored chunks at ``offsets`` (index entries >= 0) pass the header checks here.
 
-    ``whole``: the file as a uint8 array; ``layout``: the section's
+    ``heads`` reads their headers from a file of ``size`` bytes; ``layout``: the section's
     :class:`~mlarray.storage.chunks.DataLayout`. Returns, per offset, whether the chunk
     passes, its length (``cbytes``, where it passes) and whether it is a special-value
     chunk (no blocks to decode).
@@ -59,23 +84,25 @@ def quick_pass(
     for lo in range(0, count, BATCH):
         part = slice(lo, lo + BATCH)
         ok[part], cbytes[part], special[part] = _batch(
-            whole, layout, np.asarray(offsets[part], dtype=np.int64), nblocks, table_end, typesize
+            heads, size, layout, np.asarray(offsets[part], dtype=np.int64), nblocks, table_end, typesize
         )
     return ok, cbytes, special
 
 
 def _batch(
-    whole: np.ndarray[Any, Any],
+    heads: Heads,
+    size: int,
     layout: Any,
     offsets: np.ndarray[Any, Any],
     nblocks: int,
     table_end: int,
     typesize: int,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    data_size, size = int(layout.data_size), len(whole)
+    data_size = int(layout.data_size)
     at = layout.start + offsets
     inside = (offsets >= 0) & (offsets + CHUNK_HEADER <= data_size) & (at + CHUNK_HEADER <= size)
-    head = whole[np.where(inside, at, 0)[:, None] + np.arange(CHUNK_HEADER)]  # (n, 32) uint8, C-contiguous
+    head = np.zeros((len(at), CHUNK_HEADER), dtype=np.uint8)
+    head[inside] = heads(at[inside])  # rows outside stay zero: not extended, so they do not pass
     words = head.view("<i4")  # columns 1-3: nbytes, blocksize, cbytes
     length = words[:, 3].astype(np.int64)
     flags, kind = head[:, 2], head[:, 31] >> 4 & 0x07
