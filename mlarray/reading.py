@@ -152,6 +152,7 @@ def fast_read(
         refs=section.chunk_refs,
         file_refs=section.chunk_offsets if whole else None,
         marks=section.block_marks(),
+        specials=section.special_values,
     )
 
 

@@ -19,7 +19,8 @@ import pytest
 from memlimit import run_limited
 
 from mlarray import MLArray
-from mlarray.storage import blockcopy, compress
+from mlarray.storage import blockcopy, compress, fastread
+from mlarray.storage.chunks import DataSection
 from mlarray.validate import validate_file
 
 ROWS = 2048  # x 1024 one-byte chunks: 2**21 chunks
@@ -74,6 +75,34 @@ def test_chunks_stored_as_value_runs_read_and_validate(tmp_path: Path) -> None:
     assert validate_file(path).code is None  # valid, every chunk checked
 
 
+def test_the_values_of_stored_special_chunks_are_read_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Value runs, NaN and zero chunks among chunks with data: their values are read from the
+    map all at once (``DataSection.special_values``), no chunk handed out one by one."""
+    path = tmp_path / "runs.mla"
+    expected = np.full((64, 64), 2.5, np.float32)
+    expected[0:2, 0:3] = [[1, 2, 3], [4, 5, 6]]
+    expected[5, 5] = np.nan
+    expected[6, 6] = 0
+    expected[7, 7:9] = -0.0
+    with MLArray.create(path, (64, 64), np.float32, fill_value=2.5, chunk_size=(1, 1), block_size=(1, 1)) as image:
+        image[0:2, 0:3] = expected[0:2, 0:3]
+        image[5:8, 5:9] = expected[5:8, 5:9]
+    assert blockcopy.HELPER is not None, "the test environment builds the compiled loop"
+    handed: list[int] = []
+    chunk_bytes = DataSection.chunk_bytes
+
+    def spy(self: DataSection, number: int) -> Any:
+        handed.append(number)
+        return chunk_bytes(self, number)
+
+    monkeypatch.setattr(DataSection, "chunk_bytes", spy)
+    with MLArray.open(path) as image:
+        np.testing.assert_array_equal(image[...], expected)  # NaN == NaN here; -0.0 == 0.0 checked below
+        np.testing.assert_array_equal(image[1:40, 2:50], expected[1:40, 2:50])
+        assert np.array_equal(np.signbit(image[7, 7:9]), [True, True])
+    assert handed == []
+
+
 @pytest.mark.parametrize(
     ("dtype", "value"), [(np.uint8, 9), (np.int16, -1024), (np.float32, np.nan), (np.float64, -0.0)]
 )
@@ -105,3 +134,37 @@ def test_create_of_many_chunks_writes_the_bytes_python_blosc2_writes(
     back = MLArray.open(path).to_numpy()
     assert back.dtype == np.dtype(dtype) and back.shape == shape
     assert back.tobytes() == np.full(shape, value, dtype=dtype).tobytes()
+
+
+def test_chunk_values_settles_special_kinds_at_once_and_leaves_the_rest_to_the_loop() -> None:
+    kinds = np.array([1, 2, 3, 0, 5], dtype=np.uint8)  # zeros, NaN, value run, blocks, a kind no spec lists
+    rows = np.zeros((5, 4), np.uint8)
+    rows[2] = np.frombuffer(np.float32(2.5).tobytes(), np.uint8)
+    entries = np.array([0, 100, 200, 300, 400], dtype=np.int64)  # every chunk stored, each its own entry
+    asked: list[int] = []
+
+    def get_chunk(number: int) -> bytes:
+        asked.append(number)
+        head = bytearray(32)
+        head[31] = int(kinds[number]) << 4
+        return bytes(head)
+
+    def fail(number: int, what: str) -> Exception:
+        return ValueError(f"chunk {number}: {what}")
+
+    def specials(numbers: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        return kinds[numbers], rows[numbers]
+
+    numbers = np.arange(5, dtype=np.int64)
+    f4 = np.dtype("<f4")
+    with pytest.raises(ValueError, match="chunk 4: a special chunk of kind 5"):
+        fastread.chunk_values(numbers, entries, get_chunk, f4, fail, specials)
+    assert asked == [3, 4]  # only the chunk to decode and the refused one, in order
+    known, values, regular = fastread.chunk_values(numbers[:4], entries, get_chunk, f4, fail, specials)
+    assert known.tolist() == [True, True, True, False]
+    assert values[0].tolist() == [0, 0, 0, 0]
+    assert np.isnan(values[1].view(f4)[0])
+    assert values[2].view(f4)[0] == 2.5
+    assert [members.tolist() for members, _ in regular] == [[3]]
+    with pytest.raises(ValueError, match="chunk 1: a special chunk of kind 2"):  # NaN runs only for floats
+        fastread.chunk_values(numbers[:2], entries, get_chunk, np.dtype("<i4"), fail, specials)

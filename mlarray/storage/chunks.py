@@ -309,7 +309,14 @@ class DataSection:
                 return None
             mapped = (self._refs, self._map)
             made = patchread.reader_for(
-                self.layout, self.entries, mapped, self.chunk_refs, self.chunk_bytes, self.path, self._marks
+                self.layout,
+                self.entries,
+                mapped,
+                self.chunk_refs,
+                self.chunk_bytes,
+                self.path,
+                self._marks,
+                self.special_values,
             )
             reader = self._patches = made if made is not None else False
         if reader is False:
@@ -397,6 +404,27 @@ class DataSection:
             return None
         picked = np.asarray(numbers, dtype=np.intp)
         return refs[0][picked], refs[1][picked], refs[2][picked], whole
+
+    def special_values(self, numbers: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+        """For the checked stored chunks ``numbers``: each one's special kind (spec 4.4.4; 0 for
+        a chunk with blocks) and the item's bytes a value run stands for (zero elsewhere), as
+        ``(kinds, rows)``, read from the map all at once.
+
+        ``None`` when the file is not mapped or a chunk is not checked yet (the caller then
+        asks for chunks one by one, which checks them).
+        """
+        whole = self._map
+        numbers = np.asarray(numbers, dtype=np.int64)
+        if whole is None or (self._state[numbers] == UNCHECKED).any():
+            return None
+        at = self.layout.start + self.entries[numbers]
+        if (at < 0).any():  # a zeros/NaN entry is not a stored chunk
+            return None
+        kinds = whole[at + 31] >> 4 & 0x07
+        rows = np.zeros((len(numbers), self.layout.typesize), dtype=np.uint8)
+        runs = kinds == SPECIAL_VALUE  # checked: 32 + typesize bytes long (spec 4.4.4)
+        rows[runs] = whole[at[runs][:, None] + CHUNK_HEADER + np.arange(self.layout.typesize)]
+        return kinds, rows
 
     def block_marks(self) -> tuple[np.ndarray[Any, Any], int] | None:
         """Where the compiled loop remembers the blocks it has checked, for reads of the map.

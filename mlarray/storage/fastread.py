@@ -92,6 +92,9 @@ ChunkRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any
 FileRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
 """File offsets and lengths of header-checked chunks and the open file's descriptor
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
+Specials = Callable[["np.ndarray[Any, Any]"], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None"]
+"""For checked stored chunks, their special kinds and value-run bytes, all at once (see
+:meth:`~mlarray.storage.chunks.DataSection.special_values`)."""
 Marks = tuple[np.ndarray[Any, Any], int]
 """The blocks checked one by one, a bit per block in rows of the given bytes per chunk
 (see :meth:`~mlarray.storage.chunks.DataSection.block_marks`)."""
@@ -240,9 +243,10 @@ class _NativeRead:
         refs: ChunkRefs | None = None,
         file_refs: FileRefs | None = None,
         marks: Marks | None = None,
+        specials: Specials | None = None,
     ) -> None:
         self.lib, self.helper, self.layout, self.path = lib, helper, layout, path
-        self.marks = marks
+        self.marks, self.specials = marks, specials
         self.parts, self.dtype = parts, dtype
         self.getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
         ndim = len(parts)
@@ -300,7 +304,9 @@ class _NativeRead:
         the bytes ``get_chunk`` returns (checked whole there)."""
         if not len(todo):
             return
-        known, values, regular = chunk_values(self.numbers[todo], entries, get_chunk, self.dtype, self._fail)
+        known, values, regular = chunk_values(
+            self.numbers[todo], entries, get_chunk, self.dtype, self._fail, self.specials
+        )
         self.fill_values[todo[known]] = values[known]
         self.fill_known[todo[known]] = 1
         for members, data in regular:
@@ -386,6 +392,7 @@ def chunk_values(
     get_chunk: GetChunk,
     dtype: np.dtype[Any],
     fail: Callable[[int, str], Exception],
+    specials: Specials | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[tuple[np.ndarray[Any, Any], Any]]]:
     """What the chunks ``numbers`` (distinct) stand for, with NumPy rather than a loop per chunk.
 
@@ -395,7 +402,9 @@ def chunk_values(
     groups of positions sharing one index entry (so the same stored bytes) with those
     bytes. ``get_chunk`` is asked once per distinct entry, in the order of ``numbers``, so
     an error names the first chunk it concerns; ``fail(number, what)`` makes the errors.
-    A frame may declare millions of chunks, all pointing at one stored chunk.
+    A frame may declare millions of chunks, all pointing at one stored chunk, or millions
+    of value runs: where ``specials`` tells the kinds and values of the stored chunks at
+    once, the chunks it settles are not asked for one by one.
     """
     count = len(numbers)
     known = np.zeros(count, dtype=bool)
@@ -415,6 +424,8 @@ def chunk_values(
         known |= special
     stored = np.flatnonzero(~special)
     shared = shared_groups(wanted[stored])
+    if shared is None and specials is not None and len(stored):
+        stored = _settle_specials(stored, numbers, values, known, dtype, specials)
     groups: Any = stored[:, None] if shared is None else [stored[g] for g in shared]  # usually one chunk per entry
     for members in groups:
         number = int(numbers[members[0]])
@@ -426,6 +437,33 @@ def chunk_values(
         values[members] = np.frombuffer(np.asarray(value, dtype=dtype).tobytes(), dtype=np.uint8)
         known[members] = True
     return known, values, regular
+
+
+def _settle_specials(
+    stored: np.ndarray[Any, Any],
+    numbers: np.ndarray[Any, Any],
+    values: np.ndarray[Any, Any],
+    known: np.ndarray[Any, Any],
+    dtype: np.dtype[Any],
+    specials: Specials,
+) -> np.ndarray[Any, Any]:
+    """Note the values of the special chunks among positions ``stored`` at once; return the
+    other positions (chunks to decode, and any kind to refuse, for the loop to raise)."""
+    found = specials(numbers[stored])
+    if found is None:
+        return stored
+    kinds, rows = found
+    if rows.shape != (len(stored), dtype.itemsize):
+        return stored
+    nans = (kinds == 2) & (dtype.kind == "f")
+    runs = kinds == 3
+    if nans.any():
+        values[stored[nans]] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
+    values[stored[runs]] = rows[runs]
+    settled = (kinds == 1) | nans | runs
+    known[stored[settled]] = True
+    rest: np.ndarray[Any, Any] = stored[~settled]
+    return rest
 
 
 def layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:
@@ -452,6 +490,7 @@ def read_region(
     refs: ChunkRefs | None = None,
     file_refs: FileRefs | None = None,
     marks: Marks | None = None,
+    specials: Specials | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """``array[key]`` decoded block by block, or ``None`` when this path cannot serve the read.
 
@@ -461,7 +500,8 @@ def read_region(
     itself (pread into a buffer of its thread's, checked there whole), for whole-array
     reads; ``refs`` then serves only if ``file_refs`` gives ``None``. ``marks``: where the
     loop remembers the blocks of chunks from ``refs`` it has checked
-    (:meth:`~mlarray.storage.chunks.DataSection.block_marks`), or ``None``.
+    (:meth:`~mlarray.storage.chunks.DataSection.block_marks`), or ``None``. ``specials``
+    tells the values of many special chunks at once (else they are looked at one by one).
 
     Raises
     ------
@@ -484,7 +524,7 @@ def read_region(
     helper = blockcopy.HELPER
     if helper is not None:
         return _read_native(
-            lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs, file_refs, marks
+            lib, helper, layout, entries, get_chunk, key, out, dtype, nthreads, path, refs, file_refs, marks, specials
         )
     selection = plan(layout.shape, layout.chunks, layout.blocks, key, dtype.itemsize)
     if selection is None or len(entries) != layout.nchunks:
@@ -524,6 +564,7 @@ def _read_native(
     refs: ChunkRefs | None,
     file_refs: FileRefs | None = None,
     marks: Marks | None = None,
+    specials: Specials | None = None,
 ) -> np.ndarray[Any, Any] | None:
     """:func:`read_region` through the compiled block loop."""
     global reads
@@ -534,7 +575,9 @@ def _read_native(
     if out is not None or not math.prod(shape):
         out = _result(out, shape, dtype)
     if out is None or out.size:
-        read = _NativeRead(lib, helper, layout, entries, get_chunk, parts, out, dtype, path, refs, file_refs, marks)
+        read = _NativeRead(
+            lib, helper, layout, entries, get_chunk, parts, out, dtype, path, refs, file_refs, marks, specials
+        )
         out = read.out
         count = len(read.numbers)
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():

@@ -39,7 +39,7 @@ import numpy as np
 
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, libblosc2
-from mlarray.storage.fastread import ChunkRefs, GetChunk
+from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
 from mlarray.storage.libblosc2 import address
 from mlarray.storage.selection import chunk_numbers
 
@@ -84,7 +84,8 @@ class PatchReader:
     flags (uint8), and ``whole``, the map they point into (kept referenced here).
     ``refs``: the section's :meth:`~DataSection.chunk_refs`, which checks chunks and fills
     those tables; ``get_chunk`` its :meth:`~DataSection.chunk_bytes`; ``marks`` its
-    :meth:`~DataSection.block_marks` (the blocks checked, shared with the general path). The caller has
+    :meth:`~DataSection.block_marks` (the blocks checked, shared with the general path);
+    ``specials`` its :meth:`~DataSection.special_values`. The caller has
     checked that C-Blosc2 is loaded and that :func:`fastread.layout_ok` holds.
     """
 
@@ -98,6 +99,7 @@ class PatchReader:
         get_chunk: GetChunk,
         path: str | None,
         marks: tuple[np.ndarray[Any, Any], int] | None = None,
+        specials: Specials | None = None,
     ) -> None:
         lib = libblosc2.LIB
         assert lib is not None, "made only when C-Blosc2 is loaded"
@@ -107,6 +109,7 @@ class PatchReader:
         self.dtype = np.dtype(layout.dtype)
         self.path = path
         self._entries, self._refs, self._get_chunk = np.asarray(entries, dtype=np.int64), refs, get_chunk
+        self._specials = specials
         self._itemsize = self.dtype.itemsize
         self._ndim = len(self.shape)
         self._blocksize = int(layout.blocksize)
@@ -205,7 +208,9 @@ class PatchReader:
             todo = numbers[(self._tables[0][numbers] == 0) & (self._known[numbers] == 0)]
             if not len(todo):
                 return True
-            known, values, regular = fastread.chunk_values(todo, self._entries, self._get_chunk, self.dtype, self._fail)
+            known, values, regular = fastread.chunk_values(
+                todo, self._entries, self._get_chunk, self.dtype, self._fail, self._specials
+            )
             if regular:  # a chunk to decode that has no address: not in the map
                 return False
             self._values.reshape(-1, self._itemsize)[todo] = values
@@ -225,6 +230,7 @@ def reader_for(
     get_chunk: GetChunk,
     path: str | None,
     marks: tuple[np.ndarray[Any, Any], int] | None = None,
+    specials: Specials | None = None,
 ) -> PatchReader | None:
     """A reader for a data section of ``layout``, or ``None`` where the general path must read.
 
@@ -240,4 +246,4 @@ def reader_for(
     if dtype.hasobject or not fastread.layout_ok(layout, dtype) or len(entries) != layout.nchunks:
         return None
     tables, whole = mapped
-    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path, marks)
+    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path, marks, specials)
