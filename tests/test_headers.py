@@ -138,8 +138,9 @@ def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
         section.close()
 
 
-@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
-def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def checked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The chunks the per-chunk check (``DataSection._check_chunk``) is asked for, in order."""
     calls: list[int] = []
     check = DataSection._check_chunk
 
@@ -148,6 +149,11 @@ def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, monkeypatc
         return check(self, number, blocks)
 
     monkeypatch.setattr(DataSection, "_check_chunk", spy)
+    return calls
+
+
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, checked_one_by_one: list[int]) -> None:
     expected = _expected()
     with MLArray.open(mixed) as image:
         assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
@@ -161,7 +167,7 @@ def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, monkeypatc
             lo = rng.integers(0, 20, size=3)
             box = tuple(slice(int(a), int(a) + 12) for a in lo)
             assert np.array_equal(image[box], expected[box])
-    assert calls == []  # no chunk was checked one by one
+    assert checked_one_by_one == []  # no chunk was checked one by one
 
 
 def _break_codec(source: Path, target: Path, number: int) -> None:
@@ -202,16 +208,10 @@ def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
 
 
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
-def test_larger_files_check_the_touched_headers_at_once(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_larger_files_check_the_touched_headers_at_once(
+    mixed: Path, checked_one_by_one: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(chunks, "AHEAD", 0)  # as for a file of more chunks than AHEAD
-    calls: list[int] = []
-    check = DataSection._check_chunk
-
-    def spy(self: DataSection, number: int, blocks: bool = True) -> bool:
-        calls.append(number)
-        return check(self, number, blocks)
-
-    monkeypatch.setattr(DataSection, "_check_chunk", spy)
     expected = _expected()
     box = (slice(4, 20), slice(4, 12), slice(0, 8))  # chunks 0, 4, 16, 20 (blocks), 32, 36 (value runs)
     with MLArray.open(mixed) as image:
@@ -219,4 +219,4 @@ def test_larger_files_check_the_touched_headers_at_once(mixed: Path, monkeypatch
         section = image._chunks
         assert isinstance(section, DataSection)
         assert np.flatnonzero(section._state != chunks.UNCHECKED).tolist() == [0, 4, 16, 20, 32, 36]
-    assert calls == []
+    assert checked_one_by_one == []
