@@ -24,7 +24,7 @@ import pytest
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
 from mlarray.storage.codec import encode_header
-from mlarray.storage.structure import CODECS, structure_problem
+from mlarray.storage.structure import CODECS, RESAVE, structure_problem
 from mlarray.validate import validate_file
 from mlarray.versions import HEADER_KEY
 
@@ -169,6 +169,15 @@ def test_the_header_chunk_is_held_to_the_same_lists(tmp_path: Path) -> None:
     assert validate_file(path).code == "CORRUPT_FRAME"
 
 
+@pytest.mark.parametrize("damaged", ["user-defined-codec", "user-filter"], indirect=True)
+def test_a_refused_codec_or_filter_says_how_to_make_the_file_readable(damaged: tuple[Path, str]) -> None:
+    path, _ = damaged
+    with MLArray.open(path) as image, pytest.raises(CorruptFrameError) as refused:
+        image[0:8, 0:8, 0:8]
+    assert str(refused.value).count("save the data again with a codec and filters of spec 4.4.7") == 1
+    assert validate_file(path).problems[0].message.count("save the data again") == 1
+
+
 def test_only_the_listed_filter_codes_pass() -> None:
     """Every code in a filter slot: the spec's list passes, everything else is named."""
     clean = blosc2.compress2(DATA.tobytes(), typesize=2, clevel=5)
@@ -182,7 +191,7 @@ def test_only_the_listed_filter_codes_pass() -> None:
         if code in (0, 1, 2, 3, 4, 34, 35, 36):
             assert problem is None, (code, problem)
         else:
-            assert problem == f"filter code {code}, which .mla files may not use"
+            assert problem == f"filter code {code}, which .mla files may not use; {RESAVE}"
 
 
 @pytest.mark.parametrize(

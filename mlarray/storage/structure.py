@@ -30,6 +30,8 @@ integer truncation."""
 SIZED_FILTERS = frozenset({1, 2, 34, 35})
 """Filters whose parameter (bytes 24-29) C-Blosc2 takes as the item size: it must be ``ctypesize``
 (or 0, meaning ``ctypesize``, for the two shuffles)."""
+RESAVE = "save the data again with a codec and filters of spec 4.4.7 (python-blosc2's defaults are among them)"
+"""What the errors for a codec or filter outside the specification's list tell the user to do."""
 INSTRUMENTED = 0x80
 """Bit of byte 31: the codec was instrumented, so the chunk decodes to timings, not data."""
 BLOCKWISE_MAX = 1024
@@ -97,7 +99,7 @@ def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
     codec = chunk[2] >> 5
     if codec not in CODECS:
         name = "a user-defined codec" if codec == 6 else f"codec {codec}"
-        return f"{name} (flags bits 5-7), which .mla files may not use"
+        return f"{name} (flags bits 5-7), which .mla files may not use; {RESAVE}"
     if not extended:
         return None
     if chunk[31] & INSTRUMENTED:
@@ -107,7 +109,7 @@ def _codec_problem(chunk: bytes | memoryview, extended: bool) -> str | None:
         return None if not any(chunk[24:30]) else _sized_problem(chunk, filters)
     unknown = sorted(set(filters) - FILTERS)
     if unknown:
-        return f"filter code {unknown[0]}, which .mla files may not use"
+        return f"filter code {unknown[0]}, which .mla files may not use; {RESAVE}"
     return _sized_problem(chunk, filters)
 
 
