@@ -32,16 +32,23 @@ from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentE
 from mlarray.storage import blockcopy, headers, patchread, threads
 from mlarray.storage.selection import chunk_numbers, shared_groups
 from mlarray.storage.source import ByteSource, LocalFile
-from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, i32, many_blocks, structure_problem
+from mlarray.storage.structure import (
+    BLOCKWISE_MAX,
+    CHUNK_HEADER,
+    NAN_DTYPES,
+    SPECIAL_NAN,
+    SPECIAL_VALUE,
+    SPECIAL_ZERO,
+    i32,
+    many_blocks,
+    structure_problem,
+)
 
 if TYPE_CHECKING:
     from mlarray.storage.frame import FrameInfo
 
-SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
 ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
 ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
-NAN_DTYPES = ("<f4", "<f8")
-"""The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
 AHEAD = 1024
 """Files of at most this many chunks have every chunk header checked at the second read of the
 map (:meth:`DataSection._look_ahead`); larger ones only the chunks each read touches."""
@@ -545,7 +552,7 @@ class DataSection:
             return
         entries = self.entries[todo]
         special = entries < 0
-        known = (entries == ENTRY_ZEROS) | ((entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES))
+        known = self._value_entries(entries)
         self._mark(todo[known], CHECKED)
         unknown = special & ~known
         stop = int(todo[np.argmax(unknown)]) if unknown.any() else None  # the first bad entry
@@ -568,6 +575,12 @@ class DataSection:
             self._entry(stop)  # raises: the entry is neither an offset nor a zeros/NaN entry
             raise AssertionError(f"chunk {stop}: an index entry passed that was refused before")
 
+    def _value_entries(self, entries: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Where ``entries`` are zeros or NaN index entries this frame may hold (spec 4.4.2-4.4.3)."""
+        nan = (entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES)
+        found: np.ndarray[Any, Any] = (entries == ENTRY_ZEROS) | nan
+        return found
+
     def _look_ahead(self) -> None:
         """Once, at the second read of the map that leaves blocks to the block loop and meets
         chunks not checked yet: settle every chunk of a file of at most :data:`AHEAD` chunks whose
@@ -583,7 +596,7 @@ class DataSection:
             return
         todo = np.flatnonzero(self._state == UNCHECKED)
         entries = self.entries[todo]
-        known = (entries == ENTRY_ZEROS) | ((entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES))
+        known = self._value_entries(entries)
         self._mark(todo[known], CHECKED)
         if isinstance(self._source, LocalFile) and self._size is not None:
             # read, not from the map: a first touch of a page costs more than reading 32 bytes,

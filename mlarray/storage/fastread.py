@@ -62,6 +62,7 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, libblosc2, threads
 from mlarray.storage.libblosc2 import Library, address
 from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, chunk_numbers, normalize_key, plan, shared_groups
+from mlarray.storage.structure import SPECIAL_NAN, SPECIAL_VALUE, SPECIAL_ZERO
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataLayout
@@ -146,11 +147,11 @@ def stored_chunk(raw: Any, fail: Callable[[str], Exception]) -> tuple[np.ndarray
 
 def special_chunk(kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
     """The value a special chunk of ``kind`` stands for (spec 4.4.4)."""
-    if kind == 1:
+    if kind == SPECIAL_ZERO:
         return 0
-    if kind == 2 and dtype.kind == "f":
+    if kind == SPECIAL_NAN and dtype.kind == "f":
         return np.nan
-    if kind == 3 and len(data) >= 32 + dtype.itemsize:
+    if kind == SPECIAL_VALUE and len(data) >= 32 + dtype.itemsize:
         return data[32 : 32 + dtype.itemsize].view(dtype)[0]
     raise fail(f"a special chunk of kind {kind}")
 
@@ -455,12 +456,12 @@ def _settle_specials(
     kinds, rows = found
     if rows.shape != (len(stored), dtype.itemsize):
         return stored
-    nans = (kinds == 2) & (dtype.kind == "f")
-    runs = kinds == 3
+    nans = (kinds == SPECIAL_NAN) & (dtype.kind == "f")
+    runs = kinds == SPECIAL_VALUE
     if nans.any():
         values[stored[nans]] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
     values[stored[runs]] = rows[runs]
-    settled = (kinds == 1) | nans | runs
+    settled = (kinds == SPECIAL_ZERO) | nans | runs
     known[stored[settled]] = True
     rest: np.ndarray[Any, Any] = stored[~settled]
     return rest

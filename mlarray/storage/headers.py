@@ -24,13 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from mlarray.storage.structure import BLOCKWISE_MAX, CHUNK_HEADER, CODECS, FILTERS, SIZED_FILTERS
+from mlarray.storage.structure import (
+    BLOCKWISE_MAX,
+    CHUNK_HEADER,
+    CODECS,
+    FILTERS,
+    NAN_DTYPES,
+    SIZED_FILTERS,
+    SPECIAL_NAN,
+    SPECIAL_VALUE,
+    SPECIAL_ZERO,
+)
 
 BATCH = 1 << 15
 """Headers gathered per step (1 MiB of headers): bounds the memory a read of many chunks takes here."""
 
-_SPECIAL_ZERO, _SPECIAL_NAN, _SPECIAL_VALUE = 1, 2, 3
-_NAN_DTYPES = ("<f4", "<f8")
 _CODEC_OK = np.zeros(8, dtype=bool)
 _CODEC_OK[sorted(CODECS)] = True
 _FILTER_OK = np.zeros(256, dtype=bool)
@@ -120,10 +128,10 @@ def _batch(
     regular &= ((flags & 0x02) == 0) & (length >= table_end)  # compressed; the block-start table inside
     if nblocks > BLOCKWISE_MAX:  # such chunks' blocks are checked whole, by the per-chunk check
         regular[:] = False
-    nan_ok = layout.dtype in _NAN_DTYPES
+    nan_ok = layout.dtype in NAN_DTYPES
     runs = ok & (
-        ((kind == _SPECIAL_ZERO) & (length == CHUNK_HEADER))
-        | ((kind == _SPECIAL_NAN) & nan_ok & (length == CHUNK_HEADER))
-        | ((kind == _SPECIAL_VALUE) & (length == CHUNK_HEADER + typesize))
+        ((kind == SPECIAL_ZERO) & (length == CHUNK_HEADER))
+        | ((kind == SPECIAL_NAN) & nan_ok & (length == CHUNK_HEADER))
+        | ((kind == SPECIAL_VALUE) & (length == CHUNK_HEADER + typesize))
     )
     return regular | runs, np.where(regular | runs, length, 0), runs

@@ -18,6 +18,10 @@ from mlarray.storage import blockcopy
 
 CHUNK_HEADER = 32
 """Length of the extended Blosc chunk header every data and index chunk has (spec 4.4.4)."""
+SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
+"""Special-chunk kinds (bits 4-6 of byte 31) a data chunk may have: zeros, NaN, a run of one value (spec 4.4.4)."""
+NAN_DTYPES = ("<f4", "<f8")
+"""The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
 CODECS = frozenset({0, 1, 3, 4})
 """Codec codes a chunk may name in bits 5-7 of its flags (spec 4.4.7): BloscLZ, LZ4 (and
 LZ4HC), zlib, Zstd. A user-defined or plugin codec (6) is refused before any decoder sees the
