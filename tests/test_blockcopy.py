@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, chunks, structure
+from mlarray.storage import blockcopy, chunkchecks, structure
 
 pytestmark = pytest.mark.skipif(blockcopy.HELPER is None, reason="checked in test_fastread: the helper must be built")
 
@@ -304,7 +304,7 @@ def test_chunks_of_very_many_blocks_are_checked_whole(tmp_path: Path) -> None:
             found = section.chunk_refs([0])
             assert found is not None
             assert found[2].tolist() == [pending]
-            assert (section._state[0] == chunks.CHECKED) == (pending == 0)
+            assert (section._checks.state[0] == chunkchecks.CHECKED) == (pending == 0)
             assert np.array_equal(image[5:60, 3:61], data[5:60, 3:61])
     assert 4 < structure.BLOCKWISE_MAX < 2048
     assert blockcopy.HELPER is not None and blockcopy.HELPER.blockwise_max() == structure.BLOCKWISE_MAX

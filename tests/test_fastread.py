@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, patchread, threads
-from mlarray.storage.chunks import ENTRY_NAN, ENTRY_ZEROS
 from mlarray.storage.selection import plan
+from mlarray.storage.structure import ENTRY_NAN, ENTRY_ZEROS
 
 pytestmark = pytest.mark.skipif(not fastread.available(), reason=f"fast path unavailable: {fastread.STATUS}")
 

@@ -2,7 +2,7 @@
 
 The vectorized check may leave a chunk to the per-chunk check, never pass one that the
 per-chunk check refuses. A fresh handle's first read of the map checks every header of a
-small file at once at its second read (``DataSection._look_ahead``): quietly, so a faulty chunk fails the
+small file at once at its second read (``ChunkChecks.look_ahead``): quietly, so a faulty chunk fails the
 reads that touch it, with the error the per-chunk check gives, and no other read.
 """
 
@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError, MLArrayError
-from mlarray.storage import blockcopy, chunks, headers
+from mlarray.storage import blockcopy, chunkchecks, headers
+from mlarray.storage.chunkchecks import ChunkChecks
 from mlarray.storage.chunks import DataSection
 from mlarray.storage.frame import inspect_frame
 
@@ -82,7 +83,7 @@ def _slow_verdict(path: Path, number: int) -> bool:
     """Whether the per-chunk check (blocks left to the block loop) passes chunk ``number``."""
     section = _section(path)
     try:
-        section._check_chunk(number, blocks=False)
+        section._checks.check_chunk(number, blocks=False)
     except MLArrayError:
         return False
     finally:
@@ -140,15 +141,15 @@ def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
 
 @pytest.fixture
 def checked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The chunks the per-chunk check (``DataSection._check_chunk``) is asked for, in order."""
+    """The chunks the per-chunk check (``ChunkChecks.check_chunk``) is asked for, in order."""
     calls: list[int] = []
-    check = DataSection._check_chunk
+    check = ChunkChecks.check_chunk
 
-    def spy(self: DataSection, number: int, blocks: bool = True) -> bool:
+    def spy(self: ChunkChecks, number: int, blocks: bool = True) -> bool:
         calls.append(number)
         return check(self, number, blocks)
 
-    monkeypatch.setattr(DataSection, "_check_chunk", spy)
+    monkeypatch.setattr(ChunkChecks, "check_chunk", spy)
     return calls
 
 
@@ -159,9 +160,9 @@ def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, checked_on
         assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
         section = image._chunks
         assert isinstance(section, DataSection)
-        assert np.flatnonzero(section._state != chunks.UNCHECKED).tolist() == [0]  # one patch: its chunk
+        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0]  # one patch: its chunk
         assert np.array_equal(image[9:12, 0:5, 0:5], expected[9:12, 0:5, 0:5])
-        assert not (section._state == chunks.UNCHECKED).any()  # the second: all 64
+        assert not (section._checks.state == chunkchecks.UNCHECKED).any()  # the second: all 64
         rng = np.random.default_rng(0)
         for _ in range(20):
             lo = rng.integers(0, 20, size=3)
@@ -183,12 +184,12 @@ def _break_codec(source: Path, target: Path, number: int) -> None:
         f.write(bytes([flags & 0x1F | 6 << 5]))
 
 
-@pytest.mark.parametrize("ahead", [chunks.AHEAD, 0])  # every header at the first read; the touched ones only
+@pytest.mark.parametrize("ahead", [chunkchecks.AHEAD, 0])  # every header at the first read; the touched ones only
 @pytest.mark.parametrize("number", [5, 40])  # a chunk with blocks, a value run
 def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
     mixed: Path, tmp_path: Path, number: int, ahead: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chunks, "AHEAD", ahead)
+    monkeypatch.setattr(chunkchecks, "AHEAD", ahead)
     broken = tmp_path / "broken.mla"
     _break_codec(mixed, broken, number)
     expected = _expected()
@@ -211,12 +212,12 @@ def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
 def test_larger_files_check_the_touched_headers_at_once(
     mixed: Path, checked_one_by_one: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(chunks, "AHEAD", 0)  # as for a file of more chunks than AHEAD
+    monkeypatch.setattr(chunkchecks, "AHEAD", 0)  # as for a file of more chunks than AHEAD
     expected = _expected()
     box = (slice(4, 20), slice(4, 12), slice(0, 8))  # chunks 0, 4, 16, 20 (blocks), 32, 36 (value runs)
     with MLArray.open(mixed) as image:
         assert np.array_equal(image[box], expected[box])
         section = image._chunks
         assert isinstance(section, DataSection)
-        assert np.flatnonzero(section._state != chunks.UNCHECKED).tolist() == [0, 4, 16, 20, 32, 36]
+        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0, 4, 16, 20, 32, 36]
     assert checked_one_by_one == []

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from mlarray.remote.decode import assemble, chunk_array, chunks_in, plan
-from mlarray.storage.chunks import ENTRY_NAN, DataSection
+from mlarray.storage.chunks import DataSection
 from mlarray.storage.frame import FrameInfo
 from mlarray.storage.source import ByteSource
+from mlarray.storage.structure import ENTRY_NAN
 
 DEFAULT_CACHE_BYTES = 32 << 20
 """Compressed chunk bytes a remote array keeps (least recently used chunks are dropped first)."""

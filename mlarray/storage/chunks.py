@@ -7,16 +7,16 @@ python-blosc2 is allowed to decompress it: the index chunk before ``blosc2.open`
 decompresses it), each data chunk before it is read. The rules and their order are those
 of spec sections 4.4.1-4.4.6; every failure is a :class:`CorruptFrameError`.
 
-This module reads bytes (through :mod:`mlarray.storage.source`) and decodes nothing but the chunk
-index (after checking it).
+This module opens and maps the file, reads and checks the chunk index and hands out chunks;
+which chunks are checked, and how, is kept by :mod:`mlarray.storage.chunkchecks`. It reads
+bytes (through :mod:`mlarray.storage.source`) and decodes nothing but the chunk index (after
+checking it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import mmap
-import operator
 import os
 import struct
 import sys
@@ -29,32 +29,20 @@ import blosc2
 import numpy as np
 
 from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
-from mlarray.storage import blockcopy, headers, patchread, threads
-from mlarray.storage.selection import chunk_numbers, shared_groups
+from mlarray.storage import blockcopy, headers, patchread
+from mlarray.storage.chunkchecks import CHECKED, ChunkChecks
+from mlarray.storage.selection import chunk_numbers
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import (
-    BLOCKWISE_MAX,
     CHUNK_HEADER,
-    NAN_DTYPES,
-    SPECIAL_NAN,
     SPECIAL_VALUE,
     SPECIAL_ZERO,
     i32,
-    many_blocks,
     structure_problem,
 )
 
 if TYPE_CHECKING:
     from mlarray.storage.frame import FrameInfo
-
-ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
-ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
-AHEAD = 1024
-"""Files of at most this many chunks have every chunk header checked at the second read of the
-map (:meth:`DataSection._look_ahead`); larger ones only the chunks each read touches."""
-UNCHECKED, CHECKED, HEAD_CHECKED = 0, 1, 2
-"""What :class:`DataSection` knows of a chunk: nothing yet; checked (spec 4.4.2-4.4.6); checked
-but for its blocks (4.4.6 rules 2-3), which the block loop checks as it decodes them."""
 
 
 @dataclass(frozen=True)
@@ -164,14 +152,6 @@ _UNTRACKED: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) 
 """Python 3.13+ maps without a duplicate of the file's descriptor (the map needs none; the section keeps one)."""
 
 
-def _distinct(numbers: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """``numbers`` sorted, each once (a sort: ``numpy.unique`` hashes, ten times slower here)."""
-    ordered = np.sort(numbers)
-    keep = np.ones(len(ordered), dtype=bool)
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
-
-
 def _frozen(entries: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """``entries``, read-only: the checked index must not change under the reads that trust it."""
     entries.flags.writeable = False
@@ -191,23 +171,8 @@ class DataSection:
 
     def __init__(self, source: str | os.PathLike[str] | ByteSource, frame: FrameInfo) -> None:
         self.layout = DataLayout.of(frame)
-        self._state = np.zeros(max(self.layout.nchunks, 0), dtype=np.uint8)
-        """Per chunk: :data:`UNCHECKED`, :data:`CHECKED` or :data:`HEAD_CHECKED` (a byte a chunk, not
-        Python objects: a frame may declare millions of chunks)."""
-        self._nchecked = 0
-        """Chunks :data:`CHECKED`."""
         self._ends: dict[int, int] | None = None
         self._map: np.ndarray[Any, Any] | None = None
-        self._refs: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
-        """Per chunk, once checked in the map: the address of its bytes and their count (0 otherwise),
-        and 1 where its blocks are still to be checked (spec 4.4.6), 0 where they were."""
-        self._marks: tuple[np.ndarray[Any, Any], int] | None = None
-        """With the map: the blocks the compiled loop has checked one by one (spec 4.4.6), a bit per
-        block in rows of the given bytes per chunk (see :meth:`block_marks`)."""
-        self.complete = False
-        """Every chunk has been checked: reads need no more checks."""
-        self._ahead = 0
-        """Reads of the map that settled chunks, up to the one that ran :meth:`_look_ahead` (2)."""
         self._patches: patchread.PatchReader | None | bool = None
         """The short patch path's reader once made, ``False`` where it cannot read this section."""
         self._closed = False
@@ -234,6 +199,13 @@ class DataSection:
         except BaseException:
             self.close()
             raise
+        self._checks = ChunkChecks(self.layout, self.entries, self._read, self._fail, self._mapped, self._pread_heads)
+        """What is known of each chunk, and the tables of the map."""
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk has been checked: reads need no more checks."""
+        return self._checks.complete
 
     def ensure_unshortened(self) -> None:
         """Raise ``TRUNCATED_FILE`` when the local file is shorter now than when it was opened,
@@ -312,9 +284,10 @@ class DataSection:
         """
         reader = self._patches
         if reader is None:
-            if self._closed or blockcopy.HELPER is None or self._mapped() is None or self._refs is None:
+            checks = self._checks
+            if self._closed or blockcopy.HELPER is None or self._mapped() is None or checks.refs is None:
                 return None
-            mapped = (self._refs, self._map)
+            mapped = (checks.refs, self._map)
             made = patchread.reader_for(
                 self.layout,
                 self.entries,
@@ -322,7 +295,7 @@ class DataSection:
                 self.chunk_refs,
                 self.chunk_bytes,
                 self.path,
-                self._marks,
+                checks.marks,
                 self.special_values,
             )
             reader = self._patches = made if made is not None else False
@@ -336,8 +309,8 @@ class DataSection:
         """Close the file it opened (also done when the object is collected)."""
         self._closed = True
         self._map = None
-        self._refs = None
-        self._marks = None
+        if hasattr(self, "_checks"):  # not when the index failed its checks
+            self._checks.detach()
         self._patches = False
         if self._owned:
             self._source.close()
@@ -349,7 +322,7 @@ class DataSection:
         checked first. The map is made on first use and shared by every later call (threads
         included); other sources are read.
         """
-        if not self.complete and self._state[number] != CHECKED:
+        if not self.complete and self._checks.state[number] != CHECKED:
             self.check((number,))
         at = self.layout.start + self.entries[number]
         whole = self._mapped()
@@ -369,18 +342,16 @@ class DataSection:
                 # made once: a second map would orphan the chunk addresses of the first
                 if self._map is None and not self._closed:
                     mapped = mmap.mmap(self._source.fileno(), 0, access=mmap.ACCESS_READ, **_UNTRACKED)
-                    nchunks = self.layout.nchunks
-                    self._refs = (
-                        np.zeros(nchunks, dtype=np.int64),
-                        np.zeros(nchunks, dtype=np.int64),
-                        np.zeros(nchunks, dtype=np.uint8),
-                    )
-                    lay = self.layout
-                    nblocks = -(-lay.chunksize // lay.blocksize) if lay.blocksize > 0 else 0
-                    stride = -(-nblocks // 8) if 0 < nblocks <= BLOCKWISE_MAX else 0  # more: checked whole
-                    self._marks = (np.zeros(nchunks * stride, dtype=np.uint8), stride) if stride else None
-                    self._map = np.frombuffer(mapped, dtype=np.uint8)
+                    whole = np.frombuffer(mapped, dtype=np.uint8)
+                    self._checks.attach(whole)
+                    self._map = whole
         return self._map
+
+    def _pread_heads(self) -> tuple[headers.Heads, int] | None:
+        """Chunk headers read with ``pread`` from the local file, and its size; ``None`` for other sources."""
+        if not isinstance(self._source, LocalFile) or self._size is None:
+            return None
+        return headers.by_pread(self._source.fileno()), self._size
 
     def chunk_refs(
         self, numbers: Sequence[int] | np.ndarray[Any, Any]
@@ -405,33 +376,17 @@ class DataSection:
             raise InvalidArgumentError("the array is closed", path=self.path)
         if not self.complete:
             with self._lock:
-                self._settle(numbers, blocks=blockcopy.HELPER is None or self._mapped() is None)
-        whole, refs = self._map, self._refs
+                self._checks.settle(numbers, blocks=blockcopy.HELPER is None or self._mapped() is None)
+        whole, refs = self._map, self._checks.refs
         if whole is None or refs is None:
             return None
         picked = np.asarray(numbers, dtype=np.intp)
         return refs[0][picked], refs[1][picked], refs[2][picked], whole
 
     def special_values(self, numbers: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
-        """For the checked stored chunks ``numbers``: each one's special kind (spec 4.4.4; 0 for
-        a chunk with blocks) and the item's bytes a value run stands for (zero elsewhere), as
-        ``(kinds, rows)``, read from the map all at once.
-
-        ``None`` when the file is not mapped or a chunk is not checked yet (the caller then
-        asks for chunks one by one, which checks them).
-        """
-        whole = self._map
-        numbers = np.asarray(numbers, dtype=np.int64)
-        if whole is None or (self._state[numbers] == UNCHECKED).any():
-            return None
-        at = self.layout.start + self.entries[numbers]
-        if (at < 0).any():  # a zeros/NaN entry is not a stored chunk
-            return None
-        kinds = whole[at + 31] >> 4 & 0x07
-        rows = np.zeros((len(numbers), self.layout.typesize), dtype=np.uint8)
-        runs = kinds == SPECIAL_VALUE  # checked: 32 + typesize bytes long (spec 4.4.4)
-        rows[runs] = whole[at[runs][:, None] + CHUNK_HEADER + np.arange(self.layout.typesize)]
-        return kinds, rows
+        """Special kinds and value-run items of the checked stored chunks ``numbers``, read from the map
+        (:meth:`ChunkChecks.special_values <mlarray.storage.chunkchecks.ChunkChecks.special_values>`)."""
+        return self._checks.special_values(numbers)
 
     def block_marks(self) -> tuple[np.ndarray[Any, Any], int] | None:
         """Where the compiled loop remembers the blocks it has checked, for reads of the map.
@@ -441,7 +396,7 @@ class DataSection:
         of spec 4.4.6, which later reads of the map then skip. ``None`` when the file is not
         mapped, or its chunks hold more blocks than are checked one by one (checked whole).
         """
-        return self._marks if self._mapped() is not None else None
+        return self._checks.marks if self._mapped() is not None else None
 
     def chunk_offsets(
         self, numbers: Sequence[int] | np.ndarray[Any, Any]
@@ -521,142 +476,7 @@ class DataSection:
     def check(self, numbers: Iterable[int] | np.ndarray[Any, Any]) -> None:
         """Spec 4.4.2-4.4.6 on the chunks ``numbers`` (each checked once per instance)."""
         with self._lock:
-            self._settle(numbers)
-
-    def _settle(self, numbers: Iterable[int] | np.ndarray[Any, Any], blocks: bool = True) -> None:
-        """Check the chunks ``numbers`` not checked yet, in chunk order, as :meth:`_check_chunk` does
-        (their blocks too unless ``blocks`` is false); the caller holds the lock.
-
-        The bookkeeping is NumPy's, not a loop in Python per chunk: zero/NaN index entries
-        (spec 4.4.2-4.4.3) are settled all at once, and chunks whose entries are the same
-        offset are the same bytes, checked once (a frame of millions of chunks may point
-        them all at one stored chunk). The error raised is the one a chunk-by-chunk walk
-        in chunk order meets first; the chunks before it stay checked, as do those whose
-        headers passed the check of many at once (:meth:`_quick`).
-        """
-        if isinstance(numbers, tuple) and len(numbers) == 1:  # one chunk (chunk_bytes): no arrays
-            number = operator.index(numbers[0])
-            state = self._state[number]
-            if state == UNCHECKED or (blocks and state == HEAD_CHECKED):
-                self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
-            return
-        wanted = numbers if isinstance(numbers, np.ndarray) else np.fromiter(numbers, dtype=np.int64)
-        wanted = wanted.astype(np.int64, copy=False)
-        if not blocks and self._ahead < 2:
-            self._ahead += 1
-            if self._ahead == 2:  # a handle that reads again is likely to read on: all at once
-                self._look_ahead()
-        state = self._state[wanted]
-        todo = _distinct(wanted[state == UNCHECKED] if not blocks else wanted[state != CHECKED])
-        if not len(todo):
-            return
-        entries = self.entries[todo]
-        special = entries < 0
-        known = self._value_entries(entries)
-        self._mark(todo[known], CHECKED)
-        unknown = special & ~known
-        stop = int(todo[np.argmax(unknown)]) if unknown.any() else None  # the first bad entry
-        stored = todo[~special]
-        if stop is not None:
-            stored = stored[stored < stop]
-        groups = shared_groups(self.entries[stored])
-        if groups is None:  # the usual: a stored chunk per entry
-            if not blocks:  # headers checked at once; the rest (uncommon forms, faults) one by one
-                stored = self._quick(stored)
-            for number in stored.tolist():
-                self._mark_one(number, CHECKED if self._check_chunk(number, blocks) else HEAD_CHECKED)
-        else:
-            for group in groups:
-                members = stored[group]
-                walked = self._check_chunk(int(members[0]), blocks)
-                self._share_refs(members)
-                self._mark(members, CHECKED if walked else HEAD_CHECKED)
-        if stop is not None:
-            self._entry(stop)  # raises: the entry is neither an offset nor a zeros/NaN entry
-            raise AssertionError(f"chunk {stop}: an index entry passed that was refused before")
-
-    def _value_entries(self, entries: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Where ``entries`` are zeros or NaN index entries this frame may hold (spec 4.4.2-4.4.3)."""
-        nan = (entries == ENTRY_NAN) & (self.layout.dtype in NAN_DTYPES)
-        found: np.ndarray[Any, Any] = (entries == ENTRY_ZEROS) | nan
-        return found
-
-    def _look_ahead(self) -> None:
-        """Once, at the second read of the map that leaves blocks to the block loop and meets
-        chunks not checked yet: settle every chunk of a file of at most :data:`AHEAD` chunks whose
-        header passes :func:`headers.quick_pass`.
-
-        One pass over a few kilobytes of headers costs less than the checks the next reads
-        of the handle would make (a patch touches a dozen chunks or more); the first read
-        does not pay for it, as a handle opened for one patch reads no more.
-        Quietly: a chunk that does not pass is left unchecked, for a read that touches it
-        to check, and to fail if it is faulty; reads that do not touch it are not refused.
-        """
-        if self._map is None or self._refs is None or self.layout.nchunks > AHEAD:
-            return
-        todo = np.flatnonzero(self._state == UNCHECKED)
-        entries = self.entries[todo]
-        known = self._value_entries(entries)
-        self._mark(todo[known], CHECKED)
-        if isinstance(self._source, LocalFile) and self._size is not None:
-            # read, not from the map: a first touch of a page costs more than reading 32 bytes,
-            # and a read that touches a few of these chunks would map every header's page
-            with contextlib.suppress(OSError):
-                self._quick(todo[entries >= 0], headers.by_pread(self._source.fileno()), self._size)
-
-    def _quick(
-        self, stored: np.ndarray[Any, Any], heads: headers.Heads | None = None, size: int = 0
-    ) -> np.ndarray[Any, Any]:
-        """Settle the unchecked chunks ``stored`` (offset entries) whose headers pass
-        :func:`headers.quick_pass`, their blocks left to the block loop; return the others, in order.
-
-        The headers are read from the map unless ``heads`` (a file of ``size`` bytes) says otherwise.
-        """
-        whole, refs = self._map, self._refs
-        if whole is None or refs is None or not len(stored):
-            return stored
-        offsets = self.entries[stored]
-        if heads is None:
-            heads, size = headers.from_map(whole), len(whole)
-        ok, cbytes, runs = headers.quick_pass(heads, size, self.layout, offsets)
-        regular = ok & ~runs
-        picked = stored[regular]
-        refs[1][picked] = cbytes[regular]
-        refs[2][picked] = 1
-        helper = blockcopy.HELPER
-        if helper is not None:  # the addresses last, after a fence (see _check_chunk)
-            helper.publish()
-        refs[0][picked] = int(whole.__array_interface__["data"][0]) + self.layout.start + offsets[regular]
-        self._mark(picked, HEAD_CHECKED)
-        self._mark(stored[runs], CHECKED)
-        rest: np.ndarray[Any, Any] = stored[~ok]
-        return rest
-
-    def _mark_one(self, number: int, state: int) -> None:
-        if state == CHECKED and self._state[number] != CHECKED:
-            self._nchecked += 1
-        self._state[number] = state
-        self.complete = self._nchecked == self.layout.nchunks
-
-    def _mark(self, numbers: np.ndarray[Any, Any], state: int) -> None:
-        """Record the distinct chunks ``numbers`` (none :data:`CHECKED` yet) as now in ``state``."""
-        if state == CHECKED:
-            self._nchecked += int(np.count_nonzero(self._state[numbers] != CHECKED))
-        self._state[numbers] = state
-        self.complete = self._nchecked == self.layout.nchunks
-
-    def _share_refs(self, members: np.ndarray[Any, Any]) -> None:
-        """Give chunks ``members`` (one entry, so the same bytes) the map reference of the first."""
-        refs = self._refs
-        if refs is None or len(members) < 2:
-            return
-        lead = int(members[0])
-        refs[1][members] = refs[1][lead]
-        refs[2][members] = refs[2][lead]
-        helper = blockcopy.HELPER
-        if helper is not None:  # the addresses last, after a fence (see _check_chunk)
-            helper.publish()
-        refs[0][members] = refs[0][lead]
+            self._checks.settle(numbers)
 
     def stored_regular(self) -> np.ndarray[Any, Any]:
         """Per chunk number, whether its chunk is stored with blocks to decode: not a special
@@ -683,24 +503,7 @@ class DataSection:
         if self.complete:
             return
         with self._lock:
-            self._check_all(nthreads)
-
-    def _check_all(self, nthreads: int) -> None:
-        todo = np.flatnonzero(self._state != CHECKED)
-        if nthreads > 1 and len(todo) > 1 and self._mapped() is not None and not threads.address_space_limited():
-            offsets = self.entries[todo]
-            _, first = np.unique(offsets, return_index=True)
-            lead = todo[first[offsets[first] >= 0]]  # one chunk per stored offset (all, in the usual file)
-            passed: list[int] = []
-
-            def one(number: int) -> None:
-                self._check_chunk(number)
-                passed.append(number)
-
-            with contextlib.suppress(CorruptFrameError):  # reported in chunk order below
-                threads.run_parallel(lead.tolist(), one, nthreads)
-            self._mark(np.asarray(passed, dtype=np.int64), CHECKED)
-        self._settle(todo)  # what is left (after a failure, the bad chunks), in order
+            self._checks.settle_all(nthreads)
 
     def check_key(self, key: Any) -> None:
         """Check the chunks ``array[key]`` touches (all of them for keys other than integers and slices)."""
@@ -714,61 +517,6 @@ class DataSection:
         else:
             self.check(numbers)
 
-    def _entry(self, number: int) -> int | None:
-        """Spec 4.4.2-4.4.3: chunk ``number``'s offset in the chunks area; ``None`` for a zeros/NaN entry."""
-        lay = self.layout
-        entry = self.entries[number]
-        if entry < 0:
-            if entry == ENTRY_ZEROS or (entry == ENTRY_NAN and lay.dtype in NAN_DTYPES):
-                return None
-            raise self._fail(f"chunk {number} has the index entry {int(entry) & (2**64 - 1):#x}")
-        if entry + CHUNK_HEADER > lay.data_size:
-            raise self._fail(f"chunk {number} starts outside the chunks area")
-        return int(entry)
-
-    def _check_length(self, number: int, entry: int, cbytes: int) -> None:
-        if cbytes < CHUNK_HEADER or entry + cbytes > self.layout.data_size:
-            raise self._fail(f"chunk {number} ends outside the chunks area")
-
-    def _check_chunk(self, number: int, blocks: bool = True) -> bool:
-        """Check chunk ``number`` (its blocks too unless ``blocks`` is false); whether its blocks were checked."""
-        entry = self._entry(number)
-        if entry is None:
-            return True
-        at = self.layout.start + entry
-        whole = self._mapped()
-        if whole is not None and at + CHUNK_HEADER <= len(whole):  # checked in place: nothing copied
-            view = memoryview(whole)  # type: ignore[arg-type]
-            cbytes = i32(view, at + 12)
-            blocks = blocks or many_blocks(view, at) or bool(view[at + 31] & 0x70)  # special chunks: no blocks
-            self._check_length(number, entry, cbytes)
-            if at + cbytes > len(whole):
-                raise self._fail("the file ends inside the data section")
-            self._check_bytes(number, view[at : at + cbytes], blocks)
-            refs = self._refs  # once: a close() by another thread sets it to None
-            if refs is not None and not whole[at + 31] & 0x70:  # not a special chunk: C decodes it
-                # the address last, after a fence: the patch path reads a chunk whose address is set without the lock
-                refs[1][number] = cbytes
-                refs[2][number] = 0 if blocks else 1
-                helper = blockcopy.HELPER
-                if helper is not None:
-                    helper.publish()
-                refs[0][number] = int(whole.__array_interface__["data"][0]) + at
-            return blocks
-        cbytes = i32(self._read(at + 12, 4), 0)
-        self._check_length(number, entry, cbytes)
-        chunk = self._read(at, cbytes)
-        blocks = blocks or many_blocks(chunk, 0)
-        self._check_bytes(number, chunk, blocks)
-        return blocks
-
-    def _check_bytes(self, number: int, chunk: bytes | memoryview, blocks: bool = True) -> None:
-        problem = structure_problem(chunk, blocks=blocks)
-        if problem is None:
-            problem = self._data_chunk_problem(chunk)
-        if problem is not None:
-            raise self._fail(f"chunk {number}: {problem}")
-
     def chunk_span(self, number: int) -> tuple[int, int] | None:
         """Where chunk ``number`` lies in the file: ``(offset, length)``, or ``None`` for a zeros/NaN entry.
 
@@ -776,7 +524,7 @@ class DataSection:
         holds the whole chunk of a file whose chunks are stored one after another;
         :meth:`checked_chunk` says if more is needed. Raises for a bad index entry.
         """
-        entry = self._entry(number)
+        entry = self._checks.entry(number)
         if entry is None:
             return None
         if self._ends is None:
@@ -788,11 +536,11 @@ class DataSection:
 
     def chunk_length(self, number: int, head: bytes) -> int:
         """The checked length of chunk ``number`` from the first 16+ bytes of the chunk."""
-        entry = self._entry(number)
+        entry = self._checks.entry(number)
         if entry is None or len(head) < 16:
             raise self._fail(f"chunk {number}: shorter than a chunk header")
         cbytes = i32(head, 12)
-        self._check_length(number, entry, cbytes)
+        self._checks.check_length(number, entry, cbytes)
         return cbytes
 
     def checked_chunk(self, number: int, data: bytes) -> bytes:
@@ -805,25 +553,7 @@ class DataSection:
         if len(data) < cbytes:
             raise self._fail(f"chunk {number}: fewer bytes than its header declares were read")
         chunk = bytes(data[:cbytes])
-        self._check_bytes(number, chunk)
+        self._checks.check_bytes(number, chunk)
         with self._lock:
-            self._mark_one(number, CHECKED)
+            self._checks.mark_one(number, CHECKED)
         return chunk
-
-    def _data_chunk_problem(self, chunk: bytes | memoryview) -> str | None:
-        """Spec 4.4.4 checks 3-5 (the structure checks passed)."""
-        lay = self.layout
-        if i32(chunk, 4) != lay.chunksize:
-            return "its size differs from the frame's chunk size"
-        if chunk[3] != lay.typesize:
-            return f"its item size {chunk[3]} differs from the frame's ({lay.typesize})"
-        if i32(chunk, 8) != lay.blocksize:  # check 4, special chunks too (C-Blosc2 refuses them otherwise)
-            return "its block size differs from the frame's"
-        kind = chunk[31] >> 4 & 0x07
-        if kind == SPECIAL_ZERO or (kind == SPECIAL_NAN and lay.dtype in NAN_DTYPES):
-            return None if len(chunk) == CHUNK_HEADER else "a special chunk of the wrong length"
-        if kind == SPECIAL_VALUE:
-            return None if len(chunk) == CHUNK_HEADER + lay.typesize else "a value run of the wrong length"
-        if kind:
-            return f"a special chunk of kind {kind}"
-        return None

@@ -62,7 +62,7 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, libblosc2, threads
 from mlarray.storage.libblosc2 import Library, address
 from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, chunk_numbers, normalize_key, plan, shared_groups
-from mlarray.storage.structure import SPECIAL_NAN, SPECIAL_VALUE, SPECIAL_ZERO
+from mlarray.storage.structure import ENTRY_NAN, ENTRY_ZEROS, SPECIAL_NAN, SPECIAL_VALUE, SPECIAL_ZERO
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataLayout
@@ -81,8 +81,6 @@ zeros, and those chunks are then not written at all. Memory of this size comes f
 the operating system, already zero, so the zeroed allocation costs what an uninitialised
 one does; a label map loaded whole (two thirds of its chunks zero) loads about 20% faster,
 on one thread or two."""
-ENTRY_ZEROS = -0x7F00000000000000
-ENTRY_NAN = -0x7E00000000000000
 
 GetChunk = Callable[[int], Any]
 Numbers = Union[Sequence[int], "np.ndarray[Any, Any]"]

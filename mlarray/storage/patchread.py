@@ -42,6 +42,7 @@ from mlarray.storage import blockcopy, fastread, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
 from mlarray.storage.libblosc2 import address
 from mlarray.storage.selection import chunk_numbers
+from mlarray.storage.structure import ENTRY_ZEROS
 
 NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
@@ -123,7 +124,7 @@ class PatchReader:
         self._done_stride = 0 if marks is None else marks[1]
         self._values = np.zeros(nchunks * self._itemsize, dtype=np.uint8)
         # zeros entries (spec 4.4.2) need no check beyond the index's: known from the start
-        self._known = (self._entries == fastread.ENTRY_ZEROS).view(np.uint8)
+        self._known = (self._entries == ENTRY_ZEROS).view(np.uint8)
         self._learning = threading.Lock()
         self._fixed = np.array([*self._chunks, *layout.blocks, *self._grid], dtype=np.int64)
         step = 8 * self._ndim

@@ -22,6 +22,9 @@ SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_VALUE = 1, 2, 3
 """Special-chunk kinds (bits 4-6 of byte 31) a data chunk may have: zeros, NaN, a run of one value (spec 4.4.4)."""
 NAN_DTYPES = ("<f4", "<f8")
 """The only element types a NaN chunk or entry may stand for (spec 4.4.2)."""
+ENTRY_ZEROS = -0x7F00000000000000  # 0x8100000000000000 as a signed int64
+ENTRY_NAN = -0x7E00000000000000  # 0x8200000000000000
+"""Chunk index entries that stand for a chunk of zeros and a chunk of NaN (spec 4.4.2-4.4.3)."""
 CODECS = frozenset({0, 1, 3, 4})
 """Codec codes a chunk may name in bits 5-7 of its flags (spec 4.4.7): BloscLZ, LZ4 (and
 LZ4HC), zlib, Zstd. A user-defined or plugin codec (6) is refused before any decoder sees the
