@@ -10,6 +10,7 @@ rules for that block, and fail for some block exactly when the whole-chunk check
 
 from __future__ import annotations
 
+import array
 import copy
 import os
 import struct
@@ -250,7 +251,14 @@ def test_whole_loads_read_chunks_from_the_file_not_the_map(tmp_path: Path, monke
         seen.append(args[14])  # the file descriptor (-1: chunks in memory)
         return int(real(*args))
 
+    real_box = helper.read_box
+
+    def recording_box(args: int) -> int:
+        seen.append(-1)  # the patch path's call: chunks in the map, always
+        return int(real_box(args))
+
     helper.read_region = recording
+    helper.read_box = recording_box
     monkeypatch.setattr(blockcopy, "HELPER", helper)
     for nthreads in (1, 2):
         seen.clear()
@@ -376,3 +384,15 @@ def test_a_build_without_a_function_of_its_abi_is_stale(monkeypatch: pytest.Monk
     monkeypatch.setattr(blockcopy, "Helper", lacking)
     helper, status = blockcopy._load()
     assert helper is None and "stale build" in status and "mla_publish" in status
+
+
+def test_the_patch_call_refuses_inconsistent_arguments() -> None:
+    """``mla_read_box`` (the patch path's one-argument call) checks the geometry it unpacks before reading anything."""
+    helper = blockcopy.HELPER
+    assert helper is not None, blockcopy.STATUS
+    chunk_shape = np.array([4], dtype=np.int64)
+    at = chunk_shape.__array_interface__["data"][0]
+    for ndim, lo, hi in ((0, [], []), (17, [0] * 17, [1] * 17), (1, [3], [3]), (1, [-1], [2])):
+        args = array.array("q", [0, ndim, 1, at, *[0] * 14, 123, *lo, *hi, *[1] * len(lo)])
+        assert helper.read_box(args.buffer_info()[0]) == -1001  # the geometry is inconsistent
+        assert args[18] == -1  # no chunk failed

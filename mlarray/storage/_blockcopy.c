@@ -49,7 +49,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 11; }
+MLA_EXPORT int mla_abi_version(void) { return 12; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -763,6 +763,43 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         }
         decoded += rc;
     }
+}
+
+/*
+ * The patch path's call (mlarray/storage/patchread.py): mla_read_region in grid mode, on
+ * the one thread that calls, every touched chunk in the map, with its arguments in one
+ * int64 array `a` (ctypes converts each argument of a call in Python: the thirty of
+ * mla_read_region took about 4.5 µs a read, more than a small box takes to decode):
+ *   a[0] getitem, a[1] ndim, a[2] itemsize, a[3] chunk shape, a[4] block shape, a[5] grid,
+ *   a[6] fill_known, a[7] fill_value, a[8] chunk_addr, a[9] chunk_size, a[10] chunk_check,
+ *   a[11] chunk nbytes, a[12] block_bytes, a[13] block_done, a[14] done_stride (the reader's own),
+ *   a[15] ctx, a[16] scratch, a[17] out (the call's), a[18] set here to the failed chunk,
+ *   then sel_lo, sel_hi and out_strides, ndim values each. Pointers are addresses.
+ * Returns what mla_read_region returns.
+ */
+#define MLA_BOX_HEAD 19
+MLA_EXPORT int64_t mla_read_box(int64_t *a) {
+    const int64_t ndim = a[1];
+    a[18] = -1;
+    if (ndim < 1 || ndim > MLA_MAX_DIM) {
+        return MLA_ERR_ARGS;
+    }
+    const int64_t *chunkshape = (const int64_t *)(intptr_t)a[3];
+    const int64_t *lo = a + MLA_BOX_HEAD, *hi = lo + ndim, *strides = hi + ndim;
+    int64_t count = 1;
+    for (int64_t d = 0; d < ndim; d++) {
+        if (chunkshape[d] < 1 || lo[d] < 0 || hi[d] <= lo[d]) {
+            return MLA_ERR_ARGS;
+        }
+        count *= (hi[d] - 1) / chunkshape[d] - lo[d] / chunkshape[d] + 1;
+    }
+    return mla_read_region((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
+                           chunkshape, (const int64_t *)(intptr_t)a[4], lo, hi, (const int64_t *)(intptr_t)a[5],
+                           (const uint8_t *)(intptr_t)a[6], (const uint8_t *)(intptr_t)a[7],
+                           (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9],
+                           (const uint8_t *)(intptr_t)a[10], -1, a[11], NULL, 0, 0, count, NULL,
+                           (uint8_t *)(intptr_t)a[17], strides, (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18],
+                           (uint8_t *)(intptr_t)a[13], a[14], NULL);
 }
 
 static int compare_ranges(const void *a, const void *b) {

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 11
+ABI_VERSION = 12
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -65,6 +65,9 @@ class Helper:
             *(_P, _I64, _P),  # blocks checked before (a bitmap per chunk, or NULL), its row bytes, chunk numbers
         ]
         self.read_region.restype = _I64
+        self.read_box = lib.mla_read_box  # the same in grid mode, its arguments in one int64 array
+        self.read_box.argtypes = [_P]
+        self.read_box.restype = _I64
         self.blocks_problem = lib.mla_blocks_problem
         self.blocks_problem.argtypes = [_P, _I64, _I64, _I64, _I64]
         self.blocks_problem.restype = ctypes.c_int

@@ -30,6 +30,7 @@ reads take no lock.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import operator
 import threading
@@ -48,6 +49,8 @@ NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
 MAX_BYTES = 1 << 30
 """Larger results take the general path, which checks them against the memory limit first."""
+_FAILED = 18
+"""Where ``mla_read_box`` puts the number of the chunk that failed in its argument array."""
 
 
 def box(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]] | None:
@@ -129,9 +132,12 @@ class PatchReader:
         self._fixed = np.array([*self._chunks, *layout.blocks, *self._grid], dtype=np.int64)
         step = 8 * self._ndim
         fixed = address(self._fixed)
-        self._args = (fixed, fixed + step, fixed + 2 * step, address(self._known), address(self._values))
-        self._addresses, self._sizes, self._pending = (address(t) for t in tables)
-        self._done_address = address(self._done) if self._done_stride else None
+        # the reader's part of the arguments of mla_read_box (see _blockcopy.c), in its order
+        self._head = [
+            *(self._getitem, self._ndim, self._itemsize, fixed, fixed + step, fixed + 2 * step),
+            *(address(self._known), address(self._values), *(address(t) for t in tables)),
+            *(self._chunksize, self._blocksize, address(self._done) if self._done_stride else 0, self._done_stride),
+        ]
 
     def read(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
         """``array[key]`` for a box key (see :func:`box`), else ``None``.
@@ -177,25 +183,12 @@ class PatchReader:
         self, helper: blockcopy.Helper, starts: list[int], stops: list[int], out: np.ndarray[Any, Any]
     ) -> tuple[int, int]:
         """One call of the compiled loop: blocks decoded (or an error code) and the chunk that failed."""
-        ndim, step = self._ndim, 8 * self._ndim
-        chunk_shape, block_shape, grid, known, values = self._args
-        geometry = np.array([*starts, *stops, *out.strides], dtype=np.int64)
-        at = address(geometry)
-        count = 1
-        for a, b, c in zip(starts, stops, self._chunks, strict=True):
-            count *= (b - 1) // c - a // c + 1
         worker = libblosc2.worker(self._lib)
         worker.buffer(self._blocksize)
-        failed = ctypes.c_int64(-1)
-        done = helper.read_region(
-            *(self._getitem, worker.ctx, ndim, self._itemsize, chunk_shape, block_shape, at, at + step),
-            *(grid, known, values, self._addresses, self._sizes, self._pending),
-            *(-1, self._chunksize, 0, 0),  # no file descriptor: chunks in the map
-            *(0, count, None, address(out), at + 2 * step, worker.buffer_address, self._blocksize),
-            ctypes.byref(failed),
-            *(self._done_address, self._done_stride, None),
-        )
-        return int(done), failed.value
+        at = ctypes.addressof(ctypes.c_char.from_buffer(out))  # type: ignore[arg-type]  # writable: faster than address()
+        args = array.array("q", [*self._head, worker.ctx, worker.buffer_address, at, -1, *starts, *stops, *out.strides])
+        done = helper.read_box(args.buffer_info()[0])
+        return int(done), args[_FAILED]
 
     def _learn(self, helper: blockcopy.Helper, starts: list[int], stops: list[int]) -> bool:
         """Check the chunks the box touches and note the values of the special ones.
