@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from mlarray import reading
 from mlarray._state import ImageState
 from mlarray.errors import CorruptFrameError, InvalidArgumentError, MLArrayError, ReadOnlyError, WriteFailedError
 from mlarray.indexing import gather, gives_scalar, is_basic
@@ -79,9 +80,11 @@ class ArrayAccess(ImageState):
     def __getitem__(self, key: Any) -> Any:
         section = self._patch_section()
         if section is not None:
-            patch = section.read_patch(key)  # a box of checked chunks: one call into C, no planning
+            # a box of checked chunks: one call into C, no planning; larger results held against the memory first
+            patch = section.read_patch(key, limit=reading.memory_limit)
             if patch is not None:
-                return patch
+                scalar = patch.ndim == 0 and gives_scalar(key, len(section.layout.shape))  # not for (..., 0)
+                return patch[()] if scalar else patch
         data = self._require_array()
         if self._nd is None:
             return data[key]

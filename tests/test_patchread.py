@@ -143,19 +143,33 @@ def test_blocks_are_checked_on_their_first_decoding_only(tmp_path: Path) -> None
 
 
 def test_box_keys(tmp_path: Path) -> None:
-    """What counts as a box, and that the other keys still read as NumPy reads them."""
+    """What the short path reads (slices of step 1 and integers, as NumPy reads them), and that
+    the other keys still read as NumPy reads them."""
     shape = (6, 7)
-    assert patchread.box((slice(1, 3), slice(None)), shape) == ([1, 0], [3, 7])
-    assert patchread.box((slice(np.int64(2), np.int32(9)), slice(0, 7, 1)), shape) == ([2, 0], [6, 7])  # clipped
+    assert patchread.box((slice(1, 3), slice(None)), shape) == ([1, 0], [3, 7], (2, 7))
+    assert patchread.box((slice(np.int64(2), np.int32(9)), slice(0, 7, 1)), shape) == ([2, 0], [6, 7], (4, 7))
+    assert patchread.box((slice(-2, None), slice(None)), shape) == ([4, 0], [6, 7], (2, 7))  # from the end
+    assert patchread.box((slice(-9, 2),), shape) == ([0, 0], [2, 7], (2, 7))  # clipped; a missing axis is whole
+    assert patchread.box((1, slice(2, 5)), shape) == ([1, 2], [2, 5], (3,))  # an integer drops its axis
+    assert patchread.box((-1, np.int8(-7)), shape) == ([5, 0], [6, 1], ())
+    assert patchread.box(3, shape) == ([3, 0], [4, 7], (7,))
+    assert patchread.box((..., 2), shape) == ([0, 2], [6, 3], (6,))
+    assert patchread.box((2, ..., slice(1, 2)), shape) == ([2, 1], [3, 2], (1,))  # ... of no axis
     for key in [
-        (slice(1, 3),),  # too few axes
-        (slice(-2, None), slice(None)),  # negative
         (slice(0, 3, 2), slice(None)),  # a step
+        (slice(None, None, -1), slice(None)),
         (slice(3, 3), slice(None)),  # empty
         (slice(4, 2), slice(None)),
-        (1, slice(None)),  # an integer
-        (..., slice(None)),
+        (6, slice(None)),  # an integer outside its axis
+        (slice(None), -8),
+        (..., ..., 1),  # two ...
+        (1, 2, 3),  # too many axes
+        (None, slice(None)),  # a new axis
+        (True, slice(None)),  # a mask
+        (np.True_, 1),
+        (np.array([1, 2]), slice(None)),  # an index array
         (slice(0.5, 3), slice(None)),  # not an integer
+        (1.0, slice(None)),
         [slice(0, 2), slice(0, 2)],  # a list
     ]:
         assert patchread.box(key, shape) is None, key
@@ -165,14 +179,70 @@ def test_box_keys(tmp_path: Path) -> None:
     MLArray(a, chunk_size=(2, 3), block_size=(1, 3)).save(path)
     with MLArray.open(path) as image:
         for key in [
-            (slice(-2, None), slice(None)),
             (slice(0, 3, 2), slice(1, 9)),
             (slice(4, 2), slice(None)),
-            (1, slice(2, 5)),
+            (None, 1),
+            (np.array([1, 2]), slice(None)),
         ]:
             assert np.array_equal(image[key], a[key]), key
         with pytest.raises(TypeError):
             image[slice(0.5, 3), slice(None)]
+        with pytest.raises(IndexError):
+            image[6, 0]
+
+
+def _basic_key(data: st.DataObject, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    """A random key of step-1 slices (negative and out-of-range bounds too) and integers, with
+    at most one ``...`` or fewer parts than axes."""
+    parts: list[Any] = []
+    for n in shape:
+        if data.draw(st.booleans()):
+            parts.append(data.draw(st.integers(-n, n - 1)))
+        else:
+            lo = data.draw(st.integers(-n - 2, n - 1))
+            hi = data.draw(st.integers(-n, n + 2))
+            parts.append(slice(data.draw(st.sampled_from([lo, None])), data.draw(st.sampled_from([hi, None]))))
+    how = data.draw(st.sampled_from(["all", "fewer", "ellipsis"]))
+    if how == "fewer":
+        parts = parts[: data.draw(st.integers(0, len(parts)))]
+    elif how == "ellipsis":
+        lo = data.draw(st.integers(0, len(parts)))
+        hi = data.draw(st.integers(lo, len(parts)))
+        parts = [*parts[:lo], ..., *parts[hi:]]
+    return tuple(parts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_basic_keys_match_numpy_on_the_short_path(
+    tmp_path: Path, data: st.DataObject, general: list[Any]
+) -> None:
+    """Integers, negative bounds, ``...`` and missing axes: NumPy's values, shapes and scalars through
+    ``image[key]`` (no read planned in Python) and ``read(key, out=...)``."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, 7), min_size=ndim, max_size=ndim)))
+    chunks = tuple(data.draw(st.integers(1, n + 1)) for n in shape)
+    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
+    dtype = np.dtype(data.draw(st.sampled_from(DTYPES)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = (rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.3)).astype(dtype)
+    path = tmp_path / f"k{ndim}.mla"
+    MLArray(a, chunk_size=chunks, block_size=blocks).save(path)
+    with MLArray.open(path) as image:
+        for _ in range(4):
+            key = _basic_key(data, shape)
+            expected = a[key]
+            planned = len(general)
+            got = image[key]
+            if np.size(expected):  # empty selections are the general path's
+                assert len(general) == planned, key
+            if np.ndim(expected) == 0:  # an integer per axis: a NumPy scalar, as NumPy gives
+                assert type(got) is type(expected) and got.tobytes() == expected.tobytes(), key
+                continue
+            assert got.shape == expected.shape and got.dtype == a.dtype and got.tobytes() == expected.tobytes(), key
+            out = np.full(expected.shape, 1, dtype=dtype)
+            assert image.read(key, out=out) is out
+            assert out.tobytes() == expected.tobytes(), key
 
 
 def test_threads_learn_and_read_one_handle_at_once(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ first: false CORRUPT_FRAME, or a read through an unmapped map, SIGSEGV).
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -254,3 +255,23 @@ def test_threads_sharing_a_writable_handle_take_turns(tmp_path: Path) -> None:
             w.join(300)
     assert failures == []
     np.testing.assert_array_equal(MLArray.load(path).to_numpy(), written)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc/self/fd")
+@pytest.mark.parametrize("reads", [0, 1, 2])
+def test_a_handle_dropped_without_close_lets_go_of_its_file_at_once(tmp_path: Path, reads: int) -> None:
+    """No reference cycle keeps a dropped handle's file (and its map) open until the garbage collector runs:
+    the section hands its ledger and its patch reader methods that do not hold it."""
+    path = tmp_path / "a.mla"
+    MLArray(np.arange(4096, dtype=np.int16).reshape(16, 16, 16), chunk_size=(8, 8, 8), block_size=(4, 4, 4)).save(path)
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        image = MLArray.open(path)
+        for k in range(reads):  # the first read makes the map and the patch reader, the second settles every chunk
+            assert image[k : k + 9, 0:9, 3:12].sum() > 0
+        del image
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()

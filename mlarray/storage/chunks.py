@@ -21,7 +21,8 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,24 @@ _UNTRACKED: dict[str, bool] = {"trackfd": False} if sys.version_info >= (3, 13) 
 """Python 3.13+ maps without a duplicate of the file's descriptor (the map needs none; the section keeps one)."""
 
 
+def _weak(section: Any, name: str) -> Callable[..., Any]:
+    """The method ``name`` of ``section``, looked up at each call, without a reference to the section.
+
+    The section holds what it hands these to (its ledger, its patch reader): bound methods
+    would make a cycle, and a handle dropped without ``close`` would keep its file open until
+    the garbage collector next runs, not just until its last reference goes.
+    """
+    ref = weakref.ref(section)
+
+    def call(*args: Any) -> Any:
+        found = ref()
+        if found is None:  # the section is gone: nothing can still be reading through it
+            raise InvalidArgumentError("the array is closed")
+        return getattr(found, name)(*args)
+
+    return call
+
+
 def _frozen(entries: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """``entries``, read-only: the checked index must not change under the reads that trust it."""
     entries.flags.writeable = False
@@ -199,7 +218,8 @@ class DataSection:
         except BaseException:
             self.close()
             raise
-        self._checks = ChunkChecks(self.layout, self.entries, self._read, self._fail, self._mapped, self._pread_heads)
+        weak = [_weak(self, name) for name in ("_read", "_fail", "_mapped", "_pread_heads")]
+        self._checks = ChunkChecks(self.layout, self.entries, *weak)
         """What is known of each chunk, and the tables of the map."""
 
     @property
@@ -273,10 +293,13 @@ class DataSection:
         via = f"/proc/self/fd/{self._source.fileno()}"
         return via if os.path.exists(via) else None
 
-    def read_patch(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
+    def read_patch(
+        self, key: Any, out: np.ndarray[Any, Any] | None = None, limit: Callable[[], int] | None = None
+    ) -> np.ndarray[Any, Any] | None:
         """``array[key]`` by the short patch path (:mod:`mlarray.storage.patchread`), or ``None``.
 
-        With ``out``, decoded into it (see :meth:`PatchReader.read`).
+        With ``out``, decoded into it; ``limit``: the most bytes a new result may take (see
+        :meth:`PatchReader.read`).
 
         ``None``: the key is not a box, a chunk it touches is not checked yet or special, or
         the section is not memory-mapped; the general path (:func:`mlarray.reading.fast_read`)
@@ -292,18 +315,18 @@ class DataSection:
                 self.layout,
                 self.entries,
                 mapped,
-                self.chunk_refs,
-                self.chunk_bytes,
+                _weak(self, "chunk_refs"),
+                _weak(self, "chunk_bytes"),
                 self.path,
                 checks.marks,
-                self.special_values,
+                _weak(self, "special_values"),
             )
             reader = self._patches = made if made is not None else False
         if reader is False:
             return None
         assert isinstance(reader, patchread.PatchReader)
         self.ensure_unshortened()
-        return reader.read(key, out)
+        return reader.read(key, out, limit)
 
     def close(self) -> None:
         """Close the file it opened (also done when the object is collected)."""

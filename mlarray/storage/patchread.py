@@ -1,4 +1,4 @@
-"""The short path of one-thread patch reads: a box of step-1 slices in one call into C.
+"""The short path of one-thread patch reads: a box of step-1 slices (or integers) in one call into C.
 
 A training loop reads many patches, each a box ``image[z0:z1, y0:y1, x0:x1]``, and between
 two reads its augmentations and model push this code out of the CPU's caches. The general
@@ -20,7 +20,8 @@ whose blocks are checked one by one (spec 4.4.6) are checked on their first deco
 a bit per block, kept by the section (:meth:`~DataSection.block_marks`) and set by the
 loop, remembers those that passed.
 
-Keys other than boxes (see :func:`box`) return ``None``, as does a result over
+Keys :func:`box` does not take (steps, index arrays, masks, new axes, empty selections)
+return ``None``, as does a result over
 :data:`MAX_BYTES`: the general path reads those. The section writes its tables under its
 lock, a chunk's address last; a value is written here before its flag; a release fence
 (``mla_publish``) separates the two and the loop loads the address and the flag with
@@ -32,9 +33,9 @@ from __future__ import annotations
 
 import array
 import ctypes
-import operator
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,36 +50,74 @@ NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
 MAX_BYTES = 1 << 30
 """Larger results take the general path, which checks them against the memory limit first."""
+LIMIT_FROM = 64 << 10
+"""Results of more bytes are first held against the caller's memory limit (a read that would not fit
+takes the general path, which refuses it with ``RESOURCE_LIMIT``); smaller ones need no look."""
 _FAILED = 18
 """Where ``mla_read_box`` puts the number of the chunk that failed in its argument array."""
 
 
-def box(key: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int]] | None:
-    """``(starts, stops)`` of a key of one step-1 slice per axis that selects something, else ``None``.
+class Box(NamedTuple):
+    """What a key selects, as the compiled loop reads it: the box ``[starts, stops)`` (one
+    step-1 range per axis) and the shape of the result, without the axes an integer picks."""
 
-    Stops are clipped to the shape as NumPy clips them; negative or non-integer bounds,
-    other steps, integers, ``...``, ``None`` and empty selections return ``None`` (the
-    general path handles them, errors included).
+    starts: list[int]
+    stops: list[int]
+    shape: tuple[int, ...]
+
+
+def box(key: Any, shape: tuple[int, ...]) -> Box | None:
+    """The :class:`Box` of a basic key of step-1 slices and integers that selects something, else ``None``.
+
+    As NumPy reads such keys: a key that is not a tuple is one axis's, missing trailing axes
+    and one ``...`` stand for whole axes, slice bounds are clipped to the shape (negative
+    ones count from the end) and a negative integer counts from the end. ``None`` for
+    other steps, an integer outside its axis, ``None`` (a new axis), booleans, arrays (0-d
+    ones too), more than one ``...``, too many axes, bounds that are not integers and empty
+    selections: the general path reads (or refuses) those as NumPy does.
     """
-    if type(key) is not tuple or len(key) != len(shape) or not shape:
+    ndim = len(shape)
+    if not ndim:  # no axes: nothing for the loop to read
         return None
-    starts, stops = [], []
+    if type(key) is not tuple:
+        key = (key,)
+    if len(key) != ndim or any(part is Ellipsis for part in key):  # `is`: == on an array compares elementwise
+        key = _whole_axes(key, ndim)
+        if key is None:
+            return None
+    starts, stops, result = [], [], []
     for part, n in zip(key, shape, strict=True):
-        if type(part) is not slice:
-            return None
-        start, stop, step = part.start, part.stop, part.step
-        try:
-            if step is not None and operator.index(step) != 1:
+        if type(part) is slice:
+            try:
+                start, stop, step = part.indices(n)  # NumPy's clipping, negative bounds from the end
+            except (TypeError, ValueError):  # bounds that are not integers, a step of 0
                 return None
-            start = 0 if start is None else operator.index(start)
-            stop = n if stop is None else min(operator.index(stop), n)
-        except TypeError:
-            return None
-        if start < 0 or stop <= start:
+            if step != 1 or stop <= start:
+                return None
+            result.append(stop - start)
+        elif isinstance(part, (int, np.integer)) and not isinstance(part, bool):  # not a mask, not a 0-d array
+            start = int(part)
+            start += n if start < 0 else 0
+            if not 0 <= start < n:
+                return None
+            stop = start + 1
+        else:
             return None
         starts.append(start)
         stops.append(stop)
-    return starts, stops
+    return Box(starts, stops, tuple(result))
+
+
+def _whole_axes(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...] | None:
+    """``key`` with its ``...`` (at most one) or its missing trailing axes as whole slices; ``None`` if it cannot be."""
+    at = [i for i, part in enumerate(key) if part is Ellipsis]
+    if len(at) > 1:
+        return None
+    if at:
+        key = key[: at[0]] + (slice(None),) * (ndim - len(key) + 1) + key[at[0] + 1 :]
+    elif len(key) < ndim:
+        key = key + (slice(None),) * (ndim - len(key))
+    return key if len(key) == ndim else None
 
 
 class PatchReader:
@@ -139,12 +178,15 @@ class PatchReader:
             *(self._chunksize, self._blocksize, address(self._done) if self._done_stride else 0, self._done_stride),
         ]
 
-    def read(self, key: Any, out: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, Any] | None:
-        """``array[key]`` for a box key (see :func:`box`), else ``None``.
+    def read(
+        self, key: Any, out: np.ndarray[Any, Any] | None = None, limit: Callable[[], int] | None = None
+    ) -> np.ndarray[Any, Any] | None:
+        """``array[key]`` for a key :func:`box` reads, else ``None``.
 
-        With ``out`` (a writable C-contiguous array of the box's shape and the dtype, else
+        With ``out`` (a writable C-contiguous array of the result's shape and the dtype, else
         ``None`` is returned) the box is decoded into it and ``out`` is returned; after a
-        ``None`` what it holds is unspecified.
+        ``None`` what it holds is unspecified. An integer for every axis gives a 0-d array.
+        ``limit`` gives the most bytes a new result may take (``None``: :data:`MAX_BYTES`).
 
         Raises
         ------
@@ -157,20 +199,20 @@ class PatchReader:
         found = box(key, self.shape)
         if found is None:
             return None
-        starts, stops = found
-        shape = tuple(b - a for a, b in zip(starts, stops, strict=True))
+        starts, stops, shape = found
         size = self._itemsize
         for n in shape:
             size *= n
         if out is None:
-            if size > MAX_BYTES:
+            if size > MAX_BYTES or (size > LIMIT_FROM and limit is not None and size > limit()):
                 return None
             out = np.empty(shape, dtype=self.dtype)
         elif not (out.shape == shape and out.dtype == self.dtype and out.flags.c_contiguous and out.flags.writeable):
             return None
-        done, failed = self._call(helper, starts, stops, out)
+        whole = out if len(shape) == self._ndim else out.reshape([b - a for a, b in zip(starts, stops, strict=True)])
+        done, failed = self._call(helper, starts, stops, whole)  # the box, integer axes kept (a view of out)
         if done == NOT_READY and self._learn(helper, starts, stops):
-            done, failed = self._call(helper, starts, stops, out)
+            done, failed = self._call(helper, starts, stops, whole)
         if done == NOT_READY:
             return None
         if done < 0:
