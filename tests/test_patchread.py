@@ -191,6 +191,24 @@ def test_box_keys(tmp_path: Path) -> None:
             image[6, 0]
 
 
+DTYPES = ["|u1", "<i2", "<u4", "<f4", "<f8", "|b1", "<c16"]
+
+
+def random_file(data: st.DataObject, folder: Path, most: int) -> tuple[Path, np.ndarray[Any, Any]]:
+    """A file of a random shape (1-4 axes of up to ``most``), layout and dtype, mostly zeros (special
+    chunks) among random values, and its array."""
+    ndim = data.draw(st.integers(1, 4))
+    shape = tuple(data.draw(st.lists(st.integers(1, most), min_size=ndim, max_size=ndim)))
+    chunks = tuple(data.draw(st.integers(1, n + 2)) for n in shape)
+    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
+    dtype = np.dtype(data.draw(st.sampled_from(DTYPES)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = (rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.3)).astype(dtype)
+    path = folder / f"r{ndim}.mla"
+    MLArray(a, chunk_size=chunks, block_size=blocks).save(path)
+    return path, a
+
+
 def _basic_key(data: st.DataObject, shape: tuple[int, ...]) -> tuple[Any, ...]:
     """A random key of step-1 slices (negative and out-of-range bounds too) and integers, with
     at most one ``...`` or fewer parts than axes."""
@@ -219,15 +237,8 @@ def test_random_basic_keys_match_numpy_on_the_short_path(
 ) -> None:
     """Integers, negative bounds, ``...`` and missing axes: NumPy's values, shapes and scalars through
     ``image[key]`` (no read planned in Python) and ``read(key, out=...)``."""
-    ndim = data.draw(st.integers(1, 4))
-    shape = tuple(data.draw(st.lists(st.integers(1, 7), min_size=ndim, max_size=ndim)))
-    chunks = tuple(data.draw(st.integers(1, n + 1)) for n in shape)
-    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
-    dtype = np.dtype(data.draw(st.sampled_from(DTYPES)))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    a = (rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.3)).astype(dtype)
-    path = tmp_path / f"k{ndim}.mla"
-    MLArray(a, chunk_size=chunks, block_size=blocks).save(path)
+    path, a = random_file(data, tmp_path, most=7)
+    shape, dtype = a.shape, a.dtype
     with MLArray.open(path) as image:
         for _ in range(4):
             key = _basic_key(data, shape)
@@ -299,22 +310,12 @@ def test_other_handles_take_the_general_path(tmp_path: Path, how: str, general: 
     assert general == [key]
 
 
-DTYPES = ["|u1", "<i2", "<u4", "<f4", "<f8", "|b1", "<c16"]
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_boxes_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
     """Random layouts and dtypes, regions of one value among random ones, random boxes: NumPy's bytes."""
-    ndim = data.draw(st.integers(1, 4))
-    shape = tuple(data.draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
-    chunks = tuple(data.draw(st.integers(1, n + 2)) for n in shape)
-    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
-    dtype = np.dtype(data.draw(st.sampled_from(DTYPES)))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    a = (rng.integers(0, 4, size=shape) * (rng.random(shape) < 0.3)).astype(dtype)  # mostly zeros: special chunks
-    path = tmp_path / f"r{ndim}.mla"
-    MLArray(a, chunk_size=chunks, block_size=blocks).save(path)
+    path, a = random_file(data, tmp_path, most=9)
+    shape = a.shape
     with MLArray.open(path) as image:
         for _ in range(4):
             lo = [data.draw(st.integers(0, n - 1)) for n in shape]
