@@ -32,7 +32,7 @@ import numpy as np
 from mlarray.errors import CorruptFrameError, FileChangedError, InvalidArgumentError, TruncatedFileError
 from mlarray.storage import blockcopy, headers, patchread
 from mlarray.storage.chunkchecks import CHECKED, ChunkChecks
-from mlarray.storage.selection import chunk_numbers
+from mlarray.storage.selection import chunk_numbers, whole_axes
 from mlarray.storage.source import ByteSource, LocalFile
 from mlarray.storage.structure import (
     CHUNK_HEADER,
@@ -109,14 +109,8 @@ def touched_chunks(
     then checks every chunk). Slices with a step count every chunk between their first and
     last index.
     """
-    parts = list(key) if isinstance(key, tuple) else [key]
-    if sum(p is Ellipsis for p in parts) > 1:
-        return None
-    if any(p is Ellipsis for p in parts):  # not `in`: == on an index array is elementwise
-        at = next(i for i, p in enumerate(parts) if p is Ellipsis)
-        parts[at : at + 1] = [slice(None)] * (len(shape) - len(parts) + 1)
-    parts += [slice(None)] * (len(shape) - len(parts))
-    if len(parts) != len(shape):
+    parts = whole_axes(key if isinstance(key, tuple) else (key,), len(shape))
+    if parts is None:
         return None
     starts: list[int] = []
     stops: list[int] = []

@@ -43,7 +43,7 @@ from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
 from mlarray.storage.libblosc2 import address
-from mlarray.storage.selection import chunk_numbers
+from mlarray.storage.selection import chunk_numbers, normalize_key
 from mlarray.storage.structure import ENTRY_ZEROS
 
 NOT_READY = -1010
@@ -67,57 +67,23 @@ class Box(NamedTuple):
 
 
 def box(key: Any, shape: tuple[int, ...]) -> Box | None:
-    """The :class:`Box` of a basic key of step-1 slices and integers that selects something, else ``None``.
-
-    As NumPy reads such keys: a key that is not a tuple is one axis's, missing trailing axes
-    and one ``...`` stand for whole axes, slice bounds are clipped to the shape (negative
-    ones count from the end) and a negative integer counts from the end. ``None`` for
-    other steps, an integer outside its axis, ``None`` (a new axis), booleans, arrays (0-d
-    ones too), more than one ``...``, too many axes, bounds that are not integers and empty
-    selections: the general path reads (or refuses) those as NumPy does.
+    """The :class:`Box` of a key :func:`~mlarray.storage.selection.normalize_key` takes (step-1
+    slices and integers, with NumPy's ``...``, missing axes, clipping and negative positions)
+    that selects something, else ``None``: the general path reads (or refuses) the others,
+    empty selections included, as NumPy does.
     """
-    ndim = len(shape)
-    if not ndim:  # no axes: nothing for the loop to read
+    parts = normalize_key(key, shape) if shape else None  # no axes: nothing for the loop to read
+    if parts is None:
         return None
-    if type(key) is not tuple:
-        key = (key,)
-    if len(key) != ndim or any(part is Ellipsis for part in key):  # `is`: == on an array compares elementwise
-        key = _whole_axes(key, ndim)
-        if key is None:
-            return None
     starts, stops, result = [], [], []
-    for part, n in zip(key, shape, strict=True):
-        if type(part) is slice:
-            try:
-                start, stop, step = part.indices(n)  # NumPy's clipping, negative bounds from the end
-            except (TypeError, ValueError):  # bounds that are not integers, a step of 0
-                return None
-            if step != 1 or stop <= start:
-                return None
-            result.append(stop - start)
-        elif isinstance(part, (int, np.integer)) and not isinstance(part, bool):  # not a mask, not a 0-d array
-            start = int(part)
-            start += n if start < 0 else 0
-            if not 0 <= start < n:
-                return None
-            stop = start + 1
-        else:
+    for start, stop, dropped in parts:
+        if stop <= start:
             return None
         starts.append(start)
         stops.append(stop)
+        if not dropped:
+            result.append(stop - start)
     return Box(starts, stops, tuple(result))
-
-
-def _whole_axes(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...] | None:
-    """``key`` with its ``...`` (at most one) or its missing trailing axes as whole slices; ``None`` if it cannot be."""
-    at = [i for i, part in enumerate(key) if part is Ellipsis]
-    if len(at) > 1:
-        return None
-    if at:
-        key = key[: at[0]] + (slice(None),) * (ndim - len(key) + 1) + key[at[0] + 1 :]
-    elif len(key) < ndim:
-        key = key + (slice(None),) * (ndim - len(key))
-    return key if len(key) == ndim else None
 
 
 class PatchReader:

@@ -26,14 +26,15 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class AxisPart:
-    """What a key asks of one axis: the positions ``[start, stop)`` and whether the axis is dropped."""
+class AxisPart(NamedTuple):
+    """What a key asks of one axis: the positions ``[start, stop)`` and whether the axis is dropped.
+
+    A named tuple (made in a tenth of a frozen dataclass's time): the patch path makes one per axis per read."""
 
     start: int
     stop: int
@@ -91,28 +92,28 @@ class Plan:
 
 
 def normalize_key(key: Any, shape: tuple[int, ...]) -> list[AxisPart] | None:
-    """``key`` as one :class:`AxisPart` per axis, or ``None`` when it is not a plannable key."""
-    parts = list(key) if isinstance(key, tuple) else [key]
-    ellipses = [i for i, p in enumerate(parts) if p is Ellipsis]
-    if len(ellipses) > 1:
-        return None
-    if ellipses:
-        at = ellipses[0]
-        fill = len(shape) - len(parts) + 1
-        if fill < 0:
+    """``key`` as one :class:`AxisPart` per axis, or ``None`` when it is not a plannable key.
+
+    Plannable: step-1 slices and integers, read as NumPy reads them (bounds clipped, negative
+    positions from the end), with at most one ``...`` and missing trailing axes as whole axes.
+    Every read of the patch path asks this: the usual key, a slice per axis, takes no detour.
+    """
+    parts = key if isinstance(key, tuple) else (key,)
+    if len(parts) != len(shape):
+        found = whole_axes(parts, len(shape))
+        if found is None:
             return None
-        parts[at : at + 1] = [slice(None)] * fill
-    if len(parts) > len(shape):
-        return None
-    parts += [slice(None)] * (len(shape) - len(parts))
+        parts = found
     out: list[AxisPart] = []
+    ellipsis = False
     for part, n in zip(parts, shape, strict=True):
-        if isinstance(part, slice):
-            if part.step is not None and (not _is_int(part.step) or int(part.step) != 1):
+        if type(part) is slice:
+            try:  # NumPy's reading of the bounds: clipped, negative from the end, anything with __index__
+                start, stop, step = part.indices(n)
+            except (TypeError, ValueError):  # bounds that are not integers, a step of 0
                 return None
-            if not all(v is None or _is_int(v) for v in (part.start, part.stop)):
+            if step != 1:
                 return None
-            start, stop, _ = slice(part.start, part.stop).indices(n)
             out.append(AxisPart(start, max(start, stop), False))
         elif _is_int(part):
             i = int(part)
@@ -120,12 +121,30 @@ def normalize_key(key: Any, shape: tuple[int, ...]) -> list[AxisPart] | None:
             if not 0 <= i < n:
                 return None
             out.append(AxisPart(i, i + 1, True))
+        elif part is Ellipsis and not ellipsis:  # in a key of one part per axis, ``...`` is one whole axis
+            ellipsis = True
+            out.append(AxisPart(0, n, False))
         else:
             return None
     return out
 
 
+def whole_axes(key: tuple[Any, ...], ndim: int) -> tuple[Any, ...] | None:
+    """``key`` with its ``...`` (at most one) or its missing trailing axes as whole slices, one part
+    per axis of ``ndim``; ``None`` if it has more parts than axes or several ``...``."""
+    at = [i for i, part in enumerate(key) if part is Ellipsis]  # `is`: == on an array compares elementwise
+    if len(at) > 1:
+        return None
+    if at:
+        key = key[: at[0]] + (slice(None),) * (ndim - len(key) + 1) + key[at[0] + 1 :]
+    elif len(key) < ndim:
+        key = key + (slice(None),) * (ndim - len(key))
+    return key if len(key) == ndim else None
+
+
 def _is_int(v: Any) -> bool:
+    if type(v) is int:  # the usual bound or index (a bool is not of type int): no isinstance walk
+        return True
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
