@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
@@ -120,11 +120,35 @@ def test_a_header_passing_at_once_passes_the_per_chunk_check(
         finally:
             os.close(fd)
         assert [r.tolist() for r in read] == [ok.tolist(), cbytes.tolist(), runs.tolist()]
+        if blockcopy.HELPER is not None:  # the read loop's own checks of a chunk's header: the same verdict
+            settled = _loop_settles(layout, chunk, entry, whole)
+            event("the loop settles it" if settled is not None else "the loop leaves it to Python")
+            assert settled == (cbytes[0] if ok[0] and not runs[0] else None)
         if ok[0]:
             assert _slow_verdict(path, chunk)
             head = layout.start + entry
             assert cbytes[0] == int(whole[head + 12 : head + 16].view("<i4")[0])
             assert runs[0] == bool(whole[head + 31] & 0x70)
+
+
+def _loop_settles(layout: Any, chunk: int, entry: int, whole: np.ndarray[Any, Any]) -> int | None:
+    """What the compiled loop's check of chunk ``chunk`` (index entry ``entry``) in the map ``whole``
+    records: its length if it settles it, else ``None`` (and then it records nothing)."""
+    helper = blockcopy.HELPER
+    assert helper is not None
+    entries = np.full(layout.nchunks, -1, dtype=np.int64)
+    entries[chunk] = entry
+    state = np.zeros(layout.nchunks, dtype=np.uint8)
+    table = headers.settle_table(layout, entries, state, whole)
+    assert table is not None
+    refs = (np.zeros(layout.nchunks, np.int64), np.zeros(layout.nchunks, np.int64), np.zeros(layout.nchunks, np.uint8))
+    ready = helper.settle_chunk(*(a.ctypes.data for a in (table,)), chunk, *(a.ctypes.data for a in refs))
+    if not ready:
+        assert not state.any() and not any(r.any() for r in refs)
+        return None
+    assert state.tolist() == [chunkchecks.HEAD_CHECKED if n == chunk else 0 for n in range(layout.nchunks)]
+    assert refs[0][chunk] == whole.ctypes.data + layout.start + entry and refs[2][chunk] == 1
+    return int(refs[1][chunk])
 
 
 def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
@@ -135,6 +159,8 @@ def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
         offsets = np.array([-1, layout.data_size - 8, len(whole), 2**40], dtype=np.int64)
         ok, _, _ = headers.quick_pass(headers.from_map(whole), len(whole), layout, offsets)
         assert not ok.any()
+        if blockcopy.HELPER is not None:
+            assert all(_loop_settles(layout, 0, int(entry), whole) is None for entry in offsets)
     finally:
         section.close()
 
@@ -154,13 +180,44 @@ def checked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
-def test_a_handle_checks_every_header_at_its_second_read(mixed: Path, checked_one_by_one: list[int]) -> None:
+def test_patch_reads_check_the_headers_they_touch_in_the_loop(mixed: Path, checked_one_by_one: list[int]) -> None:
+    """The patch path checks the headers of the chunks with blocks it touches in C, as it reads:
+    nothing else, and nothing in Python (the value runs, which it leaves to Python, aside)."""
     expected = _expected()
     with MLArray.open(mixed) as image:
+        section = image._chunks
+        assert isinstance(section, DataSection)
+        settled: list[int] = []
+        real = section._checks.settle
+
+        def spy(numbers: Any, blocks: bool = True) -> None:
+            settled.extend(np.asarray(numbers).ravel().tolist())
+            real(numbers, blocks)
+
+        section._checks.settle = spy  # type: ignore[method-assign]
+        assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
+        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0]
+        assert section._checks.state[0] == chunkchecks.HEAD_CHECKED  # its blocks: checked as they are decoded
+        assert np.array_equal(image[9:12, 2:10, 0:5], expected[9:12, 2:10, 0:5])
+        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0, 16, 20]
+        assert settled == []  # no check in Python
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            lo = rng.integers(0, 20, size=3)
+            box = tuple(slice(int(a), int(a) + 12) for a in lo)
+            assert np.array_equal(image[box], expected[box])
+    assert checked_one_by_one == []  # no chunk was checked one by one
+
+
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+def test_a_handle_checks_every_header_at_its_second_general_read(mixed: Path, checked_one_by_one: list[int]) -> None:
+    """Reads planned in Python (here: on two threads) check every header at the second read of a handle."""
+    expected = _expected()
+    with MLArray.open(mixed, dparams={"nthreads": 2}) as image:
         assert np.array_equal(image[0:5, 0:5, 0:5], expected[0:5, 0:5, 0:5])
         section = image._chunks
         assert isinstance(section, DataSection)
-        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0]  # one patch: its chunk
+        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0]  # one read: its chunk
         assert np.array_equal(image[9:12, 0:5, 0:5], expected[9:12, 0:5, 0:5])
         assert not (section._checks.state == chunkchecks.UNCHECKED).any()  # the second: all 64
         rng = np.random.default_rng(0)

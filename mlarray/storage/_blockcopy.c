@@ -49,7 +49,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 12; }
+MLA_EXPORT int mla_abi_version(void) { return 13; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -575,6 +575,71 @@ static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const i
     }
 }
 
+/*
+ * Settling a chunk in the read loop (the patch path's first reads of a fresh handle): the
+ * header checks of mlarray.storage.headers.quick_pass for one stored chunk, in C. `s` holds
+ * (int64 each): [0] the chunk index (int64 per chunk), [1] the chunk states (uint8 per chunk:
+ * 0 nothing known, 1 checked, 2 checked but for its blocks; mlarray.storage.chunkchecks),
+ * [2] the file offset of the chunks area, [3] its length, [4] the map's first byte, [5] the
+ * map's length, [6] the item size, [7] chunk nbytes, [8] block bytes, and tables of 8, 256
+ * and 256 bytes: [9] the codecs allowed, [10] the filters allowed, [11] the filters whose
+ * parameter is an item size (see structure.py). A chunk whose header passes is recorded as
+ * quick_pass's caller records it (length, blocks to check, state 2, then its address, after
+ * a release store); anything else (index entries for one value, special chunks, forms only
+ * the per-chunk check in Python takes) is left to the caller. Returns whether it is now ready.
+ */
+#define MLA_SETTLE_SIZE 12
+static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
+                        uint8_t *chunk_check) {
+    const int64_t entry = ((const int64_t *)(intptr_t)s[0])[at];
+    uint8_t *state = (uint8_t *)(intptr_t)s[1] + at;
+    const int64_t start = s[2], data_size = s[3], map_len = s[5], typesize = s[6], nbytes = s[7], blocksize = s[8];
+    const uint8_t *codec_ok = (const uint8_t *)(intptr_t)s[9], *filter_ok = (const uint8_t *)(intptr_t)s[10];
+    const uint8_t *sized = (const uint8_t *)(intptr_t)s[11];
+    if (entry < 0 || blocksize <= 0 || nbytes <= 0 || typesize <= 0 || entry > data_size - 32 || start + entry > map_len - 32) {
+        return 0;
+    }
+    const uint8_t *head = (const uint8_t *)(intptr_t)s[4] + start + entry;
+    const int64_t length = read_i32(head + 12), nblocks = (nbytes + blocksize - 1) / blocksize;
+    const int flags = head[2];
+    if (length < 32 + 4 * nblocks || length > data_size - entry || length > map_len - start - entry ||
+        (flags & 0x07) != 0x05 || !codec_ok[flags >> 5] || read_i32(head + 4) != nbytes || head[3] != typesize ||
+        read_i32(head + 8) != blocksize || (head[30] & 0x01) || (head[31] & 0xf9) || nblocks > MLA_BLOCKWISE_MAX) {
+        return 0; /* flags: extended, compressed; byte 31: no dictionary, not lazy, instrumented or special */
+    }
+    for (int k = 0; k < 6; k++) {
+        const int filter = head[16 + k], size = head[24 + k];
+        if (!filter_ok[filter] || (sized[filter] && size != typesize && (size != 0 || filter == 34 || filter == 35))) {
+            return 0;
+        }
+    }
+    uint8_t expected = 0;
+#if defined(_MSC_VER)
+    if (InterlockedCompareExchange8((volatile char *)state, 2, 0) != 0) {
+        return ready_addr(chunk_addr, at) != 0;
+    }
+#else
+    if (!__atomic_compare_exchange_n(state, &expected, 2, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        return ready_addr(chunk_addr, at) != 0; /* the caller's code has it, or is checking it now */
+    }
+#endif
+    chunk_size[at] = length;
+    chunk_check[at] = 1;
+#if defined(_MSC_VER)
+    MemoryBarrier();
+    *(volatile int64_t *)&chunk_addr[at] = (int64_t)(intptr_t)head;
+#else
+    __atomic_store_n(&chunk_addr[at], (int64_t)(intptr_t)head, __ATOMIC_RELEASE);
+#endif
+    return 1;
+}
+
+/* settle_chunk for chunk `at`, for the tests: whether it is now ready (its tables and state set). */
+MLA_EXPORT int mla_settle_chunk(const int64_t *settle, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
+                                uint8_t *chunk_check) {
+    return settle_chunk(settle, at, chunk_addr, chunk_size, chunk_check);
+}
+
 /* The number (C order over the whole chunk grid) of touched chunk i of the chunks [clo, chi]. */
 static int64_t grid_number(int64_t i, int32_t ndim, const int64_t *clo, const int64_t *chi, const int64_t *grid) {
     int64_t number = 0, scale = 1;
@@ -637,6 +702,9 @@ static void stop_all(int64_t *next, int64_t end) {
  * tries again, or reads on its slower path). *failed is then a chunk number.
  * This is the patch path: the caller hands over the tables it keeps, unchanged.
  *
+ * With `grid` and `settle` (or NULL; see settle_chunk), a touched chunk that is not ready is
+ * checked here first, when its header is of the usual forms (and the tables are then written).
+ *
  * block_done (or NULL) remembers the blocks checked: done_stride bytes per chunk of the
  * array, indexed by its number in C order over the grid, bit j of a chunk's bytes set once
  * its block j passed its checks, so each block of a chunk whose blocks are checked one by
@@ -659,7 +727,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
                                    int64_t *failed, uint8_t *block_done, int64_t done_stride,
-                                   const int64_t *chunk_numbers) {
+                                   const int64_t *chunk_numbers, const int64_t *settle) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
@@ -688,7 +756,9 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
     if (grid != NULL) { /* every touched chunk must be ready before any is read */
         for (int64_t i = first; i < end; i++) {
             const int64_t at = grid_number(i, ndim, clo, chi, grid);
-            if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at)) {
+            if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at) &&
+                (settle == NULL || chunk_check == NULL ||
+                 !settle_chunk(settle, at, (int64_t *)chunk_addr, (int64_t *)chunk_size, (uint8_t *)chunk_check))) {
                 return MLA_NOT_READY;
             }
         }
@@ -774,10 +844,11 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
  *   a[6] fill_known, a[7] fill_value, a[8] chunk_addr, a[9] chunk_size, a[10] chunk_check,
  *   a[11] chunk nbytes, a[12] block_bytes, a[13] block_done, a[14] done_stride (the reader's own),
  *   a[15] ctx, a[16] scratch, a[17] out (the call's), a[18] set here to the failed chunk,
+ *   a[19] the address of the reader's settle table (see settle_chunk), or 0,
  *   then sel_lo, sel_hi and out_strides, ndim values each. Pointers are addresses.
  * Returns what mla_read_region returns.
  */
-#define MLA_BOX_HEAD 19
+#define MLA_BOX_HEAD 20
 MLA_EXPORT int64_t mla_read_box(int64_t *a) {
     const int64_t ndim = a[1];
     a[18] = -1;
@@ -799,7 +870,7 @@ MLA_EXPORT int64_t mla_read_box(int64_t *a) {
                            (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9],
                            (const uint8_t *)(intptr_t)a[10], -1, a[11], NULL, 0, 0, count, NULL,
                            (uint8_t *)(intptr_t)a[17], strides, (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18],
-                           (uint8_t *)(intptr_t)a[13], a[14], NULL);
+                           (uint8_t *)(intptr_t)a[13], a[14], NULL, (const int64_t *)(intptr_t)a[19]);
 }
 
 static int compare_ranges(const void *a, const void *b) {

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 12
+ABI_VERSION = 13
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -63,6 +63,7 @@ class Helper:
             *(_I64, _I64, _P, _P),  # first, count, shared counter, out
             *(_P, _P, _I32, _P),  # out strides, scratch block, block bytes, failed chunk
             *(_P, _I64, _P),  # blocks checked before (a bitmap per chunk, or NULL), its row bytes, chunk numbers
+            _P,  # with a chunk grid: what settles a chunk not ready (or NULL; see settle_chunk)
         ]
         self.read_region.restype = _I64
         self.read_box = lib.mla_read_box  # the same in grid mode, its arguments in one int64 array
@@ -77,6 +78,9 @@ class Helper:
         self.publish = lib.mla_publish
         self.publish.argtypes = []
         self.publish.restype = None
+        self.settle_chunk = lib.mla_settle_chunk  # the loop's header checks of one chunk, for the tests
+        self.settle_chunk.argtypes = [_P, _I64, _P, _P, _P]
+        self.settle_chunk.restype = ctypes.c_int
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
         self.block_problem.restype = ctypes.c_int

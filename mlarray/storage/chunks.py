@@ -314,6 +314,7 @@ class DataSection:
                 self.path,
                 checks.marks,
                 _weak(self, "special_values"),
+                checks.state,
             )
             reader = self._patches = made if made is not None else False
         if reader is False:

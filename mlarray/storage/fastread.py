@@ -356,6 +356,7 @@ class _NativeRead:
             self.layout.blocksize,
             ctypes.byref(failed),
             *self._marks_args(),
+            None,
         )
         worker.trim_copy()
         if done < 0:

@@ -47,6 +47,39 @@ _SIZED = np.zeros(256, dtype=bool)
 _SIZED[sorted(SIZED_FILTERS)] = True
 
 
+def settle_table(
+    layout: Any, entries: np.ndarray[Any, Any], state: np.ndarray[Any, Any], whole: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any] | None:
+    """What the compiled patch loop needs to make :func:`quick_pass`'s checks itself, for chunks
+    a read touches that are not checked yet (``settle_chunk`` in ``_blockcopy.c``), or ``None``
+    where it cannot: an int64 array of addresses and sizes (see there).
+
+    ``entries``: the checked chunk index (int64); ``state``: the ledger's byte per chunk
+    (:data:`~mlarray.storage.chunkchecks.UNCHECKED` ...), which the loop sets for the chunks it
+    settles; ``whole``: the file's map. The caller keeps all three alive while the loop may run.
+    Only regular chunks are settled there; everything else is left to :func:`quick_pass` and the
+    per-chunk check, as before.
+    """
+    sizes = (layout.chunksize, layout.blocksize, layout.typesize)
+    if type(layout.data_size) is not int or min(sizes) <= 0 or layout.typesize > 255:
+        return None
+    arrays = (entries, state, whole)
+    if not all(a.flags.c_contiguous for a in arrays) or (entries.dtype, state.dtype) != (np.int64, np.uint8):
+        return None
+    return np.array(
+        [
+            *(_address(entries), _address(state), layout.start, layout.data_size, _address(whole), len(whole)),
+            *(layout.typesize, layout.chunksize, layout.blocksize),
+            *(_address(_CODEC_OK), _address(_FILTER_OK), _address(_SIZED)),
+        ],
+        dtype=np.int64,
+    )
+
+
+def _address(array: np.ndarray[Any, Any]) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
 Heads = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
 """Given file positions (int64, each with 32 bytes of the file after it), the 32 bytes at each:
 an ``(n, 32)`` C-contiguous uint8 array (:func:`from_map`, :func:`by_pread`)."""

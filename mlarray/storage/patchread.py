@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, fastread, libblosc2
+from mlarray.storage import blockcopy, fastread, headers, libblosc2
 from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
 from mlarray.storage.libblosc2 import address
 from mlarray.storage.selection import chunk_numbers, normalize_key
@@ -109,6 +109,7 @@ class PatchReader:
         path: str | None,
         marks: tuple[np.ndarray[Any, Any], int] | None = None,
         specials: Specials | None = None,
+        state: np.ndarray[Any, Any] | None = None,
     ) -> None:
         lib = libblosc2.LIB
         assert lib is not None, "made only when C-Blosc2 is loaded"
@@ -135,6 +136,9 @@ class PatchReader:
         self._known = (self._entries == ENTRY_ZEROS).view(np.uint8)
         self._learning = threading.Lock()
         self._fixed = np.array([*self._chunks, *layout.blocks, *self._grid], dtype=np.int64)
+        # chunks not checked yet whose headers are of the usual forms are checked by the loop itself
+        self._state = state
+        self._settle = None if state is None else headers.settle_table(layout, self._entries, state, whole)
         step = 8 * self._ndim
         fixed = address(self._fixed)
         # the reader's part of the arguments of mla_read_box (see _blockcopy.c), in its order
@@ -143,6 +147,7 @@ class PatchReader:
             *(address(self._known), address(self._values), *(address(t) for t in tables)),
             *(self._chunksize, self._blocksize, address(self._done) if self._done_stride else 0, self._done_stride),
         ]
+        self._tail = [0 if self._settle is None else address(self._settle)]
 
     def read(
         self, key: Any, out: np.ndarray[Any, Any] | None = None, limit: Callable[[], int] | None = None
@@ -194,7 +199,9 @@ class PatchReader:
         worker = libblosc2.worker(self._lib)
         worker.buffer(self._blocksize)
         at = ctypes.addressof(ctypes.c_char.from_buffer(out))  # type: ignore[arg-type]  # writable: faster than address()
-        args = array.array("q", [*self._head, worker.ctx, worker.buffer_address, at, -1, *starts, *stops, *out.strides])
+        args = array.array(
+            "q", [*self._head, worker.ctx, worker.buffer_address, at, -1, *self._tail, *starts, *stops, *out.strides]
+        )
         done = helper.read_box(args.buffer_info()[0])
         return int(done), args[_FAILED]
 
@@ -233,6 +240,7 @@ def reader_for(
     path: str | None,
     marks: tuple[np.ndarray[Any, Any], int] | None = None,
     specials: Specials | None = None,
+    state: np.ndarray[Any, Any] | None = None,
 ) -> PatchReader | None:
     """A reader for a data section of ``layout``, or ``None`` where the general path must read.
 
@@ -248,4 +256,4 @@ def reader_for(
     if dtype.hasobject or not fastread.layout_ok(layout, dtype) or len(entries) != layout.nchunks:
         return None
     tables, whole = mapped
-    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path, marks, specials)
+    return PatchReader(layout, entries, tables, whole, refs, get_chunk, path, marks, specials, state)
