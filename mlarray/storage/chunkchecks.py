@@ -41,7 +41,8 @@ from mlarray.storage.structure import (
 
 AHEAD = 1024
 """Files of at most this many chunks have every chunk header checked at the second read of the
-map (:meth:`ChunkChecks.look_ahead`); larger ones only the chunks each read touches."""
+map planned in Python (:meth:`ChunkChecks.look_ahead`); larger ones only the chunks each read
+touches. (The one-thread patch path checks the headers it touches in its compiled loop.)"""
 UNCHECKED, CHECKED, HEAD_CHECKED = 0, 1, 2
 """What is known of a chunk: nothing yet; checked (spec 4.4.2-4.4.6); checked but for its
 blocks (4.4.6 rules 2-3), which the block loop checks as it decodes them."""

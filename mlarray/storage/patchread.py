@@ -12,10 +12,14 @@ loop (:mod:`mlarray.storage.blockcopy`) tables of every chunk: the address, leng
 block-check flag (spec 4.4.6) the file's :class:`~mlarray.storage.chunks.DataSection` keeps
 for the data chunks it has checked, and, kept here, the value of each special chunk or index
 entry seen so far (zeros, NaN, a run of one value; spec 4.4.2, 4.4.4), with the shape of the
-chunk grid; the loop finds the chunks a box touches itself. When a touched chunk is in
-neither table, the loop refuses before it writes anything; the reader then checks the
+chunk grid; the loop finds the chunks a box touches itself. A touched chunk not checked
+yet whose header is of the usual forms is checked by the loop (the checks of
+:func:`mlarray.storage.headers.quick_pass`, recorded in the section's ledger as that records
+them; see :func:`~mlarray.storage.headers.settle_table`), so a fresh handle's first read is
+one call too. When a touched chunk is still in neither table (value runs, zeros/NaN entries,
+uncommon headers), the loop refuses before it writes anything; the reader then checks the
 touched chunks (:meth:`DataSection.chunk_refs`), notes the values of the special ones and
-calls again. So only the first reads of each chunk plan in Python. The blocks of chunks
+calls again. So only the first reads of such chunks plan in Python. The blocks of chunks
 whose blocks are checked one by one (spec 4.4.6) are checked on their first decoding only:
 a bit per block, kept by the section (:meth:`~DataSection.block_marks`) and set by the
 loop, remembers those that passed.
