@@ -122,8 +122,16 @@ def test_a_header_passing_at_once_passes_the_per_chunk_check(
         assert [r.tolist() for r in read] == [ok.tolist(), cbytes.tolist(), runs.tolist()]
         if blockcopy.HELPER is not None:  # the read loop's own checks of a chunk's header: the same verdict
             settled = _loop_settles(layout, chunk, entry, whole)
-            event("the loop settles it" if settled is not None else "the loop leaves it to Python")
-            assert settled == (cbytes[0] if ok[0] and not runs[0] else None)
+            event("the loop leaves it to Python" if settled is None else f"the loop settles it ({settled[0]})")
+            head = layout.start + entry
+            if not ok[0]:
+                assert settled is None
+            elif not runs[0]:
+                assert settled == ("blocks", cbytes[0])
+            elif whole[head + 31] >> 4 & 7 == 3:  # a run of one value: its item follows the header
+                assert settled == ("value", whole[head + 32 : head + 32 + layout.typesize].tobytes())
+            else:  # zeros (this file is of integers: no NaN chunks pass)
+                assert settled == ("value", bytes(layout.typesize))
         if ok[0]:
             assert _slow_verdict(path, chunk)
             head = layout.start + entry
@@ -131,9 +139,10 @@ def test_a_header_passing_at_once_passes_the_per_chunk_check(
             assert runs[0] == bool(whole[head + 31] & 0x70)
 
 
-def _loop_settles(layout: Any, chunk: int, entry: int, whole: np.ndarray[Any, Any]) -> int | None:
+def _loop_settles(layout: Any, chunk: int, entry: int, whole: np.ndarray[Any, Any]) -> tuple[str, Any] | None:
     """What the compiled loop's check of chunk ``chunk`` (index entry ``entry``) in the map ``whole``
-    records: its length if it settles it, else ``None`` (and then it records nothing)."""
+    records: ``("blocks", length)`` for a chunk to decode, ``("value", item bytes)`` for a zeros
+    chunk or a value run, or ``None`` when it leaves the chunk to Python (and records nothing)."""
     helper = blockcopy.HELPER
     assert helper is not None
     entries = np.full(layout.nchunks, -1, dtype=np.int64)
@@ -141,14 +150,23 @@ def _loop_settles(layout: Any, chunk: int, entry: int, whole: np.ndarray[Any, An
     state = np.zeros(layout.nchunks, dtype=np.uint8)
     table = headers.settle_table(layout, entries, state, whole)
     assert table is not None
-    refs = (np.zeros(layout.nchunks, np.int64), np.zeros(layout.nchunks, np.int64), np.zeros(layout.nchunks, np.uint8))
-    ready = helper.settle_chunk(*(a.ctypes.data for a in (table,)), chunk, *(a.ctypes.data for a in refs))
+    n, size = layout.nchunks, layout.typesize
+    tables = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.uint8), np.zeros(n, np.uint8))
+    values = np.full(n * size, 0xAB, dtype=np.uint8)
+    address, length, blocks, known = (a.ctypes.data for a in tables)
+    ready = helper.settle_chunk(table.ctypes.data, chunk, address, length, blocks, size, known, values.ctypes.data)
+    others = [i for i in range(n) if i != chunk]
+    assert not any(t[others].any() for t in tables) and not state[others].any()
+    assert (values.reshape(n, size)[others] == 0xAB).all()
     if not ready:
-        assert not state.any() and not any(r.any() for r in refs)
+        assert not state.any() and not any(t.any() for t in tables)
         return None
-    assert state.tolist() == [chunkchecks.HEAD_CHECKED if n == chunk else 0 for n in range(layout.nchunks)]
-    assert refs[0][chunk] == whole.ctypes.data + layout.start + entry and refs[2][chunk] == 1
-    return int(refs[1][chunk])
+    assert state[chunk] == chunkchecks.HEAD_CHECKED
+    if tables[3][chunk]:
+        assert not tables[0].any() and not tables[1].any()
+        return "value", values.reshape(n, size)[chunk].tobytes()
+    assert tables[0][chunk] == whole.ctypes.data + layout.start + entry and tables[2][chunk] == 1
+    return "blocks", int(tables[1][chunk])
 
 
 def test_headers_out_of_the_file_or_section_do_not_pass(mixed: Path) -> None:
@@ -210,6 +228,32 @@ def test_patch_reads_check_the_headers_they_touch_in_the_loop(mixed: Path, check
 
 
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+def test_the_patch_loop_reads_value_runs_itself(tmp_path: Path) -> None:
+    """The chunks of a created file never written are runs of its fill value (spec 4.4.4); the
+    loop checks them and fills their boxes itself, with the right values, asking Python nothing."""
+    volume = np.full((32, 32, 32), -1024, dtype=np.int16)
+    volume[16:] = np.arange(16 * 32 * 32, dtype=np.int16).reshape(16, 32, 32)
+    volume[8:16, :16] = 0
+    path = tmp_path / "runs.mla"
+    with MLArray.create(
+        path, volume.shape, np.int16, chunk_size=(8, 16, 16), block_size=(4, 8, 8), fill_value=-1024
+    ) as image:
+        image[16:] = volume[16:]
+        image[8:16, :16] = 0
+    assert {-1, 0, 3} <= set(_kinds(path))  # a zeros entry, chunks with blocks, value runs
+    with MLArray.open(path) as image:
+        section = image._chunks
+        assert isinstance(section, DataSection)
+        asked: list[Any] = []
+        section._checks.settle = lambda numbers, blocks=True: asked.append(numbers)  # type: ignore[method-assign]
+        for box in [(slice(2, 30), slice(3, 29), slice(0, 32)), (slice(0, 9),), (slice(7, 17), 5), (3, 0, 0)]:
+            assert np.array_equal(image[box], volume[box])
+        assert asked == []
+        stored = section.entries >= 0
+        assert (section._checks.state[stored] == chunkchecks.HEAD_CHECKED).all()
+
+
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
 def test_a_handle_checks_every_header_at_its_second_general_read(mixed: Path, checked_one_by_one: list[int]) -> None:
     """Reads planned in Python (here: on two threads) check every header at the second read of a handle."""
     expected = _expected()
@@ -266,15 +310,18 @@ def test_a_faulty_chunk_fails_only_the_reads_that_touch_it(
 
 
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
+@pytest.mark.parametrize("nthreads", [1, 2])  # the patch loop checks them; reads planned in Python do
 def test_larger_files_check_the_touched_headers_at_once(
-    mixed: Path, checked_one_by_one: list[int], monkeypatch: pytest.MonkeyPatch
+    mixed: Path, checked_one_by_one: list[int], monkeypatch: pytest.MonkeyPatch, nthreads: int
 ) -> None:
     monkeypatch.setattr(chunkchecks, "AHEAD", 0)  # as for a file of more chunks than AHEAD
     expected = _expected()
-    box = (slice(4, 20), slice(4, 12), slice(0, 8))  # chunks 0, 4, 16, 20 (blocks), 32, 36 (value runs)
-    with MLArray.open(mixed) as image:
+    box = (slice(4, 20), slice(4, 12), slice(0, 8))  # chunks 0, 4, 16, 20 (blocks), 32 (zeros entry), 36 (value run)
+    with MLArray.open(mixed, dparams={"nthreads": nthreads}) as image:
         assert np.array_equal(image[box], expected[box])
         section = image._chunks
         assert isinstance(section, DataSection)
-        assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0, 4, 16, 20, 32, 36]
+        checked = np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist()
+        # the patch loop knows the zeros index entry from the (checked) index: it never asks the ledger
+        assert checked == ([0, 4, 16, 20, 36] if nthreads == 1 else [0, 4, 16, 20, 32, 36])
     assert checked_one_by_one == []

@@ -583,29 +583,33 @@ static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const i
  * [2] the file offset of the chunks area, [3] its length, [4] the map's first byte, [5] the
  * map's length, [6] the item size, [7] chunk nbytes, [8] block bytes, and tables of 8, 256
  * and 256 bytes: [9] the codecs allowed, [10] the filters allowed, [11] the filters whose
- * parameter is an item size (see structure.py). A chunk whose header passes is recorded as
- * quick_pass's caller records it (length, blocks to check, state 2, then its address, after
- * a release store); anything else (index entries for one value, special chunks, forms only
- * the per-chunk check in Python takes) is left to the caller. Returns whether it is now ready.
+ * parameter is an item size (see structure.py). A chunk with blocks whose header passes is
+ * recorded as quick_pass's caller records it (length, blocks to check, state 2, then its
+ * address, after a release store); a zeros chunk or a run of one value (spec 4.4.4) gets its
+ * value in the fill tables (the item's bytes, then its flag, after a release store) and state
+ * 2 (the ledger's per-chunk check, should it run, finds nothing more to check in it). Anything
+ * else (index entries for one value, NaN chunks, forms only the per-chunk check in Python
+ * takes) is left to the caller. Returns whether the chunk is now ready.
  */
 #define MLA_SETTLE_SIZE 12
 static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
-                        uint8_t *chunk_check) {
+                        uint8_t *chunk_check, int32_t itemsize, uint8_t *fill_known, uint8_t *fill_value) {
     const int64_t entry = ((const int64_t *)(intptr_t)s[0])[at];
     uint8_t *state = (uint8_t *)(intptr_t)s[1] + at;
     const int64_t start = s[2], data_size = s[3], map_len = s[5], typesize = s[6], nbytes = s[7], blocksize = s[8];
     const uint8_t *codec_ok = (const uint8_t *)(intptr_t)s[9], *filter_ok = (const uint8_t *)(intptr_t)s[10];
     const uint8_t *sized = (const uint8_t *)(intptr_t)s[11];
-    if (entry < 0 || blocksize <= 0 || nbytes <= 0 || typesize <= 0 || entry > data_size - 32 || start + entry > map_len - 32) {
+    if (entry < 0 || blocksize <= 0 || nbytes <= 0 || typesize <= 0 || entry > data_size - 32 ||
+        start + entry > map_len - 32) {
         return 0;
     }
     const uint8_t *head = (const uint8_t *)(intptr_t)s[4] + start + entry;
     const int64_t length = read_i32(head + 12), nblocks = (nbytes + blocksize - 1) / blocksize;
-    const int flags = head[2];
-    if (length < 32 + 4 * nblocks || length > data_size - entry || length > map_len - start - entry ||
-        (flags & 0x07) != 0x05 || !codec_ok[flags >> 5] || read_i32(head + 4) != nbytes || head[3] != typesize ||
-        read_i32(head + 8) != blocksize || (head[30] & 0x01) || (head[31] & 0xf9) || nblocks > MLA_BLOCKWISE_MAX) {
-        return 0; /* flags: extended, compressed; byte 31: no dictionary, not lazy, instrumented or special */
+    const int flags = head[2], kind = head[31] >> 4 & 0x07;
+    if (length < 32 || length > data_size - entry || length > map_len - start - entry || (flags & 0x05) != 0x05 ||
+        !codec_ok[flags >> 5] || read_i32(head + 4) != nbytes || head[3] != typesize ||
+        read_i32(head + 8) != blocksize || (head[30] & 0x01) || (head[31] & 0x89)) {
+        return 0; /* byte 31: no dictionary (0x01), not lazy (0x08) or instrumented (0x80) */
     }
     for (int k = 0; k < 6; k++) {
         const int filter = head[16 + k], size = head[24 + k];
@@ -613,16 +617,36 @@ static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64
             return 0;
         }
     }
+    const int blocks = kind == 0 && !(flags & 0x02) && length >= 32 + 4 * nblocks && nblocks <= MLA_BLOCKWISE_MAX;
+    const int zeros = kind == 1 && length == 32, run = kind == 3 && length == 32 + typesize;
+    if (!blocks && ((!zeros && !run) || fill_known == NULL || fill_value == NULL || itemsize != typesize)) {
+        return 0;
+    }
     uint8_t expected = 0;
 #if defined(_MSC_VER)
     if (InterlockedCompareExchange8((volatile char *)state, 2, 0) != 0) {
-        return ready_addr(chunk_addr, at) != 0;
+        return ready_addr(chunk_addr, at) != 0 || ready_known(fill_known, at);
     }
 #else
     if (!__atomic_compare_exchange_n(state, &expected, 2, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        return ready_addr(chunk_addr, at) != 0; /* the caller's code has it, or is checking it now */
+        /* the caller's code has it, or is checking it now */
+        return ready_addr(chunk_addr, at) != 0 || ready_known(fill_known, at);
     }
 #endif
+    if (!blocks) {
+        if (zeros) {
+            memset(fill_value + at * itemsize, 0, (size_t)itemsize);
+        } else {
+            memcpy(fill_value + at * itemsize, head + 32, (size_t)itemsize);
+        }
+#if defined(_MSC_VER)
+        MemoryBarrier();
+        *(volatile uint8_t *)&fill_known[at] = 1;
+#else
+        __atomic_store_n(&fill_known[at], 1, __ATOMIC_RELEASE);
+#endif
+        return 1;
+    }
     chunk_size[at] = length;
     chunk_check[at] = 1;
 #if defined(_MSC_VER)
@@ -636,8 +660,8 @@ static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64
 
 /* settle_chunk for chunk `at`, for the tests: whether it is now ready (its tables and state set). */
 MLA_EXPORT int mla_settle_chunk(const int64_t *settle, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
-                                uint8_t *chunk_check) {
-    return settle_chunk(settle, at, chunk_addr, chunk_size, chunk_check);
+                                uint8_t *chunk_check, int32_t itemsize, uint8_t *fill_known, uint8_t *fill_value) {
+    return settle_chunk(settle, at, chunk_addr, chunk_size, chunk_check, itemsize, fill_known, fill_value);
 }
 
 /* The number (C order over the whole chunk grid) of touched chunk i of the chunks [clo, chi]. */
@@ -758,7 +782,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             const int64_t at = grid_number(i, ndim, clo, chi, grid);
             if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at) &&
                 (settle == NULL || chunk_check == NULL ||
-                 !settle_chunk(settle, at, (int64_t *)chunk_addr, (int64_t *)chunk_size, (uint8_t *)chunk_check))) {
+                 !settle_chunk(settle, at, (int64_t *)chunk_addr, (int64_t *)chunk_size, (uint8_t *)chunk_check,
+                               itemsize, (uint8_t *)fill_known, (uint8_t *)fill_value))) {
                 return MLA_NOT_READY;
             }
         }

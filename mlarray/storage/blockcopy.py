@@ -79,7 +79,7 @@ class Helper:
         self.publish.argtypes = []
         self.publish.restype = None
         self.settle_chunk = lib.mla_settle_chunk  # the loop's header checks of one chunk, for the tests
-        self.settle_chunk.argtypes = [_P, _I64, _P, _P, _P]
+        self.settle_chunk.argtypes = [_P, _I64, _P, _P, _P, _I32, _P, _P]
         self.settle_chunk.restype = ctypes.c_int
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
