@@ -197,6 +197,15 @@ def checked_one_by_one(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+def _read_random_boxes(image: MLArray, expected: np.ndarray[Any, Any]) -> None:
+    """Twenty random 12³ boxes of ``image`` hold what ``expected`` holds there."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lo = rng.integers(0, 20, size=3)
+        box = tuple(slice(int(a), int(a) + 12) for a in lo)
+        assert np.array_equal(image[box], expected[box])
+
+
 @pytest.mark.skipif(blockcopy.HELPER is None, reason="the compiled block loop is not built")
 def test_patch_reads_check_the_headers_they_touch_in_the_loop(mixed: Path, checked_one_by_one: list[int]) -> None:
     """The patch path checks the headers of the chunks with blocks it touches in C, as it reads:
@@ -219,11 +228,7 @@ def test_patch_reads_check_the_headers_they_touch_in_the_loop(mixed: Path, check
         assert np.array_equal(image[9:12, 2:10, 0:5], expected[9:12, 2:10, 0:5])
         assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0, 16, 20]
         assert settled == []  # no check in Python
-        rng = np.random.default_rng(0)
-        for _ in range(20):
-            lo = rng.integers(0, 20, size=3)
-            box = tuple(slice(int(a), int(a) + 12) for a in lo)
-            assert np.array_equal(image[box], expected[box])
+        _read_random_boxes(image, expected)
     assert checked_one_by_one == []  # no chunk was checked one by one
 
 
@@ -264,11 +269,7 @@ def test_a_handle_checks_every_header_at_its_second_general_read(mixed: Path, ch
         assert np.flatnonzero(section._checks.state != chunkchecks.UNCHECKED).tolist() == [0]  # one read: its chunk
         assert np.array_equal(image[9:12, 0:5, 0:5], expected[9:12, 0:5, 0:5])
         assert not (section._checks.state == chunkchecks.UNCHECKED).any()  # the second: all 64
-        rng = np.random.default_rng(0)
-        for _ in range(20):
-            lo = rng.integers(0, 20, size=3)
-            box = tuple(slice(int(a), int(a) + 12) for a in lo)
-            assert np.array_equal(image[box], expected[box])
+        _read_random_boxes(image, expected)
     assert checked_one_by_one == []  # no chunk was checked one by one
 
 
