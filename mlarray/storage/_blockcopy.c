@@ -591,7 +591,6 @@ static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const i
  * else (index entries for one value, NaN chunks, forms only the per-chunk check in Python
  * takes) is left to the caller. Returns whether the chunk is now ready.
  */
-#define MLA_SETTLE_SIZE 12
 static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
                         uint8_t *chunk_check, int32_t itemsize, uint8_t *fill_known, uint8_t *fill_value) {
     const int64_t entry = ((const int64_t *)(intptr_t)s[0])[at];

@@ -57,7 +57,8 @@ def settle_table(
     ``entries``: the checked chunk index (int64); ``state``: the ledger's byte per chunk
     (:data:`~mlarray.storage.chunkchecks.UNCHECKED` ...), which the loop sets for the chunks it
     settles; ``whole``: the file's map. The caller keeps all three alive while the loop may run.
-    Only regular chunks are settled there; everything else is left to :func:`quick_pass` and the
+    Chunks with blocks, zeros chunks and value runs are settled there; everything else (NaN
+    chunks, the forms only the per-chunk check takes) is left to :func:`quick_pass` and the
     per-chunk check, as before.
     """
     sizes = (layout.chunksize, layout.blocksize, layout.typesize)

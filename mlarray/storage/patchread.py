@@ -16,8 +16,9 @@ chunk grid; the loop finds the chunks a box touches itself. A touched chunk not 
 yet whose header is of the usual forms is checked by the loop (the checks of
 :func:`mlarray.storage.headers.quick_pass`, recorded in the section's ledger as that records
 them; see :func:`~mlarray.storage.headers.settle_table`), so a fresh handle's first read is
-one call too. When a touched chunk is still in neither table (value runs, zeros/NaN entries,
-uncommon headers), the loop refuses before it writes anything; the reader then checks the
+one call too (the values of zeros chunks and value runs go to the reader's table there).
+When a touched chunk is still in neither table (NaN chunks and entries, uncommon headers),
+the loop refuses before it writes anything; the reader then checks the
 touched chunks (:meth:`DataSection.chunk_refs`), notes the values of the special ones and
 calls again. So only the first reads of such chunks plan in Python. The blocks of chunks
 whose blocks are checked one by one (spec 4.4.6) are checked on their first decoding only:
