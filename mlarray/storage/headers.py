@@ -71,7 +71,7 @@ def settle_table(
         [
             *(_address(entries), _address(state), layout.start, layout.data_size, _address(whole), len(whole)),
             *(layout.typesize, layout.chunksize, layout.blocksize),
-            *(_address(_CODEC_OK), _address(_FILTER_OK), _address(_SIZED)),
+            *_TABLES,
         ],
         dtype=np.int64,
     )
@@ -79,6 +79,10 @@ def settle_table(
 
 def _address(array: np.ndarray[Any, Any]) -> int:
     return int(array.__array_interface__["data"][0])
+
+
+_TABLES = tuple(_address(t) for t in (_CODEC_OK, _FILTER_OK, _SIZED))
+"""Where the tables of codecs and filters lie (they never move), for :func:`settle_table`."""
 
 
 Heads = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
