@@ -186,7 +186,8 @@ class FileOpening(ImageState):
         obj._lock = lock
         obj._path, obj._mode, obj._dparams = p, mmap_mode, dparams
         obj._requested = requested
-        obj._persisted = head.meta.model_dump(mode="json")
+        # what close() compares the metadata with, to persist edits: writers only
+        obj._persisted = head.meta.model_dump(mode="json") if mmap_mode == "r+" else None
         if lock is None:
             _warn_if_written(p, stacklevel=2)
         return obj
