@@ -621,12 +621,12 @@ static int settle_chunk(const int64_t *s, int64_t at, int64_t *chunk_addr, int64
     if (!blocks && ((!zeros && !run) || fill_known == NULL || fill_value == NULL || itemsize != typesize)) {
         return 0;
     }
-    uint8_t expected = 0;
 #if defined(_MSC_VER)
     if (InterlockedCompareExchange8((volatile char *)state, 2, 0) != 0) {
         return ready_addr(chunk_addr, at) != 0 || ready_known(fill_known, at);
     }
 #else
+    uint8_t expected = 0;
     if (!__atomic_compare_exchange_n(state, &expected, 2, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         /* the caller's code has it, or is checking it now */
         return ready_addr(chunk_addr, at) != 0 || ready_known(fill_known, at);

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mlarray.storage.libblosc2 import address
 from mlarray.storage.structure import (
     BLOCKWISE_MAX,
     CHUNK_HEADER,
@@ -69,7 +70,7 @@ def settle_table(
         return None
     return np.array(
         [
-            *(_address(entries), _address(state), layout.start, layout.data_size, _address(whole), len(whole)),
+            *(address(entries), address(state), layout.start, layout.data_size, address(whole), len(whole)),
             *(layout.typesize, layout.chunksize, layout.blocksize),
             *_TABLES,
         ],
@@ -77,11 +78,7 @@ def settle_table(
     )
 
 
-def _address(array: np.ndarray[Any, Any]) -> int:
-    return int(array.__array_interface__["data"][0])
-
-
-_TABLES = tuple(_address(t) for t in (_CODEC_OK, _FILTER_OK, _SIZED))
+_TABLES = tuple(address(t) for t in (_CODEC_OK, _FILTER_OK, _SIZED))
 """Where the tables of codecs and filters lie (they never move), for :func:`settle_table`."""
 
 

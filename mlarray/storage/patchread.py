@@ -142,7 +142,7 @@ class PatchReader:
         self._learning = threading.Lock()
         self._fixed = np.array([*self._chunks, *layout.blocks, *self._grid], dtype=np.int64)
         # chunks not checked yet whose headers are of the usual forms are checked by the loop itself
-        self._state = state
+        self._state = state  # (the ledger's; referenced here too, as the loop writes it)
         self._settle = None if state is None else headers.settle_table(layout, self._entries, state, whole)
         step = 8 * self._ndim
         fixed = address(self._fixed)
