@@ -94,6 +94,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 over = get(ds, OURS, key.replace("patch", "read_over_floor").replace("_ms", ""))
                 if key.startswith("patch") and over is not None:
                     notes.append(f"mlarray's read {over:.2f}x its decode floor")
+                floor, earlier = get(ds, OURS, key.replace("patch", "floor")), get(ds, EARLIER, key)
+                if key.startswith("patch") and floor is not None and earlier:
+                    notes.append(f"the decode floor alone {floor / earlier:.2f}x 0.0.54's read")
                 note = "; ".join(notes)
                 text = f"{ds} {title}: mlarray / 0.0.54"
                 out.append(_target(f"i15-{ds}-{key[:-3]}", text, measured, limit, reps, note))

@@ -14,7 +14,10 @@ quartiles. A drift slower than a round cancels out of every ratio.
 Measured per round (the same patch positions for both sides, fresh ones each round):
 ``patch128``/``patch192`` (open handle), ``openread128`` (open, read, close), ``load1``/
 ``load2`` (whole array, one or two threads) and ``write``; for ours also NumPy memmap
-on the same patches, and our two-thread load against our one-thread load.
+on the same patches, and our two-thread load against our one-thread load. ``floor128``/
+``floor192`` pair the decode floor of our file (:mod:`benchmarks.floor`: C-Blosc2 decoding
+just the blocks each patch overlaps, nothing allocated or copied) with 0.0.54's read of the
+same patches: a bound on the patch ratio that no read path of our file can go below.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ TARGETS: list[tuple[str, str, str, float]] = [
 """(measurement, what the ratio is, against what, the issue's limit)."""
 EARLIER_ONLY = ("load1",)
 """Measured against 0.0.54 for the table, without a target of their own."""
+BOUNDS: list[tuple[str, str, str]] = [
+    ("floor128", "our decode floor / 0.0.54", "earlier"),
+    ("floor192", "our decode floor / 0.0.54", "earlier"),
+    ("floor128", "our decode floor / NumPy memmap", "npy"),
+]
+"""(measurement, what the ratio is, against what): the lowest ratio a read of our file could reach."""
 
 
 class Side(Protocol):
@@ -99,6 +108,34 @@ class LocalSide:
         if out.shape != self.ds.array.shape:
             raise RuntimeError(f"{self.fmt.name} loaded shape {out.shape}")
         return dt
+
+    def close(self) -> None:
+        """Nothing stays open between requests."""
+
+
+class FloorSide:
+    """The decode floor of our file at the requested patches (:class:`benchmarks.floor.DecodeFloor`)."""
+
+    def write(self, path: str) -> float:
+        raise NotImplementedError("the floor side only reads")
+
+    def reads(self, path: str, keys: list[peers.Key], reopen: bool) -> list[float]:
+        """Seconds to decode the blocks each key overlaps, after one untimed pass as :func:`run.time_reads`."""
+        from benchmarks.floor import DecodeFloor
+
+        if reopen:
+            raise ValueError("the decode floor is measured on an open file")
+        with DecodeFloor(path, keys) as floor:
+            floor.decode(len(keys) - 1)
+            times = []
+            for i in range(len(keys)):
+                t0 = time.perf_counter()
+                floor.decode(i)
+                times.append(time.perf_counter() - t0)
+        return times
+
+    def load(self, path: str, nthreads: int) -> float:
+        raise NotImplementedError("the floor side only reads")
 
     def close(self) -> None:
         """Nothing stays open between requests."""
@@ -221,6 +258,7 @@ def measure_dataset(name: str, ds: datasets.Dataset, workdir: str, rounds: int, 
     """Every paired ratio of one volume."""
     ours = LocalSide(peers.MLArrayFormat(), ds)
     npy = LocalSide(peers.NpyMmap(), ds)
+    floor = FloorSide()
     theirs: Side = WorkerSide(ds, workdir)
     paths = {s: os.path.join(workdir, f"{name}.{s}") for s in ("ours.mla", "earlier.mla", "npy")}
     paths["npy"] += ".npy"
@@ -244,8 +282,12 @@ def measure_dataset(name: str, ds: datasets.Dataset, workdir: str, rounds: int, 
             out[f"patch{edge}"] = summarize(
                 paired_rounds(ours, theirs, paths["ours.mla"], paths["earlier.mla"], rounds, fn)
             )
+            out[f"floor{edge}"] = summarize(
+                paired_rounds(floor, theirs, paths["ours.mla"], paths["earlier.mla"], rounds, fn)
+            )
             if edge == 128:
                 out["patch128_npy"] = summarize(paired_rounds(ours, npy, paths["ours.mla"], paths["npy"], rounds, fn))
+                out["floor128_npy"] = summarize(paired_rounds(floor, npy, paths["ours.mla"], paths["npy"], rounds, fn))
                 fn = functools.partial(patches, edge, True)
                 out["openread128"] = summarize(
                     paired_rounds(ours, theirs, paths["ours.mla"], paths["earlier.mla"], rounds, fn)
@@ -309,6 +351,12 @@ def markdown(results: dict[str, Any]) -> str:
             s = entry.get(key)
             if s is not None:
                 rows.append(f"| {name} | full load, 1 thread: ours / 0.0.54 | {s['median']:.2f} | | {_spread(s)} | |")
+        for key, what, against in BOUNDS:
+            s = entry.get(f"{key}_npy" if against == "npy" else key)
+            if s is not None:
+                edge = key.removeprefix("floor")
+                row = f"{edge}³ patch: {what} (bound)"
+                rows.append(f"| {name} | {row} | {s['median']:.2f} | | {_spread(s)} | |")
     return "\n".join(rows) + "\n"
 
 

@@ -112,3 +112,14 @@ def test_the_report_shows_the_floor_when_measured() -> None:
     (npy_target,) = [t for t in issue15.targets(results) if t["id"] == "i15-ct-patch128-npy"]
     assert npy_target["measured"] == pytest.approx(1.05 / 0.4)
     assert npy_target["detail"] == "decoding alone (the decode floor) 2.00x NumPy memmap"
+
+
+def test_the_targets_show_the_floor_against_the_earlier_read() -> None:
+    """A patch target notes what decoding alone costs against 0.0.54's read: the lowest ratio a read could reach."""
+    ours = {"floor128_ms": 0.8, "read_over_floor128": 1.3, "patch128_ms": 1.05}
+    results = {
+        "config": {"repetitions": 5, "formats": ["mlarray", "mlarray-0.0.54"]},
+        "datasets": {"ct": {"shape": [1, 1, 1], "formats": {"mlarray": ours, "mlarray-0.0.54": {"patch128_ms": 1.0}}}},
+    }
+    (target,) = [t for t in issue15.targets(results) if t["id"] == "i15-ct-patch128"]
+    assert target["detail"] == "mlarray's read 1.30x its decode floor; the decode floor alone 0.80x 0.0.54's read"

@@ -73,3 +73,31 @@ def test_a_wrong_answer_is_caught(tmp_path: Path) -> None:
     np.save(path, np.ones((8, 8, 8), dtype=np.uint8))  # the file no longer holds the dataset
     with pytest.raises(RuntimeError, match="wrong data"):
         side.reads(path, [(slice(0, 4), slice(0, 4), slice(0, 4))], reopen=True)
+
+
+def test_the_floor_side_times_each_key_of_an_open_file(tmp_path: Path) -> None:
+    """The decode floor answers one time per key, and only for reads of an open file."""
+    ds = datasets.Dataset(
+        "tiny", "tiny", np.arange(48 * 40 * 32, dtype=np.int16).reshape(48, 40, 32), ["spatial"] * 3, [1.0] * 3
+    )
+    path = str(tmp_path / "t.mla")
+    paired.LocalSide(peers.MLArrayFormat(), ds).write(path)
+    keys = [(slice(2, 30), slice(0, 40), slice(5, 29)), (slice(20, 48), slice(3, 11), slice(0, 8))]
+    side = paired.FloorSide()
+    times = side.reads(path, keys, reopen=False)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    with pytest.raises(ValueError, match="open file"):
+        side.reads(path, keys, reopen=True)
+
+
+def test_the_table_shows_bounds_without_a_verdict() -> None:
+    s = paired.summarize([0.8, 0.7, 0.9])
+    results = {"datasets": {"ct": {"patch128": s, "floor128": s, "floor128_npy": paired.summarize([2.1])}}}
+    rows = paired.markdown(results).splitlines()
+    bound = [r for r in rows if "(bound)" in r]
+    assert bound == [
+        "| ct | 128³ patch: our decode floor / 0.0.54 (bound) | 0.80 | | 0.80 [0.75 - 0.85], 0.70 - 0.90 (n=3) | |",
+        "| ct | 128³ patch: our decode floor / NumPy memmap (bound) | 2.10 | "
+        "| 2.10 [2.10 - 2.10], 2.10 - 2.10 (n=1) | |",
+    ]
+    assert any("128³ patch: ours / 0.0.54 | 0.80 | <= 0.7" in r and "**missed**" in r for r in rows)
