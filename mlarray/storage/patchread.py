@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, fastread, headers, libblosc2
+from mlarray.storage import blockcopy, fastread, headers, libblosc2, results
 from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
 from mlarray.storage.libblosc2 import address
 from mlarray.storage.selection import chunk_numbers, normalize_key
@@ -182,7 +182,7 @@ class PatchReader:
         if out is None:
             if size > MAX_BYTES or (size > LIMIT_FROM and limit is not None and size > limit()):
                 return None
-            out = np.empty(shape, dtype=self.dtype)
+            out = results.RESULTS.empty(shape, self.dtype)
         elif not (out.shape == shape and out.dtype == self.dtype and out.flags.c_contiguous and out.flags.writeable):
             return None
         whole = out if len(shape) == self._ndim else out.reshape([b - a for a, b in zip(starts, stops, strict=True)])
