@@ -398,6 +398,6 @@ def test_the_patch_call_refuses_inconsistent_arguments() -> None:
     chunk_shape = np.array([4], dtype=np.int64)
     at = chunk_shape.__array_interface__["data"][0]
     for ndim, lo, hi in ((0, [], []), (17, [0] * 17, [1] * 17), (1, [3], [3]), (1, [-1], [2])):
-        args = array.array("q", [0, ndim, 1, at, *[0] * 14, 123, 0, *lo, *hi, *[1] * len(lo)])
+        args = array.array("q", [0, ndim, 1, at, *[0] * 14, 123, 0, 0, 0, *lo, *hi, *[1] * len(lo)])
         assert helper.read_box(args.buffer_info()[0]) == -1001  # the geometry is inconsistent
         assert args[18] == -1  # no chunk failed

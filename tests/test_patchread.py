@@ -8,6 +8,8 @@ the reads the general path (``fastread.read_region``) served.
 
 from __future__ import annotations
 
+import array
+import ctypes
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from corrupt import break_block_offsets
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mlarray import MLArray
@@ -412,3 +414,91 @@ def test_special_chunks_fill_rows_of_every_width(tmp_path: Path, dtype: str, fil
         reader = image._chunks._patches  # type: ignore[union-attr]
         assert reader._known.sum() == 1  # the first chunk was filled in C
     assert general == []
+
+
+@pytest.fixture
+def staged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every box of two or more axes read through the stage, with streaming stores where the build has them."""
+    assert blockcopy.HELPER is not None
+    monkeypatch.setattr(patchread, "STAGE_MIN", 0)
+    monkeypatch.setattr(blockcopy.HELPER, "streams", True)  # the C falls back to plain copies without SSE2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_staged_reads_match_numpy(tmp_path: Path, data: st.DataObject, staged: None) -> None:
+    """Boxes read a row of chunks at a time through the stage: NumPy's bytes, integers and ``out=`` too."""
+    path, a = random_file(data, tmp_path, most=9)
+    used = 0
+    with MLArray.open(path) as image:
+        for _ in range(4):
+            key = _basic_key(data, a.shape)
+            expected = a[key]
+            if not np.size(expected) or np.ndim(expected) == 0:
+                continue
+            before = patchread.staged
+            got = image[key]
+            assert got.shape == expected.shape and got.tobytes() == expected.tobytes(), key
+            out = np.full(expected.shape, 1, dtype=a.dtype)
+            assert image.read(key, out=out) is out and out.tobytes() == expected.tobytes(), key
+            used += patchread.staged - before
+    event(f"staged reads: {'some' if used else 'none'}")
+
+
+@pytest.mark.parametrize(("dtype", "fill"), CASES)
+def test_staged_reads_fill_special_chunks(tmp_path: Path, dtype: str, fill: Any, staged: None) -> None:
+    expected = special_file(tmp_path / "s.mla", dtype, fill)
+    with MLArray.open(tmp_path / "s.mla") as image:
+        for key in [(slice(None),) * 3, (slice(1, 11), slice(2, 9), slice(0, 9)), (slice(3, 9), 4, slice(1, 8))]:
+            before = patchread.staged
+            got = image[key]
+            assert got.tobytes() == expected[key].tobytes(), key
+            assert patchread.staged > before  # twice where the first call left special chunks to Python
+
+
+def test_every_read_of_two_or_more_axes_takes_the_stage(tmp_path: Path, staged: None, general: list[Any]) -> None:
+    a = np.random.default_rng(5).normal(size=(20, 18, 16)).astype("<f4")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(6, 7, 16), block_size=(3, 7, 4)).save(path)
+    with MLArray.open(path) as image:
+        for key in [(slice(2, 19), slice(0, 18), slice(3, 16)), (4, slice(1, 17), slice(0, 9)), (slice(5, 6), 3, 2)]:
+            before = patchread.staged
+            assert image[key].tobytes() == a[key].tobytes(), key
+            assert patchread.staged > before, key  # twice for the first read of a fresh handle's chunks
+    assert general == []
+
+
+def test_the_staged_call_refuses_a_small_stage_or_other_strides(
+    tmp_path: Path, staged: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_box_staged`` refuses a stage smaller than a row's part, or a result not in C order, writing nothing."""
+    a = np.arange(12 * 10 * 9, dtype=np.int32).reshape(12, 10, 9)
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(4, 5, 9), block_size=(2, 5, 3)).save(path)
+    helper = blockcopy.HELPER
+    assert helper is not None
+    real = helper.read_box
+    captured: list[array.array[int]] = []
+
+    def capturing(address: int) -> int:
+        captured.append(array.array("q", (ctypes.c_int64 * (22 + 3 * 3)).from_address(address)))
+        return int(real(address))
+
+    monkeypatch.setattr(helper, "read_box", capturing)
+    key = (slice(1, 11), slice(2, 9), slice(0, 9))
+    with MLArray.open(path) as image:
+        assert image[key].tobytes() == a[key].tobytes()
+        args = captured[-1]
+        assert args[20] != 0 and args[21] >= 4 * 4 * 9 * 4  # staged: a row's part is 4 x 4 x 9 items at most
+        stage = np.empty(4 * 4 * 9 * 4, dtype=np.uint8)
+        for spoil in ("stage", "strides"):
+            out = np.full((10, 7, 9), -5, dtype=np.int32)
+            args[17], args[18] = out.ctypes.data, 0
+            args[20], args[21] = stage.ctypes.data, stage.nbytes - (1 if spoil == "stage" else 0)
+            args[-3:] = array.array("q", [7 * 9 * 4, 9 * 4, 4] if spoil == "stage" else [9 * 4, 10 * 9 * 4, 4])
+            assert real(args.buffer_info()[0]) == -1001, spoil
+            assert args[18] == -1 and (out == -5).all(), spoil
+            args[-3:] = array.array("q", [7 * 9 * 4, 9 * 4, 4])
+            args[21] = stage.nbytes
+        assert real(args.buffer_info()[0]) > 0  # the same call, as it should be: read
+        assert out.tobytes() == a[key].tobytes()

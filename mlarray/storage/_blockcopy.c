@@ -32,6 +32,14 @@
 
 #define MLA_MAX_DIM 16
 
+/* Non-temporal (streaming) stores: SSE2, which every x86-64 CPU has. Elsewhere plain copies. */
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <emmintrin.h>
+#define MLA_STREAMS 1
+#else
+#define MLA_STREAMS 0
+#endif
+
 /* blosc2_getitem_ctx(context, src, srcsize, start, nitems, dest, destsize) */
 typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32_t);
 
@@ -49,7 +57,10 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 13; }
+MLA_EXPORT int mla_abi_version(void) { return 14; }
+
+/* Whether this build writes staged results with streaming stores (see read_box_staged). */
+MLA_EXPORT int mla_streams(void) { return MLA_STREAMS; }
 
 /* A release fence, called by the Python that fills the tables a grid-mode read uses without a
  * lock: between writing a chunk's length, flags or value and the address or flag that makes
@@ -693,6 +704,26 @@ static void stop_all(int64_t *next, int64_t end) {
 }
 
 /*
+ * Grid mode: whether touched chunks first .. end-1 are all ready (an address or a known
+ * value), settling those not checked yet that settle_chunk can (see there).
+ */
+static int all_ready(int64_t first, int64_t end, int32_t ndim, const int64_t *clo, const int64_t *chi,
+                     const int64_t *grid, const uint8_t *fill_known, const uint8_t *fill_value,
+                     const int64_t *chunk_addr, const int64_t *chunk_size, const uint8_t *chunk_check,
+                     int32_t itemsize, const int64_t *settle) {
+    for (int64_t i = first; i < end; i++) {
+        const int64_t at = grid_number(i, ndim, clo, chi, grid);
+        if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at) &&
+            (settle == NULL || chunk_check == NULL ||
+             !settle_chunk(settle, at, (int64_t *)chunk_addr, (int64_t *)chunk_size, (uint8_t *)chunk_check,
+                           itemsize, (uint8_t *)fill_known, (uint8_t *)fill_value))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
  * Read the selection [sel_lo, sel_hi) (array item coordinates, per axis) of a b2nd
  * array into out (strides out_strides, in bytes; 0 for an axis the key drops).
  *
@@ -776,16 +807,9 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
     if (items * itemsize != block_bytes || end > touched) {
         return MLA_ERR_ARGS;
     }
-    if (grid != NULL) { /* every touched chunk must be ready before any is read */
-        for (int64_t i = first; i < end; i++) {
-            const int64_t at = grid_number(i, ndim, clo, chi, grid);
-            if (ready_addr(chunk_addr, at) == 0 && !ready_known(fill_known, at) &&
-                (settle == NULL || chunk_check == NULL ||
-                 !settle_chunk(settle, at, (int64_t *)chunk_addr, (int64_t *)chunk_size, (uint8_t *)chunk_check,
-                               itemsize, (uint8_t *)fill_known, (uint8_t *)fill_value))) {
-                return MLA_NOT_READY;
-            }
-        }
+    if (grid != NULL && !all_ready(first, end, ndim, clo, chi, grid, fill_known, fill_value, chunk_addr, chunk_size,
+                                   chunk_check, itemsize, settle)) {
+        return MLA_NOT_READY; /* every touched chunk must be ready before any is read */
     }
     int64_t decoded = 0;
     for (int64_t i = first;; i++) {
@@ -860,6 +884,151 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
 }
 
 /*
+ * Copy n bytes from src to dst, the 16-byte-aligned middle of dst with streaming stores,
+ * which write whole cache lines to memory without reading them first; the ends with plain
+ * stores. The caller issues the store fence (_mm_sfence) once all are written.
+ */
+static void stream_copy(uint8_t *dst, const uint8_t *src, size_t n) {
+#if MLA_STREAMS
+    size_t head = (size_t)(-(intptr_t)dst) & 15;
+    if (head > n) {
+        head = n;
+    }
+    memcpy(dst, src, head);
+    dst += head;
+    src += head;
+    n -= head;
+    const size_t body = n & ~(size_t)15;
+    for (size_t k = 0; k < body; k += 16) {
+        _mm_stream_si128((__m128i *)(void *)(dst + k), _mm_loadu_si128((const __m128i *)(const void *)(src + k)));
+    }
+    memcpy(dst + body, src + body, n - body);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/*
+ * mla_read_region over a box whose result is large and C-contiguous, one row of touched
+ * chunks at a time (the chunks that share every coordinate but the last): the row's blocks
+ * are decoded and copied into `stage` (the row's part of the result, rows of the box's
+ * whole width), which stays in the CPU cache from row to row, and the stage is then
+ * written to the result with streaming stores, in runs of whole rows. Copied straight into
+ * a result too large for the cache, every 64-byte piece of a block's row makes the CPU
+ * read the result's cache lines it lands in before writing them (two per piece: the
+ * pieces are not aligned); whole rows written in order need no such reads.
+ *
+ * The arguments are mla_read_region's in grid mode; `strides` must be the C strides of
+ * the box and `stage` hold stage_bytes >= the largest row's part, else MLA_ERR_ARGS before
+ * anything is written.
+ */
+static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
+                               const int64_t *chunkshape, const int64_t *blockshape, const int64_t *lo,
+                               const int64_t *hi, const int64_t *grid, const uint8_t *fill_known,
+                               const uint8_t *fill_value, const int64_t *chunk_addr, const int64_t *chunk_size,
+                               const uint8_t *chunk_check, int64_t chunk_nbytes, uint8_t *out,
+                               const int64_t *strides, uint8_t *scratch, int32_t block_bytes, int64_t *failed,
+                               uint8_t *block_done, int64_t done_stride, const int64_t *settle, uint8_t *stage,
+                               int64_t stage_bytes) {
+    int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], from[MLA_MAX_DIM], ext[MLA_MAX_DIM], sst[MLA_MAX_DIM];
+    int64_t idx[MLA_MAX_DIM];
+    const int32_t last = ndim - 1;
+    int64_t rows = 1, touched = 1, step = itemsize, largest = (hi[last] - lo[last]) * itemsize;
+    *failed = -1;
+    for (int32_t a = last; a >= 0; a--) {
+        if (strides[a] != step) {
+            return MLA_ERR_ARGS;
+        }
+        step *= hi[a] - lo[a];
+        clo[a] = lo[a] / chunkshape[a];
+        chi[a] = (hi[a] - 1) / chunkshape[a];
+        touched *= chi[a] - clo[a] + 1;
+        if (a < last) {
+            rows *= chi[a] - clo[a] + 1;
+            /* the longest part of a chunk the box covers on this axis: its first, its last, or a whole one */
+            int64_t most = (clo[a] + 1) * chunkshape[a] - lo[a];
+            const int64_t tail = hi[a] - chi[a] * chunkshape[a];
+            most = chi[a] == clo[a] ? hi[a] - lo[a] : (tail > most ? tail : most);
+            if (chi[a] - clo[a] >= 2) {
+                most = chunkshape[a];
+            }
+            largest *= most;
+        }
+    }
+    if (largest > stage_bytes) {
+        return MLA_ERR_ARGS; /* checked before anything is written */
+    }
+    if (!all_ready(0, touched, ndim, clo, chi, grid, fill_known, fill_value, chunk_addr, chunk_size, chunk_check,
+                   itemsize, settle)) {
+        return MLA_NOT_READY;
+    }
+    const int64_t nx = chi[last] - clo[last] + 1;
+    const int64_t width = (hi[last] - lo[last]) * itemsize;
+    int64_t decoded = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        /* the row's box on the leading axes, and the stage's C strides over it */
+        int64_t rest = r, offset = 0;
+        for (int32_t a = last - 1; a >= 0; a--) {
+            const int64_t span = chi[a] - clo[a] + 1;
+            const int64_t origin = (clo[a] + rest % span) * chunkshape[a];
+            rest /= span;
+            from[a] = lo[a] > origin ? lo[a] : origin;
+            ext[a] = (hi[a] < origin + chunkshape[a] ? hi[a] : origin + chunkshape[a]) - from[a];
+        }
+        sst[last] = itemsize;
+        int64_t size = width;
+        for (int32_t a = last - 1; a >= 0; a--) {
+            sst[a] = size;
+            size *= ext[a];
+        }
+        if (size > stage_bytes) {
+            return MLA_ERR_ARGS; /* cannot be: no row's part exceeds `largest` */
+        }
+        for (int32_t a = 0; a < last; a++) {
+            offset += (from[a] - lo[a]) * sst[a];
+        }
+        /* mla_read_region places chunk data at base + sum((from - lo) * sst): the stage's start for this row */
+        uint8_t *base = (uint8_t *)((intptr_t)stage - (intptr_t)offset);
+        const int64_t rc = mla_read_region(getitem, ctx, ndim, itemsize, chunkshape, blockshape, lo, hi, grid,
+                                           fill_known, fill_value, chunk_addr, chunk_size, chunk_check, -1,
+                                           chunk_nbytes, NULL, 0, r * nx, nx, NULL, base, sst, scratch, block_bytes,
+                                           failed, block_done, done_stride, NULL, settle);
+        if (rc < 0) {
+            return rc;
+        }
+        decoded += rc;
+        /* the stage to the result: runs of ext[last-1] whole rows, contiguous in both */
+        const int64_t run = ext[last - 1] * width;
+        for (int32_t a = 0; a < last - 1; a++) {
+            idx[a] = 0;
+        }
+        for (;;) {
+            int64_t src_at = 0, dst_at = 0;
+            for (int32_t a = 0; a < last; a++) {
+                const int64_t i = a < last - 1 ? idx[a] : 0;
+                src_at += i * sst[a];
+                dst_at += (from[a] - lo[a] + i) * strides[a];
+            }
+            stream_copy(out + dst_at, stage + src_at, (size_t)run);
+            int32_t a = last - 2;
+            for (; a >= 0; a--) {
+                if (++idx[a] < ext[a]) {
+                    break;
+                }
+                idx[a] = 0;
+            }
+            if (a < 0) {
+                break;
+            }
+        }
+    }
+#if MLA_STREAMS
+    _mm_sfence(); /* the streamed stores before anything the caller does next */
+#endif
+    return decoded;
+}
+
+/*
  * The patch path's call (mlarray/storage/patchread.py): mla_read_region in grid mode, on
  * the one thread that calls, every touched chunk in the map, with its arguments in one
  * int64 array `a` (ctypes converts each argument of a call in Python: the thirty of
@@ -869,10 +1038,12 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
  *   a[11] chunk nbytes, a[12] block_bytes, a[13] block_done, a[14] done_stride (the reader's own),
  *   a[15] ctx, a[16] scratch, a[17] out (the call's), a[18] set here to the failed chunk,
  *   a[19] the address of the reader's settle table (see settle_chunk), or 0,
+ *   a[20] a stage buffer's address (or 0: no stage) and a[21] its size in bytes, for
+ *   read_box_staged (at least two dimensions, C strides),
  *   then sel_lo, sel_hi and out_strides, ndim values each. Pointers are addresses.
  * Returns what mla_read_region returns.
  */
-#define MLA_BOX_HEAD 20
+#define MLA_BOX_HEAD 22
 MLA_EXPORT int64_t mla_read_box(int64_t *a) {
     const int64_t ndim = a[1];
     a[18] = -1;
@@ -887,6 +1058,15 @@ MLA_EXPORT int64_t mla_read_box(int64_t *a) {
             return MLA_ERR_ARGS;
         }
         count *= (hi[d] - 1) / chunkshape[d] - lo[d] / chunkshape[d] + 1;
+    }
+    if (a[20] != 0 && ndim >= 2) {
+        return read_box_staged((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
+                               chunkshape, (const int64_t *)(intptr_t)a[4], lo, hi, (const int64_t *)(intptr_t)a[5],
+                               (const uint8_t *)(intptr_t)a[6], (const uint8_t *)(intptr_t)a[7],
+                               (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9],
+                               (const uint8_t *)(intptr_t)a[10], a[11], (uint8_t *)(intptr_t)a[17], strides,
+                               (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18], (uint8_t *)(intptr_t)a[13], a[14],
+                               (const int64_t *)(intptr_t)a[19], (uint8_t *)(intptr_t)a[20], a[21]);
     }
     return mla_read_region((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
                            chunkshape, (const int64_t *)(intptr_t)a[4], lo, hi, (const int64_t *)(intptr_t)a[5],

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 13
+ABI_VERSION = 14
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -84,6 +84,11 @@ class Helper:
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
         self.block_problem.restype = ctypes.c_int
+        streams = lib.mla_streams
+        streams.argtypes = []
+        streams.restype = ctypes.c_int
+        self.streams = bool(streams())
+        """Whether staged box reads write the result with streaming stores (x86-64 builds)."""
 
 
 def _candidates() -> list[Path]:

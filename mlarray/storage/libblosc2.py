@@ -125,6 +125,8 @@ class Worker:
         self.copy_address = 0
         self._mask = np.empty(0, dtype=np.bool_)
         self._mask_address = 0
+        self._stage = np.empty(0, dtype=np.uint8)
+        self._stage_address = 0
 
     def buffer(self, nbytes: int) -> np.ndarray[Any, Any]:
         """A scratch buffer of at least ``nbytes`` (never cleared: only decoded bytes are read)."""
@@ -132,6 +134,13 @@ class Worker:
             self._buffer = np.empty(nbytes, dtype=np.uint8)
             self.buffer_address = address(self._buffer)
         return self._buffer
+
+    def stage(self, nbytes: int) -> tuple[int, int]:
+        """Address and size of a buffer of at least ``nbytes`` for staged box reads (never cleared)."""
+        if self._stage.nbytes < nbytes:
+            self._stage = np.empty(nbytes, dtype=np.uint8)
+            self._stage_address = address(self._stage)
+        return self._stage_address, int(self._stage.nbytes)
 
     def copy(self, nbytes: int) -> int:
         """Make the buffer for chunks read from a file at least ``nbytes`` long; its size."""

@@ -55,6 +55,11 @@ NOT_READY = -1010
 """What the compiled loop returns when a touched chunk is in neither table."""
 MAX_BYTES = 1 << 30
 """Larger results take the general path, which checks them against the memory limit first."""
+STAGE_MIN = 32 << 20
+"""Results of at least this many bytes are written a row of chunks at a time, through a buffer
+that stays in the CPU cache, with streaming stores (``read_box_staged`` in ``_blockcopy.c``)."""
+staged = 0
+"""Reads made through the stage (for the tests)."""
 LIMIT_FROM = 64 << 10
 """Results of more bytes are first held against the caller's memory limit (a read that would not fit
 takes the general path, which refuses it with ``RESOURCE_LIMIT``); smaller ones need no look."""
@@ -119,13 +124,13 @@ class PatchReader:
         lib = libblosc2.LIB
         assert lib is not None, "made only when C-Blosc2 is loaded"
         self._lib = lib
-        self._getitem = ctypes.cast(lib.getitem, ctypes.c_void_p).value
+        self._getitem: int = ctypes.cast(lib.getitem, ctypes.c_void_p).value or 0
         self.shape = tuple(int(n) for n in layout.shape)
         self.dtype = np.dtype(layout.dtype)
         self.path = path
         self._entries, self._refs, self._get_chunk = np.asarray(entries, dtype=np.int64), refs, get_chunk
         self._specials = specials
-        self._itemsize = self.dtype.itemsize
+        self._itemsize = int(self.dtype.itemsize)
         self._ndim = len(self.shape)
         self._blocksize = int(layout.blocksize)
         self._chunksize = int(layout.chunksize)
@@ -147,7 +152,7 @@ class PatchReader:
         step = 8 * self._ndim
         fixed = address(self._fixed)
         # the reader's part of the arguments of mla_read_box (see _blockcopy.c), in its order
-        self._head = [
+        self._head: list[int] = [
             *(self._getitem, self._ndim, self._itemsize, fixed, fixed + step, fixed + 2 * step),
             *(address(self._known), address(self._values), *(address(t) for t in tables)),
             *(self._chunksize, self._blocksize, address(self._done) if self._done_stride else 0, self._done_stride),
@@ -204,11 +209,22 @@ class PatchReader:
         worker = libblosc2.worker(self._lib)
         worker.buffer(self._blocksize)
         at = ctypes.addressof(ctypes.c_char.from_buffer(out))  # type: ignore[arg-type]  # writable: faster than address()
-        args = array.array(
-            "q", [*self._head, worker.ctx, worker.buffer_address, at, -1, *self._tail, *starts, *stops, *out.strides]
-        )
+        stage = (0, 0)
+        if out.nbytes >= STAGE_MIN and helper.streams and out.ndim >= 2:
+            stage = worker.stage(self._stage_bytes(starts, stops))
+            global staged
+            staged += 1
+        call: list[int] = [worker.ctx, worker.buffer_address, at, -1, *self._tail, *stage]
+        args = array.array("q", [*self._head, *call, *starts, *stops, *out.strides])
         done = helper.read_box(args.buffer_info()[0])
         return int(done), args[_FAILED]
+
+    def _stage_bytes(self, starts: list[int], stops: list[int]) -> int:
+        """Bytes of the largest part of the box that one row of chunks covers (``read_box_staged``)."""
+        size = (stops[-1] - starts[-1]) * self._itemsize
+        for lo, hi, chunk in zip(starts[:-1], stops[:-1], self._chunks[:-1], strict=True):
+            size *= min(hi - lo, chunk)
+        return size
 
     def _learn(self, helper: blockcopy.Helper, starts: list[int], stops: list[int]) -> bool:
         """Check the chunks the box touches and note the values of the special ones.
