@@ -72,15 +72,17 @@ def test_memory_something_still_reaches_is_never_handed_out(holder: Callable[[np
 def test_the_limit_counts_buffers_in_use_and_drops_free_ones_first() -> None:
     cache = ResultCache(min_bytes=1024, max_bytes=3 * 4096)
     alive = [cache.empty((1024,), np.dtype(np.float32)) for _ in range(4)]
+    for i, a in enumerate(alive):
+        a[...] = i
     assert cache.held_bytes == 3 * 4096  # the fourth is a plain array
-    assert alive[3].flags.owndata and not alive[0].flags.owndata
-    del alive[:2]
-    other = cache.empty((512,), np.dtype(np.float64))  # another size: the free buffers make room
-    assert cache.held_bytes <= 3 * 4096 and not other.flags.owndata
-    assert len(alive) == 2 and all(not a.flags.owndata for a in alive[:1])
+    assert alive[3].flags.owndata and not any(a.flags.owndata for a in alive[:3])
+    del alive[:2]  # two buffers free, one (alive[0] now) in use
+    other = cache.empty((256,), np.dtype(np.float64))  # another size: a free buffer makes room
+    assert not other.flags.owndata and cache.held_bytes == 2 * 4096 + 2048
+    other[...] = -1
     cache.clear()
     assert cache.held_bytes == 0
-    assert (alive[0] == alive[0]).all()  # still valid
+    assert (alive[0] == 2).all() and (alive[1] == 3).all() and (other == -1).all()  # still valid
 
 
 def test_results_larger_than_the_cache_and_object_arrays_are_plain() -> None:
