@@ -502,3 +502,18 @@ def test_the_staged_call_refuses_a_small_stage_or_other_strides(
             args[21] = stage.nbytes
         assert real(args.buffer_info()[0]) > 0  # the same call, as it should be: read
         assert out.tobytes() == a[key].tobytes()
+
+
+def test_boxes_whose_rows_of_chunks_cover_too_much_are_not_staged(
+    tmp_path: Path, staged: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row of chunks whose part of the result exceeds ``STAGE_MAX`` is copied straight: no large stage is kept."""
+    a = np.random.default_rng(9).integers(0, 9, size=(16, 24, 20)).astype("<i2")
+    path = tmp_path / "a.mla"
+    MLArray(a, chunk_size=(8, 24, 20), block_size=(4, 12, 10)).save(path)
+    monkeypatch.setattr(patchread, "STAGE_MAX", 8 * 24 * 20 * 2 - 1)  # one row of chunks: 8 x 24 x 20 items
+    with MLArray.open(path) as image:
+        before = patchread.staged
+        assert image[0:16, 0:24, 0:20].tobytes() == a.tobytes()
+        assert image[0:16, 0:24, 0:19].tobytes() == a[:, :, :19].tobytes()
+        assert patchread.staged == before + 1  # only the second: 8 x 24 x 19 items fit

@@ -58,6 +58,9 @@ MAX_BYTES = 1 << 30
 STAGE_MIN = 32 << 20
 """Results of at least this many bytes are written a row of chunks at a time, through a buffer
 that stays in the CPU cache, with streaming stores (``read_box_staged`` in ``_blockcopy.c``)."""
+STAGE_MAX = 8 << 20
+"""The largest stage a thread keeps: a row of chunks whose part of the result is larger would not
+stay in the cache (and the buffer stays allocated), so such boxes are copied straight to the result."""
 staged = 0
 """Reads made through the stage (for the tests)."""
 LIMIT_FROM = 64 << 10
@@ -211,9 +214,11 @@ class PatchReader:
         at = ctypes.addressof(ctypes.c_char.from_buffer(out))  # type: ignore[arg-type]  # writable: faster than address()
         stage = (0, 0)
         if out.nbytes >= STAGE_MIN and helper.streams and out.ndim >= 2:
-            stage = worker.stage(self._stage_bytes(starts, stops))
-            global staged
-            staged += 1
+            needed = self._stage_bytes(starts, stops)
+            if needed <= STAGE_MAX:
+                stage = worker.stage(needed)
+                global staged
+                staged += 1
         call: list[int] = [worker.ctx, worker.buffer_address, at, -1, *self._tail, *stage]
         args = array.array("q", [*self._head, *call, *starts, *stops, *out.strides])
         done = helper.read_box(args.buffer_info()[0])
