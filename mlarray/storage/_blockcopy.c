@@ -994,7 +994,8 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
                                            chunk_nbytes, NULL, 0, r * nx, nx, NULL, base, sst, scratch, block_bytes,
                                            failed, block_done, done_stride, NULL, settle);
         if (rc < 0) {
-            return rc;
+            decoded = rc;
+            break;
         }
         decoded += rc;
         /* the stage to the result: runs of ext[last-1] whole rows, contiguous in both */
@@ -1023,7 +1024,7 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
         }
     }
 #if MLA_STREAMS
-    _mm_sfence(); /* the streamed stores before anything the caller does next */
+    _mm_sfence(); /* the streamed stores (of the rows before an error too) before anything the caller does next */
 #endif
     return decoded;
 }
