@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from mlarray import MLArray
 from mlarray.errors import CorruptFrameError
-from mlarray.storage import blockcopy, chunkchecks, headers, structure
+from mlarray.storage import blockcopy, chunkchecks, headers, patchread, structure
 
 pytestmark = pytest.mark.skipif(blockcopy.HELPER is None, reason="checked in test_fastread: the helper must be built")
 
@@ -173,6 +173,7 @@ def test_helper_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert helper is not None and "_blockcopy" in status
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["copied", "staged"])
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
@@ -180,9 +181,14 @@ def test_helper_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     box=st.tuples(st.integers(0, 31), st.integers(1, 32), st.integers(0, 39), st.integers(1, 40)),
 )
 def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
-    tmp_path_factory: pytest.TempPathFactory, seed: int, damage: tuple[int, int], box: tuple[int, int, int, int]
+    tmp_path_factory: pytest.TempPathFactory,
+    seed: int,
+    damage: tuple[int, int],
+    box: tuple[int, int, int, int],
+    staged: bool,
 ) -> None:
-    """Spec 4.4.6 for partial readers: each decoded block is checked before C-Blosc2 sees it, and only those."""
+    """Spec 4.4.6 for partial readers: each decoded block is checked before C-Blosc2 sees it, and only those,
+    whether the result is written block by block or a row of chunks at a time through the stage."""
     rng = np.random.default_rng(seed)
     data = (rng.integers(0, 4, size=(32, 40)) * rng.integers(1, 300, size=(32, 40))).astype("<i2")
     path = tmp_path_factory.mktemp("blocks") / "a.mla"
@@ -217,7 +223,12 @@ def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
         else "damage inside a decoded block"
     )
     key = (slice(r0, r0 + rows), slice(c0, c0 + cols))
-    with MLArray.open(path) as image:
+    with MLArray.open(path) as image, pytest.MonkeyPatch.context() as mp:
+        if staged:
+            assert blockcopy.HELPER is not None
+            mp.setattr(patchread, "STAGE_MIN", 0)
+            mp.setattr(blockcopy.HELPER, "streams", True)
+        before = patchread.staged
         if bad:
             with pytest.raises(CorruptFrameError, match="chunk 0: (block|compressed stream|two blocks|bytes between)"):
                 image[key]
@@ -228,6 +239,7 @@ def test_a_patch_read_fails_exactly_when_a_block_it_decodes_is_bad(
                 assert image[key].shape == (rows, cols)
             except CorruptFrameError as exc:
                 assert "C-Blosc2 cannot decode it" in str(exc)
+        assert (patchread.staged > before) == staged
 
 
 def stream_owners(chunk: bytes) -> list[tuple[int, int]]:

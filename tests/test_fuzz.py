@@ -163,3 +163,11 @@ def test_hypothesis_headers_fail_typed(
     except MLArrayError as exc:
         code = exc.code
     assert validate_file(path).code == code
+
+
+@pytest.mark.slow
+def test_staged_reads_of_the_sample_end_as_plain_reads_do(sample: fuzz.Summary) -> None:
+    """The fuzz sample read through the stage (``getitem_staged``) ends, case by case, as ``arr[...]`` does."""
+    differ = [i for i, r in sample.by_case.items() if r.ops.get("getitem_staged") != r.ops.get("getitem_all")]
+    assert not differ, differ[:10]
+    assert sample.per_op["getitem_staged"]["CORRUPT_FRAME"] > 10 and sample.per_op["getitem_staged"]["ok_equal"] > 10

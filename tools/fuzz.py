@@ -282,7 +282,8 @@ class Summary:
         for op, value in r.ops.items():
             self.per_op.setdefault(op, Counter())[value] += 1
         if r.ops.get("validate_deep") == "valid":
-            reads = [r.ops.get(op, "") for op in ("open", "getitem_small", "getitem_all", "read_out", "load")]
+            read_ops = ("open", "getitem_small", "getitem_all", "read_out", "getitem_staged", "load")
+            reads = [r.ops.get(op, "") for op in read_ops]
             if "ok_differs" in reads:
                 self.undetected_corruption.append(r.case.id)
             elif any(v.isupper() and v not in ("INVALID_ARGUMENT", "FINDING", "CRASH", "HANG") for v in reads):

@@ -158,12 +158,14 @@ class Runner:
             self.emit(ev="end", op="getitem_small", outcome="skipped", finding=None)
             self.emit(ev="end", op="getitem_all", outcome="skipped", finding=None)
             self.emit(ev="end", op="read_out", outcome="skipped", finding=None)
+            self.emit(ev="end", op="getitem_staged", outcome="skipped", finding=None)
             self.emit(ev="end", op="close", outcome="skipped", finding=None)
         else:
             small = tuple(slice(0, 2) for _ in range(max(arr.ndim, 1)))
             self.op("getitem_small", lambda: (None, self.compare(arr[small], expected, small)))
             self.op("getitem_all", lambda: (None, self.compare(arr[...], expected)))
             self.op("read_out", lambda: (None, self.compare(read_into(arr, small), expected, small)))
+            self.op("getitem_staged", lambda: (None, self.compare(read_staged(arr), expected)))
             self.op("close", lambda: (arr.close(), "ok"))
         self.op("load", lambda: (None, self.compare(MLArray.load(path).to_numpy(), expected)))
         for name, deep in (("validate", False), ("validate_deep", True)):
@@ -182,6 +184,19 @@ def read_into(arr: Any, key: Any) -> Any:
     count = int(np.prod(shape, dtype=np.int64))
     out = np.frombuffer(b"\x5a" * (count * arr.dtype.itemsize), dtype=arr.dtype).reshape(shape).copy()
     return arr.read(key, out=out)
+
+
+def read_staged(arr: Any) -> Any:
+    """``arr[...]`` through the patch path's stage (a row of chunks at a time, streamed to the result),
+    which on its own takes only results of ``STAGE_MIN`` bytes or more."""
+    from mlarray.storage import patchread
+
+    before = patchread.STAGE_MIN
+    patchread.STAGE_MIN = 0
+    try:
+        return arr[...]
+    finally:
+        patchread.STAGE_MIN = before
 
 
 def inject(kind: str | None) -> None:
