@@ -471,7 +471,8 @@ def test_every_read_of_two_or_more_axes_takes_the_stage(tmp_path: Path, staged: 
 def test_the_staged_call_refuses_a_small_stage_or_other_strides(
     tmp_path: Path, staged: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``read_box_staged`` refuses a stage smaller than a row's part, or a result not in C order, writing nothing."""
+    """``read_box_staged`` refuses a stage smaller than a row's part, a result not in C order or a box
+    beyond the chunk grid, writing nothing and reading no table out of bounds."""
     a = np.arange(12 * 10 * 9, dtype=np.int32).reshape(12, 10, 9)
     path = tmp_path / "a.mla"
     MLArray(a, chunk_size=(4, 5, 9), block_size=(2, 5, 3)).save(path)
@@ -491,15 +492,16 @@ def test_the_staged_call_refuses_a_small_stage_or_other_strides(
         args = captured[-1]
         assert args[20] != 0 and args[21] >= 4 * 4 * 9 * 4  # staged: a row's part is 4 x 4 x 9 items at most
         stage = np.empty(4 * 4 * 9 * 4, dtype=np.uint8)
-        for spoil in ("stage", "strides"):
+        for spoil in ("stage", "strides", "grid"):
             out = np.full((10, 7, 9), -5, dtype=np.int32)
             args[17], args[18] = out.ctypes.data, 0
             args[20], args[21] = stage.ctypes.data, stage.nbytes - (1 if spoil == "stage" else 0)
-            args[-3:] = array.array("q", [7 * 9 * 4, 9 * 4, 4] if spoil == "stage" else [9 * 4, 10 * 9 * 4, 4])
+            args[-3:] = array.array("q", [9 * 4, 10 * 9 * 4, 4] if spoil == "strides" else [7 * 9 * 4, 9 * 4, 4])
+            args[22 + 3] = 13 if spoil == "grid" else 11  # hi on axis 0: 13 lies in a fourth row of chunks
             assert real(args.buffer_info()[0]) == -1001, spoil
             assert args[18] == -1 and (out == -5).all(), spoil
             args[-3:] = array.array("q", [7 * 9 * 4, 9 * 4, 4])
-            args[21] = stage.nbytes
+            args[21], args[22 + 3] = stage.nbytes, 11
         assert real(args.buffer_info()[0]) > 0  # the same call, as it should be: read
         assert out.tobytes() == a[key].tobytes()
 

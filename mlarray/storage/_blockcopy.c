@@ -942,6 +942,9 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
         step *= hi[a] - lo[a];
         clo[a] = lo[a] / chunkshape[a];
         chi[a] = (hi[a] - 1) / chunkshape[a];
+        if (chi[a] >= grid[a]) {
+            return MLA_ERR_ARGS; /* before any table is indexed */
+        }
         touched *= chi[a] - clo[a] + 1;
         if (a < last) {
             rows *= chi[a] - clo[a] + 1;
