@@ -5,7 +5,9 @@
  * For one chunk of a b2nd frame and a box of it, decode each block the box touches
  * into a block-sized buffer (which stays in the CPU cache) and copy the box's part of
  * it to the result, row by row. Only the touched blocks are decoded, each once; no
- * chunk-sized buffer is written or read.
+ * chunk-sized buffer is written or read. A large result of the patch path goes through a
+ * cache-sized stage instead, a row of chunks at a time, and from there to the result with
+ * streaming stores (read_box_staged).
  *
  * This file uses no Python and links to nothing but the C library: C-Blosc2's
  * blosc2_getitem_ctx is handed in as a function pointer (taken by ctypes from the
