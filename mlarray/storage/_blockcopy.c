@@ -911,6 +911,21 @@ static void stream_copy(uint8_t *dst, const uint8_t *src, size_t n) {
 }
 
 /*
+ * mla_read_region in grid mode over chunks first .. first+count-1 of the box [lo, hi), the
+ * other arguments from mla_read_box's array `a` (see there), the result at out/strides.
+ */
+static int64_t box_region(int64_t *a, int64_t ndim, const int64_t *lo, const int64_t *hi, int64_t first,
+                          int64_t count, uint8_t *out, const int64_t *strides) {
+    return mla_read_region((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
+                           (const int64_t *)(intptr_t)a[3], (const int64_t *)(intptr_t)a[4], lo, hi,
+                           (const int64_t *)(intptr_t)a[5], (const uint8_t *)(intptr_t)a[6],
+                           (const uint8_t *)(intptr_t)a[7], (const int64_t *)(intptr_t)a[8],
+                           (const int64_t *)(intptr_t)a[9], (const uint8_t *)(intptr_t)a[10], -1, a[11], NULL, 0,
+                           first, count, NULL, out, strides, (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18],
+                           (uint8_t *)(intptr_t)a[13], a[14], NULL, (const int64_t *)(intptr_t)a[19]);
+}
+
+/*
  * mla_read_region over a box whose result is large and C-contiguous, one row of touched
  * chunks at a time (the chunks that share every coordinate but the last): the row's blocks
  * are decoded and copied into `stage` (the row's part of the result, rows of the box's
@@ -920,42 +935,40 @@ static void stream_copy(uint8_t *dst, const uint8_t *src, size_t n) {
  * read the result's cache lines it lands in before writing them (two per piece: the
  * pieces are not aligned); whole rows written in order need no such reads.
  *
- * The arguments are mla_read_region's in grid mode; `strides` must be the C strides of
- * the box and `stage` hold stage_bytes >= the largest row's part, else MLA_ERR_ARGS before
- * anything is written.
+ * `a` is mla_read_box's array (its stage at a[20], a[21]); `strides` must be the C strides
+ * of the box and the stage hold the largest row's part, else MLA_ERR_ARGS before anything
+ * is written.
  */
-static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int32_t itemsize,
-                               const int64_t *chunkshape, const int64_t *blockshape, const int64_t *lo,
-                               const int64_t *hi, const int64_t *grid, const uint8_t *fill_known,
-                               const uint8_t *fill_value, const int64_t *chunk_addr, const int64_t *chunk_size,
-                               const uint8_t *chunk_check, int64_t chunk_nbytes, uint8_t *out,
-                               const int64_t *strides, uint8_t *scratch, int32_t block_bytes, int64_t *failed,
-                               uint8_t *block_done, int64_t done_stride, const int64_t *settle, uint8_t *stage,
-                               int64_t stage_bytes) {
+static int64_t read_box_staged(int64_t *a, int64_t ndim, const int64_t *lo, const int64_t *hi,
+                               const int64_t *strides) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], from[MLA_MAX_DIM], ext[MLA_MAX_DIM], sst[MLA_MAX_DIM];
     int64_t idx[MLA_MAX_DIM];
     const int32_t last = ndim - 1;
+    const int32_t itemsize = (int32_t)a[2];
+    const int64_t *chunkshape = (const int64_t *)(intptr_t)a[3], *grid = (const int64_t *)(intptr_t)a[5];
+    uint8_t *out = (uint8_t *)(intptr_t)a[17], *stage = (uint8_t *)(intptr_t)a[20];
+    const int64_t stage_bytes = a[21];
     int64_t rows = 1, touched = 1, step = itemsize, largest = (hi[last] - lo[last]) * itemsize;
-    *failed = -1;
-    for (int32_t a = last; a >= 0; a--) {
-        if (strides[a] != step) {
+    a[18] = -1;
+    for (int32_t d = last; d >= 0; d--) {
+        if (strides[d] != step) {
             return MLA_ERR_ARGS;
         }
-        step *= hi[a] - lo[a];
-        clo[a] = lo[a] / chunkshape[a];
-        chi[a] = (hi[a] - 1) / chunkshape[a];
-        if (chi[a] >= grid[a]) {
+        step *= hi[d] - lo[d];
+        clo[d] = lo[d] / chunkshape[d];
+        chi[d] = (hi[d] - 1) / chunkshape[d];
+        if (chi[d] >= grid[d]) {
             return MLA_ERR_ARGS; /* before any table is indexed */
         }
-        touched *= chi[a] - clo[a] + 1;
-        if (a < last) {
-            rows *= chi[a] - clo[a] + 1;
+        touched *= chi[d] - clo[d] + 1;
+        if (d < last) {
+            rows *= chi[d] - clo[d] + 1;
             /* the longest part of a chunk the box covers on this axis: its first, its last, or a whole one */
-            int64_t most = (clo[a] + 1) * chunkshape[a] - lo[a];
-            const int64_t tail = hi[a] - chi[a] * chunkshape[a];
-            most = chi[a] == clo[a] ? hi[a] - lo[a] : (tail > most ? tail : most);
-            if (chi[a] - clo[a] >= 2) {
-                most = chunkshape[a];
+            int64_t most = (clo[d] + 1) * chunkshape[d] - lo[d];
+            const int64_t tail = hi[d] - chi[d] * chunkshape[d];
+            most = chi[d] == clo[d] ? hi[d] - lo[d] : (tail > most ? tail : most);
+            if (chi[d] - clo[d] >= 2) {
+                most = chunkshape[d];
             }
             largest *= most;
         }
@@ -963,8 +976,9 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
     if (largest > stage_bytes) {
         return MLA_ERR_ARGS; /* checked before anything is written */
     }
-    if (!all_ready(0, touched, ndim, clo, chi, grid, fill_known, fill_value, chunk_addr, chunk_size, chunk_check,
-                   itemsize, settle)) {
+    if (!all_ready(0, touched, ndim, clo, chi, grid, (const uint8_t *)(intptr_t)a[6], (const uint8_t *)(intptr_t)a[7],
+                   (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9], (const uint8_t *)(intptr_t)a[10],
+                   itemsize, (const int64_t *)(intptr_t)a[19])) {
         return MLA_NOT_READY;
     }
     const int64_t nx = chi[last] - clo[last] + 1;
@@ -973,31 +987,28 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
     for (int64_t r = 0; r < rows; r++) {
         /* the row's box on the leading axes, and the stage's C strides over it */
         int64_t rest = r, offset = 0;
-        for (int32_t a = last - 1; a >= 0; a--) {
-            const int64_t span = chi[a] - clo[a] + 1;
-            const int64_t origin = (clo[a] + rest % span) * chunkshape[a];
+        for (int32_t d = last - 1; d >= 0; d--) {
+            const int64_t span = chi[d] - clo[d] + 1;
+            const int64_t origin = (clo[d] + rest % span) * chunkshape[d];
             rest /= span;
-            from[a] = lo[a] > origin ? lo[a] : origin;
-            ext[a] = (hi[a] < origin + chunkshape[a] ? hi[a] : origin + chunkshape[a]) - from[a];
+            from[d] = lo[d] > origin ? lo[d] : origin;
+            ext[d] = (hi[d] < origin + chunkshape[d] ? hi[d] : origin + chunkshape[d]) - from[d];
         }
         sst[last] = itemsize;
         int64_t size = width;
-        for (int32_t a = last - 1; a >= 0; a--) {
-            sst[a] = size;
-            size *= ext[a];
+        for (int32_t d = last - 1; d >= 0; d--) {
+            sst[d] = size;
+            size *= ext[d];
         }
         if (size > stage_bytes) {
             return MLA_ERR_ARGS; /* cannot be: no row's part exceeds `largest` */
         }
-        for (int32_t a = 0; a < last; a++) {
-            offset += (from[a] - lo[a]) * sst[a];
+        for (int32_t d = 0; d < last; d++) {
+            offset += (from[d] - lo[d]) * sst[d];
         }
         /* mla_read_region places chunk data at base + sum((from - lo) * sst): the stage's start for this row */
         uint8_t *base = (uint8_t *)((intptr_t)stage - (intptr_t)offset);
-        const int64_t rc = mla_read_region(getitem, ctx, ndim, itemsize, chunkshape, blockshape, lo, hi, grid,
-                                           fill_known, fill_value, chunk_addr, chunk_size, chunk_check, -1,
-                                           chunk_nbytes, NULL, 0, r * nx, nx, NULL, base, sst, scratch, block_bytes,
-                                           failed, block_done, done_stride, NULL, settle);
+        const int64_t rc = box_region(a, ndim, lo, hi, r * nx, nx, base, sst);
         if (rc < 0) {
             decoded = rc;
             break;
@@ -1005,25 +1016,25 @@ static int64_t read_box_staged(getitem_fn getitem, void *ctx, int32_t ndim, int3
         decoded += rc;
         /* the stage to the result: runs of ext[last-1] whole rows, contiguous in both */
         const int64_t run = ext[last - 1] * width;
-        for (int32_t a = 0; a < last - 1; a++) {
-            idx[a] = 0;
+        for (int32_t d = 0; d < last - 1; d++) {
+            idx[d] = 0;
         }
         for (;;) {
             int64_t src_at = 0, dst_at = 0;
-            for (int32_t a = 0; a < last; a++) {
-                const int64_t i = a < last - 1 ? idx[a] : 0;
-                src_at += i * sst[a];
-                dst_at += (from[a] - lo[a] + i) * strides[a];
+            for (int32_t d = 0; d < last; d++) {
+                const int64_t i = d < last - 1 ? idx[d] : 0;
+                src_at += i * sst[d];
+                dst_at += (from[d] - lo[d] + i) * strides[d];
             }
             stream_copy(out + dst_at, stage + src_at, (size_t)run);
-            int32_t a = last - 2;
-            for (; a >= 0; a--) {
-                if (++idx[a] < ext[a]) {
+            int32_t d = last - 2;
+            for (; d >= 0; d--) {
+                if (++idx[d] < ext[d]) {
                     break;
                 }
-                idx[a] = 0;
+                idx[d] = 0;
             }
-            if (a < 0) {
+            if (d < 0) {
                 break;
             }
         }
@@ -1066,21 +1077,9 @@ MLA_EXPORT int64_t mla_read_box(int64_t *a) {
         count *= (hi[d] - 1) / chunkshape[d] - lo[d] / chunkshape[d] + 1;
     }
     if (a[20] != 0 && ndim >= 2) {
-        return read_box_staged((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
-                               chunkshape, (const int64_t *)(intptr_t)a[4], lo, hi, (const int64_t *)(intptr_t)a[5],
-                               (const uint8_t *)(intptr_t)a[6], (const uint8_t *)(intptr_t)a[7],
-                               (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9],
-                               (const uint8_t *)(intptr_t)a[10], a[11], (uint8_t *)(intptr_t)a[17], strides,
-                               (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18], (uint8_t *)(intptr_t)a[13], a[14],
-                               (const int64_t *)(intptr_t)a[19], (uint8_t *)(intptr_t)a[20], a[21]);
+        return read_box_staged(a, ndim, lo, hi, strides);
     }
-    return mla_read_region((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
-                           chunkshape, (const int64_t *)(intptr_t)a[4], lo, hi, (const int64_t *)(intptr_t)a[5],
-                           (const uint8_t *)(intptr_t)a[6], (const uint8_t *)(intptr_t)a[7],
-                           (const int64_t *)(intptr_t)a[8], (const int64_t *)(intptr_t)a[9],
-                           (const uint8_t *)(intptr_t)a[10], -1, a[11], NULL, 0, 0, count, NULL,
-                           (uint8_t *)(intptr_t)a[17], strides, (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18],
-                           (uint8_t *)(intptr_t)a[13], a[14], NULL, (const int64_t *)(intptr_t)a[19]);
+    return box_region(a, ndim, lo, hi, 0, count, (uint8_t *)(intptr_t)a[17], strides);
 }
 
 static int compare_ranges(const void *a, const void *b) {
