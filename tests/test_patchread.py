@@ -519,3 +519,60 @@ def test_boxes_whose_rows_of_chunks_cover_too_much_are_not_staged(
         assert image[0:16, 0:24, 0:20].tobytes() == a.tobytes()
         assert image[0:16, 0:24, 0:19].tobytes() == a[:, :, :19].tobytes()
         assert patchread.staged == before + 1  # only the second: 8 x 24 x 19 items fit
+
+
+def tiled_file(data: st.DataObject, folder: Path) -> tuple[Path, np.ndarray[Any, Any]]:
+    """A file made with a fill value (special chunks of one value), some chunks then written with
+    zeros (of 32 bytes or more: special zeros chunks) or random data, drawn chunk by chunk, so
+    runs of chunks of one value meet other values on every axis."""
+    ndim = data.draw(st.integers(2, 4))
+    grid = [data.draw(st.integers(1, 4)) for _ in range(ndim)]
+    chunks = [data.draw(st.integers(2, 5)) for _ in range(ndim)]
+    shape = tuple(g * c - data.draw(st.integers(0, c - 1)) for g, c in zip(grid, chunks, strict=True))
+    blocks = tuple(data.draw(st.integers(1, c)) for c in chunks)
+    dtype = np.dtype(data.draw(st.sampled_from(["|u1", "<i2", "<f4", "<f8", "<c8"])))
+    fill = data.draw(st.sampled_from([1, 5] + ([np.nan] if dtype.kind in "fc" else [])))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    path = folder / f"tiles{ndim}.mla"
+    a = np.full(shape, fill, dtype=dtype)
+    image = MLArray.create(path, shape, dtype=dtype, fill_value=fill, chunk_size=tuple(chunks), block_size=blocks)
+    for at in np.ndindex(*grid):
+        part = tuple(slice(q * c, (q + 1) * c) for q, c in zip(at, chunks, strict=True))
+        kind = data.draw(st.sampled_from(["fill", "zeros", "random"]))
+        if kind != "fill":
+            a[part] = rng.integers(1, 100, size=a[part].shape) if kind == "random" else 0
+            image[part] = a[part]
+    image.close()
+    return path, a
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_runs_of_chunks_of_one_value_match_numpy(
+    tmp_path: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of one value next to each other are filled as one box where they hold the same value
+    and cover the box on the trailing axes (``fill_run`` in ``_blockcopy.c``): NumPy's bytes through
+    the patch path (plain and staged) and the general path, ``out=`` too, on boxes that start and
+    end on chunk edges as often as not."""
+    path, a = tiled_file(data, tmp_path)
+    how = data.draw(st.sampled_from(["plain", "staged", "general"]))
+    if how == "staged":
+        assert blockcopy.HELPER is not None
+        monkeypatch.setattr(patchread, "STAGE_MIN", 0)
+        monkeypatch.setattr(blockcopy.HELPER, "streams", True)
+    chunks = MLArray.open(path).meta.blosc2.chunk_size
+    assert chunks is not None
+    with MLArray.open(path, mmap_mode="r+" if how == "general" else "r") as image:
+        for _ in range(4):
+            key = []
+            for n, c in zip(a.shape, chunks, strict=True):
+                edges = sorted({*range(0, n, c), n})
+                lo = data.draw(st.sampled_from(edges[:-1]) | st.integers(0, n - 1))
+                hi = data.draw(st.sampled_from([e for e in edges if e > lo]) | st.integers(lo + 1, n))
+                key.append(slice(lo, hi))
+            expected = a[tuple(key)]
+            got = image[tuple(key)]
+            assert got.shape == expected.shape and got.tobytes() == expected.tobytes(), key
+            out = np.full(expected.shape, 3, dtype=a.dtype)
+            assert image.read(tuple(key), out=out) is out and out.tobytes() == expected.tobytes(), key

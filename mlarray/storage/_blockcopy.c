@@ -706,6 +706,41 @@ static void stop_all(int64_t *next, int64_t end) {
 }
 
 /*
+ * Touched chunk i (coordinates cq in the chunk grid, touched chunks clo .. chi per axis)
+ * holds a known value: the run of touched chunks i .. i+*run-1 that hold the same value and
+ * cover the box together on the axes from the returned one on (cq is the first touched
+ * chunk on each of those, so the run follows i in order and fills one box). `value` is
+ * chunk i's item. Only chunks before `end` join; ndim with *run == 1 when none does. In the
+ * general path's mode (grid NULL) the tables are indexed by touched chunk.
+ */
+static int32_t fill_run(int64_t i, int64_t end, const int64_t *cq, const int64_t *clo, const int64_t *chi,
+                        int32_t ndim, const int64_t *grid, const int64_t *chunk_addr, const uint8_t *fill_known,
+                        const uint8_t *fill_value, const uint8_t *value, int32_t itemsize, int64_t *run) {
+    int32_t merged = ndim;
+    int64_t have = 1;
+    for (int32_t a = ndim - 1; a >= 0 && cq[a] == clo[a]; a--) {
+        const int64_t want = have * (chi[a] - clo[a] + 1);
+        if (want > end - i) {
+            break;
+        }
+        int same = 1;
+        for (int64_t j = i + have; j < i + want && same; j++) {
+            const int64_t at = grid != NULL ? grid_number(j, ndim, clo, chi, grid) : j;
+            const int64_t address = grid != NULL ? ready_addr(chunk_addr, at) : chunk_addr[at];
+            same = address == 0 && ready_known(fill_known, at) &&
+                   memcmp(fill_value + at * itemsize, value, (size_t)itemsize) == 0;
+        }
+        if (!same) {
+            break;
+        }
+        merged = a;
+        have = want;
+    }
+    *run = have;
+    return merged;
+}
+
+/*
  * Grid mode: whether touched chunks first .. end-1 are all ready (an address or a known
  * value), settling those not checked yet that settle_chunk can (see there).
  */
@@ -833,11 +868,18 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             cq[a] = clo[a] + rest % span;
             rest /= span;
         }
+        /* a known value: with the touched chunks after it that hold the same value and together
+         * cover the box on the axes from `merged` on, one fill (one thread: the chunks are in order) */
+        int64_t run = 1;
+        const int32_t merged = address == 0 && next == NULL && ready_known(fill_known, at)
+                                   ? fill_run(i, end, cq, clo, chi, ndim, grid, chunk_addr, fill_known, fill_value,
+                                              fill_value + at * itemsize, itemsize, &run)
+                                   : ndim;
         uint8_t *dst = out;
         for (int32_t a = 0; a < ndim; a++) {
             const int64_t origin = cq[a] * chunkshape[a];
             const int64_t from = sel_lo[a] > origin ? sel_lo[a] : origin;
-            const int64_t to = sel_hi[a] < origin + chunkshape[a] ? sel_hi[a] : origin + chunkshape[a];
+            const int64_t to = a >= merged || sel_hi[a] < origin + chunkshape[a] ? sel_hi[a] : origin + chunkshape[a];
             lo[a] = from - origin;
             hi[a] = to - origin;
             dst += (from - sel_lo[a]) * out_strides[a];
@@ -851,6 +893,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                 return MLA_NOT_READY;
             }
             fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize);
+            i += run - 1;
             continue;
         }
         const uint8_t *src = (const uint8_t *)(intptr_t)address;
