@@ -576,3 +576,104 @@ def test_runs_of_chunks_of_one_value_match_numpy(
             assert got.shape == expected.shape and got.tobytes() == expected.tobytes(), key
             out = np.full(expected.shape, 3, dtype=a.dtype)
             assert image.read(tuple(key), out=out) is out and out.tobytes() == expected.tobytes(), key
+
+
+# values whose bytes are all one byte (a run C-Blosc2 stores in a few bytes) and values whose are not
+RUN_VALUES = {"|u1": [7, 255], "<i2": [0x0707, 7], "<f4": [np.frombuffer(b"AAAA", "<f4")[0], 1.5], "<f8": [-1.0]}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_blocks_of_one_byte_match_numpy(tmp_path: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks whose streams are runs of one byte are filled in C, not decoded (``block_run`` in
+    ``_blockcopy.c``), where the filters leave those bytes as they are: blocks of zeros, of one
+    byte, of one item of different bytes, of random values and of values a filter turns into
+    a run (a ramp under byte-delta, a bit pattern under bit-shuffle), under every filter
+    pipeline and split mode, read through the patch path (plain and staged) and the general path."""
+    import blosc2
+
+    ndim = data.draw(st.integers(1, 3))
+    blocks = [data.draw(st.integers(1, 6)) for _ in range(ndim)]
+    chunks = [b * data.draw(st.integers(1, 3)) for b in blocks]
+    shape = tuple(c * data.draw(st.integers(1, 3)) - data.draw(st.integers(0, c - 1)) for c in chunks)
+    dtype = data.draw(st.sampled_from(sorted(RUN_VALUES)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    a = np.zeros(shape, dtype=dtype)
+    grid = [-(-n // b) for n, b in zip(shape, blocks, strict=True)]
+    for at in np.ndindex(*grid):
+        part = tuple(slice(q * b, (q + 1) * b) for q, b in zip(at, blocks, strict=True))
+        kind = data.draw(st.sampled_from(["zeros", "value", "random", "ramp", "bits"]))
+        size = a[part].size
+        if kind == "value":
+            a[part] = data.draw(st.sampled_from(RUN_VALUES[dtype]))
+        elif kind == "random":
+            a[part] = rng.integers(0, 100, size=a[part].shape)
+        elif kind == "ramp":  # a run of 7s once byte-delta encoded (one-byte items)
+            a[part] = (7 * np.arange(1, size + 1) % 256).reshape(a[part].shape)
+        else:  # a run of 0x0f once bit-shuffled (one-byte items)
+            a[part] = np.resize(np.array([255] * 4 + [0] * 4), size).reshape(a[part].shape)
+    filters = data.draw(
+        st.sampled_from(
+            [
+                [],
+                [blosc2.Filter.SHUFFLE],
+                [blosc2.Filter.BITSHUFFLE],
+                [blosc2.Filter.BYTEDELTA],
+                [blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA],
+                [blosc2.Filter.BITSHUFFLE, blosc2.Filter.BYTEDELTA],
+            ]
+        )
+    )
+    cparams = {
+        "codec": data.draw(st.sampled_from([blosc2.Codec.LZ4, blosc2.Codec.ZSTD])),
+        "filters": filters,
+        "filters_meta": [0] * len(filters),
+        "splitmode": data.draw(st.sampled_from([blosc2.SplitMode.ALWAYS_SPLIT, blosc2.SplitMode.NEVER_SPLIT])),
+    }
+    path = tmp_path / "runs.mla"
+    MLArray(a, chunk_size=tuple(chunks), block_size=tuple(blocks), cparams=cparams).save(path)
+    how = data.draw(st.sampled_from(["plain", "staged", "general"]))
+    if how == "staged" and ndim >= 2:
+        assert blockcopy.HELPER is not None
+        monkeypatch.setattr(patchread, "STAGE_MIN", 0)
+        monkeypatch.setattr(blockcopy.HELPER, "streams", True)
+    with MLArray.open(path, mmap_mode="r+" if how == "general" else "r") as image:
+        for _ in range(3):
+            lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+            key = tuple(slice(x, data.draw(st.integers(x + 1, n))) for x, n in zip(lo, shape, strict=True))
+            assert image[key].tobytes() == a[key].tobytes(), key
+            out = np.full(a[key].shape, 3, dtype=dtype)
+            assert image.read(key, out=out) is out and out.tobytes() == a[key].tobytes(), key
+
+
+@pytest.mark.parametrize(
+    ("dtype", "filters", "halves"),
+    [
+        ("|u1", ["bitshuffle"], ([255] * 4 + [0] * 4, [255] * 4 + [0] * 4)),  # streams: runs of 0x0f
+        ("|u1", ["bitshuffle"], ([0], [0])),  # zeros stay zeros: filled
+        ("|u1", [], ([7], [7])),  # a run of 7s: filled
+        ("<i2", [], ([0x0707], [0x0909])),  # split streams: a run of 07s, then one of 09s
+        ("<i2", ["shuffle"], ([7], [7])),  # streams: 07s, then 00s
+        ("<i2", ["shuffle"], ([0x0707], [0x0707])),  # streams: 07s twice (shuffled, so decoded)
+        ("<f4", ["bitshuffle"], ([0.0], [0.0])),
+    ],
+)
+@pytest.mark.parametrize("split", ["ALWAYS_SPLIT", "NEVER_SPLIT"])
+def test_blocks_whose_streams_are_runs(tmp_path: Path, dtype: str, filters: list[str], halves: Any, split: str) -> None:
+    """Blocks whose streams are runs, where a filter or split streams make the values other than
+    the runs' byte: NumPy's values (a fill of the stream's byte would differ), on every path."""
+    import blosc2
+
+    rows = [np.resize(np.array(half, dtype=dtype), (8, 16)) for half in halves]
+    a = np.concatenate([np.concatenate(rows), np.zeros((16, 16), dtype=dtype)], axis=1)  # a block, then zeros
+    cparams = {
+        "codec": blosc2.Codec.LZ4,
+        "filters": [getattr(blosc2.Filter, f.upper()) for f in filters],
+        "filters_meta": [0] * len(filters),
+        "splitmode": getattr(blosc2.SplitMode, split),
+    }
+    MLArray(a, chunk_size=(16, 32), block_size=(16, 16), cparams=cparams).save(tmp_path / "r.mla")
+    for mode in ("r", "r+"):
+        with MLArray.open(tmp_path / "r.mla", mmap_mode=mode) as image:
+            for key in [(slice(None), slice(None)), (slice(3, 13), slice(5, 20)), (slice(0, 9), slice(15, 17))]:
+                assert image[key].tobytes() == a[key].tobytes(), (mode, key)

@@ -198,6 +198,54 @@ static int block_end(const uint8_t *chunk, const block_table *t, int64_t j, int6
 }
 
 /*
+ * The byte block j of a chunk decodes to where every one of its streams is a run of that
+ * byte (C-Blosc2 stores such a stream as a length of 0, a run of zeros, or of -v followed
+ * by a token with bit 0 set, a run of v, and decodes it with a memset), else -1: decode it.
+ * Only where the block's bytes are its streams' bytes: an extended header whose filters
+ * are all none, or, for zeros, byte or bit shuffles (which leave zeros zero), not stored
+ * uncompressed, and nothing flagged in byte 31 but a dictionary. The caller has checked
+ * the block's streams (spec 4.4.6, rule 2) or the whole chunk.
+ */
+static int block_run(const uint8_t *chunk, const block_table *t, int64_t j) {
+    const int flags = chunk[2];
+    if ((flags & 0x05) != 0x05 || (flags & 0x02) || (chunk[31] & ~0x01) || j < 0 || j >= t->nblocks) {
+        return -1;
+    }
+    int plain = 1;
+    for (int f = 16; f < 22; f++) {
+        if (chunk[f] > 2) {
+            return -1;
+        }
+        plain &= chunk[f] == 0;
+    }
+    const int64_t nbytes = read_i32(chunk + 4), blocksize = read_i32(chunk + 8);
+    const int whole = j < t->nblocks - 1 || nbytes % blocksize == 0;
+    const int streams = !(flags & 0x10) && whole ? chunk[3] : 1;
+    int64_t pos = read_i32(chunk + t->head + 4 * j);
+    int byte = -1;
+    for (int k = 0; k < streams; k++) {
+        if (pos < t->first || pos + 4 > t->cbytes) {
+            return -1;
+        }
+        const int64_t csize = read_i32(chunk + pos);
+        int value = 0;
+        if (csize < 0 && csize >= -255 && pos + 5 <= t->cbytes && (chunk[pos + 4] & 0x01)) {
+            value = (int)-csize;
+            pos += 5;
+        } else if (csize == 0) {
+            pos += 4;
+        } else {
+            return -1;
+        }
+        if (byte >= 0 && value != byte) {
+            return -1;
+        }
+        byte = value;
+    }
+    return byte == 0 || plain ? byte : -1;
+}
+
+/*
  * Rules 2 and 3 of spec 4.4.6 for block j alone: its streams lie inside the chunk, no
  * other block starts inside [bstart[j], end[j]), and the block ends where the next block
  * (by start) starts, or at the end of the chunk, and starts at the first byte after the
@@ -385,6 +433,9 @@ static int64_t block_error(int problem) {
     }
 }
 
+static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
+                     int32_t itemsize, const uint8_t *value);
+
 /*
  * Decode the blocks of one chunk that the box [lo, hi) (chunk-local item coordinates)
  * touches, and copy the box to out, which points at the result's item for lo. With
@@ -419,6 +470,8 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
         }
         check = table.nblocks > 0; /* a chunk stored uncompressed has no blocks to walk */
     }
+    /* blocks that are runs of one byte are filled, not decoded (rows of bytes: C order on the last axis) */
+    const int runs = out_strides[ndim - 1] == itemsize && (check || find_table(src, srcsize, &table) == 0);
     int64_t g = 1;
     for (int32_t a = ndim - 1; a >= 0; a--) {
         gstride[a] = g;
@@ -453,14 +506,30 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
                 }
             }
         }
-        int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
-        if (rc < 0) {
-            return rc > MLA_ERR_BASE ? rc : MLA_ERR_BASE;
+        const int byte = runs ? block_run(src, &table, number) : -1;
+        if (byte >= 0) {
+            /* the box in bytes along the last axis, filled with the byte */
+            int64_t bs[MLA_MAX_DIM], be[MLA_MAX_DIM], bstrides[MLA_MAX_DIM];
+            for (int32_t a = 0; a < ndim; a++) {
+                bs[a] = s[a];
+                be[a] = e[a];
+                bstrides[a] = out_strides[a];
+            }
+            bs[ndim - 1] *= itemsize;
+            be[ndim - 1] *= itemsize;
+            bstrides[ndim - 1] = 1;
+            const uint8_t value = (uint8_t)byte;
+            fill_box(dst, bs, be, bstrides, ndim, 1, &value);
+        } else {
+            int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
+            if (rc < 0) {
+                return rc > MLA_ERR_BASE ? rc : MLA_ERR_BASE;
+            }
+            if (rc != block_bytes) {
+                return MLA_ERR_SHORT;
+            }
+            copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize);
         }
-        if (rc != block_bytes) {
-            return MLA_ERR_SHORT;
-        }
-        copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize);
         decoded++;
         /* next block, C order */
         int32_t a = ndim - 1;
