@@ -283,6 +283,7 @@ class _NativeRead:
         self.fill_known = np.zeros(count, dtype=np.uint8)
         self.fill_values = np.zeros((count, dtype.itemsize), dtype=np.uint8)
         self._look_up(np.flatnonzero(addresses == 0), np.asarray(entries, dtype=np.int64), get_chunk)
+        self.zeroed = 0  # whether the result holds zeros already (a zeroed allocation)
         self.out = out if out is not None else self._allocate()
         kept_strides = iter(self.out.strides)
         self.geometry = np.array(
@@ -357,6 +358,7 @@ class _NativeRead:
             ctypes.byref(failed),
             *self._marks_args(),
             None,
+            self.zeroed,
         )
         worker.trim_copy()
         if done < 0:
@@ -380,6 +382,7 @@ class _NativeRead:
         if not zero.any():
             return np.empty(shape, dtype=self.dtype)
         self.fill_known[zero] = 0  # left as they are: zero already
+        self.zeroed = 1  # and blocks of zeros in stored chunks too
         return np.zeros(shape, dtype=self.dtype)
 
     def _fail(self, number: int, what: str) -> CorruptFrameError:
