@@ -198,9 +198,9 @@ static int block_end(const uint8_t *chunk, const block_table *t, int64_t j, int6
 }
 
 /*
- * The byte block j of a chunk decodes to where every one of its streams is a run of that
- * byte (C-Blosc2 stores such a stream as a length of 0, a run of zeros, or of -v followed
- * by a token with bit 0 set, a run of v, and decodes it with a memset), else -1: decode it.
+ * Where every stream of block j of a chunk is a run of one byte, that byte (0-255), else -1
+ * (decode the block). C-Blosc2 stores a run as a stream length of 0 (zeros) or of -v
+ * followed by a token with bit 0 set (the byte v), and decodes it with a memset.
  * Only where the block's bytes are its streams' bytes: an extended header whose filters
  * are all none, or, for zeros, byte or bit shuffles (which leave zeros zero), not stored
  * uncompressed, and nothing flagged in byte 31 but a dictionary. The caller has checked

@@ -77,10 +77,11 @@ and copy it saves)."""
 ZEROED_MIN = 32 << 20
 """A result of at least this many bytes that a read through the compiled block loop
 allocates itself is allocated zeroed (``numpy.zeros``) when some chunk it covers is all
-zeros, and those chunks are then not written at all. Memory of this size comes fresh from
-the operating system, already zero, so the zeroed allocation costs what an uninitialised
-one does; a label map loaded whole (two thirds of its chunks zero) loads about 20% faster,
-on one thread or two."""
+zeros, and those chunks, and the blocks of other chunks whose streams are runs of zeros,
+are then not written at all. Memory of this size comes fresh from the operating system,
+already zero, so the zeroed allocation costs what an uninitialised one does; a label map
+loaded whole (two thirds of its chunks zero) loads about 20% faster, on one thread or two,
+and skipping its blocks of zeros took another 14-18% off (session 22)."""
 
 GetChunk = Callable[[int], Any]
 Numbers = Union[Sequence[int], "np.ndarray[Any, Any]"]
