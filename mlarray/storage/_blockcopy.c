@@ -436,6 +436,17 @@ static int64_t block_error(int problem) {
 static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
                      int32_t itemsize, const uint8_t *value);
 
+/* Step q to the next index of the box qlo .. qhi (inclusive) in C order; 0 after the last. */
+static int next_index(int64_t *q, const int64_t *qlo, const int64_t *qhi, int32_t ndim) {
+    for (int32_t a = ndim - 1; a >= 0; a--) {
+        if (++q[a] <= qhi[a]) {
+            return 1;
+        }
+        q[a] = qlo[a];
+    }
+    return 0;
+}
+
 /*
  * Decode the blocks of one chunk that the box [lo, hi) (chunk-local item coordinates)
  * touches, and copy the box to out, which points at the result's item for lo. With
@@ -535,15 +546,7 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
             copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize);
         }
         decoded++;
-        /* next block, C order */
-        int32_t a = ndim - 1;
-        for (; a >= 0; a--) {
-            if (++q[a] <= qhi[a]) {
-                break;
-            }
-            q[a] = qlo[a];
-        }
-        if (a < 0) {
+        if (!next_index(q, qlo, qhi, ndim)) {
             return decoded;
         }
     }
@@ -1110,14 +1113,7 @@ static int mostly_zeros(const int64_t *a, int64_t ndim, const int64_t *lo, const
                     if (block_run(src, &table, number) == 0) {
                         zeros += part;
                     }
-                    int64_t d = ndim - 1;
-                    for (; d >= 0; d--) {
-                        if (++q[d] <= qhi[d]) {
-                            break;
-                        }
-                        q[d] = qlo[d];
-                    }
-                    if (d < 0) {
+                    if (!next_index(q, qlo, qhi, (int32_t)ndim)) {
                         break;
                     }
                 }
