@@ -521,6 +521,16 @@ def test_boxes_whose_rows_of_chunks_cover_too_much_are_not_staged(
         assert patchread.staged == before + 1  # only the second: 8 x 24 x 19 items fit
 
 
+def read_path(mp: pytest.MonkeyPatch, how: str) -> str:
+    """Set up reads of ``how`` (``"plain"``, ``"staged"``: every box of two or more axes through the
+    stage, ``"general"``) for the life of ``mp``; the open mode that takes that path."""
+    if how == "staged":
+        assert blockcopy.HELPER is not None
+        mp.setattr(patchread, "STAGE_MIN", 0)
+        mp.setattr(blockcopy.HELPER, "streams", True)  # the C falls back to plain copies without SSE2
+    return "r+" if how == "general" else "r"
+
+
 def tiled_file(data: st.DataObject, folder: Path) -> tuple[Path, np.ndarray[Any, Any]]:
     """A file made with a fill value (special chunks of one value), some chunks then written with
     zeros (of 32 bytes or more: special zeros chunks) or random data, drawn chunk by chunk, so
@@ -548,22 +558,16 @@ def tiled_file(data: st.DataObject, folder: Path) -> tuple[Path, np.ndarray[Any,
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_runs_of_chunks_of_one_value_match_numpy(
-    tmp_path: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_runs_of_chunks_of_one_value_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
     """Chunks of one value next to each other are filled as one box where they hold the same value
     and cover the box on the trailing axes (``fill_run`` in ``_blockcopy.c``): NumPy's bytes through
     the patch path (plain and staged) and the general path, ``out=`` too, on boxes that start and
     end on chunk edges as often as not."""
     path, a = tiled_file(data, tmp_path)
     how = data.draw(st.sampled_from(["plain", "staged", "general"]))
-    if how == "staged":
-        assert blockcopy.HELPER is not None
-        monkeypatch.setattr(patchread, "STAGE_MIN", 0)
-        monkeypatch.setattr(blockcopy.HELPER, "streams", True)
-    chunks = MLArray.open(path).meta.blosc2.chunk_size
-    assert chunks is not None
-    with MLArray.open(path, mmap_mode="r+" if how == "general" else "r") as image:
+    with pytest.MonkeyPatch.context() as mp, MLArray.open(path, mmap_mode=read_path(mp, how)) as image:
+        chunks = image.meta.blosc2.chunk_size
+        assert chunks is not None
         for _ in range(4):
             key = []
             for n, c in zip(a.shape, chunks, strict=True):
@@ -584,7 +588,7 @@ RUN_VALUES = {"|u1": [7, 255], "<i2": [0x0707, 7], "<f4": [np.frombuffer(b"AAAA"
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_blocks_of_one_byte_match_numpy(tmp_path: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_of_one_byte_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
     """Blocks whose streams are runs of one byte are filled in C, not decoded (``block_run`` in
     ``_blockcopy.c``), where the filters leave those bytes as they are: blocks of zeros, of one
     byte, of one item of different bytes, of random values and of values a filter turns into
@@ -633,21 +637,18 @@ def test_blocks_of_one_byte_match_numpy(tmp_path: Path, data: st.DataObject, mon
     path = tmp_path / "runs.mla"
     MLArray(a, chunk_size=tuple(chunks), block_size=tuple(blocks), cparams=cparams).save(path)
     how = data.draw(st.sampled_from(["plain", "staged", "general"]))
-    # the general path's results come zeroed (and zeros are not written) where some chunk is zeros
-    monkeypatch.setattr(fastread, "ZEROED_MIN", data.draw(st.sampled_from([0, fastread.ZEROED_MIN])))
-    if how == "staged" and ndim >= 2:
-        assert blockcopy.HELPER is not None
-        monkeypatch.setattr(patchread, "STAGE_MIN", 0)
-        monkeypatch.setattr(blockcopy.HELPER, "streams", True)
-    with MLArray.open(path, mmap_mode="r+" if how == "general" else "r") as image:
-        for _ in range(3):
-            lo = [data.draw(st.integers(0, n - 1)) for n in shape]
-            key = tuple(slice(x, data.draw(st.integers(x + 1, n))) for x, n in zip(lo, shape, strict=True))
-            assert image[key].tobytes() == a[key].tobytes(), key
-            out = np.full(a[key].shape, 3, dtype=dtype)
-            assert image.read(key, out=out) is out and out.tobytes() == a[key].tobytes(), key
-    nthreads = data.draw(st.sampled_from([1, 2]))
-    assert MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy().tobytes() == a.tobytes()
+    with pytest.MonkeyPatch.context() as mp:
+        # the general path's results come zeroed (and zeros are not written) where some chunk is zeros
+        mp.setattr(fastread, "ZEROED_MIN", data.draw(st.sampled_from([0, fastread.ZEROED_MIN])))
+        with MLArray.open(path, mmap_mode=read_path(mp, how)) as image:
+            for _ in range(3):
+                lo = [data.draw(st.integers(0, n - 1)) for n in shape]
+                key = tuple(slice(x, data.draw(st.integers(x + 1, n))) for x, n in zip(lo, shape, strict=True))
+                assert image[key].tobytes() == a[key].tobytes(), key
+                out = np.full(a[key].shape, 3, dtype=dtype)
+                assert image.read(key, out=out) is out and out.tobytes() == a[key].tobytes(), key
+        nthreads = data.draw(st.sampled_from([1, 2]))
+        assert MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy().tobytes() == a.tobytes()
 
 
 @pytest.mark.parametrize(
