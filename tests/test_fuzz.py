@@ -100,6 +100,17 @@ def test_sample_reaches_every_mutator_and_many_outcomes(sample: fuzz.Summary) ->
     assert loads["ok_equal"] > 10, loads  # unharmed regions of the file still read back the seed's data
 
 
+@pytest.mark.parametrize("failing", ["read_out", "getitem_staged"])
+def test_a_case_failing_only_in_one_read_is_not_read_ok(seeds: list[Seed], failing: str) -> None:
+    """The outcome of a case weighs every operation: one that only ``read(out=)`` or the stage refuses."""
+    seed = seeds[0]
+    result = fuzz.Result(fuzz.Case("one/op", seed.name, "test", failing, seed.data))
+    result.ops = {op: "ok_equal" for op in fuzz.OPS} | {"validate": "valid", "validate_deep": "valid"}
+    assert result.outcome == "read_ok"
+    result.ops[failing] = "CORRUPT_FRAME"
+    assert result.outcome == "CORRUPT_FRAME"
+
+
 def test_worker_crashes_hangs_memory_and_foreign_errors_are_findings(seeds: list[Seed], seeds_dir: Path) -> None:
     seed = seeds[0]
     cases = [fuzz.Case(f"inject/{kind}", seed.name, "inject", kind, seed.data) for kind in ("none", "crash")]
@@ -109,6 +120,7 @@ def test_worker_crashes_hangs_memory_and_foreign_errors_are_findings(seeds: list
     clean = summary.by_case["inject/none"]
     assert not clean.findings and clean.outcome == "read_ok"
     assert clean.ops["load"] == clean.ops["getitem_all"] == clean.ops["read_out"] == "ok_equal"
+    assert list(clean.ops) == list(fuzz.OPS)  # every operation the worker runs is one the outcome weighs, in order
     assert clean.ops["validate_deep"] == "valid"
     kinds = {case_id: {(f["kind"], f["type"], f["op"]) for f in r.findings} for case_id, r in summary.by_case.items()}
     assert kinds["inject/crash"] == {("crash", "SIGSEGV", "read_header")}

@@ -30,7 +30,18 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-OPS = ("read_header", "open", "getitem_small", "getitem_all", "close", "load", "validate", "validate_deep")
+OPS = (
+    "read_header",
+    "open",
+    "getitem_small",
+    "getitem_all",
+    "read_out",
+    "getitem_staged",
+    "close",
+    "load",
+    "validate",
+    "validate_deep",
+)
 """Operations in the order they run on every file."""
 
 
