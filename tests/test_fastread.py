@@ -267,6 +267,57 @@ def test_large_results_are_allocated_zeroed_and_zero_chunks_not_written(
         assert allocated[0] == (10, 0 if skipped and zeroed_min == 0 else 10), allocated
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_rows_of_whole_cache_lines_streamed_read_numpys_bytes(tmp_path: Path, engine: str, data: Any) -> None:
+    """From STREAM_MIN bytes on (0 here), the compiled loop writes the block rows of whole cache lines
+    that start on one with streaming stores (``stream_rows``): blocks whose rows are 1-3 cache lines,
+    results whose rows are or are not a whole number of lines; loads on 1-3 threads (results
+    allocated on a cache line), patches on the general path, and ``read(out=)`` into buffers at every
+    item offset within a cache line all read NumPy's bytes."""
+    dtype = np.dtype(data.draw(st.sampled_from(["|u1", "<i2", "<f4", "<f8"])))
+    ndim = data.draw(st.integers(2, 3))
+    blocks = [data.draw(st.integers(1, 3)) for _ in range(ndim - 1)]
+    blocks.append(data.draw(st.integers(1, 3)) * 64 // dtype.itemsize)  # rows of whole cache lines
+    chunks = [b * data.draw(st.integers(1, 2)) for b in blocks]
+    shape = tuple(c * data.draw(st.integers(1, 3)) - data.draw(st.integers(0, c - 1)) for c in chunks)
+    a = values(np.random.default_rng(data.draw(st.integers(0, 2**16))), shape, dtype.str, data.draw(st.booleans()))
+    path = write(tmp_path, a, chunks, blocks)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastread, "STREAM_MIN", 0)
+        mp.setattr(fastread, "ZEROED_MIN", data.draw(st.sampled_from([0, fastread.ZEROED_MIN])))
+        for nthreads in (1, 2, 3):
+            loaded = MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy()
+            assert loaded.tobytes() == a.tobytes()
+            if engine == "compiled":
+                assert loaded.ctypes.data % 64 == 0
+        with MLArray.open(path, mmap_mode="r+", dparams={"nthreads": data.draw(st.sampled_from([1, 2]))}) as image:
+            for _ in range(3):
+                key = data.draw(keys(shape))
+                want = np.asarray(a[key])
+                assert np.asarray(image[key]).tobytes() == want.tobytes(), key
+                skip = dtype.itemsize * data.draw(st.integers(0, 64 // dtype.itemsize - 1))
+                raw = np.full(want.nbytes + 64, 0x5A, dtype=np.uint8)
+                out = raw[skip : skip + want.nbytes].view(dtype).reshape(want.shape)
+                assert image.read(key, out=out) is out and out.tobytes() == want.tobytes(), (key, skip)
+                assert (raw[:skip] == 0x5A).all() and (raw[skip + want.nbytes :] == 0x5A).all()
+
+
+@pytest.mark.parametrize("make", [np.empty, np.zeros])
+@pytest.mark.parametrize("dtype", ["|u1", "<i2", "<f8", "<c16"])
+def test_results_on_a_cache_line(make: Any, dtype: str) -> None:
+    """``on_cache_line`` gives ``make``'s array of the shape and dtype asked for, starting on a 64-byte line."""
+    for shape in [(0,), (1,), (7, 5), (3, 4, 33)]:
+        for _ in range(4):
+            got = fastread.on_cache_line(shape, np.dtype(dtype), make)
+            assert got.shape == shape and got.dtype == np.dtype(dtype) and got.flags.c_contiguous
+            assert got.flags.writeable and (got.size == 0 or got.ctypes.data % 64 == 0)  # empty: no first byte
+            if make is np.zeros:
+                assert not got.any()
+            got[...] = 1
+            assert (got == 1).all()
+
+
 def test_zero_entries_are_filled_without_fetching(tmp_path: Path) -> None:
     """A chunk whose index entry is the zeros entry is never fetched (get_chunk is not called)."""
     a = np.zeros((8, 8), np.uint16)

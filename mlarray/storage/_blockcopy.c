@@ -42,6 +42,12 @@
 #define MLA_STREAMS 0
 #endif
 
+/* The `mode` bits of a read: the result holds zeros over the box already (a zeroed
+ * allocation: zeros are not written), and whole cache lines of rows are written with
+ * streaming stores (a result larger than the caches; see copy_rows). */
+#define MLA_ZEROED 1
+#define MLA_STREAM 2
+
 /* blosc2_getitem_ctx(context, src, srcsize, start, nitems, dest, destsize) */
 typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32_t);
 
@@ -59,7 +65,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_NOT_READY (-1010)    /* with a chunk grid: a touched chunk has neither an address nor a known value */
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
-MLA_EXPORT int mla_abi_version(void) { return 15; }
+MLA_EXPORT int mla_abi_version(void) { return 16; }
 
 /* Whether this build writes staged results with streaming stores (see read_box_staged). */
 MLA_EXPORT int mla_streams(void) { return MLA_STREAMS; }
@@ -293,12 +299,45 @@ MLA_EXPORT int mla_block_problem(const uint8_t *chunk, int64_t cbytes, int64_t j
     return block_problem(chunk, &t, j);
 }
 
+#if MLA_STREAMS
+/*
+ * Rows of whole cache lines (n a multiple of 64 bytes): those that start on a cache line
+ * are written with streaming stores, which write whole lines to memory without reading
+ * them first (a plain store first reads the line it writes into the cache); the others
+ * with plain stores. (Streaming only a row's whole lines, the plain ends of neighbouring
+ * rows sharing lines, measured slower on the benchmark MR.) The caller issues the store
+ * fence once all are written.
+ */
+static void stream_rows(uint8_t *dst, const uint8_t *src, int64_t rows, size_t n, int64_t dst_step,
+                        int64_t src_step) {
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *d = dst + r * dst_step;
+        const uint8_t *q = src + r * src_step;
+        if ((uintptr_t)d % 64 != 0) {
+            memcpy(d, q, n);
+            continue;
+        }
+        for (size_t k = 0; k < n; k += 64) {
+            const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(q + k));
+            const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(q + k + 16));
+            const __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(q + k + 32));
+            const __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(q + k + 48));
+            _mm_stream_si128((__m128i *)(void *)(d + k), a);
+            _mm_stream_si128((__m128i *)(void *)(d + k + 16), b);
+            _mm_stream_si128((__m128i *)(void *)(d + k + 32), c);
+            _mm_stream_si128((__m128i *)(void *)(d + k + 48), e);
+        }
+    }
+}
+#endif
+
 /*
  * Copy `rows` rows of `row_bytes` bytes, one every `src_step` / `dst_step` bytes. Rows of
  * 8, 16, 32 or 64 bytes get a memcpy of constant size, which the compiler turns into a few
  * vector moves; other rows under 64 bytes (the edges of a box) two overlapping moves of a
  * constant size; longer rows the C library's memcpy, whose stores (the widest the CPU has,
- * chosen at run time) write a result that is not in the cache faster.
+ * chosen at run time) write a result that is not in the cache faster. With `stream`, rows
+ * of whole cache lines go to stream_rows.
  */
 #define MLA_ROWS(width)                                                                                   \
     for (int64_t r = 0; r < rows; r++) {                                                                  \
@@ -314,8 +353,16 @@ MLA_EXPORT int mla_block_problem(const uint8_t *chunk, int64_t cbytes, int64_t j
     return;
 
 static void copy_rows(uint8_t *dst, const uint8_t *src, int64_t rows, int64_t row_bytes, int64_t dst_step,
-                      int64_t src_step) {
+                      int64_t src_step, int stream) {
     const size_t n = (size_t)row_bytes;
+#if MLA_STREAMS
+    if (stream && n % 64 == 0) {
+        stream_rows(dst, src, rows, n, dst_step, src_step);
+        return;
+    }
+#else
+    (void)stream;
+#endif
     switch (n) {
     case 8: MLA_ROWS(8)
     case 16: MLA_ROWS(16)
@@ -370,7 +417,7 @@ static void set_rows(uint8_t *dst, int64_t rows, int64_t row_bytes, int64_t step
  * contiguous along it, item by item otherwise; the last two axes form one run of rows.
  */
 static void copy_box(const uint8_t *block, const int64_t *bshape, const int64_t *s, const int64_t *e,
-                     uint8_t *dst, const int64_t *dst_strides, int32_t ndim, int32_t itemsize) {
+                     uint8_t *dst, const int64_t *dst_strides, int32_t ndim, int32_t itemsize, int stream) {
     int64_t src_strides[MLA_MAX_DIM];
     int64_t idx[MLA_MAX_DIM];
     int64_t step = itemsize;
@@ -394,7 +441,7 @@ static void copy_box(const uint8_t *block, const int64_t *bshape, const int64_t 
     }
     for (;;) {
         if (contiguous) {
-            copy_rows(dst, src, rows, row_items * itemsize, dst_row, src_row);
+            copy_rows(dst, src, rows, row_items * itemsize, dst_row, src_row, stream);
         } else {
             for (int64_t r = 0; r < rows; r++) {
                 for (int64_t i = 0; i < row_items; i++) {
@@ -454,14 +501,16 @@ static int next_index(int64_t *q, const int64_t *qlo, const int64_t *qhi, int32_
  * has checked the chunk's header only (spec 4.4.4). `done` (or NULL), `done_bytes` long:
  * this chunk's bits of the blocks checked before, skipped here and set for those checked.
  * Blocks whose streams are runs of one byte are filled with it (block_run), or, with
- * `zeroed` (the result holds zeros already), left as they are when that byte is 0.
+ * MLA_ZEROED in `mode` (the result holds zeros already), left as they are when that byte
+ * is 0; with MLA_STREAM, rows of decoded blocks are written as copy_rows says.
  * Returns the number of blocks decoded, or a negative error.
  */
 static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int32_t srcsize, int check,
                           int32_t ndim, int32_t itemsize, const int64_t *blockshape, const int64_t *blockgrid,
                           const int64_t *lo, const int64_t *hi, uint8_t *out, const int64_t *out_strides,
-                          uint8_t *scratch, int32_t block_bytes, uint8_t *done, int64_t done_bytes, int zeroed) {
+                          uint8_t *scratch, int32_t block_bytes, uint8_t *done, int64_t done_bytes, int mode) {
     int64_t qlo[MLA_MAX_DIM], qhi[MLA_MAX_DIM], q[MLA_MAX_DIM];
+    const int zeroed = mode & MLA_ZEROED, stream = mode & MLA_STREAM;
     int64_t s[MLA_MAX_DIM], e[MLA_MAX_DIM];
     int64_t gstride[MLA_MAX_DIM];
     if (srcsize < 32) {
@@ -543,7 +592,7 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
             if (rc != block_bytes) {
                 return MLA_ERR_SHORT;
             }
-            copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize);
+            copy_box(scratch, blockshape, s, e, dst, out_strides, ndim, itemsize, stream);
         }
         decoded++;
         if (!next_index(q, qlo, qhi, ndim)) {
@@ -638,7 +687,7 @@ static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const i
         } else if (contiguous && piece > 0) {
             for (int64_t k = 0; k < row_items; k += piece) {
                 const int64_t take = row_items - k < piece ? row_items - k : piece;
-                copy_rows(dst + k * itemsize, row, rows, take * itemsize, row_step, 0);
+                copy_rows(dst + k * itemsize, row, rows, take * itemsize, row_step, 0, 0);
             }
         } else {
             for (int64_t r = 0; r < rows; r++) {
@@ -889,9 +938,10 @@ static int all_ready(int64_t first, int64_t end, int32_t ndim, const int64_t *cl
  * and the scan of the block-start table). With `grid` the row of touched chunk i is that of
  * its number; without, chunk_numbers[i] gives the number (block_done needs one or the other).
  *
- * With `zeroed` the result holds zeros over the box already (a fresh allocation, or zeroed
- * by the caller): chunks that stand for zeros and blocks whose streams are runs of zeros
- * are not written.
+ * `mode`: with MLA_ZEROED the result holds zeros over the box already (a fresh allocation,
+ * or zeroed by the caller): chunks that stand for zeros and blocks whose streams are runs of
+ * zeros are not written. With MLA_STREAM, rows of whole cache lines are written with
+ * streaming stores (copy_rows), fenced before the call returns.
  *
  * getitem, ctx: blosc2_getitem_ctx and a decompression context owned by the calling thread.
  * scratch: block_bytes bytes of this thread's.
@@ -908,8 +958,9 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    int64_t copy_size, int64_t first, int64_t count, int64_t *next, uint8_t *out,
                                    const int64_t *out_strides, uint8_t *scratch, int32_t block_bytes,
                                    int64_t *failed, uint8_t *block_done, int64_t done_stride,
-                                   const int64_t *chunk_numbers, const int64_t *settle, int32_t zeroed) {
+                                   const int64_t *chunk_numbers, const int64_t *settle, int32_t mode) {
     int64_t clo[MLA_MAX_DIM], chi[MLA_MAX_DIM], cq[MLA_MAX_DIM];
+    const int zeroed = mode & MLA_ZEROED;
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
     if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0 ||
@@ -939,12 +990,12 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         return MLA_NOT_READY; /* every touched chunk must be ready before any is read */
     }
     int64_t decoded = 0;
-    for (int64_t i = first;; i++) {
+    for (int64_t i = first;; i++) { /* leaves with `decoded` set: blocks decoded, or an error */
         if (next != NULL) {
             i = take(next);
         }
         if (i >= end) {
-            return decoded;
+            break;
         }
         const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
         const int64_t address = grid != NULL ? ready_addr(chunk_addr, at) : chunk_addr[at];
@@ -980,7 +1031,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                 if (next != NULL) {
                     stop_all(next, end);
                 }
-                return MLA_NOT_READY;
+                decoded = MLA_NOT_READY;
+                break;
             }
             if (!zeroed || !all_zero(fill_value + at * itemsize, itemsize)) {
                 fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize);
@@ -997,7 +1049,8 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                 if (next != NULL) {
                     stop_all(next, end);
                 }
-                return rc;
+                decoded = rc;
+                break;
             }
             src = copy;
             check = 0; /* fetch_chunk checked every block */
@@ -1009,16 +1062,23 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         }
         const int64_t rc = read_chunk(getitem, ctx, src, (int32_t)chunk_size[at], check, ndim, itemsize, blockshape,
                                       blockgrid, lo, hi, dst, out_strides, scratch, block_bytes, done, done_stride,
-                                      zeroed);
+                                      mode);
         if (rc < 0) {
             *failed = at;
             if (next != NULL) {
                 stop_all(next, end);
             }
-            return rc;
+            decoded = rc;
+            break;
         }
         decoded += rc;
     }
+#if MLA_STREAMS
+    if (mode & MLA_STREAM) {
+        _mm_sfence(); /* the streamed rows (of the chunks before an error too) before the caller reads them */
+    }
+#endif
+    return decoded;
 }
 
 /*
@@ -1132,17 +1192,18 @@ static int mostly_zeros(const int64_t *a, int64_t ndim, const int64_t *lo, const
 
 /*
  * mla_read_region in grid mode over chunks first .. first+count-1 of the box [lo, hi), the
- * other arguments from mla_read_box's array `a` (see there), the result at out/strides.
+ * other arguments from mla_read_box's array `a` (see there), the result at out/strides,
+ * `mode` as there.
  */
 static int64_t box_region(int64_t *a, int64_t ndim, const int64_t *lo, const int64_t *hi, int64_t first,
-                          int64_t count, uint8_t *out, const int64_t *strides, int32_t zeroed) {
+                          int64_t count, uint8_t *out, const int64_t *strides, int32_t mode) {
     return mla_read_region((getitem_fn)(intptr_t)a[0], (void *)(intptr_t)a[15], (int32_t)ndim, (int32_t)a[2],
                            (const int64_t *)(intptr_t)a[3], (const int64_t *)(intptr_t)a[4], lo, hi,
                            (const int64_t *)(intptr_t)a[5], (const uint8_t *)(intptr_t)a[6],
                            (const uint8_t *)(intptr_t)a[7], (const int64_t *)(intptr_t)a[8],
                            (const int64_t *)(intptr_t)a[9], (const uint8_t *)(intptr_t)a[10], -1, a[11], NULL, 0,
                            first, count, NULL, out, strides, (uint8_t *)(intptr_t)a[16], (int32_t)a[12], &a[18],
-                           (uint8_t *)(intptr_t)a[13], a[14], NULL, (const int64_t *)(intptr_t)a[19], zeroed);
+                           (uint8_t *)(intptr_t)a[13], a[14], NULL, (const int64_t *)(intptr_t)a[19], mode);
 }
 
 /*
@@ -1317,7 +1378,7 @@ MLA_EXPORT int64_t mla_read_box(int64_t *a) {
         const uint8_t zero = 0;
         fill_box(out, blo, bhi, bstrides, (int32_t)ndim, 1, &zero);
     }
-    return box_region(a, ndim, lo, hi, 0, count, out, strides, zeroed);
+    return box_region(a, ndim, lo, hi, 0, count, out, strides, zeroed ? MLA_ZEROED : 0);
 }
 
 static int compare_ranges(const void *a, const void *b) {

@@ -18,7 +18,11 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 15
+ABI_VERSION = 16
+ZEROED = 1
+"""Mode bit of ``mla_read_region``: the result holds zeros over the selection already (zeros are not written)."""
+STREAM = 2
+"""Mode bit of ``mla_read_region``: rows of whole cache lines are written with streaming stores."""
 ERRORS = {
     -1001: "the geometry handed to the block loop is inconsistent",
     -1002: "its blocks are not a whole number of its items",
@@ -64,7 +68,7 @@ class Helper:
             *(_P, _P, _I32, _P),  # out strides, scratch block, block bytes, failed chunk
             *(_P, _I64, _P),  # blocks checked before (a bitmap per chunk, or NULL), its row bytes, chunk numbers
             _P,  # with a chunk grid: what settles a chunk not ready (or NULL; see settle_chunk)
-            _I32,  # whether the result holds zeros over the selection already (zeros are then not written)
+            _I32,  # the read's mode: ZEROED | STREAM
         ]
         self.read_region.restype = _I64
         self.read_box = lib.mla_read_box  # the same in grid mode, its arguments in one int64 array
