@@ -303,6 +303,32 @@ def test_rows_of_whole_cache_lines_streamed_read_numpys_bytes(tmp_path: Path, en
                 assert (raw[:skip] == 0x5A).all() and (raw[skip + want.nbytes :] == 0x5A).all()
 
 
+@pytest.mark.parametrize(("dtype", "fill"), [("<i2", -1024), ("<f4", 1.5), ("<f8", np.nan), ("|u1", 7)])
+def test_chunks_of_one_value_streamed_read_numpys_bytes(tmp_path: Path, engine: str, dtype: str, fill: Any) -> None:
+    """Chunks that stand for one value are filled with streaming stores too where their rows are
+    whole cache lines (an item of one repeated byte goes to memset): loads on 1-3 threads, patches
+    and ``read(out=)`` at every item offset within a cache line read NumPy's bytes."""
+    chunks = (3, 4, 64 // np.dtype(dtype).itemsize)  # rows of one cache line
+    expected = np.full((9, 11, 5 * chunks[2] - 3), fill, dtype=dtype)
+    path = tmp_path / "filled.mla"
+    with MLArray.create(path, expected.shape, dtype=dtype, fill_value=fill, chunk_size=chunks) as image:
+        expected[3:6, 4:8] = values(np.random.default_rng(3), (3, 4, expected.shape[2]), dtype, False)
+        image[3:6, 4:8] = expected[3:6, 4:8]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastread, "STREAM_MIN", 0)
+        for nthreads in (1, 2, 3):
+            loaded = MLArray.load(path, dparams={"nthreads": nthreads}).to_numpy()
+            assert loaded.tobytes() == expected.tobytes()
+        with MLArray.open(path, mmap_mode="r+") as image:
+            for key in [..., (slice(1, 8), slice(2, 11)), (slice(None), 5, slice(7, None))]:
+                want = np.asarray(expected[key])
+                assert np.asarray(image[key]).tobytes() == want.tobytes()
+                for skip in range(0, 64, np.dtype(dtype).itemsize):
+                    raw = np.full(want.nbytes + 64, 0x5A, dtype=np.uint8)
+                    out = raw[skip : skip + want.nbytes].view(dtype).reshape(want.shape)
+                    assert image.read(key, out=out) is out and out.tobytes() == want.tobytes(), (key, skip)
+
+
 @pytest.mark.parametrize("make", [np.empty, np.zeros])
 @pytest.mark.parametrize("dtype", ["|u1", "<i2", "<f8", "<c16"])
 def test_results_on_a_cache_line(make: Any, dtype: str) -> None:

@@ -481,7 +481,7 @@ static int64_t block_error(int problem) {
 }
 
 static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
-                     int32_t itemsize, const uint8_t *value);
+                     int32_t itemsize, const uint8_t *value, int stream);
 
 /* Step q to the next index of the box qlo .. qhi (inclusive) in C order; 0 after the last. */
 static int next_index(int64_t *q, const int64_t *qlo, const int64_t *qhi, int32_t ndim) {
@@ -583,7 +583,7 @@ static int64_t read_chunk(getitem_fn getitem, void *ctx, const uint8_t *src, int
             be[ndim - 1] *= itemsize;
             bstrides[ndim - 1] = 1;
             const uint8_t value = (uint8_t)byte;
-            fill_box(dst, bs, be, bstrides, ndim, 1, &value);
+            fill_box(dst, bs, be, bstrides, ndim, 1, &value, 0);
         } else {
             int rc = getitem(ctx, src, srcsize, (int)(number * nitems), nitems, scratch, block_bytes);
             if (rc < 0) {
@@ -655,11 +655,12 @@ static int64_t fetch_chunk(int fd, int64_t offset, int64_t size, uint8_t *copy, 
 /*
  * Fill box [lo, hi) (its first item at dst; result strides in bytes) with the item `value`,
  * a run of rows at a time as copy_box copies: an item of one byte repeated with set_rows,
- * others copied from a row of them (a piece of FILL_PIECE bytes at a time).
+ * others copied from a row of them (a piece of FILL_PIECE bytes at a time; with `stream`,
+ * rows of whole cache lines with streaming stores, as copy_rows says).
  */
 #define FILL_PIECE 1024
 static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const int64_t *strides, int32_t ndim,
-                     int32_t itemsize, const uint8_t *value) {
+                     int32_t itemsize, const uint8_t *value, int stream) {
     int64_t idx[MLA_MAX_DIM];
     uint8_t row[FILL_PIECE];
     const int32_t last = ndim - 1;
@@ -687,7 +688,7 @@ static void fill_box(uint8_t *dst, const int64_t *lo, const int64_t *hi, const i
         } else if (contiguous && piece > 0) {
             for (int64_t k = 0; k < row_items; k += piece) {
                 const int64_t take = row_items - k < piece ? row_items - k : piece;
-                copy_rows(dst + k * itemsize, row, rows, take * itemsize, row_step, 0, 0);
+                copy_rows(dst + k * itemsize, row, rows, take * itemsize, row_step, 0, stream);
             }
         } else {
             for (int64_t r = 0; r < rows; r++) {
@@ -1035,7 +1036,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                 break;
             }
             if (!zeroed || !all_zero(fill_value + at * itemsize, itemsize)) {
-                fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize);
+                fill_box(dst, lo, hi, out_strides, ndim, itemsize, fill_value + at * itemsize, mode & MLA_STREAM);
             }
             i += run - 1;
             continue;
@@ -1376,7 +1377,7 @@ MLA_EXPORT int64_t mla_read_box(int64_t *a) {
         bhi[ndim - 1] *= a[2];
         bstrides[ndim - 1] = 1;
         const uint8_t zero = 0;
-        fill_box(out, blo, bhi, bstrides, (int32_t)ndim, 1, &zero);
+        fill_box(out, blo, bhi, bstrides, (int32_t)ndim, 1, &zero, 0);
     }
     return box_region(a, ndim, lo, hi, 0, count, out, strides, zeroed ? MLA_ZEROED : 0);
 }

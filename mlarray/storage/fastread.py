@@ -87,9 +87,10 @@ STREAM_MIN = 32 << 20
 streaming stores where the compiled loop writes rows of whole cache lines (``stream_rows`` in
 ``_blockcopy.c``): a plain store first reads the line it writes from memory, a streaming
 store does not. A result the loop allocates itself of this size starts on a cache line
-(64 bytes), so that its rows do where their length in bytes is a multiple of 64. Loads of
-the benchmark CT took 0.77 of the time before on one thread and 0.79 on two, the
-4-channel volume's 0.87 and 0.78 (session 23)."""
+(64 bytes), so that its rows do where their length in bytes is a multiple of 64. Chunks of
+one value are filled so too. Loads of the benchmark CT took 0.73-0.79 of the time before
+on one thread and 0.76-0.80 on two, the 4-channel volume's 0.85-0.91 and 0.78-0.89; the MR's
+rows (720 bytes) are not whole lines, its loads are unchanged (session 23)."""
 
 GetChunk = Callable[[int], Any]
 Numbers = Union[Sequence[int], "np.ndarray[Any, Any]"]
