@@ -9,7 +9,7 @@ TORCH := torch==2.13.0+cpu
 
 .PHONY: demo test fuzz lint schema conformance bench bench-quick bench-publish docs clean
 
-$(CORE_STAMP): pyproject.toml setup.py mlarray/storage/_blockcopy.c
+$(CORE_STAMP): pyproject.toml setup.py $(wildcard mlarray/storage/csrc/*)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .

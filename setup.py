@@ -1,8 +1,9 @@
 """Builds the optional C part of mlarray and ships the header schemas; everything else is in pyproject.toml.
 
-``mlarray/storage/_blockcopy.c`` is the per-block loop of the read path. It is optional:
-without a C compiler the install goes on without it and reads copy with NumPy instead
-(``mlarray.storage.blockcopy.STATUS`` says which is in use).
+``mlarray/storage/csrc/`` holds the per-block loop of the read path, built into one
+library, ``mlarray.storage._blockcopy``. It is optional: without a C compiler the install
+goes on without it and reads copy with NumPy instead (``mlarray.storage.blockcopy.STATUS``
+says which is in use).
 
 The committed JSON Schemas live in the repository's ``schema/`` folder (one file per
 schema version); a build copies them into the package as ``mlarray/schema_files/`` so an
@@ -15,6 +16,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 SCHEMAS = Path(__file__).resolve().parent / "schema"
+C_SOURCES = ["checks.c", "rows.c", "loop.c", "box.c"]
+"""The files of ``mlarray/storage/csrc/`` compiled into the library (``blockcopy.h`` is their shared header)."""
 
 
 class BuildWithSchemas(build_py):
@@ -29,6 +32,13 @@ class BuildWithSchemas(build_py):
 
 
 setup(
-    ext_modules=[Extension("mlarray.storage._blockcopy", ["mlarray/storage/_blockcopy.c"], optional=True)],
+    ext_modules=[
+        Extension(
+            "mlarray.storage._blockcopy",
+            [f"mlarray/storage/csrc/{name}" for name in C_SOURCES],
+            depends=["mlarray/storage/csrc/blockcopy.h"],
+            optional=True,
+        )
+    ],
     cmdclass={"build_py": BuildWithSchemas},
 )

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from mlarray.storage import blockcopy
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = sorted((ROOT / "schema").glob("mlarray-header-*.schema.json"))
+C_FILES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "mlarray" / "storage" / "csrc").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,13 @@ def test_the_wheel_holds_the_package_and_the_schemas_of_every_version(wheel: Pat
     assert not any(n.startswith(("tests/", "schema/", "conformance/")) or "__pycache__" in n for n in names)
 
 
+@pytest.mark.skipif(blockcopy.HELPER is None, reason="no C compiler here: the checkout's own build has no loop either")
+def test_the_wheel_built_from_the_source_distribution_holds_the_compiled_block_loop(wheel: Path) -> None:
+    """The loop is optional at build time, so a source file missing from the sdist would only drop it silently."""
+    assert any(name.startswith("mlarray/storage/_blockcopy") for name in zipfile.ZipFile(wheel).namelist())
+    assert {"checks.c", "rows.c", "loop.c", "box.c", "blockcopy.h"} == {Path(name).name for name in C_FILES}
+
+
 def test_the_installed_wheel_prints_every_schema_version_outside_the_repository(wheel: Path, tmp_path: Path) -> None:
     """``mlarray schema --version 1.0`` failed from an installed copy: the schemas were read from the repository."""
     site = tmp_path / "site"
@@ -92,7 +102,7 @@ def test_the_installed_wheel_prints_every_schema_version_outside_the_repository(
 def test_the_source_distribution_holds_what_the_build_needs_and_no_half_test_suite(sdist: Path) -> None:
     with tarfile.open(sdist) as archive:
         members = {m.name.split("/", 1)[1] for m in archive.getmembers() if "/" in m.name}
-    wanted = {"setup.py", "pyproject.toml", "LICENSE", "README.md", "mlarray/storage/_blockcopy.c"}
+    wanted = {"setup.py", "pyproject.toml", "LICENSE", "README.md", *C_FILES}
     assert wanted | {f"schema/{s.name}" for s in SCHEMAS} <= members
     assert not any(m.startswith("tests/") for m in members)  # shipped half of it, without its helpers
 

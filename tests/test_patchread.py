@@ -560,7 +560,7 @@ def tiled_file(data: st.DataObject, folder: Path) -> tuple[Path, np.ndarray[Any,
 @given(data=st.data())
 def test_runs_of_chunks_of_one_value_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
     """Chunks of one value next to each other are filled as one box where they hold the same value
-    and cover the box on the trailing axes (``fill_run`` in ``_blockcopy.c``): NumPy's bytes through
+    and cover the box on the trailing axes (``fill_run`` in ``csrc/loop.c``): NumPy's bytes through
     the patch path (plain and staged) and the general path, ``out=`` too, on boxes that start and
     end on chunk edges as often as not."""
     path, a = tiled_file(data, tmp_path)
@@ -590,7 +590,7 @@ RUN_VALUES = {"|u1": [7, 255], "<i2": [0x0707, 7], "<f4": [np.frombuffer(b"AAAA"
 @given(data=st.data())
 def test_blocks_of_one_byte_match_numpy(tmp_path: Path, data: st.DataObject) -> None:
     """Blocks whose streams are runs of one byte are filled in C, not decoded (``block_run`` in
-    ``_blockcopy.c``), where the filters leave those bytes as they are: blocks of zeros, of one
+    ``csrc/checks.c``), where the filters leave those bytes as they are: blocks of zeros, of one
     byte, of one item of different bytes, of random values and of values a filter turns into
     a run (a ramp under byte-delta, a bit pattern under bit-shuffle), under every filter
     pipeline and split mode, read through the patch path (plain and staged) and the general path."""

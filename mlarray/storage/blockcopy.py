@@ -1,4 +1,4 @@
-"""The compiled per-block loops of the read path (``_blockcopy.c``), loaded with :mod:`ctypes`.
+"""The compiled per-block loops of the read path (``csrc/``, built as ``_blockcopy``), loaded with :mod:`ctypes`.
 
 The helper is an optional part of the build: a plain C shared library with no Python in
 it, built next to this file when a C compiler is at hand at install time. It calls

@@ -85,7 +85,7 @@ and skipping its blocks of zeros took another 14-18% off (session 22)."""
 STREAM_MIN = 32 << 20
 """A result of at least this many bytes (larger than the CPU's caches) is written with
 streaming stores where the compiled loop writes rows of whole cache lines (``stream_rows`` in
-``_blockcopy.c``): a plain store first reads the line it writes from memory, a streaming
+``csrc/rows.c``): a plain store first reads the line it writes from memory, a streaming
 store does not. A result the loop allocates itself of this size starts on a cache line
 (64 bytes), so that its rows do where their length in bytes is a multiple of 64. Chunks of
 one value are filled so too. Loads of the benchmark CT took 0.73-0.79 of the time before

@@ -52,7 +52,7 @@ def settle_table(
     layout: Any, entries: np.ndarray[Any, Any], state: np.ndarray[Any, Any], whole: np.ndarray[Any, Any]
 ) -> np.ndarray[Any, Any] | None:
     """What the compiled patch loop needs to make :func:`quick_pass`'s checks itself, for chunks
-    a read touches that are not checked yet (``settle_chunk`` in ``_blockcopy.c``), or ``None``
+    a read touches that are not checked yet (``settle_chunk`` in ``csrc/loop.c``), or ``None``
     where it cannot: an int64 array of addresses and sizes (see there).
 
     ``entries``: the checked chunk index (int64); ``state``: the ledger's byte per chunk

@@ -57,7 +57,7 @@ MAX_BYTES = 1 << 30
 """Larger results take the general path, which checks them against the memory limit first."""
 STAGE_MIN = 32 << 20
 """Results of at least this many bytes are written a row of chunks at a time, through a buffer
-that stays in the CPU cache, with streaming stores (``read_box_staged`` in ``_blockcopy.c``)."""
+that stays in the CPU cache, with streaming stores (``read_box_staged`` in ``csrc/box.c``)."""
 STAGE_MAX = 8 << 20
 """The largest stage a thread keeps: a row of chunks whose part of the result is larger would not
 stay in the cache (and the buffer stays allocated), so such boxes are copied straight to the result."""
@@ -154,7 +154,7 @@ class PatchReader:
         self._settle = None if state is None else headers.settle_table(layout, self._entries, state, whole)
         step = 8 * self._ndim
         fixed = address(self._fixed)
-        # the reader's part of the arguments of mla_read_box (see _blockcopy.c), in its order
+        # the reader's part of the arguments of mla_read_box (see csrc/box.c), in its order
         self._head: list[int] = [
             *(self._getitem, self._ndim, self._itemsize, fixed, fixed + step, fixed + 2 * step),
             *(address(self._known), address(self._values), *(address(t) for t in tables)),
