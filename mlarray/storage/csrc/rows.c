@@ -14,7 +14,7 @@
  * them first (a plain store first reads the line it writes into the cache); the others
  * with plain stores. (Streaming only a row's whole lines, the plain ends of neighbouring
  * rows sharing lines, measured slower on the benchmark MR. A loop of its own rather than
- * stream_copy, whose plain head and tail are two memcpy calls per row: through it, CT
+ * stream_copy (box.c), whose plain head and tail are two memcpy calls per row: through it, CT
  * loads took 1.2 times as long.) The caller issues the store fence once all are written.
  */
 static void stream_rows(uint8_t *dst, const uint8_t *src, int64_t rows, size_t n, int64_t dst_step,
