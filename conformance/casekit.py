@@ -259,3 +259,15 @@ def channel_first_4d(units: list[str]) -> Callable[[Path], np.ndarray[Any, Any]]
         return data
 
     return build
+
+
+def raw_case(header: Any, *, text: str | None = None, seed: int = 29) -> Any:
+    """A file written without the reference writer: the header stored exactly as given."""
+
+    def build(path: Path) -> np.ndarray[Any, Any] | None:
+        data = rng(seed).integers(0, 100, size=(5, 9), dtype=np.int16)
+        stored = text_header(text) if text is not None else json_header(header)
+        raw_frame(path, data, stored, chunks=(4, 4), blocks=(2, 2))
+        return data
+
+    return build

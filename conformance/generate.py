@@ -5,7 +5,7 @@ Usage::
     PYTHONPATH=. python conformance/generate.py          # add the cases not yet in the manifest
     PYTHONPATH=. python conformance/generate.py --check  # exit 1 if some case is not generated yet
 
-The cases are defined in ``valid_cases.py`` and ``invalid_*cases.py``. A case whose id is
+The cases are defined in ``valid*_cases.py`` and ``invalid*_cases.py``. A case whose id is
 in ``manifest.json`` is released: its ``.mla`` file, its expected result and its manifest
 entry are committed and this script never touches them again (the files are not
 byte-reproducible across Blosc2 versions, so released files are the reference, not the

@@ -1,4 +1,5 @@
-"""Invalid cases: versions, the header's rules and the header against the frame (spec 2.2, 5, 6), schema 1.1, integrity (4.9)."""
+"""Invalid cases: versions (spec 2.2), the header's rules (5, 6), the header against the frame
+(5.9), schema 1.1 (5.10, 5.11) and integrity (4.9)."""
 
 from __future__ import annotations
 
