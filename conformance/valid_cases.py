@@ -326,20 +326,6 @@ def _class_locations(channel: bool) -> Any:
     return build
 
 
-def _huge_labels(path: Path) -> Array | None:
-    """class_locations of two labels that differ only beyond 2**53 (the reference writer writes them exactly)."""
-    from mlarray import MLArray
-    from mlarray.stats import annotate
-
-    labels = np.zeros((4, 5, 6), dtype=np.int64)
-    labels[1:3, 1:4, 2:5] = 2**53
-    labels[3, 4, 5] = 2**53 + 1
-    image = MLArray(labels, spacing=[1.0, 1.0, 1.0], chunk_size=labels.shape, block_size=labels.shape)
-    annotate(image, with_class_locations=True, seg=True, max_per_class=10)
-    image.save(path)
-    return labels
-
-
 def _fingerprint_ff(path: Path) -> Array | None:
     """A valid file whose trailer fingerprint has type byte 0xff and arbitrary bytes (readers ignore it)."""
     data = valid_base(path, seed=39)
