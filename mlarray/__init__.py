@@ -67,7 +67,7 @@ if TYPE_CHECKING:
         MetaVersion,
     )
     from mlarray.models import BBoxes, Layout, Meta, Spatial, Stats
-    from mlarray.models.base import to_json_value as to_json_value
+    from mlarray.models.jsonvalues import to_json_value as to_json_value
 
     empty = MLArray.empty
     zeros = MLArray.zeros
@@ -103,7 +103,7 @@ _CONSTRUCTORS = (
 _LAZY: dict[str, tuple[str, str]] = {
     "MLArray": ("mlarray.api", "MLArray"),
     "MLARRAY_DEFAULT_PATCH_SIZE": ("mlarray.layout", "DEFAULT_PATCH"),
-    "to_json_value": ("mlarray.models.base", "to_json_value"),
+    "to_json_value": ("mlarray.models.jsonvalues", "to_json_value"),
     **{
         name: ("mlarray.meta", name)
         for name in (
@@ -155,7 +155,7 @@ def is_serializable(d: object) -> bool:
     dicts, lists/tuples, strings, booleans and ``None`` (NumPy scalars and arrays count as
     their values). NaN, Infinity and non-string keys, which ``json.dumps`` accepts, are not.
     """
-    from mlarray.models.base import to_json_value as to_json_value
+    from mlarray.models.jsonvalues import to_json_value as to_json_value
 
     try:
         to_json_value(d)

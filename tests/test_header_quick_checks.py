@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlarray import HeaderNotJSONError
-from mlarray.models.base import _all_finite, overflowing_integers
+from mlarray.models.jsonvalues import _all_finite, overflowing_integers
 from mlarray.storage.codec import _surely_plain, decode_header, encode_header, json_problem
 from mlarray.versions import MAX_NESTING
 

@@ -13,16 +13,12 @@ from pydantic import ValidationError
 from mlarray.errors import HeaderValidationError, Problem, UnsupportedVersionError
 from mlarray.models.base import (
     PROBLEM_KINDS,
-    JsonList,
-    JsonObject,
     StrictModel,
     ignoring_unknown_fields,
-    overflowing_integers,
     problems_from,
     strict_json_types,
-    to_json_value,
-    without_overflow,
 )
+from mlarray.models.jsonvalues import JsonList, JsonObject, overflowing_integers, to_json_value, without_overflow
 from mlarray.models.v1 import (
     AXIS_VOCABULARY,
     DTYPES,

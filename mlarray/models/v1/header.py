@@ -14,7 +14,8 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlarray.errors import HeaderValidationError, Problem
-from mlarray.models.base import JsonDict, JsonObject, StrictModel
+from mlarray.models.base import StrictModel
+from mlarray.models.jsonvalues import JsonDict, JsonObject
 from mlarray.models.v1.annotations import BBoxes, ClassLocations, Integrity, Layout, Stats
 from mlarray.models.v1.spatial import Spatial, is_spatial_label
 from mlarray.versions import SCHEMA_VERSION
