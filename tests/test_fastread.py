@@ -191,6 +191,28 @@ def test_threads_give_identical_results(tmp_path: Path) -> None:
     assert results[0][2].tobytes() == a.tobytes()
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nchunks=st.integers(1, 13), nthreads=st.integers(2, 7), whole=st.booleans())
+def test_threads_taking_chunks_from_lanes_read_every_chunk_once(
+    tmp_path: Path, nchunks: int, nthreads: int, whole: bool
+) -> None:
+    """The threads of a read take chunks from as many lanes as threads asked for, in turn
+    (``mla_read_region``): more lanes than chunks, a short last lane or an even split, every
+    chunk is read, and nothing outside the selection is written (a buffer of -1 around it)."""
+    a = np.arange(nchunks * 4 * 3, dtype=np.int32).reshape(nchunks * 4, 3)
+    path = write(tmp_path, a, (4, 3), (2, 3))
+    key = slice(None) if whole else slice(1, nchunks * 4 - 1)
+    expected = a[key]
+    room = np.full(expected.size + 2, -1, dtype=np.int32)
+    out = room[1:-1].reshape(expected.shape)
+    with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+        before = fastread.reads
+        image.read(key, out=out)
+        assert fastread.reads == before + 1
+    assert np.array_equal(out, expected)
+    assert room[0] == room[-1] == -1
+
+
 def test_load_and_to_numpy_use_the_fast_path(tmp_path: Path) -> None:
     a = values(np.random.default_rng(2), (20, 30, 10), "<i2", False)
     path = write(tmp_path, a, (8, 8, 8), (4, 4, 8))

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 16
+ABI_VERSION = 17
 ZEROED = 1
 """Mode bit of ``mla_read_region``: the result holds zeros over the selection already (zeros are not written)."""
 STREAM = 2

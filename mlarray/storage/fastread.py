@@ -332,8 +332,9 @@ class _NativeRead:
     def run(self, first: int, count: int, shared: np.ndarray[Any, Any] | None = None) -> None:
         """Read touched chunks ``[first, first + count)`` on this thread.
 
-        With ``shared`` (one int64, starting at ``first``), every thread of the read calls
-        this and takes chunks from that counter in C until none is left.
+        With ``shared`` (two int64: a counter starting at ``first``, and the number of lanes),
+        every thread of the read calls this and takes chunks from that counter in C until none
+        is left, successive takes from lanes of chunks that lie apart (``mla_read_region``).
         """
         worker = libblosc2.worker(self.lib)
         worker.buffer(self.layout.blocksize)
@@ -616,7 +617,8 @@ def _read_native(
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
         else:
-            shared = np.zeros(1, dtype=np.int64)  # the next chunk to take, for every thread
+            # the next take, and the lanes (``mla_read_region``): threads decode chunks that lie apart
+            shared = np.array([0, nthreads], dtype=np.int64)
             threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
     reads += 1
     return out

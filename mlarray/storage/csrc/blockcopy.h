@@ -83,7 +83,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
 /* The library's interface version, checked by blockcopy.py (ABI_VERSION) before use. */
-#define MLA_ABI_VERSION 16
+#define MLA_ABI_VERSION 17
 
 /* Checking a block scans the chunk's block-start table, so checking every block of a chunk
  * block by block costs the square of its block count: the caller checks chunks of more

@@ -380,9 +380,14 @@ MLA_INTERNAL int all_ready(int64_t first, int64_t end, int32_t ndim, const int64
  * first touches of a shared file map did not (the kernel serialised them here), and no
  * map is left to unmap. Touched chunks [first, first + count) are
  * read: one after the other when `next` is NULL; else every thread of the read calls this
- * function with the same `next` counter (starting at `first`) and takes chunks from it
- * until none is left, so threads share the work without returning to Python. After an
- * error the counter is moved to the end, so the other threads stop at their next chunk.
+ * function with the same `next` (two int64: a counter starting at `first`, and a number of
+ * lanes, the threads asked for) and takes chunks from it until none is left, so threads
+ * share the work without returning to Python. The touched chunks are cut into that many
+ * stretches (lanes) and successive takes go to the lanes in turn: chunks decoded at the same
+ * time lie apart in the result, so the threads do not fault in the same pages of a fresh
+ * result (the kernel zeroes a huge page once, the other thread waiting or zeroing one in
+ * vain) nor write the same lines. After an error the counter is moved past the last take,
+ * so the other threads stop at their next chunk.
  *
  * With `grid` (the shape of the whole chunk grid), chunk_addr, chunk_size and chunk_check
  * are instead tables of every chunk of the array, indexed by its number in C order over
@@ -454,12 +459,23 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    chunk_check, itemsize, settle)) {
         return MLA_NOT_READY; /* every touched chunk must be ready before any is read */
     }
+    /* with `next`: take k (0, 1, ...) is chunk k / lanes of lane k % lanes; takes past the end
+     * of a short last lane are skipped */
+    const int64_t lanes = next != NULL && next[1] > 1 ? next[1] : 1;
+    const int64_t stretch = (count + lanes - 1) / lanes, claims = lanes * stretch;
     int64_t decoded = 0;
     for (int64_t i = first;; i++) { /* leaves with `decoded` set: blocks decoded, or an error */
         if (next != NULL) {
-            i = take(next);
+            const int64_t k = take(next) - first;
+            if (k >= claims) {
+                break;
+            }
+            i = first + (k % lanes) * stretch + k / lanes;
         }
         if (i >= end) {
+            if (next != NULL) {
+                continue;
+            }
             break;
         }
         const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
@@ -494,7 +510,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             if (!ready_known(fill_known, at)) {
                 *failed = at;
                 if (next != NULL) {
-                    stop_all(next, end);
+                    stop_all(next, first + claims);
                 }
                 decoded = MLA_NOT_READY;
                 break;
@@ -512,7 +528,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             if (rc < 0) {
                 *failed = at;
                 if (next != NULL) {
-                    stop_all(next, end);
+                    stop_all(next, first + claims);
                 }
                 decoded = rc;
                 break;
@@ -531,7 +547,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         if (rc < 0) {
             *failed = at;
             if (next != NULL) {
-                stop_all(next, end);
+                stop_all(next, first + claims);
             }
             decoded = rc;
             break;
