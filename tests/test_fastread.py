@@ -56,7 +56,7 @@ def test_compiled_loop_serves_reads(tmp_path: Path, engine: str, monkeypatch: py
 
         def counting(*args: Any) -> int:
             done = int(real(*args))
-            calls.append((args[18], args[19], args[20] is not None, done))  # first, count, shared counter, result
+            calls.append((args[18], args[19], args[20] is not None, done))  # first, count, shared lanes, result
             return done
 
         real_box = helper.read_box  # type: ignore[union-attr]
@@ -211,6 +211,30 @@ def test_threads_taking_chunks_from_lanes_read_every_chunk_once(
         assert fastread.reads == before + 1
     assert np.array_equal(out, expected)
     assert room[0] == room[-1] == -1
+
+
+@pytest.mark.parametrize("engine", ["compiled"], indirect=True)  # the NumPy stand-in has no lanes: a task per chunk
+def test_a_thread_left_alone_reads_the_lanes_of_threads_that_never_came(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """Each thread starts with a lane of its own and then helps with the others: when only one of
+    the threads asked for runs (the process could not start the rest), it reads every lane."""
+    a = np.arange(11 * 4 * 3, dtype=np.int32).reshape(44, 3)
+    path = write(tmp_path, a, (4, 3), (2, 3))
+    ran: list[int] = []
+
+    def only_the_first(tasks: Any, run: Any, nthreads: int) -> None:
+        first = next(iter(tasks))
+        ran.append(first)
+        run(first)
+
+    monkeypatch.setattr(threads, "run_parallel", only_the_first)
+    for nthreads in (2, 3, 5):
+        out = np.full(a.shape, -1, dtype=np.int32)
+        with MLArray.open(path, dparams={"nthreads": nthreads}) as image:
+            image.read(..., out=out)
+        assert np.array_equal(out, a), nthreads
+    assert ran == [0, 0, 0]  # one thread each time, and the parallel path was taken
 
 
 def test_load_and_to_numpy_use_the_fast_path(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ class Helper:
             *(_P, _P, _P),  # chunk grid (or NULL), which chunks stand for one value and those values
             *(_P, _P, _P),  # chunk addresses (or file offsets), sizes, block checks
             *(_I32, _I64, _P, _I64),  # file descriptor, chunk nbytes, copy buffer and its size
-            *(_I64, _I64, _P, _P),  # first, count, shared counter, out
+            *(_I64, _I64, _P, _P),  # first, count, the lanes threads share (or NULL), out
             *(_P, _P, _I32, _P),  # out strides, scratch block, block bytes, failed chunk
             *(_P, _I64, _P),  # blocks checked before (a bitmap per chunk, or NULL), its row bytes, chunk numbers
             _P,  # with a chunk grid: what settles a chunk not ready (or NULL; see settle_chunk)

@@ -332,9 +332,9 @@ class _NativeRead:
     def run(self, first: int, count: int, shared: np.ndarray[Any, Any] | None = None) -> None:
         """Read touched chunks ``[first, first + count)`` on this thread.
 
-        With ``shared`` (two int64: a counter starting at ``first``, and the number of lanes),
-        every thread of the read calls this and takes chunks from that counter in C until none
-        is left, successive takes from lanes of chunks that lie apart (``mla_read_region``).
+        With ``shared`` (int64: the number of lanes, then a zero per lane and one more), every
+        thread of the read calls this and takes chunks in C until none is left, first from a
+        lane of its own (``mla_read_region``).
         """
         worker = libblosc2.worker(self.lib)
         worker.buffer(self.layout.blocksize)
@@ -617,8 +617,9 @@ def _read_native(
         if nthreads <= 1 or count <= 1 or threads.address_space_limited():
             read.run(0, count)
         else:
-            # the next take, and the lanes (``mla_read_region``): threads decode chunks that lie apart
-            shared = np.array([0, nthreads], dtype=np.int64)
+            # the lanes of chunks the threads take (``mla_read_region``): each its own, chunks that lie apart
+            shared = np.zeros(2 + nthreads, dtype=np.int64)
+            shared[0] = nthreads
             threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
     reads += 1
     return out

@@ -288,21 +288,45 @@ MLA_EXPORT int mla_settle_chunk(const int64_t *settle, int64_t at, int64_t *chun
     return settle_chunk(settle, at, chunk_addr, chunk_size, chunk_check, itemsize, fill_known, fill_value);
 }
 
-/* Take the next touched chunk from the counter the threads of one read share. */
-static int64_t take(int64_t *next) {
+/* An atomic fetch-and-add of 1 on a counter the threads of one read share. */
+static int64_t take(int64_t *counter) {
 #if defined(_MSC_VER)
-    return InterlockedExchangeAdd64((volatile LONG64 *)next, 1);
+    return InterlockedExchangeAdd64((volatile LONG64 *)counter, 1);
 #else
-    return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 #endif
 }
 
-static void stop_all(int64_t *next, int64_t end) {
+/*
+ * The next touched chunk for a thread of a shared read (see mla_read_region): from its lane
+ * while that has chunks left, then from the other lanes in turn; -1 when every lane it has
+ * looked at since is exhausted. `lanes` holds [0] the number of lanes, [1] the count of
+ * threads that joined, [2 + l] the chunks taken from lane l; lane l is the touched chunks
+ * first + l * stretch ... first + (l + 1) * stretch - 1 (the last one shorter).
+ */
+static int64_t take_lane(int64_t *lanes, int64_t *lane, int64_t *left, int64_t first, int64_t end,
+                         int64_t stretch) {
+    while (*left > 0) {
+        const int64_t p = take(&lanes[2 + *lane]);
+        const int64_t i = first + *lane * stretch + p;
+        if (p < stretch && i < end) {
+            return i;
+        }
+        *lane = (*lane + 1) % lanes[0];
+        (*left)--;
+    }
+    return -1;
+}
+
+/* After an error: every lane exhausted, so the other threads stop at their next take. */
+static void stop_all(int64_t *lanes, int64_t stretch) {
+    for (int64_t l = 0; l < lanes[0]; l++) {
 #if defined(_MSC_VER)
-    InterlockedExchange64((volatile LONG64 *)next, end);
+        InterlockedExchange64((volatile LONG64 *)&lanes[2 + l], stretch);
 #else
-    __atomic_store_n(next, end, __ATOMIC_RELAXED);
+        __atomic_store_n(&lanes[2 + l], stretch, __ATOMIC_RELAXED);
 #endif
+    }
 }
 
 /*
@@ -380,14 +404,15 @@ MLA_INTERNAL int all_ready(int64_t first, int64_t end, int32_t ndim, const int64
  * first touches of a shared file map did not (the kernel serialised them here), and no
  * map is left to unmap. Touched chunks [first, first + count) are
  * read: one after the other when `next` is NULL; else every thread of the read calls this
- * function with the same `next` (two int64: a counter starting at `first`, and a number of
- * lanes, the threads asked for) and takes chunks from it until none is left, so threads
- * share the work without returning to Python. The touched chunks are cut into that many
- * stretches (lanes) and successive takes go to the lanes in turn: chunks decoded at the same
- * time lie apart in the result, so the threads do not fault in the same pages of a fresh
- * result (the kernel zeroes a huge page once, the other thread waiting or zeroing one in
- * vain) nor write the same lines. After an error the counter is moved past the last take,
- * so the other threads stop at their next chunk.
+ * function with the same `next` and takes chunks until none is left, so threads share the
+ * work without returning to Python. `next` holds 2 + L int64: L, the number of lanes (the
+ * threads asked for, at least 1), then zeros. The touched chunks are cut into L stretches
+ * (lanes); each thread that joins takes the next lane as its own and reads its chunks in
+ * order, then helps with the other lanes (take_lane). So the threads decode chunks that lie
+ * apart in the result and do not fault in the same pages of a fresh one together (the
+ * kernel zeroes a huge page before it takes the lock: two threads touching it first at
+ * once each zero 2 MiB, and one copy is thrown away). After an error every lane is marked
+ * exhausted, so the other threads stop at their next chunk.
  *
  * With `grid` (the shape of the whole chunk grid), chunk_addr, chunk_size and chunk_check
  * are instead tables of every chunk of the array, indexed by its number in C order over
@@ -434,6 +459,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
     int64_t lo[MLA_MAX_DIM], hi[MLA_MAX_DIM], blockgrid[MLA_MAX_DIM];
     *failed = -1;
     if (ndim < 1 || ndim > MLA_MAX_DIM || itemsize < 1 || block_bytes < 1 || first < 0 || count < 0 ||
+        (next != NULL && next[0] < 1) ||
         (block_done != NULL && ((grid == NULL && chunk_numbers == NULL) || done_stride < 1))) {
         return MLA_ERR_ARGS;
     }
@@ -459,23 +485,21 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
                                    chunk_check, itemsize, settle)) {
         return MLA_NOT_READY; /* every touched chunk must be ready before any is read */
     }
-    /* with `next`: take k (0, 1, ...) is chunk k / lanes of lane k % lanes; takes past the end
-     * of a short last lane are skipped */
-    const int64_t lanes = next != NULL && next[1] > 1 ? next[1] : 1;
-    const int64_t stretch = (count + lanes - 1) / lanes, claims = lanes * stretch;
+    int64_t lane = 0, left = 0, stretch = count; /* with `next`: this thread's lane, lanes to visit, lane length */
+    if (next != NULL) {
+        stretch = (count + next[0] - 1) / next[0];
+        lane = take(&next[1]) % next[0];
+        left = next[0];
+    }
     int64_t decoded = 0;
     for (int64_t i = first;; i++) { /* leaves with `decoded` set: blocks decoded, or an error */
         if (next != NULL) {
-            const int64_t k = take(next) - first;
-            if (k >= claims) {
+            i = take_lane(next, &lane, &left, first, end, stretch);
+            if (i < 0) {
                 break;
             }
-            i = first + (k % lanes) * stretch + k / lanes;
         }
         if (i >= end) {
-            if (next != NULL) {
-                continue;
-            }
             break;
         }
         const int64_t at = grid != NULL ? grid_number(i, ndim, clo, chi, grid) : i; /* its row in the tables */
@@ -510,7 +534,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             if (!ready_known(fill_known, at)) {
                 *failed = at;
                 if (next != NULL) {
-                    stop_all(next, first + claims);
+                    stop_all(next, stretch);
                 }
                 decoded = MLA_NOT_READY;
                 break;
@@ -528,7 +552,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
             if (rc < 0) {
                 *failed = at;
                 if (next != NULL) {
-                    stop_all(next, first + claims);
+                    stop_all(next, stretch);
                 }
                 decoded = rc;
                 break;
@@ -547,7 +571,7 @@ MLA_EXPORT int64_t mla_read_region(getitem_fn getitem, void *ctx, int32_t ndim, 
         if (rc < 0) {
             *failed = at;
             if (next != NULL) {
-                stop_all(next, first + claims);
+                stop_all(next, stretch);
             }
             decoded = rc;
             break;
