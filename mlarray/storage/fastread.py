@@ -332,9 +332,9 @@ class _NativeRead:
     def run(self, first: int, count: int, shared: np.ndarray[Any, Any] | None = None) -> None:
         """Read touched chunks ``[first, first + count)`` on this thread.
 
-        With ``shared`` (int64: the number of lanes, then a zero per lane and one more), every
-        thread of the read calls this and takes chunks in C until none is left, first from a
-        lane of its own (``mla_read_region``).
+        With ``shared`` (int64: the number of lanes, a zero, then a zero per lane), every thread
+        of the read calls this and takes chunks in C until none is left, first from a lane of
+        its own (``mla_read_region``).
         """
         worker = libblosc2.worker(self.lib)
         worker.buffer(self.layout.blocksize)
@@ -618,8 +618,9 @@ def _read_native(
             read.run(0, count)
         else:
             # the lanes of chunks the threads take (``mla_read_region``): each its own, chunks that lie apart
-            shared = np.zeros(2 + nthreads, dtype=np.int64)
-            shared[0] = nthreads
+            lanes = min(int(nthreads), count)
+            shared = np.zeros(2 + lanes, dtype=np.int64)
+            shared[0] = lanes
             threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
     reads += 1
     return out
