@@ -406,7 +406,7 @@ MLA_INTERNAL int all_ready(int64_t first, int64_t end, int32_t ndim, const int64
  * read: one after the other when `next` is NULL; else every thread of the read calls this
  * function with the same `next` and takes chunks until none is left, so threads share the
  * work without returning to Python. `next` holds 2 + L int64: L, the number of lanes (the
- * threads asked for, at least 1), then zeros. The touched chunks are cut into L stretches
+ * threads asked for, at most the touched chunks; at least 1), then zeros. The touched chunks are cut into L stretches
  * (lanes); each thread that joins takes the next lane as its own and reads its chunks in
  * order, then helps with the other lanes (take_lane). So the threads decode chunks that lie
  * apart in the result and do not fault in the same pages of a fresh one together (the
