@@ -621,6 +621,6 @@ def _read_native(
             lanes = min(int(nthreads), count)
             shared = np.zeros(2 + lanes, dtype=np.int64)
             shared[0] = lanes
-            threads.run_parallel(range(min(int(nthreads), count)), lambda _: read.run(0, count, shared), int(nthreads))
+            threads.run_parallel(range(lanes), lambda _: read.run(0, count, shared), int(nthreads))
     reads += 1
     return out
