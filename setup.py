@@ -16,7 +16,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 SCHEMAS = Path(__file__).resolve().parent / "schema"
-C_SOURCES = ["checks.c", "rows.c", "loop.c", "box.c"]
+C_SOURCES = ["checks.c", "rows.c", "loop.c", "box.c", "compress.c"]
 """The files of ``mlarray/storage/csrc/`` compiled into the library (``blockcopy.h`` is their shared header)."""
 
 

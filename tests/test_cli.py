@@ -71,10 +71,11 @@ def bad_header_file(path: Path, volume: np.ndarray) -> Path:
 def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
-    first, second = result.stdout.strip().splitlines()
+    first, second, third = result.stdout.strip().splitlines()
     assert first == f"mlarray {mlarray.__version__} (header schema {mlarray.SCHEMA_VERSION})"
     # which read path this installation uses: C-Blosc2 through ctypes and the compiled block loop
     assert second.startswith("reads: C-Blosc2 3.") and "compiled block loop _blockcopy" in second
+    assert third.startswith("writes: compiled chunk compressor for LZ4 and LZ4HC")
 
 
 @pytest.mark.parametrize("flag", ["-h", "--help"])

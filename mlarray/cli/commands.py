@@ -79,11 +79,12 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from mlarray.storage import blockcopy, fastread
+        from mlarray.storage import blockcopy, chunkcompress, fastread
 
         typer.echo(f"mlarray {__version__} (header schema {SCHEMA_VERSION})")
         reads = fastread.STATUS if fastread.available() else f"python-blosc2 ({fastread.STATUS})"
         typer.echo(f"reads: {reads}; {blockcopy.STATUS}")
+        typer.echo(f"writes: {chunkcompress.STATUS}")
         raise typer.Exit()
 
 

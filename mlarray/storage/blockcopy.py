@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 DISABLE_ENV = "MLARRAY_NO_BLOCKCOPY"
-ABI_VERSION = 17
+ABI_VERSION = 18
 ZEROED = 1
 """Mode bit of ``mla_read_region``: the result holds zeros over the selection already (zeros are not written)."""
 STREAM = 2
@@ -89,6 +89,16 @@ class Helper:
         self.block_problem = lib.mla_block_problem
         self.block_problem.argtypes = [_P, _I64, _I64]
         self.block_problem.restype = ctypes.c_int
+        self.compress_chunk = lib.mla_compress_chunk  # the write path: see mlarray.storage.chunkcompress
+        self.compress_chunk.argtypes = [
+            *(_P, _P, _P, _I64),  # LZ4 function table, header template, chunk in block order, its bytes
+            *(_I32, _I32, _I32, _I32, _I32),  # typesize, blocksize, mode, level, probe acceleration
+            *(_P, _I64, _P),  # workspace and its size, output (at least nbytes + 32 bytes)
+        ]
+        self.compress_chunk.restype = _I64
+        self.compress_workspace = lib.mla_compress_workspace
+        self.compress_workspace.argtypes = [_P, _I32]
+        self.compress_workspace.restype = _I64
         streams = lib.mla_streams
         streams.argtypes = []
         streams.restype = ctypes.c_int

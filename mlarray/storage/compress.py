@@ -9,6 +9,10 @@ threads, several chunks at once; the calling thread appends the finished chunks 
 frame in order and feeds them to the SHA-256 of the data section as they pass, so the
 digest needs no second read of the file (:func:`mlarray.storage.frame.folded_digest`).
 
+LZ4 and LZ4HC chunks with a byte shuffle or no filter are compressed by mlarray's own
+loop instead when it is built (:mod:`mlarray.storage.chunkcompress`: C-Blosc2's steps, but
+LZ4HC's search skipped on streams a fast pass finds no match in), the same bytes.
+
 The chunks are the bytes python-blosc2 would have written for the same array,
 chunk and block shapes and compression parameters (same block order, same zero
 padding of edge chunks): a file written here is byte for byte the file the serial
@@ -40,6 +44,7 @@ import blosc2
 import numpy as np
 
 from mlarray.errors import ResourceLimitError
+from mlarray.storage import chunkcompress
 from mlarray.storage.frame import folded_digest
 from mlarray.versions import MAX_CHUNKS
 
@@ -227,7 +232,7 @@ def compress_chunks(
     threads = default_threads() if nthreads is None else max(1, nthreads)
     workers = threads if nchunks is None else max(1, min(threads, nchunks))
     inner = max(1, threads // workers)
-    params: dict[int, Any] = {}
+    plans: dict[int, tuple[Any, chunkcompress.ChunkCompressor | None]] = {}
     local = threading.local()
 
     def compress(part: np.ndarray[Any, Any]) -> bytes:
@@ -238,13 +243,19 @@ def compress_chunks(
                 local.scratch = {}
             buf = block_order(part, chunks, blocks, local.scratch)
         size = buf.dtype.itemsize
-        if size not in params:
-            params[size] = chunk_cparams(cparams, blocks, size, nthreads=inner)
-        out: bytes = blosc2.compress2(buf, cparams=params[size])
+        if size not in plans:  # both made before either is seen by another thread
+            chosen = chunk_cparams(cparams, blocks, size, nthreads=inner)
+            plans[size] = chosen, chunkcompress.compressor(chosen) if inner == 1 else None
+        chosen, mine = plans[size]
+        if mine is not None:
+            done = mine(buf)
+            if done is not None:
+                return done
+        out: bytes = blosc2.compress2(buf, cparams=chosen)
         if out[2] & MEMCPYED and inner == 1:
             # One C-Blosc2 thread gives up on a chunk as soon as a block does not shrink and
             # stores it uncompressed; several threads keep the blocks that did shrink.
-            threaded: bytes = blosc2.compress2(buf, cparams=dataclasses.replace(params[size], nthreads=2))
+            threaded: bytes = blosc2.compress2(buf, cparams=dataclasses.replace(chosen, nthreads=2))
             if len(threaded) < len(out):
                 return threaded
         return out

@@ -68,6 +68,32 @@ class Library:
         self.set_maskout = lib.blosc2_set_maskout
         self.set_maskout.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
         self.set_maskout.restype = ctypes.c_int
+        self.lz4 = _lz4_table(lib)
+        """The LZ4 functions and ``blosc2_shuffle`` for the write path (:mod:`mlarray.storage.chunkcompress`),
+        as the int64 table ``mla_compress_chunk`` takes, or ``None`` when the library lacks one."""
+
+
+_LZ4_FUNCTIONS = (
+    "LZ4_compress_HC_extStateHC_fastReset",
+    "LZ4_compress_fast_extState_fastReset",
+    "blosc2_shuffle",
+    "LZ4_initStreamHC",
+    "LZ4_initStream",
+)
+
+
+def _lz4_table(lib: ctypes.CDLL) -> np.ndarray[Any, Any] | None:
+    """Addresses of :data:`_LZ4_FUNCTIONS`, then the sizes of the LZ4HC and LZ4 states."""
+    try:
+        addresses = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value or 0 for name in _LZ4_FUNCTIONS]
+        sizes = [lib.LZ4_sizeofStateHC, lib.LZ4_sizeofState]
+    except AttributeError:
+        return None
+    for size in sizes:
+        size.argtypes = []
+        size.restype = ctypes.c_int
+    table = np.array([*addresses, *(int(size()) for size in sizes)], dtype=np.int64)
+    return table if bool(np.all(table > 0)) else None
 
 
 def _library_files() -> list[Path]:

@@ -1,5 +1,6 @@
 /*
- * The compiled per-block loops of mlarray's read path: what the files of this folder share.
+ * The compiled per-block loops of mlarray's read path (and one of its write path): what the
+ * files of this folder share.
  *
  * One shared library, mlarray/storage/_blockcopy*.so, built from these files as an
  * optional extension (setup.py) and loaded with ctypes (mlarray/storage/blockcopy.py),
@@ -16,6 +17,8 @@
  *             chunks from the file or the map, settling chunks the patch path meets first
  *   box.c     the patch path's call (mla_read_box): a box in one call, zeroed first when
  *             mostly zeros, or staged a row of chunks at a time when large
+ *   compress.c  the write path's one exception: a data chunk compressed as C-Blosc2 does,
+ *             except that LZ4HC streams a fast LZ4 pass cannot shrink are stored raw at once
  *
  * For one chunk of a b2nd frame and a box of it, each block the box touches is decoded
  * into a block-sized buffer (which stays in the CPU cache) and the box's part of it is
@@ -83,7 +86,7 @@ typedef int (*getitem_fn)(void *, const void *, int32_t, int, int, void *, int32
 #define MLA_ERR_GAP (-1011)      /* spec 4.4.6: bytes between or after the blocks that no block holds */
 
 /* The library's interface version, checked by blockcopy.py (ABI_VERSION) before use. */
-#define MLA_ABI_VERSION 17
+#define MLA_ABI_VERSION 18
 
 /* Checking a block scans the chunk's block-start table, so checking every block of a chunk
  * block by block costs the square of its block count: the caller checks chunks of more
@@ -169,6 +172,10 @@ MLA_EXPORT int mla_blocks_problem(const uint8_t *chunk, int64_t cbytes, int64_t 
 MLA_EXPORT int mla_settle_chunk(const int64_t *settle, int64_t at, int64_t *chunk_addr, int64_t *chunk_size,
                                 uint8_t *chunk_check, int32_t itemsize, uint8_t *fill_known, uint8_t *fill_value);
 MLA_EXPORT int64_t mla_read_box(int64_t *a);
+MLA_EXPORT int64_t mla_compress_chunk(const int64_t *fns, const uint8_t *header, const uint8_t *src, int64_t nbytes,
+                                      int32_t typesize, int32_t blocksize, int32_t mode, int32_t level,
+                                      int32_t accel, uint8_t *work, int64_t work_size, uint8_t *dst);
+MLA_EXPORT int64_t mla_compress_workspace(const int64_t *fns, int32_t blocksize);
 MLA_EXPORT void *PyInit__blockcopy(void);
 
 /* checks.c */
