@@ -230,3 +230,19 @@ def test_saves_use_it_and_write_the_same_files(tmp_path: Path, monkeypatch: pyte
     MLArray(image, patch_size=(32, 32, 32)).save(tmp_path / "blosc2.mla")
     assert (tmp_path / "own.mla").read_bytes() == (tmp_path / "blosc2.mla").read_bytes()
     np.testing.assert_array_equal(MLArray.open(tmp_path / "own.mla")[...], image)
+
+
+def test_a_thread_keeps_no_output_buffer_for_huge_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = chunkcompress.compressor(chunk_cparams(blosc2.CParams(codec=blosc2.Codec.LZ4HC, clevel=5), [4096], 2))
+    assert mine is not None
+    data = make_data("smooth", 4096 * 16, np.dtype("<i2"), 0)
+    monkeypatch.setattr(chunkcompress._local, "out", None, raising=False)
+    monkeypatch.setattr(chunkcompress, "KEEP", data.nbytes + 32)  # up to this chunk's output: kept
+    assert mine(data) == blosc2.compress2(
+        data, cparams=chunk_cparams(blosc2.CParams(codec=blosc2.Codec.LZ4HC, clevel=5), [4096], 2)
+    )
+    kept = chunkcompress._local.out
+    assert kept.nbytes >= data.nbytes + 32
+    bigger = np.concatenate([data, data])
+    assert blosc2.decompress2(mine(bigger)) == bigger.tobytes()
+    assert chunkcompress._local.out is kept  # the larger buffer was not kept

@@ -35,6 +35,8 @@ from mlarray.storage.blockcopy import HELPER
 
 PROBE_ACCELERATION = 4
 """Acceleration of the fast LZ4 pass (LZ4's own scale: higher skips more positions)."""
+KEEP = 64 << 20
+"""A thread keeps its output buffer between chunks up to this size."""
 SHUFFLE = 1
 HC = 2
 PROBE = 4
@@ -103,7 +105,9 @@ def _buffers(work_size: int, out_size: int) -> tuple[np.ndarray[Any, Any], np.nd
         work = _local.work = raw[start : start + work_size]
     out: np.ndarray[Any, Any] | None = getattr(_local, "out", None)
     if out is None or out.nbytes < out_size:
-        out = _local.out = np.empty(out_size, dtype=np.uint8)
+        out = np.empty(out_size, dtype=np.uint8)
+        if out_size <= KEEP:  # a thread keeps no buffer for huge chunks after the save
+            _local.out = out
     return work, out
 
 
