@@ -19,7 +19,7 @@ import pytest
 from memlimit import run_limited
 
 from mlarray import MLArray
-from mlarray.storage import blockcopy, compress, fastread
+from mlarray.storage import blockcopy, chunkvalues, compress
 from mlarray.storage.chunks import DataSection
 from mlarray.validate import validate_file
 
@@ -158,13 +158,13 @@ def test_chunk_values_settles_special_kinds_at_once_and_leaves_the_rest_to_the_l
     numbers = np.arange(5, dtype=np.int64)
     f4 = np.dtype("<f4")
     with pytest.raises(ValueError, match="chunk 4: a special chunk of kind 5"):
-        fastread.chunk_values(numbers, entries, get_chunk, f4, fail, specials)
+        chunkvalues.chunk_values(numbers, entries, get_chunk, f4, fail, specials)
     assert asked == [3, 4]  # only the chunk to decode and the refused one, in order
-    known, values, regular = fastread.chunk_values(numbers[:4], entries, get_chunk, f4, fail, specials)
+    known, values, regular = chunkvalues.chunk_values(numbers[:4], entries, get_chunk, f4, fail, specials)
     assert known.tolist() == [True, True, True, False]
     assert values[0].tolist() == [0, 0, 0, 0]
     assert np.isnan(values[1].view(f4)[0])
     assert values[2].view(f4)[0] == 2.5
     assert [members.tolist() for members, _ in regular] == [[3]]
     with pytest.raises(ValueError, match="chunk 1: a special chunk of kind 2"):  # NaN runs only for floats
-        fastread.chunk_values(numbers[:2], entries, get_chunk, np.dtype("<i4"), fail, specials)
+        chunkvalues.chunk_values(numbers[:2], entries, get_chunk, np.dtype("<i4"), fail, specials)

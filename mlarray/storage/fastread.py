@@ -11,7 +11,7 @@ Without the compiled loop, each touched chunk's touched blocks are decoded into 
 chunk-sized buffer (``blosc2_decompress_ctx`` with a block mask, nothing zeroed) and copied
 out with a few strided NumPy copies per chunk. Special-value chunks and index entries
 (zeros, NaN, value runs) are never decoded: the compiled loop fills their boxes from a table
-of values made with NumPy (:func:`chunk_values`; the stand-in fills them with NumPy), so a
+of values made with NumPy (:func:`~mlarray.storage.chunkvalues.chunk_values`; the stand-in fills them with NumPy), so a
 read of a frame of millions of chunks costs bytes per chunk, not Python objects. ctypes
 releases the GIL during each call, so chunks are decoded on several threads when asked.
 
@@ -60,9 +60,9 @@ import numpy as np
 
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, libblosc2, threads
+from mlarray.storage.chunkvalues import GetChunk, Specials, chunk_values, special_chunk, special_entry, stored_chunk
 from mlarray.storage.libblosc2 import Library, address
-from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, chunk_numbers, normalize_key, plan, shared_groups
-from mlarray.storage.structure import ENTRY_NAN, ENTRY_ZEROS, SPECIAL_NAN, SPECIAL_VALUE, SPECIAL_ZERO
+from mlarray.storage.selection import AxisPart, ChunkPlan, Plan, chunk_numbers, normalize_key, plan
 
 if TYPE_CHECKING:
     from mlarray.storage.chunks import DataLayout
@@ -92,7 +92,6 @@ one value are filled so too. Loads of the benchmark CT took 0.73-0.79 of the tim
 on one thread and 0.76-0.80 on two, the 4-channel volume's 0.85-0.91 and 0.78-0.89; the MR's
 rows (720 bytes) are not whole lines, its loads are unchanged (session 23)."""
 
-GetChunk = Callable[[int], Any]
 Numbers = Union[Sequence[int], "np.ndarray[Any, Any]"]
 """Chunk numbers or index entries: a sequence of ints or an int64 array."""
 ChunkRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], Any] | None"]
@@ -101,9 +100,6 @@ ChunkRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any
 FileRefs = Callable[[Numbers], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int] | None"]
 """File offsets and lengths of header-checked chunks and the open file's descriptor
 (see :meth:`~mlarray.storage.chunks.DataSection.chunk_offsets`)."""
-Specials = Callable[["np.ndarray[Any, Any]"], "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None"]
-"""For checked stored chunks, their special kinds and value-run bytes, all at once (see
-:meth:`~mlarray.storage.chunks.DataSection.special_values`)."""
 Marks = tuple[np.ndarray[Any, Any], int]
 """The blocks checked one by one, a bit per block in rows of the given bytes per chunk
 (see :meth:`~mlarray.storage.chunks.DataSection.block_marks`)."""
@@ -134,34 +130,6 @@ def _int64_vector(array: Any, length: int) -> bool:
 def _unit(width: int) -> np.dtype[Any]:
     """The raw-bytes dtype boxes are copied in (rows of ``width`` bytes)."""
     return np.dtype(f"V{width}")
-
-
-def special_entry(entry: int, dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
-    """The value a zeros/NaN index entry stands for (spec 4.4.2)."""
-    if entry == ENTRY_ZEROS:
-        return 0
-    if entry == ENTRY_NAN and dtype.kind == "f":
-        return np.nan
-    raise fail(f"the index entry {entry & (2**64 - 1):#x}")
-
-
-def stored_chunk(raw: Any, fail: Callable[[str], Exception]) -> tuple[np.ndarray[Any, Any], int]:
-    """A chunk's stored bytes (any buffer) as uint8, and its special kind (0: data C decodes; spec 4.4.4)."""
-    data = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=np.uint8)
-    if len(data) < 32:
-        raise fail("it is shorter than a chunk header")
-    return data, int(data[31]) >> 4 & 0x07
-
-
-def special_chunk(kind: int, data: np.ndarray[Any, Any], dtype: np.dtype[Any], fail: Callable[[str], Exception]) -> Any:
-    """The value a special chunk of ``kind`` stands for (spec 4.4.4)."""
-    if kind == SPECIAL_ZERO:
-        return 0
-    if kind == SPECIAL_NAN and dtype.kind == "f":
-        return np.nan
-    if kind == SPECIAL_VALUE and len(data) >= 32 + dtype.itemsize:
-        return data[32 : 32 + dtype.itemsize].view(dtype)[0]
-    raise fail(f"a special chunk of kind {kind}")
 
 
 class _Read:
@@ -312,8 +280,8 @@ class _NativeRead:
 
     def _look_up(self, todo: np.ndarray[Any, Any], entries: np.ndarray[Any, Any], get_chunk: GetChunk) -> None:
         """Settle the touched chunks at positions ``todo``, which have no address yet
-        (:func:`chunk_values`): values go to the fill table, chunks to decode get the address of
-        the bytes ``get_chunk`` returns (checked whole there)."""
+        (:func:`~mlarray.storage.chunkvalues.chunk_values`): values go to the fill table,
+        chunks to decode get the address of the bytes ``get_chunk`` returns (checked whole there)."""
         if not len(todo):
             return
         known, values, regular = chunk_values(
@@ -418,86 +386,6 @@ def on_cache_line(
     raw = make(nbytes + 64, dtype=np.uint8)
     skip = -raw.ctypes.data % 64
     return raw[skip : skip + nbytes].view(dtype).reshape(shape)
-
-
-def chunk_values(
-    numbers: np.ndarray[Any, Any],
-    entries: np.ndarray[Any, Any],
-    get_chunk: GetChunk,
-    dtype: np.dtype[Any],
-    fail: Callable[[int, str], Exception],
-    specials: Specials | None = None,
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[tuple[np.ndarray[Any, Any], Any]]]:
-    """What the chunks ``numbers`` (distinct) stand for, with NumPy rather than a loop per chunk.
-
-    Returns, by position in ``numbers``: whether the chunk stands for one value (a zeros/NaN
-    index entry, spec 4.4.2, or a special chunk, 4.4.4), that value's bytes (a row of
-    ``dtype.itemsize`` bytes, zero elsewhere), and the chunks C-Blosc2 must decode, as
-    groups of positions sharing one index entry (so the same stored bytes) with those
-    bytes. ``get_chunk`` is asked once per distinct entry, in the order of ``numbers``, so
-    an error names the first chunk it concerns; ``fail(number, what)`` makes the errors.
-    A frame may declare millions of chunks, all pointing at one stored chunk, or millions
-    of value runs: where ``specials`` tells the kinds and values of the stored chunks at
-    once, the chunks it settles are not asked for one by one.
-    """
-    count = len(numbers)
-    known = np.zeros(count, dtype=bool)
-    values = np.zeros((count, dtype.itemsize), dtype=np.uint8)
-    regular: list[tuple[np.ndarray[Any, Any], Any]] = []
-    wanted = entries[numbers]
-    special = wanted < 0
-    if special.any():
-        zeros = wanted == ENTRY_ZEROS
-        nans = (wanted == ENTRY_NAN) if dtype.kind == "f" else np.zeros_like(zeros)
-        bad = special & ~(zeros | nans)
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise fail(int(numbers[k]), f"the index entry {int(wanted[k]) & (2**64 - 1):#x}")
-        if nans.any():
-            values[nans] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
-        known |= special
-    stored = np.flatnonzero(~special)
-    shared = shared_groups(wanted[stored])
-    if shared is None and specials is not None and len(stored):
-        stored = _settle_specials(stored, numbers, values, known, dtype, specials)
-    groups: Any = stored[:, None] if shared is None else [stored[g] for g in shared]  # usually one chunk per entry
-    for members in groups:
-        number = int(numbers[members[0]])
-        data, kind = stored_chunk(get_chunk(number), functools.partial(fail, number))
-        if not kind:
-            regular.append((members, data))
-            continue
-        value = special_chunk(kind, data, dtype, functools.partial(fail, number))
-        values[members] = np.frombuffer(np.asarray(value, dtype=dtype).tobytes(), dtype=np.uint8)
-        known[members] = True
-    return known, values, regular
-
-
-def _settle_specials(
-    stored: np.ndarray[Any, Any],
-    numbers: np.ndarray[Any, Any],
-    values: np.ndarray[Any, Any],
-    known: np.ndarray[Any, Any],
-    dtype: np.dtype[Any],
-    specials: Specials,
-) -> np.ndarray[Any, Any]:
-    """Note the values of the special chunks among positions ``stored`` at once; return the
-    other positions (chunks to decode, and any kind to refuse, for the loop to raise)."""
-    found = specials(numbers[stored])
-    if found is None:
-        return stored
-    kinds, rows = found
-    if rows.shape != (len(stored), dtype.itemsize):
-        return stored
-    nans = (kinds == SPECIAL_NAN) & (dtype.kind == "f")
-    runs = kinds == SPECIAL_VALUE
-    if nans.any():
-        values[stored[nans]] = np.frombuffer(np.array(np.nan, dtype=dtype).tobytes(), dtype=np.uint8)
-    values[stored[runs]] = rows[runs]
-    settled = (kinds == SPECIAL_ZERO) | nans | runs
-    known[stored[settled]] = True
-    rest: np.ndarray[Any, Any] = stored[~settled]
-    return rest
 
 
 def layout_ok(layout: DataLayout, dtype: np.dtype[Any]) -> bool:

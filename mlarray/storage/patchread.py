@@ -46,7 +46,8 @@ import numpy as np
 
 from mlarray.errors import CorruptFrameError
 from mlarray.storage import blockcopy, fastread, headers, libblosc2, results
-from mlarray.storage.fastread import ChunkRefs, GetChunk, Specials
+from mlarray.storage.chunkvalues import GetChunk, Specials, chunk_values
+from mlarray.storage.fastread import ChunkRefs
 from mlarray.storage.libblosc2 import address
 from mlarray.storage.selection import chunk_numbers, normalize_key
 from mlarray.storage.structure import ENTRY_ZEROS
@@ -243,7 +244,7 @@ class PatchReader:
             todo = numbers[(self._tables[0][numbers] == 0) & (self._known[numbers] == 0)]
             if not len(todo):
                 return True
-            known, values, regular = fastread.chunk_values(
+            known, values, regular = chunk_values(
                 todo, self._entries, self._get_chunk, self.dtype, self._fail, self._specials
             )
             if regular:  # a chunk to decode that has no address: not in the map
