@@ -246,3 +246,24 @@ def test_a_thread_keeps_no_output_buffer_for_huge_chunks(monkeypatch: pytest.Mon
     bigger = np.concatenate([data, data])
     assert blosc2.decompress2(mine(bigger)) == bigger.tobytes()
     assert chunkcompress._local.out is kept  # the larger buffer was not kept
+
+
+def test_a_loop_that_fails_its_check_is_not_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """If the compiled loop fails or differs on the sample, saves go to python-blosc2 and still work."""
+    cparams = chunk_cparams(blosc2.CParams(codec=blosc2.Codec.LZ4HC, clevel=5), [1024], 2)
+
+    def broken(self: chunkcompress.ChunkCompressor, chunk: Any, probe: bool = True) -> bytes | None:
+        raise RuntimeError("mlarray's chunk compressor failed (code -2002)")
+
+    chunkcompress._compressor.cache_clear()
+    try:
+        monkeypatch.setattr(chunkcompress.ChunkCompressor, "__call__", lambda self, chunk, probe=True: b"other")
+        assert chunkcompress.compressor(cparams) is None
+        chunkcompress._compressor.cache_clear()
+        monkeypatch.setattr(chunkcompress.ChunkCompressor, "__call__", broken)
+        assert chunkcompress.compressor(cparams) is None
+        image = make_data("smooth", 96 * 160 * 192, np.dtype("<i2"), 0).reshape(96, 160, 192)
+        MLArray(image, patch_size=(32, 32, 32)).save(tmp_path / "a.mla")
+        np.testing.assert_array_equal(MLArray.open(tmp_path / "a.mla")[...], image)
+    finally:
+        chunkcompress._compressor.cache_clear()  # no plan made under the patches outlives the test

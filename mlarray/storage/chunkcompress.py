@@ -165,4 +165,8 @@ def _compressor(
         level=clevel if hc else 10 - clevel,  # C-Blosc2's acceleration for LZ4
     )
     # The loop must give C-Blosc2's bytes, or it is not used with this library.
-    return made if made(sample, probe=False) == template else None
+    try:
+        same = made(sample, probe=False) == template
+    except RuntimeError:  # the loop refused the library's LZ4 states or shuffle
+        return None
+    return made if same else None
