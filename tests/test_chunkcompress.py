@@ -81,7 +81,7 @@ params_strategy = st.fixed_dictionaries(
 )
 
 
-def setup(p: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any], chunkcompress.ChunkCompressor | None]:
+def compress_case(p: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any], chunkcompress.ChunkCompressor | None]:
     dtype = np.dtype({1: "u1", 2: "<i2", 4: "<f4", 8: "<i8"}[p["itemsize"]])
     filters = [blosc2.Filter.SHUFFLE] if p["shuffle"] else [blosc2.Filter.NOFILTER]
     base = blosc2.CParams(codec=p["codec"], clevel=p["clevel"], splitmode=p["splitmode"], filters=filters)
@@ -93,7 +93,7 @@ def setup(p: dict[str, Any]) -> tuple[Any, np.ndarray[Any, Any], chunkcompress.C
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params_strategy)
 def test_without_the_fast_pass_the_chunk_is_blosc2s(p: dict[str, Any]) -> None:
-    cparams, data, mine = setup(p)
+    cparams, data, mine = compress_case(p)
     if mine is None:  # blocks under 128 bytes C-Blosc2 stores raw; too short streams do not shrink
         assert cparams.blocksize < 128 or cparams.blocksize // cparams.typesize <= 256
         return
@@ -108,7 +108,7 @@ def test_without_the_fast_pass_the_chunk_is_blosc2s(p: dict[str, Any]) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params_strategy)
 def test_with_the_fast_pass_only_raw_streams_differ(p: dict[str, Any]) -> None:
-    cparams, data, mine = setup(p)
+    cparams, data, mine = compress_case(p)
     if mine is None:
         assert cparams.blocksize < 128 or cparams.blocksize // cparams.typesize <= 256
         return
@@ -134,7 +134,7 @@ def test_noise_streams_are_stored_raw_without_the_search() -> None:
     """CT-like int16: the low bytes are noise, the high bytes compress; the chunk is C-Blosc2's."""
     p = dict(itemsize=2, block_items=16384, nblocks=4, codec=blosc2.Codec.LZ4HC, clevel=5, shuffle=True)
     p.update(splitmode=blosc2.SplitMode.ALWAYS_SPLIT, kind="noisy_low_bytes", seed=3)
-    cparams, data, mine = setup(p)
+    cparams, data, mine = compress_case(p)
     assert mine is not None and mine.mode & chunkcompress.PROBE
     ours = mine(data)
     assert ours == blosc2.compress2(data, cparams=cparams)

@@ -32,6 +32,7 @@ import numpy as np
 
 from mlarray.storage import blockcopy, libblosc2
 from mlarray.storage.blockcopy import HELPER
+from mlarray.storage.fastread import on_cache_line
 
 PROBE_ACCELERATION = 4
 """Acceleration of the fast LZ4 pass (LZ4's own scale: higher skips more positions)."""
@@ -100,9 +101,7 @@ def _buffers(work_size: int, out_size: int) -> tuple[np.ndarray[Any, Any], np.nd
     """This thread's workspace (64-byte aligned) and output buffer, grown as needed."""
     work: np.ndarray[Any, Any] | None = getattr(_local, "work", None)
     if work is None or work.nbytes < work_size:
-        raw = np.empty(work_size + 64, dtype=np.uint8)
-        start = -raw.ctypes.data % 64
-        work = _local.work = raw[start : start + work_size]
+        work = _local.work = on_cache_line((work_size,), np.dtype(np.uint8), np.empty)
     out: np.ndarray[Any, Any] | None = getattr(_local, "out", None)
     if out is None or out.nbytes < out_size:
         out = np.empty(out_size, dtype=np.uint8)
