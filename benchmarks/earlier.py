@@ -11,6 +11,11 @@ source array), then prints the results as JSON.
 
 Nothing of the project's own virtualenv is touched: the peer's packages live only in
 the cache directory (``$MLARRAY_BENCH_CACHE``, default ``~/.cache/mlarray-bench``).
+
+pip installs the newest python-blosc2 the release admits, so the peer's speed moves with
+python-blosc2's (4.15 changed its slicing: ``docs/performance.md``). To measure the release
+with another one, set ``$MLARRAY_BENCH_PEER_BLOSC2`` to its version (``4.14.1``): that
+peer gets a virtualenv of its own beside the default one.
 """
 
 from __future__ import annotations
@@ -33,12 +38,27 @@ VERSION = SPEC.split("==")[1]
 WORKER = Path(__file__).with_name("earlier_worker.py")
 
 
+def blosc2_pin() -> str | None:
+    """The python-blosc2 version asked for the peer (``$MLARRAY_BENCH_PEER_BLOSC2``), or None for pip's choice."""
+    pin = os.environ.get("MLARRAY_BENCH_PEER_BLOSC2", "").strip()
+    if pin and not all(part.isdigit() for part in pin.split(".")):
+        raise ValueError(f"MLARRAY_BENCH_PEER_BLOSC2={pin!r} is not a release number such as 4.14.1")
+    return pin or None
+
+
+def requirements() -> list[str]:
+    """What pip installs into the peer's virtualenv."""
+    pin = blosc2_pin()
+    return [SPEC] + ([f"blosc2=={pin}"] if pin else [])
+
+
 def cache_dir() -> Path:
     """Where the peer's virtualenv lives (``$MLARRAY_BENCH_CACHE`` or ``~/.cache/mlarray-bench``)."""
     root = os.environ.get("MLARRAY_BENCH_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlarray-bench"
     )
-    return Path(root) / f"venv-{NAME}"
+    pin = blosc2_pin()
+    return Path(root) / (f"venv-{NAME}-blosc2-{pin}" if pin else f"venv-{NAME}")
 
 
 def _python(env_dir: Path) -> Path:
@@ -59,19 +79,20 @@ def peer_python(log: Any = None) -> Path:
     env_dir = cache_dir()
     marker = env_dir / "installed.txt"
     python = _python(env_dir)
-    if python.exists() and marker.exists() and marker.read_text().strip() == SPEC:
+    wanted = " ".join(requirements())
+    if python.exists() and marker.exists() and marker.read_text().strip() == wanted:
         return python
     if log is not None:
-        log(f"creating the virtualenv of the earlier implementation in {env_dir} ({SPEC})")
+        log(f"creating the virtualenv of the earlier implementation in {env_dir} ({wanted})")
     venv.EnvBuilder(clear=True, with_pip=True).create(env_dir)
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", SPEC],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements()],
         capture_output=True,
         text=True,
     )
     if install.returncode != 0:
-        raise RuntimeError(f"pip could not install {SPEC} into {env_dir}:\n{install.stderr[-2000:]}")
-    marker.write_text(SPEC + "\n")
+        raise RuntimeError(f"pip could not install {wanted} into {env_dir}:\n{install.stderr[-2000:]}")
+    marker.write_text(wanted + "\n")
     return python
 
 

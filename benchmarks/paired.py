@@ -189,7 +189,7 @@ class WorkerSide:
             cwd=workdir,  # not the repository: `import mlarray` must find the peer's package
             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         )
-        self._ask(request)
+        self.versions: dict[str, str] = self._ask(request)  # the worker's mlarray and python-blosc2
 
     def _ask(self, request: dict[str, Any]) -> Any:
         assert self._proc.stdin is not None and self._proc.stdout is not None
@@ -259,7 +259,8 @@ def measure_dataset(name: str, ds: datasets.Dataset, workdir: str, rounds: int, 
     ours = LocalSide(peers.MLArrayFormat(), ds)
     npy = LocalSide(peers.NpyMmap(), ds)
     floor = FloorSide()
-    theirs: Side = WorkerSide(ds, workdir)
+    worker = WorkerSide(ds, workdir)
+    theirs: Side = worker
     paths = {s: os.path.join(workdir, f"{name}.{s}") for s in ("ours.mla", "earlier.mla", "npy")}
     paths["npy"] += ".npy"
     try:
@@ -273,7 +274,7 @@ def measure_dataset(name: str, ds: datasets.Dataset, workdir: str, rounds: int, 
             keys = _keys(ds, edge, GROUP, [seed, sum(map(ord, name)), edge, int(reopen), r])
             return statistics.median(side.reads(path, keys, reopen))
 
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"peer_versions": worker.versions}
         spatial = [ds.array.shape[a] for a in ds.spatial_axes]
         for edge in (128, 192):
             if all(edge >= s for s in spatial):
@@ -357,7 +358,14 @@ def markdown(results: dict[str, Any]) -> str:
                 edge = key.removeprefix("floor")
                 row = f"{edge}³ patch: {what} (bound)"
                 rows.append(f"| {name} | {row} | {s['median']:.2f} | | {_spread(s)} | |")
+    peers_seen = sorted({_versions(e["peer_versions"]) for e in results["datasets"].values() if "peer_versions" in e})
+    if peers_seen:
+        rows += ["", "0.0.54 measured with " + "; ".join(peers_seen) + "."]
     return "\n".join(rows) + "\n"
+
+
+def _versions(v: dict[str, str]) -> str:
+    return f"mlarray {v['mlarray']}, python-blosc2 {v['blosc2']}"
 
 
 def main(argv: list[str] | None = None) -> int:

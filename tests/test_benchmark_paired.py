@@ -101,3 +101,27 @@ def test_the_table_shows_bounds_without_a_verdict() -> None:
         "| 2.10 [2.10 - 2.10], 2.10 - 2.10 (n=1) | |",
     ]
     assert any("128³ patch: ours / 0.0.54 | 0.80 | <= 0.7" in r and "**missed**" in r for r in rows)
+
+
+def test_the_table_names_the_peer_it_measured() -> None:
+    s = paired.summarize([0.8])
+    versions = {"mlarray": "0.0.54", "blosc2": "4.14.1"}
+    results = {"datasets": {"ct": {"patch128": s, "peer_versions": versions}, "mr": {"peer_versions": versions}}}
+    lines = paired.markdown(results).splitlines()
+    assert lines[-1] == "0.0.54 measured with mlarray 0.0.54, python-blosc2 4.14.1."
+    assert not any("peer_versions" in line for line in lines)
+
+
+def test_a_pinned_python_blosc2_gets_a_virtualenv_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from benchmarks import earlier
+
+    monkeypatch.setenv("MLARRAY_BENCH_CACHE", str(tmp_path))
+    monkeypatch.delenv("MLARRAY_BENCH_PEER_BLOSC2", raising=False)
+    assert earlier.requirements() == ["mlarray==0.0.54"]
+    default = earlier.cache_dir()
+    monkeypatch.setenv("MLARRAY_BENCH_PEER_BLOSC2", "4.14.1")
+    assert earlier.requirements() == ["mlarray==0.0.54", "blosc2==4.14.1"]
+    assert earlier.cache_dir() != default and earlier.cache_dir().parent == tmp_path
+    monkeypatch.setenv("MLARRAY_BENCH_PEER_BLOSC2", "4.14; rm -rf /")
+    with pytest.raises(ValueError, match="not a release number"):
+        earlier.requirements()
